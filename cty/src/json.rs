@@ -1,0 +1,1 @@
+//! JSON codec (to be written).

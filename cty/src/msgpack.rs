@@ -1,0 +1,1 @@
+//! msgpack codec (to be written).
