@@ -1,1 +1,46 @@
-fn main() {}
+//! `terraform-provider-kvm`: started by Terraform, or by hand with `--debug`.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use terraform_provider_kvm::plugin::{self, ServeOptions};
+use terraform_provider_kvm::resources::Registry;
+use terraform_provider_kvm::server::ProviderService;
+
+/// The source address users put in `required_providers`.
+const PROVIDER_ADDRESS: &str = "registry.terraform.io/kvm/kvm";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--version" || a == "-version") {
+        println!("terraform-provider-kvm {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
+    let debug = args.iter().any(|a| a == "--debug" || a == "-debug");
+    if !debug {
+        if let Err(e) = plugin::check_magic_cookie() {
+            eprintln!("{e}");
+            return ExitCode::from(1);
+        }
+    }
+    plugin::init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let service = ProviderService::new(Registry::builtin());
+    let opts = ServeOptions { debug, provider_address: PROVIDER_ADDRESS.into() };
+    let result = runtime.block_on(plugin::serve(service, opts));
+    // Terraform kills a provider that lingers 2 s after Shutdown: don't wait for stragglers.
+    runtime.shutdown_timeout(Duration::from_millis(500));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! Resources: one file each, written against plain values and the [`Resource`] trait.
+//!
+//! Nothing here knows about gRPC or protobuf: the server decodes Terraform's requests,
+//! applies the plan rules from [`crate::schema`], and calls these methods.
+
+mod attrs;
+pub mod sealed_secret;
+pub mod sealing_key;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tf_cty::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::diag::{Diagnostic, Diagnostics};
+use crate::schema::Schema;
+
+pub use attrs::{set_attr, Attrs};
+
+/// What an operation may use besides its inputs.
+#[derive(Clone, Debug)]
+pub struct Context {
+    /// Cancelled when Terraform asks the provider to stop (Ctrl-C): long operations must
+    /// check it and wind down, leaving nothing untracked behind.
+    pub cancel: CancellationToken,
+}
+
+/// Why an operation failed, and what (if anything) exists because of it.
+#[derive(Debug, Clone, Default)]
+pub struct Failure {
+    /// What to tell the user.
+    pub diagnostics: Diagnostics,
+    /// State of an object that was partly created before the failure, so that Terraform
+    /// tracks it (tainted) instead of leaving it orphaned.
+    pub partial_state: Option<Value>,
+}
+
+impl From<Diagnostic> for Failure {
+    fn from(d: Diagnostic) -> Self {
+        Failure { diagnostics: d.into(), partial_state: None }
+    }
+}
+
+impl From<Diagnostics> for Failure {
+    fn from(diagnostics: Diagnostics) -> Self {
+        Failure { diagnostics, partial_state: None }
+    }
+}
+
+/// The result of a resource operation.
+pub type Outcome<T> = Result<T, Failure>;
+
+/// A managed resource type.
+#[async_trait]
+pub trait Resource: Send + Sync {
+    /// The type name, e.g. `kvm_sealing_key`.
+    fn type_name(&self) -> &'static str;
+
+    /// The schema (built once; the same value on every call).
+    fn schema(&self) -> &Schema;
+
+    /// Checks that span several attributes. `config` may contain unknown values; skip
+    /// those (they are checked again at plan time).
+    fn validate(&self, _config: &Value) -> Diagnostics {
+        Diagnostics::new()
+    }
+
+    /// Adjusts the plan after the generic rules ran: fills in values known at plan time,
+    /// or marks computed values unknown that the change will alter. `prior` is null on
+    /// create. Must keep to Terraform's rules (see [`crate::schema::check_plan_valid`]).
+    fn modify_plan(&self, _prior: &Value, _config: &Value, _planned: &mut Value) -> Diagnostics {
+        Diagnostics::new()
+    }
+
+    /// Creates the object; returns its state (wholly known).
+    async fn create(&self, ctx: &Context, planned: &Value) -> Outcome<Value>;
+
+    /// Reads the object as it really is; `None` if it no longer exists.
+    async fn read(&self, ctx: &Context, current: &Value) -> Outcome<Option<Value>>;
+
+    /// Updates the object in place; returns its new state.
+    async fn update(&self, ctx: &Context, prior: &Value, planned: &Value) -> Outcome<Value>;
+
+    /// Deletes the object.
+    async fn delete(&self, ctx: &Context, prior: &Value) -> Outcome<()>;
+
+    /// Builds the state of an existing object from the ID a user gave to `terraform import`.
+    async fn import(&self, ctx: &Context, id: &str) -> Outcome<Value>;
+
+    /// Migrates stored state (as JSON) from an older schema version to the current one.
+    /// Called only for versions below the current one.
+    fn upgrade_state(&self, from_version: i64, _state: serde_json::Value) -> Result<serde_json::Value, Diagnostic> {
+        Err(Diagnostic::error(
+            "Unsupported state version",
+            format!(
+                "{} cannot upgrade state from schema version {from_version}; this provider writes version {}.",
+                self.type_name(),
+                self.schema().version
+            ),
+        ))
+    }
+}
+
+/// All resource types of the provider, by name.
+#[derive(Clone)]
+pub struct Registry {
+    resources: HashMap<&'static str, Arc<dyn Resource>>,
+}
+
+impl Registry {
+    /// The provider's resources.
+    pub fn builtin() -> Self {
+        Registry::with(vec![Arc::new(sealing_key::SealingKey::new()), Arc::new(sealed_secret::SealedSecret::new())])
+    }
+
+    /// A registry of the given resources.
+    pub fn with(list: Vec<Arc<dyn Resource>>) -> Self {
+        Registry { resources: list.into_iter().map(|r| (r.type_name(), r)).collect() }
+    }
+
+    /// The resource type called `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn Resource>> {
+        self.resources.get(name)
+    }
+
+    /// Every resource type.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<dyn Resource>> {
+        self.resources.values()
+    }
+}

@@ -1,0 +1,185 @@
+//! `kvm_sealed_secret`: values sealed for the Sealed Secrets controller, as a
+//! SealedSecret manifest ready to commit to Git.
+//!
+//! Sealing is randomised, so the ciphertext is made once, on create, and kept in state;
+//! every input forces replacement, so a plan with unchanged inputs shows no changes and a
+//! changed input re-seals.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use kvm_bootstrap::sealing::{self, Scope, SealingCertificate, SecretSpec};
+use tf_cty::{Type, Value};
+
+use super::{set_attr, Attrs, Context, Outcome, Resource};
+use crate::diag::Diagnostic;
+use crate::schema::{one_of, Attribute, Block, Schema};
+
+const SCOPES: &[&str] = &["strict", "namespace-wide", "cluster-wide"];
+
+/// The `kvm_sealed_secret` resource type.
+pub struct SealedSecret {
+    schema: Schema,
+}
+
+impl SealedSecret {
+    /// The resource type with its schema.
+    pub fn new() -> Self {
+        let block = Block::new(
+            "Seals values with a Sealed Secrets certificate (offline, like `kubeseal --cert`) and exposes the \
+             SealedSecret manifest, byte-compatible with the controller. The ciphertext is made once and stays \
+             stable until an input changes; a change re-seals (replacement).",
+        )
+        .attribute(Attribute::computed("id", Type::String).describe("`<namespace>/<name>`."))
+        .attribute(
+            Attribute::required("namespace", Type::String)
+                .force_new()
+                .validate(|v: &Value| dns_check(v, sealing::validate_namespace))
+                .describe("Namespace of the Secret the controller will create."),
+        )
+        .attribute(
+            Attribute::required("name", Type::String)
+                .force_new()
+                .validate(|v: &Value| dns_check(v, sealing::validate_name))
+                .describe("Name of the Secret the controller will create."),
+        )
+        .attribute(
+            Attribute::optional("scope", Type::String)
+                .default_value(Value::string("strict"))
+                .force_new()
+                .validate(one_of(SCOPES))
+                .describe("`strict` (default: only this name in this namespace can unseal), `namespace-wide` (any name in this namespace) or `cluster-wide`."),
+        )
+        .attribute(
+            Attribute::optional("type", Type::String)
+                .default_value(Value::string("Opaque"))
+                .force_new()
+                .describe("Type of the Secret the controller will create. Default `Opaque`."),
+        )
+        .attribute(
+            Attribute::required("certificate_pem", Type::String)
+                .force_new()
+                .validate(check_certificate)
+                .describe("The controller's certificate, PEM (for instance `kvm_sealing_key.x.certificate_pem`)."),
+        )
+        .attribute(
+            Attribute::required("values", Type::map(Type::String))
+                .sensitive()
+                .force_new()
+                .describe("The secret's values by key. Sensitive: never shown in plans or logs."),
+        )
+        .attribute(
+            Attribute::optional("labels", Type::map(Type::String))
+                .force_new()
+                .describe("Labels for the Secret the controller will create (the SealedSecret's template)."),
+        )
+        .attribute(
+            Attribute::optional("annotations", Type::map(Type::String))
+                .force_new()
+                .describe("Annotations for the Secret the controller will create (the SealedSecret's template)."),
+        )
+        .attribute(Attribute::computed("manifest", Type::String).describe("The SealedSecret as YAML, ready to commit to Git."));
+        SealedSecret { schema: Schema::new(0, block) }
+    }
+}
+
+impl Default for SealedSecret {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn dns_check(v: &Value, check: fn(&str) -> Result<(), String>) -> Result<(), String> {
+    v.as_str().map_or(Ok(()), check)
+}
+
+fn check_certificate(v: &Value) -> Result<(), String> {
+    let Some(pem) = v.as_str() else { return Ok(()) };
+    let cert = SealingCertificate::from_pem(pem).map_err(|e| e.to_string())?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    if cert.is_expired_at(now) {
+        return Err(format!(
+            "the certificate expired at {}; kubeseal and the controller refuse to seal with an expired certificate. Renew the sealing key or adopt a valid one.",
+            cert.not_after()
+        ));
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Resource for SealedSecret {
+    fn type_name(&self) -> &'static str {
+        "kvm_sealed_secret"
+    }
+
+    fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    async fn create(&self, _ctx: &Context, planned: &Value) -> Outcome<Value> {
+        let attrs = Attrs::of(planned)?;
+        let namespace = attrs.str("namespace")?;
+        let name = attrs.str("name")?;
+        let scope: Scope = attrs.str("scope")?.parse().map_err(|e: String| Diagnostic::error("Invalid scope", e))?;
+        let cert = SealingCertificate::from_pem(attrs.str("certificate_pem")?)
+            .map_err(|e| Diagnostic::error("Invalid certificate", e.to_string()))?;
+        let values: BTreeMap<String, Vec<u8>> =
+            attrs.string_map("values")?.into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
+        let labels = attrs.string_map("labels")?;
+        let annotations = attrs.string_map("annotations")?;
+        let spec = SecretSpec {
+            namespace,
+            name,
+            scope,
+            secret_type: attrs.opt_str("type").unwrap_or("Opaque"),
+            values: &values,
+            labels: &labels,
+            annotations: &annotations,
+        };
+        let sealed = sealing::seal_secret(&cert, &spec).map_err(|e| Diagnostic::error("Sealing failed", e.to_string()))?;
+        tracing::info!(namespace, name, %scope, keys = values.len(), "sealed secret");
+        let mut state = planned.clone();
+        set_attr(&mut state, "id", Value::string(format!("{namespace}/{name}")));
+        set_attr(&mut state, "manifest", Value::string(sealed.to_yaml()));
+        Ok(state)
+    }
+
+    async fn read(&self, _ctx: &Context, current: &Value) -> Outcome<Option<Value>> {
+        // The manifest lives in state (and in Git): nothing remote to compare with.
+        Ok(Some(current.clone()))
+    }
+
+    async fn update(&self, _ctx: &Context, _prior: &Value, planned: &Value) -> Outcome<Value> {
+        // Every input forces replacement; nothing changes in place.
+        Ok(planned.clone())
+    }
+
+    async fn delete(&self, _ctx: &Context, _prior: &Value) -> Outcome<()> {
+        Ok(())
+    }
+
+    async fn import(&self, _ctx: &Context, id: &str) -> Outcome<Value> {
+        let text = std::fs::read_to_string(id).map_err(|e| {
+            Diagnostic::error(
+                "Cannot import sealed secret",
+                format!("The import ID is the path of a SealedSecret manifest (YAML or JSON); reading {id:?} failed: {e}"),
+            )
+        })?;
+        let sealed = sealing::SealedSecret::from_yaml(&text)
+            .map_err(|e| Diagnostic::error("Cannot import sealed secret", format!("{id}: {e}")))?;
+        let mut state = Value::Object(self.schema.block.attributes.iter().map(|a| (a.name.clone(), Value::Null)).collect());
+        let namespace = sealed.metadata.namespace.clone().unwrap_or_default();
+        let name = sealed.metadata.name.clone();
+        set_attr(&mut state, "id", Value::string(format!("{namespace}/{name}")));
+        set_attr(&mut state, "namespace", Value::string(namespace));
+        set_attr(&mut state, "name", Value::string(name));
+        set_attr(&mut state, "scope", Value::string(sealed.scope().to_string()));
+        let secret_type = sealed.spec.template.as_ref().and_then(|t| t.secret_type.clone());
+        set_attr(&mut state, "type", Value::string(secret_type.unwrap_or_else(|| "Opaque".into())));
+        set_attr(&mut state, "manifest", Value::string(sealed.to_yaml()));
+        Ok(state)
+    }
+}

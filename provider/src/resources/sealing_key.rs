@@ -1,0 +1,252 @@
+//! `kvm_sealing_key`: the RSA key pair and certificate the Sealed Secrets controller
+//! seals with, generated here or adopted from a backup, so that a recreated cluster gets
+//! the same key back.
+
+use async_trait::async_trait;
+use kvm_bootstrap::sealing::{KeyOptions, SealingCertificate, SealingKey as KeyPair};
+use tf_cty::{Number, Path, Type, Value};
+
+use super::{set_attr, Attrs, Context, Failure, Outcome, Resource};
+use crate::diag::{Diagnostic, Diagnostics};
+use crate::schema::{int_range, non_empty, Attribute, Block, Schema};
+
+/// Default certificate lifetime: the controller's own default (10 years).
+const DEFAULT_VALIDITY_DAYS: i64 = 3650;
+/// Default subject common name.
+const DEFAULT_COMMON_NAME: &str = "sealed-secret";
+
+/// The `kvm_sealing_key` resource type.
+pub struct SealingKey {
+    schema: Schema,
+}
+
+impl SealingKey {
+    /// The resource type with its schema.
+    pub fn new() -> Self {
+        let block = Block::new(
+            "A Sealed Secrets sealing key: an RSA-4096 key pair with a self-signed certificate, in the form the \
+             controller keeps in its `kubernetes.io/tls` Secret. Generated on create, or adopted from an existing \
+             pair (set both `private_key_pem` and `certificate_pem`) so that a disaster-recovery drill brings back \
+             a lost cluster's key. The key never changes unless the resource is replaced.",
+        )
+        .attribute(Attribute::computed("id", Type::String).describe("The public key fingerprint (same as `fingerprint`)."))
+        .attribute(
+            Attribute::optional("common_name", Type::String)
+                .default_value(Value::string(DEFAULT_COMMON_NAME))
+                .force_new()
+                .validate(non_empty())
+                .describe("Subject and issuer common name of a generated certificate. Default `sealed-secret`. Ignored when a pair is adopted."),
+        )
+        .attribute(
+            Attribute::optional("validity_days", Type::Number)
+                .default_value(Value::Number(Number::from_i64(DEFAULT_VALIDITY_DAYS)))
+                .force_new()
+                .validate(int_range(1, 36_500))
+                .describe("Lifetime of a generated certificate in days. Default 3650 (10 years, as the controller). kubeseal refuses to seal with an expired certificate. Ignored when a pair is adopted."),
+        )
+        .attribute(
+            Attribute::optional_computed("private_key_pem", Type::String)
+                .sensitive()
+                .force_new()
+                .describe("The private key, PKCS#1 PEM (`RSA PRIVATE KEY`). Set it (with `certificate_pem`) to adopt an existing key; PKCS#8 input is accepted and stored as PKCS#1."),
+        )
+        .attribute(
+            Attribute::optional_computed("certificate_pem", Type::String)
+                .force_new()
+                .describe("The self-signed certificate, PEM: what `kubeseal --cert` and `kvm_sealed_secret` take. Set it (with `private_key_pem`) to adopt an existing pair."),
+        )
+        .attribute(Attribute::computed("fingerprint", Type::String).describe("SHA-256 of the public key (DER SubjectPublicKeyInfo), lowercase hex."))
+        .attribute(Attribute::computed("not_before", Type::String).describe("Start of the certificate's validity, RFC 3339."))
+        .attribute(Attribute::computed("not_after", Type::String).describe("End of the certificate's validity, RFC 3339."));
+        SealingKey { schema: Schema::new(0, block) }
+    }
+}
+
+impl Default for SealingKey {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The adopted pair, if the configuration gives one whose values are known.
+fn adopted_pair(config: &Value) -> Result<Option<KeyPair>, Diagnostic> {
+    let attrs = Attrs::of(config)?;
+    let (key, cert) = (attrs.get("private_key_pem"), attrs.get("certificate_pem"));
+    match (key.as_str(), cert.as_str()) {
+        (Some(key), Some(cert)) => parse_pair(key, cert).map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// Parses a key and certificate given by the user, blaming the right attribute.
+fn parse_pair(key: &str, cert: &str) -> Result<KeyPair, Diagnostic> {
+    if let Err(e) = SealingCertificate::from_pem(cert) {
+        return Err(Diagnostic::attribute_error(Path::attr("certificate_pem"), "Invalid certificate", e.to_string()));
+    }
+    KeyPair::from_pem(key, cert).map_err(|e| {
+        let path = if e.is_mismatch() { "certificate_pem" } else { "private_key_pem" };
+        Diagnostic::attribute_error(Path::attr(path), "Invalid sealing key", e.to_string())
+    })
+}
+
+/// Writes the values that follow from the key pair into `state`.
+fn fill_from_pair(state: &mut Value, pair: &KeyPair) {
+    let cert = pair.certificate();
+    set_attr(state, "id", Value::string(cert.fingerprint()));
+    set_attr(state, "fingerprint", Value::string(cert.fingerprint()));
+    set_attr(state, "not_before", Value::string(cert.not_before()));
+    set_attr(state, "not_after", Value::string(cert.not_after()));
+    set_attr(state, "private_key_pem", Value::string(pair.private_key_pem()));
+    set_attr(state, "certificate_pem", Value::string(pair.certificate_pem()));
+}
+
+#[async_trait]
+impl Resource for SealingKey {
+    fn type_name(&self) -> &'static str {
+        "kvm_sealing_key"
+    }
+
+    fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    fn validate(&self, config: &Value) -> Diagnostics {
+        let mut diags = Diagnostics::new();
+        let Ok(attrs) = Attrs::of(config) else { return diags };
+        let key_set = !attrs.get("private_key_pem").is_null();
+        let cert_set = !attrs.get("certificate_pem").is_null();
+        if key_set != cert_set {
+            let (given, missing) =
+                if key_set { ("private_key_pem", "certificate_pem") } else { ("certificate_pem", "private_key_pem") };
+            diags.push(Diagnostic::attribute_error(
+                Path::attr(missing),
+                "Incomplete key pair",
+                format!("\"{given}\" is set but \"{missing}\" is not: to adopt an existing sealing key give both; to generate a new one give neither."),
+            ));
+            return diags;
+        }
+        if let Err(d) = adopted_pair(config) {
+            diags.push(d);
+        }
+        diags
+    }
+
+    fn modify_plan(&self, prior: &Value, config: &Value, planned: &mut Value) -> Diagnostics {
+        // An adopted pair is known at plan time, and so is everything derived from it:
+        // downstream resources then plan with real values instead of "known after apply".
+        if prior.is_null() {
+            match adopted_pair(config) {
+                Ok(Some(pair)) => fill_from_pair(planned, &pair),
+                Ok(None) => {}
+                Err(d) => return d.into(),
+            }
+        }
+        Diagnostics::new()
+    }
+
+    async fn create(&self, _ctx: &Context, planned: &Value) -> Outcome<Value> {
+        let pair = match adopted_pair(planned)? {
+            Some(pair) => pair,
+            None => {
+                let attrs = Attrs::of(planned)?;
+                let opts = KeyOptions {
+                    common_name: attrs.str("common_name")?.to_string(),
+                    validity_days: attrs.opt_i64("validity_days").unwrap_or(DEFAULT_VALIDITY_DAYS) as u32,
+                };
+                tracing::info!(common_name = %opts.common_name, validity_days = opts.validity_days, "generating RSA-4096 sealing key");
+                // RSA-4096 generation takes a while: keep it off the async workers.
+                tokio::task::spawn_blocking(move || KeyPair::generate(&opts))
+                    .await
+                    .map_err(|e| Diagnostic::error("Key generation failed", e.to_string()))?
+                    .map_err(|e| Diagnostic::error("Key generation failed", e.to_string()))?
+            }
+        };
+        let mut state = planned.clone();
+        fill_from_pair(&mut state, &pair);
+        tracing::info!(fingerprint = %pair.certificate().fingerprint(), "sealing key ready");
+        Ok(state)
+    }
+
+    async fn read(&self, _ctx: &Context, current: &Value) -> Outcome<Option<Value>> {
+        // The key exists only in Terraform's state: there is nothing remote to drift.
+        Ok(Some(current.clone()))
+    }
+
+    async fn update(&self, _ctx: &Context, _prior: &Value, planned: &Value) -> Outcome<Value> {
+        // Every configurable attribute forces replacement, so an update changes nothing.
+        Ok(planned.clone())
+    }
+
+    async fn delete(&self, _ctx: &Context, prior: &Value) -> Outcome<()> {
+        let fingerprint = Attrs::of(prior).ok().and_then(|a| a.opt_str("fingerprint")).unwrap_or("?").to_string();
+        tracing::warn!(%fingerprint, "sealing key removed from state");
+        Ok(())
+    }
+
+    async fn import(&self, _ctx: &Context, id: &str) -> Outcome<Value> {
+        let text = std::fs::read_to_string(id).map_err(|e| {
+            Diagnostic::error(
+                "Cannot import sealing key",
+                format!("The import ID is the path of a file holding the key and certificate PEM blocks (or a `kubectl get secret -o yaml` backup of the controller's key Secret); reading {id:?} failed: {e}"),
+            )
+        })?;
+        let pair = import_pair(&text).map_err(|msg| Diagnostic::error("Cannot import sealing key", format!("{id}: {msg}")))?;
+        let mut state = self.empty_state();
+        set_attr(&mut state, "common_name", Value::string(DEFAULT_COMMON_NAME));
+        set_attr(&mut state, "validity_days", Value::Number(Number::from_i64(DEFAULT_VALIDITY_DAYS)));
+        fill_from_pair(&mut state, &pair);
+        Ok(state)
+    }
+}
+
+impl SealingKey {
+    fn empty_state(&self) -> Value {
+        Value::Object(self.schema.block.attributes.iter().map(|a| (a.name.clone(), Value::Null)).collect())
+    }
+}
+
+/// Finds the key pair in an import file: PEM blocks, or the controller's Secret backup.
+fn import_pair(text: &str) -> Result<KeyPair, String> {
+    if text.contains("-----BEGIN") {
+        let key = pem_blocks(text).into_iter().find(|b| b.contains("PRIVATE KEY-----"));
+        let cert = pem_blocks(text).into_iter().find(|b| b.contains("BEGIN CERTIFICATE-----"));
+        return match (key, cert) {
+            (Some(key), Some(cert)) => KeyPair::from_pem(&key, &cert).map_err(|e| e.to_string()),
+            _ => Err("the file must hold both a private key PEM block and a CERTIFICATE block".into()),
+        };
+    }
+    let mut keys = KeyPair::from_secret_backup(text).map_err(|e| e.to_string())?;
+    match keys.len() {
+        0 => Err("no sealing key Secret (data tls.key and tls.crt) found in the file".into()),
+        1 => Ok(keys.remove(0)),
+        n => Err(format!("the backup holds {n} sealing keys; import them one per resource from separate files")),
+    }
+}
+
+/// The PEM blocks of `text`, each from its BEGIN line to its END line.
+fn pem_blocks(text: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut current: Option<String> = None;
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with("-----BEGIN ") {
+            current = Some(String::new());
+        }
+        if let Some(block) = current.as_mut() {
+            block.push_str(line);
+            block.push('\n');
+        }
+        if line.starts_with("-----END ") {
+            if let Some(block) = current.take() {
+                blocks.push(block);
+            }
+        }
+    }
+    blocks
+}
+
+impl From<tokio::task::JoinError> for Failure {
+    fn from(e: tokio::task::JoinError) -> Self {
+        Diagnostic::error("Internal error", e.to_string()).into()
+    }
+}

@@ -1,0 +1,388 @@
+//! The tfplugin6 `Provider` service: decodes each request, dispatches it by type name to
+//! a [`Resource`], applies the plan rules, and encodes the answer.
+//!
+//! User-facing problems always travel as diagnostics in the response; gRPC status errors
+//! are kept for requests Terraform should never send.
+
+mod convert;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tf_cty::Value;
+use tfplugin_proto::tfplugin6 as pb;
+use tfplugin_proto::tfplugin6::provider_server::Provider;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+
+use crate::diag::{Diagnostic, Diagnostics};
+use crate::resources::{Context, Registry, Resource};
+use crate::schema::{self, Block, Schema};
+
+pub use convert::attribute_path;
+
+/// The provider's gRPC service.
+pub struct ProviderService {
+    registry: Registry,
+    provider_schema: Schema,
+    /// Cancelled by `StopProvider`; replaced afterwards so later operations can run.
+    stop: Mutex<CancellationToken>,
+    /// Encoded schemas, built once: Terraform asks for them on every provider start.
+    schemas: HashMap<String, pb::Schema>,
+}
+
+impl ProviderService {
+    /// A service for the resources in `registry`.
+    pub fn new(registry: Registry) -> Self {
+        let schemas = registry.iter().map(|r| (r.type_name().to_string(), convert::schema(r.schema()))).collect();
+        ProviderService {
+            registry,
+            provider_schema: Schema::new(0, Block::new("The kvm provider: libvirt/KVM hosts and GitOps bootstrap.")),
+            stop: Mutex::new(CancellationToken::new()),
+            schemas,
+        }
+    }
+
+    fn context(&self) -> Context {
+        let cancel = self.stop.lock().map(|t| t.clone()).unwrap_or_default();
+        Context { cancel }
+    }
+
+    fn resource(&self, type_name: &str) -> Result<&Arc<dyn Resource>, Diagnostic> {
+        self.registry.get(type_name).ok_or_else(|| {
+            Diagnostic::error(
+                "Unknown resource type",
+                format!("This provider has no resource type {type_name:?}; check the spelling and the provider version."),
+            )
+        })
+    }
+}
+
+/// Runs `f`, turning an early-returned diagnostic into the response's diagnostics.
+fn diags_of(result: Result<Diagnostics, Diagnostic>) -> Vec<pb::Diagnostic> {
+    convert::diagnostics(result.unwrap_or_else(Diagnostics::from))
+}
+
+fn now_known(value: &Value, what: &str) -> Result<(), Diagnostic> {
+    if value.is_wholly_known() {
+        Ok(())
+    } else {
+        Err(Diagnostic::error(
+            "Provider produced an unknown value",
+            format!("{what} still holds unknown values after the operation; this is a bug in the provider."),
+        ))
+    }
+}
+
+#[tonic::async_trait]
+impl Provider for ProviderService {
+    async fn get_metadata(
+        &self,
+        _request: Request<pb::get_metadata::Request>,
+    ) -> Result<Response<pb::get_metadata::Response>, Status> {
+        let mut resources: Vec<_> =
+            self.registry.iter().map(|r| pb::get_metadata::ResourceMetadata { type_name: r.type_name().into() }).collect();
+        resources.sort_by(|a, b| a.type_name.cmp(&b.type_name));
+        Ok(Response::new(pb::get_metadata::Response {
+            server_capabilities: Some(capabilities()),
+            resources,
+            ..Default::default()
+        }))
+    }
+
+    async fn get_provider_schema(
+        &self,
+        _request: Request<pb::get_provider_schema::Request>,
+    ) -> Result<Response<pb::get_provider_schema::Response>, Status> {
+        Ok(Response::new(pb::get_provider_schema::Response {
+            provider: Some(convert::schema(&self.provider_schema)),
+            resource_schemas: self.schemas.clone(),
+            server_capabilities: Some(capabilities()),
+            ..Default::default()
+        }))
+    }
+
+    async fn validate_provider_config(
+        &self,
+        _request: Request<pb::validate_provider_config::Request>,
+    ) -> Result<Response<pb::validate_provider_config::Response>, Status> {
+        Ok(Response::new(pb::validate_provider_config::Response::default()))
+    }
+
+    async fn configure_provider(
+        &self,
+        request: Request<pb::configure_provider::Request>,
+    ) -> Result<Response<pb::configure_provider::Response>, Status> {
+        tracing::debug!(terraform_version = %request.get_ref().terraform_version, "configure provider");
+        Ok(Response::new(pb::configure_provider::Response::default()))
+    }
+
+    async fn validate_resource_config(
+        &self,
+        request: Request<pb::validate_resource_config::Request>,
+    ) -> Result<Response<pb::validate_resource_config::Response>, Status> {
+        let req = request.into_inner();
+        let result = (|| {
+            let resource = self.resource(&req.type_name)?;
+            let config = convert::decode(req.config.as_ref(), &resource.schema().value_type(), "config")?;
+            let mut diags = schema::validate_attributes(&resource.schema().block, &config);
+            diags.extend(resource.validate(&config));
+            Ok(diags)
+        })();
+        Ok(Response::new(pb::validate_resource_config::Response { diagnostics: diags_of(result) }))
+    }
+
+    async fn upgrade_resource_state(
+        &self,
+        request: Request<pb::upgrade_resource_state::Request>,
+    ) -> Result<Response<pb::upgrade_resource_state::Response>, Status> {
+        let req = request.into_inner();
+        let result = (|| {
+            let resource = self.resource(&req.type_name)?;
+            let schema = resource.schema();
+            let raw = req.raw_state.unwrap_or_default();
+            if raw.json.is_empty() {
+                return Err(Diagnostic::error(
+                    "Unsupported state format",
+                    "The stored state has no JSON form (pre-0.12 flatmap state); re-import the resource.",
+                ));
+            }
+            let json = if req.version == schema.version {
+                raw.json
+            } else if req.version > schema.version {
+                return Err(Diagnostic::error(
+                    "State from a newer provider",
+                    format!(
+                        "{} state was written with schema version {}, newer than this provider's {}; upgrade the provider.",
+                        req.type_name, req.version, schema.version
+                    ),
+                ));
+            } else {
+                let parsed: serde_json::Value = serde_json::from_slice(&raw.json)
+                    .map_err(|e| Diagnostic::error("Corrupt state", format!("stored state is not JSON: {e}")))?;
+                let upgraded = resource.upgrade_state(req.version, parsed)?;
+                serde_json::to_vec(&upgraded).map_err(|e| Diagnostic::error("Internal error", e.to_string()))?
+            };
+            let ty = schema.value_type();
+            let value = tf_cty::json::decode(&json, &ty)
+                .map_err(|e| Diagnostic::error("Corrupt state", format!("cannot read stored {} state: {e}", req.type_name)))?;
+            convert::encode(&value, &ty, "upgraded state")
+        })();
+        Ok(Response::new(match result {
+            Ok(state) => pb::upgrade_resource_state::Response { upgraded_state: Some(state), diagnostics: vec![] },
+            Err(d) => pb::upgrade_resource_state::Response { upgraded_state: None, diagnostics: vec![convert::diagnostic(d)] },
+        }))
+    }
+
+    async fn read_resource(
+        &self,
+        request: Request<pb::read_resource::Request>,
+    ) -> Result<Response<pb::read_resource::Response>, Status> {
+        let req = request.into_inner();
+        let ctx = self.context();
+        let mut response = pb::read_resource::Response { private: req.private.clone(), ..Default::default() };
+        let resource = match self.resource(&req.type_name) {
+            Ok(r) => r,
+            Err(d) => {
+                response.diagnostics.push(convert::diagnostic(d));
+                return Ok(Response::new(response));
+            }
+        };
+        let ty = resource.schema().value_type();
+        let outcome = async {
+            let current = convert::decode(req.current_state.as_ref(), &ty, "current state")?;
+            tracing::debug!(type_name = %req.type_name, "read resource");
+            let new_state = resource.read(&ctx, &current).await?.unwrap_or(Value::Null);
+            now_known(&new_state, "the refreshed state")?;
+            Ok::<_, crate::resources::Failure>(new_state)
+        }
+        .await;
+        match outcome {
+            Ok(state) => match convert::encode(&state, &ty, "refreshed state") {
+                Ok(dv) => response.new_state = Some(dv),
+                Err(d) => response.diagnostics.push(convert::diagnostic(d)),
+            },
+            Err(failure) => {
+                // Keep the object tracked as it was: a failed refresh must not drop it.
+                response.new_state = req.current_state;
+                response.diagnostics = convert::diagnostics(failure.diagnostics);
+            }
+        }
+        Ok(Response::new(response))
+    }
+
+    async fn plan_resource_change(
+        &self,
+        request: Request<pb::plan_resource_change::Request>,
+    ) -> Result<Response<pb::plan_resource_change::Response>, Status> {
+        let req = request.into_inner();
+        let result = (|| {
+            let resource = self.resource(&req.type_name)?;
+            let schema = resource.schema();
+            let ty = schema.value_type();
+            let prior = convert::decode(req.prior_state.as_ref(), &ty, "prior state")?;
+            let proposed = convert::decode(req.proposed_new_state.as_ref(), &ty, "proposed new state")?;
+            let config = convert::decode(req.config.as_ref(), &ty, "config")?;
+            if proposed.is_null() {
+                return Ok((convert::encode(&Value::Null, &ty, "planned state")?, vec![], Diagnostics::new()));
+            }
+            // Values unknown at validate time may be known now: check them again.
+            let mut diags = schema::validate_attributes(&schema.block, &config);
+            diags.extend(resource.validate(&config));
+            if diags.has_errors() {
+                return Ok((convert::encode(&Value::Null, &ty, "planned state")?, vec![], diags));
+            }
+            let mut planned = schema::plan_resource_change(schema, &prior, &proposed, &config);
+            diags.extend(resource.modify_plan(&prior, &config, &mut planned));
+            if let Err(problem) = schema::check_plan_valid(schema, &prior, &config, &planned) {
+                diags.push(Diagnostic::error(
+                    "Provider produced an invalid plan",
+                    format!("{} {problem}; this is a bug in the provider, please report it.", req.type_name),
+                ));
+            }
+            let replace = schema::replace_paths(schema, &prior, &planned);
+            Ok((convert::encode(&planned, &ty, "planned state")?, replace, diags))
+        })();
+        Ok(Response::new(match result {
+            Ok((planned, replace, diags)) => pb::plan_resource_change::Response {
+                planned_state: Some(planned),
+                requires_replace: replace.iter().map(convert::attribute_path).collect(),
+                planned_private: req.prior_private,
+                diagnostics: convert::diagnostics(diags),
+                ..Default::default()
+            },
+            Err(d) => pb::plan_resource_change::Response { diagnostics: vec![convert::diagnostic(d)], ..Default::default() },
+        }))
+    }
+
+    async fn apply_resource_change(
+        &self,
+        request: Request<pb::apply_resource_change::Request>,
+    ) -> Result<Response<pb::apply_resource_change::Response>, Status> {
+        let req = request.into_inner();
+        let ctx = self.context();
+        let mut response = pb::apply_resource_change::Response { private: req.planned_private.clone(), ..Default::default() };
+        let resource = match self.resource(&req.type_name) {
+            Ok(r) => r,
+            Err(d) => {
+                response.diagnostics.push(convert::diagnostic(d));
+                return Ok(Response::new(response));
+            }
+        };
+        let ty = resource.schema().value_type();
+        let decoded = (|| {
+            Ok::<_, Diagnostic>((
+                convert::decode(req.prior_state.as_ref(), &ty, "prior state")?,
+                convert::decode(req.planned_state.as_ref(), &ty, "planned state")?,
+            ))
+        })();
+        let (prior, planned) = match decoded {
+            Ok(v) => v,
+            Err(d) => {
+                response.new_state = req.prior_state;
+                response.diagnostics.push(convert::diagnostic(d));
+                return Ok(Response::new(response));
+            }
+        };
+        let type_name = &req.type_name;
+        let outcome = if planned.is_null() {
+            tracing::info!(%type_name, "delete");
+            resource.delete(&ctx, &prior).await.map(|()| Value::Null)
+        } else if prior.is_null() {
+            tracing::info!(%type_name, "create");
+            resource.create(&ctx, &planned).await
+        } else {
+            tracing::info!(%type_name, "update");
+            resource.update(&ctx, &prior, &planned).await
+        };
+        let new_state = match outcome {
+            Ok(state) => match now_known(&state, "the new state") {
+                Ok(()) => state,
+                Err(d) => {
+                    response.diagnostics.push(convert::diagnostic(d));
+                    prior.clone()
+                }
+            },
+            Err(failure) => {
+                response.diagnostics = convert::diagnostics(failure.diagnostics);
+                // Whatever exists stays tracked: a partly created object, else the prior one.
+                failure.partial_state.unwrap_or(prior.clone())
+            }
+        };
+        match convert::encode(&new_state, &ty, "new state") {
+            Ok(dv) => response.new_state = Some(dv),
+            Err(d) => response.diagnostics.push(convert::diagnostic(d)),
+        }
+        Ok(Response::new(response))
+    }
+
+    async fn import_resource_state(
+        &self,
+        request: Request<pb::import_resource_state::Request>,
+    ) -> Result<Response<pb::import_resource_state::Response>, Status> {
+        let req = request.into_inner();
+        let ctx = self.context();
+        let mut response = pb::import_resource_state::Response::default();
+        let outcome = async {
+            let resource = self.resource(&req.type_name)?;
+            let ty = resource.schema().value_type();
+            tracing::info!(type_name = %req.type_name, "import");
+            let state = resource.import(&ctx, &req.id).await?;
+            now_known(&state, "the imported state")?;
+            Ok::<_, crate::resources::Failure>(convert::encode(&state, &ty, "imported state")?)
+        }
+        .await;
+        match outcome {
+            Ok(state) => response.imported_resources.push(pb::import_resource_state::ImportedResource {
+                type_name: req.type_name,
+                state: Some(state),
+                ..Default::default()
+            }),
+            Err(failure) => response.diagnostics = convert::diagnostics(failure.diagnostics),
+        }
+        Ok(Response::new(response))
+    }
+
+    async fn validate_data_resource_config(
+        &self,
+        request: Request<pb::validate_data_resource_config::Request>,
+    ) -> Result<Response<pb::validate_data_resource_config::Response>, Status> {
+        Ok(Response::new(pb::validate_data_resource_config::Response {
+            diagnostics: vec![convert::diagnostic(unknown_data_source(&request.get_ref().type_name))],
+        }))
+    }
+
+    async fn read_data_source(
+        &self,
+        request: Request<pb::read_data_source::Request>,
+    ) -> Result<Response<pb::read_data_source::Response>, Status> {
+        Ok(Response::new(pb::read_data_source::Response {
+            diagnostics: vec![convert::diagnostic(unknown_data_source(&request.get_ref().type_name))],
+            ..Default::default()
+        }))
+    }
+
+    async fn stop_provider(
+        &self,
+        _request: Request<pb::stop_provider::Request>,
+    ) -> Result<Response<pb::stop_provider::Response>, Status> {
+        tracing::info!("stop requested: cancelling operations in flight");
+        if let Ok(mut token) = self.stop.lock() {
+            token.cancel();
+            *token = CancellationToken::new();
+        }
+        Ok(Response::new(pb::stop_provider::Response::default()))
+    }
+}
+
+fn unknown_data_source(type_name: &str) -> Diagnostic {
+    Diagnostic::error(
+        "Unknown data source",
+        format!("This provider has no data source {type_name:?}; check the spelling and the provider version."),
+    )
+}
+
+fn capabilities() -> pb::ServerCapabilities {
+    // plan_destroy: we plan a destroy as null, which is what Terraform expects.
+    pb::ServerCapabilities { plan_destroy: true, ..Default::default() }
+}
