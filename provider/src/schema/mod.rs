@@ -264,3 +264,6 @@ pub fn value_at<'a>(value: &'a Value, path: &Path) -> Option<&'a Value> {
     }
     Some(current)
 }
+
+#[cfg(test)]
+mod tests;

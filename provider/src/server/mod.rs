@@ -386,3 +386,6 @@ fn capabilities() -> pb::ServerCapabilities {
     // plan_destroy: we plan a destroy as null, which is what Terraform expects.
     pb::ServerCapabilities { plan_destroy: true, ..Default::default() }
 }
+
+#[cfg(test)]
+mod tests;
