@@ -8,8 +8,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
     let protoc = protoc_bin_vendored::protoc_bin_path()
         .map_err(|e| format!("vendored protoc is not available for this platform: {e}"))?;
-    let well_known = protoc_bin_vendored::include_path()
-        .map_err(|e| format!("vendored protobuf includes are missing: {e}"))?;
+    let well_known =
+        protoc_bin_vendored::include_path().map_err(|e| format!("vendored protobuf includes are missing: {e}"))?;
 
     let protos = [
         manifest_dir.join("tfplugin6.proto"),
