@@ -34,9 +34,9 @@ terraform {
 "#;
 
 fn tools_dir() -> PathBuf {
-    std::env::var_os("KVM_TOOLS").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/kvm-tools")
-    })
+    std::env::var_os("KVM_TOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/kvm-tools"))
 }
 
 /// The Terraform binary.

@@ -60,7 +60,11 @@ fn lifecycle_plan_apply_noop_refresh_replace_update_destroy() {
     assert_eq!(plan.code, 2, "expected changes:\n{}", plan.all());
     assert!(plan.stdout.contains("Plan: 2 to add, 0 to change, 0 to destroy"), "{}", plan.stdout);
     assert!(plan.stdout.contains("certificate_pem = (known after apply)"), "{}", plan.stdout);
-    assert!(plan.stdout.contains("values          = (sensitive)") || plan.stdout.contains("(sensitive"), "{}", plan.stdout);
+    assert!(
+        plan.stdout.contains("values          = (sensitive)") || plan.stdout.contains("(sensitive"),
+        "{}",
+        plan.stdout
+    );
     assert!(!plan.all().contains(MARKER), "a sensitive value leaked into plan output");
 
     ws.apply(&[]).ok();
@@ -110,7 +114,11 @@ fn sensitive_values_stay_out_of_plan_output_and_trace_logs() {
     let apply = ws.apply(&[]).ok();
     assert!(!apply.all().contains(MARKER), "sensitive value in TF_LOG=trace apply output");
     // The provider's own log lines reach Terraform's log.
-    assert!(apply.stderr.contains("sealed secret"), "provider logs are forwarded:\n{}", &apply.stderr[..apply.stderr.len().min(4000)]);
+    assert!(
+        apply.stderr.contains("sealed secret"),
+        "provider logs are forwarded:\n{}",
+        &apply.stderr[..apply.stderr.len().min(4000)]
+    );
     // Neither does the generated private key appear in a later trace run.
     let key = ws.resource_values("kvm_sealing_key.k")["private_key_pem"].as_str().unwrap().to_string();
     let key_line = key.lines().nth(5).expect("PEM body line").to_string();

@@ -135,7 +135,10 @@ fn value(r: &mut Reader<'_>, ty: &Type, depth: usize) -> Result<Value, Error> {
 }
 
 /// Reads `[a, b, …]`, calling `elem` with the reader positioned at each element.
-fn array<'a, R>(r: &mut Reader<'a>, mut elem: impl FnMut(&mut Reader<'a>, usize) -> Result<R, Error>) -> Result<Vec<R>, Error> {
+fn array<'a, R>(
+    r: &mut Reader<'a>,
+    mut elem: impl FnMut(&mut Reader<'a>, usize) -> Result<R, Error>,
+) -> Result<Vec<R>, Error> {
     r.expect(b'[').map_err(Error::here)?;
     let mut xs = Vec::new();
     if r.eat(b']') {
@@ -151,7 +154,10 @@ fn array<'a, R>(r: &mut Reader<'a>, mut elem: impl FnMut(&mut Reader<'a>, usize)
 }
 
 /// Reads `{"k": v, …}`, calling `entry` with each key and the reader at its value.
-fn object<'a>(r: &mut Reader<'a>, mut entry: impl FnMut(&mut Reader<'a>, &str) -> Result<(), Error>) -> Result<(), Error> {
+fn object<'a>(
+    r: &mut Reader<'a>,
+    mut entry: impl FnMut(&mut Reader<'a>, &str) -> Result<(), Error>,
+) -> Result<(), Error> {
     r.expect(b'{').map_err(Error::here)?;
     if r.eat(b'}') {
         return Ok(());
@@ -170,10 +176,9 @@ fn object<'a>(r: &mut Reader<'a>, mut entry: impl FnMut(&mut Reader<'a>, &str) -
 /// type is known.
 fn dynamic(r: &mut Reader<'_>, depth: usize) -> Result<Value, Error> {
     if r.peek() != Some(b'{') {
-        return Err(Error::here(r.error(format!(
-            "expected a dynamic value ({{\"value\": …, \"type\": …}}), got {}",
-            r.describe_next()
-        ))));
+        return Err(Error::here(
+            r.error(format!("expected a dynamic value ({{\"value\": …, \"type\": …}}), got {}", r.describe_next())),
+        ));
     }
     let mut t = None;
     let mut raw = None;
@@ -265,7 +270,9 @@ fn enc(v: &Value, ty: &Type, out: &mut Vec<u8>) -> Result<(), Error> {
 
 fn enc_object(attrs: &BTreeMap<String, Type>, m: &BTreeMap<String, Value>, out: &mut Vec<u8>) -> Result<(), Error> {
     if let Some(extra) = m.keys().find(|k| !attrs.contains_key(*k)) {
-        return Err(Error::here("unsupported attribute (not part of the object type)").within(PathStep::Attr(extra.clone())));
+        return Err(
+            Error::here("unsupported attribute (not part of the object type)").within(PathStep::Attr(extra.clone()))
+        );
     }
     out.push(b'{');
     for (i, (name, aty)) in attrs.iter().enumerate() {
@@ -291,7 +298,9 @@ fn enc_dynamic(v: &Value, out: &mut Vec<u8>) -> Result<(), Error> {
         Value::Dynamic(t, inner) => (t.clone(), &**inner),
         other => (
             other.implied_type().ok_or_else(|| {
-                Error::here("cannot tell the type of this value for a dynamic-typed position; wrap it in Value::Dynamic")
+                Error::here(
+                    "cannot tell the type of this value for a dynamic-typed position; wrap it in Value::Dynamic",
+                )
             })?,
             other,
         ),

@@ -160,7 +160,9 @@ impl<'a> Reader<'a> {
                 Some(b'"') => {
                     let raw = &self.src[start..self.pos];
                     self.pos += 1;
-                    return std::str::from_utf8(raw).map(Cow::Borrowed).map_err(|_| self.error("invalid UTF-8 in string"));
+                    return std::str::from_utf8(raw)
+                        .map(Cow::Borrowed)
+                        .map_err(|_| self.error("invalid UTF-8 in string"));
                 }
                 Some(b'\\') => break,
                 Some(c) if *c < 0x20 => return Err(self.error("control character in string")),

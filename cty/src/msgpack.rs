@@ -106,7 +106,9 @@ fn enc(v: &Value, ty: &Type, out: &mut Vec<u8>) -> Result<(), Error> {
 fn enc_object(attrs: &BTreeMap<String, Type>, m: &BTreeMap<String, Value>, out: &mut Vec<u8>) -> Result<(), Error> {
     write_len(out, attrs.len(), [0x80, 0xde, 0xdf])?;
     let mut vals = m.iter().peekable();
-    let unsupported = |k: &String| Error::here("unsupported attribute (not part of the object type)").within(PathStep::Attr(k.clone()));
+    let unsupported = |k: &String| {
+        Error::here("unsupported attribute (not part of the object type)").within(PathStep::Attr(k.clone()))
+    };
     for (name, aty) in attrs {
         let v = match vals.peek() {
             Some((k, _)) if k.as_str() < name.as_str() => return Err(unsupported(k)),
@@ -134,7 +136,9 @@ fn enc_dynamic(v: &Value, out: &mut Vec<u8>) -> Result<(), Error> {
         Value::Dynamic(t, inner) => enc_wrapped(t, inner, out)?,
         other => {
             let t = other.implied_type().ok_or_else(|| {
-                Error::here("cannot tell the type of this value for a dynamic-typed position; wrap it in Value::Dynamic")
+                Error::here(
+                    "cannot tell the type of this value for a dynamic-typed position; wrap it in Value::Dynamic",
+                )
             })?;
             enc_wrapped(&t, other, out)?;
         }
@@ -349,7 +353,10 @@ impl<'a> Decoder<'a> {
     /// A str (or, as cty's decoder allows, bin) holding UTF-8; `None` if the next item
     /// is neither.
     fn str_like(&mut self) -> Option<Result<&'a str, Error>> {
-        Some(self.raw_str()?.and_then(|raw| std::str::from_utf8(raw).map_err(|_| Error::here("string is not valid UTF-8"))))
+        Some(
+            self.raw_str()?
+                .and_then(|raw| std::str::from_utf8(raw).map_err(|_| Error::here("string is not valid UTF-8"))),
+        )
     }
 
     /// The bytes of a str or bin, not yet checked for UTF-8; `None` if the next item is
@@ -480,7 +487,11 @@ impl<'a> Decoder<'a> {
     /// The common case: attribute names in the type's (sorted) order, as cty writes
     /// them, possibly with some missing. `None` (to start over with
     /// `object_any_order`) at the first name out of order or not in the type.
-    fn object_in_order(&mut self, attrs: &BTreeMap<String, Type>, n: usize) -> Result<Option<BTreeMap<String, Value>>, Error> {
+    fn object_in_order(
+        &mut self,
+        attrs: &BTreeMap<String, Type>,
+        n: usize,
+    ) -> Result<Option<BTreeMap<String, Value>>, Error> {
         let mut map = self.template(attrs);
         let mut slots = attrs.iter().zip(map.values_mut());
         for _ in 0..n {
@@ -507,7 +518,8 @@ impl<'a> Decoder<'a> {
         for _ in 0..n {
             let key = self.key("string attribute name")?;
             let Some((name, aty)) = attrs.get_key_value(key) else {
-                return Err(Error::here("unsupported attribute (not part of the object type)").within(PathStep::Attr(key.to_owned())));
+                return Err(Error::here("unsupported attribute (not part of the object type)")
+                    .within(PathStep::Attr(key.to_owned())));
             };
             let v = self.value(aty).map_err(|e| e.within(PathStep::Attr(name.clone())))?;
             if map.insert(name.clone(), v).is_some() {

@@ -245,7 +245,8 @@ impl fmt::Display for Type {
 
 fn is_identifier(s: &str) -> bool {
     let mut chars = s.chars();
-    chars.next().is_some_and(|c| c.is_alphabetic() || c == '_') && chars.all(|c| c.is_alphanumeric() || c == '_' || c == '-')
+    chars.next().is_some_and(|c| c.is_alphabetic() || c == '_')
+        && chars.all(|c| c.is_alphanumeric() || c == '_' || c == '-')
 }
 
 #[cfg(test)]
@@ -276,7 +277,8 @@ mod tests {
 
     #[test]
     fn json_parsing_is_lenient_about_layout() {
-        let ty = Type::from_json(" [ \"object\" , { \"b\" : \"number\" , \"a\" : [\"list\",\"string\"] } , [\"a\"] ] ").unwrap();
+        let ty = Type::from_json(" [ \"object\" , { \"b\" : \"number\" , \"a\" : [\"list\",\"string\"] } , [\"a\"] ] ")
+            .unwrap();
         assert_eq!(ty, Type::object([("a", Type::list(Type::String)), ("b", Type::Number)]));
         assert_eq!(Type::from_json(r#""\u0062ool""#).unwrap(), Type::Bool);
     }

@@ -92,7 +92,9 @@ impl Value {
             (Value::Object(m), Type::Object(attrs)) => {
                 m.len() == attrs.len() && m.iter().zip(attrs).all(|((k, v), (name, aty))| k == name && v.conforms(aty))
             }
-            (Value::Tuple(xs), Type::Tuple(ts)) => xs.len() == ts.len() && xs.iter().zip(ts).all(|(x, t)| x.conforms(t)),
+            (Value::Tuple(xs), Type::Tuple(ts)) => {
+                xs.len() == ts.len() && xs.iter().zip(ts).all(|(x, t)| x.conforms(t))
+            }
             _ => false,
         }
     }
@@ -132,9 +134,9 @@ impl Value {
             Value::List(xs) => Some(Type::list(element(&mut xs.iter())?)),
             Value::Set(xs) => Some(Type::set(element(&mut xs.iter())?)),
             Value::Map(m) => Some(Type::map(element(&mut m.values())?)),
-            Value::Object(m) => Some(Type::Object(
-                m.iter().map(|(k, v)| Some((k.clone(), or_dynamic(v)?))).collect::<Option<_>>()?,
-            )),
+            Value::Object(m) => {
+                Some(Type::Object(m.iter().map(|(k, v)| Some((k.clone(), or_dynamic(v)?))).collect::<Option<_>>()?))
+            }
             Value::Tuple(xs) => Some(Type::Tuple(xs.iter().map(or_dynamic).collect::<Option<_>>()?)),
         }
     }
@@ -212,8 +214,7 @@ impl Value {
                 a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.set_equal(y))
             }
             (Value::Map(a), Value::Map(b)) | (Value::Object(a), Value::Object(b)) => {
-                a.len() == b.len()
-                    && a.iter().zip(b).all(|((ka, va), (kb, vb))| ka == kb && va.set_equal(vb))
+                a.len() == b.len() && a.iter().zip(b).all(|((ka, va), (kb, vb))| ka == kb && va.set_equal(vb))
             }
             (Value::Dynamic(ta, a), Value::Dynamic(tb, b)) => ta == tb && a.set_equal(b),
             _ => self == other,

@@ -55,7 +55,10 @@ fn decodes_raw_state_filling_new_attributes_with_null() {
         ),
         (
             "tags",
-            Value::Map([("env".to_owned(), Value::string("prod")), ("quote\"d".to_owned(), Value::string("tab\there é"))].into()),
+            Value::Map(
+                [("env".to_owned(), Value::string("prod")), ("quote\"d".to_owned(), Value::string("tab\there é"))]
+                    .into(),
+            ),
         ),
         ("nets", Value::Set(vec![])),
         ("pair", Value::Tuple(vec![Value::string("x"), num("-7")])),
@@ -109,7 +112,13 @@ fn dynamic_values() {
     // Unwrapped values are sent with their implied type.
     assert_eq!(enc(&Value::string("x"), &Type::Dynamic), r#"{"value":"x","type":"string"}"#);
     // Malformed wrappers.
-    for bad in [r#"{"value":1}"#, r#"{"type":"number"}"#, r#"{"value":1,"type":"number","x":2}"#, r#""x""#, r#"{"value":1,"type":"int"}"#] {
+    for bad in [
+        r#"{"value":1}"#,
+        r#"{"type":"number"}"#,
+        r#"{"value":1,"type":"number","x":2}"#,
+        r#""x""#,
+        r#"{"value":1,"type":"int"}"#,
+    ] {
         assert!(json::decode(bad.as_bytes(), &Type::Dynamic).is_err(), "{bad}");
     }
 }
@@ -143,7 +152,8 @@ fn errors_carry_paths() {
     let err = json::decode(br#"{"pair": ["x", 1, 2]}"#, &ty).unwrap_err();
     assert!(err.message.contains("too many tuple elements"), "{err}");
 
-    for bad in ["", "{", r#"{"id": "x",}"#, r#"{"id" "x"}"#, "{} {}", r#"{"id": "\x"}"#, "[1, 2]", r#"{"memory": 01}"#] {
+    for bad in ["", "{", r#"{"id": "x",}"#, r#"{"id" "x"}"#, "{} {}", r#"{"id": "\x"}"#, "[1, 2]", r#"{"memory": 01}"#]
+    {
         assert!(json::decode(bad.as_bytes(), &ty).is_err(), "{bad}");
     }
     assert!(json::decode(b"\"\xff\"", &Type::String).is_err());
@@ -152,7 +162,8 @@ fn errors_carry_paths() {
 #[test]
 fn encoding_errors() {
     let ty = Type::object([("a", Type::list(Type::String))]);
-    let err = json::encode(&Value::object_from([("a", Value::List(vec![Value::Null, Value::Unknown]))]), &ty).unwrap_err();
+    let err =
+        json::encode(&Value::object_from([("a", Value::List(vec![Value::Null, Value::Unknown]))]), &ty).unwrap_err();
     assert_eq!(err.path, Path(vec![PathStep::Attr("a".into()), PathStep::Index(1)]));
     assert!(err.message.contains("unknown"));
     assert!(json::encode(&Value::Unknown, &Type::Dynamic).is_err());

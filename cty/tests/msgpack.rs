@@ -137,7 +137,10 @@ fn dynamic_wrapping_an_object_and_implied_types() {
         ("n", Value::Unknown),
     ]);
     let outer_ty = Type::object([("id", Type::String), ("extra", Type::Dynamic)]);
-    let v = Value::object_from([("id", Value::string("1")), ("extra", Value::Dynamic(inner_ty.clone(), Box::new(inner.clone())))]);
+    let v = Value::object_from([
+        ("id", Value::string("1")),
+        ("extra", Value::Dynamic(inner_ty.clone(), Box::new(inner.clone()))),
+    ]);
     round_trip(&v, &outer_ty);
     let bytes = enc(&v, &outer_ty);
     let json = inner_ty.to_json();
@@ -152,7 +155,10 @@ fn dynamic_wrapping_an_object_and_implied_types() {
     let mixed = Value::List(vec![Value::string("a"), Value::Bool(true)]);
     assert!(msgpack::encode(&mixed, &Type::Dynamic).is_err());
     // `["dynamic", x]` is just x.
-    assert_eq!(dec(&[0x92, 0xc4, 9, b'"', b'd', b'y', b'n', b'a', b'm', b'i', b'c', b'"', 0xc0], &Type::Dynamic), Value::Null);
+    assert_eq!(
+        dec(&[0x92, 0xc4, 9, b'"', b'd', b'y', b'n', b'a', b'm', b'i', b'c', b'"', 0xc0], &Type::Dynamic),
+        Value::Null
+    );
 }
 
 #[test]
@@ -183,13 +189,24 @@ fn nested_block_shapes() {
                     ("opts", Value::Set(vec![opt("cache", Value::string("none")), opt("io", Value::Null)])),
                     ("labels", Value::Map(map(&[("a", Value::Null), ("b", Value::Unknown), ("c", Value::string(""))]))),
                 ]),
-                Value::object_from([("size", Value::Null), ("bus", Value::Null), ("opts", Value::Set(vec![])), ("labels", Value::Null)]),
+                Value::object_from([
+                    ("size", Value::Null),
+                    ("bus", Value::Null),
+                    ("opts", Value::Set(vec![])),
+                    ("labels", Value::Null),
+                ]),
                 Value::Unknown,
                 Value::Null,
             ]),
         ),
         ("net", Value::Set(vec![])),
-        ("meta", Value::Map(map(&[("x", Value::List(vec![num("0.1"), num("-7"), Value::Null])), ("y", Value::List(vec![]))]))),
+        (
+            "meta",
+            Value::Map(map(&[
+                ("x", Value::List(vec![num("0.1"), num("-7"), Value::Null])),
+                ("y", Value::List(vec![])),
+            ])),
+        ),
         ("pair", Value::Tuple(vec![Value::string("p"), Value::Null])),
         ("enabled", Value::Bool(false)),
     ]);
@@ -325,12 +342,16 @@ fn object_decoding_is_lenient_about_missing_and_order() {
     assert_eq!(dec(&[0x82, 0xa1, b'c', 3, 0xa1, b'a', 1], &ty), expected);
     assert_eq!(dec(&[0x82, 0xa1, b'a', 1, 0xa1, b'c', 3], &ty), expected);
     // Keys may come as bin.
-    assert_eq!(dec(&[0x81, 0xc4, 1, b'b', 2], &ty), Value::object_from([("a", Value::Null), ("b", num("2")), ("c", Value::Null)]));
+    assert_eq!(
+        dec(&[0x81, 0xc4, 1, b'b', 2], &ty),
+        Value::object_from([("a", Value::Null), ("b", num("2")), ("c", Value::Null)])
+    );
 }
 
 #[test]
 fn errors_carry_paths() {
-    let ty = Type::object([("values", Type::map(Type::String)), ("list", Type::list(Type::object([("x", Type::Bool)])))]);
+    let ty =
+        Type::object([("values", Type::map(Type::String)), ("list", Type::list(Type::object([("x", Type::Bool)])))]);
     // values = {"x": 1}
     let bytes = [0x81, 0xa6, b'v', b'a', b'l', b'u', b'e', b's', 0x81, 0xa1, b'x', 0x01];
     let err = msgpack::decode(&bytes, &ty).unwrap_err();
@@ -348,7 +369,13 @@ fn errors_carry_paths() {
     assert!(err.message.contains("unsupported attribute"), "{err}");
 
     // Duplicate attribute (out-of-order path).
-    let err = msgpack::decode(&[0x83, 0xa4, b'l', b'i', b's', b't', 0xc0, 0xa6, b'v', b'a', b'l', b'u', b'e', b's', 0xc0, 0xa4, b'l', b'i', b's', b't', 0xc0], &ty);
+    let err = msgpack::decode(
+        &[
+            0x83, 0xa4, b'l', b'i', b's', b't', 0xc0, 0xa6, b'v', b'a', b'l', b'u', b'e', b's', 0xc0, 0xa4, b'l', b'i',
+            b's', b't', 0xc0,
+        ],
+        &ty,
+    );
     assert!(err.unwrap_err().message.contains("duplicate"));
 
     // Invalid UTF-8.
@@ -369,7 +396,10 @@ fn errors_carry_paths() {
     assert!(msgpack::decode(&[0xdb, 0xff, 0xff, 0xff, 0xff], &Type::String).is_err());
     // Bad dynamic wrappers.
     assert!(msgpack::decode(&[0x91, 0xc0], &Type::Dynamic).is_err());
-    assert!(msgpack::decode(&[0x92, 0xc4, 0x03, b'"', b'x', b'"', 0xc0], &Type::Dynamic).unwrap_err().message.contains("type JSON"));
+    assert!(msgpack::decode(&[0x92, 0xc4, 0x03, b'"', b'x', b'"', 0xc0], &Type::Dynamic)
+        .unwrap_err()
+        .message
+        .contains("type JSON"));
     assert!(msgpack::decode(&[0xa1, b'x'], &Type::Dynamic).is_err());
 }
 
@@ -423,7 +453,12 @@ fn encoding_errors() {
     assert_eq!(err.path, Path(vec![PathStep::Index(1)]));
     // encode_into leaves the buffer as it was on error.
     let mut out = vec![1, 2, 3];
-    assert!(msgpack::encode_into(&Value::List(vec![Value::string("ok"), num("1")]), &Type::list(Type::String), &mut out).is_err());
+    assert!(msgpack::encode_into(
+        &Value::List(vec![Value::string("ok"), num("1")]),
+        &Type::list(Type::String),
+        &mut out
+    )
+    .is_err());
     assert_eq!(out, [1, 2, 3]);
     msgpack::encode_into(&Value::string("ok"), &Type::String, &mut out).unwrap();
     assert_eq!(out, [1, 2, 3, 0xa2, b'o', b'k']);
@@ -436,7 +471,10 @@ fn encoding_errors() {
 fn encoding_is_lenient_about_collection_variants() {
     // Lists for sets, objects for maps: identical on the wire.
     let set_ty = Type::set(Type::String);
-    assert_eq!(enc(&Value::List(vec![Value::string("a")]), &set_ty), enc(&Value::Set(vec![Value::string("a")]), &set_ty));
+    assert_eq!(
+        enc(&Value::List(vec![Value::string("a")]), &set_ty),
+        enc(&Value::Set(vec![Value::string("a")]), &set_ty)
+    );
     let map_ty = Type::map(Type::String);
     let m = map(&[("k", Value::string("v"))]);
     assert_eq!(enc(&Value::Object(m.clone()), &map_ty), enc(&Value::Map(m.clone()), &map_ty));

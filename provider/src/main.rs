@@ -7,6 +7,9 @@ use terraform_provider_kvm::plugin::{self, ServeOptions};
 use terraform_provider_kvm::resources::Registry;
 use terraform_provider_kvm::server::ProviderService;
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The source address users put in `required_providers`.
 const PROVIDER_ADDRESS: &str = "registry.terraform.io/kvm/kvm";
 

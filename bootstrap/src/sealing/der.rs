@@ -19,8 +19,7 @@ const TAG_OID: u8 = 0x06;
 const TAG_SEQUENCE: u8 = 0x30;
 
 /// DER content of the OID 1.2.840.113549.1.1.1 (rsaEncryption).
-pub(crate) const OID_RSA_ENCRYPTION: &[u8] =
-    &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
+pub(crate) const OID_RSA_ENCRYPTION: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
 
 /// Why a PKCS#8 document could not be turned into a PKCS#1 RSA key.
 #[derive(Debug)]
@@ -37,9 +36,7 @@ fn read_tlv(input: &[u8]) -> Result<(u8, &[u8], &[u8]), String> {
     if tag & 0x1f == 0x1f {
         return Err("multi-byte DER tags are not supported here".into());
     }
-    let (&first, mut rest) = rest
-        .split_first()
-        .ok_or("unexpected end of data in a length")?;
+    let (&first, mut rest) = rest.split_first().ok_or("unexpected end of data in a length")?;
     let len = if first < 0x80 {
         usize::from(first)
     } else {
@@ -58,10 +55,7 @@ fn read_tlv(input: &[u8]) -> Result<(u8, &[u8], &[u8]), String> {
         len
     };
     if rest.len() < len {
-        return Err(format!(
-            "a DER element declares {len} bytes but only {} follow",
-            rest.len()
-        ));
+        return Err(format!("a DER element declares {len} bytes but only {} follow", rest.len()));
     }
     Ok((tag, &rest[..len], &rest[len..]))
 }
@@ -70,9 +64,7 @@ fn read_tlv(input: &[u8]) -> Result<(u8, &[u8], &[u8]), String> {
 fn expect<'a>(input: &'a [u8], want: u8, what: &str) -> Result<(&'a [u8], &'a [u8]), String> {
     let (tag, value, rest) = read_tlv(input)?;
     if tag != want {
-        return Err(format!(
-            "expected {what} (tag 0x{want:02x}), found tag 0x{tag:02x}"
-        ));
+        return Err(format!("expected {what} (tag 0x{want:02x}), found tag 0x{tag:02x}"));
     }
     Ok((value, rest))
 }
@@ -124,13 +116,9 @@ pub(crate) fn pkcs1_to_pkcs8(pkcs1: &[u8]) -> Vec<u8> {
 /// Extracts the PKCS#1 `RSAPrivateKey` DER from a PKCS#8 `PrivateKeyInfo`.
 pub(crate) fn pkcs8_to_pkcs1(pkcs8: &[u8]) -> Result<Vec<u8>, Pkcs8Error> {
     let malformed = |e: String| Pkcs8Error::Malformed(e);
-    let (info, trailing) =
-        expect(pkcs8, TAG_SEQUENCE, "a PrivateKeyInfo SEQUENCE").map_err(malformed)?;
+    let (info, trailing) = expect(pkcs8, TAG_SEQUENCE, "a PrivateKeyInfo SEQUENCE").map_err(malformed)?;
     if !trailing.is_empty() {
-        return Err(Pkcs8Error::Malformed(format!(
-            "{} trailing bytes after the PrivateKeyInfo",
-            trailing.len()
-        )));
+        return Err(Pkcs8Error::Malformed(format!("{} trailing bytes after the PrivateKeyInfo", trailing.len())));
     }
     let (version, rest) = expect(info, TAG_INTEGER, "the version INTEGER").map_err(malformed)?;
     if version != [0] && version != [1] {
@@ -141,10 +129,8 @@ pub(crate) fn pkcs8_to_pkcs1(pkcs8: &[u8]) -> Result<Vec<u8>, Pkcs8Error> {
     if oid != OID_RSA_ENCRYPTION {
         return Err(Pkcs8Error::NotRsa(algorithm_name(oid)));
     }
-    let (key, _attributes) =
-        expect(rest, TAG_OCTET_STRING, "the privateKey OCTET STRING").map_err(malformed)?;
-    check_single_sequence(key)
-        .map_err(|e| Pkcs8Error::Malformed(format!("inner RSAPrivateKey: {e}")))?;
+    let (key, _attributes) = expect(rest, TAG_OCTET_STRING, "the privateKey OCTET STRING").map_err(malformed)?;
+    check_single_sequence(key).map_err(|e| Pkcs8Error::Malformed(format!("inner RSAPrivateKey: {e}")))?;
     Ok(key.to_vec())
 }
 
@@ -182,10 +168,7 @@ fn oid_to_string(oid: &[u8]) -> String {
             acc = 0;
         }
     }
-    arcs.iter()
-        .map(u64::to_string)
-        .collect::<Vec<_>>()
-        .join(".")
+    arcs.iter().map(u64::to_string).collect::<Vec<_>>().join(".")
 }
 
 #[cfg(test)]
@@ -201,10 +184,7 @@ mod tests {
 
     #[test]
     fn long_lengths() {
-        let big = vec![0x30, 0x82, 0x01, 0x00]
-            .into_iter()
-            .chain(std::iter::repeat_n(0u8, 256))
-            .collect::<Vec<_>>();
+        let big = vec![0x30, 0x82, 0x01, 0x00].into_iter().chain(std::iter::repeat_n(0u8, 256)).collect::<Vec<_>>();
         let pkcs8 = pkcs1_to_pkcs8(&big);
         assert_eq!(pkcs8_to_pkcs1(&pkcs8).unwrap(), big);
     }
@@ -212,21 +192,14 @@ mod tests {
     #[test]
     fn not_rsa_and_oid_names() {
         assert_eq!(algorithm_name(&[0x2b, 0x65, 0x70]), "Ed25519");
-        assert_eq!(
-            oid_to_string(&[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0b]),
-            "1.2.840.113549.1.1.11"
-        );
+        assert_eq!(oid_to_string(&[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0b]), "1.2.840.113549.1.1.11");
         // PKCS#8 of an Ed25519 key (RFC 8410 example).
         let ed = [
-            0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22,
-            0x04, 0x20, 0xd4, 0xee, 0x72, 0xdb, 0xf9, 0x13, 0x58, 0x4a, 0xd5, 0xb6, 0xd8, 0xf1,
-            0xf7, 0x69, 0xf8, 0xad, 0x3a, 0xfe, 0x7c, 0x28, 0xcb, 0xf1, 0xd4, 0xfb, 0xe0, 0x97,
-            0xa8, 0x8f, 0x44, 0x75, 0x58, 0x42,
+            0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20, 0xd4, 0xee,
+            0x72, 0xdb, 0xf9, 0x13, 0x58, 0x4a, 0xd5, 0xb6, 0xd8, 0xf1, 0xf7, 0x69, 0xf8, 0xad, 0x3a, 0xfe, 0x7c, 0x28,
+            0xcb, 0xf1, 0xd4, 0xfb, 0xe0, 0x97, 0xa8, 0x8f, 0x44, 0x75, 0x58, 0x42,
         ];
         assert!(matches!(pkcs8_to_pkcs1(&ed), Err(Pkcs8Error::NotRsa(n)) if n == "Ed25519"));
-        assert!(matches!(
-            pkcs8_to_pkcs1(&[0x30, 0x05, 0x01]),
-            Err(Pkcs8Error::Malformed(_))
-        ));
+        assert!(matches!(pkcs8_to_pkcs1(&[0x30, 0x05, 0x01]), Err(Pkcs8Error::Malformed(_))));
     }
 }

@@ -5,8 +5,8 @@ use std::fmt;
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_128_GCM, AES_192_GCM, AES_256_GCM};
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rsa::{
-    KeySize, OaepPrivateDecryptingKey, OaepPublicEncryptingKey, PrivateDecryptingKey,
-    PublicEncryptingKey, OAEP_SHA256_MGF1SHA256,
+    KeySize, OaepPrivateDecryptingKey, OaepPublicEncryptingKey, PrivateDecryptingKey, PublicEncryptingKey,
+    OAEP_SHA256_MGF1SHA256,
 };
 use time::OffsetDateTime;
 use x509_parser::prelude::{FromDer, X509Certificate};
@@ -39,10 +39,7 @@ pub struct KeyOptions {
 
 impl Default for KeyOptions {
     fn default() -> Self {
-        KeyOptions {
-            common_name: "sealed-secret".to_string(),
-            validity_days: 3650,
-        }
+        KeyOptions { common_name: "sealed-secret".to_string(), validity_days: 3650 }
     }
 }
 
@@ -130,31 +127,26 @@ impl SealingCertificate {
     /// used), the first `CERTIFICATE` block is taken and other blocks are ignored. The public key
     /// must be RSA (2048 to 8192 bits).
     pub fn from_pem(pem: &str) -> Result<SealingCertificate, SealingError> {
-        let blocks =
-            pem::parse_many(pem).map_err(|e| SealingError::MalformedCertificate(e.to_string()))?;
+        let blocks = pem::parse_many(pem).map_err(|e| SealingError::MalformedCertificate(e.to_string()))?;
         if blocks.is_empty() {
             return Err(SealingError::MalformedCertificate(
                 "no PEM block found (expected \"-----BEGIN CERTIFICATE-----\")".into(),
             ));
         }
-        let block = blocks
-            .iter()
-            .find(|b| b.tag() == PEM_TAG_CERTIFICATE)
-            .ok_or_else(|| {
-                let tags: Vec<_> = blocks.iter().map(|b| format!("{:?}", b.tag())).collect();
-                SealingError::MalformedCertificate(format!(
-                    "expected a \"CERTIFICATE\" PEM block, found {}",
-                    tags.join(", ")
-                ))
-            })?;
+        let block = blocks.iter().find(|b| b.tag() == PEM_TAG_CERTIFICATE).ok_or_else(|| {
+            let tags: Vec<_> = blocks.iter().map(|b| format!("{:?}", b.tag())).collect();
+            SealingError::MalformedCertificate(format!(
+                "expected a \"CERTIFICATE\" PEM block, found {}",
+                tags.join(", ")
+            ))
+        })?;
         Self::from_der(block.contents())
     }
 
     /// Reads a DER certificate (see [`SealingCertificate::from_pem`]).
     pub fn from_der(der: &[u8]) -> Result<SealingCertificate, SealingError> {
-        let (rest, cert) = X509Certificate::from_der(der).map_err(|e| {
-            SealingError::MalformedCertificate(format!("invalid X.509 certificate: {e}"))
-        })?;
+        let (rest, cert) = X509Certificate::from_der(der)
+            .map_err(|e| SealingError::MalformedCertificate(format!("invalid X.509 certificate: {e}")))?;
         if !rest.is_empty() {
             return Err(SealingError::MalformedCertificate(format!(
                 "{} trailing bytes after the certificate",
@@ -164,33 +156,18 @@ impl SealingCertificate {
         let spki = cert.public_key();
         let alg_oid = spki.algorithm.algorithm.as_bytes();
         if alg_oid != der::OID_RSA_ENCRYPTION {
-            return Err(SealingError::CertificateNotRsa(with_article(
-                &der::algorithm_name(alg_oid),
-            )));
+            return Err(SealingError::CertificateNotRsa(with_article(&der::algorithm_name(alg_oid))));
         }
         let public_key = PublicEncryptingKey::from_der(spki.raw).map_err(|e| {
-            SealingError::MalformedCertificate(format!(
-                "the certificate's RSA public key is not usable: {e}"
-            ))
+            SealingError::MalformedCertificate(format!("the certificate's RSA public key is not usable: {e}"))
         })?;
         let spki_der = public_key
             .as_der()
-            .map_err(|_| {
-                SealingError::MalformedCertificate("cannot re-encode the RSA public key".into())
-            })?
+            .map_err(|_| SealingError::MalformedCertificate("cannot re-encode the RSA public key".into()))?
             .as_ref()
             .to_vec();
-        let is_ca = cert
-            .basic_constraints()
-            .ok()
-            .flatten()
-            .is_some_and(|bc| bc.value.ca);
-        let common_name = cert
-            .subject()
-            .iter_common_name()
-            .next()
-            .and_then(|cn| cn.as_str().ok())
-            .map(str::to_string);
+        let is_ca = cert.basic_constraints().ok().flatten().is_some_and(|bc| bc.value.ca);
+        let common_name = cert.subject().iter_common_name().next().and_then(|cn| cn.as_str().ok()).map(str::to_string);
         Ok(SealingCertificate {
             pem: to_pem(PEM_TAG_CERTIFICATE, der),
             der: der.to_vec(),
@@ -275,12 +252,10 @@ impl SealingCertificate {
     /// (see [`super::seal_secret`], which does, as kubeseal).
     pub fn seal(&self, plaintext: &[u8], label: &[u8]) -> Result<Vec<u8>, SealingError> {
         let fail = |what: &str| SealingError::Seal(format!("{what} failed in the crypto library"));
-        let oaep = OaepPublicEncryptingKey::new(self.public_key.clone())
-            .map_err(|_| fail("RSA-OAEP setup"))?;
+        let oaep = OaepPublicEncryptingKey::new(self.public_key.clone()).map_err(|_| fail("RSA-OAEP setup"))?;
 
         let mut session_key = [0u8; SESSION_KEY_LEN];
-        aws_lc_rs::rand::fill(&mut session_key)
-            .map_err(|_| fail("random session key generation"))?;
+        aws_lc_rs::rand::fill(&mut session_key).map_err(|_| fail("random session key generation"))?;
 
         let rsa_len = oaep.ciphertext_size();
         let rsa_len_u16 = u16::try_from(rsa_len).map_err(|_| fail("RSA block length"))?;
@@ -288,30 +263,20 @@ impl SealingCertificate {
         out.extend_from_slice(&rsa_len_u16.to_be_bytes());
         out.resize(2 + rsa_len, 0);
         let written = oaep
-            .encrypt(
-                &OAEP_SHA256_MGF1SHA256,
-                &session_key,
-                &mut out[2..],
-                Some(label),
-            )
+            .encrypt(&OAEP_SHA256_MGF1SHA256, &session_key, &mut out[2..], Some(label))
             .map_err(|_| fail("RSA-OAEP encryption"))?
             .len();
         if written != rsa_len {
             return Err(fail("RSA-OAEP encryption (unexpected length)"));
         }
 
-        let aead = LessSafeKey::new(
-            UnboundKey::new(&AES_256_GCM, &session_key).map_err(|_| fail("AES-256-GCM setup"))?,
-        );
+        let aead =
+            LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &session_key).map_err(|_| fail("AES-256-GCM setup"))?);
         session_key.fill(0);
         out.extend_from_slice(plaintext);
         // Zero nonce, as the controller: the session key is used exactly once.
         let tag = aead
-            .seal_in_place_separate_tag(
-                Nonce::assume_unique_for_key([0u8; 12]),
-                Aad::empty(),
-                &mut out[2 + rsa_len..],
-            )
+            .seal_in_place_separate_tag(Nonce::assume_unique_for_key([0u8; 12]), Aad::empty(), &mut out[2 + rsa_len..])
             .map_err(|_| fail("AES-256-GCM encryption"))?;
         out.extend_from_slice(tag.as_ref());
         Ok(out)
@@ -320,10 +285,7 @@ impl SealingCertificate {
 
 /// "an EC (ECDSA)" / "a DSA" for messages.
 fn with_article(name: &str) -> String {
-    let vowel_sound = matches!(
-        name.chars().next(),
-        Some('A' | 'E' | 'I' | 'O' | 'U' | 'R' | 'X')
-    );
+    let vowel_sound = matches!(name.chars().next(), Some('A' | 'E' | 'I' | 'O' | 'U' | 'R' | 'X'));
     format!("{} {name}", if vowel_sound { "an" } else { "a" })
 }
 
@@ -361,24 +323,22 @@ impl SealingKey {
     pub fn generate(opts: &KeyOptions) -> Result<SealingKey, SealingError> {
         if opts.validity_days == 0 {
             return Err(SealingError::InvalidKeyOptions(
-                "validity_days must be at least 1 (kubeseal refuses expired certificates; the controller uses 3650)".into(),
+                "validity_days must be at least 1 (kubeseal refuses expired certificates; the controller uses 3650)"
+                    .into(),
             ));
         }
-        let gen_err =
-            |what: &str, e: &dyn fmt::Display| SealingError::Generate(format!("{what}: {e}"));
+        let gen_err = |what: &str, e: &dyn fmt::Display| SealingError::Generate(format!("{what}: {e}"));
 
-        let private_key = PrivateDecryptingKey::generate(KeySize::Rsa4096)
-            .map_err(|e| gen_err("RSA-4096 key generation", &e))?;
+        let private_key =
+            PrivateDecryptingKey::generate(KeySize::Rsa4096).map_err(|e| gen_err("RSA-4096 key generation", &e))?;
         let pkcs8 = AsDer::<aws_lc_rs::encoding::Pkcs8V1Der>::as_der(&private_key)
             .map_err(|e| gen_err("PKCS#8 encoding", &e))?;
         let pkcs8 = pkcs8.as_ref();
-        let pkcs1 = der::pkcs8_to_pkcs1(pkcs8)
-            .map_err(|e| SealingError::Generate(format!("PKCS#1 conversion: {e:?}")))?;
+        let pkcs1 =
+            der::pkcs8_to_pkcs1(pkcs8).map_err(|e| SealingError::Generate(format!("PKCS#1 conversion: {e:?}")))?;
 
-        let signer = rcgen::KeyPair::try_from(pkcs8)
-            .map_err(|e| gen_err("loading the key for signing", &e))?;
-        let now = OffsetDateTime::from_unix_timestamp(now_unix())
-            .map_err(|e| gen_err("current time", &e))?;
+        let signer = rcgen::KeyPair::try_from(pkcs8).map_err(|e| gen_err("loading the key for signing", &e))?;
+        let now = OffsetDateTime::from_unix_timestamp(now_unix()).map_err(|e| gen_err("current time", &e))?;
         let not_after = now
             .checked_add(time::Duration::days(i64::from(opts.validity_days)))
             .filter(|t| t.year() <= 9999)
@@ -398,9 +358,7 @@ impl SealingKey {
         params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
         params.distinguished_name = rcgen::DistinguishedName::new();
         if !opts.common_name.is_empty() {
-            params
-                .distinguished_name
-                .push(rcgen::DnType::CommonName, opts.common_name.as_str());
+            params.distinguished_name.push(rcgen::DnType::CommonName, opts.common_name.as_str());
         }
         params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
         params.key_usages = vec![
@@ -408,9 +366,7 @@ impl SealingKey {
             rcgen::KeyUsagePurpose::KeyEncipherment,
             rcgen::KeyUsagePurpose::KeyCertSign,
         ];
-        let cert = params
-            .self_signed(&signer)
-            .map_err(|e| gen_err("self-signing the certificate", &e))?;
+        let cert = params.self_signed(&signer).map_err(|e| gen_err("self-signing the certificate", &e))?;
         let certificate = SealingCertificate::from_der(cert.der())?;
         Self::assemble(pkcs1, private_key, certificate)
     }
@@ -418,24 +374,17 @@ impl SealingKey {
     /// Adopts an existing key pair, e.g. `tls.key` and `tls.crt` of a controller's key Secret or a
     /// bring-your-own certificate. The key may be PKCS#1 (`RSA PRIVATE KEY`) or PKCS#8
     /// (`PRIVATE KEY`) PEM; it must be RSA and match the certificate's public key.
-    pub fn from_pem(
-        private_key_pem: &str,
-        certificate_pem: &str,
-    ) -> Result<SealingKey, SealingError> {
-        let blocks = pem::parse_many(private_key_pem)
-            .map_err(|e| SealingError::MalformedPrivateKey(e.to_string()))?;
+    pub fn from_pem(private_key_pem: &str, certificate_pem: &str) -> Result<SealingKey, SealingError> {
+        let blocks = pem::parse_many(private_key_pem).map_err(|e| SealingError::MalformedPrivateKey(e.to_string()))?;
         let tags: Vec<String> = blocks.iter().map(|b| format!("{:?}", b.tag())).collect();
-        let block = blocks
-            .iter()
-            .find(|b| b.tag().ends_with("PRIVATE KEY"))
-            .ok_or_else(|| {
-                SealingError::MalformedPrivateKey(if tags.is_empty() {
-                    "no PEM block found (expected \"-----BEGIN RSA PRIVATE KEY-----\" or \"-----BEGIN PRIVATE KEY-----\")"
-                        .into()
-                } else {
-                    format!("expected an \"RSA PRIVATE KEY\" or \"PRIVATE KEY\" PEM block, found {}", tags.join(", "))
-                })
-            })?;
+        let block = blocks.iter().find(|b| b.tag().ends_with("PRIVATE KEY")).ok_or_else(|| {
+            SealingError::MalformedPrivateKey(if tags.is_empty() {
+                "no PEM block found (expected \"-----BEGIN RSA PRIVATE KEY-----\" or \"-----BEGIN PRIVATE KEY-----\")"
+                    .into()
+            } else {
+                format!("expected an \"RSA PRIVATE KEY\" or \"PRIVATE KEY\" PEM block, found {}", tags.join(", "))
+            })
+        })?;
         let (pkcs1, pkcs8) = match block.tag() {
             PEM_TAG_PKCS1 => {
                 let pkcs1 = block.contents().to_vec();
@@ -451,11 +400,10 @@ impl SealingKey {
                 })?;
                 (pkcs1, block.contents().to_vec())
             }
-            "ENCRYPTED PRIVATE KEY" => {
-                return Err(SealingError::MalformedPrivateKey(
-                    "the key is encrypted with a passphrase; decrypt it first (openssl pkey -in key.pem -out plain.pem)".into(),
-                ))
-            }
+            "ENCRYPTED PRIVATE KEY" => return Err(SealingError::MalformedPrivateKey(
+                "the key is encrypted with a passphrase; decrypt it first (openssl pkey -in key.pem -out plain.pem)"
+                    .into(),
+            )),
             "EC PRIVATE KEY" => return Err(SealingError::PrivateKeyNotRsa("an EC (ECDSA)".into())),
             "DSA PRIVATE KEY" => return Err(SealingError::PrivateKeyNotRsa("a DSA".into())),
             other => {
@@ -464,9 +412,8 @@ impl SealingKey {
                 )))
             }
         };
-        let private_key = PrivateDecryptingKey::from_pkcs8(&pkcs8).map_err(|e| {
-            SealingError::MalformedPrivateKey(format!("the RSA key is not usable: {e}"))
-        })?;
+        let private_key = PrivateDecryptingKey::from_pkcs8(&pkcs8)
+            .map_err(|e| SealingError::MalformedPrivateKey(format!("the RSA key is not usable: {e}")))?;
         let certificate = SealingCertificate::from_pem(certificate_pem)?;
         Self::assemble(pkcs1, private_key, certificate)
     }
@@ -477,20 +424,17 @@ impl SealingKey {
         private_key: PrivateDecryptingKey,
         certificate: SealingCertificate,
     ) -> Result<SealingKey, SealingError> {
-        let key_spki = private_key.public_key().as_der().map_err(|_| {
-            SealingError::MalformedPrivateKey("cannot encode the key's public key".into())
-        })?;
+        let key_spki = private_key
+            .public_key()
+            .as_der()
+            .map_err(|_| SealingError::MalformedPrivateKey("cannot encode the key's public key".into()))?;
         if key_spki.as_ref() != certificate.spki_der.as_slice() {
             return Err(SealingError::KeyCertificateMismatch {
                 certificate: certificate.fingerprint(),
                 key: sha256_hex(key_spki.as_ref()),
             });
         }
-        Ok(SealingKey {
-            private_key_pem: to_pem(PEM_TAG_PKCS1, &pkcs1),
-            private_key,
-            certificate,
-        })
+        Ok(SealingKey { private_key_pem: to_pem(PEM_TAG_PKCS1, &pkcs1), private_key, certificate })
     }
 
     /// The private key as PKCS#1 PEM (`-----BEGIN RSA PRIVATE KEY-----`, LF line endings), the form
@@ -564,16 +508,10 @@ impl SealingKey {
             16 => &AES_128_GCM,
             24 => &AES_192_GCM,
             32 => &AES_256_GCM,
-            n => {
-                return Err(err(format!(
-                    "the session key has {n} bytes; AES needs 16, 24 or 32"
-                )))
-            }
+            n => return Err(err(format!("the session key has {n} bytes; AES needs 16, 24 or 32"))),
         };
-        let aead = LessSafeKey::new(
-            UnboundKey::new(algorithm, &session_key)
-                .map_err(|_| err("AES-GCM setup failed".into()))?,
-        );
+        let aead =
+            LessSafeKey::new(UnboundKey::new(algorithm, &session_key).map_err(|_| err("AES-GCM setup failed".into()))?);
         session_key.fill(0);
         if aes_block.len() < GCM_TAG_LEN {
             return Err(err(format!(
@@ -583,17 +521,8 @@ impl SealingKey {
         }
         let mut buf = aes_block.to_vec();
         let plain_len = aead
-            .open_in_place(
-                Nonce::assume_unique_for_key([0u8; 12]),
-                Aad::empty(),
-                &mut buf,
-            )
-            .map_err(|_| {
-                err(
-                    "AES-GCM authentication failed: the sealed value was altered or truncated"
-                        .into(),
-                )
-            })?
+            .open_in_place(Nonce::assume_unique_for_key([0u8; 12]), Aad::empty(), &mut buf)
+            .map_err(|_| err("AES-GCM authentication failed: the sealed value was altered or truncated".into()))?
             .len();
         buf.truncate(plain_len);
         Ok(buf)

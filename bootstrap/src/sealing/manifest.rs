@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use super::keys::{now_unix, SealingCertificate, SealingKey};
 use super::{
-    validate_data_key, validate_name, validate_namespace, Scope, SealingError,
-    ANNOTATION_CLUSTER_WIDE, ANNOTATION_NAMESPACE_WIDE,
+    validate_data_key, validate_name, validate_namespace, Scope, SealingError, ANNOTATION_CLUSTER_WIDE,
+    ANNOTATION_NAMESPACE_WIDE,
 };
 
 /// `apiVersion` of SealedSecret manifests.
@@ -122,17 +122,11 @@ pub struct TemplateMetadata {
 /// would: every value sealed independently under the scope's OAEP label, scope annotations on the
 /// SealedSecret's metadata and on the template's, name/namespace/labels/annotations/type in the
 /// template. Refuses an expired certificate (as kubeseal), invalid names and data keys.
-pub fn seal_secret(
-    cert: &SealingCertificate,
-    spec: &SecretSpec,
-) -> Result<SealedSecret, SealingError> {
-    validate_namespace(spec.namespace)
-        .map_err(|e| SealingError::InvalidName(format!("namespace: {e}")))?;
+pub fn seal_secret(cert: &SealingCertificate, spec: &SecretSpec) -> Result<SealedSecret, SealingError> {
+    validate_namespace(spec.namespace).map_err(|e| SealingError::InvalidName(format!("namespace: {e}")))?;
     validate_name(spec.name).map_err(|e| SealingError::InvalidName(format!("name: {e}")))?;
     if cert.is_expired_at(now_unix()) {
-        return Err(SealingError::CertificateExpired {
-            not_after: cert.not_after(),
-        });
+        return Err(SealingError::CertificateExpired { not_after: cert.not_after() });
     }
 
     let mut scope_annotations = BTreeMap::new();
@@ -143,10 +137,7 @@ pub fn seal_secret(
         .annotations
         .iter()
         .filter(|(k, _)| {
-            !matches!(
-                k.as_str(),
-                ANNOTATION_CLUSTER_WIDE | ANNOTATION_NAMESPACE_WIDE | KUBECTL_LAST_APPLIED
-            )
+            !matches!(k.as_str(), ANNOTATION_CLUSTER_WIDE | ANNOTATION_NAMESPACE_WIDE | KUBECTL_LAST_APPLIED)
         })
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
@@ -155,24 +146,14 @@ pub fn seal_secret(
     let label = spec.scope.label(spec.namespace, spec.name);
     let mut encrypted_data = BTreeMap::new();
     for (key, value) in spec.values {
-        validate_data_key(key).map_err(|reason| SealingError::SealValue {
-            key: key.clone(),
-            reason,
-        })?;
+        validate_data_key(key).map_err(|reason| SealingError::SealValue { key: key.clone(), reason })?;
         let sealed = cert
             .seal(value, &label)
-            .map_err(|e| SealingError::SealValue {
-                key: key.clone(),
-                reason: e.to_string(),
-            })?;
+            .map_err(|e| SealingError::SealValue { key: key.clone(), reason: e.to_string() })?;
         encrypted_data.insert(key.clone(), BASE64.encode(sealed));
     }
 
-    let secret_type = if spec.secret_type.is_empty() {
-        "Opaque"
-    } else {
-        spec.secret_type
-    };
+    let secret_type = if spec.secret_type.is_empty() { "Opaque" } else { spec.secret_type };
     Ok(SealedSecret {
         api_version: API_VERSION.to_string(),
         kind: KIND.to_string(),
@@ -218,11 +199,9 @@ impl SealedSecret {
     /// `kind`; ignores fields this type does not model (`status`, server-set metadata).
     pub fn from_yaml(s: &str) -> Result<SealedSecret, SealingError> {
         let parsed: SealedSecret = if s.trim_start().starts_with('{') {
-            serde_json::from_str(s)
-                .map_err(|e| SealingError::Manifest(format!("invalid JSON: {e}")))?
+            serde_json::from_str(s).map_err(|e| SealingError::Manifest(format!("invalid JSON: {e}")))?
         } else {
-            serde_norway::from_str(s)
-                .map_err(|e| SealingError::Manifest(format!("invalid YAML: {e}")))?
+            serde_norway::from_str(s).map_err(|e| SealingError::Manifest(format!("invalid YAML: {e}")))?
         };
         if parsed.api_version != API_VERSION || parsed.kind != KIND {
             return Err(SealingError::Manifest(format!(
@@ -247,9 +226,9 @@ impl SealedSecret {
             (None, Scope::ClusterWide) => "",
             (None, _) => {
                 return Err(SealingError::Unseal(format!(
-                "SealedSecret {:?} has no metadata.namespace, which a {scope} SealedSecret needs",
-                self.metadata.name
-            )))
+                    "SealedSecret {:?} has no metadata.namespace, which a {scope} SealedSecret needs",
+                    self.metadata.name
+                )))
             }
         };
         Ok(scope.label(namespace, &self.metadata.name))
@@ -261,10 +240,7 @@ impl SealedSecret {
         let label = self.label()?;
         let mut out = BTreeMap::new();
         for (data_key, encoded) in &self.spec.encrypted_data {
-            let value_err = |reason: String| SealingError::UnsealValue {
-                key: data_key.clone(),
-                reason,
-            };
+            let value_err = |reason: String| SealingError::UnsealValue { key: data_key.clone(), reason };
             let sealed = BASE64
                 .decode(encoded.trim())
                 .map_err(|e| value_err(format!("the value is not standard base64: {e}")))?;

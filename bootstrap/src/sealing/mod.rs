@@ -16,19 +16,19 @@
 //! In a manifest each value is that, in standard base64 with padding. The OAEP label binds the
 //! ciphertext to where it may be unsealed; see [`Scope::label`].
 
+mod backup;
 mod der;
 mod keys;
 mod manifest;
 mod yaml;
-mod backup;
 
 use std::fmt;
 use std::str::FromStr;
 
 pub use keys::{KeyOptions, SealingCertificate, SealingKey};
 pub use manifest::{
-    seal_secret, SealedSecret, SealedSecretMetadata, SealedSecretSpec, SecretSpec, SecretTemplate,
-    TemplateMetadata, API_VERSION, KIND,
+    seal_secret, SealedSecret, SealedSecretMetadata, SealedSecretSpec, SecretSpec, SecretTemplate, TemplateMetadata,
+    API_VERSION, KIND,
 };
 
 /// Annotation that makes a SealedSecret cluster-wide (value `"true"`); wins over namespace-wide.
@@ -82,11 +82,7 @@ impl Scope {
     pub fn from_annotations(annotations: &std::collections::BTreeMap<String, String>) -> Scope {
         if annotations.get(ANNOTATION_CLUSTER_WIDE).map(String::as_str) == Some("true") {
             Scope::ClusterWide
-        } else if annotations
-            .get(ANNOTATION_NAMESPACE_WIDE)
-            .map(String::as_str)
-            == Some("true")
-        {
+        } else if annotations.get(ANNOTATION_NAMESPACE_WIDE).map(String::as_str) == Some("true") {
             Scope::NamespaceWide
         } else {
             Scope::Strict
@@ -135,9 +131,7 @@ pub enum SealingError {
     #[error("certificate_pem is not a PEM certificate: {0}")]
     MalformedCertificate(String),
     /// The certificate is readable but its public key is not RSA.
-    #[error(
-        "certificate_pem holds a certificate for {0} key, but Sealed Secrets needs an RSA key"
-    )]
+    #[error("certificate_pem holds a certificate for {0} key, but Sealed Secrets needs an RSA key")]
     CertificateNotRsa(String),
     /// Key and certificate carry different public keys.
     #[error(
@@ -213,10 +207,7 @@ const NAME_CHARS_HELP: &str =
 fn is_dns1123_label_chars(s: &str) -> bool {
     let b = s.as_bytes();
     let alnum = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
-    !b.is_empty()
-        && alnum(b[0])
-        && alnum(b[b.len() - 1])
-        && b.iter().all(|&c| alnum(c) || c == b'-')
+    !b.is_empty() && alnum(b[0]) && alnum(b[b.len() - 1]) && b.iter().all(|&c| alnum(c) || c == b'-')
 }
 
 /// Validates a Kubernetes object name (a Secret's or SealedSecret's `metadata.name`): a DNS-1123
@@ -277,9 +268,7 @@ pub fn validate_namespace_or_name(s: &str) -> Result<(), String> {
 /// Validates a Secret data key: at most 253 characters of alphanumerics, `-`, `_` and `.`, and
 /// not `.` or `..` (Kubernetes `IsConfigMapKey`).
 pub fn validate_data_key(s: &str) -> Result<(), String> {
-    let ok_chars = s
-        .bytes()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'));
+    let ok_chars = s.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'));
     if s.is_empty() || s.len() > 253 || !ok_chars || s == "." || s == ".." {
         return Err(format!(
             "{s:?} is not a valid Secret data key: it must consist of alphanumeric characters, '-', '_' or '.', \
@@ -308,10 +297,7 @@ mod tests {
             assert_eq!(scope.to_string().parse::<Scope>().unwrap(), scope);
         }
         let err = "Strict".parse::<Scope>().unwrap_err();
-        assert!(
-            err.contains("\"strict\", \"namespace-wide\" and \"cluster-wide\""),
-            "{err}"
-        );
+        assert!(err.contains("\"strict\", \"namespace-wide\" and \"cluster-wide\""), "{err}");
     }
 
     #[test]
@@ -335,27 +321,11 @@ mod tests {
 
     #[test]
     fn names_and_namespaces() {
-        for ok in [
-            "a",
-            "db-credentials",
-            "tls.example.com",
-            "0abc",
-            &"a".repeat(253),
-        ] {
+        for ok in ["a", "db-credentials", "tls.example.com", "0abc", &"a".repeat(253)] {
             validate_name(ok).unwrap();
             validate_namespace_or_name(ok).unwrap();
         }
-        for bad in [
-            "",
-            "A",
-            "-a",
-            "a-",
-            "a..b",
-            ".a",
-            "a_b",
-            "a/b",
-            &"a".repeat(254),
-        ] {
+        for bad in ["", "A", "-a", "a-", "a..b", ".a", "a_b", "a/b", &"a".repeat(254)] {
             let e = validate_name(bad).unwrap_err();
             assert!(e.contains("Kubernetes name"), "{e}");
         }

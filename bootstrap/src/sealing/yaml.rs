@@ -97,10 +97,7 @@ fn is_plain_safe(s: &str) -> bool {
         return false;
     }
     let lower = s.to_ascii_lowercase();
-    !matches!(
-        lower.as_str(),
-        "y" | "n" | "yes" | "no" | "true" | "false" | "on" | "off" | "null"
-    )
+    !matches!(lower.as_str(), "y" | "n" | "yes" | "no" | "true" | "false" | "on" | "off" | "null")
 }
 
 /// Writes a string plain when safe, else as a double-quoted scalar with YAML escapes for
@@ -119,9 +116,7 @@ fn write_string(out: &mut String, s: &str) {
             '\t' => out.push_str("\\t"),
             '\r' => out.push_str("\\r"),
             // YAML c-printable: tab, LF, CR, 0x20-0x7E, NEL, 0xA0-0xD7FF, 0xE000-0xFFFD, 0x10000+.
-            ' '..='~' | '\u{a0}'..='\u{d7ff}' | '\u{e000}'..='\u{fffd}' | '\u{10000}'..
-                if c != '\u{feff}' =>
-            {
+            ' '..='~' | '\u{a0}'..='\u{d7ff}' | '\u{e000}'..='\u{fffd}' | '\u{10000}'.. if c != '\u{feff}' => {
                 out.push(c)
             }
             c if (c as u32) <= 0xff => out.push_str(&format!("\\x{:02x}", c as u32)),
@@ -184,19 +179,12 @@ mod tests {
             "x #y",
             "a,b",
         ];
-        let map: Map<String, Value> = tricky
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (format!("k{i:02}"), Value::from(*s)))
-            .collect();
-        let keys: Map<String, Value> = tricky
-            .iter()
-            .map(|s| (s.to_string(), Value::from("v")))
-            .collect();
+        let map: Map<String, Value> =
+            tricky.iter().enumerate().map(|(i, s)| (format!("k{i:02}"), Value::from(*s))).collect();
+        let keys: Map<String, Value> = tricky.iter().map(|s| (s.to_string(), Value::from("v"))).collect();
         for doc in [Value::Object(map), Value::Object(keys)] {
             let yaml = to_yaml(&doc);
-            let back: Value =
-                serde_norway::from_str(&yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+            let back: Value = serde_norway::from_str(&yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
             assert_eq!(back, doc, "{yaml}");
         }
     }

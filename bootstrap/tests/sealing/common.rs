@@ -8,10 +8,7 @@ use kvm_bootstrap::sealing::{KeyOptions, SealingKey};
 
 /// `<manifest>/../../shared/testdata/sealed-secrets` (the repo is cloned with `shared/` beside it).
 pub fn testdata_dir() -> PathBuf {
-    let dir = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/testdata/sealed-secrets"
-    ));
+    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/testdata/sealed-secrets"));
     assert!(
         dir.join("vectors.json").is_file(),
         "Sealed Secrets test data not found at {}: these tests need the shared/ directory beside the \
@@ -31,20 +28,14 @@ pub fn read_testdata(name: &str) -> String {
 pub fn test_key() -> &'static SealingKey {
     static KEY: OnceLock<SealingKey> = OnceLock::new();
     KEY.get_or_init(|| {
-        SealingKey::from_pem(
-            &read_testdata("sealing-key.pem"),
-            &read_testdata("sealing-cert.pem"),
-        )
-        .expect("the shared test key pair loads")
+        SealingKey::from_pem(&read_testdata("sealing-key.pem"), &read_testdata("sealing-cert.pem"))
+            .expect("the shared test key pair loads")
     })
 }
 
 /// Options of the one key generated per test binary.
 pub fn generated_options() -> KeyOptions {
-    KeyOptions {
-        common_name: "kvm-bootstrap-test".to_string(),
-        validity_days: 400,
-    }
+    KeyOptions { common_name: "kvm-bootstrap-test".to_string(), validity_days: 400 }
 }
 
 /// One freshly generated key per test binary (RSA-4096 generation takes seconds).
@@ -58,21 +49,9 @@ pub fn sample_values() -> BTreeMap<String, Vec<u8>> {
     let mut values = BTreeMap::new();
     values.insert("password".to_string(), b"SuperSecure123".to_vec());
     values.insert("empty".to_string(), Vec::new());
-    values.insert(
-        "binary".to_string(),
-        vec![0, 1, 2, 0xff, 0xfe, b'\n', b'\r', 0],
-    );
-    values.insert(
-        "unicode".to_string(),
-        "blåbærsyltetøy – æøå 🔑".as_bytes().to_vec(),
-    );
-    values.insert(
-        "big".to_string(),
-        (0..70_000u32).map(|i| (i * 7 % 256) as u8).collect(),
-    );
-    values.insert(
-        "tls.crt".to_string(),
-        b"-----BEGIN CERTIFICATE-----\n".to_vec(),
-    );
+    values.insert("binary".to_string(), vec![0, 1, 2, 0xff, 0xfe, b'\n', b'\r', 0]);
+    values.insert("unicode".to_string(), "blåbærsyltetøy – æøå 🔑".as_bytes().to_vec());
+    values.insert("big".to_string(), (0..70_000u32).map(|i| (i * 7 % 256) as u8).collect());
+    values.insert("tls.crt".to_string(), b"-----BEGIN CERTIFICATE-----\n".to_vec());
     values
 }

@@ -10,10 +10,7 @@ use serde_json::Value;
 use crate::common::{sample_values, test_key};
 
 fn crd_path() -> PathBuf {
-    let path = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/crds/bitnami.com_sealedsecrets.yaml"
-    ));
+    let path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/crds/bitnami.com_sealedsecrets.yaml"));
     assert!(
         path.is_file(),
         "SealedSecret CRD not found at {}: these tests need shared/ beside the repository clone",
@@ -27,10 +24,7 @@ fn openapi_schema() -> Value {
     let text = std::fs::read_to_string(crd_path()).unwrap();
     let crd: Value = serde_norway::from_str(&text).expect("CRD is YAML");
     let versions = crd["spec"]["versions"].as_array().unwrap();
-    let v1alpha1 = versions
-        .iter()
-        .find(|v| v["name"] == "v1alpha1")
-        .expect("v1alpha1 in CRD");
+    let v1alpha1 = versions.iter().find(|v| v["name"] == "v1alpha1").expect("v1alpha1 in CRD");
     v1alpha1["schema"]["openAPIV3Schema"].clone()
 }
 
@@ -43,12 +37,8 @@ fn to_json_schema(schema: &Value) -> Value {
             for (k, v) in map {
                 match k.as_str() {
                     "properties" => {
-                        let props = v
-                            .as_object()
-                            .unwrap()
-                            .iter()
-                            .map(|(pk, pv)| (pk.clone(), to_json_schema(pv)))
-                            .collect();
+                        let props =
+                            v.as_object().unwrap().iter().map(|(pk, pv)| (pk.clone(), to_json_schema(pv))).collect();
                         out.insert(k.clone(), Value::Object(props));
                     }
                     "additionalProperties" | "items" => {
@@ -75,13 +65,8 @@ fn to_json_schema(schema: &Value) -> Value {
 /// `properties` (and neither preserves unknown fields nor allows additional properties) are errors,
 /// which catches misspelt field names that the server would silently drop.
 fn undeclared_fields(schema: &Value, value: &Value, path: &str, out: &mut Vec<String>) {
-    let (Some(obj), Some(props)) = (
-        value.as_object(),
-        schema.get("properties").and_then(Value::as_object),
-    ) else {
-        if let (Some(obj), Some(additional)) =
-            (value.as_object(), schema.get("additionalProperties"))
-        {
+    let (Some(obj), Some(props)) = (value.as_object(), schema.get("properties").and_then(Value::as_object)) else {
+        if let (Some(obj), Some(additional)) = (value.as_object(), schema.get("additionalProperties")) {
             for (k, v) in obj {
                 undeclared_fields(additional, v, &format!("{path}.{k}"), out);
             }
@@ -100,18 +85,11 @@ fn undeclared_fields(schema: &Value, value: &Value, path: &str, out: &mut Vec<St
 
 fn sealed_in(scope: Scope) -> SealedSecret {
     let values = sample_values();
-    let labels: BTreeMap<String, String> =
-        [("app.kubernetes.io/name".to_string(), "payments".to_string())].into();
+    let labels: BTreeMap<String, String> = [("app.kubernetes.io/name".to_string(), "payments".to_string())].into();
     let annotations: BTreeMap<String, String> = [
         ("example.com/owner".to_string(), "team-a".to_string()),
-        (
-            "kubectl.kubernetes.io/last-applied-configuration".to_string(),
-            "{\"leak\":1}".to_string(),
-        ),
-        (
-            "sealedsecrets.bitnami.com/cluster-wide".to_string(),
-            "true".to_string(),
-        ),
+        ("kubectl.kubernetes.io/last-applied-configuration".to_string(), "{\"leak\":1}".to_string()),
+        ("sealedsecrets.bitnami.com/cluster-wide".to_string(), "true".to_string()),
     ]
     .into();
     seal_secret(
@@ -143,24 +121,18 @@ fn manifests_validate_against_the_crd_schema() {
         let sealed = sealed_in(scope);
         // Validate what is actually committed: the YAML text, parsed generically.
         let as_value: Value = serde_norway::from_str(&sealed.to_yaml()).unwrap();
-        let errors: Vec<String> = validator
-            .iter_errors(&as_value)
-            .map(|e| format!("{e} at {}", e.instance_path()))
-            .collect();
+        let errors: Vec<String> =
+            validator.iter_errors(&as_value).map(|e| format!("{e} at {}", e.instance_path())).collect();
         assert!(errors.is_empty(), "{scope}: {errors:?}");
         let mut undeclared = Vec::new();
         undeclared_fields(&schema, &as_value, "", &mut undeclared);
-        assert!(
-            undeclared.is_empty(),
-            "{scope}: fields the CRD does not declare: {undeclared:?}"
-        );
+        assert!(undeclared.is_empty(), "{scope}: fields the CRD does not declare: {undeclared:?}");
         // JSON rendering is the same document.
         let from_json: Value = serde_json::from_str(&sealed.to_json()).unwrap();
         assert_eq!(from_json, as_value);
     }
     // The shared vectors (made independently) are valid too.
-    let vectors: Value =
-        serde_json::from_str(&crate::common::read_testdata("vectors.json")).unwrap();
+    let vectors: Value = serde_json::from_str(&crate::common::read_testdata("vectors.json")).unwrap();
     for v in vectors["vectors"].as_array().unwrap() {
         assert!(validator.is_valid(&v["sealed_secret"]));
     }
@@ -180,12 +152,7 @@ fn manifest_shape_matches_kubeseal() {
         assert_eq!(tm["namespace"], "payments");
         assert_eq!(tm["labels"]["app.kubernetes.io/name"], "payments");
         assert_eq!(tm["annotations"]["example.com/owner"], "team-a");
-        assert!(
-            tm["annotations"]
-                .get("kubectl.kubernetes.io/last-applied-configuration")
-                .is_none(),
-            "never leaked"
-        );
+        assert!(tm["annotations"].get("kubectl.kubernetes.io/last-applied-configuration").is_none(), "never leaked");
         assert_eq!(v["spec"]["template"]["type"], "Opaque");
         let scope_annotations: Vec<(&str, &str)> = match scope {
             Scope::Strict => vec![],
@@ -193,29 +160,16 @@ fn manifest_shape_matches_kubeseal() {
             Scope::ClusterWide => vec![("sealedsecrets.bitnami.com/cluster-wide", "true")],
         };
         for annotations in [&v["metadata"]["annotations"], &tm["annotations"]] {
-            for other in [
-                "sealedsecrets.bitnami.com/namespace-wide",
-                "sealedsecrets.bitnami.com/cluster-wide",
-            ] {
-                let want = scope_annotations
-                    .iter()
-                    .find(|(k, _)| *k == other)
-                    .map(|(_, v)| Value::from(*v));
+            for other in ["sealedsecrets.bitnami.com/namespace-wide", "sealedsecrets.bitnami.com/cluster-wide"] {
+                let want = scope_annotations.iter().find(|(k, _)| *k == other).map(|(_, v)| Value::from(*v));
                 assert_eq!(annotations.get(other).cloned(), want, "{scope} {other}");
             }
         }
         if scope == Scope::Strict {
-            assert!(
-                v["metadata"].get("annotations").is_none(),
-                "strict: no annotations on the SealedSecret"
-            );
+            assert!(v["metadata"].get("annotations").is_none(), "strict: no annotations on the SealedSecret");
         }
         assert_eq!(
-            v["spec"]["encryptedData"]
-                .as_object()
-                .unwrap()
-                .keys()
-                .collect::<Vec<_>>(),
+            v["spec"]["encryptedData"].as_object().unwrap().keys().collect::<Vec<_>>(),
             ["big", "binary", "empty", "password", "tls.crt", "unicode"]
         );
     }
@@ -236,14 +190,8 @@ fn yaml_is_deterministic_and_quotes_what_must_stay_strings() {
         ),
         "{yaml}"
     );
-    assert!(
-        yaml.contains("\n  template:\n    metadata:\n      annotations:\n"),
-        "{yaml}"
-    );
-    assert!(
-        yaml.ends_with("      name: db-credentials\n      namespace: payments\n    type: Opaque\n"),
-        "{yaml}"
-    );
+    assert!(yaml.contains("\n  template:\n    metadata:\n      annotations:\n"), "{yaml}");
+    assert!(yaml.ends_with("      name: db-credentials\n      namespace: payments\n    type: Opaque\n"), "{yaml}");
     assert!(!yaml.contains('\t'));
 }
 
@@ -276,32 +224,18 @@ status: {}
     assert_eq!(s.spec.template.as_ref().unwrap().immutable, Some(true));
     assert_eq!(s.label().unwrap(), b"default");
 
-    let e = SealedSecret::from_yaml(
-        "apiVersion: v1\nkind: Secret\nmetadata: {name: x}\nspec: {encryptedData: {}}\n",
-    )
-    .unwrap_err()
-    .to_string();
-    assert!(
-        e.contains("expected apiVersion \"bitnami.com/v1alpha1\" and kind \"SealedSecret\""),
-        "{e}"
-    );
+    let e = SealedSecret::from_yaml("apiVersion: v1\nkind: Secret\nmetadata: {name: x}\nspec: {encryptedData: {}}\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("expected apiVersion \"bitnami.com/v1alpha1\" and kind \"SealedSecret\""), "{e}");
     let e = SealedSecret::from_yaml(
         "apiVersion: bitnami.com/v1alpha1\nkind: SealedSecret\nmetadata: {name: x}\nspec: {}\n",
     )
     .unwrap_err()
     .to_string();
-    assert!(
-        e.starts_with("not a valid SealedSecret manifest: invalid YAML")
-            && e.contains("encryptedData"),
-        "{e}"
-    );
-    let e = SealedSecret::from_yaml("{\"kind\": 1}")
-        .unwrap_err()
-        .to_string();
-    assert!(
-        e.starts_with("not a valid SealedSecret manifest: invalid JSON"),
-        "{e}"
-    );
+    assert!(e.starts_with("not a valid SealedSecret manifest: invalid YAML") && e.contains("encryptedData"), "{e}");
+    let e = SealedSecret::from_yaml("{\"kind\": 1}").unwrap_err().to_string();
+    assert!(e.starts_with("not a valid SealedSecret manifest: invalid JSON"), "{e}");
 
     // A strict SealedSecret without a namespace cannot be unsealed: say why.
     let mut no_ns = s.clone();

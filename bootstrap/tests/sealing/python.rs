@@ -85,14 +85,10 @@ json.dump(out, sys.stdout)
 
 /// Runs the script; `None` (after printing why) when Python or `cryptography` is unavailable.
 fn python(request: &Value) -> Option<Value> {
-    let probe = Command::new("python3")
-        .args(["-c", "import cryptography.hazmat.primitives.ciphers.aead"])
-        .output();
+    let probe = Command::new("python3").args(["-c", "import cryptography.hazmat.primitives.ciphers.aead"]).output();
     match probe {
         Err(e) => {
-            println!(
-                "SKIPPED: python3 not runnable ({e}); the independent cross-check did not run"
-            );
+            println!("SKIPPED: python3 not runnable ({e}); the independent cross-check did not run");
             return None;
         }
         Ok(o) if !o.status.success() => {
@@ -116,11 +112,7 @@ fn python(request: &Value) -> Option<Value> {
     let writer = std::thread::spawn(move || stdin.write_all(&input));
     let output = child.wait_with_output().unwrap();
     writer.join().unwrap().unwrap();
-    assert!(
-        output.status.success(),
-        "python failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "python failed: {}", String::from_utf8_lossy(&output.stderr));
     Some(serde_json::from_slice(&output.stdout).expect("python answers JSON"))
 }
 
@@ -152,15 +144,11 @@ fn python_unseals_what_we_seal_in_every_scope() {
         }
         // Under a wrong label it must fail in Python too (except cluster-wide, which has none).
         if scope != Scope::ClusterWide {
-            items.push(
-                json!({"sealed": sealed.spec.encrypted_data["password"], "label": "billing/other"}),
-            );
+            items.push(json!({"sealed": sealed.spec.encrypted_data["password"], "label": "billing/other"}));
             expected.push(None);
         }
     }
-    let Some(answer) =
-        python(&json!({"op": "unseal", "key_pem": key.private_key_pem(), "items": items}))
-    else {
+    let Some(answer) = python(&json!({"op": "unseal", "key_pem": key.private_key_pem(), "items": items})) else {
         return;
     };
     let results = answer["results"].as_array().unwrap();
@@ -169,13 +157,7 @@ fn python_unseals_what_we_seal_in_every_scope() {
         match want {
             Some(plain) => {
                 assert_eq!(result["ok"], true, "item {i}: {result}");
-                assert_eq!(
-                    BASE64
-                        .decode(result["plaintext"].as_str().unwrap())
-                        .unwrap(),
-                    *plain,
-                    "item {i}"
-                );
+                assert_eq!(BASE64.decode(result["plaintext"].as_str().unwrap()).unwrap(), *plain, "item {i}");
             }
             None => assert_eq!(result["ok"], false, "item {i} must not unseal: {result}"),
         }
@@ -186,21 +168,12 @@ fn python_unseals_what_we_seal_in_every_scope() {
 fn we_unseal_what_python_seals() {
     let key = test_key();
     let values = sample_values();
-    let items: Vec<Value> = values
-        .values()
-        .map(|v| json!({"plaintext": BASE64.encode(v), "label": "payments/db-credentials"}))
-        .collect();
-    let Some(answer) =
-        python(&json!({"op": "seal", "cert_pem": key.certificate_pem(), "items": items}))
-    else {
+    let items: Vec<Value> =
+        values.values().map(|v| json!({"plaintext": BASE64.encode(v), "label": "payments/db-credentials"})).collect();
+    let Some(answer) = python(&json!({"op": "seal", "cert_pem": key.certificate_pem(), "items": items})) else {
         return;
     };
-    let sealed: Vec<&str> = answer["sealed"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap())
-        .collect();
+    let sealed: Vec<&str> = answer["sealed"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
     let manifest = SealedSecret::from_yaml(&format!(
         "apiVersion: bitnami.com/v1alpha1\nkind: SealedSecret\nmetadata:\n  name: db-credentials\n  namespace: payments\n\
          spec:\n  encryptedData:\n{}",
@@ -223,43 +196,29 @@ fn python_accepts_the_generated_key_pair() {
     };
     assert_eq!(facts["is_rsa"], true);
     assert_eq!(facts["key_size"], 4096);
-    assert_eq!(
-        facts["matches"], true,
-        "key and certificate belong together"
-    );
+    assert_eq!(facts["matches"], true, "key and certificate belong together");
     assert_eq!(facts["ca"], true);
     assert_eq!(facts["key_encipherment"], true);
     assert_eq!(facts["key_cert_sign"], true);
     assert_eq!(facts["cn"], opts.common_name.as_str());
     assert_eq!(facts["issuer_is_subject"], true);
-    assert_eq!(
-        facts["validity_seconds"],
-        i64::from(opts.validity_days) * 86_400
-    );
+    assert_eq!(facts["validity_seconds"], i64::from(opts.validity_days) * 86_400);
     assert!(facts["serial_bits"].as_u64().unwrap() <= 128);
-    assert_eq!(
-        facts["fingerprint"],
-        key.certificate().fingerprint().as_str()
-    );
+    assert_eq!(facts["fingerprint"], key.certificate().fingerprint().as_str());
 
     // And it unseals what the generated certificate sealed.
     let sealed = BASE64.encode(key.certificate().seal(b"from rust", b"ns/name").unwrap());
     let answer = python(&json!({"op": "unseal", "key_pem": key.private_key_pem(),
         "items": [{"sealed": sealed, "label": "ns/name"}]}))
     .unwrap();
-    assert_eq!(
-        answer["results"][0]["plaintext"],
-        BASE64.encode(b"from rust")
-    );
+    assert_eq!(answer["results"][0]["plaintext"], BASE64.encode(b"from rust"));
 }
 
 #[test]
 fn yaml_1_1_readers_see_the_same_strings() {
     let key = test_key();
-    let values: BTreeMap<String, Vec<u8>> = ["on", "y", "n", "no", "1_000", "password"]
-        .iter()
-        .map(|k| (k.to_string(), b"v".to_vec()))
-        .collect();
+    let values: BTreeMap<String, Vec<u8>> =
+        ["on", "y", "n", "no", "1_000", "password"].iter().map(|k| (k.to_string(), b"v".to_vec())).collect();
     let labels: BTreeMap<String, String> = [
         ("enabled", "yes"),
         ("flag", "on"),
@@ -272,11 +231,8 @@ fn yaml_1_1_readers_see_the_same_strings() {
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    let annotations: BTreeMap<String, String> = [(
-        "note".to_string(),
-        "multi\nline: #text, \"quoted\" \u{85}".to_string(),
-    )]
-    .into();
+    let annotations: BTreeMap<String, String> =
+        [("note".to_string(), "multi\nline: #text, \"quoted\" \u{85}".to_string())].into();
     let sealed = seal_secret(
         key.certificate(),
         &SecretSpec {
@@ -299,9 +255,6 @@ fn yaml_1_1_readers_see_the_same_strings() {
         return;
     }
     let ours: Value = serde_json::from_str(&sealed.to_json()).unwrap();
-    assert_eq!(
-        answer["doc"], ours,
-        "PyYAML (YAML 1.1) reads the same document:\n{yaml}"
-    );
+    assert_eq!(answer["doc"], ours, "PyYAML (YAML 1.1) reads the same document:\n{yaml}");
     assert_eq!(SealedSecret::from_yaml(&yaml).unwrap(), sealed);
 }

@@ -10,12 +10,8 @@ use serde_json::Value;
 use crate::common::{read_testdata, sample_values, test_key};
 
 fn vectors() -> Vec<Value> {
-    let doc: Value =
-        serde_json::from_str(&read_testdata("vectors.json")).expect("vectors.json is JSON");
-    doc["vectors"]
-        .as_array()
-        .expect("vectors.json has a vectors array")
-        .clone()
+    let doc: Value = serde_json::from_str(&read_testdata("vectors.json")).expect("vectors.json is JSON");
+    doc["vectors"].as_array().expect("vectors.json has a vectors array").clone()
 }
 
 fn expected_plaintexts(vector: &Value) -> BTreeMap<String, Vec<u8>> {
@@ -39,31 +35,20 @@ fn every_positive_vector_unseals_to_the_expected_plaintext() {
         positive += 1;
         let description = vector["description"].as_str().unwrap();
         let json = serde_json::to_string(&vector["sealed_secret"]).unwrap();
-        let sealed =
-            SealedSecret::from_yaml(&json).unwrap_or_else(|e| panic!("{description}: {e}"));
+        let sealed = SealedSecret::from_yaml(&json).unwrap_or_else(|e| panic!("{description}: {e}"));
         let scope: Scope = vector["scope"].as_str().unwrap().parse().unwrap();
         assert_eq!(sealed.scope(), scope, "{description}");
 
         let expected = expected_plaintexts(&vector);
-        let got = sealed
-            .unseal(key)
-            .unwrap_or_else(|e| panic!("{description}: {e}"));
-        assert_eq!(
-            got.keys().collect::<Vec<_>>(),
-            expected.keys().collect::<Vec<_>>(),
-            "{description}"
-        );
+        let got = sealed.unseal(key).unwrap_or_else(|e| panic!("{description}: {e}"));
+        assert_eq!(got.keys().collect::<Vec<_>>(), expected.keys().collect::<Vec<_>>(), "{description}");
         for (k, want) in &expected {
             assert_eq!(&got[k], want, "{description}: value {k}");
             values_checked += 1;
         }
         assert_eq!(got["empty"], b"", "{description}");
         assert_eq!(got["big"].len(), 70_000, "{description}");
-        assert_eq!(
-            got["binary"],
-            [0, 1, 2, 0xff, 0xfe, b'\n', b'\r', 0],
-            "{description}"
-        );
+        assert_eq!(got["binary"], [0, 1, 2, 0xff, 0xfe, b'\n', b'\r', 0], "{description}");
 
         // The same manifest through YAML (our rendering) unseals too.
         let again = SealedSecret::from_yaml(&sealed.to_yaml()).unwrap();
@@ -85,30 +70,16 @@ fn every_positive_vector_unseals_to_the_expected_plaintext() {
 #[test]
 fn the_negative_vector_does_not_unseal() {
     let key = test_key();
-    let negatives: Vec<Value> = vectors()
-        .into_iter()
-        .filter(|v| !v["must_unseal"].as_bool().unwrap())
-        .collect();
+    let negatives: Vec<Value> = vectors().into_iter().filter(|v| !v["must_unseal"].as_bool().unwrap()).collect();
     assert_eq!(negatives.len(), 1);
     for vector in negatives {
         let json = serde_json::to_string(&vector["sealed_secret"]).unwrap();
         let sealed = SealedSecret::from_yaml(&json).unwrap();
-        let err = sealed
-            .unseal(key)
-            .expect_err("a strict value under another name must not unseal");
+        let err = sealed.unseal(key).expect_err("a strict value under another name must not unseal");
         let msg = err.to_string();
-        assert!(
-            matches!(err, SealingError::UnsealValue { ref key, .. } if key == "password"),
-            "{msg}"
-        );
-        assert!(
-            msg.starts_with("cannot unseal data[\"password\"]: "),
-            "{msg}"
-        );
-        assert!(
-            msg.contains("payments/other-name"),
-            "the message names the label: {msg}"
-        );
+        assert!(matches!(err, SealingError::UnsealValue { ref key, .. } if key == "password"), "{msg}");
+        assert!(msg.starts_with("cannot unseal data[\"password\"]: "), "{msg}");
+        assert!(msg.contains("payments/other-name"), "the message names the label: {msg}");
         // It would unseal under the name it was sealed for.
         let mut moved_back = sealed.clone();
         moved_back.metadata.name = "db-credentials".into();
@@ -125,15 +96,7 @@ fn spec<'a>(
     labels: &'a BTreeMap<String, String>,
     annotations: &'a BTreeMap<String, String>,
 ) -> SecretSpec<'a> {
-    SecretSpec {
-        namespace,
-        name,
-        scope,
-        secret_type: "Opaque",
-        values,
-        labels,
-        annotations,
-    }
+    SecretSpec { namespace, name, scope, secret_type: "Opaque", values, labels, annotations }
 }
 
 /// A copy of the manifest as if it had been moved to another namespace and/or name.
@@ -150,21 +113,14 @@ fn seal_then_unseal_in_every_scope_and_where_each_scope_allows() {
     let values = sample_values();
     let empty = BTreeMap::new();
     for scope in Scope::ALL {
-        let sealed = seal_secret(
-            key.certificate(),
-            &spec("payments", "db-credentials", scope, &values, &empty, &empty),
-        )
-        .unwrap_or_else(|e| panic!("{scope}: {e}"));
+        let sealed =
+            seal_secret(key.certificate(), &spec("payments", "db-credentials", scope, &values, &empty, &empty))
+                .unwrap_or_else(|e| panic!("{scope}: {e}"));
         assert_eq!(sealed.scope(), scope);
         for (k, v) in &sealed.spec.encrypted_data {
             let raw = BASE64.decode(v).unwrap();
             assert_eq!(raw.len(), 2 + 512 + values[k].len() + 16, "{scope} {k}");
-            assert!(
-                v.starts_with("AgA")
-                    || v.starts_with("AgB")
-                    || v.starts_with("AgC")
-                    || v.starts_with("AgD")
-            );
+            assert!(v.starts_with("AgA") || v.starts_with("AgB") || v.starts_with("AgC") || v.starts_with("AgD"));
         }
         let reread = SealedSecret::from_yaml(&sealed.to_yaml()).unwrap();
         assert_eq!(reread, sealed);
@@ -176,19 +132,12 @@ fn seal_then_unseal_in_every_scope_and_where_each_scope_allows() {
         match scope {
             Scope::Strict => {
                 let e = other_name.expect_err("strict: another name refused");
-                assert!(
-                    e.to_string().contains("label \"payments/other-name\""),
-                    "{e}"
-                );
+                assert!(e.to_string().contains("label \"payments/other-name\""), "{e}");
                 other_namespace.expect_err("strict: another namespace refused");
                 other_both.expect_err("strict: another name and namespace refused");
             }
             Scope::NamespaceWide => {
-                assert_eq!(
-                    other_name.unwrap(),
-                    values,
-                    "namespace-wide: any name in the namespace"
-                );
+                assert_eq!(other_name.unwrap(), values, "namespace-wide: any name in the namespace");
                 let e = other_namespace.expect_err("namespace-wide: another namespace refused");
                 assert!(e.to_string().contains("label \"billing\""), "{e}");
                 other_both.expect_err("namespace-wide: another namespace refused");
@@ -207,9 +156,7 @@ fn seal_then_unseal_in_every_scope_and_where_each_scope_allows() {
             let mut stripped = sealed.clone();
             stripped.metadata.annotations.clear();
             assert_eq!(stripped.scope(), Scope::Strict);
-            stripped
-                .unseal(key)
-                .expect_err("sealed non-strict, read as strict");
+            stripped.unseal(key).expect_err("sealed non-strict, read as strict");
         }
     }
 }
@@ -239,10 +186,7 @@ fn damaged_ciphertexts_are_refused_with_a_reason() {
     assert!(e.contains("too short"), "{e}");
     let e = key.unseal(&good[..300], b"l").unwrap_err().to_string();
     assert!(e.contains("declares a 512-byte RSA block"), "{e}");
-    let e = key
-        .unseal(&good[..2 + 512 + 3], b"l")
-        .unwrap_err()
-        .to_string();
+    let e = key.unseal(&good[..2 + 512 + 3], b"l").unwrap_err().to_string();
     assert!(e.contains("tag"), "{e}");
 
     let mut flipped_aes = good.clone();
@@ -263,18 +207,9 @@ fn damaged_ciphertexts_are_refused_with_a_reason() {
     // In a manifest: bad base64 names the data key.
     let values: BTreeMap<String, Vec<u8>> = [("token".to_string(), b"t".to_vec())].into();
     let empty = BTreeMap::new();
-    let mut sealed = seal_secret(
-        key.certificate(),
-        &spec("payments", "api", Scope::Strict, &values, &empty, &empty),
-    )
-    .unwrap();
-    sealed
-        .spec
-        .encrypted_data
-        .insert("token".into(), "not base64!".into());
+    let mut sealed =
+        seal_secret(key.certificate(), &spec("payments", "api", Scope::Strict, &values, &empty, &empty)).unwrap();
+    sealed.spec.encrypted_data.insert("token".into(), "not base64!".into());
     let e = sealed.unseal(key).unwrap_err().to_string();
-    assert!(
-        e.starts_with("cannot unseal data[\"token\"]: the value is not standard base64"),
-        "{e}"
-    );
+    assert!(e.starts_with("cannot unseal data[\"token\"]: the value is not standard base64"), "{e}");
 }

@@ -96,10 +96,8 @@ fn dns_check(v: &Value, check: fn(&str) -> Result<(), String>) -> Result<(), Str
 fn check_certificate(v: &Value) -> Result<(), String> {
     let Some(pem) = v.as_str() else { return Ok(()) };
     let cert = SealingCertificate::from_pem(pem).map_err(|e| e.to_string())?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
     if cert.is_expired_at(now) {
         return Err(format!(
             "the certificate expired at {}; kubeseal and the controller refuse to seal with an expired certificate. Renew the sealing key or adopt a valid one.",
@@ -139,7 +137,8 @@ impl Resource for SealedSecret {
             labels: &labels,
             annotations: &annotations,
         };
-        let sealed = sealing::seal_secret(&cert, &spec).map_err(|e| Diagnostic::error("Sealing failed", e.to_string()))?;
+        let sealed =
+            sealing::seal_secret(&cert, &spec).map_err(|e| Diagnostic::error("Sealing failed", e.to_string()))?;
         tracing::info!(namespace, name, %scope, keys = values.len(), "sealed secret");
         let mut state = planned.clone();
         set_attr(&mut state, "id", Value::string(format!("{namespace}/{name}")));
@@ -165,12 +164,15 @@ impl Resource for SealedSecret {
         let text = std::fs::read_to_string(id).map_err(|e| {
             Diagnostic::error(
                 "Cannot import sealed secret",
-                format!("The import ID is the path of a SealedSecret manifest (YAML or JSON); reading {id:?} failed: {e}"),
+                format!(
+                    "The import ID is the path of a SealedSecret manifest (YAML or JSON); reading {id:?} failed: {e}"
+                ),
             )
         })?;
         let sealed = sealing::SealedSecret::from_yaml(&text)
             .map_err(|e| Diagnostic::error("Cannot import sealed secret", format!("{id}: {e}")))?;
-        let mut state = Value::Object(self.schema.block.attributes.iter().map(|a| (a.name.clone(), Value::Null)).collect());
+        let mut state =
+            Value::Object(self.schema.block.attributes.iter().map(|a| (a.name.clone(), Value::Null)).collect());
         let namespace = sealed.metadata.namespace.clone().unwrap_or_default();
         let name = sealed.metadata.name.clone();
         set_attr(&mut state, "id", Value::string(format!("{namespace}/{name}")));

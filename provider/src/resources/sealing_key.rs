@@ -190,7 +190,8 @@ impl Resource for SealingKey {
                 format!("The import ID is the path of a file holding the key and certificate PEM blocks (or a `kubectl get secret -o yaml` backup of the controller's key Secret); reading {id:?} failed: {e}"),
             )
         })?;
-        let pair = import_pair(&text).map_err(|msg| Diagnostic::error("Cannot import sealing key", format!("{id}: {msg}")))?;
+        let pair =
+            import_pair(&text).map_err(|msg| Diagnostic::error("Cannot import sealing key", format!("{id}: {msg}")))?;
         let mut state = self.empty_state();
         set_attr(&mut state, "common_name", Value::string(DEFAULT_COMMON_NAME));
         set_attr(&mut state, "validity_days", Value::Number(Number::from_i64(DEFAULT_VALIDITY_DAYS)));

@@ -180,13 +180,13 @@ fn invalid_plans_are_caught_before_terraform_sees_them() {
 
 #[test]
 fn validators_report_attribute_paths_inside_blocks() {
-    let block = Block::new("t").attribute(Attribute::optional("mode", Type::String).validate(one_of(&["a", "b"]))).block(
-        NestedBlock::new(
+    let block = Block::new("t")
+        .attribute(Attribute::optional("mode", Type::String).validate(one_of(&["a", "b"])))
+        .block(NestedBlock::new(
             "disk",
             Nesting::List,
             Block::new("d").attribute(Attribute::optional("bus", Type::String).validate(one_of(&["virtio", "sata"]))),
-        ),
-    );
+        ));
     let cfg = obj(&[
         ("mode", s("c")),
         ("disk", Value::List(vec![obj(&[("bus", s("virtio"))]), obj(&[("bus", s("floppy"))])])),

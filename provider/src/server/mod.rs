@@ -52,7 +52,9 @@ impl ProviderService {
         self.registry.get(type_name).ok_or_else(|| {
             Diagnostic::error(
                 "Unknown resource type",
-                format!("This provider has no resource type {type_name:?}; check the spelling and the provider version."),
+                format!(
+                    "This provider has no resource type {type_name:?}; check the spelling and the provider version."
+                ),
             )
         })
     }
@@ -80,8 +82,11 @@ impl Provider for ProviderService {
         &self,
         _request: Request<pb::get_metadata::Request>,
     ) -> Result<Response<pb::get_metadata::Response>, Status> {
-        let mut resources: Vec<_> =
-            self.registry.iter().map(|r| pb::get_metadata::ResourceMetadata { type_name: r.type_name().into() }).collect();
+        let mut resources: Vec<_> = self
+            .registry
+            .iter()
+            .map(|r| pb::get_metadata::ResourceMetadata { type_name: r.type_name().into() })
+            .collect();
         resources.sort_by(|a, b| a.type_name.cmp(&b.type_name));
         Ok(Response::new(pb::get_metadata::Response {
             server_capabilities: Some(capabilities()),
@@ -164,13 +169,16 @@ impl Provider for ProviderService {
                 serde_json::to_vec(&upgraded).map_err(|e| Diagnostic::error("Internal error", e.to_string()))?
             };
             let ty = schema.value_type();
-            let value = tf_cty::json::decode(&json, &ty)
-                .map_err(|e| Diagnostic::error("Corrupt state", format!("cannot read stored {} state: {e}", req.type_name)))?;
+            let value = tf_cty::json::decode(&json, &ty).map_err(|e| {
+                Diagnostic::error("Corrupt state", format!("cannot read stored {} state: {e}", req.type_name))
+            })?;
             convert::encode(&value, &ty, "upgraded state")
         })();
         Ok(Response::new(match result {
             Ok(state) => pb::upgrade_resource_state::Response { upgraded_state: Some(state), diagnostics: vec![] },
-            Err(d) => pb::upgrade_resource_state::Response { upgraded_state: None, diagnostics: vec![convert::diagnostic(d)] },
+            Err(d) => {
+                pb::upgrade_resource_state::Response { upgraded_state: None, diagnostics: vec![convert::diagnostic(d)] }
+            }
         }))
     }
 
@@ -251,7 +259,9 @@ impl Provider for ProviderService {
                 diagnostics: convert::diagnostics(diags),
                 ..Default::default()
             },
-            Err(d) => pb::plan_resource_change::Response { diagnostics: vec![convert::diagnostic(d)], ..Default::default() },
+            Err(d) => {
+                pb::plan_resource_change::Response { diagnostics: vec![convert::diagnostic(d)], ..Default::default() }
+            }
         }))
     }
 
@@ -261,7 +271,8 @@ impl Provider for ProviderService {
     ) -> Result<Response<pb::apply_resource_change::Response>, Status> {
         let req = request.into_inner();
         let ctx = self.context();
-        let mut response = pb::apply_resource_change::Response { private: req.planned_private.clone(), ..Default::default() };
+        let mut response =
+            pb::apply_resource_change::Response { private: req.planned_private.clone(), ..Default::default() };
         let resource = match self.resource(&req.type_name) {
             Ok(r) => r,
             Err(d) => {

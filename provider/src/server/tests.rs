@@ -56,10 +56,15 @@ impl Resource for Versioned {
     }
     async fn import(&self, _: &Context, id: &str) -> Outcome<Value> {
         Ok(Value::Object(
-            [("id", Value::string(id)), ("name", Value::string(id)), ("size", Value::Null), ("added_in_v2", Value::Null)]
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v))
-                .collect(),
+            [
+                ("id", Value::string(id)),
+                ("name", Value::string(id)),
+                ("size", Value::Null),
+                ("added_in_v2", Value::Null),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
         ))
     }
     fn upgrade_state(
@@ -190,11 +195,7 @@ async fn unknown_types_and_import_answer_with_diagnostics() {
 #[tokio::test]
 async fn schema_marks_sensitive_and_uses_no_nested_attributes() {
     let svc = ProviderService::new(Registry::builtin());
-    let schema = svc
-        .get_provider_schema(Request::new(pb::get_provider_schema::Request {}))
-        .await
-        .unwrap()
-        .into_inner();
+    let schema = svc.get_provider_schema(Request::new(pb::get_provider_schema::Request {})).await.unwrap().into_inner();
     assert!(schema.provider.is_some(), "Terraform requires a provider schema");
     let key = schema.resource_schemas["kvm_sealing_key"].block.as_ref().unwrap();
     let private = key.attributes.iter().find(|a| a.name == "private_key_pem").unwrap();

@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# Benchmark: terraform validate / plan / apply with N kvm_sealed_secret (this provider) against
+# N null_resource (hashicorp/null 2.1.2, the Go baseline), same Terraform, same run, side by side.
+#
+# Reports the median wall time of each command per provider, the ratio ours/null, and the peak
+# RSS of each provider process (measured in separate runs through a wrapper, so the wrapper's
+# start-up does not pollute the timings).
+#
+# Usage: acceptance-tests/bench/terraform-vs-null.sh [REPS] [COUNTS...]   (default: 3 reps, counts 1 1000)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+source "$here/../../scripts/lib.sh"
+root=$(repo_root)
+setup_tools
+
+reps=${1:-3}
+shift || true
+counts=("$@")
+((${#counts[@]})) || counts=(1 1000)
+
+cargo build --release --locked -p terraform-provider-kvm --manifest-path "$root/Cargo.toml" >&2
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+provider_mirror "$root/target/release/terraform-provider-kvm" "$work/plain"
+plain_rc=$TF_CLI_CONFIG_FILE
+
+# RSS runs: both providers behind a wrapper that records the child's peak RSS (KiB).
+rss_log="$work/rss.log"
+wrap() { # wrap REAL DEST
+  cat >"$2" <<PY
+#!/usr/bin/env python3
+import resource, subprocess, sys
+code = subprocess.call(["$1"] + sys.argv[1:])
+with open("$rss_log", "a") as f:
+    f.write("%d\n" % resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+sys.exit(code)
+PY
+  chmod +x "$2"
+}
+wrapped="$work/wrapped"
+mkdir -p "$wrapped/null/registry.terraform.io/hashicorp/null/2.1.2/linux_amd64"
+wrap "$KVM_TOOLS/mirror/registry.terraform.io/hashicorp/null/2.1.2/linux_amd64/terraform-provider-null_v2.1.2_x4" \
+  "$wrapped/null/registry.terraform.io/hashicorp/null/2.1.2/linux_amd64/terraform-provider-null_v2.1.2_x4"
+wrap "$root/target/release/terraform-provider-kvm" "$work/kvm-wrapper"
+provider_mirror "$work/kvm-wrapper" "$wrapped"
+sed -i "s#$KVM_TOOLS/mirror#$wrapped/null#" "$wrapped/terraformrc"
+wrapped_rc="$wrapped/terraformrc"
+
+cert_file="$root/../shared/testdata/sealed-secrets/sealing-cert.pem"
+[[ -f $cert_file ]] || { echo "missing $cert_file" >&2; exit 1; }
+
+config() { # config KIND N DIR
+  local kind=$1 n=$2 dir=$3
+  mkdir -p "$dir"
+  cp "$cert_file" "$dir/cert.pem"
+  if [[ $kind == kvm ]]; then
+    cat >"$dir/main.tf" <<TF
+terraform {
+  required_providers {
+    kvm = { source = "kvm/kvm", version = "0.1.0" }
+  }
+}
+resource "kvm_sealed_secret" "s" {
+  count           = $n
+  namespace       = "bench"
+  name            = "secret-\${count.index}"
+  certificate_pem = file("\${path.module}/cert.pem")
+  values          = { password = "p-\${count.index}" }
+}
+TF
+  else
+    cat >"$dir/main.tf" <<TF
+terraform {
+  required_providers {
+    null = { source = "hashicorp/null", version = "2.1.2" }
+  }
+}
+resource "null_resource" "s" {
+  count    = $n
+  triggers = { password = "p-\${count.index}" }
+}
+TF
+  fi
+}
+
+now() { date +%s.%N; }
+div() { awk "BEGIN { printf \"%.6f\", ($1) / ($2) }"; }
+median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+
+declare -A T
+results="$root/target/bench"
+mkdir -p "$results"
+json="$results/terraform-vs-null.json"
+echo "[" >"$json"
+first=1
+for n in "${counts[@]}"; do
+  for kind in kvm null; do
+    for op in validate plan apply; do : >"$work/t-$kind-$n-$op"; done
+    for ((r = 0; r < reps; r++)); do
+      dir="$work/run-$kind-$n-$r"
+      config "$kind" "$n" "$dir"
+      (cd "$dir" && TF_CLI_CONFIG_FILE=$plain_rc terraform init -input=false >/dev/null)
+      for op in validate plan apply; do
+        args=()
+        [[ $op == apply ]] && args=(-auto-approve -input=false)
+        [[ $op == plan ]] && args=(-input=false)
+        t0=$(now)
+        (cd "$dir" && TF_CLI_CONFIG_FILE=$plain_rc terraform "$op" "${args[@]}" >/dev/null)
+        t1=$(now)
+        div "$t1 - $t0" 1 >>"$work/t-$kind-$n-$op"
+      done
+      rm -rf "$dir"
+    done
+    # Peak RSS over one validate + plan + apply, through the wrapper.
+    dir="$work/rss-$kind-$n"
+    config "$kind" "$n" "$dir"
+    : >"$rss_log"
+    (cd "$dir" && TF_CLI_CONFIG_FILE=$wrapped_rc terraform init -input=false >/dev/null &&
+      TF_CLI_CONFIG_FILE=$wrapped_rc terraform validate >/dev/null &&
+      TF_CLI_CONFIG_FILE=$wrapped_rc terraform plan -input=false >/dev/null &&
+      TF_CLI_CONFIG_FILE=$wrapped_rc terraform apply -auto-approve -input=false >/dev/null)
+    T[$kind-$n-rss]=$(sort -g "$rss_log" | tail -n1)
+    rm -rf "$dir"
+    for op in validate plan apply; do
+      T[$kind-$n-$op]=$(median <"$work/t-$kind-$n-$op")
+    done
+  done
+  printf '\n%s resources (%s reps, median wall seconds)\n' "$n" "$reps"
+  printf '%-9s %10s %10s %8s\n' op kvm null ratio
+  for op in validate plan apply; do
+    ratio=$(div "${T[kvm-$n-$op]}" "${T[null-$n-$op]}")
+    printf '%-9s %10.3f %10.3f %8.3f\n' "$op" "${T[kvm-$n-$op]}" "${T[null-$n-$op]}" "$ratio"
+    [[ $first == 1 ]] || echo "," >>"$json"
+    first=0
+    printf '{"resources":%s,"op":"%s","kvm_s":%s,"null_s":%s,"ratio":%.4f}' "$n" "$op" "${T[kvm-$n-$op]}" "${T[null-$n-$op]}" "$ratio" >>"$json"
+  done
+  printf '%-9s %9s KiB %9s KiB %8.3f\n' "peak RSS" "${T[kvm-$n-rss]}" "${T[null-$n-rss]}" "$(div "${T[kvm-$n-rss]}" "${T[null-$n-rss]}")"
+  printf ',\n{"resources":%s,"op":"provider_peak_rss_kib","kvm":%s,"null":%s}' "$n" "${T[kvm-$n-rss]}" "${T[null-$n-rss]}" >>"$json"
+done
+echo "]" >>"$json"
+echo "results: $json" >&2
