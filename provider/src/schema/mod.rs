@@ -24,17 +24,20 @@ pub struct Schema {
     pub version: i64,
     /// The top-level block.
     pub block: Block,
+    /// The block's implied type, derived once: every request decodes values with it.
+    value_type: Type,
 }
 
 impl Schema {
     /// A schema at `version` for `block`.
     pub fn new(version: i64, block: Block) -> Self {
-        Schema { version, block }
+        let value_type = block.implied_type();
+        Schema { version, block, value_type }
     }
 
     /// The cty type of a whole object of this schema.
-    pub fn value_type(&self) -> Type {
-        self.block.implied_type()
+    pub fn value_type(&self) -> &Type {
+        &self.value_type
     }
 }
 

@@ -202,7 +202,7 @@ fn validators_report_attribute_paths_inside_blocks() {
 
 #[test]
 fn implied_type_covers_attributes_and_blocks() {
-    let ty = schema().value_type();
+    let ty = schema().value_type().clone();
     let Type::Object(attrs) = ty else { panic!() };
     assert_eq!(attrs["name"], Type::String);
     assert!(matches!(&attrs["disk"], Type::List(inner) if matches!(**inner, Type::Object(_))));

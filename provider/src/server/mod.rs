@@ -129,10 +129,8 @@ impl Provider for ProviderService {
         let req = request.into_inner();
         let result = (|| {
             let resource = self.resource(&req.type_name)?;
-            let config = convert::decode(req.config.as_ref(), &resource.schema().value_type(), "config")?;
-            let mut diags = schema::validate_attributes(&resource.schema().block, &config);
-            diags.extend(resource.validate(&config));
-            Ok(diags)
+            let config = convert::decode(req.config.as_ref(), resource.schema().value_type(), "config")?;
+            Ok(validate_config(resource.as_ref(), &config))
         })();
         Ok(Response::new(pb::validate_resource_config::Response { diagnostics: diags_of(result) }))
     }
@@ -169,10 +167,10 @@ impl Provider for ProviderService {
                 serde_json::to_vec(&upgraded).map_err(|e| Diagnostic::error("Internal error", e.to_string()))?
             };
             let ty = schema.value_type();
-            let value = tf_cty::json::decode(&json, &ty).map_err(|e| {
+            let value = tf_cty::json::decode(&json, ty).map_err(|e| {
                 Diagnostic::error("Corrupt state", format!("cannot read stored {} state: {e}", req.type_name))
             })?;
-            convert::encode(&value, &ty, "upgraded state")
+            convert::encode(&value, ty, "upgraded state")
         })();
         Ok(Response::new(match result {
             Ok(state) => pb::upgrade_resource_state::Response { upgraded_state: Some(state), diagnostics: vec![] },
@@ -198,7 +196,7 @@ impl Provider for ProviderService {
         };
         let ty = resource.schema().value_type();
         let outcome = async {
-            let current = convert::decode(req.current_state.as_ref(), &ty, "current state")?;
+            let current = convert::decode(req.current_state.as_ref(), ty, "current state")?;
             tracing::debug!(type_name = %req.type_name, "read resource");
             let new_state = resource.read(&ctx, &current).await?.unwrap_or(Value::Null);
             now_known(&new_state, "the refreshed state")?;
@@ -206,7 +204,7 @@ impl Provider for ProviderService {
         }
         .await;
         match outcome {
-            Ok(state) => match convert::encode(&state, &ty, "refreshed state") {
+            Ok(state) => match convert::encode(&state, ty, "refreshed state") {
                 Ok(dv) => response.new_state = Some(dv),
                 Err(d) => response.diagnostics.push(convert::diagnostic(d)),
             },
@@ -228,17 +226,16 @@ impl Provider for ProviderService {
             let resource = self.resource(&req.type_name)?;
             let schema = resource.schema();
             let ty = schema.value_type();
-            let prior = convert::decode(req.prior_state.as_ref(), &ty, "prior state")?;
-            let proposed = convert::decode(req.proposed_new_state.as_ref(), &ty, "proposed new state")?;
-            let config = convert::decode(req.config.as_ref(), &ty, "config")?;
+            let prior = convert::decode(req.prior_state.as_ref(), ty, "prior state")?;
+            let proposed = convert::decode(req.proposed_new_state.as_ref(), ty, "proposed new state")?;
+            let config = convert::decode(req.config.as_ref(), ty, "config")?;
             if proposed.is_null() {
-                return Ok((convert::encode(&Value::Null, &ty, "planned state")?, vec![], Diagnostics::new()));
+                return Ok((convert::encode(&Value::Null, ty, "planned state")?, vec![], Diagnostics::new()));
             }
             // Values unknown at validate time may be known now: check them again.
-            let mut diags = schema::validate_attributes(&schema.block, &config);
-            diags.extend(resource.validate(&config));
+            let mut diags = validate_config(resource.as_ref(), &config);
             if diags.has_errors() {
-                return Ok((convert::encode(&Value::Null, &ty, "planned state")?, vec![], diags));
+                return Ok((convert::encode(&Value::Null, ty, "planned state")?, vec![], diags));
             }
             let mut planned = schema::plan_resource_change(schema, &prior, &proposed, &config);
             diags.extend(resource.modify_plan(&prior, &config, &mut planned));
@@ -249,7 +246,7 @@ impl Provider for ProviderService {
                 ));
             }
             let replace = schema::replace_paths(schema, &prior, &planned);
-            Ok((convert::encode(&planned, &ty, "planned state")?, replace, diags))
+            Ok((convert::encode(&planned, ty, "planned state")?, replace, diags))
         })();
         Ok(Response::new(match result {
             Ok((planned, replace, diags)) => pb::plan_resource_change::Response {
@@ -283,8 +280,8 @@ impl Provider for ProviderService {
         let ty = resource.schema().value_type();
         let decoded = (|| {
             Ok::<_, Diagnostic>((
-                convert::decode(req.prior_state.as_ref(), &ty, "prior state")?,
-                convert::decode(req.planned_state.as_ref(), &ty, "planned state")?,
+                convert::decode(req.prior_state.as_ref(), ty, "prior state")?,
+                convert::decode(req.planned_state.as_ref(), ty, "planned state")?,
             ))
         })();
         let (prior, planned) = match decoded {
@@ -320,7 +317,7 @@ impl Provider for ProviderService {
                 failure.partial_state.unwrap_or(prior.clone())
             }
         };
-        match convert::encode(&new_state, &ty, "new state") {
+        match convert::encode(&new_state, ty, "new state") {
             Ok(dv) => response.new_state = Some(dv),
             Err(d) => response.diagnostics.push(convert::diagnostic(d)),
         }
@@ -340,7 +337,7 @@ impl Provider for ProviderService {
             tracing::info!(type_name = %req.type_name, "import");
             let state = resource.import(&ctx, &req.id).await?;
             now_known(&state, "the imported state")?;
-            Ok::<_, crate::resources::Failure>(convert::encode(&state, &ty, "imported state")?)
+            Ok::<_, crate::resources::Failure>(convert::encode(&state, ty, "imported state")?)
         }
         .await;
         match outcome {
@@ -384,6 +381,13 @@ impl Provider for ProviderService {
         }
         Ok(Response::new(pb::stop_provider::Response::default()))
     }
+}
+
+/// Attribute validators plus the resource's own cross-attribute checks.
+fn validate_config(resource: &dyn Resource, config: &Value) -> Diagnostics {
+    let mut diags = schema::validate_attributes(&resource.schema().block, config);
+    diags.extend(resource.validate(config));
+    diags
 }
 
 fn unknown_data_source(type_name: &str) -> Diagnostic {

@@ -87,7 +87,7 @@ fn service() -> ProviderService {
 }
 
 fn ty() -> Type {
-    Versioned::new().schema.value_type()
+    Versioned::new().schema.value_type().clone()
 }
 
 async fn upgrade(version: i64, json: &str) -> pb::upgrade_resource_state::Response {
