@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use kvm_bootstrap::sealing::{KeyOptions, SealingCertificate, SealingKey as KeyPair};
 use tf_cty::{Number, Path, Type, Value};
 
-use super::{set_attr, Attrs, Context, Failure, Outcome, Resource};
+use super::{set_attr, Attrs, Context, Outcome, Resource};
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::schema::{int_range, non_empty, Attribute, Block, Schema};
 
@@ -244,10 +244,4 @@ fn pem_blocks(text: &str) -> Vec<String> {
         }
     }
     blocks
-}
-
-impl From<tokio::task::JoinError> for Failure {
-    fn from(e: tokio::task::JoinError) -> Self {
-        Diagnostic::error("Internal error", e.to_string()).into()
-    }
 }
