@@ -68,21 +68,14 @@ resource "kvm_sealed_secret" "s" {
   values          = { password = "p-\${count.index}" }
 }
 TF
-  elif [[ $kind == null ]]; then
-    cat >"$dir/main.tf" <<TF
-terraform {
-  required_providers {
-    null = { source = "hashicorp/null", version = "2.1.2" }
-  }
-}
-resource "null_resource" "s" {
-  count    = $n
-  triggers = { password = "p-\${count.index}" }
-}
-TF
   else
-    # null_resource carrying about as much state as a sealed secret (certificate + ~1.3 KB of
-    # manifest-sized text): separates Terraform's per-resource state cost from the provider's.
+    # null_big: a null_resource carrying about as much state as a sealed secret (certificate +
+    # ~1.3 KB of manifest-sized text), to separate Terraform's per-resource state cost from the
+    # provider's.
+    local extra=""
+    [[ $kind == null_big ]] && extra='
+    cert     = file("${path.module}/cert.pem")
+    manifest = join("", [for i in range(40) : "abcdefghijklmnopqrstuvwxyz012345"])'
     cat >"$dir/main.tf" <<TF
 terraform {
   required_providers {
@@ -92,9 +85,7 @@ terraform {
 resource "null_resource" "s" {
   count    = $n
   triggers = {
-    password = "p-\${count.index}"
-    cert     = file("\${path.module}/cert.pem")
-    manifest = join("", [for i in range(40) : "abcdefghijklmnopqrstuvwxyz012345"])
+    password = "p-\${count.index}"$extra
   }
 }
 TF
