@@ -1,0 +1,1 @@
+//! Typed libvirt XML documents.
