@@ -4,11 +4,16 @@
 //! * [`plugin`]: go-plugin transport (handshake, AutoMTLS, health, controller, stdio);
 //! * [`server`]: the tfplugin6 service: decode, dispatch by type name, encode;
 //! * [`schema`]: attribute declarations and Terraform's plan rules, in one place;
-//! * [`resources`]: one file per resource type, on plain values;
-//! * [`diag`]: diagnostics with attribute paths.
+//! * [`resources`] and [`data_sources`]: one file per type, on plain values;
+//! * [`libvirt`]: the lazily opened, shared connection to the libvirt host;
+//! * [`diag`]: diagnostics with attribute paths; [`units`]: human-readable sizes.
 
+pub mod data_sources;
 pub mod diag;
+pub mod image;
+pub mod libvirt;
 pub mod plugin;
 pub mod resources;
 pub mod schema;
 pub mod server;
+pub mod units;

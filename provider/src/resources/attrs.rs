@@ -37,6 +37,11 @@ impl<'a> Attrs<'a> {
         self.opt_str(name).ok_or_else(|| missing(name))
     }
 
+    /// A bool attribute, `None` when null or unknown.
+    pub fn opt_bool(&self, name: &str) -> Option<bool> {
+        self.get(name).as_bool()
+    }
+
     /// A whole-number attribute, `None` when null or unknown.
     pub fn opt_i64(&self, name: &str) -> Option<i64> {
         self.get(name).as_number().and_then(Number::to_i64)
@@ -68,6 +73,33 @@ fn missing(name: &str) -> Diagnostic {
         "Value not known",
         format!("\"{name}\" must be known at this point; this is a bug in the provider if it was set."),
     )
+}
+
+/// A whole number as a value.
+pub fn int(n: i64) -> Value {
+    Value::Number(Number::from_i64(n))
+}
+
+/// A byte count as a value (sizes beyond `i64::MAX` do not occur on real hosts; they saturate).
+pub fn bytes(n: u64) -> Value {
+    int(i64::try_from(n).unwrap_or(i64::MAX))
+}
+
+/// An object of `block`'s shape with every attribute null and every nested block empty:
+/// the starting point for state built from what the host reports (import, read).
+pub fn empty_object(block: &crate::schema::Block) -> Value {
+    use crate::schema::Nesting;
+    let mut attrs: BTreeMap<String, Value> = block.attributes.iter().map(|a| (a.name.clone(), Value::Null)).collect();
+    for nested in &block.blocks {
+        let empty = match nested.nesting {
+            Nesting::List => Value::List(Vec::new()),
+            Nesting::Set => Value::Set(Vec::new()),
+            Nesting::Map => Value::Map(BTreeMap::new()),
+            Nesting::Single | Nesting::Group => Value::Null,
+        };
+        attrs.insert(nested.name.clone(), empty);
+    }
+    Value::Object(attrs)
 }
 
 /// Sets attribute `name` of the object `target` (no-op on non-objects).

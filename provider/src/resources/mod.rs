@@ -4,8 +4,10 @@
 //! applies the plan rules from [`crate::schema`], and calls these methods.
 
 mod attrs;
+pub mod pool;
 pub mod sealed_secret;
 pub mod sealing_key;
+pub mod volume;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,9 +17,10 @@ use tf_cty::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::diag::{Diagnostic, Diagnostics};
+use crate::libvirt::Host;
 use crate::schema::Schema;
 
-pub use attrs::{set_attr, Attrs};
+pub use attrs::{bytes, empty_object, int, set_attr, Attrs};
 
 /// What an operation may use besides its inputs.
 #[derive(Clone, Debug)]
@@ -25,6 +28,22 @@ pub struct Context {
     /// Cancelled when Terraform asks the provider to stop (Ctrl-C): long operations must
     /// check it and wind down, leaving nothing untracked behind.
     pub cancel: CancellationToken,
+    /// The libvirt host of this provider instance, once the provider is configured. Opening
+    /// it is lazy: holding it costs nothing until an operation calls it.
+    pub host: Option<Arc<Host>>,
+}
+
+impl Context {
+    /// The libvirt host, or an error saying the provider was not configured.
+    pub fn host(&self) -> Result<&Arc<Host>, Diagnostic> {
+        self.host.as_ref().ok_or_else(|| {
+            Diagnostic::error(
+                "Provider not configured",
+                "This operation needs the libvirt host, but Terraform has not configured the provider yet; \
+                 this is a bug in the provider or Terraform.",
+            )
+        })
+    }
 }
 
 /// Why an operation failed, and what (if anything) exists because of it.
@@ -70,8 +89,17 @@ pub trait Resource: Send + Sync {
     /// Adjusts the plan after the generic rules ran: fills in values known at plan time,
     /// or marks computed values unknown that the change will alter. `prior` is null on
     /// create. Must keep to Terraform's rules (see [`crate::schema::check_plan_valid`]).
-    fn modify_plan(&self, _prior: &Value, _config: &Value, _planned: &mut Value) -> Diagnostics {
+    ///
+    /// Plans must work where the libvirt host is unreachable (CI validating plans), so this
+    /// must not call the host for a create.
+    async fn modify_plan(&self, _ctx: &Context, _prior: &Value, _config: &Value, _planned: &mut Value) -> Diagnostics {
         Diagnostics::new()
+    }
+
+    /// Attributes whose planned change needs the object replaced although they are not
+    /// `force_new` in general (a volume may grow in place but not shrink).
+    fn replace_when(&self, _prior: &Value, _planned: &Value) -> Vec<tf_cty::Path> {
+        Vec::new()
     }
 
     /// Creates the object; returns its state (wholly known).
@@ -103,21 +131,57 @@ pub trait Resource: Send + Sync {
     }
 }
 
-/// All resource types of the provider, by name.
+/// A data source type: reads something that Terraform does not manage.
+#[async_trait]
+pub trait DataSource: Send + Sync {
+    /// The type name, e.g. `kvm_host`.
+    fn type_name(&self) -> &'static str;
+
+    /// The schema (built once).
+    fn schema(&self) -> &Schema;
+
+    /// Reads the data; `config` is wholly known. Returns the full object.
+    async fn read(&self, ctx: &Context, config: &Value) -> Outcome<Value>;
+}
+
+/// All resource and data source types of the provider, by name.
 #[derive(Clone)]
 pub struct Registry {
     resources: HashMap<&'static str, Arc<dyn Resource>>,
+    data_sources: HashMap<&'static str, Arc<dyn DataSource>>,
 }
 
 impl Registry {
-    /// The provider's resources.
+    /// The provider's resources and data sources.
     pub fn builtin() -> Self {
-        Registry::with(vec![Arc::new(sealing_key::SealingKey::new()), Arc::new(sealed_secret::SealedSecret::new())])
+        Registry::with(vec![
+            Arc::new(sealing_key::SealingKey::new()),
+            Arc::new(sealed_secret::SealedSecret::new()),
+            Arc::new(pool::Pool::new()),
+            Arc::new(volume::Volume::new()),
+        ])
+        .with_data_sources(vec![Arc::new(crate::data_sources::host::HostInfo::new())])
     }
 
-    /// A registry of the given resources.
+    /// A registry of the given resources (and no data sources).
     pub fn with(list: Vec<Arc<dyn Resource>>) -> Self {
-        Registry { resources: list.into_iter().map(|r| (r.type_name(), r)).collect() }
+        Registry { resources: list.into_iter().map(|r| (r.type_name(), r)).collect(), data_sources: HashMap::new() }
+    }
+
+    /// This registry plus the given data sources.
+    pub fn with_data_sources(mut self, list: Vec<Arc<dyn DataSource>>) -> Self {
+        self.data_sources.extend(list.into_iter().map(|d| (d.type_name(), d)));
+        self
+    }
+
+    /// The data source type called `name`.
+    pub fn data_source(&self, name: &str) -> Option<&Arc<dyn DataSource>> {
+        self.data_sources.get(name)
+    }
+
+    /// Every data source type.
+    pub fn data_sources(&self) -> impl Iterator<Item = &Arc<dyn DataSource>> {
+        self.data_sources.values()
     }
 
     /// The resource type called `name`.

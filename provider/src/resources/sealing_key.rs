@@ -131,7 +131,7 @@ impl Resource for SealingKey {
         diags
     }
 
-    fn modify_plan(&self, prior: &Value, config: &Value, planned: &mut Value) -> Diagnostics {
+    async fn modify_plan(&self, _ctx: &Context, prior: &Value, config: &Value, planned: &mut Value) -> Diagnostics {
         // An adopted pair is known at plan time, and so is everything derived from it:
         // downstream resources then plan with real values instead of "known after apply".
         if prior.is_null() {

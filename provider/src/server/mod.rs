@@ -16,8 +16,9 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::diag::{Diagnostic, Diagnostics};
-use crate::resources::{Context, Registry, Resource};
-use crate::schema::{self, Block, Schema};
+use crate::libvirt::Host;
+use crate::resources::{Attrs, Context, DataSource, Registry, Resource};
+use crate::schema::{self, Attribute, Block, Schema};
 
 pub use convert::attribute_path;
 
@@ -29,23 +30,35 @@ pub struct ProviderService {
     stop: Mutex<CancellationToken>,
     /// Encoded schemas, built once: Terraform asks for them on every provider start.
     schemas: HashMap<String, pb::Schema>,
+    data_source_schemas: HashMap<String, pb::Schema>,
+    /// Set by `ConfigureProvider`; `None` before that or when the URI is not known yet.
+    host: Mutex<Option<Arc<Host>>>,
 }
 
 impl ProviderService {
     /// A service for the resources in `registry`.
     pub fn new(registry: Registry) -> Self {
         let schemas = registry.iter().map(|r| (r.type_name().to_string(), convert::schema(r.schema()))).collect();
+        let data_source_schemas =
+            registry.data_sources().map(|d| (d.type_name().to_string(), convert::schema(d.schema()))).collect();
         ProviderService {
             registry,
-            provider_schema: Schema::new(0, Block::new("The kvm provider: libvirt/KVM hosts and GitOps bootstrap.")),
+            provider_schema: provider_schema(),
             stop: Mutex::new(CancellationToken::new()),
             schemas,
+            data_source_schemas,
+            host: Mutex::new(None),
         }
     }
 
     fn context(&self) -> Context {
         let cancel = self.stop.lock().map(|t| t.clone()).unwrap_or_default();
-        Context { cancel }
+        let host = self.host.lock().ok().and_then(|h| h.clone());
+        Context { cancel, host }
+    }
+
+    fn data_source(&self, type_name: &str) -> Result<&Arc<dyn DataSource>, Diagnostic> {
+        self.registry.data_source(type_name).ok_or_else(|| unknown_data_source(type_name))
     }
 
     fn resource(&self, type_name: &str) -> Result<&Arc<dyn Resource>, Diagnostic> {
@@ -88,9 +101,16 @@ impl Provider for ProviderService {
             .map(|r| pb::get_metadata::ResourceMetadata { type_name: r.type_name().into() })
             .collect();
         resources.sort_by(|a, b| a.type_name.cmp(&b.type_name));
+        let mut data_sources: Vec<_> = self
+            .registry
+            .data_sources()
+            .map(|d| pb::get_metadata::DataSourceMetadata { type_name: d.type_name().into() })
+            .collect();
+        data_sources.sort_by(|a, b| a.type_name.cmp(&b.type_name));
         Ok(Response::new(pb::get_metadata::Response {
             server_capabilities: Some(capabilities()),
             resources,
+            data_sources,
             ..Default::default()
         }))
     }
@@ -102,6 +122,7 @@ impl Provider for ProviderService {
         Ok(Response::new(pb::get_provider_schema::Response {
             provider: Some(convert::schema(&self.provider_schema)),
             resource_schemas: self.schemas.clone(),
+            data_source_schemas: self.data_source_schemas.clone(),
             server_capabilities: Some(capabilities()),
             ..Default::default()
         }))
@@ -109,17 +130,35 @@ impl Provider for ProviderService {
 
     async fn validate_provider_config(
         &self,
-        _request: Request<pb::validate_provider_config::Request>,
+        request: Request<pb::validate_provider_config::Request>,
     ) -> Result<Response<pb::validate_provider_config::Response>, Status> {
-        Ok(Response::new(pb::validate_provider_config::Response::default()))
+        let req = request.into_inner();
+        let result = (|| {
+            let config = convert::decode(req.config.as_ref(), self.provider_schema.value_type(), "provider config")?;
+            Ok(schema::validate_attributes(&self.provider_schema.block, &config))
+        })();
+        Ok(Response::new(pb::validate_provider_config::Response { diagnostics: diags_of(result) }))
     }
 
     async fn configure_provider(
         &self,
         request: Request<pb::configure_provider::Request>,
     ) -> Result<Response<pb::configure_provider::Response>, Status> {
-        tracing::debug!(terraform_version = %request.get_ref().terraform_version, "configure provider");
-        Ok(Response::new(pb::configure_provider::Response::default()))
+        let req = request.into_inner();
+        tracing::debug!(terraform_version = %req.terraform_version, "configure provider");
+        let result = (|| {
+            let config = convert::decode(req.config.as_ref(), self.provider_schema.value_type(), "provider config")?;
+            let diags = schema::validate_attributes(&self.provider_schema.block, &config);
+            let uri = Attrs::of(&config)?.get("uri");
+            // An unknown URI (it depends on a resource not created yet) leaves the host unset:
+            // plans of creates still work, and anything needing the host says why it cannot.
+            let host = if uri.is_unknown() { None } else { Some(Host::new(uri.as_str().map(str::to_string))) };
+            if let Ok(mut slot) = self.host.lock() {
+                *slot = host;
+            }
+            Ok(diags)
+        })();
+        Ok(Response::new(pb::configure_provider::Response { diagnostics: diags_of(result) }))
     }
 
     async fn validate_resource_config(
@@ -222,7 +261,8 @@ impl Provider for ProviderService {
         request: Request<pb::plan_resource_change::Request>,
     ) -> Result<Response<pb::plan_resource_change::Response>, Status> {
         let req = request.into_inner();
-        let result = (|| {
+        let ctx = self.context();
+        let result = async {
             let resource = self.resource(&req.type_name)?;
             let schema = resource.schema();
             let ty = schema.value_type();
@@ -238,16 +278,20 @@ impl Provider for ProviderService {
                 return Ok((convert::encode(&Value::Null, ty, "planned state")?, vec![], diags));
             }
             let mut planned = schema::plan_resource_change(schema, &prior, &proposed, &config);
-            diags.extend(resource.modify_plan(&prior, &config, &mut planned));
+            diags.extend(resource.modify_plan(&ctx, &prior, &config, &mut planned).await);
             if let Err(problem) = schema::check_plan_valid(schema, &prior, &config, &planned) {
                 diags.push(Diagnostic::error(
                     "Provider produced an invalid plan",
                     format!("{} {problem}; this is a bug in the provider, please report it.", req.type_name),
                 ));
             }
-            let replace = schema::replace_paths(schema, &prior, &planned);
-            Ok((convert::encode(&planned, ty, "planned state")?, replace, diags))
-        })();
+            let mut replace = schema::replace_paths(schema, &prior, &planned);
+            if !prior.is_null() {
+                replace.extend(resource.replace_when(&prior, &planned));
+            }
+            Ok::<_, Diagnostic>((convert::encode(&planned, ty, "planned state")?, replace, diags))
+        }
+        .await;
         Ok(Response::new(match result {
             Ok((planned, replace, diags)) => pb::plan_resource_change::Response {
                 planned_state: Some(planned),
@@ -355,18 +399,46 @@ impl Provider for ProviderService {
         &self,
         request: Request<pb::validate_data_resource_config::Request>,
     ) -> Result<Response<pb::validate_data_resource_config::Response>, Status> {
-        Ok(Response::new(pb::validate_data_resource_config::Response {
-            diagnostics: vec![convert::diagnostic(unknown_data_source(&request.get_ref().type_name))],
-        }))
+        let req = request.into_inner();
+        let result = (|| {
+            let data_source = self.data_source(&req.type_name)?;
+            let config = convert::decode(req.config.as_ref(), data_source.schema().value_type(), "config")?;
+            Ok(schema::validate_attributes(&data_source.schema().block, &config))
+        })();
+        Ok(Response::new(pb::validate_data_resource_config::Response { diagnostics: diags_of(result) }))
     }
 
     async fn read_data_source(
         &self,
         request: Request<pb::read_data_source::Request>,
     ) -> Result<Response<pb::read_data_source::Response>, Status> {
-        Ok(Response::new(pb::read_data_source::Response {
-            diagnostics: vec![convert::diagnostic(unknown_data_source(&request.get_ref().type_name))],
-            ..Default::default()
+        let req = request.into_inner();
+        let ctx = self.context();
+        let outcome = async {
+            let data_source = self.data_source(&req.type_name)?;
+            let ty = data_source.schema().value_type();
+            let config = convert::decode(req.config.as_ref(), ty, "config")?;
+            let diags = schema::validate_attributes(&data_source.schema().block, &config);
+            if diags.has_errors() {
+                return Err(diags.into());
+            }
+            tracing::debug!(type_name = %req.type_name, "read data source");
+            let state = data_source.read(&ctx, &config).await?;
+            now_known(&state, "the data source's result")?;
+            let encoded = convert::encode(&state, ty, "data source state")?;
+            Ok::<_, crate::resources::Failure>((encoded, diags))
+        }
+        .await;
+        Ok(Response::new(match outcome {
+            Ok((state, diags)) => pb::read_data_source::Response {
+                state: Some(state),
+                diagnostics: convert::diagnostics(diags),
+                ..Default::default()
+            },
+            Err(failure) => pb::read_data_source::Response {
+                diagnostics: convert::diagnostics(failure.diagnostics),
+                ..Default::default()
+            },
         }))
     }
 
@@ -388,6 +460,27 @@ fn validate_config(resource: &dyn Resource, config: &Value) -> Diagnostics {
     let mut diags = schema::validate_attributes(&resource.schema().block, config);
     diags.extend(resource.validate(config));
     diags
+}
+
+/// The provider block: which libvirt host this provider instance manages.
+fn provider_schema() -> Schema {
+    Schema::new(
+        0,
+        Block::new(
+            "The kvm provider: libvirt/KVM hosts and GitOps bootstrap. One provider instance manages one \
+             libvirt host; use provider aliases for several hosts. The connection opens only when an \
+             operation needs the host, so `terraform validate` and plans of new resources work without one.",
+        )
+        .attribute(
+            Attribute::optional("uri", tf_cty::Type::String)
+                .describe(
+                    "libvirt connection URI, e.g. `qemu:///system`, \
+                     `qemu+ssh://admin@kvm1.example.com/system?keyfile=/home/ci/.ssh/id_ed25519`, \
+                     `qemu+tls://kvm1.example.com/system`. Default: `LIBVIRT_DEFAULT_URI`, else `qemu:///system`.",
+                )
+                .validate(crate::libvirt::uri_validator()),
+        ),
+    )
 }
 
 fn unknown_data_source(type_name: &str) -> Diagnostic {

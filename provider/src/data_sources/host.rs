@@ -1,0 +1,164 @@
+//! `kvm_host`: what the libvirt host is and offers.
+
+use async_trait::async_trait;
+use libvirt_xml::capabilities::Capabilities;
+use libvirt_xml::domcaps::DomainCapabilities;
+use libvirt_xml::Document;
+use tf_cty::{Type, Value};
+
+use crate::diag::Diagnostic;
+use crate::libvirt::HostError;
+use crate::resources::{bytes, int, set_attr, Context, DataSource, Outcome};
+use crate::schema::{Attribute, Block, Schema};
+use crate::units::format_size;
+
+/// The `kvm_host` data source.
+pub struct HostInfo {
+    schema: Schema,
+}
+
+impl Default for HostInfo {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl HostInfo {
+    /// The data source with its schema.
+    pub fn new() -> Self {
+        let strings = Type::list(Type::String);
+        let block = Block::new(
+            "Facts about the libvirt host this provider instance manages: versions, CPU, memory, the \
+             accelerators it offers and the disk buses its QEMU supports (for example whether `nvme` is offered).",
+        )
+        .attribute(Attribute::computed("id", Type::String).describe("The host's UUID."))
+        .attribute(Attribute::computed("uri", Type::String).describe("The libvirt URI connected to."))
+        .attribute(Attribute::computed("hostname", Type::String).describe("The host's name."))
+        .attribute(Attribute::computed("libvirt_version", Type::String).describe("libvirt version, e.g. `11.3.0`."))
+        .attribute(Attribute::computed("hypervisor", Type::String).describe("Hypervisor driver, e.g. `QEMU`."))
+        .attribute(
+            Attribute::computed("hypervisor_version", Type::String).describe("Hypervisor version, e.g. `10.0.2`."),
+        )
+        .attribute(Attribute::computed("arch", Type::String).describe("Host CPU architecture, e.g. `x86_64`."))
+        .attribute(Attribute::computed("cpu_model", Type::String).describe("Host CPU model as libvirt names it."))
+        .attribute(Attribute::computed("cpus", Type::Number).describe("Number of logical CPUs."))
+        .attribute(Attribute::computed("memory_bytes", Type::Number).describe("Physical memory, in bytes."))
+        .attribute(Attribute::computed("memory", Type::String).describe("Physical memory, e.g. `24GiB`."))
+        .attribute(
+            Attribute::computed("accelerators", strings.clone())
+                .describe("Domain types offered for the host's architecture: `kvm` (hardware) and/or `qemu` (TCG)."),
+        )
+        .attribute(
+            Attribute::computed("disk_buses", strings.clone())
+                .describe("Disk buses the hypervisor supports (from domain capabilities), e.g. `virtio`, `sata`, `nvme`."),
+        )
+        .attribute(
+            Attribute::computed("nvme_disks", Type::Bool)
+                .describe("Whether emulated NVMe disks (`bus = \"nvme\"`) are offered (libvirt ≥ 11.5)."),
+        )
+        .attribute(Attribute::computed("firmware", strings.clone()).describe("Firmware types with a descriptor on the host, e.g. `efi` (BIOS is always available)."))
+        .attribute(Attribute::computed("cpu_modes", strings).describe("CPU modes offered, e.g. `host-passthrough`."));
+        HostInfo { schema: Schema::new(0, block) }
+    }
+}
+
+/// libvirt packs versions as major * 1,000,000 + minor * 1,000 + release.
+fn version(v: u32) -> String {
+    format!("{}.{}.{}", v / 1_000_000, v / 1_000 % 1_000, v % 1_000)
+}
+
+fn host_arch(caps: &Capabilities) -> String {
+    caps.host.cpu.as_ref().map(|c| c.arch.clone()).unwrap_or_else(|| std::env::consts::ARCH.to_string())
+}
+
+fn strings(items: Vec<String>) -> Value {
+    Value::List(items.into_iter().map(Value::String).collect())
+}
+
+struct Facts {
+    uri: String,
+    hostname: String,
+    lib_version: u32,
+    hypervisor: String,
+    hyp_version: u32,
+    cpus: u32,
+    memory_kib: u64,
+    capabilities: String,
+    domcaps: Option<String>,
+}
+
+#[async_trait]
+impl DataSource for HostInfo {
+    fn type_name(&self) -> &'static str {
+        "kvm_host"
+    }
+
+    fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    async fn read(&self, ctx: &Context, config: &Value) -> Outcome<Value> {
+        let host = ctx.host()?;
+        let facts = host
+            .call(|conn| {
+                let call = |what: &str| {
+                    let what = what.to_string();
+                    move |e| HostError::call(what, e)
+                };
+                let info = conn.node_info().map_err(call("read node info"))?;
+                let capabilities = conn.capabilities().map_err(call("read capabilities"))?;
+                let caps = Capabilities::from_xml(&capabilities).map_err(|e| HostError::Other(e.to_string()))?;
+                let arch = host_arch(&caps);
+                // The best accelerator's view: kvm where offered, else TCG.
+                let accelerators = caps.accelerators(&arch);
+                let virttype = if accelerators.iter().any(|a| a == "kvm") { "kvm" } else { "qemu" };
+                let domcaps = conn.domain_capabilities(None, Some(&arch), None, Some(virttype), 0).ok();
+                Ok(Facts {
+                    uri: conn.uri().map_err(call("read URI"))?,
+                    hostname: conn.hostname().map_err(call("read hostname"))?,
+                    lib_version: conn.lib_version().map_err(call("read libvirt version"))?,
+                    hypervisor: conn.driver_type().map_err(call("read hypervisor type"))?,
+                    hyp_version: conn.hyp_version().map_err(call("read hypervisor version"))?,
+                    cpus: info.cpus,
+                    memory_kib: info.memory,
+                    capabilities,
+                    domcaps,
+                })
+            })
+            .await
+            .map_err(|e| e.diagnostic("Cannot read host facts"))?;
+        let caps = Capabilities::from_xml(&facts.capabilities)
+            .map_err(|e| Diagnostic::error("Cannot read host capabilities", e.to_string()))?;
+        let domcaps = facts
+            .domcaps
+            .as_deref()
+            .map(DomainCapabilities::from_xml)
+            .transpose()
+            .map_err(|e| Diagnostic::error("Cannot read domain capabilities", e.to_string()))?;
+        let arch = host_arch(&caps);
+        let mut accelerators = caps.accelerators(&arch);
+        // Hardware first: it is what users mean by default.
+        accelerators.sort_by_key(|a| if a == "kvm" { 0 } else { 1 });
+        let buses = domcaps.as_ref().map(|d| d.disk_buses()).unwrap_or_default();
+        let memory = facts.memory_kib.saturating_mul(1024);
+
+        let mut state = config.clone();
+        set_attr(&mut state, "id", Value::string(caps.host.uuid.clone().unwrap_or_else(|| facts.hostname.clone())));
+        set_attr(&mut state, "uri", Value::string(facts.uri));
+        set_attr(&mut state, "hostname", Value::string(facts.hostname));
+        set_attr(&mut state, "libvirt_version", Value::string(version(facts.lib_version)));
+        set_attr(&mut state, "hypervisor", Value::string(facts.hypervisor));
+        set_attr(&mut state, "hypervisor_version", Value::string(version(facts.hyp_version)));
+        set_attr(&mut state, "arch", Value::string(arch));
+        set_attr(&mut state, "cpu_model", Value::string(caps.host.cpu.as_ref().and_then(|c| c.model.clone()).unwrap_or_default()));
+        set_attr(&mut state, "cpus", int(i64::from(facts.cpus)));
+        set_attr(&mut state, "memory_bytes", bytes(memory));
+        set_attr(&mut state, "memory", Value::string(format_size(memory)));
+        set_attr(&mut state, "accelerators", strings(accelerators));
+        set_attr(&mut state, "nvme_disks", Value::Bool(buses.iter().any(|b| b == "nvme")));
+        set_attr(&mut state, "disk_buses", strings(buses));
+        set_attr(&mut state, "firmware", strings(domcaps.as_ref().map(|d| d.firmware()).unwrap_or_default()));
+        set_attr(&mut state, "cpu_modes", strings(domcaps.as_ref().map(|d| d.cpu_modes()).unwrap_or_default()));
+        Ok(state)
+    }
+}
