@@ -4,6 +4,7 @@
 //! applies the plan rules from [`crate::schema`], and calls these methods.
 
 mod attrs;
+pub mod network;
 pub mod pool;
 pub mod sealed_secret;
 pub mod sealing_key;
@@ -157,6 +158,7 @@ impl Registry {
         Registry::with(vec![
             Arc::new(sealing_key::SealingKey::new()),
             Arc::new(sealed_secret::SealedSecret::new()),
+            Arc::new(network::Network::new()),
             Arc::new(pool::Pool::new()),
             Arc::new(volume::Volume::new()),
         ])
