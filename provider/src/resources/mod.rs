@@ -40,8 +40,8 @@ impl Context {
         self.host.as_ref().ok_or_else(|| {
             Diagnostic::error(
                 "Provider not configured",
-                "This operation needs the libvirt host, but Terraform has not configured the provider yet; \
-                 this is a bug in the provider or Terraform.",
+                "This operation needs the libvirt host, but the provider's configuration is not known yet \
+                 (its `uri` depends on something not yet created). Apply that first, e.g. with -target.",
             )
         })
     }

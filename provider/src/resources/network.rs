@@ -97,7 +97,14 @@ impl Network {
 
 fn mac(v: &Value) -> Result<(), String> {
     match v.as_str() {
-        Some(m) if m.len() == 17 && m.split(':').count() == 6 && m.split(':').all(|p| p.len() == 2 && u8::from_str_radix(p, 16).is_ok()) => Ok(()),
+        Some(m) if m.len() == 17 && m.split(':').count() == 6 && m.split(':').all(|p| p.len() == 2 && u8::from_str_radix(p, 16).is_ok()) => {
+            // libvirt stores MACs in lowercase; the state must match the configuration.
+            if m.bytes().any(|b| b.is_ascii_uppercase()) {
+                Err(format!("write MAC addresses in lowercase: {:?}.", m.to_lowercase()))
+            } else {
+                Ok(())
+            }
+        }
         Some(m) => Err(format!("{m:?} is not a MAC address; write it like \"52:54:00:12:34:56\".")),
         None => Err("expected a string".into()),
     }
@@ -499,6 +506,19 @@ impl Resource for Network {
         diags
     }
 
+    fn replace_when(&self, prior: &Value, planned: &Value) -> Vec<Path> {
+        // dnsmasq's DHCP service cannot be switched on or off by virNetworkUpdate.
+        let enabled = |v: &Value| match v.get_attr("dhcp") {
+            Some(Value::List(items)) => items.first().and_then(|b| b.get_attr("enabled")).and_then(Value::as_bool).unwrap_or(true),
+            _ => true,
+        };
+        if enabled(prior) != enabled(planned) {
+            vec![Path::attr("dhcp")]
+        } else {
+            Vec::new()
+        }
+    }
+
     async fn create(&self, ctx: &Context, planned: &Value) -> Outcome<Value> {
         let attrs = Attrs::of(planned)?;
         let doc = network_doc(&attrs)?;
@@ -544,7 +564,9 @@ impl Resource for Network {
         let before = Attrs::of(prior)?;
         let after = Attrs::of(planned)?;
         let name = after.str("name")?.to_string();
-        let new_doc = network_doc(&after)?;
+        let mut new_doc = network_doc(&after)?;
+        // Redefining an existing network must name its UUID, or libvirt sees a second network.
+        new_doc.uuid = before.opt_str("id").map(str::to_string);
         let restart = ["domain", "mtu"].iter().any(|a| before.get(a) != after.get(a));
         let mut changes = Vec::new();
         if !restart {

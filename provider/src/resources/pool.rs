@@ -7,7 +7,7 @@ use tf_cty::{Type, Value};
 use virt::storage_pool::StoragePool as VirPool;
 
 use super::{bytes, empty_object, set_attr, Attrs, Context, Outcome, Resource};
-use crate::diag::Diagnostic;
+use crate::diag::{Diagnostic, Diagnostics};
 use crate::libvirt::{name_validator, HostError};
 use crate::schema::{Attribute, Block, Schema};
 
@@ -74,22 +74,25 @@ impl Pool {
 
 fn absolute_path(v: &Value) -> Result<(), String> {
     match v.as_str() {
-        Some(p) if p.starts_with('/') && !p.split('/').any(|s| s == "..") => Ok(()),
-        Some(p) => Err(format!("{p:?} must be an absolute path without \"..\".")),
+        // libvirt cleans paths up ("/a//b/" becomes "/a/b"); asking for the clean form keeps the
+        // state equal to the configuration.
+        Some(p) if p.starts_with('/') && p.len() > 1 && !p[1..].split('/').any(|s| s.is_empty() || s == "." || s == "..") => Ok(()),
+        Some(p) => Err(format!("{p:?} must be a clean absolute path: no \"..\", \".\", \"//\" or trailing \"/\".")),
         None => Err("expected a string".into()),
     }
 }
 
 fn octal_mode(v: &Value) -> Result<(), String> {
     match v.as_str() {
-        Some(m) if (3..=4).contains(&m.len()) && u32::from_str_radix(m, 8).is_ok_and(|n| n <= 0o7777) => Ok(()),
-        Some(m) => Err(format!("{m:?} is not an octal mode; write it like \"0711\" or \"0755\".")),
+        // Written the way libvirt reports it (four octal digits), so the state matches the config.
+        Some(m) if u32::from_str_radix(m, 8).is_ok_and(|n| n <= 0o7777 && format!("{n:04o}") == m) => Ok(()),
+        Some(m) => Err(format!("{m:?} is not a four-digit octal mode; write it like \"0711\" or \"0755\".")),
         None => Err("expected a string".into()),
     }
 }
 
 /// The pool as configured, as libvirt XML.
-fn pool_xml(attrs: &Attrs<'_>) -> Result<String, Diagnostic> {
+fn pool_xml(attrs: &Attrs<'_>, uuid: Option<&str>) -> Result<String, Diagnostic> {
     let permissions = Permissions {
         mode: attrs.opt_str("mode").map(str::to_string),
         owner: attrs.opt_i64("owner").map(|n| n.to_string()),
@@ -100,6 +103,8 @@ fn pool_xml(attrs: &Attrs<'_>) -> Result<String, Diagnostic> {
     let pool = StoragePool {
         pool_type: "dir".into(),
         name: attrs.str("name")?.to_string(),
+        // Redefining an existing pool must name its UUID, or libvirt sees a second pool.
+        uuid: uuid.map(str::to_string),
         target: Some(PoolTarget {
             path: attrs.str("path")?.to_string(),
             permissions: has_permissions.then_some(permissions),
@@ -173,10 +178,20 @@ impl Resource for Pool {
         &self.schema
     }
 
+    async fn modify_plan(&self, _ctx: &Context, prior: &Value, _config: &Value, planned: &mut Value) -> Diagnostics {
+        // Free space moves all the time: an update reports it afresh, so it is unknown until then.
+        if !prior.is_null() && prior != planned {
+            for attr in ["capacity", "allocation", "available"] {
+                set_attr(planned, attr, Value::Unknown);
+            }
+        }
+        Diagnostics::new()
+    }
+
     async fn create(&self, ctx: &Context, planned: &Value) -> Outcome<Value> {
         let attrs = Attrs::of(planned)?;
         let name = attrs.str("name")?.to_string();
-        let xml = pool_xml(&attrs)?;
+        let xml = pool_xml(&attrs, None)?;
         let autostart = attrs.opt_bool("autostart").unwrap_or(true);
         tracing::info!(pool = %name, path = attrs.opt_str("path").unwrap_or_default(), "creating storage pool");
         let host = ctx.host()?;
@@ -195,6 +210,8 @@ impl Resource for Pool {
                 })();
                 if started.is_err() {
                     let _ = pool.destroy();
+                    // Removes the directory build made (only when empty).
+                    let _ = pool.delete(0);
                     let _ = pool.undefine();
                 }
                 started
@@ -222,7 +239,7 @@ impl Resource for Pool {
         let after = Attrs::of(planned)?;
         let name = after.str("name")?.to_string();
         let permissions_changed = ["mode", "owner", "group"].iter().any(|a| before.get(a) != after.get(a));
-        let xml = permissions_changed.then(|| pool_xml(&after)).transpose()?;
+        let xml = permissions_changed.then(|| pool_xml(&after, before.opt_str("id"))).transpose()?;
         let autostart = after.opt_bool("autostart").unwrap_or(true);
         let host = ctx.host()?;
         let n = name.clone();

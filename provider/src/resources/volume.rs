@@ -490,7 +490,7 @@ impl Resource for Volume {
                 if let Err(e) = image::probe(source).await {
                     diags.push(Diagnostic::attribute_error(Path::attr("source"), "Image not readable", e.0));
                 }
-            } else {
+            } else if attrs.get("source").is_null() {
                 set_attr(planned, "sha256", Value::string(""));
             }
         } else {
