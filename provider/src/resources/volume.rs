@@ -94,11 +94,7 @@ impl Volume {
         )
         .attribute(Attribute::computed("path", Type::String).describe("Path of the volume on the host."))
         .attribute(Attribute::computed("size_bytes", Type::Number).describe("Virtual size in bytes."))
-        .attribute(Attribute::computed("allocation", Type::Number).describe("Bytes allocated on the host."))
-        .attribute(
-            Attribute::computed("sha256", Type::String)
-                .describe("sha256 of the imported image as uploaded (empty for blank volumes and clones)."),
-        );
+        .attribute(Attribute::computed("allocation", Type::Number).describe("Bytes allocated on the host."));
         Volume { schema: Schema::new(0, block) }
     }
 }
@@ -169,9 +165,6 @@ fn fill(state: &mut Value, observed: &Observed) {
             let pool = state.get_attr("pool").cloned().unwrap_or(Value::Null);
             set_attr(state, "base_pool", pool);
         }
-    }
-    if state.get_attr("sha256").is_none_or(|v| v.is_null() || v.is_unknown()) {
-        set_attr(state, "sha256", Value::string(""));
     }
 }
 
@@ -290,7 +283,7 @@ impl Volume {
         }
     }
 
-    async fn create_image(&self, ctx: &Context, attrs: &Attrs<'_>, source: &str, sha256: Option<&str>) -> Outcome<(Observed, String)> {
+    async fn create_image(&self, ctx: &Context, attrs: &Attrs<'_>, source: &str, sha256: Option<&str>) -> Outcome<Observed> {
         let (pool, name) = (attrs.str("pool")?.to_string(), attrs.str("name")?.to_string());
         let label = format!("{pool}/{name}");
         let opened = image::open(source)
@@ -353,8 +346,8 @@ impl Volume {
                 Ok(upload::upload(conn, &vol, opened.reader, opened.length, expected.as_deref(), &cancel, &l))
             })
             .await;
-        let digest = match uploaded {
-            Ok(Ok(digest)) => digest,
+        match uploaded {
+            Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 self.remove_after_failure(ctx, &pool, &name).await;
                 return Err(upload_diagnostic(source, e).into());
@@ -363,7 +356,7 @@ impl Volume {
                 self.remove_after_failure(ctx, &pool, &name).await;
                 return Err(e.diagnostic("Image upload failed").into());
             }
-        };
+        }
         let (p, n) = (pool.clone(), name.clone());
         let observed = host
             .call(move |conn| {
@@ -378,7 +371,7 @@ impl Volume {
             })
             .await;
         match observed {
-            Ok(o) => Ok((o, digest)),
+            Ok(o) => Ok(o),
             Err(e) => {
                 self.remove_after_failure(ctx, &pool, &name).await;
                 Err(e.diagnostic("Cannot finish volume").into())
@@ -490,8 +483,6 @@ impl Resource for Volume {
                 if let Err(e) = image::probe(source).await {
                     diags.push(Diagnostic::attribute_error(Path::attr("source"), "Image not readable", e.0));
                 }
-            } else if attrs.get("source").is_null() {
-                set_attr(planned, "sha256", Value::string(""));
             }
         } else {
             // Only the size changes in place; what the host reports stays as it is.
@@ -521,11 +512,7 @@ impl Resource for Volume {
         let observed = match content(&attrs) {
             Content::Blank => self.create_blank(ctx, &attrs).await?,
             Content::Clone { base_pool, base } => self.create_clone(ctx, &attrs, base_pool, base).await?,
-            Content::Image { source, sha256 } => {
-                let (observed, digest) = self.create_image(ctx, &attrs, source, sha256).await?;
-                set_attr(&mut state, "sha256", Value::string(digest));
-                observed
-            }
+            Content::Image { source, sha256 } => self.create_image(ctx, &attrs, source, sha256).await?,
         };
         fill(&mut state, &observed);
         Ok(state)
