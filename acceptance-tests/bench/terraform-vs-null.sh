@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
-# Benchmark: terraform validate / plan / apply with N kvm_sealed_secret (this provider) against
+# Benchmark: terraform validate / plan / apply with N resources of this provider against
 # N null_resource (hashicorp/null 2.1.2, the Go baseline), same Terraform, same run, side by side.
+#
+# BENCH_RESOURCE picks ours:
+# * sealed_secret (default): N kvm_sealed_secret; validate, plan and apply;
+# * volume: N kvm_volume creates with no libvirt host reachable (the provider points at a socket
+#   that does not exist); validate and plan only, the CI-validates-a-plan case.
 #
 # Reports the median wall time of each command per provider, the ratio ours/null, and the peak
 # RSS of each provider process (measured in separate runs through a wrapper, so the wrapper's
 # start-up does not pollute the timings).
 #
-# Usage: acceptance-tests/bench/terraform-vs-null.sh [REPS] [COUNTS...]   (default: 3 reps, counts 1 1000)
+# Usage: [BENCH_RESOURCE=volume] acceptance-tests/bench/terraform-vs-null.sh [REPS] [COUNTS...]
+#        (default: 3 reps, counts 1 1000)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/../../scripts/lib.sh"
@@ -46,6 +52,13 @@ provider_mirror "$work/kvm-wrapper" "$wrapped"
 sed -i "s#$KVM_TOOLS/mirror#$wrapped/null#" "$wrapped/terraformrc"
 wrapped_rc="$wrapped/terraformrc"
 
+resource=${BENCH_RESOURCE:-sealed_secret}
+case $resource in
+  sealed_secret) ops=(validate plan apply) kinds=(kvm null null_big) ;;
+  volume) ops=(validate plan) kinds=(kvm null) ;;
+  *) echo "BENCH_RESOURCE must be sealed_secret or volume" >&2; exit 2 ;;
+esac
+
 cert_file="$root/../shared/testdata/sealed-secrets/sealing-cert.pem"
 [[ -f $cert_file ]] || { echo "missing $cert_file" >&2; exit 1; }
 
@@ -53,7 +66,24 @@ config() { # config KIND N DIR
   local kind=$1 n=$2 dir=$3
   mkdir -p "$dir"
   cp "$cert_file" "$dir/cert.pem"
-  if [[ $kind == kvm ]]; then
+  if [[ $kind == kvm && $resource == volume ]]; then
+    cat >"$dir/main.tf" <<TF
+terraform {
+  required_providers {
+    kvm = { source = "kvm/kvm", version = "0.1.0" }
+  }
+}
+provider "kvm" {
+  uri = "qemu+unix:///system?socket=/nonexistent/libvirt-sock"
+}
+resource "kvm_volume" "v" {
+  count = $n
+  name  = "disk-\${count.index}.qcow2"
+  pool  = "bench"
+  size  = "20GiB"
+}
+TF
+  elif [[ $kind == kvm ]]; then
     cat >"$dir/main.tf" <<TF
 terraform {
   required_providers {
@@ -99,17 +129,17 @@ median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a
 declare -A T
 results="$root/target/bench"
 mkdir -p "$results"
-json="$results/terraform-vs-null.json"
+json="$results/terraform-vs-null-$resource.json"
 echo "[" >"$json"
 first=1
 for n in "${counts[@]}"; do
-  for kind in kvm null null_big; do
-    for op in validate plan apply; do : >"$work/t-$kind-$n-$op"; done
+  for kind in "${kinds[@]}"; do
+    for op in "${ops[@]}"; do : >"$work/t-$kind-$n-$op"; done
     for ((r = 0; r < reps; r++)); do
       dir="$work/run-$kind-$n-$r"
       config "$kind" "$n" "$dir"
       (cd "$dir" && TF_CLI_CONFIG_FILE=$plain_rc terraform init -input=false >/dev/null)
-      for op in validate plan apply; do
+      for op in "${ops[@]}"; do
         args=()
         [[ $op == apply ]] && args=(-auto-approve -input=false)
         [[ $op == plan ]] && args=(-input=false)
@@ -120,30 +150,32 @@ for n in "${counts[@]}"; do
       done
       rm -rf "$dir"
     done
-    # Peak RSS over one validate + plan + apply, through the wrapper.
+    # Peak RSS over one run of every operation, through the wrapper.
     dir="$work/rss-$kind-$n"
     config "$kind" "$n" "$dir"
     : >"$rss_log"
     (cd "$dir" && TF_CLI_CONFIG_FILE=$wrapped_rc terraform init -input=false >/dev/null &&
       TF_CLI_CONFIG_FILE=$wrapped_rc terraform validate >/dev/null &&
       TF_CLI_CONFIG_FILE=$wrapped_rc terraform plan -input=false >/dev/null &&
-      TF_CLI_CONFIG_FILE=$wrapped_rc terraform apply -auto-approve -input=false >/dev/null)
+      { [[ $resource == volume ]] || TF_CLI_CONFIG_FILE=$wrapped_rc terraform apply -auto-approve -input=false >/dev/null; })
     T[$kind-$n-rss]=$(sort -g "$rss_log" | tail -n1)
     rm -rf "$dir"
-    for op in validate plan apply; do
+    for op in "${ops[@]}"; do
       T[$kind-$n-$op]=$(median <"$work/t-$kind-$n-$op")
     done
   done
-  printf '\n%s resources (%s reps, median wall seconds)\n' "$n" "$reps"
+  # Without a same-state baseline (volume), compare with plain null twice.
+  [[ -n ${T[null_big-$n-${ops[0]}]:-} ]] || for op in "${ops[@]}"; do T[null_big-$n-$op]=${T[null-$n-$op]}; done
+  printf '\n%s %s resources (%s reps, median wall seconds)\n' "$n" "$resource" "$reps"
   printf '%-9s %10s %10s %8s %14s %8s\n' op kvm null ratio null_same_state ratio
-  for op in validate plan apply; do
+  for op in "${ops[@]}"; do
     ratio=$(div "${T[kvm-$n-$op]}" "${T[null-$n-$op]}")
     ratio_big=$(div "${T[kvm-$n-$op]}" "${T[null_big-$n-$op]}")
     printf '%-9s %10.3f %10.3f %8.3f %14.3f %8.3f\n' "$op" "${T[kvm-$n-$op]}" "${T[null-$n-$op]}" "$ratio" "${T[null_big-$n-$op]}" "$ratio_big"
     [[ $first == 1 ]] || echo "," >>"$json"
     first=0
-    printf '{"resources":%s,"op":"%s","kvm_s":%s,"null_s":%s,"ratio":%.4f,"null_same_state_s":%s,"ratio_same_state":%.4f}' \
-      "$n" "$op" "${T[kvm-$n-$op]}" "${T[null-$n-$op]}" "$ratio" "${T[null_big-$n-$op]}" "$ratio_big" >>"$json"
+    printf '{"resource":"%s","resources":%s,"op":"%s","kvm_s":%s,"null_s":%s,"ratio":%.4f,"null_same_state_s":%s,"ratio_same_state":%.4f}' \
+      "$resource" "$n" "$op" "${T[kvm-$n-$op]}" "${T[null-$n-$op]}" "$ratio" "${T[null_big-$n-$op]}" "$ratio_big" >>"$json"
   done
   printf '%-9s %9s KiB %9s KiB %8.3f\n' "peak RSS" "${T[kvm-$n-rss]}" "${T[null-$n-rss]}" "$(div "${T[kvm-$n-rss]}" "${T[null-$n-rss]}")"
   printf ',\n{"resources":%s,"op":"provider_peak_rss_kib","kvm":%s,"null":%s}' "$n" "${T[kvm-$n-rss]}" "${T[null-$n-rss]}" >>"$json"

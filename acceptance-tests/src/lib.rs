@@ -10,6 +10,13 @@
 //!   (installed by `scripts/setup.sh`);
 //! * the provider: `$KVM_PROVIDER_BIN`, else `target/debug/terraform-provider-kvm` of this workspace
 //!   (built by `scripts/test.sh` before the tests run).
+//!
+//! When `KVM_TEST_NETNS` is set (`scripts/test.sh` always sets it), Terraform runs inside that
+//! network namespace (`ip netns exec`), where the test run's libvirtd and its guests live; see
+//! [`libvirt`] for virsh, the guest image, unique names and leak checks.
+
+pub mod http;
+pub mod libvirt;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -175,8 +182,10 @@ impl Workspace {
     }
 
     /// The command for `terraform <args>` here, for callers that need to manage the process.
+    /// With `KVM_TEST_NETNS` set it is `ip netns exec $KVM_TEST_NETNS terraform <args>` (ip execs
+    /// Terraform in place, so the child's pid is Terraform's).
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(terraform_bin());
+        let mut cmd = libvirt::netns_command(terraform_bin());
         cmd.args(args)
             .current_dir(self.dir.path())
             .env("CHECKPOINT_DISABLE", "1")

@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# Builds the Debian 12 test guest image once and caches it; prints its directory on stdout.
+#
+#   bash scripts/guest-image.sh            -> /root/.cache/kvm-tools/images/debian12-<hash>
+#
+# The directory holds:
+#   disk.qcow2   2 GiB virtual, one ext4 filesystem labelled `root` on the whole disk (no partitions)
+#   vmlinuz      kernel for direct kernel boot, cmdline `console=ttyS0 root=/dev/vda rw`
+#   initrd.img   its initramfs
+#   recipe.sha256, kernel-version
+#
+# No cloud image can be downloaded here, so the image is made with debootstrap from the Debian mirror
+# (the only outside traffic, allowed for package downloads) and turned into a disk without mounting
+# anything (mkfs.ext4 -d), so it works in a container without loop devices.
+#
+# The guest: minbase + systemd, OpenSSH, cloud-init (NoCloud only), ifupdown + dhclient, qemu-guest-agent,
+# linux-image-cloud-amd64 (small; it has no SATA/AHCI, so cloud-init seeds must be virtio disks), and
+# dbus, without which systemd-logind does not run and the guest ignores both the ACPI power button
+# and the guest agent's guest-shutdown (`shutdown -P +0` needs logind): `virsh shutdown` would hang.
+# No root password; root logs in with the SSH key from the seed (disable_root: false); serial console
+# on ttyS0. Host keys and machine-id are made on first boot, so clones of the image differ.
+#
+# Env: KVM_TOOLS (cache root, default ~/.cache/kvm-tools), KVM_DEBIAN_MIRROR (default deb.debian.org).
+# The cache key is a hash of this file (less its comment lines) and the mirror: any change to the
+# recipe builds a new image; each build removes images of other recipes that are over two days old.
+set -euo pipefail
+
+TOOLS=${KVM_TOOLS:-$HOME/.cache/kvm-tools}
+MIRROR=${KVM_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+SUITE=bookworm
+SIZE=2G
+PACKAGES=systemd-sysv,udev,dbus,openssh-server,cloud-init,python3-cffi-backend,linux-image-cloud-amd64,iproute2,ifupdown,isc-dhcp-client,qemu-guest-agent,ca-certificates,netbase
+
+log() { printf '[guest-image] %s\n' "$*" >&2; }
+
+recipe=$( { sed '/^[[:space:]]*#/d' "${BASH_SOURCE[0]}"; echo "$MIRROR"; } | sha256sum | cut -c1-64)
+images="$TOOLS/images"
+dest="$images/debian12-${recipe:0:12}"
+
+complete() { [[ -s "$1/disk.qcow2" && -s "$1/vmlinuz" && -s "$1/initrd.img" ]]; }
+
+if complete "$dest"; then
+  printf '%s\n' "$dest"
+  exit 0
+fi
+
+mkdir -p "$images"
+# One builder at a time (two test runs started together would otherwise both build).
+exec 9>"$images/.lock"
+flock 9
+if complete "$dest"; then
+  printf '%s\n' "$dest"
+  exit 0
+fi
+
+for tool in debootstrap:debootstrap mkfs.ext4:e2fsprogs qemu-img:qemu-utils; do
+  if ! command -v "${tool%%:*}" >/dev/null; then
+    log "installing ${tool#*:}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${tool#*:}" >&2
+  fi
+done
+
+# remove_tree DIR: an interrupted debootstrap can leave /proc or /sys mounted inside its tree, so
+# unmount whatever is below DIR first and never delete across a mount point.
+remove_tree() {
+  local m
+  awk -v d="$1/" 'index($2, d) == 1 { print $2 }' /proc/mounts | sort -r | while read -r m; do
+    umount -l "$m" 2>/dev/null || true
+  done
+  rm -rf --one-file-system "$1"
+}
+
+# Leftovers of interrupted builds (we hold the lock, so nobody else is building).
+for old in "$images"/.build-*; do
+  [[ -e "$old" ]] && remove_tree "$old"
+done
+# Build next to the destination so the final rename is atomic: an interrupted build never leaves
+# a half image under the cached name.
+work=$(mktemp -d "$images/.build-XXXXXX")
+trap 'remove_tree "$work"' EXIT
+root="$work/root"
+out="$work/image"
+mkdir -p "$root" "$out" "$TOOLS/download/debootstrap"
+
+start=$SECONDS
+log "debootstrap $SUITE into $root (1.5 to 3 minutes)"
+# Two stages so that dpkg can be told not to fsync every file it unpacks (force-unsafe-io): a
+# half-written image is thrown away anyway. --cache-dir keeps the .debs, so a changed recipe
+# rebuilds without downloading them again.
+debootstrap_failed() {
+  tail -n 30 "$work/debootstrap.log" >&2
+  [[ -f "$root/debootstrap/debootstrap.log" ]] && tail -n 30 "$root/debootstrap/debootstrap.log" >&2
+  log "debootstrap failed"
+  exit 1
+}
+debootstrap --foreign --variant=minbase --include="$PACKAGES" --cache-dir="$TOOLS/download/debootstrap" \
+  "$SUITE" "$root" "$MIRROR" >"$work/debootstrap.log" 2>&1 || debootstrap_failed
+mkdir -p "$root/etc/dpkg/dpkg.cfg.d"
+echo force-unsafe-io >"$root/etc/dpkg/dpkg.cfg.d/kvm-test-build"
+chroot "$root" /debootstrap/debootstrap --second-stage >>"$work/debootstrap.log" 2>&1 || debootstrap_failed
+rm -f "$root/etc/dpkg/dpkg.cfg.d/kvm-test-build"
+log "debootstrap done in $((SECONDS - start)) s"
+
+# --- configuration (plain file edits, nothing runs in the guest) -----------------------------------
+# The root filesystem is the whole of /dev/vda; the label lets a later bootloader find it too.
+echo 'LABEL=root / ext4 defaults,noatime 0 1' >"$root/etc/fstab"
+echo debian >"$root/etc/hostname"
+printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' >"$root/etc/hosts"
+
+cat >"$root/etc/cloud/cloud.cfg.d/99_kvm_test.cfg" <<'CFG'
+# terraform-provider-kvm test image (scripts/guest-image.sh).
+# Only a NoCloud seed (a virtio disk labelled cidata) or nothing: no probing of cloud metadata services.
+datasource_list: [ NoCloud, None ]
+# Tests log in as root with the key from their seed (there is no root password).
+disable_root: false
+# Host keys are made on first boot (the image has none, so every guest differs); RSA keygen is slow under TCG.
+ssh_genkeytypes: [ ed25519, ecdsa ]
+# No locales package in the image: don't let cloud-init try to generate one.
+locale: false
+CFG
+
+# Guests run under TCG on one or two emulated CPUs, so every unit that starts at boot slows the way
+# to SSH: mask the periodic jobs a throwaway test guest has no use for.
+for unit in e2scrub_reap.service e2scrub_all.timer fstrim.timer apt-daily.timer apt-daily-upgrade.timer; do
+  ln -sf /dev/null "$root/etc/systemd/system/$unit"
+done
+
+# Made on first boot instead: every guest gets its own machine-id (DHCP DUIDs) and SSH host keys.
+: >"$root/etc/machine-id"
+rm -f "$root/var/lib/dbus/machine-id" "$root"/etc/ssh/ssh_host_*
+
+# The kernel and initramfs are booted directly by libvirt: copy them out, drop them from the disk.
+kver=$(find "$root/boot" -name 'vmlinuz-*' -printf '%f\n' | sed 's/^vmlinuz-//' | sort -V | tail -n1)
+install -m 0644 "$root/boot/vmlinuz-$kver" "$out/vmlinuz"
+install -m 0644 "$root/boot/initrd.img-$kver" "$out/initrd.img"
+rm -f "$root"/boot/vmlinuz-* "$root"/boot/initrd.img-* "$root"/boot/System.map-* "$root"/vmlinuz* "$root"/initrd.img*
+echo "$kver" >"$out/kernel-version"
+
+# Keep the image small: no package cache, lists, docs, man pages or translations.
+rm -rf "$root"/var/cache/apt/*.bin "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* \
+  "$root"/usr/share/doc/* "$root"/usr/share/man/* "$root"/usr/share/info/* "$root"/usr/share/locale/* \
+  "$root"/var/log/*.log "$root"/var/log/apt/* "$root"/debootstrap
+find "$root/var/cache/debconf" -name '*-old' -delete
+
+# --- disk ------------------------------------------------------------------------------------------
+log "making the ext4 filesystem and the qcow2 image"
+truncate -s "$SIZE" "$work/disk.raw"
+mkfs.ext4 -q -F -L root -d "$root" "$work/disk.raw"
+# Deleting the tree can take a while (seen: 24 s on a busy machine): do it during the conversion.
+remove_tree "$root" &
+qemu-img convert -f raw -O qcow2 "$work/disk.raw" "$out/disk.qcow2"
+rm -f "$work/disk.raw"
+wait
+chmod 0644 "$out/disk.qcow2"
+echo "$recipe" >"$out/recipe.sha256"
+chmod 0755 "$out"
+
+rm -rf "$dest"
+mv "$out" "$dest"
+# Images of other recipes go once they are two days old (not at once: another checkout may still use one).
+find "$images" -mindepth 1 -maxdepth 1 -name 'debian12-*' ! -path "$dest" -mtime +2 -exec rm -rf {} +
+log "built $dest in $((SECONDS - start)) s ($(du -sh "$dest" | cut -f1))"
+printf '%s\n' "$dest"
