@@ -5,9 +5,15 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/libvirt.sh"
+source "$(dirname "$0")/postgres.sh"
 root=$(repo_root)
 setup_tools
 cd "$root"
+
+# PostgreSQL for the state server's tests: a throw-away cluster of this run, on 127.0.0.1 only.
+pg_dir=$(mktemp -d /tmp/kvm-test-pg.XXXXXX)
+trap 'stop_postgres; rm -rf "$pg_dir"' EXIT
+start_postgres "$pg_dir" # exports KVM_TEST_PG_URL (never print it: it carries the password)
 
 # libvirt and the guest image. The image (about 2 minutes the first time on a machine, then cached)
 # builds in the background while cargo builds; the tests wait for it and a failed build fails the run.

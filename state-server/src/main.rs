@@ -1,1 +1,106 @@
-fn main() {}
+//! `kvm-state-server`: the command line.
+//!
+//! ```text
+//! kvm-state-server serve --config FILE     run the server
+//! kvm-state-server check-config --config FILE
+//! kvm-state-server reencrypt --config FILE  re-write stored states with the current key
+//! kvm-state-server hash-password           read a password on stdin, print its argon2 hash
+//! ```
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use kvm_state_server::config::Config;
+use kvm_state_server::server::{self, Server};
+use kvm_state_server::{auth, log};
+use serde_json::json;
+
+const USAGE: &str = "usage:
+  kvm-state-server serve --config FILE         run the server
+  kvm-state-server check-config --config FILE  check a configuration and its users file
+  kvm-state-server reencrypt --config FILE     re-write stored states with the current key (key rotation)
+  kvm-state-server hash-password               read a password from stdin, print its argon2 hash
+  kvm-state-server --version";
+
+fn config_arg(args: &[String]) -> Result<PathBuf, String> {
+    match args {
+        [flag, path] if flag == "--config" || flag == "-c" => Ok(PathBuf::from(path)),
+        _ => Err(format!("expected --config FILE\n{USAGE}")),
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("serve") => config_arg(&args[1..]).and_then(serve),
+        Some("check-config") => config_arg(&args[1..]).and_then(|path| {
+            Config::load(&path).map_err(|e| e.to_string())?;
+            println!("{}: ok", path.display());
+            Ok(())
+        }),
+        Some("reencrypt") => config_arg(&args[1..]).and_then(reencrypt),
+        Some("hash-password") if args.len() == 1 => hash_password(),
+        Some("--version" | "-V") => {
+            println!("kvm-state-server {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Some("--help" | "-h") => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        _ => Err(USAGE.to_string()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("kvm-state-server: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn hash_password() -> Result<(), String> {
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).map_err(|e| format!("reading stdin: {e}"))?;
+    let password = line.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        return Err("empty password on stdin".into());
+    }
+    let hash = auth::hash_password(password).map_err(|e| format!("hashing: {e}"))?;
+    println!("{hash}");
+    Ok(())
+}
+
+fn reencrypt(path: PathBuf) -> Result<(), String> {
+    let config = Config::load(&path).map_err(|e| e.to_string())?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let (changed, total) = runtime.block_on(server::reencrypt(&config)).map_err(|e| e.to_string())?;
+    println!("re-encrypted {changed} of {total} stored versions");
+    Ok(())
+}
+
+fn serve(path: PathBuf) -> Result<(), String> {
+    let config = Config::load(&path).map_err(|e| e.to_string())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let server = Server::bind(&config).await.map_err(|e| e.to_string())?;
+        let addr = server.local_addr().map_err(|e| e.to_string())?;
+        let scheme = if server.is_tls() { "https" } else { "http" };
+        // Scripts and tests read this line to learn the port when the configuration says 0.
+        println!("listening on {scheme}://{addr}");
+        let _ = std::io::stdout().flush();
+        log::info("listening", json!({ "addr": addr.to_string(), "scheme": scheme }));
+        server.run(shutdown_signal()).await;
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

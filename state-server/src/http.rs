@@ -1,0 +1,804 @@
+//! Requests to responses: routing, authentication, permission checks, body limits, and the
+//! status codes and bodies that Terraform's http backend expects.
+//!
+//! Routes:
+//!
+//! | path | methods | role |
+//! |---|---|---|
+//! | `/states/{name}` | `GET` read; `POST`/`PUT` write (`?ID=` when locked); `DELETE` (admin); `LOCK`, `UNLOCK` | read / write / admin |
+//! | `/locks/{name}` | `GET` status; `POST` or `LOCK` locks; `DELETE` or `UNLOCK` unlocks (GitLab-style methods) | read / write |
+//! | `/versions/{name}` | `GET` list; `GET ?version=N` body of version N | read |
+//! | `/restore/{name}?version=N` | `POST`: version N becomes current, as a new version | admin |
+//! | `/audit` | `GET ?state=&user=&action=&outcome=&after_id=&limit=` | admin on `state` (default `*`) |
+//! | `/healthz` | `GET`, no credentials | — |
+//! | `/metrics` | `GET`, Prometheus text; credentials unless `[metrics] public = true` | any |
+//!
+//! Every refusal is answered with a JSON body `{"error": "…"}` and recorded in the audit log.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use aws_lc_rs::digest;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Body, Incoming};
+use hyper::header::{HeaderValue, AUTHORIZATION, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, WWW_AUTHENTICATE};
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::{json, Value};
+
+use crate::audit::{self, Action, AuditDraft, AuditEvent, AuditFile, AuditQuery, Outcome};
+use crate::auth::{AuthError, Authenticator, Principal, Role};
+use crate::crypto::AtRest;
+use crate::metrics::{method_label, Metrics};
+use crate::names::{self, StateName};
+use crate::storage::{
+    Audited, DeleteOutcome, LockOutcome, LockRequest, NewVersion, PutOutcome, PutRequest, Storage, StorageError,
+    UnlockOutcome, UnlockRequest,
+};
+use crate::{log, tfstate};
+
+/// Largest LockInfo body accepted.
+pub const LOCK_BODY_LIMIT: u64 = 64 * 1024;
+
+/// Everything a request needs.
+pub struct App {
+    /// Where states live.
+    pub storage: Arc<dyn Storage>,
+    /// Credentials and roles.
+    pub auth: Authenticator,
+    /// Encryption at rest.
+    pub at_rest: AtRest,
+    /// JSON-lines copy of the audit log.
+    pub audit_file: Option<AuditFile>,
+    /// Counters.
+    pub metrics: Metrics,
+    /// Largest state body.
+    pub body_limit: u64,
+    /// Versions kept per state.
+    pub keep_versions: u64,
+    /// Audit successful reads too.
+    pub audit_reads: bool,
+    /// `/metrics` without credentials.
+    pub metrics_public: bool,
+}
+
+/// The response body type.
+pub type ResponseBody = Full<Bytes>;
+
+/// A refusal or failure, turned into a JSON error response.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+    // Extra fields merged into the JSON body (the lock holder's LockInfo, for instance).
+    extra: Option<Value>,
+    outcome: Outcome,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        let outcome = if status.is_server_error() { Outcome::Error } else { Outcome::Refused };
+        ApiError { status, message: message.into(), extra: None, outcome }
+    }
+
+    // 404 for something that does not exist: not a refusal (Terraform reads a new state's
+    // absence on every first run), so the audit log says `ok` with the 404.
+    fn absent(message: impl Into<String>) -> ApiError {
+        ApiError { outcome: Outcome::Ok, ..ApiError::new(StatusCode::NOT_FOUND, message) }
+    }
+
+    fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    fn forbidden(p: &Principal, needed: Role, state: &str, what: &str) -> ApiError {
+        let has = p.role_for(state).map_or("no role", Role::as_str);
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("user {:?} has {has} on {state:?}; {what} needs the {} role", p.name, needed.as_str()),
+        )
+    }
+
+    fn response(&self) -> Response<ResponseBody> {
+        let mut body = match &self.extra {
+            Some(Value::Object(o)) => o.clone(),
+            _ => serde_json::Map::new(),
+        };
+        body.insert("error".into(), Value::String(self.message.clone()));
+        json_response(self.status, &Value::Object(body))
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(e: StorageError) -> ApiError {
+        log::error("storage failure", json!({ "error": e.to_string() }));
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal storage error (see the server log)")
+    }
+}
+
+fn json_response(status: StatusCode, value: &Value) -> Response<ResponseBody> {
+    bytes_response(status, "application/json", value.to_string().into_bytes())
+}
+
+fn bytes_response(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Response<ResponseBody> {
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+enum Route<'a> {
+    Health,
+    Metrics,
+    Audit,
+    States(&'a str),
+    Locks(&'a str),
+    Versions(&'a str),
+    Restore(&'a str),
+    Unknown,
+}
+
+fn route(path: &str) -> Route<'_> {
+    match path {
+        "/healthz" => return Route::Health,
+        "/metrics" => return Route::Metrics,
+        "/audit" => return Route::Audit,
+        _ => {}
+    }
+    if let Some(n) = path.strip_prefix("/states/") {
+        Route::States(n)
+    } else if let Some(n) = path.strip_prefix("/locks/") {
+        Route::Locks(n)
+    } else if let Some(n) = path.strip_prefix("/versions/") {
+        Route::Versions(n)
+    } else if let Some(n) = path.strip_prefix("/restore/") {
+        Route::Restore(n)
+    } else {
+        Route::Unknown
+    }
+}
+
+/// Returns the decoded value of query parameter `key`.
+pub fn query_param(query: Option<&str>, key: &str) -> Option<String> {
+    query?.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == key).then(|| percent_decode(v))
+    })
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(b) => {
+                        out.push(b);
+                        i += 3;
+                        continue;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Reads a request body of at most `limit` bytes.
+async fn read_body(body: Incoming, declared: Option<u64>, limit: u64) -> Result<Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("request body is larger than the limit of {limit} bytes"))
+    };
+    if declared.is_some_and(|n| n > limit) || body.size_hint().lower() > limit {
+        return Err(too_large());
+    }
+    match Limited::new(body, limit as usize).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(e) => Err(ApiError::bad_request(format!("could not read the request body: {e}"))),
+    }
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(digest::digest(&digest::SHA256, data))
+}
+
+// Keeps client-supplied text in the audit log short and printable.
+fn clip(s: &str) -> String {
+    s.chars().take(200).map(|c| if c.is_control() { '?' } else { c }).collect()
+}
+
+/// One request's context: who, from where, what.
+struct Ctx<'a> {
+    app: &'a App,
+    user: String,
+    addr: String,
+    principal: Option<Principal>,
+}
+
+impl Ctx<'_> {
+    fn draft(&self, action: Action, state: Option<&StateName>) -> AuditDraft {
+        AuditDraft {
+            at: audit::now(),
+            user: self.user.clone(),
+            addr: self.addr.clone(),
+            action,
+            state: state.map(|s| s.as_str().to_string()),
+            lock_id: None,
+            lock_info: None,
+        }
+    }
+
+    fn principal(&self) -> &Principal {
+        self.principal.as_ref().expect("authenticated")
+    }
+
+    /// Copies a stored event to the audit file.
+    fn file(&self, event: &AuditEvent) {
+        if let Some(file) = &self.app.audit_file {
+            if let Err(e) = file.append(event) {
+                self.app.metrics.audit_file_errors.add(1);
+                log::error("cannot append to the audit file", json!({ "error": e.to_string() }));
+            }
+        }
+    }
+
+    /// Records an event that goes with no change.
+    async fn record(&self, event: AuditEvent) -> Result<(), ApiError> {
+        let event = self.app.storage.record(event).await?;
+        self.file(&event);
+        Ok(())
+    }
+
+    fn stored<T>(&self, audited: Audited<T>) -> (T, AuditEvent) {
+        self.file(&audited.event);
+        (audited.value, audited.event)
+    }
+
+    /// Records a refusal and turns it into its response.
+    async fn refuse(&self, draft: AuditDraft, err: ApiError) -> Response<ResponseBody> {
+        let verdict = audit::Verdict::new(err.outcome, err.status.as_u16(), err.message.clone());
+        if let Err(e) = self.record(draft.finish(verdict)).await {
+            // The refusal stands even if it could not be recorded; the failure is logged.
+            log::error("cannot record a refusal", json!({ "status": e.status.as_u16() }));
+        }
+        err.response()
+    }
+
+    fn require(&self, role: Role, name: &StateName, what: &str) -> Result<(), ApiError> {
+        let p = self.principal();
+        if p.may(role, name.as_str()) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(p, role, name.as_str(), what))
+        }
+    }
+}
+
+/// Answers one request. Never fails: every error becomes a response.
+pub async fn handle(
+    app: Arc<App>,
+    remote: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Response<ResponseBody>, Infallible> {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let (resp, user) = dispatch(&app, remote, req).await;
+    let status = resp.status().as_u16();
+    if status >= 500 {
+        app.metrics.server_errors.add(1);
+    }
+    let elapsed = started.elapsed();
+    app.metrics.observe(method_label(method.as_str()), status, elapsed);
+    log::info(
+        "request",
+        json!({
+            "method": method.as_str(), "path": clip(&path), "status": status, "user": user,
+            "addr": remote.to_string(), "ms": (elapsed.as_secs_f64() * 1e3 * 1000.0).round() / 1000.0,
+        }),
+    );
+    Ok(resp)
+}
+
+async fn dispatch(app: &App, remote: SocketAddr, req: Request<Incoming>) -> (Response<ResponseBody>, String) {
+    let path = req.uri().path().to_string();
+    let route = route(&path);
+    if let Route::Health = route {
+        return match app.storage.ping().await {
+            Ok(()) => (json_response(StatusCode::OK, &json!({ "status": "ok" })), "-".into()),
+            Err(e) => (ApiError::from(e).response(), "-".into()),
+        };
+    }
+    let mut ctx = Ctx { app, user: "-".into(), addr: remote.to_string(), principal: None };
+    if matches!(route, Route::Metrics) && app.metrics_public && req.method() == Method::GET {
+        return (
+            bytes_response(StatusCode::OK, "text/plain; version=0.0.4", app.metrics.render().into_bytes()),
+            ctx.user,
+        );
+    }
+    let header = req.headers().get(AUTHORIZATION).map(HeaderValue::as_bytes);
+    match app.auth.authenticate(header).await {
+        Ok(p) => {
+            ctx.user = p.name.clone();
+            ctx.principal = Some(p);
+        }
+        Err(e) => {
+            app.metrics.auth_failures.add(1);
+            if let AuthError::BadCredentials { user } = &e {
+                ctx.user = clip(user);
+            }
+            let mut draft = ctx.draft(Action::Request, None);
+            draft.state = state_of(&route);
+            let mut resp = ctx
+                .refuse(
+                    draft,
+                    ApiError::new(
+                        StatusCode::UNAUTHORIZED,
+                        format!("{e} ({} {})", req.method(), clip(req.uri().path())),
+                    ),
+                )
+                .await;
+            resp.headers_mut().insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"kvm-state-server\", charset=\"UTF-8\""),
+            );
+            return (resp, ctx.user);
+        }
+    }
+    let resp = match routed(&ctx, route, req).await {
+        Ok(resp) => resp,
+        Err((draft, err)) => ctx.refuse(draft, err).await,
+    };
+    (resp, ctx.user)
+}
+
+// The state name a refused request named, if it is a valid one (for the audit log).
+fn state_of(route: &Route<'_>) -> Option<String> {
+    match route {
+        Route::States(n) | Route::Locks(n) | Route::Versions(n) | Route::Restore(n) => {
+            StateName::parse(n).ok().map(|n| n.as_str().to_string())
+        }
+        _ => None,
+    }
+}
+
+type Refusal = (AuditDraft, ApiError);
+
+async fn routed(ctx: &Ctx<'_>, route: Route<'_>, req: Request<Incoming>) -> Result<Response<ResponseBody>, Refusal> {
+    let method = req.method().as_str().to_string();
+    let raw_name = match route {
+        Route::Metrics => {
+            return if req.method() == Method::GET {
+                Ok(bytes_response(StatusCode::OK, "text/plain; version=0.0.4", ctx.app.metrics.render().into_bytes()))
+            } else {
+                Err((ctx.draft(Action::Request, None), method_not_allowed(&method, "/metrics", "GET")))
+            };
+        }
+        Route::Audit => return audit_query(ctx, &req).await,
+        Route::Unknown => {
+            return Err((
+                ctx.draft(Action::Request, None),
+                ApiError::new(StatusCode::NOT_FOUND, format!("no such endpoint: {}", clip(req.uri().path()))),
+            ))
+        }
+        Route::Health => unreachable!("answered before authentication"),
+        Route::States(n) | Route::Locks(n) | Route::Versions(n) | Route::Restore(n) => n,
+    };
+    let name = match StateName::parse(raw_name) {
+        Ok(name) => name,
+        Err(e) => {
+            let draft = ctx.draft(action_for(&route, &method), None);
+            return Err((draft, ApiError::bad_request(format!("invalid state name {:?}: {e}", clip(raw_name)))));
+        }
+    };
+    match (route, method.as_str()) {
+        (Route::States(_), "GET") => get_state(ctx, &name).await,
+        (Route::States(_), "POST" | "PUT") => put_state(ctx, &name, req).await,
+        (Route::States(_), "DELETE") => delete_state(ctx, &name, req).await,
+        (Route::States(_), "LOCK") | (Route::Locks(_), "LOCK" | "POST") => lock(ctx, &name, req).await,
+        (Route::States(_), "UNLOCK") | (Route::Locks(_), "UNLOCK" | "DELETE") => unlock(ctx, &name, req).await,
+        (Route::Locks(_), "GET") => lock_status(ctx, &name).await,
+        (Route::Versions(_), "GET") => versions(ctx, &name, req.uri().query()).await,
+        (Route::Restore(_), "POST") => restore(ctx, &name, req.uri().query()).await,
+        (route, _) => {
+            let allowed = match route {
+                Route::States(_) => "GET, POST, PUT, DELETE, LOCK, UNLOCK",
+                Route::Locks(_) => "GET, POST, DELETE, LOCK, UNLOCK",
+                Route::Versions(_) => "GET",
+                _ => "POST",
+            };
+            Err((ctx.draft(Action::Request, Some(&name)), method_not_allowed(&method, req.uri().path(), allowed)))
+        }
+    }
+}
+
+fn method_not_allowed(method: &str, path: &str, allowed: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{} is not allowed on {}; allowed: {allowed}", clip(method), clip(path)),
+    )
+}
+
+fn action_for(route: &Route<'_>, method: &str) -> Action {
+    match (route, method) {
+        (Route::States(_), "GET") => Action::Read,
+        (Route::States(_), "POST" | "PUT") => Action::Write,
+        (Route::States(_), "DELETE") => Action::Delete,
+        (Route::States(_), "LOCK") | (Route::Locks(_), "LOCK" | "POST") => Action::Lock,
+        (Route::States(_), "UNLOCK") | (Route::Locks(_), "UNLOCK" | "DELETE") => Action::Unlock,
+        (Route::Versions(_), _) => Action::ReadVersions,
+        (Route::Restore(_), _) => Action::Restore,
+        _ => Action::Request,
+    }
+}
+
+fn declared_length(req: &Request<Incoming>) -> Option<u64> {
+    req.headers().get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
+fn open_body(ctx: &Ctx<'_>, name: &StateName, stored: Vec<u8>) -> Result<Vec<u8>, ApiError> {
+    ctx.app.at_rest.open(name.as_str(), stored).map_err(|e| {
+        log::error("cannot decrypt a stored state", json!({ "state": name.as_str(), "error": e.to_string() }));
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("stored state cannot be read: {e}"))
+    })
+}
+
+async fn get_state(ctx: &Ctx<'_>, name: &StateName) -> Result<Response<ResponseBody>, Refusal> {
+    let draft = ctx.draft(Action::Read, Some(name));
+    ctx.require(Role::Read, name, "reading a state").map_err(|e| (draft.clone(), e))?;
+    let current = ctx.app.storage.current(name).await.map_err(|e| (draft.clone(), e.into()))?;
+    let Some(current) = current else {
+        return Err((draft, ApiError::absent(format!("no state stored under \"{name}\""))));
+    };
+    let version = current.meta.version;
+    let body = open_body(ctx, name, current.body).map_err(|e| (draft.clone(), e))?;
+    if ctx.app.audit_reads {
+        let verdict = audit::Verdict { version: Some(version), ..audit::Verdict::new(Outcome::Ok, 200, "state read") };
+        ctx.record(draft.finish(verdict)).await.map_err(|e| (draft.clone(), e))?;
+    }
+    let mut resp = bytes_response(StatusCode::OK, "application/json", body);
+    resp.headers_mut().insert("x-state-version", HeaderValue::from(version));
+    Ok(resp)
+}
+
+async fn put_state(ctx: &Ctx<'_>, name: &StateName, req: Request<Incoming>) -> Result<Response<ResponseBody>, Refusal> {
+    let mut draft = ctx.draft(Action::Write, Some(name));
+    draft.lock_id = query_param(req.uri().query(), "ID").filter(|id| !id.is_empty());
+    ctx.require(Role::Write, name, "writing a state").map_err(|e| (draft.clone(), e))?;
+    let declared = declared_length(&req);
+    let body = read_body(req.into_body(), declared, ctx.app.body_limit).await.map_err(|e| (draft.clone(), e))?;
+    let head = tfstate::inspect_state(&body).map_err(|e| (draft.clone(), ApiError::bad_request(e.to_string())))?;
+    let meta = NewVersion {
+        serial: head.serial,
+        lineage: head.lineage,
+        sha256: sha256_hex(&body),
+        size: body.len() as u64,
+        created_by: ctx.user.clone(),
+        created_at: draft.at.clone(),
+        restored_from: None,
+    };
+    let put = PutRequest {
+        body: ctx.app.at_rest.seal(name.as_str(), body.to_vec()),
+        meta,
+        lock_id: draft.lock_id.clone(),
+        expect_current: None,
+        keep_versions: ctx.app.keep_versions,
+    };
+    let audited = ctx.app.storage.put(name, put, draft.clone()).await.map_err(|e| (draft.clone(), e.into()))?;
+    let (outcome, event) = ctx.stored(audited);
+    Ok(put_response(ctx, outcome, &event))
+}
+
+fn put_response(ctx: &Ctx<'_>, outcome: PutOutcome, event: &AuditEvent) -> Response<ResponseBody> {
+    let status = StatusCode::from_u16(event.status).unwrap_or(StatusCode::CONFLICT);
+    match outcome {
+        PutOutcome::Stored(m) | PutOutcome::Unchanged(m) => {
+            if event.detail.starts_with("stored") {
+                ctx.app.metrics.versions_stored.add(1);
+                ctx.app.metrics.bytes_stored.add(m.size);
+            }
+            json_response(status, &json!({ "version": m.version, "serial": m.serial, "sha256": m.sha256 }))
+        }
+        PutOutcome::Locked(h) => {
+            let extra = serde_json::from_str::<Value>(&h.info).ok().map(|lock| json!({ "lock": lock }));
+            ApiError { status, message: event.detail.clone(), extra, outcome: Outcome::Conflict }.response()
+        }
+        PutOutcome::NotLocked(_) | PutOutcome::Stale { .. } | PutOutcome::Moved => {
+            ApiError { status, message: event.detail.clone(), extra: None, outcome: Outcome::Conflict }.response()
+        }
+    }
+}
+
+// The holder's LockInfo, with an `error` field added: Terraform reads the LockInfo fields and
+// ignores the rest, people read the message.
+fn holder_response(status: StatusCode, holder_info: &str, message: String) -> Response<ResponseBody> {
+    let extra = serde_json::from_str::<Value>(holder_info).ok();
+    ApiError { status, message, extra, outcome: Outcome::Conflict }.response()
+}
+
+async fn delete_state(
+    ctx: &Ctx<'_>,
+    name: &StateName,
+    req: Request<Incoming>,
+) -> Result<Response<ResponseBody>, Refusal> {
+    let mut draft = ctx.draft(Action::Delete, Some(name));
+    draft.lock_id = query_param(req.uri().query(), "ID").filter(|id| !id.is_empty());
+    ctx.require(Role::Admin, name, "deleting a state").map_err(|e| (draft.clone(), e))?;
+    let audited = ctx
+        .app
+        .storage
+        .delete(name, draft.lock_id.as_deref(), &ctx.user, draft.clone())
+        .await
+        .map_err(|e| (draft.clone(), e.into()))?;
+    let (outcome, event) = ctx.stored(audited);
+    let status = StatusCode::from_u16(event.status).unwrap_or(StatusCode::CONFLICT);
+    Ok(match outcome {
+        DeleteOutcome::Deleted => json_response(status, &json!({ "deleted": name.as_str() })),
+        DeleteOutcome::NoState => ApiError::absent(format!("no state stored under \"{name}\"")).response(),
+        DeleteOutcome::Locked(h) => holder_response(status, &h.info, event.detail.clone()),
+    })
+}
+
+async fn lock(ctx: &Ctx<'_>, name: &StateName, req: Request<Incoming>) -> Result<Response<ResponseBody>, Refusal> {
+    let mut draft = ctx.draft(Action::Lock, Some(name));
+    ctx.require(Role::Write, name, "locking a state").map_err(|e| (draft.clone(), e))?;
+    let declared = declared_length(&req);
+    let body = read_body(req.into_body(), declared, LOCK_BODY_LIMIT).await.map_err(|e| (draft.clone(), e))?;
+    let info = match tfstate::parse_lock_info(&body) {
+        Ok(Some(info)) => info,
+        Ok(None) => return Err((draft, ApiError::bad_request("LOCK needs a LockInfo JSON body with an \"ID\""))),
+        Err(e) => return Err((draft, ApiError::bad_request(e.to_string()))),
+    };
+    draft.lock_id = Some(info.id.clone());
+    draft.lock_info = Some(info.raw.clone());
+    let req = LockRequest { id: info.id, info: info.raw.clone(), user: ctx.user.clone(), at: draft.at.clone() };
+    let audited = ctx.app.storage.lock(name, &req, draft.clone()).await.map_err(|e| (draft.clone(), e.into()))?;
+    let (outcome, event) = ctx.stored(audited);
+    Ok(match outcome {
+        LockOutcome::Acquired | LockOutcome::AlreadyHeld => {
+            if outcome == LockOutcome::Acquired {
+                ctx.app.metrics.locks_acquired.add(1);
+            }
+            bytes_response(StatusCode::OK, "application/json", info.raw.into_bytes())
+        }
+        LockOutcome::Conflict(h) => {
+            ctx.app.metrics.lock_conflicts.add(1);
+            holder_response(StatusCode::LOCKED, &h.info, event.detail.clone())
+        }
+    })
+}
+
+async fn unlock(ctx: &Ctx<'_>, name: &StateName, req: Request<Incoming>) -> Result<Response<ResponseBody>, Refusal> {
+    let mut draft = ctx.draft(Action::Unlock, Some(name));
+    ctx.require(Role::Write, name, "unlocking a state").map_err(|e| (draft.clone(), e))?;
+    let declared = declared_length(&req);
+    let body = read_body(req.into_body(), declared, LOCK_BODY_LIMIT).await.map_err(|e| (draft.clone(), e))?;
+    let info = tfstate::parse_lock_info(&body).map_err(|e| (draft.clone(), ApiError::bad_request(e.to_string())))?;
+    let may_force = ctx.principal().may(Role::Admin, name.as_str());
+    if info.is_none() {
+        draft.action = Action::ForceUnlock;
+        if !may_force {
+            let e = ApiError::forbidden(
+                ctx.principal(),
+                Role::Admin,
+                name.as_str(),
+                "force-unlock (UNLOCK without a lock ID)",
+            );
+            return Err((draft, e));
+        }
+    }
+    draft.lock_id = info.as_ref().map(|i| i.id.clone());
+    draft.lock_info = info.as_ref().map(|i| i.raw.clone());
+    let req = UnlockRequest { id: info.map(|i| i.id), user: ctx.user.clone(), may_force };
+    let audited = ctx.app.storage.unlock(name, &req, draft.clone()).await.map_err(|e| (draft.clone(), e.into()))?;
+    let (outcome, event) = ctx.stored(audited);
+    Ok(match outcome {
+        UnlockOutcome::Released | UnlockOutcome::AlreadyReleased => {
+            json_response(StatusCode::OK, &json!({ "unlocked": name.as_str() }))
+        }
+        UnlockOutcome::ForceReleased(h) => {
+            ctx.app.metrics.force_unlocks.add(1);
+            json_response(
+                StatusCode::OK,
+                &json!({ "unlocked": name.as_str(), "forced": true, "was_held_by": h.user, "lock_id": h.id }),
+            )
+        }
+        UnlockOutcome::NotLocked => {
+            ApiError { status: StatusCode::CONFLICT, message: event.detail, extra: None, outcome: Outcome::Conflict }
+                .response()
+        }
+        UnlockOutcome::Conflict(h) => holder_response(StatusCode::CONFLICT, &h.info, event.detail),
+    })
+}
+
+async fn lock_status(ctx: &Ctx<'_>, name: &StateName) -> Result<Response<ResponseBody>, Refusal> {
+    let draft = ctx.draft(Action::Read, Some(name));
+    ctx.require(Role::Read, name, "reading a lock").map_err(|e| (draft.clone(), e))?;
+    let holder = ctx.app.storage.lock_holder(name).await.map_err(|e| (draft.clone(), e.into()))?;
+    Ok(json_response(
+        StatusCode::OK,
+        &match holder {
+            None => json!({ "locked": false }),
+            Some(h) => json!({
+                "locked": true,
+                "lock_id": h.id,
+                "user": h.user,
+                "since": h.since,
+                "info": serde_json::from_str::<Value>(&h.info).unwrap_or(Value::Null),
+            }),
+        },
+    ))
+}
+
+fn parse_version(query: Option<&str>) -> Result<Option<u64>, ApiError> {
+    match query_param(query, "version") {
+        None => Ok(None),
+        Some(v) => v
+            .parse::<u64>()
+            .ok()
+            .filter(|&n| n > 0 && n <= i64::MAX as u64)
+            .map(Some)
+            .ok_or_else(|| ApiError::bad_request(format!("version={:?} is not a version number", clip(&v)))),
+    }
+}
+
+async fn versions(ctx: &Ctx<'_>, name: &StateName, query: Option<&str>) -> Result<Response<ResponseBody>, Refusal> {
+    let draft = ctx.draft(Action::ReadVersions, Some(name));
+    ctx.require(Role::Read, name, "reading versions").map_err(|e| (draft.clone(), e))?;
+    let wanted = parse_version(query).map_err(|e| (draft.clone(), e))?;
+    let storage = &ctx.app.storage;
+    let resp = match wanted {
+        None => {
+            let list = storage.versions(name).await.map_err(|e| (draft.clone(), e.into()))?;
+            let current = storage.current(name).await.map_err(|e| (draft.clone(), e.into()))?.map(|c| c.meta.version);
+            json_response(StatusCode::OK, &json!({ "name": name.as_str(), "current": current, "versions": list }))
+        }
+        Some(n) => {
+            let Some(v) = storage.version(name, n).await.map_err(|e| (draft.clone(), e.into()))? else {
+                return Err((draft, ApiError::absent(format!("\"{name}\" has no version {n}"))));
+            };
+            let body = open_body(ctx, name, v.body).map_err(|e| (draft.clone(), e))?;
+            let mut resp = bytes_response(StatusCode::OK, "application/json", body);
+            resp.headers_mut().insert("x-state-version", HeaderValue::from(n));
+            resp
+        }
+    };
+    if ctx.app.audit_reads {
+        let verdict = audit::Verdict { version: wanted, ..audit::Verdict::new(Outcome::Ok, 200, "versions read") };
+        ctx.record(draft.finish(verdict)).await.map_err(|e| (draft.clone(), e))?;
+    }
+    Ok(resp)
+}
+
+async fn restore(ctx: &Ctx<'_>, name: &StateName, query: Option<&str>) -> Result<Response<ResponseBody>, Refusal> {
+    let draft = ctx.draft(Action::Restore, Some(name));
+    ctx.require(Role::Admin, name, "restoring a version").map_err(|e| (draft.clone(), e))?;
+    let wanted = parse_version(query)
+        .and_then(|v| v.ok_or_else(|| ApiError::bad_request("restore needs ?version=N")))
+        .map_err(|e| (draft.clone(), e))?;
+    let storage = &ctx.app.storage;
+    let Some(old) = storage.version(name, wanted).await.map_err(|e| (draft.clone(), e.into()))? else {
+        return Err((draft, ApiError::absent(format!("\"{name}\" has no version {wanted}"))));
+    };
+    let current = storage.current(name).await.map_err(|e| (draft.clone(), e.into()))?.map(|c| c.meta);
+    let plain = open_body(ctx, name, old.body).map_err(|e| (draft.clone(), e))?;
+    // The restored copy gets a serial above the current one, so it is the newest in its lineage
+    // and the next `terraform apply` (which writes serial + 1 of what it read) is accepted.
+    let new_serial = match (old.meta.serial, current.as_ref().and_then(|c| c.serial)) {
+        (Some(old_serial), Some(cur)) => Some(old_serial.max(cur) + 1),
+        (serial, _) => serial,
+    };
+    let body = match new_serial {
+        Some(s) if Some(s) != old.meta.serial => {
+            tfstate::with_serial(&plain, s).map_err(|e| (draft.clone(), ApiError::bad_request(e.to_string())))?
+        }
+        _ => plain,
+    };
+    let meta = NewVersion {
+        serial: new_serial,
+        lineage: old.meta.lineage.clone(),
+        sha256: sha256_hex(&body),
+        size: body.len() as u64,
+        created_by: ctx.user.clone(),
+        created_at: draft.at.clone(),
+        restored_from: Some(wanted),
+    };
+    let put = PutRequest {
+        body: ctx.app.at_rest.seal(name.as_str(), body),
+        meta,
+        lock_id: None,
+        expect_current: Some(current.as_ref().map(|c| c.version)),
+        keep_versions: ctx.app.keep_versions,
+    };
+    let audited = storage.put(name, put, draft.clone()).await.map_err(|e| (draft.clone(), e.into()))?;
+    let (outcome, event) = ctx.stored(audited);
+    Ok(match outcome {
+        PutOutcome::Stored(m) => {
+            ctx.app.metrics.versions_stored.add(1);
+            json_response(
+                StatusCode::OK,
+                &json!({ "version": m.version, "restored_from": wanted, "serial": m.serial, "sha256": m.sha256 }),
+            )
+        }
+        other => put_response(ctx, other, &event),
+    })
+}
+
+async fn audit_query(ctx: &Ctx<'_>, req: &Request<Incoming>) -> Result<Response<ResponseBody>, Refusal> {
+    let draft = ctx.draft(Action::ReadAudit, None);
+    if req.method() != Method::GET {
+        return Err((draft, method_not_allowed(req.method().as_str(), "/audit", "GET")));
+    }
+    let q = req.uri().query();
+    let prefix = query_param(q, "state").unwrap_or_else(|| "*".into());
+    if let Err(e) = names::validate_prefix(&prefix) {
+        return Err((draft, ApiError::bad_request(format!("state={:?}: {e}", clip(&prefix)))));
+    }
+    let p = ctx.principal();
+    if !p.may(Role::Admin, &prefix) {
+        return Err((draft, ApiError::forbidden(p, Role::Admin, &prefix, "reading the audit log")));
+    }
+    let bad = |what: &str| ApiError::bad_request(format!("{what} is not valid"));
+    let query = AuditQuery {
+        prefix,
+        user: query_param(q, "user"),
+        action: match query_param(q, "action") {
+            None => None,
+            Some(a) => Some(audit::Action::parse(&a).ok_or_else(|| (draft.clone(), bad("action")))?),
+        },
+        outcome: match query_param(q, "outcome") {
+            None => None,
+            Some(o) => Some(Outcome::parse(&o).ok_or_else(|| (draft.clone(), bad("outcome")))?),
+        },
+        after_id: match query_param(q, "after_id") {
+            None => 0,
+            Some(v) => v.parse().map_err(|_| (draft.clone(), bad("after_id")))?,
+        },
+        limit: match query_param(q, "limit") {
+            None => 100,
+            Some(v) => v
+                .parse::<u32>()
+                .ok()
+                .filter(|&n| (1..=1000).contains(&n))
+                .ok_or_else(|| (draft.clone(), bad("limit (1..=1000)")))?,
+        },
+    };
+    let events = ctx.app.storage.audit(&query).await.map_err(|e| (draft.clone(), e.into()))?;
+    let next = events.last().map(|e| e.id);
+    Ok(json_response(StatusCode::OK, &json!({ "events": events, "next_after_id": next })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_params_are_decoded() {
+        assert_eq!(query_param(Some("ID=abc-1&x=2"), "ID").as_deref(), Some("abc-1"));
+        assert_eq!(query_param(Some("ID=a%2Fb"), "ID").as_deref(), Some("a/b"));
+        assert_eq!(query_param(Some("x=1"), "ID"), None);
+        assert_eq!(query_param(None, "ID"), None);
+        assert_eq!(query_param(Some("ID=%zz%4"), "ID").as_deref(), Some("%zz%4"));
+    }
+
+    #[test]
+    fn routes() {
+        assert!(matches!(route("/states/a/b"), Route::States("a/b")));
+        assert!(matches!(route("/locks/a"), Route::Locks("a")));
+        assert!(matches!(route("/versions/a"), Route::Versions("a")));
+        assert!(matches!(route("/restore/a"), Route::Restore("a")));
+        assert!(matches!(route("/healthz"), Route::Health));
+        assert!(matches!(route("/state/a"), Route::Unknown));
+    }
+}

@@ -1,0 +1,23 @@
+//! A state server for Terraform's `http` backend: locking, every version kept, and an audit log
+//! of who did what.
+//!
+//! * [`http`]: routes, status codes and bodies as Terraform's http backend expects them;
+//! * [`storage`]: SQLite (embedded) or PostgreSQL (shared by replicas), locks and versions as
+//!   atomic storage operations;
+//! * [`auth`]: HTTP Basic with argon2 hashes, roles per state-name prefix;
+//! * [`audit`]: the append-only trail, in the database and as JSON lines;
+//! * [`crypto`]: AES-256-GCM at rest; [`tls`]: rustls; [`metrics`]: Prometheus text;
+//! * [`config`], [`names`], [`tfstate`]: the configuration file, state names, Terraform's documents.
+
+pub mod audit;
+pub mod auth;
+pub mod config;
+pub mod crypto;
+pub mod http;
+pub mod log;
+pub mod metrics;
+pub mod names;
+pub mod server;
+pub mod storage;
+pub mod tfstate;
+pub mod tls;

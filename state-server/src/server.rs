@@ -1,0 +1,269 @@
+//! Start-up and the connection loop: builds the [`App`] from a [`Config`], listens, speaks TLS
+//! when configured, and serves HTTP/1.1 and HTTP/2 until told to stop.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::GracefulShutdown;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use crate::audit::AuditFile;
+use crate::auth::Authenticator;
+use crate::config::{Config, StorageConfig};
+use crate::crypto::{AtRest, CryptoError};
+use crate::http::{self, App};
+use crate::log;
+use crate::metrics::Metrics;
+use crate::storage::postgres::PostgresStorage;
+use crate::storage::sqlite::SqliteStorage;
+use crate::storage::{Storage, StorageError};
+use crate::tls::{self, TlsError};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Storage could not be opened.
+    #[error("storage: {0}")]
+    Storage(#[from] StorageError),
+    /// An encryption key could not be loaded.
+    #[error("encryption: {0}")]
+    Crypto(#[from] CryptoError),
+    /// TLS could not be set up.
+    #[error("tls: {0}")]
+    Tls(#[from] TlsError),
+    /// The audit file could not be opened.
+    #[error("audit file {path}: {source}")]
+    AuditFile {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// Opens storage, keys and audit file as configured.
+pub async fn build_app(config: &Config) -> Result<App, StartError> {
+    let storage: Arc<dyn Storage> = match &config.storage {
+        StorageConfig::Sqlite { path } => Arc::new(SqliteStorage::open(path)?),
+        StorageConfig::Postgres { url, password_file, pool_size } => {
+            Arc::new(PostgresStorage::connect(url, password_file.as_deref(), *pool_size).await?)
+        }
+    };
+    let at_rest = match &config.encryption {
+        Some(e) => AtRest::from_files(&e.key_file, &e.previous_key_files)?,
+        None => AtRest::plain(),
+    };
+    let audit_file = match &config.audit.file {
+        Some(path) => Some(
+            AuditFile::open(path)
+                .map_err(|source| StartError::AuditFile { path: path.display().to_string(), source })?,
+        ),
+        None => None,
+    };
+    if config.users.is_empty() && config.anonymous_grants.is_empty() {
+        log::warn("no users are configured: every request will be refused", json!({}));
+    }
+    Ok(App {
+        storage,
+        auth: Authenticator::new(&config.users, &config.anonymous_grants),
+        at_rest,
+        audit_file,
+        metrics: Metrics::default(),
+        body_limit: config.body_limit,
+        keep_versions: config.keep_versions,
+        audit_reads: config.audit.reads,
+        metrics_public: config.metrics_public,
+    })
+}
+
+/// A bound, not yet serving, server.
+pub struct Server {
+    app: Arc<App>,
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+}
+
+impl Server {
+    /// Builds the app and binds the listening socket.
+    pub async fn bind(config: &Config) -> Result<Server, StartError> {
+        let tls = match &config.tls {
+            Some(t) => Some(TlsAcceptor::from(tls::server_config(&t.cert_file, &t.key_file)?)),
+            None => None,
+        };
+        let app = Arc::new(build_app(config).await?);
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| StartError::Bind { addr: config.listen, source })?;
+        let storage_kind = match config.storage {
+            StorageConfig::Sqlite { .. } => "sqlite",
+            StorageConfig::Postgres { .. } => "postgres",
+        };
+        log::info(
+            "starting",
+            json!({
+                "storage": storage_kind,
+                "tls": tls.is_some(),
+                "encryption_key_id": app.at_rest.current_key_id(),
+                "users": config.users.len(),
+            }),
+        );
+        Ok(Server { app, listener, tls })
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Whether connections use TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// Serves until `shutdown` completes, then lets open requests finish (up to 10 s).
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let mut builder = Builder::new(TokioExecutor::new());
+        builder.http1().timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(30));
+        let builder = Arc::new(builder);
+        let graceful = Arc::new(GracefulShutdown::new());
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, remote) = tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        log::warn("accept failed", json!({ "error": e.to_string() }));
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let app = self.app.clone();
+            let tls = self.tls.clone();
+            let builder = builder.clone();
+            let graceful = graceful.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req| http::handle(app.clone(), remote, req));
+                let result = match tls {
+                    Some(acceptor) => {
+                        let stream = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await
+                        {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => {
+                                log::warn(
+                                    "TLS handshake failed",
+                                    json!({ "addr": remote.to_string(), "error": e.to_string() }),
+                                );
+                                return;
+                            }
+                            Err(_) => return,
+                        };
+                        graceful.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned()).await
+                    }
+                    None => graceful.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned()).await,
+                };
+                if let Err(e) = result {
+                    log::info(
+                        "connection closed with an error",
+                        json!({ "addr": remote.to_string(), "error": e.to_string() }),
+                    );
+                }
+            });
+        }
+        log::info("shutting down", json!({}));
+        let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_| GracefulShutdown::new());
+        let _ = tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await;
+    }
+}
+
+/// Why re-encryption stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ReencryptError {
+    /// Storage or keys could not be opened.
+    #[error(transparent)]
+    Start(#[from] StartError),
+    /// Storage failed.
+    #[error("storage: {0}")]
+    Storage(#[from] StorageError),
+    /// A stored body could not be decrypted (its key is not configured, or it was tampered with).
+    #[error("{name} version {version}: {source}")]
+    Open {
+        /// State name.
+        name: String,
+        /// Version number.
+        version: u64,
+        /// Why.
+        source: CryptoError,
+    },
+    /// A decrypted body does not match the hash recorded when it was written.
+    #[error("{name} version {version}: content does not match its recorded sha256")]
+    Mismatch {
+        /// State name.
+        name: String,
+        /// Version number.
+        version: u64,
+    },
+}
+
+/// Re-writes every stored body that is not in the current key's form, so that previous keys can be
+/// retired. Safe while replicas serve: versions never change content, only their stored form.
+/// Returns (re-encrypted, total).
+pub async fn reencrypt(config: &Config) -> Result<(u64, u64), ReencryptError> {
+    use crate::audit::{self, Action, AuditDraft, Outcome, Verdict};
+    let app = build_app(config).await?;
+    let keys = app.storage.all_versions().await?;
+    let mut changed = 0;
+    for (name, version) in &keys {
+        let Some(stored) = app.storage.version(name, *version).await? else {
+            continue;
+        };
+        if app.at_rest.is_current(&stored.body) {
+            continue;
+        }
+        let plain = app.at_rest.open(name.as_str(), stored.body).map_err(|source| ReencryptError::Open {
+            name: name.to_string(),
+            version: *version,
+            source,
+        })?;
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &plain);
+        if hex::encode(digest) != stored.meta.sha256 {
+            return Err(ReencryptError::Mismatch { name: name.to_string(), version: *version });
+        }
+        if app.storage.replace_body(name, *version, app.at_rest.seal(name.as_str(), plain)).await? {
+            changed += 1;
+        }
+    }
+    let draft = AuditDraft {
+        at: audit::now(),
+        user: "kvm-state-server reencrypt".into(),
+        addr: "local".into(),
+        action: Action::Reencrypt,
+        state: None,
+        lock_id: None,
+        lock_info: None,
+    };
+    let key = app.at_rest.current_key_id().unwrap_or_else(|| "none (decrypted)".into());
+    let detail = format!("{changed} of {} stored versions re-written with key {key}", keys.len());
+    let event = app.storage.record(draft.finish(Verdict::new(Outcome::Ok, 200, detail))).await?;
+    if let Some(file) = &app.audit_file {
+        let _ = file.append(&event);
+    }
+    Ok((changed, keys.len() as u64))
+}

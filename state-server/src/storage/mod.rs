@@ -1,0 +1,276 @@
+//! Where states, locks, versions and the audit log live.
+//!
+//! Every operation that changes something is one transaction in the backend: it reads the
+//! state's row under a write lock (SQLite `BEGIN IMMEDIATE`, PostgreSQL `SELECT … FOR UPDATE`),
+//! decides with the shared rules in [`rules`], applies the decision and appends the audit event,
+//! then commits. Locking is therefore correct across any number of server replicas that share
+//! one PostgreSQL database, and a crash leaves either all of an operation or none of it.
+
+pub mod postgres;
+pub mod rules;
+pub mod sqlite;
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+use crate::audit::{AuditDraft, AuditEvent, AuditQuery};
+use crate::names::StateName;
+
+/// A storage failure (not a refusal: refusals are outcomes).
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// SQLite said no.
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// PostgreSQL said no.
+    #[error("postgres: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    /// No PostgreSQL connection could be had.
+    #[error("postgres pool: {0}")]
+    Pool(String),
+    /// A group of SQLite writes could not be committed; none of them happened.
+    #[error("commit failed: {0}")]
+    Commit(String),
+    /// The data does not make sense (a bug or outside tampering).
+    #[error("inconsistent storage: {0}")]
+    Corrupt(String),
+}
+
+/// Who holds a state's lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockHolder {
+    /// Lock ID chosen by the client.
+    pub id: String,
+    /// Authenticated user who took it.
+    pub user: String,
+    /// The LockInfo JSON the client sent.
+    pub info: String,
+    /// When it was taken (RFC 3339).
+    pub since: String,
+}
+
+/// Facts about one stored version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VersionMeta {
+    /// Per-state version number: 1, 2, 3, … (never reused).
+    pub version: u64,
+    /// The state's `serial`.
+    pub serial: Option<u64>,
+    /// The state's `lineage`.
+    pub lineage: Option<String>,
+    /// SHA-256 of the plain body, hex.
+    pub sha256: String,
+    /// Size of the plain body in bytes.
+    pub size: u64,
+    /// User who wrote it.
+    pub created_by: String,
+    /// When (RFC 3339).
+    pub created_at: String,
+    /// The version it restores, if it is a restore.
+    pub restored_from: Option<u64>,
+}
+
+/// A version with its body in stored form (possibly encrypted).
+#[derive(Debug, Clone)]
+pub struct StoredVersion {
+    /// Facts.
+    pub meta: VersionMeta,
+    /// Body as stored.
+    pub body: Vec<u8>,
+}
+
+/// A LOCK.
+#[derive(Debug, Clone)]
+pub struct LockRequest {
+    /// Lock ID.
+    pub id: String,
+    /// LockInfo JSON.
+    pub info: String,
+    /// Authenticated user.
+    pub user: String,
+    /// Now.
+    pub at: String,
+}
+
+/// What a LOCK did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LockOutcome {
+    /// The lock is now held by the requester.
+    Acquired,
+    /// The requester already held it with this ID (a retried LOCK).
+    AlreadyHeld,
+    /// Someone else holds it.
+    Conflict(LockHolder),
+}
+
+/// An UNLOCK.
+#[derive(Debug, Clone)]
+pub struct UnlockRequest {
+    /// Lock ID from the body; `None` is a force-unlock (Terraform sends an empty body).
+    pub id: Option<String>,
+    /// Authenticated user.
+    pub user: String,
+    /// Whether the user may release someone else's lock.
+    pub may_force: bool,
+}
+
+/// What an UNLOCK did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UnlockOutcome {
+    /// The holder released its lock.
+    Released,
+    /// Someone else's lock was broken.
+    ForceReleased(LockHolder),
+    /// This ID was the last lock released normally, and nothing holds the state (a retried UNLOCK).
+    AlreadyReleased,
+    /// Nothing to unlock.
+    NotLocked,
+    /// The ID or user does not match the holder.
+    Conflict(LockHolder),
+}
+
+/// A write of a new version.
+#[derive(Debug, Clone)]
+pub struct PutRequest {
+    /// Body in stored form.
+    pub body: Vec<u8>,
+    /// `serial`, `lineage`, hash and size of the plain body; created_by/at/restored_from.
+    pub meta: NewVersion,
+    /// `?ID=` of the request.
+    pub lock_id: Option<String>,
+    /// Only write if the current version is this one (restores use it).
+    pub expect_current: Option<Option<u64>>,
+    /// Versions to keep (0 = all).
+    pub keep_versions: u64,
+}
+
+/// Facts of a version about to be written (its number is assigned by storage).
+#[derive(Debug, Clone)]
+pub struct NewVersion {
+    /// `serial`.
+    pub serial: Option<u64>,
+    /// `lineage`.
+    pub lineage: Option<String>,
+    /// SHA-256 of the plain body, hex.
+    pub sha256: String,
+    /// Plain size.
+    pub size: u64,
+    /// User.
+    pub created_by: String,
+    /// Now.
+    pub created_at: String,
+    /// Restored version.
+    pub restored_from: Option<u64>,
+}
+
+impl NewVersion {
+    fn into_meta(self, version: u64) -> VersionMeta {
+        VersionMeta {
+            version,
+            serial: self.serial,
+            lineage: self.lineage,
+            sha256: self.sha256,
+            size: self.size,
+            created_by: self.created_by,
+            created_at: self.created_at,
+            restored_from: self.restored_from,
+        }
+    }
+}
+
+/// What a write did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutOutcome {
+    /// A new version, now current.
+    Stored(VersionMeta),
+    /// Same serial and content as the current version (a retried POST): nothing new.
+    Unchanged(VersionMeta),
+    /// The state is locked and the request does not carry the holder's ID (or is another user).
+    Locked(LockHolder),
+    /// The request carries a lock ID but the state is not locked (the lock was broken meanwhile).
+    NotLocked(String),
+    /// Same lineage, serial not above the current one.
+    Stale {
+        /// Current version.
+        current: VersionMeta,
+    },
+    /// The current version is no longer the expected one.
+    Moved,
+}
+
+/// What a DELETE did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeleteOutcome {
+    /// The state has no current version any more (its versions are kept).
+    Deleted,
+    /// There was no state.
+    NoState,
+    /// Locked by someone else.
+    Locked(LockHolder),
+}
+
+/// A result with the audit event that was stored with it.
+#[derive(Debug, Clone)]
+pub struct Audited<T> {
+    /// The result.
+    pub value: T,
+    /// The stored event.
+    pub event: AuditEvent,
+}
+
+/// A storage backend.
+#[async_trait]
+pub trait Storage: Send + Sync + 'static {
+    /// Checks the backend answers.
+    async fn ping(&self) -> Result<(), StorageError>;
+    /// The current version of a state.
+    async fn current(&self, name: &StateName) -> Result<Option<StoredVersion>, StorageError>;
+    /// The lock on a state.
+    async fn lock_holder(&self, name: &StateName) -> Result<Option<LockHolder>, StorageError>;
+    /// LOCK.
+    async fn lock(
+        &self,
+        name: &StateName,
+        req: &LockRequest,
+        audit: AuditDraft,
+    ) -> Result<Audited<LockOutcome>, StorageError>;
+    /// UNLOCK.
+    async fn unlock(
+        &self,
+        name: &StateName,
+        req: &UnlockRequest,
+        audit: AuditDraft,
+    ) -> Result<Audited<UnlockOutcome>, StorageError>;
+    /// Write a new version.
+    async fn put(
+        &self,
+        name: &StateName,
+        req: PutRequest,
+        audit: AuditDraft,
+    ) -> Result<Audited<PutOutcome>, StorageError>;
+    /// Drop the current version (the versions stay, for restore).
+    async fn delete(
+        &self,
+        name: &StateName,
+        lock_id: Option<&str>,
+        user: &str,
+        audit: AuditDraft,
+    ) -> Result<Audited<DeleteOutcome>, StorageError>;
+    /// Versions of a state, oldest first.
+    async fn versions(&self, name: &StateName) -> Result<Vec<VersionMeta>, StorageError>;
+    /// One version.
+    async fn version(&self, name: &StateName, version: u64) -> Result<Option<StoredVersion>, StorageError>;
+    /// Appends an event that goes with no change (refusals, reads).
+    async fn record(&self, event: AuditEvent) -> Result<AuditEvent, StorageError>;
+    /// Reads the audit log.
+    async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, StorageError>;
+    /// Every stored version's state name and number (for maintenance such as re-encryption).
+    async fn all_versions(&self) -> Result<Vec<(StateName, u64)>, StorageError>;
+    /// Replaces the stored form of one version's body; the plain content must be the same.
+    /// Returns false if the version no longer exists (pruned meanwhile).
+    async fn replace_body(&self, name: &StateName, version: u64, body: Vec<u8>) -> Result<bool, StorageError>;
+}
+
+fn parse_stored_name(name: String) -> Result<StateName, StorageError> {
+    StateName::parse(&name).map_err(|e| StorageError::Corrupt(format!("stored state name {name:?}: {e}")))
+}

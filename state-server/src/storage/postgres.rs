@@ -1,0 +1,445 @@
+//! The shared backend: a PostgreSQL database that any number of server replicas use at once.
+//!
+//! Each operation is one transaction that first takes the state's row with `SELECT … FOR UPDATE`
+//! (creating the row if needed), so two replicas deciding about the same state queue on that row
+//! lock: there is exactly one lock holder whichever replica each client reached, and a version
+//! number is never handed out twice.
+
+use std::path::Path;
+
+use async_trait::async_trait;
+use deadpool_postgres::GenericClient;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row};
+
+use super::rules::{self, StateRow};
+use super::*;
+use crate::audit::{Action, AuditQuery, Outcome};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS kvm_states (
+    name TEXT PRIMARY KEY,
+    lock_id TEXT,
+    lock_user TEXT,
+    lock_info TEXT,
+    lock_since TEXT,
+    released_lock_id TEXT,
+    current_version BIGINT,
+    next_version BIGINT NOT NULL DEFAULT 1
+);
+CREATE TABLE IF NOT EXISTS kvm_versions (
+    name TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    serial BIGINT,
+    lineage TEXT,
+    sha256 TEXT NOT NULL,
+    size BIGINT NOT NULL,
+    created_by TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    restored_from BIGINT,
+    body BYTEA NOT NULL,
+    PRIMARY KEY (name, version)
+);
+CREATE TABLE IF NOT EXISTS kvm_audit (
+    id BIGSERIAL PRIMARY KEY,
+    at TEXT NOT NULL,
+    \"user\" TEXT NOT NULL,
+    addr TEXT NOT NULL,
+    action TEXT NOT NULL,
+    state TEXT,
+    lock_id TEXT,
+    lock_info TEXT,
+    outcome TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    version BIGINT,
+    detail TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS kvm_audit_state ON kvm_audit (state, id);
+CREATE OR REPLACE FUNCTION kvm_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'the audit log is append-only'; END $$;
+DROP TRIGGER IF EXISTS kvm_audit_no_change ON kvm_audit;
+CREATE TRIGGER kvm_audit_no_change BEFORE UPDATE OR DELETE ON kvm_audit
+    FOR EACH ROW EXECUTE FUNCTION kvm_audit_append_only();
+DROP TRIGGER IF EXISTS kvm_audit_no_truncate ON kvm_audit;
+CREATE TRIGGER kvm_audit_no_truncate BEFORE TRUNCATE ON kvm_audit
+    FOR EACH STATEMENT EXECUTE FUNCTION kvm_audit_append_only();
+";
+
+// Serialises schema set-up between replicas that start together (CREATE … IF NOT EXISTS races).
+const MIGRATION_LOCK: i64 = 0x6b766d_7374617465;
+
+const META_COLUMNS: &str =
+    "v.version, v.serial, v.lineage, v.sha256, v.size, v.created_by, v.created_at, v.restored_from";
+const AUDIT_COLUMNS: &str =
+    "id, at, \"user\", addr, action, state, lock_id, lock_info, outcome, status, version, detail";
+
+/// The PostgreSQL backend.
+pub struct PostgresStorage {
+    pool: Pool,
+}
+
+fn pool_err(e: impl std::fmt::Display) -> StorageError {
+    StorageError::Pool(e.to_string())
+}
+
+impl PostgresStorage {
+    /// Connects to `url` (with the password from `password_file`, if given) and sets up the schema.
+    pub async fn connect(
+        url: &str,
+        password_file: Option<&Path>,
+        pool_size: usize,
+    ) -> Result<PostgresStorage, StorageError> {
+        let mut config: tokio_postgres::Config =
+            url.parse().map_err(|e| pool_err(format!("invalid PostgreSQL URL: {e}")))?;
+        if let Some(file) = password_file {
+            let password = std::fs::read_to_string(file)
+                .map_err(|e| pool_err(format!("cannot read password file {}: {e}", file.display())))?;
+            config.password(password.trim_end_matches(['\r', '\n']));
+        }
+        config.application_name("kvm-state-server");
+        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let pool = Pool::builder(manager).max_size(pool_size).build().map_err(pool_err)?;
+        let storage = PostgresStorage { pool };
+        let mut client = storage.pool.get().await.map_err(pool_err)?;
+        let tx = client.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await?;
+        tx.batch_execute(SCHEMA).await?;
+        tx.commit().await?;
+        Ok(storage)
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StorageError> {
+        self.pool.get().await.map_err(pool_err)
+    }
+}
+
+fn meta_from(r: &Row, at: usize) -> VersionMeta {
+    VersionMeta {
+        version: r.get::<_, i64>(at) as u64,
+        serial: r.get::<_, Option<i64>>(at + 1).map(|s| s as u64),
+        lineage: r.get(at + 2),
+        sha256: r.get(at + 3),
+        size: r.get::<_, i64>(at + 4) as u64,
+        created_by: r.get(at + 5),
+        created_at: r.get(at + 6),
+        restored_from: r.get::<_, Option<i64>>(at + 7).map(|v| v as u64),
+    }
+}
+
+fn audit_from(r: &Row) -> AuditEvent {
+    let lock_info: Option<String> = r.get(7);
+    AuditEvent {
+        id: r.get(0),
+        at: r.get(1),
+        user: r.get(2),
+        addr: r.get(3),
+        action: Action::parse(r.get(4)).unwrap_or(Action::Request),
+        state: r.get(5),
+        lock_id: r.get(6),
+        lock_info: lock_info.and_then(|s| serde_json::from_str(&s).ok()),
+        outcome: Outcome::parse(r.get(8)).unwrap_or(Outcome::Error),
+        status: r.get::<_, i32>(9) as u16,
+        version: r.get::<_, Option<i64>>(10).map(|v| v as u64),
+        detail: r.get(11),
+    }
+}
+
+fn row_from(r: &Row) -> StateRow {
+    let lock =
+        r.get::<_, Option<String>>(0).map(|id| LockHolder { id, user: r.get(1), info: r.get(2), since: r.get(3) });
+    StateRow {
+        lock,
+        released_lock_id: r.get(4),
+        next_version: r.get::<_, i64>(5) as u64,
+        current: r.get::<_, Option<i64>>(6).map(|_| meta_from(r, 6)),
+    }
+}
+
+fn state_row_sql(for_update: bool) -> String {
+    format!(
+        "SELECT s.lock_id, s.lock_user, s.lock_info, s.lock_since, s.released_lock_id, s.next_version, {META_COLUMNS}
+         FROM kvm_states s LEFT JOIN kvm_versions v ON v.name = s.name AND v.version = s.current_version
+         WHERE s.name = $1{}",
+        if for_update { " FOR UPDATE OF s" } else { "" }
+    )
+}
+
+/// Reads the state's row under a row lock, creating it first if it does not exist.
+async fn locked_row(tx: &deadpool_postgres::Transaction<'_>, name: &str) -> Result<StateRow, StorageError> {
+    let select = tx.prepare_cached(&state_row_sql(true)).await?;
+    if let Some(r) = tx.query_opt(&select, &[&name]).await? {
+        return Ok(row_from(&r));
+    }
+    tx.execute("INSERT INTO kvm_states (name) VALUES ($1) ON CONFLICT (name) DO NOTHING", &[&name]).await?;
+    Ok(row_from(&tx.query_one(&select, &[&name]).await?))
+}
+
+async fn insert_audit(c: &impl GenericClient, mut event: AuditEvent) -> Result<AuditEvent, StorageError> {
+    let stmt = c
+        .prepare_cached(
+            "INSERT INTO kvm_audit (at, \"user\", addr, action, state, lock_id, lock_info, outcome, status, version, detail)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+        )
+        .await?;
+    let lock_info = event.lock_info.as_ref().map(|v| v.to_string());
+    let version = event.version.map(|v| v as i64);
+    let row = c
+        .query_one(
+            &stmt,
+            &[
+                &event.at,
+                &event.user,
+                &event.addr,
+                &event.action.as_str(),
+                &event.state,
+                &event.lock_id,
+                &lock_info,
+                &event.outcome.as_str(),
+                &(event.status as i32),
+                &version,
+                &event.detail,
+            ],
+        )
+        .await?;
+    event.id = row.get(0);
+    Ok(event)
+}
+
+async fn set_lock(
+    tx: &deadpool_postgres::Transaction<'_>,
+    name: &str,
+    lock: Option<&LockRequest>,
+    released: Option<&str>,
+) -> Result<(), StorageError> {
+    let stmt = tx
+        .prepare_cached(
+            "UPDATE kvm_states SET lock_id = $2, lock_user = $3, lock_info = $4, lock_since = $5, released_lock_id = $6
+             WHERE name = $1",
+        )
+        .await?;
+    tx.execute(
+        &stmt,
+        &[&name, &lock.map(|l| &l.id), &lock.map(|l| &l.user), &lock.map(|l| &l.info), &lock.map(|l| &l.at), &released],
+    )
+    .await?;
+    Ok(())
+}
+
+#[async_trait]
+impl Storage for PostgresStorage {
+    async fn ping(&self) -> Result<(), StorageError> {
+        self.client().await?.simple_query("SELECT 1").await?;
+        Ok(())
+    }
+
+    async fn current(&self, name: &StateName) -> Result<Option<StoredVersion>, StorageError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&format!(
+                "SELECT {META_COLUMNS}, v.body FROM kvm_states s
+                 JOIN kvm_versions v ON v.name = s.name AND v.version = s.current_version WHERE s.name = $1"
+            ))
+            .await?;
+        let row = client.query_opt(&stmt, &[&name.as_str()]).await?;
+        Ok(row.map(|r| StoredVersion { meta: meta_from(&r, 0), body: r.get(8) }))
+    }
+
+    async fn lock_holder(&self, name: &StateName) -> Result<Option<LockHolder>, StorageError> {
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(&state_row_sql(false)).await?;
+        Ok(client.query_opt(&stmt, &[&name.as_str()]).await?.and_then(|r| row_from(&r).lock))
+    }
+
+    async fn lock(
+        &self,
+        name: &StateName,
+        req: &LockRequest,
+        audit: AuditDraft,
+    ) -> Result<Audited<LockOutcome>, StorageError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let row = locked_row(&tx, name.as_str()).await?;
+        let value = rules::decide_lock(&row, req);
+        let event = audit.finish(rules::lock_verdict(&value));
+        // Statements issued together are pipelined on the connection: one round trip, not two.
+        let event = if value == LockOutcome::Acquired {
+            tokio::try_join!(set_lock(&tx, name.as_str(), Some(req), None), insert_audit(&tx, event))?.1
+        } else {
+            insert_audit(&tx, event).await?
+        };
+        tx.commit().await?;
+        Ok(Audited { value, event })
+    }
+
+    async fn unlock(
+        &self,
+        name: &StateName,
+        req: &UnlockRequest,
+        audit: AuditDraft,
+    ) -> Result<Audited<UnlockOutcome>, StorageError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let row = locked_row(&tx, name.as_str()).await?;
+        let value = rules::decide_unlock(&row, req);
+        let event = audit.finish(rules::unlock_verdict(&value));
+        let released = match &value {
+            UnlockOutcome::Released => Some(req.id.as_deref()),
+            UnlockOutcome::ForceReleased(_) => Some(None),
+            _ => None,
+        };
+        let event = match released {
+            Some(released) => {
+                tokio::try_join!(set_lock(&tx, name.as_str(), None, released), insert_audit(&tx, event))?.1
+            }
+            None => insert_audit(&tx, event).await?,
+        };
+        tx.commit().await?;
+        Ok(Audited { value, event })
+    }
+
+    async fn put(
+        &self,
+        name: &StateName,
+        req: PutRequest,
+        audit: AuditDraft,
+    ) -> Result<Audited<PutOutcome>, StorageError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let row = locked_row(&tx, name.as_str()).await?;
+        let value = rules::decide_put(&row, &req);
+        let event = audit.finish(rules::put_verdict(&value));
+        let event = if let PutOutcome::Stored(m) = &value {
+            let v = m.version as i64;
+            let insert = tx
+                .prepare_cached(
+                    "INSERT INTO kvm_versions
+                     (name, version, serial, lineage, sha256, size, created_by, created_at, restored_from, body)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                )
+                .await?;
+            let advance = tx
+                .prepare_cached(
+                    "UPDATE kvm_states SET current_version = $2::bigint, next_version = $2::bigint + 1 WHERE name = $1",
+                )
+                .await?;
+            // Versions at or below 0 do not exist, so "keep all" prunes nothing.
+            let prune_below = if req.keep_versions > 0 { v - req.keep_versions as i64 } else { 0 };
+            let prune = tx.prepare_cached("DELETE FROM kvm_versions WHERE name = $1 AND version <= $2").await?;
+            let params: [&(dyn ToSql + Sync); 10] = [
+                &name.as_str(),
+                &v,
+                &m.serial.map(|s| s as i64),
+                &m.lineage,
+                &m.sha256,
+                &(m.size as i64),
+                &m.created_by,
+                &m.created_at,
+                &m.restored_from.map(|r| r as i64),
+                &req.body,
+            ];
+            let pg = |e: tokio_postgres::Error| StorageError::from(e);
+            // One pipelined round trip for the four statements.
+            let (_, _, _, event) = tokio::try_join!(
+                async { tx.execute(&insert, &params).await.map_err(pg) },
+                async { tx.execute(&advance, &[&name.as_str(), &v]).await.map_err(pg) },
+                async { tx.execute(&prune, &[&name.as_str(), &prune_below]).await.map_err(pg) },
+                insert_audit(&tx, event),
+            )?;
+            event
+        } else {
+            insert_audit(&tx, event).await?
+        };
+        tx.commit().await?;
+        Ok(Audited { value, event })
+    }
+
+    async fn delete(
+        &self,
+        name: &StateName,
+        lock_id: Option<&str>,
+        user: &str,
+        audit: AuditDraft,
+    ) -> Result<Audited<DeleteOutcome>, StorageError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let row = locked_row(&tx, name.as_str()).await?;
+        let value = rules::decide_delete(&row, lock_id, user);
+        if value == DeleteOutcome::Deleted {
+            tx.execute("UPDATE kvm_states SET current_version = NULL WHERE name = $1", &[&name.as_str()]).await?;
+        }
+        let event = insert_audit(&tx, audit.finish(rules::delete_verdict(&value))).await?;
+        tx.commit().await?;
+        Ok(Audited { value, event })
+    }
+
+    async fn versions(&self, name: &StateName) -> Result<Vec<VersionMeta>, StorageError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&format!("SELECT {META_COLUMNS} FROM kvm_versions v WHERE v.name = $1 ORDER BY v.version"))
+            .await?;
+        Ok(client.query(&stmt, &[&name.as_str()]).await?.iter().map(|r| meta_from(r, 0)).collect())
+    }
+
+    async fn version(&self, name: &StateName, version: u64) -> Result<Option<StoredVersion>, StorageError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&format!(
+                "SELECT {META_COLUMNS}, v.body FROM kvm_versions v WHERE v.name = $1 AND v.version = $2"
+            ))
+            .await?;
+        let row = client.query_opt(&stmt, &[&name.as_str(), &(version as i64)]).await?;
+        Ok(row.map(|r| StoredVersion { meta: meta_from(&r, 0), body: r.get(8) }))
+    }
+
+    async fn record(&self, event: AuditEvent) -> Result<AuditEvent, StorageError> {
+        let client = self.client().await?;
+        insert_audit(&client, event).await
+    }
+
+    async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, StorageError> {
+        let mut sql = format!("SELECT {AUDIT_COLUMNS} FROM kvm_audit WHERE id > $1");
+        let mut texts: Vec<String> = Vec::new();
+        if query.prefix != "*" {
+            texts.push(query.prefix.clone());
+            let n = texts.len() + 1;
+            if query.prefix.ends_with('/') {
+                sql += &format!(" AND substr(state, 1, length(${n})) = ${n}");
+            } else {
+                sql += &format!(" AND (state = ${n} OR substr(state, 1, length(${n}) + 1) = ${n} || '/')");
+            }
+        }
+        for (column, value) in [
+            ("\"user\"", query.user.clone()),
+            ("action", query.action.map(|a| a.as_str().to_string())),
+            ("outcome", query.outcome.map(|o| o.as_str().to_string())),
+        ] {
+            if let Some(value) = value {
+                texts.push(value);
+                sql += &format!(" AND {column} = ${}", texts.len() + 1);
+            }
+        }
+        sql += &format!(" ORDER BY id LIMIT {}", query.limit);
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&query.after_id];
+        params.extend(texts.iter().map(|t| t as &(dyn ToSql + Sync)));
+        let client = self.client().await?;
+        Ok(client.query(&sql, &params).await?.iter().map(audit_from).collect())
+    }
+
+    async fn all_versions(&self) -> Result<Vec<(StateName, u64)>, StorageError> {
+        let client = self.client().await?;
+        let rows = client.query("SELECT name, version FROM kvm_versions ORDER BY name, version", &[]).await?;
+        rows.iter().map(|r| Ok((super::parse_stored_name(r.get(0))?, r.get::<_, i64>(1) as u64))).collect()
+    }
+
+    async fn replace_body(&self, name: &StateName, version: u64, body: Vec<u8>) -> Result<bool, StorageError> {
+        let client = self.client().await?;
+        let n = client
+            .execute(
+                "UPDATE kvm_versions SET body = $3 WHERE name = $1 AND version = $2",
+                &[&name.as_str(), &(version as i64), &body],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+}

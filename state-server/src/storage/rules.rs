@@ -1,0 +1,289 @@
+//! The decisions every backend makes the same way, on a state's row read inside its transaction.
+
+use super::VersionMeta;
+use super::{
+    DeleteOutcome, LockHolder, LockOutcome, LockRequest, PutOutcome, PutRequest, UnlockOutcome, UnlockRequest,
+};
+use crate::audit::{Action, Outcome, Verdict};
+
+/// A state's row, as read under the write lock.
+#[derive(Debug, Clone, Default)]
+pub struct StateRow {
+    /// The lock, if held.
+    pub lock: Option<LockHolder>,
+    /// ID of the lock last released by its holder (makes a retried UNLOCK succeed).
+    pub released_lock_id: Option<String>,
+    /// Current version.
+    pub current: Option<VersionMeta>,
+    /// Number the next version gets.
+    pub next_version: u64,
+}
+
+/// LOCK: free → acquired; same ID and user → held already (retry); otherwise conflict.
+pub fn decide_lock(row: &StateRow, req: &LockRequest) -> LockOutcome {
+    match &row.lock {
+        None => LockOutcome::Acquired,
+        Some(h) if h.id == req.id && h.user == req.user => LockOutcome::AlreadyHeld,
+        Some(h) => LockOutcome::Conflict(h.clone()),
+    }
+}
+
+/// UNLOCK. A lock is the holder's (ID and user); anyone else releasing it is a force-unlock,
+/// which needs `may_force`.
+pub fn decide_unlock(row: &StateRow, req: &UnlockRequest) -> UnlockOutcome {
+    match (&row.lock, &req.id) {
+        (None, Some(id)) if row.released_lock_id.as_deref() == Some(id.as_str()) => UnlockOutcome::AlreadyReleased,
+        (None, _) => UnlockOutcome::NotLocked,
+        (Some(h), Some(id)) if *id == h.id && h.user == req.user => UnlockOutcome::Released,
+        (Some(h), None) if req.may_force => UnlockOutcome::ForceReleased(h.clone()),
+        (Some(h), Some(id)) if *id == h.id && req.may_force => UnlockOutcome::ForceReleased(h.clone()),
+        (Some(h), _) => UnlockOutcome::Conflict(h.clone()),
+    }
+}
+
+/// A write: must carry the holder's ID when locked; must not go back in serial within a lineage.
+pub fn decide_put(row: &StateRow, req: &PutRequest) -> PutOutcome {
+    match (&row.lock, &req.lock_id) {
+        (Some(h), Some(id)) if *id == h.id && h.user == req.meta.created_by => {}
+        (Some(h), _) => return PutOutcome::Locked(h.clone()),
+        (None, Some(id)) => return PutOutcome::NotLocked(id.clone()),
+        (None, None) => {}
+    }
+    if let Some(expected) = req.expect_current {
+        if expected != row.current.as_ref().map(|c| c.version) {
+            return PutOutcome::Moved;
+        }
+    }
+    if let Some(current) = &row.current {
+        if current.sha256 == req.meta.sha256 && current.serial == req.meta.serial {
+            return PutOutcome::Unchanged(current.clone());
+        }
+        if let (Some(old), Some(new)) = (current.serial, req.meta.serial) {
+            if current.lineage == req.meta.lineage && new <= old {
+                return PutOutcome::Stale { current: current.clone() };
+            }
+        }
+    }
+    PutOutcome::Stored(req.meta.clone().into_meta(row.next_version))
+}
+
+/// A DELETE: refused while someone else holds the lock.
+pub fn decide_delete(row: &StateRow, lock_id: Option<&str>, user: &str) -> DeleteOutcome {
+    if let Some(h) = &row.lock {
+        if lock_id != Some(h.id.as_str()) || h.user != user {
+            return DeleteOutcome::Locked(h.clone());
+        }
+    }
+    if row.current.is_none() {
+        DeleteOutcome::NoState
+    } else {
+        DeleteOutcome::Deleted
+    }
+}
+
+fn holder_lock(h: &LockHolder) -> Option<(String, String)> {
+    Some((h.id.clone(), h.info.clone()))
+}
+
+/// How a LOCK reads in the audit log.
+pub fn lock_verdict(outcome: &LockOutcome) -> Verdict {
+    match outcome {
+        LockOutcome::Acquired => Verdict::new(Outcome::Ok, 200, "lock acquired"),
+        LockOutcome::AlreadyHeld => Verdict::new(Outcome::Ok, 200, "lock already held by this client (retried LOCK)"),
+        LockOutcome::Conflict(h) => Verdict {
+            lock: holder_lock(h),
+            ..Verdict::new(Outcome::Conflict, 423, format!("state is locked by {} (lock ID {})", h.user, h.id))
+        },
+    }
+}
+
+/// How an UNLOCK reads in the audit log.
+pub fn unlock_verdict(outcome: &UnlockOutcome) -> Verdict {
+    match outcome {
+        UnlockOutcome::Released => Verdict::new(Outcome::Ok, 200, "lock released"),
+        UnlockOutcome::AlreadyReleased => Verdict::new(Outcome::Ok, 200, "lock already released (retried UNLOCK)"),
+        UnlockOutcome::ForceReleased(h) => Verdict {
+            action: Some(Action::ForceUnlock),
+            lock: holder_lock(h),
+            ..Verdict::new(Outcome::Ok, 200, format!("lock of {} with ID {} broken", h.user, h.id))
+        },
+        UnlockOutcome::NotLocked => Verdict::new(Outcome::Conflict, 409, "the state is not locked"),
+        UnlockOutcome::Conflict(h) => Verdict {
+            lock: holder_lock(h),
+            ..Verdict::new(
+                Outcome::Conflict,
+                409,
+                format!("state is locked by {} (lock ID {}); only the holder or an admin can unlock it", h.user, h.id),
+            )
+        },
+    }
+}
+
+/// How a write reads in the audit log.
+pub fn put_verdict(outcome: &PutOutcome) -> Verdict {
+    match outcome {
+        PutOutcome::Stored(m) => Verdict {
+            version: Some(m.version),
+            ..Verdict::new(Outcome::Ok, 200, format!("stored serial {}", opt(m.serial)))
+        },
+        PutOutcome::Unchanged(m) => Verdict {
+            version: Some(m.version),
+            ..Verdict::new(Outcome::Ok, 200, "identical to the current version (retried POST)")
+        },
+        PutOutcome::Locked(h) => Verdict {
+            lock: holder_lock(h),
+            ..Verdict::new(
+                Outcome::Conflict,
+                409,
+                format!(
+                    "state is locked by {} (lock ID {}); a write must carry the holder's ?ID= and come from the same user",
+                    h.user, h.id
+                ),
+            )
+        },
+        PutOutcome::NotLocked(id) => Verdict::new(
+            Outcome::Conflict,
+            409,
+            format!("lock ID {id} is not held: the state is not locked (was the lock force-unlocked?)"),
+        ),
+        PutOutcome::Stale { current } => Verdict {
+            version: Some(current.version),
+            ..Verdict::new(
+                Outcome::Conflict,
+                409,
+                format!(
+                    "stale state: its serial is not above the stored serial {} of the same lineage (version {}); \
+                     refresh and try again",
+                    opt(current.serial),
+                    current.version
+                ),
+            )
+        },
+        PutOutcome::Moved => Verdict::new(Outcome::Conflict, 409, "the state changed while this request ran; try again"),
+    }
+}
+
+/// How a DELETE reads in the audit log.
+pub fn delete_verdict(outcome: &DeleteOutcome) -> Verdict {
+    match outcome {
+        DeleteOutcome::Deleted => Verdict::new(Outcome::Ok, 200, "current state removed (versions kept)"),
+        DeleteOutcome::NoState => Verdict::new(Outcome::Ok, 404, "no state stored"),
+        DeleteOutcome::Locked(h) => Verdict {
+            lock: holder_lock(h),
+            ..Verdict::new(Outcome::Conflict, 409, format!("state is locked by {} (lock ID {})", h.user, h.id))
+        },
+    }
+}
+
+fn opt(v: Option<u64>) -> String {
+    v.map_or_else(|| "-".to_string(), |v| v.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::NewVersion;
+    use super::*;
+
+    fn holder(id: &str, user: &str) -> LockHolder {
+        LockHolder { id: id.into(), user: user.into(), info: format!("{{\"ID\":\"{id}\"}}"), since: String::new() }
+    }
+
+    fn meta(version: u64, serial: u64, lineage: &str, sha: &str) -> VersionMeta {
+        VersionMeta {
+            version,
+            serial: Some(serial),
+            lineage: Some(lineage.into()),
+            sha256: sha.into(),
+            size: 1,
+            created_by: "a".into(),
+            created_at: String::new(),
+            restored_from: None,
+        }
+    }
+
+    fn put(serial: u64, lineage: &str, sha: &str, lock_id: Option<&str>, user: &str) -> PutRequest {
+        PutRequest {
+            body: Vec::new(),
+            meta: NewVersion {
+                serial: Some(serial),
+                lineage: Some(lineage.into()),
+                sha256: sha.into(),
+                size: 1,
+                created_by: user.into(),
+                created_at: String::new(),
+                restored_from: None,
+            },
+            lock_id: lock_id.map(str::to_string),
+            expect_current: None,
+            keep_versions: 0,
+        }
+    }
+
+    #[test]
+    fn lock_rules() {
+        let free = StateRow::default();
+        let req = LockRequest { id: "1".into(), info: "{}".into(), user: "a".into(), at: String::new() };
+        assert_eq!(decide_lock(&free, &req), LockOutcome::Acquired);
+        let held = StateRow { lock: Some(holder("1", "a")), ..Default::default() };
+        assert_eq!(decide_lock(&held, &req), LockOutcome::AlreadyHeld);
+        let other_user = LockRequest { user: "b".into(), ..req.clone() };
+        assert_eq!(decide_lock(&held, &other_user), LockOutcome::Conflict(holder("1", "a")));
+        let other_id = LockRequest { id: "2".into(), ..req };
+        assert!(matches!(decide_lock(&held, &other_id), LockOutcome::Conflict(_)));
+    }
+
+    #[test]
+    fn unlock_rules() {
+        let held = StateRow { lock: Some(holder("1", "a")), ..Default::default() };
+        let by = |id: Option<&str>, user: &str, may_force| UnlockRequest {
+            id: id.map(str::to_string),
+            user: user.into(),
+            may_force,
+        };
+        assert_eq!(decide_unlock(&held, &by(Some("1"), "a", false)), UnlockOutcome::Released);
+        assert!(matches!(decide_unlock(&held, &by(Some("2"), "a", false)), UnlockOutcome::Conflict(_)));
+        assert!(matches!(decide_unlock(&held, &by(Some("2"), "a", true)), UnlockOutcome::Conflict(_)));
+        assert!(matches!(decide_unlock(&held, &by(Some("1"), "b", false)), UnlockOutcome::Conflict(_)));
+        assert!(matches!(decide_unlock(&held, &by(Some("1"), "b", true)), UnlockOutcome::ForceReleased(_)));
+        assert!(matches!(decide_unlock(&held, &by(None, "b", true)), UnlockOutcome::ForceReleased(_)));
+        assert!(matches!(decide_unlock(&held, &by(None, "a", false)), UnlockOutcome::Conflict(_)));
+        let released = StateRow { released_lock_id: Some("1".into()), ..Default::default() };
+        assert_eq!(decide_unlock(&released, &by(Some("1"), "a", false)), UnlockOutcome::AlreadyReleased);
+        assert_eq!(decide_unlock(&released, &by(Some("9"), "a", false)), UnlockOutcome::NotLocked);
+        assert_eq!(decide_unlock(&released, &by(None, "a", true)), UnlockOutcome::NotLocked);
+    }
+
+    #[test]
+    fn put_rules() {
+        let row = StateRow { current: Some(meta(3, 5, "L", "h5")), next_version: 4, ..Default::default() };
+        assert!(matches!(decide_put(&row, &put(6, "L", "h6", None, "a")), PutOutcome::Stored(m) if m.version == 4));
+        assert!(matches!(decide_put(&row, &put(5, "L", "h5", None, "a")), PutOutcome::Unchanged(_)));
+        assert!(matches!(decide_put(&row, &put(5, "L", "hx", None, "a")), PutOutcome::Stale { .. }));
+        assert!(matches!(decide_put(&row, &put(4, "L", "h4", None, "a")), PutOutcome::Stale { .. }));
+        // Another lineage is another history: not stale.
+        assert!(matches!(decide_put(&row, &put(1, "M", "m1", None, "a")), PutOutcome::Stored(_)));
+        assert!(matches!(decide_put(&row, &put(6, "L", "h6", Some("x"), "a")), PutOutcome::NotLocked(_)));
+
+        let locked = StateRow { lock: Some(holder("1", "a")), ..row.clone() };
+        assert!(matches!(decide_put(&locked, &put(6, "L", "h6", None, "a")), PutOutcome::Locked(_)));
+        assert!(matches!(decide_put(&locked, &put(6, "L", "h6", Some("2"), "a")), PutOutcome::Locked(_)));
+        assert!(matches!(decide_put(&locked, &put(6, "L", "h6", Some("1"), "b")), PutOutcome::Locked(_)));
+        assert!(matches!(decide_put(&locked, &put(6, "L", "h6", Some("1"), "a")), PutOutcome::Stored(_)));
+
+        let mut cas = put(6, "L", "h6", None, "a");
+        cas.expect_current = Some(Some(2));
+        assert_eq!(decide_put(&row, &cas), PutOutcome::Moved);
+        cas.expect_current = Some(Some(3));
+        assert!(matches!(decide_put(&row, &cas), PutOutcome::Stored(_)));
+    }
+
+    #[test]
+    fn delete_rules() {
+        let row = StateRow { current: Some(meta(1, 1, "L", "h")), ..Default::default() };
+        assert_eq!(decide_delete(&row, None, "a"), DeleteOutcome::Deleted);
+        assert_eq!(decide_delete(&StateRow::default(), None, "a"), DeleteOutcome::NoState);
+        let locked = StateRow { lock: Some(holder("1", "a")), ..row };
+        assert!(matches!(decide_delete(&locked, None, "a"), DeleteOutcome::Locked(_)));
+        assert_eq!(decide_delete(&locked, Some("1"), "a"), DeleteOutcome::Deleted);
+    }
+}

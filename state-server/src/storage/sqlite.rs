@@ -1,0 +1,509 @@
+//! The embedded backend: one SQLite file in WAL mode with `synchronous = FULL`, so a commit is on
+//! disk before the client hears about it, and a crash at any moment leaves each transaction
+//! wholly applied or not at all.
+//!
+//! Writes go to one writer thread (SQLite has one writer at a time anyway), which commits them in
+//! groups: the operations queued while the previous commit was syncing run in one `BEGIN
+//! IMMEDIATE` transaction, each inside its own savepoint, and all of them are answered after the
+//! single commit. Under load one fsync then serves many clients, and no client hears "done" before
+//! its change is on disk. Reads use a small pool of their own connections on tokio's blocking
+//! threads, which WAL lets run beside the writer.
+
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use super::rules::{self, StateRow};
+use super::*;
+use crate::audit::{Action, AuditQuery, Outcome};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS kvm_states (
+    name TEXT PRIMARY KEY,
+    lock_id TEXT,
+    lock_user TEXT,
+    lock_info TEXT,
+    lock_since TEXT,
+    released_lock_id TEXT,
+    current_version INTEGER,
+    next_version INTEGER NOT NULL DEFAULT 1
+);
+CREATE TABLE IF NOT EXISTS kvm_versions (
+    name TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    serial INTEGER,
+    lineage TEXT,
+    sha256 TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    created_by TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    restored_from INTEGER,
+    body BLOB NOT NULL,
+    PRIMARY KEY (name, version)
+);
+CREATE TABLE IF NOT EXISTS kvm_audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL,
+    user TEXT NOT NULL,
+    addr TEXT NOT NULL,
+    action TEXT NOT NULL,
+    state TEXT,
+    lock_id TEXT,
+    lock_info TEXT,
+    outcome TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    version INTEGER,
+    detail TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS kvm_audit_state ON kvm_audit (state, id);
+CREATE TRIGGER IF NOT EXISTS kvm_audit_no_update BEFORE UPDATE ON kvm_audit
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS kvm_audit_no_delete BEFORE DELETE ON kvm_audit
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+";
+
+const META_COLUMNS: &str =
+    "v.version, v.serial, v.lineage, v.sha256, v.size, v.created_by, v.created_at, v.restored_from";
+const AUDIT_COLUMNS: &str = "id, at, user, addr, action, state, lock_id, lock_info, outcome, status, version, detail";
+const READERS: usize = 4;
+// Most operations committed together; bounds the latency a group adds to its first member.
+const MAX_GROUP: usize = 64;
+
+// A write operation: runs inside its savepoint, says whether it succeeded, and hands back what
+// answers its caller once the group's commit is known. Given no connection (the transaction could
+// not begin), it runs nothing and its reply reports the failure.
+type Job = Box<dyn FnOnce(Option<&Connection>) -> (bool, Reply) + Send>;
+type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
+
+/// The SQLite backend.
+pub struct SqliteStorage {
+    path: PathBuf,
+    jobs: Mutex<mpsc::Sender<Job>>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+}
+
+fn open(path: &Path) -> Result<Connection, rusqlite::Error> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(conn)
+}
+
+impl SqliteStorage {
+    /// Opens (creating if needed) the database file at `path`.
+    pub fn open(path: &Path) -> Result<SqliteStorage, StorageError> {
+        let conn = open(path)?;
+        conn.execute_batch(SCHEMA)?;
+        let (jobs, queue) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || writer_loop(conn, queue))
+            .map_err(|e| StorageError::Corrupt(format!("cannot start the writer thread: {e}")))?;
+        Ok(SqliteStorage {
+            path: path.to_path_buf(),
+            jobs: Mutex::new(jobs),
+            readers: Arc::new(Mutex::new(Vec::new())),
+        })
+    }
+
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StorageError> + Send + 'static,
+    ) -> Result<T, StorageError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let result = match conn {
+                Some(conn) => f(conn),
+                None => Err(StorageError::Commit("the write transaction could not begin".into())),
+            };
+            let ok = result.is_ok();
+            let reply: Reply = Box::new(move |commit| {
+                let _ = tx.send(match commit {
+                    Ok(()) => result,
+                    Err(e) => Err(StorageError::Commit(e)),
+                });
+            });
+            (ok, reply)
+        });
+        self.jobs
+            .lock()
+            .expect("writer queue")
+            .send(job)
+            .map_err(|_| StorageError::Commit("writer thread gone".into()))?;
+        rx.await.map_err(|_| StorageError::Commit("writer thread gone".into()))?
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StorageError> + Send + 'static,
+    ) -> Result<T, StorageError> {
+        let readers = self.readers.clone();
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = readers.lock().expect("reader pool").pop();
+            let conn = match conn {
+                Some(c) => c,
+                None => open(&path)?,
+            };
+            let out = f(&conn);
+            let mut pool = readers.lock().expect("reader pool");
+            if pool.len() < READERS {
+                pool.push(conn);
+            }
+            out
+        })
+        .await
+        .expect("sqlite task panicked")
+    }
+}
+
+fn writer_loop(conn: Connection, queue: mpsc::Receiver<Job>) {
+    while let Ok(first) = queue.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match queue.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            let _ = conn.execute_batch("ROLLBACK");
+            for job in group {
+                let (_, reply) = job(None);
+                reply(Err(e.to_string()));
+            }
+            continue;
+        }
+        let mut replies = Vec::with_capacity(group.len());
+        for job in group {
+            let _ = conn.execute_batch("SAVEPOINT op");
+            let (ok, reply) = job(Some(&conn));
+            let undo = if ok { "RELEASE op" } else { "ROLLBACK TO op; RELEASE op" };
+            let _ = conn.execute_batch(undo);
+            replies.push(reply);
+        }
+        let commit = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
+        if commit.is_err() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        for reply in replies {
+            reply(commit.clone());
+        }
+    }
+}
+
+fn meta_from(row: &Row<'_>, at: usize) -> Result<VersionMeta, rusqlite::Error> {
+    Ok(VersionMeta {
+        version: row.get::<_, i64>(at)? as u64,
+        serial: row.get::<_, Option<i64>>(at + 1)?.map(|s| s as u64),
+        lineage: row.get(at + 2)?,
+        sha256: row.get(at + 3)?,
+        size: row.get::<_, i64>(at + 4)? as u64,
+        created_by: row.get(at + 5)?,
+        created_at: row.get(at + 6)?,
+        restored_from: row.get::<_, Option<i64>>(at + 7)?.map(|v| v as u64),
+    })
+}
+
+fn audit_from(row: &Row<'_>) -> Result<AuditEvent, rusqlite::Error> {
+    let action: String = row.get(4)?;
+    let outcome: String = row.get(8)?;
+    let lock_info: Option<String> = row.get(7)?;
+    Ok(AuditEvent {
+        id: row.get(0)?,
+        at: row.get(1)?,
+        user: row.get(2)?,
+        addr: row.get(3)?,
+        action: Action::parse(&action).unwrap_or(Action::Request),
+        state: row.get(5)?,
+        lock_id: row.get(6)?,
+        lock_info: lock_info.and_then(|s| serde_json::from_str(&s).ok()),
+        outcome: Outcome::parse(&outcome).unwrap_or(Outcome::Error),
+        status: row.get::<_, i64>(9)? as u16,
+        version: row.get::<_, Option<i64>>(10)?.map(|v| v as u64),
+        detail: row.get(11)?,
+    })
+}
+
+fn state_row(tx: &Connection, name: &str) -> Result<StateRow, rusqlite::Error> {
+    let sql = format!(
+        "SELECT s.lock_id, s.lock_user, s.lock_info, s.lock_since, s.released_lock_id, s.next_version, {META_COLUMNS}
+         FROM kvm_states s LEFT JOIN kvm_versions v ON v.name = s.name AND v.version = s.current_version
+         WHERE s.name = ?1"
+    );
+    let row = tx
+        .query_row(&sql, [name], |r| {
+            let lock_id: Option<String> = r.get(0)?;
+            let lock = match lock_id {
+                Some(id) => Some(LockHolder { id, user: r.get(1)?, info: r.get(2)?, since: r.get(3)? }),
+                None => None,
+            };
+            let has_current = r.get::<_, Option<i64>>(6)?.is_some();
+            Ok(StateRow {
+                lock,
+                released_lock_id: r.get(4)?,
+                next_version: r.get::<_, i64>(5)? as u64,
+                current: if has_current { Some(meta_from(r, 6)?) } else { None },
+            })
+        })
+        .optional()?;
+    Ok(row.unwrap_or(StateRow { next_version: 1, ..Default::default() }))
+}
+
+fn insert_audit(tx: &Connection, mut event: AuditEvent) -> Result<AuditEvent, rusqlite::Error> {
+    tx.execute(
+        "INSERT INTO kvm_audit (at, user, addr, action, state, lock_id, lock_info, outcome, status, version, detail)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        params![
+            event.at,
+            event.user,
+            event.addr,
+            event.action.as_str(),
+            event.state,
+            event.lock_id,
+            event.lock_info.as_ref().map(|v| v.to_string()),
+            event.outcome.as_str(),
+            event.status,
+            event.version.map(|v| v as i64),
+            event.detail,
+        ],
+    )?;
+    event.id = tx.last_insert_rowid();
+    Ok(event)
+}
+
+fn set_lock(
+    tx: &Connection,
+    name: &str,
+    lock: Option<&LockRequest>,
+    released: Option<&str>,
+) -> Result<(), rusqlite::Error> {
+    tx.execute(
+        "INSERT INTO kvm_states (name, lock_id, lock_user, lock_info, lock_since, released_lock_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (name) DO UPDATE SET lock_id = excluded.lock_id, lock_user = excluded.lock_user,
+             lock_info = excluded.lock_info, lock_since = excluded.lock_since,
+             released_lock_id = excluded.released_lock_id",
+        params![name, lock.map(|l| &l.id), lock.map(|l| &l.user), lock.map(|l| &l.info), lock.map(|l| &l.at), released],
+    )?;
+    Ok(())
+}
+
+#[async_trait]
+impl Storage for SqliteStorage {
+    async fn ping(&self) -> Result<(), StorageError> {
+        self.read(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)).map(|_| ())?)).await
+    }
+
+    async fn current(&self, name: &StateName) -> Result<Option<StoredVersion>, StorageError> {
+        let name = name.as_str().to_string();
+        self.read(move |c| {
+            let sql = format!(
+                "SELECT {META_COLUMNS}, v.body FROM kvm_states s
+                 JOIN kvm_versions v ON v.name = s.name AND v.version = s.current_version WHERE s.name = ?1"
+            );
+            Ok(c.query_row(&sql, [&name], |r| Ok(StoredVersion { meta: meta_from(r, 0)?, body: r.get(8)? }))
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn lock_holder(&self, name: &StateName) -> Result<Option<LockHolder>, StorageError> {
+        let name = name.as_str().to_string();
+        self.read(move |c| Ok(state_row(c, &name)?.lock)).await
+    }
+
+    async fn lock(
+        &self,
+        name: &StateName,
+        req: &LockRequest,
+        audit: AuditDraft,
+    ) -> Result<Audited<LockOutcome>, StorageError> {
+        let (name, req) = (name.as_str().to_string(), req.clone());
+        self.write(move |tx| {
+            let row = state_row(tx, &name)?;
+            let value = rules::decide_lock(&row, &req);
+            if value == LockOutcome::Acquired {
+                set_lock(tx, &name, Some(&req), None)?;
+            }
+            let event = insert_audit(tx, audit.finish(rules::lock_verdict(&value)))?;
+            Ok(Audited { value, event })
+        })
+        .await
+    }
+
+    async fn unlock(
+        &self,
+        name: &StateName,
+        req: &UnlockRequest,
+        audit: AuditDraft,
+    ) -> Result<Audited<UnlockOutcome>, StorageError> {
+        let (name, req) = (name.as_str().to_string(), req.clone());
+        self.write(move |tx| {
+            let row = state_row(tx, &name)?;
+            let value = rules::decide_unlock(&row, &req);
+            match &value {
+                UnlockOutcome::Released => set_lock(tx, &name, None, req.id.as_deref())?,
+                UnlockOutcome::ForceReleased(_) => set_lock(tx, &name, None, None)?,
+                _ => {}
+            }
+            let event = insert_audit(tx, audit.finish(rules::unlock_verdict(&value)))?;
+            Ok(Audited { value, event })
+        })
+        .await
+    }
+
+    async fn put(
+        &self,
+        name: &StateName,
+        req: PutRequest,
+        audit: AuditDraft,
+    ) -> Result<Audited<PutOutcome>, StorageError> {
+        let name = name.as_str().to_string();
+        self.write(move |tx| {
+            let row = state_row(tx, &name)?;
+            let value = rules::decide_put(&row, &req);
+            if let PutOutcome::Stored(m) = &value {
+                let v = m.version as i64;
+                tx.execute(
+                    "INSERT INTO kvm_versions
+                     (name, version, serial, lineage, sha256, size, created_by, created_at, restored_from, body)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                    params![
+                        name,
+                        v,
+                        m.serial.map(|s| s as i64),
+                        m.lineage,
+                        m.sha256,
+                        m.size as i64,
+                        m.created_by,
+                        m.created_at,
+                        m.restored_from.map(|r| r as i64),
+                        req.body,
+                    ],
+                )?;
+                tx.execute(
+                    "INSERT INTO kvm_states (name, current_version, next_version) VALUES (?1, ?2, ?2 + 1)
+                     ON CONFLICT (name) DO UPDATE SET current_version = excluded.current_version,
+                         next_version = excluded.next_version",
+                    params![name, v],
+                )?;
+                if req.keep_versions > 0 {
+                    tx.execute(
+                        "DELETE FROM kvm_versions WHERE name = ?1 AND version <= ?2",
+                        params![name, v - req.keep_versions as i64],
+                    )?;
+                }
+            }
+            let event = insert_audit(tx, audit.finish(rules::put_verdict(&value)))?;
+            Ok(Audited { value, event })
+        })
+        .await
+    }
+
+    async fn delete(
+        &self,
+        name: &StateName,
+        lock_id: Option<&str>,
+        user: &str,
+        audit: AuditDraft,
+    ) -> Result<Audited<DeleteOutcome>, StorageError> {
+        let (name, lock_id, user) = (name.as_str().to_string(), lock_id.map(str::to_string), user.to_string());
+        self.write(move |tx| {
+            let row = state_row(tx, &name)?;
+            let value = rules::decide_delete(&row, lock_id.as_deref(), &user);
+            if value == DeleteOutcome::Deleted {
+                tx.execute("UPDATE kvm_states SET current_version = NULL WHERE name = ?1", [&name])?;
+            }
+            let event = insert_audit(tx, audit.finish(rules::delete_verdict(&value)))?;
+            Ok(Audited { value, event })
+        })
+        .await
+    }
+
+    async fn versions(&self, name: &StateName) -> Result<Vec<VersionMeta>, StorageError> {
+        let name = name.as_str().to_string();
+        self.read(move |c| {
+            let sql = format!("SELECT {META_COLUMNS} FROM kvm_versions v WHERE v.name = ?1 ORDER BY v.version");
+            let mut stmt = c.prepare(&sql)?;
+            let rows = stmt.query_map([&name], |r| meta_from(r, 0))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn version(&self, name: &StateName, version: u64) -> Result<Option<StoredVersion>, StorageError> {
+        let name = name.as_str().to_string();
+        self.read(move |c| {
+            let sql = format!("SELECT {META_COLUMNS}, v.body FROM kvm_versions v WHERE v.name = ?1 AND v.version = ?2");
+            Ok(c.query_row(&sql, params![name, version as i64], |r| {
+                Ok(StoredVersion { meta: meta_from(r, 0)?, body: r.get(8)? })
+            })
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn record(&self, event: AuditEvent) -> Result<AuditEvent, StorageError> {
+        self.write(move |tx| Ok(insert_audit(tx, event)?)).await
+    }
+
+    async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, StorageError> {
+        let query = query.clone();
+        self.read(move |c| {
+            let mut sql = format!("SELECT {AUDIT_COLUMNS} FROM kvm_audit WHERE id > ?1");
+            let mut args: Vec<SqlValue> = vec![SqlValue::Integer(query.after_id)];
+            if query.prefix != "*" {
+                args.push(SqlValue::Text(query.prefix.clone()));
+                let n = args.len();
+                if query.prefix.ends_with('/') {
+                    sql += &format!(" AND substr(state, 1, length(?{n})) = ?{n}");
+                } else {
+                    sql += &format!(" AND (state = ?{n} OR substr(state, 1, length(?{n}) + 1) = ?{n} || '/')");
+                }
+            }
+            for (column, value) in [
+                ("user", query.user.clone()),
+                ("action", query.action.map(|a| a.as_str().to_string())),
+                ("outcome", query.outcome.map(|o| o.as_str().to_string())),
+            ] {
+                if let Some(value) = value {
+                    args.push(SqlValue::Text(value));
+                    sql += &format!(" AND {column} = ?{}", args.len());
+                }
+            }
+            sql += &format!(" ORDER BY id LIMIT {}", query.limit);
+            let mut stmt = c.prepare(&sql)?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(args), audit_from)?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn all_versions(&self) -> Result<Vec<(StateName, u64)>, StorageError> {
+        let rows = self
+            .read(|c| {
+                let mut stmt = c.prepare("SELECT name, version FROM kvm_versions ORDER BY name, version")?;
+                let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?;
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            })
+            .await?;
+        rows.into_iter().map(|(n, v)| Ok((super::parse_stored_name(n)?, v))).collect()
+    }
+
+    async fn replace_body(&self, name: &StateName, version: u64, body: Vec<u8>) -> Result<bool, StorageError> {
+        let name = name.as_str().to_string();
+        self.write(move |tx| {
+            let n = tx.execute(
+                "UPDATE kvm_versions SET body = ?3 WHERE name = ?1 AND version = ?2",
+                params![name, version as i64, body],
+            )?;
+            Ok(n == 1)
+        })
+        .await
+    }
+}

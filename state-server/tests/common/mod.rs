@@ -1,0 +1,470 @@
+//! Shared by the integration tests: the real server binary in a temporary directory, a small
+//! blocking HTTP/1.1 client, test users, PostgreSQL databases and a Terraform runner.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+
+/// Test users: (name, password, grants as TOML).
+pub const USERS: &[(&str, &str, &str)] = &[
+    ("admin", "admin-pw-Zq81", r#"[{ prefix = "*", role = "admin" }]"#),
+    ("writer", "writer-pw-Xc42", r#"[{ prefix = "*", role = "write" }]"#),
+    ("writer2", "writer2-pw-Vb93", r#"[{ prefix = "*", role = "write" }]"#),
+    ("reader", "reader-pw-Nm55", r#"[{ prefix = "*", role = "read" }]"#),
+    ("team", "team-pw-Lk07", r#"[{ prefix = "team", role = "admin" }]"#),
+];
+
+/// The password of a test user.
+pub fn password(user: &str) -> &'static str {
+    USERS.iter().find(|u| u.0 == user).map(|u| u.1).expect("test user")
+}
+
+/// The `[[user]]` entries for the test users (hashed once per test process).
+pub fn users_toml() -> &'static str {
+    static TOML: OnceLock<String> = OnceLock::new();
+    TOML.get_or_init(|| {
+        USERS
+            .iter()
+            .map(|(name, pw, grants)| {
+                let hash = kvm_state_server::auth::hash_password(pw).unwrap();
+                format!("[[user]]\nname = \"{name}\"\npassword_hash = \"{hash}\"\ngrants = {grants}\n\n")
+            })
+            .collect()
+    })
+}
+
+/// `[[user]]` entries hashed with cheap argon2 parameters (1 MiB, t=1): for tests that start
+/// hundreds of servers, where each first request per user and process pays one check.
+pub fn users_toml_cheap() -> String {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let argon = argon2::Argon2::new(
+        argon2::Algorithm::Argon2id,
+        argon2::Version::V0x13,
+        argon2::Params::new(1024, 1, 1, None).unwrap(),
+    );
+    USERS
+        .iter()
+        .map(|(name, pw, grants)| {
+            let salt = SaltString::encode_b64(name.as_bytes().repeat(4).as_slice()).unwrap();
+            let hash = argon.hash_password(pw.as_bytes(), &salt).unwrap().to_string();
+            format!("[[user]]\nname = \"{name}\"\npassword_hash = \"{hash}\"\ngrants = {grants}\n\n")
+        })
+        .collect()
+}
+
+/// A running `kvm-state-server` process; killed (SIGKILL) when dropped.
+pub struct Server {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub scheme: &'static str,
+    pub dir: PathBuf,
+}
+
+impl Server {
+    /// Writes `config` (the test users are appended) to `dir/server.toml` and starts the server.
+    pub fn start(dir: &Path, config: &str) -> Server {
+        let path = dir.join("server.toml");
+        std::fs::write(&path, format!("{config}\n{}", users_toml())).unwrap();
+        Server::start_with_file(dir, &path)
+    }
+
+    /// Starts the server on an existing configuration file.
+    pub fn start_with_file(dir: &Path, config: &Path) -> Server {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("server.log")).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kvm-state-server"))
+            .args(["serve", "--config"])
+            .arg(config)
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("start kvm-state-server");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            for _ in lines {}
+        });
+        let line = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(line) => line,
+            Err(_) => {
+                let _ = child.kill();
+                let log = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
+                panic!("server did not start; log:\n{log}");
+            }
+        };
+        let rest = line.strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+        let (scheme, addr) = rest.split_once("://").unwrap();
+        Server {
+            child,
+            addr: addr.parse().unwrap(),
+            scheme: if scheme == "https" { "https" } else { "http" },
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn base(&self) -> String {
+        format!("{}://{}", self.scheme, self.addr)
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A response.
+#[derive(Debug, Clone)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// Credentials for a request.
+#[derive(Clone, Copy, Debug)]
+pub enum Auth<'a> {
+    None,
+    User(&'a str),
+    Raw(&'a str, &'a str),
+}
+
+/// A keep-alive HTTP/1.1 connection.
+pub struct Conn {
+    stream: BufReader<TcpStream>,
+    addr: SocketAddr,
+}
+
+impl Conn {
+    pub fn open(addr: SocketAddr) -> Conn {
+        assert!(addr.ip().is_loopback(), "tests talk to loopback only");
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream.set_nodelay(true).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        Conn { stream: BufReader::new(stream), addr }
+    }
+
+    pub fn request(&mut self, method: &str, path: &str, auth: Auth<'_>, body: &[u8]) -> Resp {
+        self.try_request(method, path, auth, body).unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+
+    /// Like [`Conn::request`], with I/O errors returned instead of panicking.
+    pub fn try_request(&mut self, method: &str, path: &str, auth: Auth<'_>, body: &[u8]) -> std::io::Result<Resp> {
+        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n", self.addr, body.len());
+        if !body.is_empty() {
+            head += "Content-Type: application/json\r\n";
+        }
+        let creds = match auth {
+            Auth::None => None,
+            Auth::User(u) => Some((u, password(u))),
+            Auth::Raw(u, p) => Some((u, p)),
+        };
+        if let Some((u, p)) = creds {
+            head += &format!(
+                "Authorization: Basic {}\r\n",
+                base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
+            );
+        }
+        head += "\r\n";
+        let stream = self.stream.get_mut();
+        stream.write_all(head.as_bytes())?;
+        // The server may answer (413) before reading a large body and close: that is fine.
+        let _ = stream.write_all(body);
+        self.read_response()
+    }
+
+    fn read_response(&mut self) -> std::io::Result<Resp> {
+        let bad = |what: String| std::io::Error::new(std::io::ErrorKind::InvalidData, what);
+        let mut line = String::new();
+        if self.stream.read_line(&mut line)? == 0 {
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed"));
+        }
+        let status: u16 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| bad(format!("bad status line {line:?}")))?;
+        let mut headers = Vec::new();
+        loop {
+            let mut h = String::new();
+            if self.stream.read_line(&mut h)? == 0 {
+                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed in headers"));
+            }
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            let (k, v) = h.split_once(':').ok_or_else(|| bad(format!("bad header {h:?}")))?;
+            headers.push((k.trim().to_string(), v.trim().to_string()));
+        }
+        let len: usize = headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0);
+        let mut body = vec![0; len];
+        self.stream.read_exact(&mut body)?;
+        Ok(Resp { status, headers, body })
+    }
+}
+
+/// Connects without panicking.
+pub fn try_connect(addr: SocketAddr) -> std::io::Result<Conn> {
+    let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    stream.set_nodelay(true)?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    Ok(Conn { stream: BufReader::new(stream), addr })
+}
+
+/// One request on a new connection.
+pub fn request(addr: SocketAddr, method: &str, path: &str, auth: Auth<'_>, body: &[u8]) -> Resp {
+    Conn::open(addr).request(method, path, auth, body)
+}
+
+/// A LockInfo like Terraform's.
+pub fn lock_info(id: &str, who: &str) -> String {
+    serde_json::json!({
+        "ID": id, "Operation": "OperationTypeApply", "Info": "", "Who": who,
+        "Version": "1.0.3", "Created": "2021-07-28T12:34:56.123456789Z", "Path": ""
+    })
+    .to_string()
+}
+
+/// A Terraform state body with `size` bytes of padding in an output.
+pub fn state_body(serial: u64, lineage: &str, marker: &str, size: usize) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "version": 4, "terraform_version": "1.0.3", "serial": serial, "lineage": lineage,
+        "outputs": { "marker": { "value": marker, "type": "string" }, "pad": { "value": "x".repeat(size), "type": "string" } },
+        "resources": []
+    }))
+    .unwrap()
+}
+
+/// Audit events matching a query string (as admin).
+pub fn audit(addr: SocketAddr, query: &str) -> Vec<serde_json::Value> {
+    let resp = request(addr, "GET", &format!("/audit?{query}"), Auth::User("admin"), b"");
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    resp.json()["events"].as_array().unwrap().clone()
+}
+
+/// `KVM_TEST_PG_URL`, or `None` after printing why the test is skipped.
+pub fn pg_url(test: &str) -> Option<String> {
+    match std::env::var("KVM_TEST_PG_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            println!("{test}: skipped: set KVM_TEST_PG_URL or run scripts/test.sh");
+            None
+        }
+    }
+}
+
+/// Creates a fresh database on the test cluster and returns its URL.
+pub fn fresh_pg_database(base_url: &str, tag: &str) -> String {
+    let mut bytes = [0u8; 6];
+    aws_lc_rs::rand::fill(&mut bytes).unwrap();
+    let db = format!("kvm_{tag}_{}", hex::encode(bytes));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let (client, conn) =
+            tokio_postgres::connect(base_url, tokio_postgres::NoTls).await.expect("connect to test PostgreSQL");
+        tokio::spawn(conn);
+        client.batch_execute(&format!("CREATE DATABASE {db}")).await.unwrap();
+    });
+    let (prefix, _) = base_url.rsplit_once('/').unwrap();
+    format!("{prefix}/{db}")
+}
+
+/// Runs Terraform 1.0.3 in a directory, never touching the network.
+pub struct Tf {
+    pub dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
+}
+
+fn tools_dir() -> PathBuf {
+    std::env::var_os("KVM_TOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/kvm-tools"))
+}
+
+/// Terraform: `$TERRAFORM`, else the one scripts/setup.sh installs.
+pub fn terraform_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("TERRAFORM") {
+        return PathBuf::from(p);
+    }
+    let p = tools_dir().join("bin/terraform");
+    assert!(p.exists(), "Terraform not found at {}: run scripts/setup.sh first (or set TERRAFORM)", p.display());
+    p
+}
+
+/// A CLI configuration whose only provider source is the hashicorp/null filesystem mirror.
+pub fn cli_config() -> &'static Path {
+    static CONFIG: OnceLock<PathBuf> = OnceLock::new();
+    CONFIG.get_or_init(|| {
+        let path = std::env::temp_dir().join(format!("kvm-state-server-tests-{}.tfrc", std::process::id()));
+        std::fs::write(
+            &path,
+            format!(
+                "provider_installation {{\n  filesystem_mirror {{\n    path    = {:?}\n    include = [\"registry.terraform.io/hashicorp/null\"]\n  }}\n}}\n",
+                tools_dir().join("mirror").display().to_string()
+            ),
+        )
+        .unwrap();
+        path
+    })
+}
+
+/// One Terraform command's result.
+#[derive(Debug)]
+pub struct TfRun {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl TfRun {
+    pub fn all(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+
+    #[track_caller]
+    pub fn ok(self) -> TfRun {
+        assert_eq!(self.code, 0, "terraform failed:\n{}", self.all());
+        self
+    }
+}
+
+impl From<Output> for TfRun {
+    fn from(o: Output) -> TfRun {
+        TfRun {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+/// The backend block for state `name` on `server`.
+pub fn http_backend(server: &Server, name: &str) -> String {
+    let url = format!("{}/states/{name}", server.base());
+    format!(
+        "terraform {{\n  backend \"http\" {{\n    address        = \"{url}\"\n    lock_address   = \"{url}\"\n    unlock_address = \"{url}\"\n  }}\n}}\n"
+    )
+}
+
+/// `count` null_resources whose trigger is `value`.
+pub fn null_resources(count: usize, value: &str) -> String {
+    format!("resource \"null_resource\" \"r\" {{\n  count    = {count}\n  triggers = {{ v = \"{value}\" }}\n}}\n")
+}
+
+impl Tf {
+    /// A working directory holding `main_tf`, using `user`'s credentials for the http backend.
+    pub fn new(main_tf: &str, user: &str) -> Tf {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("main.tf"), main_tf).unwrap();
+        let mut tf = Tf { dir, env: Vec::new() };
+        tf.user(user);
+        tf
+    }
+
+    /// Credentials for later commands (Terraform reads them from the environment).
+    pub fn user(&mut self, user: &str) {
+        self.env.retain(|(k, _)| k != "TF_HTTP_USERNAME" && k != "TF_HTTP_PASSWORD");
+        self.env.push(("TF_HTTP_USERNAME".into(), user.into()));
+        self.env.push(("TF_HTTP_PASSWORD".into(), password(user).into()));
+    }
+
+    pub fn set_env(&mut self, k: &str, v: &str) {
+        self.env.push((k.into(), v.into()));
+    }
+
+    pub fn write_main(&self, main_tf: &str) {
+        std::fs::write(self.dir.path().join("main.tf"), main_tf).unwrap();
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(terraform_bin());
+        cmd.args(args)
+            .current_dir(self.dir.path())
+            .env("CHECKPOINT_DISABLE", "1")
+            .env("TF_IN_AUTOMATION", "1")
+            .env("TF_INPUT", "0")
+            .env("TF_CLI_CONFIG_FILE", cli_config())
+            .env_remove("TF_LOG")
+            .env_remove("TF_LOG_PATH");
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> TfRun {
+        self.command(args).output().expect("run terraform").into()
+    }
+
+    pub fn init(&self) -> TfRun {
+        self.run(&["init", "-input=false", "-no-color"])
+    }
+
+    pub fn apply(&self) -> TfRun {
+        self.run(&["apply", "-auto-approve", "-input=false", "-no-color"])
+    }
+
+    /// `plan -detailed-exitcode`: 0 no changes, 2 changes, 1 error.
+    pub fn plan(&self) -> TfRun {
+        self.run(&["plan", "-detailed-exitcode", "-input=false", "-no-color"])
+    }
+
+    pub fn state_list(&self) -> Vec<String> {
+        let run = self.run(&["state", "list"]).ok();
+        run.stdout.lines().filter(|l| !l.is_empty()).map(str::to_string).collect()
+    }
+}
+
+/// Polls `f` every 20 ms until it returns `Some`, for at most `timeout`.
+pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

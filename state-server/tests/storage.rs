@@ -1,0 +1,153 @@
+//! The storage contract, on SQLite and on PostgreSQL, with two storage instances on the same
+//! database standing in for two processes (replicas): version numbers are never handed out
+//! twice, one lock holder among concurrent lockers, retention, and an audit table that refuses
+//! UPDATE and DELETE.
+
+mod common;
+
+use std::sync::Arc;
+
+use kvm_state_server::audit::{Action, AuditDraft, AuditQuery};
+use kvm_state_server::names::StateName;
+use kvm_state_server::storage::postgres::PostgresStorage;
+use kvm_state_server::storage::sqlite::SqliteStorage;
+use kvm_state_server::storage::*;
+
+fn draft(action: Action, state: &str) -> AuditDraft {
+    AuditDraft {
+        at: kvm_state_server::audit::now(),
+        user: "writer".into(),
+        addr: "127.0.0.1:1".into(),
+        action,
+        state: Some(state.into()),
+        lock_id: None,
+        lock_info: None,
+    }
+}
+
+fn put(serial: u64, lineage: &str, keep: u64) -> PutRequest {
+    let body = common::state_body(serial, lineage, "m", 10);
+    PutRequest {
+        meta: NewVersion {
+            serial: Some(serial),
+            lineage: Some(lineage.into()),
+            sha256: hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &body)),
+            size: body.len() as u64,
+            created_by: "writer".into(),
+            created_at: kvm_state_server::audit::now(),
+            restored_from: None,
+        },
+        body,
+        lock_id: None,
+        expect_current: None,
+        keep_versions: keep,
+    }
+}
+
+async fn contract(a: Arc<dyn Storage>, b: Arc<dyn Storage>) {
+    let name = StateName::parse("contract/s").unwrap();
+    // 40 concurrent writes of different lineages through both instances: 40 distinct versions.
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let name = name.clone();
+            tokio::spawn(async move {
+                s.put(&name, put(1, &format!("lin-{i}"), 0), draft(Action::Write, "contract/s")).await
+            })
+        })
+        .collect();
+    let mut numbers = Vec::new();
+    for t in tasks {
+        match t.await.unwrap().unwrap().value {
+            PutOutcome::Stored(m) => numbers.push(m.version),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    numbers.sort();
+    assert_eq!(numbers, (1..=40).collect::<Vec<_>>());
+    let current = a.current(&name).await.unwrap().unwrap();
+    assert_eq!(current.meta.version, 40, "the last version written is current");
+
+    // 40 concurrent LOCKs through both instances: one holder.
+    let lock_name = StateName::parse("contract/lock").unwrap();
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let name = lock_name.clone();
+            tokio::spawn(async move {
+                let req = LockRequest {
+                    id: format!("L{i}"),
+                    info: format!("{{\"ID\":\"L{i}\"}}"),
+                    user: "writer".into(),
+                    at: String::new(),
+                };
+                s.lock(&name, &req, draft(Action::Lock, "contract/lock")).await.unwrap().value
+            })
+        })
+        .collect();
+    let mut acquired = 0;
+    let mut holders = std::collections::HashSet::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            LockOutcome::Acquired => acquired += 1,
+            LockOutcome::Conflict(h) => {
+                holders.insert(h.id);
+            }
+            LockOutcome::AlreadyHeld => panic!("distinct IDs"),
+        }
+    }
+    assert_eq!(acquired, 1);
+    assert_eq!(holders.len(), 1);
+    let holder = b.lock_holder(&lock_name).await.unwrap().unwrap();
+    assert!(holders.contains(&holder.id));
+
+    // Retention: a write with keep = 5 prunes the older versions.
+    let r = a.put(&name, put(2, "lin-39", 5), draft(Action::Write, "contract/s")).await.unwrap();
+    assert!(matches!(r.value, PutOutcome::Stored(ref m) if m.version == 41), "{:?}", r.value);
+    let versions = b.versions(&name).await.unwrap();
+    assert_eq!(versions.iter().map(|v| v.version).collect::<Vec<_>>(), vec![37, 38, 39, 40, 41]);
+
+    // Every operation left its audit record.
+    let q = AuditQuery { prefix: "contract".into(), limit: 1000, ..Default::default() };
+    let events = a.audit(&q).await.unwrap();
+    assert_eq!(events.len(), 40 + 40 + 1);
+    let ids: Vec<i64> = events.iter().map(|e| e.id).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]));
+    let q =
+        AuditQuery { prefix: "contract/lock".into(), action: Some(Action::Lock), limit: 1000, ..Default::default() };
+    assert_eq!(b.audit(&q).await.unwrap().len(), 40);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_contract_with_two_handles_on_one_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let a = Arc::new(SqliteStorage::open(&path).unwrap());
+    let b = Arc::new(SqliteStorage::open(&path).unwrap());
+    contract(a, b).await;
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let err = conn.execute("UPDATE kvm_audit SET user = 'someone else'", []).unwrap_err().to_string();
+    assert!(err.contains("append-only"), "{err}");
+    let err = conn.execute("DELETE FROM kvm_audit", []).unwrap_err().to_string();
+    assert!(err.contains("append-only"), "{err}");
+    let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+    assert_eq!(mode, "wal");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_contract_with_two_pools_on_one_database() {
+    let Some(base) = common::pg_url("postgres_contract_with_two_pools_on_one_database") else {
+        return;
+    };
+    let url = tokio::task::spawn_blocking(move || common::fresh_pg_database(&base, "contract")).await.unwrap();
+    // Both connect (and set up the schema) at once, as two replicas starting together would.
+    let (a, b) = tokio::join!(PostgresStorage::connect(&url, None, 8), PostgresStorage::connect(&url, None, 8));
+    contract(Arc::new(a.unwrap()), Arc::new(b.unwrap())).await;
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    for sql in ["UPDATE kvm_audit SET \"user\" = 'someone else'", "DELETE FROM kvm_audit", "TRUNCATE kvm_audit"] {
+        let err = client.batch_execute(sql).await.unwrap_err();
+        let msg = err.as_db_error().map(|e| e.message().to_string()).unwrap_or_default();
+        assert!(msg.contains("append-only"), "{sql}: {err:?}");
+    }
+}
