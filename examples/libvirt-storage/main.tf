@@ -72,8 +72,8 @@ output "host" {
   }
 }
 
-output "pool_available_bytes" {
-  value = kvm_pool.example.available
+output "pool_path" {
+  value = kvm_pool.example.path
 }
 
 output "volume_path" {
