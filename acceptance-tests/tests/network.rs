@@ -188,3 +188,28 @@ fn bad_network_input_fails_at_plan_time() {
         assert!(run.stderr.contains(expected), "{attrs}: expected {expected:?} in:\n{}", run.stderr);
     }
 }
+
+#[test]
+fn bridge_mode_joins_an_existing_host_bridge() {
+    if !libvirt::require_libvirt() {
+        return;
+    }
+    let prefix = TestPrefix::new("network_bridge");
+    // A real bridge device inside the test namespace (names are at most 15 characters).
+    let bridge = format!("kvmtbr{}", std::process::id() % 100_000);
+    let ip = |args: &[&str]| libvirt::netns_command("ip").args(args).status().expect("run ip");
+    assert!(ip(&["link", "add", &bridge, "type", "bridge"]).success());
+    let ws = Workspace::new(&config(&format!(
+        "resource \"kvm_network\" \"b\" {{\n  name   = \"{}\"\n  mode   = \"bridge\"\n  bridge = \"{bridge}\"\n}}\n",
+        prefix.name("br")
+    )));
+    ws.init().ok();
+    ws.apply(&[]).ok();
+    let xml = virsh_ok(&["net-dumpxml", &prefix.name("br")]);
+    assert!(xml.contains("mode=\"bridge\"") || xml.contains("mode='bridge'"), "{xml}");
+    assert!(xml.contains(&bridge), "{xml}");
+    ws.plan(&[]).ok();
+    ws.destroy().ok();
+    let _ = ip(&["link", "del", &bridge]);
+    assert_nothing_leaked(prefix.as_str());
+}

@@ -94,6 +94,9 @@ data "kvm_host" "remote" {{
 output "local_uri" {{ value = data.kvm_host.local.uri }}
 output "remote_uri" {{ value = data.kvm_host.remote.uri }}
 output "remote_version" {{ value = data.kvm_host.remote.libvirt_version }}
+output "remote_buses" {{ value = data.kvm_host.remote.disk_buses }}
+output "remote_nvme" {{ value = data.kvm_host.remote.nvme_disks }}
+output "remote_accelerators" {{ value = data.kvm_host.remote.accelerators }}
 "#,
         local = libvirt::URI
     )
@@ -128,6 +131,12 @@ fn remote_host_over_ssh_with_pinned_host_key() {
     assert_eq!(outputs["local_uri"]["value"], libvirt::URI);
     assert!(outputs["remote_uri"]["value"].as_str().unwrap_or_default().starts_with("qemu+libssh://"), "{outputs}");
     assert!(outputs["remote_version"]["value"].as_str().unwrap_or_default().starts_with("11."), "{outputs}");
+    // What libvirt 11.3 offers here: virtio disks, no emulated NVMe (that came in 11.5), TCG.
+    let buses = outputs["remote_buses"]["value"].as_array().cloned().unwrap_or_default();
+    assert!(buses.iter().any(|b| b == "virtio"), "{outputs}");
+    assert_eq!(outputs["remote_nvme"]["value"], buses.iter().any(|b| b == "nvme"), "{outputs}");
+    let accelerators = outputs["remote_accelerators"]["value"].as_array().cloned().unwrap_or_default();
+    assert!(accelerators.iter().any(|a| a == "qemu"), "{outputs}");
 
     // A host key that does not match the pinned one is refused, and the error says so.
     let other = dir.path().join("other_key");
