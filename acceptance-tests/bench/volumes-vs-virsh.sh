@@ -51,7 +51,9 @@ sync
 now() { date +%s.%N; }
 div() { awk "BEGIN { printf \"%.6f\", ($1) / ($2) }"; }
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
-timed() { local t0 t1; t0=$(now); "$@" >/dev/null; t1=$(now); div "$t1 - $t0" 1; echo; }
+# Each timed step starts with no dirty pages in flight (sync first), so one side's write-back never
+# lands in the other's time; it ends when the command returns, as a user sees it.
+timed() { local t0 t1; sync; t0=$(now); "$@" >/dev/null; t1=$(now); div "$t1 - $t0" 1; echo; }
 
 tf_dir() { # tf_dir DIR BODY
   mkdir -p "$1"
@@ -80,14 +82,21 @@ for ((r = 0; r < reps; r++)); do
       virsh vol-create-as "$pool" "virsh-$r.raw" 1G --format raw &&
         virsh vol-upload --pool "$pool" "virsh-$r.raw" "$image"
     }
-    timed virsh_upload >>"$work/upload-$img-virsh"
-    virsh vol-delete --pool "$pool" "virsh-$r.raw" >/dev/null
     tf_dir "$work/upload-$img-$r" "resource \"kvm_volume\" \"image\" {
   name   = \"ours-$r.raw\"
   pool   = \"$pool\"
   source = \"$image\"
 }"
-    timed tf "$work/upload-$img-$r" apply -auto-approve >>"$work/upload-$img-ours"
+    ours_upload() { tf "$work/upload-$img-$r" apply -auto-approve; }
+    # Alternate which side goes first.
+    if ((r % 2)); then
+      timed ours_upload >>"$work/upload-$img-ours"
+      timed virsh_upload >>"$work/upload-$img-virsh"
+    else
+      timed virsh_upload >>"$work/upload-$img-virsh"
+      timed ours_upload >>"$work/upload-$img-ours"
+    fi
+    virsh vol-delete --pool "$pool" "virsh-$r.raw" >/dev/null
     tf "$work/upload-$img-$r" destroy -auto-approve >/dev/null
   done
 

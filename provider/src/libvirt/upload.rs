@@ -66,8 +66,8 @@ pub enum UploadError {
 /// Zero runs shorter than this are sent as data: a hole costs a message of its own.
 const HOLE_BLOCK: usize = 64 << 10;
 
-/// Uploads `length` bytes from `reader` into `vol` as a sparse stream: runs of zeros travel
-/// as holes (virStreamSendHole), so they cost neither bandwidth nor space on the host. If
+/// Uploads `length` bytes from `reader` into `vol`. With `sparse`, runs of zeros travel as
+/// holes (virStreamSendHole), so they cost neither bandwidth nor space on the host. If
 /// `expected_sha256` is given, the data is hashed on a second thread while it is sent, and
 /// the upload is aborted before it completes when the digest differs; the caller deletes the
 /// volume.
@@ -76,17 +76,19 @@ pub fn upload(
     vol: &StorageVol,
     mut reader: impl Read,
     length: u64,
+    sparse: bool,
     expected_sha256: Option<&str>,
     cancel: &CancellationToken,
     label: &str,
 ) -> Result<(), UploadError> {
     let stream = Stream::new(conn, 0).map_err(|e| HostError::call(format!("open a stream for {label}"), e))?;
-    if let Err(e) = vol.upload(&stream, 0, length, sys::VIR_STORAGE_VOL_UPLOAD_SPARSE_STREAM) {
+    let flags = if sparse { sys::VIR_STORAGE_VOL_UPLOAD_SPARSE_STREAM } else { 0 };
+    if let Err(e) = vol.upload(&stream, 0, length, flags) {
         let _ = stream.abort();
         return Err(HostError::call(format!("start the upload into {label}"), e).into());
     }
     let hasher = expected_sha256.map(|_| Hasher::start());
-    let sent = send_all(&stream, &mut reader, length, hasher.as_ref(), cancel, label);
+    let sent = send_all(&stream, &mut reader, length, sparse, hasher.as_ref(), cancel, label);
     let digest = hasher.map(Hasher::finish);
     let checked = sent.and_then(|()| match (expected_sha256, digest) {
         (Some(expected), Some(actual)) if !expected.eq_ignore_ascii_case(&actual) => {
@@ -200,6 +202,7 @@ fn send_all(
     stream: &Stream,
     reader: &mut impl Read,
     length: u64,
+    sparse: bool,
     hasher: Option<&Hasher>,
     cancel: &CancellationToken,
     label: &str,
@@ -225,7 +228,11 @@ fn send_all(
         if let Some(h) = hasher {
             h.feed(chunk.clone());
         }
-        send_chunk(stream, &chunk, label)?;
+        if sparse {
+            send_chunk(stream, &chunk, label)?;
+        } else {
+            send_data(stream, &chunk, label)?;
+        }
         sent += n as u64;
         if last_report.elapsed() >= PROGRESS_EVERY {
             last_report = Instant::now();

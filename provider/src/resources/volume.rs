@@ -343,7 +343,7 @@ impl Volume {
         let uploaded = host
             .call_once(move |conn| {
                 let vol = lookup_vol(&lookup_pool(conn, &p)?, &p, &n)?;
-                Ok(upload::upload(conn, &vol, opened.reader, opened.length, expected.as_deref(), &cancel, &l))
+                Ok(upload::upload(conn, &vol, opened.reader, opened.length, opened.sparse, expected.as_deref(), &cancel, &l))
             })
             .await;
         match uploaded {
