@@ -1,7 +1,9 @@
 //! GitOps bootstrap engine for the KVM Terraform provider.
 //!
-//! * [`sealing`]: Bitnami Sealed Secrets compatible sealing keys, certificates and sealing.
+//! * [`sealing`]: Bitnami Sealed Secrets compatible sealing keys, certificates and sealing;
+//! * [`hostkey`]: SSH host keys generated for instances, so connections pin them.
 
 #![warn(missing_docs)]
 
+pub mod hostkey;
 pub mod sealing;
