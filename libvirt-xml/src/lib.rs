@@ -1,7 +1,7 @@
 //! Typed libvirt XML documents.
 //!
-//! Every document libvirt exchanges as XML (storage pools, volumes, networks, host and domain
-//! capabilities) has a Rust struct here. Documents are built from and parsed into those structs
+//! Every document libvirt exchanges as XML (domains, storage pools, volumes, networks, host and
+//! domain capabilities) has a Rust struct here. Documents are built from and parsed into those structs
 //! with serde and quick-xml, never assembled from string templates, so what the provider sends is
 //! always well-formed and escaped.
 //!
@@ -28,6 +28,7 @@
 #![warn(missing_docs)]
 
 pub mod capabilities;
+pub mod domain;
 pub mod domcaps;
 pub mod network;
 pub mod pool;
@@ -39,9 +40,16 @@ mod yes_no;
 use quick_xml::events::Event;
 use quick_xml::Reader;
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use size::Capacity;
+
+/// An empty element whose presence is the information, like `<lazy_refcounts/>` in a volume or
+/// `<acpi/>` and `<readonly/>` in a domain.
+///
+/// Attributes some libvirt versions put on such elements (e.g. `<apic eoi='on'/>`) are ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Flag {}
 
 /// Everything that can go wrong turning structs into libvirt XML and back.
 ///

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::{Capacity, Document};
 
 pub use crate::pool::{Format, Permissions};
+pub use crate::Flag;
 
 /// A storage volume definition.
 ///
@@ -71,10 +72,6 @@ pub struct VolumeFeatures {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lazy_refcounts: Option<Flag>,
 }
-
-/// An empty element whose presence is the information, like `<lazy_refcounts/>`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct Flag {}
 
 /// The `<backingStore>` of an overlay volume.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -1,6 +1,7 @@
 //! Broken input must come back as an `Error`, never as a panic or a silently wrong value.
 
 use libvirt_xml::capabilities::Capabilities;
+use libvirt_xml::domain::Domain;
 use libvirt_xml::domcaps::DomainCapabilities;
 use libvirt_xml::network::{DhcpHost, DnsHost, Network};
 use libvirt_xml::pool::StoragePool;
@@ -44,6 +45,13 @@ fn bad_values_are_errors() {
         "<network><name>n</name><forward><nat><port start='1' end='70000'/></nat></forward></network>",
     );
     parse_error::<StorageVolume>("<volume><capacity>1</capacity></volume>");
+    parse_error::<Domain>(
+        "<domain type='kvm'><name>d</name><memory>1</memory><vcpu>two</vcpu><os><type>hvm</type></os></domain>",
+    );
+    parse_error::<Domain>(
+        "<domain type='kvm'><name>d</name><memory>1</memory><vcpu>1</vcpu><os><type>hvm</type></os>\
+         <devices><disk type='file'><source file='/a'/></disk></devices></domain>",
+    );
     parse_error::<DomainCapabilities>(
         "<domainCapabilities><domain>kvm</domain><arch>x86_64</arch><os supported='maybe'/></domainCapabilities>",
     );
@@ -80,6 +88,7 @@ fn truncated_fixtures_are_errors() {
     }
     check::<Capabilities>(include_str!("fixtures/capabilities.xml"), "capabilities");
     check::<DomainCapabilities>(include_str!("fixtures/domcaps-kvm.xml"), "domainCapabilities");
+    check::<Domain>(include_str!("fixtures/domain-main.xml"), "domain");
     check::<Network>(include_str!("fixtures/network-nat-active.xml"), "network");
     check::<StoragePool>(include_str!("fixtures/pool-dir.xml"), "pool");
     check::<StorageVolume>(include_str!("fixtures/volume-overlay.xml"), "volume");
