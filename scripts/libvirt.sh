@@ -41,8 +41,10 @@ libvirt_install() {
   #   iproute2: `ip netns`; procps: pgrep; openssh-client: ssh into guests, ssh-keygen;
   #   debootstrap + e2fsprogs: the guest image (scripts/guest-image.sh, `mkfs.ext4 -d`);
   #   openssh-server: an sshd the remote-host tests start on loopback inside the namespace
-  #     (qemu+libssh:// with a pinned host key); no system-wide sshd is started.
-  local others=(dnsmasq-base nftables iproute2 procps openssh-client openssh-server debootstrap e2fsprogs)
+  #     (qemu+libssh:// with a pinned host key); no system-wide sshd is started;
+  #   dosfstools + mtools: independent readers (fsck.fat, mdir, mtype) of the cloud-init seeds we write.
+  local others=(dnsmasq-base nftables iproute2 procps openssh-client openssh-server debootstrap e2fsprogs
+    dosfstools mtools)
   local missing=() pkg
 
   for pkg in "${backports[@]}" "${others[@]}"; do
