@@ -126,7 +126,7 @@ pub fn image_dir() -> PathBuf {
 /// Unique names for one test's libvirt objects: `kvmt-<test>-<pid>` (plus `-<n>` when the same
 /// test name is taken again in this process), so tests running in parallel, in one process or in
 /// several test binaries, never touch each other's objects.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct TestPrefix(String);
 
 impl TestPrefix {
@@ -154,6 +154,16 @@ impl TestPrefix {
     /// `<prefix>-<suffix>`: a name for one object.
     pub fn name(&self, suffix: &str) -> String {
         format!("{}-{suffix}", self.0)
+    }
+}
+
+/// A test that panics half-way never reaches its leak check; whatever it created is removed when
+/// its prefix goes out of scope during the unwind, so later runs start clean.
+impl Drop for TestPrefix {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            cleanup(&self.0);
+        }
     }
 }
 
