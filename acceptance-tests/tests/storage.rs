@@ -165,6 +165,15 @@ fn pool_with_foreign_volumes_is_not_deleted_unless_forced() {
     let ws = Workspace::new(&config(&pool_block(&prefix, "")));
     ws.init().ok();
     ws.apply(&[]).ok();
+
+    // Stopped outside Terraform: the plan starts it again.
+    virsh_ok(&["pool-destroy", &pool]);
+    let plan = ws.plan(&[]);
+    assert_eq!(plan.code, 2, "{}", plan.all());
+    assert!(plan.stdout.contains("active") && plan.stdout.contains("false -> true"), "{}", plan.stdout);
+    ws.apply(&[]).ok();
+    assert!(virsh_ok(&["pool-info", &pool]).lines().any(|l| l.starts_with("State:") && l.ends_with("running")));
+
     virsh_ok(&["vol-create-as", &pool, "stray.raw", "1M"]);
     let run = ws.destroy().failed();
     assert!(run.stderr.contains("Storage pool is not empty"), "{}", run.stderr);

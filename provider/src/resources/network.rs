@@ -64,6 +64,10 @@ impl Network {
                 .describe("Start the network when libvirtd starts. Default `true`.")
                 .default_value(Value::Bool(true)),
         )
+        .attribute(
+            Attribute::computed("active", Type::Bool)
+                .describe("Whether the network is running. A network stopped outside Terraform is started by the next apply."),
+        )
         .attribute(Attribute::computed("gateway", Type::String).describe("The host's address on the network (first address of `cidr`)."))
         .block(
             NestedBlock::new(
@@ -258,6 +262,7 @@ fn network_doc(attrs: &Attrs<'_>) -> Result<NetDoc, Diagnostic> {
 struct Observed {
     doc: NetDoc,
     autostart: bool,
+    active: bool,
 }
 
 fn observe(net: &virt::network::Network, name: &str) -> Result<Observed, HostError> {
@@ -265,7 +270,8 @@ fn observe(net: &virt::network::Network, name: &str) -> Result<Observed, HostErr
     let xml = net.xml_desc(sys::VIR_NETWORK_XML_INACTIVE).map_err(|e| HostError::call(format!("read network {name:?}"), e))?;
     let doc = NetDoc::from_xml(&xml).map_err(|e| HostError::Other(format!("network {name:?}: {e}")))?;
     let autostart = net.autostart().map_err(|e| HostError::call(format!("read autostart of {name:?}"), e))?;
-    Ok(Observed { doc, autostart })
+    let active = net.is_active().map_err(|e| HostError::call(format!("read state of {name:?}"), e))?;
+    Ok(Observed { doc, autostart, active })
 }
 
 fn prefix_of(ip: &Ip) -> Option<u8> {
@@ -283,6 +289,7 @@ fn fill(state: &mut Value, observed: &Observed) {
     set_attr(state, "domain", doc.domain.as_ref().map(|d| Value::string(d.name.clone())).unwrap_or(Value::Null));
     set_attr(state, "mtu", doc.mtu.as_ref().map(|m| int(i64::from(m.size))).unwrap_or(Value::Null));
     set_attr(state, "autostart", Value::Bool(observed.autostart));
+    set_attr(state, "active", Value::Bool(observed.active));
     let ip = doc.ips.iter().find(|ip| ip.family.as_deref().unwrap_or("ipv4") == "ipv4");
     let cidr = ip.and_then(|ip| {
         let addr: Ipv4Addr = ip.address.parse().ok()?;
@@ -491,6 +498,8 @@ impl Resource for Network {
             _ => {}
         }
         if !prior.is_null() {
+            // A network is meant to run: one stopped outside Terraform plans an update that starts it.
+            set_attr(planned, "active", Value::Bool(true));
             let restart: Vec<&str> = ["domain", "mtu"].into_iter().filter(|a| prior.get_attr(a) != planned.get_attr(a)).collect();
             if !restart.is_empty() {
                 diags.push(Diagnostic::warning(

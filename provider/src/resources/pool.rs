@@ -65,6 +65,10 @@ impl Pool {
                 )
                 .default_value(Value::Bool(false)),
         )
+        .attribute(
+            Attribute::computed("active", Type::Bool)
+                .describe("Whether the pool is running. A pool stopped outside Terraform is started by the next apply."),
+        )
         .attribute(Attribute::computed("capacity", Type::Number).describe("Size of the filesystem, in bytes."))
         .attribute(Attribute::computed("allocation", Type::Number).describe("Bytes allocated to volumes."))
         .attribute(Attribute::computed("available", Type::Number).describe("Bytes free for new volumes."));
@@ -118,6 +122,7 @@ fn pool_xml(attrs: &Attrs<'_>, uuid: Option<&str>) -> Result<String, Diagnostic>
 struct Observed {
     doc: StoragePool,
     autostart: bool,
+    active: bool,
 }
 
 fn observe(pool: &VirPool, name: &str) -> Result<Observed, HostError> {
@@ -129,7 +134,8 @@ fn observe(pool: &VirPool, name: &str) -> Result<Observed, HostError> {
     let xml = pool.xml_desc(0).map_err(|e| HostError::call(format!("read pool {name:?}"), e))?;
     let doc = StoragePool::from_xml(&xml).map_err(|e| HostError::Other(format!("pool {name:?}: {e}")))?;
     let autostart = pool.autostart().map_err(|e| HostError::call(format!("read pool {name:?} autostart"), e))?;
-    Ok(Observed { doc, autostart })
+    let active = pool.is_active().map_err(|e| HostError::call(format!("read state of pool {name:?}"), e))?;
+    Ok(Observed { doc, autostart, active })
 }
 
 async fn lookup(ctx: &Context, name: &str) -> Result<Option<Observed>, Diagnostic> {
@@ -162,6 +168,7 @@ fn fill(state: &mut Value, observed: &Observed) {
     set_attr(state, "owner", number(perms.owner));
     set_attr(state, "group", number(perms.group));
     set_attr(state, "autostart", Value::Bool(observed.autostart));
+    set_attr(state, "active", Value::Bool(observed.active));
     let size = |c: &Option<Capacity>| c.as_ref().and_then(|c| c.bytes().ok()).map(bytes).unwrap_or(bytes(0));
     set_attr(state, "capacity", size(&doc.capacity));
     set_attr(state, "allocation", size(&doc.allocation));
@@ -179,6 +186,10 @@ impl Resource for Pool {
     }
 
     async fn modify_plan(&self, _ctx: &Context, prior: &Value, _config: &Value, planned: &mut Value) -> Diagnostics {
+        // A pool is meant to run: one stopped outside Terraform plans an update that starts it.
+        if !prior.is_null() {
+            set_attr(planned, "active", Value::Bool(true));
+        }
         // Free space moves all the time: an update reports it afresh, so it is unknown until then.
         if !prior.is_null() && prior != planned {
             for attr in ["capacity", "allocation", "available"] {
