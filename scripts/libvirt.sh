@@ -27,6 +27,18 @@ _libvirt_sh_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 _libvirt_log() { printf '[libvirt] %s\n' "$*" >&2; }
 
+# Runs a self-daemonising command with nothing inherited but /dev/null on 0-2: a daemon that
+# kept a caller's pipe open (cargo's, Terraform's) would make that caller wait for EOF forever.
+_libvirt_detached() {
+  (
+    for fd in /proc/self/fd/*; do
+      n=${fd##*/}
+      ((n > 2)) && eval "exec $n>&-"
+    done 2>/dev/null
+    exec "$@"
+  ) </dev/null >/dev/null 2>&1
+}
+
 # The versions the project is written against (ENVIRONMENT.md): only bookworm-backports has them.
 LIBVIRT_MIN_VERSION=11.3.0
 QEMU_MIN_VERSION=1:10.0.0
@@ -116,12 +128,12 @@ libvirt_start() {
   # virtlogd collects the guests' console and QEMU logs; libvirtd refuses to start guests without it.
   # One is enough whatever namespace it runs in (it only talks over its unix socket).
   if [[ -z "$(_libvirt_daemons virtlogd)" ]]; then
-    ip netns exec "$ns" virtlogd -d
+    _libvirt_detached ip netns exec "$ns" virtlogd -d
   fi
 
   if [[ -z "$found" ]]; then
     _libvirt_log "starting libvirtd in network namespace $ns"
-    ip netns exec "$ns" libvirtd -d
+    _libvirt_detached ip netns exec "$ns" libvirtd -d
   fi
 
   local i
