@@ -54,9 +54,10 @@ libvirt_install() {
   #   debootstrap + e2fsprogs: the guest image (scripts/guest-image.sh, `mkfs.ext4 -d`);
   #   openssh-server: an sshd the remote-host tests start on loopback inside the namespace
   #     (qemu+libssh:// with a pinned host key); no system-wide sshd is started;
-  #   dosfstools + mtools: independent readers (fsck.fat, mdir, mtype) of the cloud-init seeds we write.
+  #   dosfstools + mtools: independent readers (fsck.fat, mdir, mtype) of the cloud-init seeds we write;
+  #   openssl: the independent verifier of the k3s cluster PKI the bootstrap generates.
   local others=(dnsmasq-base nftables iproute2 procps openssh-client openssh-server debootstrap e2fsprogs
-    dosfstools mtools)
+    dosfstools mtools openssl)
   local missing=() pkg
 
   for pkg in "${backports[@]}" "${others[@]}"; do

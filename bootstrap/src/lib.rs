@@ -1,9 +1,13 @@
 //! GitOps bootstrap engine for the KVM Terraform provider.
 //!
 //! * [`sealing`]: Bitnami Sealed Secrets compatible sealing keys, certificates and sealing;
-//! * [`hostkey`]: SSH host keys generated for instances, so connections pin them.
+//! * [`hostkey`]: SSH host keys generated for instances, so connections pin them;
+//! * [`k3s`]: k3s node config.yaml, install plans (online / air-gap) and the pre-generated cluster PKI;
+//! * [`manifests`]: typed Kubernetes objects (Secrets, Argo CD, Flux) the bootstrap applies, as YAML.
 
 #![warn(missing_docs)]
 
 pub mod hostkey;
+pub mod k3s;
+pub mod manifests;
 pub mod sealing;

@@ -20,7 +20,7 @@ mod backup;
 mod der;
 mod keys;
 mod manifest;
-mod yaml;
+pub(crate) mod yaml;
 
 use std::fmt;
 use std::str::FromStr;

@@ -1,0 +1,643 @@
+//! The cluster PKI k3s would create at first start, generated ahead of time.
+//!
+//! k3s skips its own CA generation when the CA files already exist in
+//! `<data-dir>/server/tls/` at the first start of the first server (k3s docs/cli/certificate.md,
+//! "Using Custom CA Certificates"; pkg/daemons/control/deps/deps.go `createSigningCertKey`
+//! returns early when both files exist). The required files are:
+//!
+//! | file | what |
+//! |---|---|
+//! | `server-ca.crt` / `.key` | signs the API server and kubelet serving certificates |
+//! | `client-ca.crt` / `.key` | signs client certificates (admin, kubelets, controllers) |
+//! | `request-header-ca.crt` / `.key` | API aggregation (front proxy) |
+//! | `etcd/server-ca.crt` / `.key` | etcd client/server (required even without embedded etcd) |
+//! | `etcd/peer-ca.crt` / `.key` | etcd peer replication |
+//! | `service.key` | service-account token signing key (no certificate) |
+//!
+//! Key types follow what k3s generates itself: ECDSA P-256 CA keys written as SEC1
+//! `EC PRIVATE KEY` (dynamiclistener `LoadOrGenerateKeyFile`), self-signed CA certificates with
+//! CN `<prefix>-ca@<unix time>` (deps.go), and an RSA-2048 service-account key (dynamiclistener
+//! `NewPrivateKey`; k3s' contrib/util/generate-custom-ca-certs.sh also uses `genrsa 2048`),
+//! written as PKCS#1 `RSA PRIVATE KEY` like that script. RSA also keeps service-account tokens
+//! RS256, which every OIDC consumer accepts.
+//!
+//! Generating these in Terraform means the admin kubeconfig (client certificate `system:admin`
+//! in `system:masters`, signed by the client CA — what k3s itself issues) is known at plan
+//! time, and a recreated cluster that gets the same files back keeps its CAs, so existing
+//! kubeconfigs stay valid (k3sup #316: a recreated cluster with new CAs breaks merged
+//! kubeconfigs with "x509: certificate signed by unknown authority").
+//! [`PkiBundle`] is the form to keep in Terraform state; [`ClusterPki::from_bundle`] rebuilds
+//! (and checks) the PKI from it on later runs.
+
+use std::fmt;
+
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
+use base64::Engine as _;
+use time::OffsetDateTime;
+use x509_parser::prelude::FromDer;
+
+use super::config::{check_server_url, ConfigError, Token, DEFAULT_DATA_DIR};
+use super::yaml::quoted;
+use super::{sha256_hex, FilePlacement, MODE_PUBLIC, MODE_SECRET};
+
+/// Why the PKI could not be generated or rendered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PkiError {
+    /// The cluster name is unusable.
+    #[error("invalid cluster name {name:?}: {reason}")]
+    InvalidClusterName {
+        /// The name as given.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Validity options are out of range.
+    #[error("invalid validity: {0}")]
+    InvalidValidity(String),
+    /// The data directory is not an absolute path.
+    #[error("invalid data directory {0:?}: expected an absolute path")]
+    InvalidDataDir(String),
+    /// The kubeconfig server URL is malformed.
+    #[error(transparent)]
+    InvalidServerUrl(#[from] ConfigError),
+    /// A stored PKI bundle does not hold together.
+    #[error("invalid PKI bundle, {item}: {reason}")]
+    InvalidBundle {
+        /// Which entry (e.g. `client-ca`, `admin`, `service.key`).
+        item: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The crypto library failed.
+    #[error("generating the cluster PKI failed: {0}")]
+    Generate(String),
+}
+
+/// The five CAs k3s uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum CaKind {
+    /// `server-ca`: serving certificates.
+    Server,
+    /// `client-ca`: client certificates.
+    Client,
+    /// `request-header-ca`: API aggregation.
+    RequestHeader,
+    /// `etcd/server-ca`: etcd client/server.
+    EtcdServer,
+    /// `etcd/peer-ca`: etcd peers.
+    EtcdPeer,
+}
+
+impl CaKind {
+    /// All five, in file-list order.
+    pub const ALL: [CaKind; 5] =
+        [CaKind::Server, CaKind::Client, CaKind::RequestHeader, CaKind::EtcdServer, CaKind::EtcdPeer];
+
+    /// Path of the certificate/key relative to `<data-dir>/server/tls`, without extension.
+    pub fn file_stem(self) -> &'static str {
+        match self {
+            CaKind::Server => "server-ca",
+            CaKind::Client => "client-ca",
+            CaKind::RequestHeader => "request-header-ca",
+            CaKind::EtcdServer => "etcd/server-ca",
+            CaKind::EtcdPeer => "etcd/peer-ca",
+        }
+    }
+
+    /// The CN prefix k3s uses (`<prefix>-ca@<unix time>`, deps.go).
+    fn cn_prefix(self) -> &'static str {
+        match self {
+            CaKind::Server => "k3s-server",
+            CaKind::Client => "k3s-client",
+            CaKind::RequestHeader => "k3s-request-header",
+            CaKind::EtcdServer => "etcd-server",
+            CaKind::EtcdPeer => "etcd-peer",
+        }
+    }
+}
+
+/// Options for [`ClusterPki::generate_with`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PkiOptions {
+    /// CA validity in days (default 3650, as k3s' own CAs; k3s never renews CAs automatically).
+    pub ca_validity_days: u32,
+    /// Admin client certificate validity in days (default 365, as k3s' client certificates).
+    /// The kubeconfig stops working after that. Clamped to the client CA's lifetime.
+    pub admin_validity_days: u32,
+}
+
+impl Default for PkiOptions {
+    fn default() -> Self {
+        PkiOptions { ca_validity_days: 3650, admin_validity_days: 365 }
+    }
+}
+
+/// A certificate with its private key (PEM). `Debug` hides the key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CertKey {
+    cert_pem: String,
+    cert_der: Vec<u8>,
+    key_pem: String,
+}
+
+impl fmt::Debug for CertKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CertKey").field("cert_sha256", &sha256_hex(&self.cert_der)).field("key", &"<redacted>").finish()
+    }
+}
+
+impl CertKey {
+    /// The certificate, PEM (one `CERTIFICATE` block, LF, trailing newline).
+    pub fn cert_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    /// The certificate, DER.
+    pub fn cert_der(&self) -> &[u8] {
+        &self.cert_der
+    }
+
+    /// The private key, PEM (`EC PRIVATE KEY`, SEC1). Secret.
+    pub fn key_pem(&self) -> &str {
+        &self.key_pem
+    }
+}
+
+/// A CA with its rcgen signing state (only while generating).
+struct Signer {
+    params: rcgen::CertificateParams,
+    key: rcgen::KeyPair,
+    out: CertKey,
+}
+
+/// The cluster PKI: five CAs, the service-account key, and an admin client certificate.
+/// `Debug` shows certificate digests only.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClusterPki {
+    cluster_name: String,
+    cas: Vec<(CaKind, CertKey)>,
+    service_key_pem: String,
+    admin: CertKey,
+}
+
+impl fmt::Debug for ClusterPki {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("ClusterPki");
+        d.field("cluster_name", &self.cluster_name);
+        for (kind, ck) in &self.cas {
+            d.field(kind.file_stem(), ck);
+        }
+        d.field("service_key", &"<redacted>").field("admin", &self.admin).finish()
+    }
+}
+
+/// Encodes DER as PEM with LF line endings.
+fn to_pem(tag: &str, der: &[u8]) -> String {
+    let config = pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF);
+    pem::encode_config(&pem::Pem::new(tag, der.to_vec()), config)
+}
+
+fn gen_err(what: &str, e: impl fmt::Display) -> PkiError {
+    PkiError::Generate(format!("{what}: {e}"))
+}
+
+/// Random positive 128-bit serial (k3s uses 0 for its CAs; unique serials keep tools happy).
+fn serial() -> Result<rcgen::SerialNumber, PkiError> {
+    let mut s = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut s).map_err(|e| gen_err("random serial", e))?;
+    s[0] = (s[0] & 0x7f) | 0x40;
+    Ok(rcgen::SerialNumber::from_slice(&s))
+}
+
+/// A fresh ECDSA P-256 key: (rcgen signer, SEC1 PEM).
+fn ec_key() -> Result<(rcgen::KeyPair, String), PkiError> {
+    let kp = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_ASN1_SIGNING).map_err(|e| gen_err("P-256 key", e))?;
+    let sec1 = AsDer::<aws_lc_rs::encoding::EcPrivateKeyRfc5915Der>::as_der(&kp.private_key())
+        .map_err(|e| gen_err("SEC1 encoding", e))?;
+    let pkcs8 = kp.to_pkcs8v1().map_err(|e| gen_err("PKCS#8 encoding", e))?;
+    let signer = rcgen::KeyPair::try_from(pkcs8.as_ref()).map_err(|e| gen_err("loading the key", e))?;
+    Ok((signer, to_pem("EC PRIVATE KEY", sec1.as_ref())))
+}
+
+/// Reads one DER TLV at the start of `d`: (tag, contents, rest).
+fn der_tlv(d: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, d) = d.split_first()?;
+    let (&first, mut d) = d.split_first()?;
+    let len = if first < 0x80 {
+        usize::from(first)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 || d.len() < n {
+            return None;
+        }
+        let len = d[..n].iter().fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+        d = &d[n..];
+        len
+    };
+    (d.len() >= len).then(|| (tag, &d[..len], &d[len..]))
+}
+
+/// The PKCS#1 RSAPrivateKey inside a PKCS#8 PrivateKeyInfo (version, algorithm, OCTET STRING).
+fn pkcs8_to_pkcs1(pkcs8: &[u8]) -> Option<Vec<u8>> {
+    let (0x30, body, _) = der_tlv(pkcs8)? else { return None };
+    let (0x02, _, rest) = der_tlv(body)? else { return None };
+    let (0x30, _, rest) = der_tlv(rest)? else { return None };
+    let (0x04, key, _) = der_tlv(rest)? else { return None };
+    Some(key.to_vec())
+}
+
+fn now() -> Result<OffsetDateTime, PkiError> {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| gen_err("system clock before 1970", e))?
+        .as_secs();
+    OffsetDateTime::from_unix_timestamp(i64::try_from(secs).unwrap_or(i64::MAX)).map_err(|e| gen_err("current time", e))
+}
+
+/// Checks a cluster name: it names the kubeconfig cluster/context and goes into certificate
+/// subjects (O, at most 64 characters by X.520), so a lowercase RFC 1123 label.
+fn check_cluster_name(name: &str) -> Result<(), PkiError> {
+    let fail = |reason: &str| PkiError::InvalidClusterName { name: name.to_string(), reason: reason.to_string() };
+    if name.is_empty() || name.len() > 63 {
+        return Err(fail("it must have 1 to 63 characters"));
+    }
+    if !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+        return Err(fail("it may contain only lowercase letters, digits and '-'"));
+    }
+    if name.starts_with('-') || name.ends_with('-') {
+        return Err(fail("it must not start or end with '-'"));
+    }
+    Ok(())
+}
+
+/// Start of validity: one hour back, because freshly booted VMs often run a little behind the
+/// Terraform host, and a certificate "not yet valid" on the node fails TLS.
+const BACKDATE: time::Duration = time::Duration::hours(1);
+
+fn check_days(what: &str, days: u32) -> Result<time::Duration, PkiError> {
+    if days == 0 || days > 36500 {
+        return Err(PkiError::InvalidValidity(format!("{what} must be 1 to 36500 days, not {days}")));
+    }
+    Ok(time::Duration::days(i64::from(days)))
+}
+
+impl ClusterPki {
+    /// Generates the PKI with default options (CAs 10 years, admin certificate 1 year).
+    pub fn generate(cluster_name: &str) -> Result<ClusterPki, PkiError> {
+        Self::generate_with(cluster_name, &PkiOptions::default())
+    }
+
+    /// Generates the PKI. CA certificates: self-signed, CN `<prefix>-ca@<unix time>` as k3s,
+    /// O = cluster name, BasicConstraints CA:TRUE, key usage digitalSignature, keyEncipherment,
+    /// keyCertSign (as k3s), random serial.
+    pub fn generate_with(cluster_name: &str, opts: &PkiOptions) -> Result<ClusterPki, PkiError> {
+        check_cluster_name(cluster_name)?;
+        let ca_days = check_days("ca_validity_days", opts.ca_validity_days)?;
+        check_days("admin_validity_days", opts.admin_validity_days)?;
+        let now = now()?;
+        let mut cas = Vec::with_capacity(CaKind::ALL.len());
+        let mut client_ca = None;
+        for kind in CaKind::ALL {
+            let signer = new_ca(kind, cluster_name, now, ca_days)?;
+            cas.push((kind, signer.out.clone()));
+            if kind == CaKind::Client {
+                client_ca = Some(signer);
+            }
+        }
+        let client_ca = client_ca.ok_or_else(|| PkiError::Generate("client CA missing".into()))?;
+        let admin = issue_admin(&client_ca, now, opts.admin_validity_days)?;
+
+        let rsa = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+            .map_err(|e| gen_err("RSA-2048 service-account key", e))?;
+        let pkcs8 =
+            AsDer::<aws_lc_rs::encoding::Pkcs8V1Der>::as_der(&rsa).map_err(|e| gen_err("PKCS#8 encoding", e))?;
+        let pkcs1 = pkcs8_to_pkcs1(pkcs8.as_ref())
+            .ok_or_else(|| PkiError::Generate("unexpected PKCS#8 layout from the crypto library".into()))?;
+
+        Ok(ClusterPki {
+            cluster_name: cluster_name.to_string(),
+            cas,
+            service_key_pem: to_pem("RSA PRIVATE KEY", &pkcs1),
+            admin,
+        })
+    }
+
+    /// The cluster name given at generation.
+    pub fn cluster_name(&self) -> &str {
+        &self.cluster_name
+    }
+
+    /// One CA's certificate and key.
+    pub fn ca(&self, kind: CaKind) -> &CertKey {
+        // `cas` always holds all five kinds (built from CaKind::ALL); index by position.
+        let i = CaKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
+        &self.cas[i].1
+    }
+
+    /// Server CA certificate PEM: the `certificate-authority-data` of kubeconfigs.
+    pub fn server_ca_pem(&self) -> &str {
+        self.ca(CaKind::Server).cert_pem()
+    }
+
+    /// Client CA certificate PEM.
+    pub fn client_ca_pem(&self) -> &str {
+        self.ca(CaKind::Client).cert_pem()
+    }
+
+    /// The service-account signing key (`service.key`), PKCS#1 PEM. Secret.
+    pub fn service_key_pem(&self) -> &str {
+        &self.service_key_pem
+    }
+
+    /// The admin client certificate (CN `system:admin`, O `system:masters`) and key.
+    pub fn admin(&self) -> &CertKey {
+        &self.admin
+    }
+
+    /// SHA-256 (hex) of `server-ca.crt` as k3s serves it at `/cacerts`: the `<hash>` in secure
+    /// tokens `K10<hash>::server:<password>` (k3s docs/cli/token.md), with which joining nodes
+    /// pin the cluster CA instead of trusting the first server they reach.
+    pub fn server_ca_hash(&self) -> String {
+        sha256_hex(self.server_ca_pem().as_bytes())
+    }
+
+    /// The secure-format token for `password` (a short token). With custom CAs in place, even
+    /// the first server may use it (k3s docs/cli/token.md).
+    pub fn secure_token(&self, password: &Token) -> Result<Token, ConfigError> {
+        Token::new(format!("K10{}::server:{}", self.server_ca_hash(), password.expose()))
+    }
+
+    /// The files to place under the default data directory (`/var/lib/rancher/k3s`).
+    pub fn files(&self) -> Vec<FilePlacement> {
+        self.files_for(DEFAULT_DATA_DIR).unwrap_or_default()
+    }
+
+    /// The files to place under `<data_dir>/server/tls/`, certificates 0644 and keys 0600, in a
+    /// fixed order. Place them on the first server before k3s first starts; other servers get
+    /// the CAs from the datastore when they join.
+    pub fn files_for(&self, data_dir: &str) -> Result<Vec<FilePlacement>, PkiError> {
+        if !data_dir.starts_with('/') || data_dir.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(PkiError::InvalidDataDir(data_dir.to_string()));
+        }
+        let tls = format!("{}/server/tls", data_dir.trim_end_matches('/'));
+        let mut out = Vec::with_capacity(11);
+        for (kind, ck) in &self.cas {
+            let stem = kind.file_stem();
+            out.push(FilePlacement {
+                path: format!("{tls}/{stem}.crt"),
+                contents: ck.cert_pem.clone(),
+                mode: MODE_PUBLIC,
+                secret: false,
+            });
+            out.push(FilePlacement {
+                path: format!("{tls}/{stem}.key"),
+                contents: ck.key_pem.clone(),
+                mode: MODE_SECRET,
+                secret: true,
+            });
+        }
+        out.push(FilePlacement {
+            path: format!("{tls}/service.key"),
+            contents: self.service_key_pem.clone(),
+            mode: MODE_SECRET,
+            secret: true,
+        });
+        Ok(out)
+    }
+
+    /// An admin kubeconfig for `server_url` (`https://HOST:6443`): cluster, context and user named
+    /// after the cluster, server CA and admin client certificate/key embedded as base64 PEM.
+    /// Deterministic for a given PKI and URL. Contains the admin key: treat it as a secret.
+    pub fn kubeconfig(&self, server_url: &str) -> Result<String, PkiError> {
+        check_server_url(server_url)?;
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
+        let name = quoted(&self.cluster_name);
+        let user = quoted(&format!("{}-admin", self.cluster_name));
+        Ok(format!(
+            "apiVersion: v1\n\
+             kind: Config\n\
+             clusters:\n\
+             - name: {name}\n  \
+               cluster:\n    \
+                 server: {server}\n    \
+                 certificate-authority-data: {ca}\n\
+             users:\n\
+             - name: {user}\n  \
+               user:\n    \
+                 client-certificate-data: {cert}\n    \
+                 client-key-data: {key}\n\
+             contexts:\n\
+             - name: {name}\n  \
+               context:\n    \
+                 cluster: {name}\n    \
+                 user: {user}\n\
+             current-context: {name}\n\
+             preferences: {{}}\n",
+            server = quoted(server_url),
+            ca = b64(self.server_ca_pem()),
+            cert = b64(self.admin.cert_pem()),
+            key = b64(self.admin.key_pem()),
+        ))
+    }
+}
+
+/// The whole PKI as PEM strings, for Terraform state: store it after [`ClusterPki::generate`]
+/// and rebuild with [`ClusterPki::from_bundle`] on later runs, so a recreated cluster gets the
+/// same CAs (and existing kubeconfigs keep working). `Debug` hides the keys.
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PkiBundle {
+    /// Cluster name.
+    pub cluster_name: String,
+    /// `server-ca.crt` / `server-ca.key`.
+    pub server_ca: PemPair,
+    /// `client-ca.crt` / `client-ca.key`.
+    pub client_ca: PemPair,
+    /// `request-header-ca.crt` / `request-header-ca.key`.
+    pub request_header_ca: PemPair,
+    /// `etcd/server-ca.crt` / `etcd/server-ca.key`.
+    pub etcd_server_ca: PemPair,
+    /// `etcd/peer-ca.crt` / `etcd/peer-ca.key`.
+    pub etcd_peer_ca: PemPair,
+    /// `service.key` (RSA, PKCS#1 PEM).
+    pub service_key_pem: String,
+    /// Admin client certificate and key.
+    pub admin: PemPair,
+}
+
+/// A certificate and its key, PEM.
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PemPair {
+    /// Certificate PEM (one `CERTIFICATE` block).
+    pub cert_pem: String,
+    /// Private key PEM (`EC PRIVATE KEY`, P-256). Secret.
+    pub key_pem: String,
+}
+
+impl fmt::Debug for PemPair {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PemPair").field("cert_pem", &self.cert_pem).field("key_pem", &"<redacted>").finish()
+    }
+}
+
+impl fmt::Debug for PkiBundle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PkiBundle")
+            .field("cluster_name", &self.cluster_name)
+            .field("server_ca", &self.server_ca)
+            .field("client_ca", &self.client_ca)
+            .field("request_header_ca", &self.request_header_ca)
+            .field("etcd_server_ca", &self.etcd_server_ca)
+            .field("etcd_peer_ca", &self.etcd_peer_ca)
+            .field("service_key_pem", &"<redacted>")
+            .field("admin", &self.admin)
+            .finish()
+    }
+}
+
+/// The single PEM block with `tag` in `text`.
+fn single_block(item: &str, text: &str, tag: &str) -> Result<Vec<u8>, PkiError> {
+    let fail = |reason: String| PkiError::InvalidBundle { item: item.to_string(), reason };
+    let blocks = pem::parse_many(text).map_err(|e| fail(format!("not PEM: {e}")))?;
+    match blocks.as_slice() {
+        [b] if b.tag() == tag => Ok(b.contents().to_vec()),
+        [b] => Err(fail(format!("expected a {tag:?} PEM block, found {:?}", b.tag()))),
+        [] => Err(fail(format!("no PEM block (expected {tag:?})"))),
+        more => Err(fail(format!("expected one PEM block, found {}", more.len()))),
+    }
+}
+
+/// Checks a certificate/EC-key pair and returns it in canonical PEM, plus the certificate's
+/// subject DER (to check issuers) and whether it is a CA.
+fn adopt_pair(item: &str, pair: &PemPair) -> Result<(CertKey, Vec<u8>, Vec<u8>, bool), PkiError> {
+    let fail = |reason: String| PkiError::InvalidBundle { item: item.to_string(), reason };
+    let der = single_block(item, &pair.cert_pem, "CERTIFICATE")?;
+    let (rest, cert) =
+        x509_parser::prelude::X509Certificate::from_der(&der).map_err(|e| fail(format!("invalid certificate: {e}")))?;
+    if !rest.is_empty() {
+        return Err(fail("trailing bytes after the certificate".into()));
+    }
+    let is_ca = cert.basic_constraints().ok().flatten().is_some_and(|bc| bc.value.ca);
+    let key_der = single_block(item, &pair.key_pem, "EC PRIVATE KEY")?;
+    let key = EcdsaKeyPair::from_private_key_der(&ECDSA_P256_SHA256_ASN1_SIGNING, &key_der)
+        .map_err(|_| fail("the key is not a usable ECDSA P-256 key (SEC1 \"EC PRIVATE KEY\")".into()))?;
+    use aws_lc_rs::signature::KeyPair as _;
+    if key.public_key().as_ref() != cert.public_key().subject_public_key.data.as_ref() {
+        return Err(fail("the key does not belong to the certificate".into()));
+    }
+    let ck = CertKey {
+        cert_pem: to_pem("CERTIFICATE", &der),
+        cert_der: der.clone(),
+        key_pem: to_pem("EC PRIVATE KEY", &key_der),
+    };
+    Ok((ck, cert.subject().as_raw().to_vec(), cert.issuer().as_raw().to_vec(), is_ca))
+}
+
+impl ClusterPki {
+    /// The PKI as PEM strings (see [`PkiBundle`]).
+    pub fn to_bundle(&self) -> PkiBundle {
+        let pair =
+            |kind: CaKind| PemPair { cert_pem: self.ca(kind).cert_pem.clone(), key_pem: self.ca(kind).key_pem.clone() };
+        PkiBundle {
+            cluster_name: self.cluster_name.clone(),
+            server_ca: pair(CaKind::Server),
+            client_ca: pair(CaKind::Client),
+            request_header_ca: pair(CaKind::RequestHeader),
+            etcd_server_ca: pair(CaKind::EtcdServer),
+            etcd_peer_ca: pair(CaKind::EtcdPeer),
+            service_key_pem: self.service_key_pem.clone(),
+            admin: PemPair { cert_pem: self.admin.cert_pem.clone(), key_pem: self.admin.key_pem.clone() },
+        }
+    }
+
+    /// Rebuilds the PKI from a stored bundle, checking that every CA certificate is a CA with a
+    /// matching P-256 key, that the admin certificate was issued by the client CA and matches its
+    /// key, and that `service.key` is an RSA key. Does not check expiry (an expired admin
+    /// certificate is still worth adopting to keep the CAs).
+    pub fn from_bundle(bundle: &PkiBundle) -> Result<ClusterPki, PkiError> {
+        check_cluster_name(&bundle.cluster_name)?;
+        let mut cas = Vec::with_capacity(5);
+        let mut client_subject = Vec::new();
+        for (kind, pair) in [
+            (CaKind::Server, &bundle.server_ca),
+            (CaKind::Client, &bundle.client_ca),
+            (CaKind::RequestHeader, &bundle.request_header_ca),
+            (CaKind::EtcdServer, &bundle.etcd_server_ca),
+            (CaKind::EtcdPeer, &bundle.etcd_peer_ca),
+        ] {
+            let (ck, subject, _, is_ca) = adopt_pair(kind.file_stem(), pair)?;
+            if !is_ca {
+                return Err(PkiError::InvalidBundle {
+                    item: kind.file_stem().to_string(),
+                    reason: "the certificate is not a CA (BasicConstraints CA:TRUE missing)".into(),
+                });
+            }
+            if kind == CaKind::Client {
+                client_subject = subject;
+            }
+            cas.push((kind, ck));
+        }
+        let (admin, _, issuer, _) = adopt_pair("admin", &bundle.admin)?;
+        if issuer != client_subject {
+            return Err(PkiError::InvalidBundle {
+                item: "admin".into(),
+                reason: "the certificate was not issued by the client CA".into(),
+            });
+        }
+        let sk = single_block("service.key", &bundle.service_key_pem, "RSA PRIVATE KEY")?;
+        aws_lc_rs::rsa::KeyPair::from_der(&sk).map_err(|_| PkiError::InvalidBundle {
+            item: "service.key".into(),
+            reason: "not a usable PKCS#1 RSA private key".into(),
+        })?;
+        Ok(ClusterPki {
+            cluster_name: bundle.cluster_name.clone(),
+            cas,
+            service_key_pem: to_pem("RSA PRIVATE KEY", &sk),
+            admin,
+        })
+    }
+}
+
+fn new_ca(kind: CaKind, cluster_name: &str, now: OffsetDateTime, days: time::Duration) -> Result<Signer, PkiError> {
+    let (key, key_pem) = ec_key()?;
+    let mut params = rcgen::CertificateParams::default();
+    params.not_before = now - BACKDATE;
+    params.not_after = now + days;
+    params.serial_number = Some(serial()?);
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, format!("{}-ca@{}", kind.cn_prefix(), now.unix_timestamp()));
+    params.distinguished_name.push(rcgen::DnType::OrganizationName, cluster_name);
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        rcgen::KeyUsagePurpose::DigitalSignature,
+        rcgen::KeyUsagePurpose::KeyEncipherment,
+        rcgen::KeyUsagePurpose::KeyCertSign,
+    ];
+    let cert = params.self_signed(&key).map_err(|e| gen_err("self-signing a CA", e))?;
+    let der = cert.der().to_vec();
+    Ok(Signer { params, key, out: CertKey { cert_pem: to_pem("CERTIFICATE", &der), cert_der: der, key_pem } })
+}
+
+/// The admin client certificate, as k3s issues `client-admin.crt`: CN `system:admin`,
+/// O `system:masters`, extended key usage clientAuth.
+fn issue_admin(ca: &Signer, now: OffsetDateTime, days: u32) -> Result<CertKey, PkiError> {
+    let (key, key_pem) = ec_key()?;
+    let mut params = rcgen::CertificateParams::default();
+    params.not_before = now - BACKDATE;
+    // Never beyond the CA: a chain is only as valid as its shortest link.
+    params.not_after = (now + time::Duration::days(i64::from(days))).min(ca.params.not_after);
+    params.serial_number = Some(serial()?);
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params.distinguished_name.push(rcgen::DnType::OrganizationName, "system:masters");
+    params.distinguished_name.push(rcgen::DnType::CommonName, "system:admin");
+    params.is_ca = rcgen::IsCa::ExplicitNoCa;
+    params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature, rcgen::KeyUsagePurpose::KeyEncipherment];
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    params.use_authority_key_identifier_extension = true;
+    let issuer = rcgen::Issuer::from_params(&ca.params, &ca.key);
+    let cert = params.signed_by(&key, &issuer).map_err(|e| gen_err("signing the admin certificate", e))?;
+    let der = cert.der().to_vec();
+    Ok(CertKey { cert_pem: to_pem("CERTIFICATE", &der), cert_der: der, key_pem })
+}

@@ -1,0 +1,9 @@
+//! Integration tests of `kvm_bootstrap::manifests`: every object against its CRD's
+//! openAPIV3Schema (or the core/v1 shape), YAML read-back, the sealing key Secret, multi-document
+//! streams, and Debug output without secret material.
+
+mod common;
+mod corev1;
+mod crd;
+mod kubectl;
+mod stream;
