@@ -11,3 +11,4 @@ pub mod hostkey;
 pub mod k3s;
 pub mod manifests;
 pub mod sealing;
+mod yaml;

@@ -15,8 +15,8 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::net::IpAddr;
 
-use super::yaml::quoted;
 use super::{sha256_hex, FilePlacement, MODE_EXECUTABLE, MODE_PUBLIC, MODE_SECRET};
+use crate::yaml::quoted;
 
 /// Where k3s reads its configuration file by default.
 pub const CONFIG_PATH: &str = "/etc/rancher/k3s/config.yaml";

@@ -11,7 +11,6 @@
 
 pub mod config;
 pub mod pki;
-mod yaml;
 
 /// Mode for files that hold secrets (keys, token) or that k3s itself writes 0600.
 pub const MODE_SECRET: u32 = 0o600;

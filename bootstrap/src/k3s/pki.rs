@@ -38,8 +38,8 @@ use time::OffsetDateTime;
 use x509_parser::prelude::FromDer;
 
 use super::config::{check_server_url, ConfigError, Token, DEFAULT_DATA_DIR};
-use super::yaml::quoted;
 use super::{sha256_hex, FilePlacement, MODE_PUBLIC, MODE_SECRET};
+use crate::yaml::quoted;
 
 /// Why the PKI could not be generated or rendered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -220,7 +220,7 @@ pub trait Manifest {
     fn to_value(&self) -> Value;
     /// The object as one YAML document (no `---` marker), keys sorted, ambiguous strings quoted.
     fn to_yaml(&self) -> String {
-        crate::sealing::yaml::to_yaml(&self.to_value())
+        crate::yaml::to_yaml(&self.to_value())
     }
 }
 

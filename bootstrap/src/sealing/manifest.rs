@@ -187,7 +187,7 @@ impl SealedSecret {
     /// date or null (`yes`, `on`, `1_000`, `2026-01-01`, ...) are double-quoted.
     pub fn to_yaml(&self) -> String {
         // Serialising these plain structs of strings and maps cannot fail.
-        super::yaml::to_yaml(&serde_json::to_value(self).expect("SealedSecret serialises"))
+        crate::yaml::to_yaml(&serde_json::to_value(self).expect("SealedSecret serialises"))
     }
 
     /// The manifest as pretty JSON (fields in declaration order: apiVersion, kind, metadata, spec).

@@ -20,7 +20,6 @@ mod backup;
 mod der;
 mod keys;
 mod manifest;
-pub(crate) mod yaml;
 
 use std::fmt;
 use std::str::FromStr;

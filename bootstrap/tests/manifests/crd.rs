@@ -7,53 +7,6 @@ use serde_json::{json, Value};
 
 use crate::common::*;
 
-/// The openAPIV3Schema of the version `api_version` names, from a CRD file; also asserts that
-/// the CRD serves that version and stores it.
-fn openapi_schema(file: &str, api_version: &str) -> Value {
-    let crd: Value = serde_norway::from_str(&read_shared(&format!("crds/{file}"))).expect("CRD is YAML");
-    let (group, version) = api_version.split_once('/').unwrap();
-    assert_eq!(crd["spec"]["group"], group, "{file}");
-    let versions = crd["spec"]["versions"].as_array().unwrap();
-    let v = versions.iter().find(|v| v["name"] == version).unwrap_or_else(|| panic!("{file} has no {version}"));
-    assert_eq!(v["served"], true, "{file} {version} served");
-    assert_eq!(v["storage"], true, "{file} {version} is the storage version");
-    v["schema"]["openAPIV3Schema"].clone()
-}
-
-/// OpenAPI v3 structural schema → JSON Schema: `nullable: true` becomes a `null` type
-/// alternative; `x-kubernetes-*` keywords are left for the checker to ignore. (Same conversion
-/// as the SealedSecret CRD test.)
-fn to_json_schema(schema: &Value) -> Value {
-    match schema {
-        Value::Object(map) => {
-            let mut out = serde_json::Map::new();
-            for (k, v) in map {
-                match k.as_str() {
-                    "properties" => {
-                        let props =
-                            v.as_object().unwrap().iter().map(|(pk, pv)| (pk.clone(), to_json_schema(pv))).collect();
-                        out.insert(k.clone(), Value::Object(props));
-                    }
-                    "additionalProperties" | "items" => {
-                        out.insert(k.clone(), to_json_schema(v));
-                    }
-                    "nullable" => {}
-                    _ => {
-                        out.insert(k.clone(), v.clone());
-                    }
-                }
-            }
-            if map.get("nullable") == Some(&Value::Bool(true)) {
-                if let Some(Value::String(t)) = map.get("type") {
-                    out.insert("type".into(), json!([t, "null"]));
-                }
-            }
-            Value::Object(out)
-        }
-        other => other.clone(),
-    }
-}
-
 /// Fields not declared where the schema lists `properties` (and does not preserve unknown
 /// fields): the API server would silently prune them, so a misspelt field would be lost.
 fn undeclared_fields(schema: &Value, value: &Value, path: &str, out: &mut Vec<String>) {
@@ -82,7 +35,7 @@ fn undeclared_fields(schema: &Value, value: &Value, path: &str, out: &mut Vec<St
 /// Validates each object's YAML (parsed back) against the CRD; returns the parsed documents.
 fn check_against_crd(file: &str, objects: &[&dyn Manifest], broken: Value) -> Vec<Value> {
     let api_version = objects[0].api_version();
-    let schema = to_json_schema(&openapi_schema(file, api_version));
+    let schema = crate::crd_schema::crd_json_schema(file, api_version);
     let validator = jsonschema::validator_for(&schema).expect("CRD schema compiles as JSON Schema");
     // The checker really checks.
     assert!(!validator.is_valid(&broken), "{file}: a broken object passed");

@@ -5,5 +5,7 @@
 mod common;
 mod corev1;
 mod crd;
+#[path = "../support/crd_schema.rs"]
+mod crd_schema;
 mod kubectl;
 mod stream;

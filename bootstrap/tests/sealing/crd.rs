@@ -2,64 +2,11 @@
 //! deterministically, and read back.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use kvm_bootstrap::sealing::{seal_secret, Scope, SealedSecret, SecretSpec};
 use serde_json::Value;
 
 use crate::common::{sample_values, test_key};
-
-fn crd_path() -> PathBuf {
-    let path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/crds/bitnami.com_sealedsecrets.yaml"));
-    assert!(
-        path.is_file(),
-        "SealedSecret CRD not found at {}: these tests need shared/ beside the repository clone",
-        path.display()
-    );
-    path
-}
-
-/// The v1alpha1 openAPIV3Schema of the CRD, as JSON.
-fn openapi_schema() -> Value {
-    let text = std::fs::read_to_string(crd_path()).unwrap();
-    let crd: Value = serde_norway::from_str(&text).expect("CRD is YAML");
-    let versions = crd["spec"]["versions"].as_array().unwrap();
-    let v1alpha1 = versions.iter().find(|v| v["name"] == "v1alpha1").expect("v1alpha1 in CRD");
-    v1alpha1["schema"]["openAPIV3Schema"].clone()
-}
-
-/// OpenAPI v3 structural schema → JSON Schema: `nullable: true` becomes a `null` type alternative;
-/// `x-kubernetes-*` keywords and `format` are left for the checker to ignore/annotate.
-fn to_json_schema(schema: &Value) -> Value {
-    match schema {
-        Value::Object(map) => {
-            let mut out = serde_json::Map::new();
-            for (k, v) in map {
-                match k.as_str() {
-                    "properties" => {
-                        let props =
-                            v.as_object().unwrap().iter().map(|(pk, pv)| (pk.clone(), to_json_schema(pv))).collect();
-                        out.insert(k.clone(), Value::Object(props));
-                    }
-                    "additionalProperties" | "items" => {
-                        out.insert(k.clone(), to_json_schema(v));
-                    }
-                    "nullable" => {}
-                    _ => {
-                        out.insert(k.clone(), v.clone());
-                    }
-                }
-            }
-            if map.get("nullable") == Some(&Value::Bool(true)) {
-                if let Some(Value::String(t)) = map.get("type") {
-                    out.insert("type".into(), serde_json::json!([t, "null"]));
-                }
-            }
-            Value::Object(out)
-        }
-        other => other.clone(),
-    }
-}
 
 /// Stricter than the API server's pruning: fields not declared where the schema lists
 /// `properties` (and neither preserves unknown fields nor allows additional properties) are errors,
@@ -109,7 +56,7 @@ fn sealed_in(scope: Scope) -> SealedSecret {
 
 #[test]
 fn manifests_validate_against_the_crd_schema() {
-    let schema = to_json_schema(&openapi_schema());
+    let schema = crate::crd_schema::crd_json_schema("bitnami.com_sealedsecrets.yaml", "bitnami.com/v1alpha1");
     let validator = jsonschema::validator_for(&schema).expect("CRD schema compiles as JSON Schema");
 
     // The checker really checks: a manifest without spec.encryptedData is refused.

@@ -3,6 +3,8 @@
 
 mod common;
 mod crd;
+#[path = "../support/crd_schema.rs"]
+mod crd_schema;
 mod keys;
 mod python;
 mod vectors;

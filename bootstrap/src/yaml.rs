@@ -100,13 +100,20 @@ fn is_plain_safe(s: &str) -> bool {
     !matches!(lower.as_str(), "y" | "n" | "yes" | "no" | "true" | "false" | "on" | "off" | "null")
 }
 
-/// Writes a string plain when safe, else as a double-quoted scalar with YAML escapes for
-/// everything outside YAML's printable set.
+/// Writes a string plain when safe, else as a double-quoted scalar.
 fn write_string(out: &mut String, s: &str) {
     if is_plain_safe(s) {
         out.push_str(s);
-        return;
+    } else {
+        out.push_str(&quoted(s));
     }
+}
+
+/// `s` as a double-quoted YAML scalar, with escapes for everything outside YAML's printable set.
+/// Always quoted: for documents read by YAML 1.1 parsers (k3s), where `0600` or `on` written
+/// plain would change type.
+pub(crate) fn quoted(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {
         match c {
@@ -124,6 +131,7 @@ fn write_string(out: &mut String, s: &str) {
         }
     }
     out.push('"');
+    out
 }
 
 #[cfg(test)]
