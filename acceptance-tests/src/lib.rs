@@ -40,7 +40,9 @@ terraform {
 }
 "#;
 
-fn tools_dir() -> PathBuf {
+/// Where scripts/setup.sh installs Terraform and the provider mirror: `$KVM_TOOLS`, else
+/// `~/.cache/kvm-tools`.
+pub fn tools_dir() -> PathBuf {
     std::env::var_os("KVM_TOOLS")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/kvm-tools"))

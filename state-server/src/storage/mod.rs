@@ -271,6 +271,40 @@ pub trait Storage: Send + Sync + 'static {
     async fn replace_body(&self, name: &StateName, version: u64, body: Vec<u8>) -> Result<bool, StorageError>;
 }
 
+/// The audit query as SQL for both backends, which differ only in how parameters are written
+/// (`placeholder(n)`: `$n` or `?n`) and how the `user` column is quoted. Parameter 1 is
+/// `query.after_id`; the returned texts are parameters 2, 3, ...
+fn audit_sql(
+    query: &AuditQuery,
+    columns: &str,
+    user_column: &str,
+    placeholder: fn(usize) -> String,
+) -> (String, Vec<String>) {
+    let mut sql = format!("SELECT {columns} FROM kvm_audit WHERE id > {}", placeholder(1));
+    let mut texts: Vec<String> = Vec::new();
+    if query.prefix != "*" {
+        texts.push(query.prefix.clone());
+        let p = placeholder(texts.len() + 1);
+        if query.prefix.ends_with('/') {
+            sql += &format!(" AND substr(state, 1, length({p})) = {p}");
+        } else {
+            sql += &format!(" AND (state = {p} OR substr(state, 1, length({p}) + 1) = {p} || '/')");
+        }
+    }
+    for (column, value) in [
+        (user_column, query.user.clone()),
+        ("action", query.action.map(|a| a.as_str().to_string())),
+        ("outcome", query.outcome.map(|o| o.as_str().to_string())),
+    ] {
+        if let Some(value) = value {
+            texts.push(value);
+            sql += &format!(" AND {column} = {}", placeholder(texts.len() + 1));
+        }
+    }
+    sql += &format!(" ORDER BY id LIMIT {}", query.limit);
+    (sql, texts)
+}
+
 fn parse_stored_name(name: String) -> Result<StateName, StorageError> {
     StateName::parse(&name).map_err(|e| StorageError::Corrupt(format!("stored state name {name:?}: {e}")))
 }

@@ -398,28 +398,7 @@ impl Storage for PostgresStorage {
     }
 
     async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, StorageError> {
-        let mut sql = format!("SELECT {AUDIT_COLUMNS} FROM kvm_audit WHERE id > $1");
-        let mut texts: Vec<String> = Vec::new();
-        if query.prefix != "*" {
-            texts.push(query.prefix.clone());
-            let n = texts.len() + 1;
-            if query.prefix.ends_with('/') {
-                sql += &format!(" AND substr(state, 1, length(${n})) = ${n}");
-            } else {
-                sql += &format!(" AND (state = ${n} OR substr(state, 1, length(${n}) + 1) = ${n} || '/')");
-            }
-        }
-        for (column, value) in [
-            ("\"user\"", query.user.clone()),
-            ("action", query.action.map(|a| a.as_str().to_string())),
-            ("outcome", query.outcome.map(|o| o.as_str().to_string())),
-        ] {
-            if let Some(value) = value {
-                texts.push(value);
-                sql += &format!(" AND {column} = ${}", texts.len() + 1);
-            }
-        }
-        sql += &format!(" ORDER BY id LIMIT {}", query.limit);
+        let (sql, texts) = super::audit_sql(query, AUDIT_COLUMNS, "\"user\"", |n| format!("${n}"));
         let mut params: Vec<&(dyn ToSql + Sync)> = vec![&query.after_id];
         params.extend(texts.iter().map(|t| t as &(dyn ToSql + Sync)));
         let client = self.client().await?;

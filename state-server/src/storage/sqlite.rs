@@ -455,28 +455,9 @@ impl Storage for SqliteStorage {
     async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, StorageError> {
         let query = query.clone();
         self.read(move |c| {
-            let mut sql = format!("SELECT {AUDIT_COLUMNS} FROM kvm_audit WHERE id > ?1");
+            let (sql, texts) = super::audit_sql(&query, AUDIT_COLUMNS, "user", |n| format!("?{n}"));
             let mut args: Vec<SqlValue> = vec![SqlValue::Integer(query.after_id)];
-            if query.prefix != "*" {
-                args.push(SqlValue::Text(query.prefix.clone()));
-                let n = args.len();
-                if query.prefix.ends_with('/') {
-                    sql += &format!(" AND substr(state, 1, length(?{n})) = ?{n}");
-                } else {
-                    sql += &format!(" AND (state = ?{n} OR substr(state, 1, length(?{n}) + 1) = ?{n} || '/')");
-                }
-            }
-            for (column, value) in [
-                ("user", query.user.clone()),
-                ("action", query.action.map(|a| a.as_str().to_string())),
-                ("outcome", query.outcome.map(|o| o.as_str().to_string())),
-            ] {
-                if let Some(value) = value {
-                    args.push(SqlValue::Text(value));
-                    sql += &format!(" AND {column} = ?{}", args.len());
-                }
-            }
-            sql += &format!(" ORDER BY id LIMIT {}", query.limit);
+            args.extend(texts.into_iter().map(SqlValue::Text));
             let mut stmt = c.prepare(&sql)?;
             let rows = stmt.query_map(rusqlite::params_from_iter(args), audit_from)?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)

@@ -315,21 +315,8 @@ pub struct Tf {
     env: Vec<(String, String)>,
 }
 
-fn tools_dir() -> PathBuf {
-    std::env::var_os("KVM_TOOLS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/kvm-tools"))
-}
-
-/// Terraform: `$TERRAFORM`, else the one scripts/setup.sh installs.
-pub fn terraform_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("TERRAFORM") {
-        return PathBuf::from(p);
-    }
-    let p = tools_dir().join("bin/terraform");
-    assert!(p.exists(), "Terraform not found at {}: run scripts/setup.sh first (or set TERRAFORM)", p.display());
-    p
-}
+// Where Terraform and the null provider's mirror live: the same lookup as the acceptance tests.
+pub use acceptance_tests::{terraform_bin, tools_dir};
 
 /// A CLI configuration whose only provider source is the hashicorp/null filesystem mirror.
 pub fn cli_config() -> &'static Path {
