@@ -52,10 +52,8 @@ fn libvirt_answers_in_the_test_namespace() {
     // Terraform runs in the namespace too.
     let ws = Workspace::new("");
     let cmd = ws.command(&["version"]);
-    let argv: Vec<String> = std::iter::once(cmd.get_program())
-        .chain(cmd.get_args())
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
+    let argv: Vec<String> =
+        std::iter::once(cmd.get_program()).chain(cmd.get_args()).map(|a| a.to_string_lossy().into_owned()).collect();
     assert_eq!(&argv[..3], ["ip", "netns", "exec"], "{argv:?}");
     assert_eq!(argv[3], ns, "{argv:?}");
     let out = ws.command(&["version"]).output().expect("run terraform");
@@ -107,7 +105,11 @@ fn leak_check_catches_pools_and_volumes() {
     }
     let prefix = TestPrefix::new("libvirt_env_leak");
     let other = TestPrefix::new("libvirt_env_leak_vol");
-    assert_ne!(TestPrefix::new("libvirt_env_leak").as_str(), prefix.as_str(), "a second prefix of one test must differ");
+    assert_ne!(
+        TestPrefix::new("libvirt_env_leak").as_str(),
+        prefix.as_str(),
+        "a second prefix of one test must differ"
+    );
     let dir = tempfile::tempdir().unwrap();
     let target = dir.path().join("pool");
     let pool = prefix.name("pool");

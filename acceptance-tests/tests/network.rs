@@ -156,14 +156,18 @@ resource "kvm_network" "routed" {{
     assert!(!iso.contains("<forward") && !iso.contains("<dhcp"), "{iso}");
     let routed = virsh_ok(&["net-dumpxml", &prefix.name("routed")]);
     assert!(routed.contains("mode=\"route\"") || routed.contains("mode='route'"), "{routed}");
-    assert!(virsh_ok(&["net-info", &prefix.name("routed")]).lines().any(|l| l.starts_with("Autostart:") && l.ends_with("no")));
+    assert!(virsh_ok(&["net-info", &prefix.name("routed")])
+        .lines()
+        .any(|l| l.starts_with("Autostart:") && l.ends_with("no")));
     ws.plan(&[]).ok();
     // Stopped outside Terraform: the plan starts it again.
     virsh_ok(&["net-destroy", &prefix.name("routed")]);
     let plan = ws.plan(&[]);
     assert!(plan.stdout.contains("false -> true"), "{}", plan.stdout);
     ws.apply(&[]).ok();
-    assert!(virsh_ok(&["net-info", &prefix.name("routed")]).lines().any(|l| l.starts_with("Active:") && l.ends_with("yes")));
+    assert!(virsh_ok(&["net-info", &prefix.name("routed")])
+        .lines()
+        .any(|l| l.starts_with("Active:") && l.ends_with("yes")));
     ws.plan(&[]).ok();
     ws.destroy().ok();
     assert_nothing_leaked(prefix.as_str());

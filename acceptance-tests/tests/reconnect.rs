@@ -24,7 +24,9 @@ fn connection_is_reopened_after_libvirtd_restarts_mid_apply() {
     );
     let pool = |n: &str, extra: &str| {
         let name = prefix.name(n);
-        format!("resource \"kvm_pool\" \"{n}\" {{\n  name = \"{name}\"\n  path = \"/var/lib/libvirt/{name}\"\n{extra}}}\n")
+        format!(
+            "resource \"kvm_pool\" \"{n}\" {{\n  name = \"{name}\"\n  path = \"/var/lib/libvirt/{name}\"\n{extra}}}\n"
+        )
     };
     let body = format!(
         r#"terraform {{

@@ -248,12 +248,18 @@ fn bad_input_fails_at_plan_time_and_touches_nothing() {
     let server = FileServer::start(dir.path());
     let cases = [
         (r#"size = "12XB""#, "unknown unit \"XB\""),
-        (r#"size = "1GiB"
-  format = "vmdk""#, "is not one of"),
+        (
+            r#"size = "1GiB"
+  format = "vmdk""#,
+            "is not one of",
+        ),
         (&format!(r#"source = "{}""#, server.url("missing.qcow2")) as &str, "404"),
         (r#"source = "/nonexistent/disk.qcow2""#, "cannot read \"/nonexistent/disk.qcow2\""),
-        (r#"size = "1GiB"
-  source_sha256 = "abc""#, "not a sha256"),
+        (
+            r#"size = "1GiB"
+  source_sha256 = "abc""#,
+            "not a sha256",
+        ),
     ];
     for (attrs, expected) in cases {
         let ws = Workspace::new(&config(&format!(
@@ -346,6 +352,10 @@ resource "kvm_network" "n" {{
     assert!(plan.stdout.contains("Plan: 3 to add"), "{}", plan.stdout);
     // Apply does need the host, and says how to fix it.
     let run = ws.apply(&[]).failed();
-    assert!(run.stderr.contains("cannot connect to libvirt at") && run.stderr.contains("/nonexistent/libvirt-sock"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("cannot connect to libvirt at") && run.stderr.contains("/nonexistent/libvirt-sock"),
+        "{}",
+        run.stderr
+    );
     assert!(run.stderr.contains("Check that libvirtd is running"), "{}", run.stderr);
 }

@@ -67,7 +67,8 @@ fn too_big(text: &str) -> String {
 
 /// The shortest exact binary form of `bytes`: `21474836480` → `"20GiB"`, `1000` → `"1000B"`.
 pub fn format_size(bytes: u64) -> String {
-    for (name, factor) in [("PiB", 1u64 << 50), ("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
+    for (name, factor) in [("PiB", 1u64 << 50), ("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)]
+    {
         if bytes >= factor && bytes % factor == 0 {
             return format!("{}{name}", bytes / factor);
         }

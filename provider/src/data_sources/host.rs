@@ -49,14 +49,18 @@ impl HostInfo {
                 .describe("Domain types offered for the host's architecture: `kvm` (hardware) and/or `qemu` (TCG)."),
         )
         .attribute(
-            Attribute::computed("disk_buses", strings.clone())
-                .describe("Disk buses the hypervisor supports (from domain capabilities), e.g. `virtio`, `sata`, `nvme`."),
+            Attribute::computed("disk_buses", strings.clone()).describe(
+                "Disk buses the hypervisor supports (from domain capabilities), e.g. `virtio`, `sata`, `nvme`.",
+            ),
         )
         .attribute(
             Attribute::computed("nvme_disks", Type::Bool)
                 .describe("Whether emulated NVMe disks (`bus = \"nvme\"`) are offered (libvirt ≥ 11.5)."),
         )
-        .attribute(Attribute::computed("firmware", strings.clone()).describe("Firmware types with a descriptor on the host, e.g. `efi` (BIOS is always available)."))
+        .attribute(
+            Attribute::computed("firmware", strings.clone())
+                .describe("Firmware types with a descriptor on the host, e.g. `efi` (BIOS is always available)."),
+        )
         .attribute(Attribute::computed("cpu_modes", strings).describe("CPU modes offered, e.g. `host-passthrough`."));
         HostInfo { schema: Schema::new(0, block) }
     }
@@ -83,7 +87,7 @@ struct Facts {
     hyp_version: u32,
     cpus: u32,
     memory_kib: u64,
-    capabilities: String,
+    capabilities: Capabilities,
     domcaps: Option<String>,
 }
 
@@ -121,14 +125,13 @@ impl DataSource for HostInfo {
                     hyp_version: conn.hyp_version().map_err(call("read hypervisor version"))?,
                     cpus: info.cpus,
                     memory_kib: info.memory,
-                    capabilities,
+                    capabilities: caps,
                     domcaps,
                 })
             })
             .await
             .map_err(|e| e.diagnostic("Cannot read host facts"))?;
-        let caps = Capabilities::from_xml(&facts.capabilities)
-            .map_err(|e| Diagnostic::error("Cannot read host capabilities", e.to_string()))?;
+        let caps = facts.capabilities;
         let domcaps = facts
             .domcaps
             .as_deref()
@@ -150,7 +153,11 @@ impl DataSource for HostInfo {
         set_attr(&mut state, "hypervisor", Value::string(facts.hypervisor));
         set_attr(&mut state, "hypervisor_version", Value::string(version(facts.hyp_version)));
         set_attr(&mut state, "arch", Value::string(arch));
-        set_attr(&mut state, "cpu_model", Value::string(caps.host.cpu.as_ref().and_then(|c| c.model.clone()).unwrap_or_default()));
+        set_attr(
+            &mut state,
+            "cpu_model",
+            Value::string(caps.host.cpu.as_ref().and_then(|c| c.model.clone()).unwrap_or_default()),
+        );
         set_attr(&mut state, "cpus", int(i64::from(facts.cpus)));
         set_attr(&mut state, "memory_bytes", bytes(memory));
         set_attr(&mut state, "memory", Value::string(format_size(memory)));

@@ -61,7 +61,13 @@ impl HostError {
     /// Whether the failure suggests that the connection itself is broken, so that reopening
     /// it and trying again may help.
     pub(crate) fn is_connection_lost(&self) -> bool {
-        matches!(self, HostError::Call { code: ErrorNumber::SystemError | ErrorNumber::NoConnect | ErrorNumber::Rpc | ErrorNumber::InvalidConn, .. })
+        matches!(
+            self,
+            HostError::Call {
+                code: ErrorNumber::SystemError | ErrorNumber::NoConnect | ErrorNumber::Rpc | ErrorNumber::InvalidConn,
+                ..
+            }
+        )
     }
 
     /// The error as a diagnostic, with what to do next where we can tell.
@@ -86,5 +92,22 @@ impl From<HostError> for Diagnostic {
 impl From<HostError> for crate::resources::Failure {
     fn from(e: HostError) -> Self {
         Diagnostic::from(e).into()
+    }
+}
+
+/// Tells an object that does not exist apart from a failure to ask: Read drops a missing object
+/// from state, but must never drop one because the host was unreachable.
+pub trait Found<T> {
+    /// `Ok(None)` when the object does not exist; other errors stay errors.
+    fn found(self) -> Result<Option<T>, HostError>;
+}
+
+impl<T> Found<T> for Result<T, HostError> {
+    fn found(self) -> Result<Option<T>, HostError> {
+        match self {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 }

@@ -8,7 +8,7 @@ mod error;
 mod host;
 pub mod upload;
 
-pub use error::HostError;
+pub use error::{Found, HostError};
 pub use host::{default_uri, Host};
 
 use tf_cty::Value;
@@ -23,7 +23,9 @@ pub fn uri_validator() -> impl crate::schema::Validator {
         };
         let driver = scheme.split('+').next().unwrap_or_default();
         if !matches!(driver, "qemu" | "test") {
-            return Err(format!("driver {driver:?} is not supported; this provider manages QEMU/KVM hosts (qemu://...)."));
+            return Err(format!(
+                "driver {driver:?} is not supported; this provider manages QEMU/KVM hosts (qemu://...)."
+            ));
         }
         if let Some(transport) = scheme.split_once('+').map(|(_, t)| t) {
             if !matches!(transport, "ssh" | "libssh" | "libssh2" | "tls" | "tcp" | "unix" | "ext") {

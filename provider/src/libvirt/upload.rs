@@ -184,7 +184,11 @@ fn send_chunk(stream: &Stream, chunk: &[u8], label: &str) -> Result<(), UploadEr
             Some(z) if z == zero => {}
             Some(z) => {
                 let here = i * HOLE_BLOCK;
-                if z { send_hole(stream, here - run_start, label)? } else { send_data(stream, &chunk[run_start..here], label)? }
+                if z {
+                    send_hole(stream, here - run_start, label)?
+                } else {
+                    send_data(stream, &chunk[run_start..here], label)?
+                }
                 run_start = here;
                 run_zero = Some(zero);
             }

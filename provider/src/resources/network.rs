@@ -4,14 +4,16 @@ use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
 use async_trait::async_trait;
-use libvirt_xml::network::{Bridge, Dhcp, DhcpHost, DhcpRange, Dns, DnsHost, Forward, Ip, Mtu, NetDomain, Network as NetDoc};
+use libvirt_xml::network::{
+    Bridge, Dhcp, DhcpHost, DhcpRange, Dns, DnsHost, Forward, Ip, Mtu, NetDomain, Network as NetDoc,
+};
 use libvirt_xml::{Document, Fragment};
 use tf_cty::{Path, Type, Value};
 use virt::sys;
 
 use super::{empty_object, int, set_attr, Attrs, Context, Outcome, Resource};
 use crate::diag::{Diagnostic, Diagnostics};
-use crate::libvirt::{name_validator, HostError};
+use crate::libvirt::{name_validator, Found, HostError};
 use crate::schema::{int_range, one_of, Attribute, Block, NestedBlock, Nesting, Schema};
 
 /// The `kvm_network` resource.
@@ -101,7 +103,11 @@ impl Network {
 
 fn mac(v: &Value) -> Result<(), String> {
     match v.as_str() {
-        Some(m) if m.len() == 17 && m.split(':').count() == 6 && m.split(':').all(|p| p.len() == 2 && u8::from_str_radix(p, 16).is_ok()) => {
+        Some(m)
+            if m.len() == 17
+                && m.split(':').count() == 6
+                && m.split(':').all(|p| p.len() == 2 && u8::from_str_radix(p, 16).is_ok()) =>
+        {
             // libvirt stores MACs in lowercase; the state must match the configuration.
             if m.bytes().any(|b| b.is_ascii_uppercase()) {
                 Err(format!("write MAC addresses in lowercase: {:?}.", m.to_lowercase()))
@@ -123,7 +129,11 @@ struct Cidr {
 
 impl Cidr {
     fn mask(self) -> u32 {
-        if self.prefix == 0 { 0 } else { u32::MAX << (32 - self.prefix) }
+        if self.prefix == 0 {
+            0
+        } else {
+            u32::MAX << (32 - self.prefix)
+        }
     }
     fn contains(self, ip: Ipv4Addr) -> bool {
         u32::from(ip) & self.mask() == self.network
@@ -147,11 +157,15 @@ impl std::fmt::Display for Cidr {
 }
 
 fn parse_cidr(text: &str) -> Result<Cidr, String> {
-    let (addr, prefix) = text.split_once('/').ok_or_else(|| format!("{text:?} is not a CIDR; write it like \"10.17.3.0/24\"."))?;
+    let (addr, prefix) =
+        text.split_once('/').ok_or_else(|| format!("{text:?} is not a CIDR; write it like \"10.17.3.0/24\"."))?;
     let addr: Ipv4Addr = addr.parse().map_err(|_| format!("{text:?}: {addr:?} is not an IPv4 address."))?;
-    let prefix: u8 = prefix.parse().ok().filter(|p| *p <= 32).ok_or_else(|| format!("{text:?}: the prefix must be 0 to 32."))?;
+    let prefix: u8 =
+        prefix.parse().ok().filter(|p| *p <= 32).ok_or_else(|| format!("{text:?}: the prefix must be 0 to 32."))?;
     if prefix > 29 {
-        return Err(format!("{text:?} is too small: a network needs room for the host and at least one guest (at most /29)."));
+        return Err(format!(
+            "{text:?} is too small: a network needs room for the host and at least one guest (at most /29)."
+        ));
     }
     if prefix < 8 {
         return Err(format!("{text:?} is too large for a libvirt network (at least /8)."));
@@ -180,9 +194,21 @@ fn dhcp_range(attrs: &Attrs<'_>, cidr: Cidr) -> Result<Option<(Ipv4Addr, Ipv4Add
     }
     let (default_start, default_end) = cidr.default_range();
     let path = |a: &str| Path::attr("dhcp").join_index(0).join_attr(a);
-    let start = d.opt_str("start").map(parse_ip).transpose().map_err(|e| Diagnostic::attribute_error(path("start"), "Invalid DHCP range", e))?.unwrap_or(default_start);
-    let end = d.opt_str("end").map(parse_ip).transpose().map_err(|e| Diagnostic::attribute_error(path("end"), "Invalid DHCP range", e))?.unwrap_or(default_end);
-    let usable = |ip: Ipv4Addr| cidr.contains(ip) && u32::from(ip) > u32::from(cidr.gateway()) && u32::from(ip) < cidr.broadcast();
+    let start = d
+        .opt_str("start")
+        .map(parse_ip)
+        .transpose()
+        .map_err(|e| Diagnostic::attribute_error(path("start"), "Invalid DHCP range", e))?
+        .unwrap_or(default_start);
+    let end = d
+        .opt_str("end")
+        .map(parse_ip)
+        .transpose()
+        .map_err(|e| Diagnostic::attribute_error(path("end"), "Invalid DHCP range", e))?
+        .unwrap_or(default_end);
+    let usable = |ip: Ipv4Addr| {
+        cidr.contains(ip) && u32::from(ip) > u32::from(cidr.gateway()) && u32::from(ip) < cidr.broadcast()
+    };
     for (name, ip) in [("start", start), ("end", end)] {
         if !usable(ip) {
             return Err(Diagnostic::attribute_error(
@@ -196,7 +222,11 @@ fn dhcp_range(attrs: &Attrs<'_>, cidr: Cidr) -> Result<Option<(Ipv4Addr, Ipv4Add
         }
     }
     if u32::from(start) > u32::from(end) {
-        return Err(Diagnostic::attribute_error(path("start"), "Invalid DHCP range", format!("the range starts at {start}, after its end {end}.")));
+        return Err(Diagnostic::attribute_error(
+            path("start"),
+            "Invalid DHCP range",
+            format!("the range starts at {start}, after its end {end}."),
+        ));
     }
     Ok(Some((start, end)))
 }
@@ -207,7 +237,11 @@ fn hosts(attrs: &Attrs<'_>) -> Result<Vec<DhcpHost>, Diagnostic> {
         .iter()
         .map(|h| {
             let h = Attrs::of(h)?;
-            Ok(DhcpHost { mac: h.opt_str("mac").map(str::to_lowercase), name: h.opt_str("name").map(str::to_string), ip: h.str("ip")?.to_string() })
+            Ok(DhcpHost {
+                mac: h.opt_str("mac").map(str::to_lowercase),
+                name: h.opt_str("name").map(str::to_string),
+                ip: h.str("ip")?.to_string(),
+            })
         })
         .collect()
 }
@@ -233,7 +267,9 @@ fn network_doc(attrs: &Attrs<'_>) -> Result<NetDoc, Diagnostic> {
     let mut doc = NetDoc {
         name: attrs.str("name")?.to_string(),
         mtu: attrs.opt_i64("mtu").map(|size| Mtu { size: size as u32 }),
-        domain: attrs.opt_str("domain").map(|name| NetDomain { name: name.to_string(), local_only: Some("yes".into()) }),
+        domain: attrs
+            .opt_str("domain")
+            .map(|name| NetDomain { name: name.to_string(), local_only: Some("yes".into()) }),
         bridge: attrs.opt_str("bridge").map(|name| Bridge { name: Some(name.to_string()), ..Default::default() }),
         ..Default::default()
     };
@@ -244,7 +280,8 @@ fn network_doc(attrs: &Attrs<'_>) -> Result<NetDoc, Diagnostic> {
     if mode != "isolated" {
         doc.forward = Some(Forward { mode: Some(mode.to_string()), ..Default::default() });
     }
-    let cidr = parse_cidr(attrs.str("cidr")?).map_err(|e| Diagnostic::attribute_error(Path::attr("cidr"), "Invalid CIDR", e))?;
+    let cidr = parse_cidr(attrs.str("cidr")?)
+        .map_err(|e| Diagnostic::attribute_error(Path::attr("cidr"), "Invalid CIDR", e))?;
     let range = dhcp_range(attrs, cidr)?;
     let dhcp = range.map(|(start, end)| Dhcp {
         ranges: vec![DhcpRange { start: start.to_string(), end: end.to_string() }],
@@ -267,7 +304,9 @@ struct Observed {
 
 fn observe(net: &virt::network::Network, name: &str) -> Result<Observed, HostError> {
     // The persistent definition is what Terraform manages; live-only changes are lost on restart.
-    let xml = net.xml_desc(sys::VIR_NETWORK_XML_INACTIVE).map_err(|e| HostError::call(format!("read network {name:?}"), e))?;
+    let xml = net
+        .xml_desc(sys::VIR_NETWORK_XML_INACTIVE)
+        .map_err(|e| HostError::call(format!("read network {name:?}"), e))?;
     let doc = NetDoc::from_xml(&xml).map_err(|e| HostError::Other(format!("network {name:?}: {e}")))?;
     let autostart = net.autostart().map_err(|e| HostError::call(format!("read autostart of {name:?}"), e))?;
     let active = net.is_active().map_err(|e| HostError::call(format!("read state of {name:?}"), e))?;
@@ -275,7 +314,9 @@ fn observe(net: &virt::network::Network, name: &str) -> Result<Observed, HostErr
 }
 
 fn prefix_of(ip: &Ip) -> Option<u8> {
-    ip.prefix.or_else(|| ip.netmask.as_deref().and_then(|m| m.parse::<Ipv4Addr>().ok()).map(|m| u32::from(m).count_ones() as u8))
+    ip.prefix.or_else(|| {
+        ip.netmask.as_deref().and_then(|m| m.parse::<Ipv4Addr>().ok()).map(|m| u32::from(m).count_ones() as u8)
+    })
 }
 
 /// Fills the state from what the host reports.
@@ -283,9 +324,17 @@ fn fill(state: &mut Value, observed: &Observed) {
     let doc = &observed.doc;
     set_attr(state, "id", doc.uuid.clone().map(Value::string).unwrap_or(Value::Null));
     set_attr(state, "name", Value::string(doc.name.clone()));
-    let mode = doc.forward.as_ref().map(|f| f.mode.clone().unwrap_or_else(|| "nat".into())).unwrap_or_else(|| "isolated".into());
+    let mode = doc
+        .forward
+        .as_ref()
+        .map(|f| f.mode.clone().unwrap_or_else(|| "nat".into()))
+        .unwrap_or_else(|| "isolated".into());
     set_attr(state, "mode", Value::string(mode));
-    set_attr(state, "bridge", doc.bridge.as_ref().and_then(|b| b.name.clone()).map(Value::string).unwrap_or(Value::Null));
+    set_attr(
+        state,
+        "bridge",
+        doc.bridge.as_ref().and_then(|b| b.name.clone()).map(Value::string).unwrap_or(Value::Null),
+    );
     set_attr(state, "domain", doc.domain.as_ref().map(|d| Value::string(d.name.clone())).unwrap_or(Value::Null));
     set_attr(state, "mtu", doc.mtu.as_ref().map(|m| int(i64::from(m.size))).unwrap_or(Value::Null));
     set_attr(state, "autostart", Value::Bool(observed.autostart));
@@ -314,12 +363,26 @@ fn fill(state: &mut Value, observed: &Observed) {
                 let (cs, ce) = configured_range(configured.as_ref());
                 Value::List(vec![Value::object_from([
                     ("enabled", Value::Bool(true)),
-                    ("start", if cs.is_none() && *start == ds.to_string() { Value::Null } else { Value::string(start.clone()) }),
-                    ("end", if ce.is_none() && *end == de.to_string() { Value::Null } else { Value::string(end.clone()) }),
+                    (
+                        "start",
+                        if cs.is_none() && *start == ds.to_string() {
+                            Value::Null
+                        } else {
+                            Value::string(start.clone())
+                        },
+                    ),
+                    (
+                        "end",
+                        if ce.is_none() && *end == de.to_string() { Value::Null } else { Value::string(end.clone()) },
+                    ),
                 ])])
             }
         }
-        (None, Some(_)) => Value::List(vec![Value::object_from([("enabled", Value::Bool(false)), ("start", Value::Null), ("end", Value::Null)])]),
+        (None, Some(_)) => Value::List(vec![Value::object_from([
+            ("enabled", Value::Bool(false)),
+            ("start", Value::Null),
+            ("end", Value::Null),
+        ])]),
         _ => Value::List(Vec::new()),
     };
     set_attr(state, "dhcp", dhcp_value);
@@ -354,15 +417,13 @@ async fn lookup(ctx: &Context, name: &str) -> Result<Option<Observed>, Diagnosti
     let result = ctx
         .host()?
         .call(move |conn| {
-            let net = conn.lookup_network_by_name(&owned).map_err(|e| HostError::call(format!("look up network {owned:?}"), e))?;
+            let net = conn
+                .lookup_network_by_name(&owned)
+                .map_err(|e| HostError::call(format!("look up network {owned:?}"), e))?;
             observe(&net, &owned)
         })
         .await;
-    match result {
-        Ok(o) => Ok(Some(o)),
-        Err(e) if e.is_not_found() => Ok(None),
-        Err(e) => Err(e.diagnostic("Cannot read network")),
-    }
+    result.found().map_err(|e| e.diagnostic("Cannot read network"))
 }
 
 /// One virNetworkUpdate call.
@@ -382,10 +443,20 @@ fn fragment_changes<T: Fragment + PartialEq + Clone + std::fmt::Debug>(
     let xml = |t: &T| t.to_xml().map_err(|e| Diagnostic::error("Internal error", e.to_string()));
     let mut changes = Vec::new();
     for old in before.iter().filter(|o| !after.contains(o)) {
-        changes.push(Change { command: sys::VIR_NETWORK_UPDATE_COMMAND_DELETE, section, xml: xml(old)?, what: format!("remove {kind} {old:?}") });
+        changes.push(Change {
+            command: sys::VIR_NETWORK_UPDATE_COMMAND_DELETE,
+            section,
+            xml: xml(old)?,
+            what: format!("remove {kind} {old:?}"),
+        });
     }
     for new in after.iter().filter(|n| !before.contains(n)) {
-        changes.push(Change { command: sys::VIR_NETWORK_UPDATE_COMMAND_ADD_LAST, section, xml: xml(new)?, what: format!("add {kind} {new:?}") });
+        changes.push(Change {
+            command: sys::VIR_NETWORK_UPDATE_COMMAND_ADD_LAST,
+            section,
+            xml: xml(new)?,
+            what: format!("add {kind} {new:?}"),
+        });
     }
     Ok(changes)
 }
@@ -403,26 +474,44 @@ impl Resource for Network {
     fn validate(&self, config: &Value) -> Diagnostics {
         let mut diags = Diagnostics::new();
         let Ok(attrs) = Attrs::of(config) else { return diags };
-        let Some(mode) = attrs.opt_str("mode").or(if attrs.get("mode").is_null() { Some("nat") } else { None }) else { return diags };
+        let Some(mode) = attrs.opt_str("mode").or(if attrs.get("mode").is_null() { Some("nat") } else { None }) else {
+            return diags;
+        };
         if mode == "bridge" {
             if attrs.get("bridge").is_null() {
-                diags.push(Diagnostic::attribute_error(Path::attr("bridge"), "Missing bridge", "mode = \"bridge\" joins an existing host bridge: name it with `bridge`, e.g. bridge = \"br0\"."));
+                diags.push(Diagnostic::attribute_error(
+                    Path::attr("bridge"),
+                    "Missing bridge",
+                    "mode = \"bridge\" joins an existing host bridge: name it with `bridge`, e.g. bridge = \"br0\".",
+                ));
             }
             for attr in ["cidr", "domain"] {
                 if !attrs.get(attr).is_null() {
-                    diags.push(Diagnostic::attribute_error(Path::attr(attr), "Not used in bridge mode", format!("In bridge mode the host's own network serves addresses; remove `{attr}`.")));
+                    diags.push(Diagnostic::attribute_error(
+                        Path::attr(attr),
+                        "Not used in bridge mode",
+                        format!("In bridge mode the host's own network serves addresses; remove `{attr}`."),
+                    ));
                 }
             }
             for block in ["dhcp", "host", "dns_host"] {
                 if matches!(attrs.get(block), Value::List(v) | Value::Set(v) if !v.is_empty()) {
-                    diags.push(Diagnostic::attribute_error(Path::attr(block), "Not used in bridge mode", format!("In bridge mode the host's own network serves addresses; remove the `{block}` blocks.")));
+                    diags.push(Diagnostic::attribute_error(
+                        Path::attr(block),
+                        "Not used in bridge mode",
+                        format!("In bridge mode the host's own network serves addresses; remove the `{block}` blocks."),
+                    ));
                 }
             }
             return diags;
         }
         let cidr = match attrs.get("cidr") {
             Value::Null => {
-                diags.push(Diagnostic::attribute_error(Path::attr("cidr"), "Missing cidr", format!("A {mode} network needs a subnet, e.g. cidr = \"10.17.3.0/24\".")));
+                diags.push(Diagnostic::attribute_error(
+                    Path::attr("cidr"),
+                    "Missing cidr",
+                    format!("A {mode} network needs a subnet, e.g. cidr = \"10.17.3.0/24\"."),
+                ));
                 return diags;
             }
             Value::String(s) => match parse_cidr(s) {
@@ -449,7 +538,12 @@ impl Resource for Network {
                 let Some(ip) = h.opt_str("ip") else { continue };
                 let problem = match parse_ip(ip) {
                     Err(e) => Some(e),
-                    Ok(addr) if !cidr.contains(addr) || addr == cidr.gateway() || u32::from(addr) == cidr.network || u32::from(addr) == cidr.broadcast() => {
+                    Ok(addr)
+                        if !cidr.contains(addr)
+                            || addr == cidr.gateway()
+                            || u32::from(addr) == cidr.network
+                            || u32::from(addr) == cidr.broadcast() =>
+                    {
                         Some(format!("{ip} is not a guest address of {cidr}."))
                     }
                     Ok(_) if !ips.insert(ip.to_string()) => Some(format!("{ip} is given to more than one host.")),
@@ -460,10 +554,18 @@ impl Resource for Network {
                 }
                 if let Some(m) = h.opt_str("mac") {
                     if !macs.insert(m.to_lowercase()) {
-                        diags.push(Diagnostic::attribute_error(Path::attr("host"), "Invalid DHCP host", format!("MAC {m} is listed twice; each MAC gets one address.")));
+                        diags.push(Diagnostic::attribute_error(
+                            Path::attr("host"),
+                            "Invalid DHCP host",
+                            format!("MAC {m} is listed twice; each MAC gets one address."),
+                        ));
                     }
                 } else if h.get("name").is_null() {
-                    diags.push(Diagnostic::attribute_error(Path::attr("host"), "Invalid DHCP host", format!("the entry for {ip} needs a `mac` or a `name` to match guests by.")));
+                    diags.push(Diagnostic::attribute_error(
+                        Path::attr("host"),
+                        "Invalid DHCP host",
+                        format!("the entry for {ip} needs a `mac` or a `name` to match guests by."),
+                    ));
                 }
             }
             if range.is_none() && !items.is_empty() {
@@ -477,7 +579,11 @@ impl Resource for Network {
                     diags.push(Diagnostic::attribute_error(Path::attr("dns_host"), "Invalid DNS host", e));
                 }
                 if matches!(h.get("hostnames"), Value::List(n) if n.is_empty()) {
-                    diags.push(Diagnostic::attribute_error(Path::attr("dns_host"), "Invalid DNS host", "give at least one name in `hostnames`."));
+                    diags.push(Diagnostic::attribute_error(
+                        Path::attr("dns_host"),
+                        "Invalid DNS host",
+                        "give at least one name in `hostnames`.",
+                    ));
                 }
             }
         }
@@ -500,7 +606,8 @@ impl Resource for Network {
         if !prior.is_null() {
             // A network is meant to run: one stopped outside Terraform plans an update that starts it.
             set_attr(planned, "active", Value::Bool(true));
-            let restart: Vec<&str> = ["domain", "mtu"].into_iter().filter(|a| prior.get_attr(a) != planned.get_attr(a)).collect();
+            let restart: Vec<&str> =
+                ["domain", "mtu"].into_iter().filter(|a| prior.get_attr(a) != planned.get_attr(a)).collect();
             if !restart.is_empty() {
                 diags.push(Diagnostic::warning(
                     "Network will restart",
@@ -518,7 +625,9 @@ impl Resource for Network {
     fn replace_when(&self, prior: &Value, planned: &Value) -> Vec<Path> {
         // dnsmasq's DHCP service cannot be switched on or off by virNetworkUpdate.
         let enabled = |v: &Value| match v.get_attr("dhcp") {
-            Some(Value::List(items)) => items.first().and_then(|b| b.get_attr("enabled")).and_then(Value::as_bool).unwrap_or(true),
+            Some(Value::List(items)) => {
+                items.first().and_then(|b| b.get_attr("enabled")).and_then(Value::as_bool).unwrap_or(true)
+            }
             _ => true,
         };
         if enabled(prior) != enabled(planned) {
@@ -538,10 +647,13 @@ impl Resource for Network {
         let observed = ctx
             .host()?
             .call(move |conn| {
-                let net = conn.define_network_xml(&xml).map_err(|e| HostError::call(format!("define network {name:?}"), e))?;
+                let net = conn
+                    .define_network_xml(&xml)
+                    .map_err(|e| HostError::call(format!("define network {name:?}"), e))?;
                 let started = (|| {
                     net.create().map_err(|e| HostError::call(format!("start network {name:?}"), e))?;
-                    net.set_autostart(autostart).map_err(|e| HostError::call(format!("set autostart of {name:?}"), e))?;
+                    net.set_autostart(autostart)
+                        .map_err(|e| HostError::call(format!("set autostart of {name:?}"), e))?;
                     observe(&net, &name)
                 })();
                 if started.is_err() {
@@ -583,13 +695,33 @@ impl Resource for Network {
             let dhcp_of = |d: &NetDoc| d.ips.first().and_then(|ip| ip.dhcp.clone());
             let (old_dhcp, new_dhcp) = (dhcp_of(&old_doc), dhcp_of(&new_doc));
             if old_dhcp.is_some() != new_dhcp.is_some() {
-                return Err(Diagnostic::attribute_error(Path::attr("dhcp"), "Cannot switch DHCP in place", "Turning DHCP on or off needs the network recreated; taint it (terraform taint) or recreate it.").into());
+                return Err(Diagnostic::attribute_error(
+                    Path::attr("dhcp"),
+                    "Cannot switch DHCP in place",
+                    "Turning DHCP on or off needs the network recreated; taint it (terraform taint) or recreate it.",
+                )
+                .into());
             }
             let (old_dhcp, new_dhcp) = (old_dhcp.unwrap_or_default(), new_dhcp.unwrap_or_default());
-            changes.extend(fragment_changes(&old_dhcp.ranges, &new_dhcp.ranges, sys::VIR_NETWORK_SECTION_IP_DHCP_RANGE, "DHCP range")?);
-            changes.extend(fragment_changes(&old_dhcp.hosts, &new_dhcp.hosts, sys::VIR_NETWORK_SECTION_IP_DHCP_HOST, "DHCP host")?);
+            changes.extend(fragment_changes(
+                &old_dhcp.ranges,
+                &new_dhcp.ranges,
+                sys::VIR_NETWORK_SECTION_IP_DHCP_RANGE,
+                "DHCP range",
+            )?);
+            changes.extend(fragment_changes(
+                &old_dhcp.hosts,
+                &new_dhcp.hosts,
+                sys::VIR_NETWORK_SECTION_IP_DHCP_HOST,
+                "DHCP host",
+            )?);
             let dns_of = |d: &NetDoc| d.dns.clone().map(|d| d.hosts).unwrap_or_default();
-            changes.extend(fragment_changes(&dns_of(&old_doc), &dns_of(&new_doc), sys::VIR_NETWORK_SECTION_DNS_HOST, "DNS host")?);
+            changes.extend(fragment_changes(
+                &dns_of(&old_doc),
+                &dns_of(&new_doc),
+                sys::VIR_NETWORK_SECTION_DNS_HOST,
+                "DNS host",
+            )?);
         }
         let xml = new_doc.to_xml().map_err(|e| Diagnostic::error("Internal error", e.to_string()))?;
         let autostart = after.opt_bool("autostart").unwrap_or(true);
@@ -597,18 +729,23 @@ impl Resource for Network {
         let observed = ctx
             .host()?
             .call(move |conn| {
-                let net = conn.lookup_network_by_name(&n).map_err(|e| HostError::call(format!("look up network {n:?}"), e))?;
+                let net = conn
+                    .lookup_network_by_name(&n)
+                    .map_err(|e| HostError::call(format!("look up network {n:?}"), e))?;
                 let active = net.is_active().unwrap_or(false);
                 if restart {
                     tracing::info!(network = %n, "redefining and restarting network");
-                    let net = conn.define_network_xml(&xml).map_err(|e| HostError::call(format!("redefine network {n:?}"), e))?;
+                    let net = conn
+                        .define_network_xml(&xml)
+                        .map_err(|e| HostError::call(format!("redefine network {n:?}"), e))?;
                     if active {
                         net.destroy().map_err(|e| HostError::call(format!("stop network {n:?}"), e))?;
                     }
                     net.create().map_err(|e| HostError::call(format!("start network {n:?}"), e))?;
                 } else {
                     // Live and persistent at once, without restarting dnsmasq's clients.
-                    let flags = sys::VIR_NETWORK_UPDATE_AFFECT_CONFIG | if active { sys::VIR_NETWORK_UPDATE_AFFECT_LIVE } else { 0 };
+                    let flags = sys::VIR_NETWORK_UPDATE_AFFECT_CONFIG
+                        | if active { sys::VIR_NETWORK_UPDATE_AFFECT_LIVE } else { 0 };
                     for change in &changes {
                         tracing::info!(network = %n, "{}", change.what);
                         net.update(change.command, change.section, -1, &change.xml, flags)
@@ -633,23 +770,25 @@ impl Resource for Network {
         let result = ctx
             .host()?
             .call(move |conn| {
-                let net = conn.lookup_network_by_name(&name).map_err(|e| HostError::call(format!("look up network {name:?}"), e))?;
+                let net = conn
+                    .lookup_network_by_name(&name)
+                    .map_err(|e| HostError::call(format!("look up network {name:?}"), e))?;
                 if net.is_active().unwrap_or(false) {
                     net.destroy().map_err(|e| HostError::call(format!("stop network {name:?}"), e))?;
                 }
                 net.undefine().map_err(|e| HostError::call(format!("undefine network {name:?}"), e))
             })
             .await;
-        match result {
-            Ok(()) => Ok(()),
-            Err(e) if e.is_not_found() => Ok(()),
-            Err(e) => Err(e.diagnostic("Cannot delete network").into()),
-        }
+        result.found().map(drop).map_err(|e| e.diagnostic("Cannot delete network").into())
     }
 
     async fn import(&self, ctx: &Context, id: &str) -> Outcome<Value> {
         let Some(observed) = lookup(ctx, id).await? else {
-            return Err(Diagnostic::error("Cannot import network", format!("No network named {id:?} on {}; the import ID is the network's name.", ctx.host()?.uri())).into());
+            return Err(Diagnostic::error(
+                "Cannot import network",
+                format!("No network named {id:?} on {}; the import ID is the network's name.", ctx.host()?.uri()),
+            )
+            .into());
         };
         let mut state = empty_object(&self.schema.block);
         fill(&mut state, &observed);
@@ -684,7 +823,11 @@ mod tests {
             v
         };
         let block = |start: &str, end: &str| {
-            Value::List(vec![Value::object_from([("enabled", Value::Bool(true)), ("start", Value::string(start)), ("end", Value::string(end))])])
+            Value::List(vec![Value::object_from([
+                ("enabled", Value::Bool(true)),
+                ("start", Value::string(start)),
+                ("end", Value::string(end)),
+            ])])
         };
         assert!(net.validate(&config(block("192.168.50.2", "192.168.50.6"))).is_empty());
         let diags = net.validate(&config(block("192.168.50.2", "192.168.50.20")));

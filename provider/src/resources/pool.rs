@@ -8,7 +8,7 @@ use virt::storage_pool::StoragePool as VirPool;
 
 use super::{bytes, empty_object, set_attr, Attrs, Context, Outcome, Resource};
 use crate::diag::{Diagnostic, Diagnostics};
-use crate::libvirt::{name_validator, HostError};
+use crate::libvirt::{name_validator, Found, HostError};
 use crate::schema::{Attribute, Block, Schema};
 
 /// How many volume names an error message lists before saying "and N more".
@@ -28,50 +28,50 @@ impl Default for Pool {
 impl Pool {
     /// The resource with its schema.
     pub fn new() -> Self {
-        let block = Block::new(
-            "A directory storage pool: a directory on the libvirt host that holds volumes. The directory is \
+        let block =
+            Block::new(
+                "A directory storage pool: a directory on the libvirt host that holds volumes. The directory is \
              created with the given permissions; the pool is started and (by default) started with the host.",
-        )
-        .attribute(Attribute::computed("id", Type::String).describe("The pool's UUID."))
-        .attribute(
-            Attribute::required("name", Type::String)
-                .describe("Pool name, unique on the host.")
-                .force_new()
-                .validate(name_validator()),
-        )
-        .attribute(
-            Attribute::required("path", Type::String)
-                .describe("Absolute path of the directory on the libvirt host.")
-                .force_new()
-                .validate(absolute_path),
-        )
-        .attribute(
-            Attribute::optional_computed("mode", Type::String)
-                .describe("Octal permissions of the directory, e.g. `0711`. Default: libvirt's (`0711`).")
-                .validate(octal_mode),
-        )
-        .attribute(Attribute::optional_computed("owner", Type::Number).describe("Owner UID of the directory."))
-        .attribute(Attribute::optional_computed("group", Type::Number).describe("Group GID of the directory."))
-        .attribute(
-            Attribute::optional("autostart", Type::Bool)
-                .describe("Start the pool when libvirtd starts. Default `true`.")
-                .default_value(Value::Bool(true)),
-        )
-        .attribute(
-            Attribute::optional("force_destroy", Type::Bool)
-                .describe(
-                    "Delete the pool's volumes when the pool is destroyed. Default `false`: destroying a pool \
+            )
+            .attribute(Attribute::computed("id", Type::String).describe("The pool's UUID."))
+            .attribute(
+                Attribute::required("name", Type::String)
+                    .describe("Pool name, unique on the host.")
+                    .force_new()
+                    .validate(name_validator()),
+            )
+            .attribute(
+                Attribute::required("path", Type::String)
+                    .describe("Absolute path of the directory on the libvirt host.")
+                    .force_new()
+                    .validate(absolute_path),
+            )
+            .attribute(
+                Attribute::optional_computed("mode", Type::String)
+                    .describe("Octal permissions of the directory, e.g. `0711`. Default: libvirt's (`0711`).")
+                    .validate(octal_mode),
+            )
+            .attribute(Attribute::optional_computed("owner", Type::Number).describe("Owner UID of the directory."))
+            .attribute(Attribute::optional_computed("group", Type::Number).describe("Group GID of the directory."))
+            .attribute(
+                Attribute::optional("autostart", Type::Bool)
+                    .describe("Start the pool when libvirtd starts. Default `true`.")
+                    .default_value(Value::Bool(true)),
+            )
+            .attribute(
+                Attribute::optional("force_destroy", Type::Bool)
+                    .describe(
+                        "Delete the pool's volumes when the pool is destroyed. Default `false`: destroying a pool \
                      that still holds volumes fails and lists them.",
-                )
-                .default_value(Value::Bool(false)),
-        )
-        .attribute(
-            Attribute::computed("active", Type::Bool)
-                .describe("Whether the pool is running. A pool stopped outside Terraform is started by the next apply."),
-        )
-        .attribute(Attribute::computed("capacity", Type::Number).describe("Size of the filesystem, in bytes."))
-        .attribute(Attribute::computed("allocation", Type::Number).describe("Bytes allocated to volumes."))
-        .attribute(Attribute::computed("available", Type::Number).describe("Bytes free for new volumes."));
+                    )
+                    .default_value(Value::Bool(false)),
+            )
+            .attribute(Attribute::computed("active", Type::Bool).describe(
+                "Whether the pool is running. A pool stopped outside Terraform is started by the next apply.",
+            ))
+            .attribute(Attribute::computed("capacity", Type::Number).describe("Size of the filesystem, in bytes."))
+            .attribute(Attribute::computed("allocation", Type::Number).describe("Bytes allocated to volumes."))
+            .attribute(Attribute::computed("available", Type::Number).describe("Bytes free for new volumes."));
         Pool { schema: Schema::new(0, block) }
     }
 }
@@ -80,7 +80,13 @@ fn absolute_path(v: &Value) -> Result<(), String> {
     match v.as_str() {
         // libvirt cleans paths up ("/a//b/" becomes "/a/b"); asking for the clean form keeps the
         // state equal to the configuration.
-        Some(p) if p.starts_with('/') && p.len() > 1 && !p[1..].split('/').any(|s| s.is_empty() || s == "." || s == "..") => Ok(()),
+        Some(p)
+            if p.starts_with('/')
+                && p.len() > 1
+                && !p[1..].split('/').any(|s| s.is_empty() || s == "." || s == "..") =>
+        {
+            Ok(())
+        }
         Some(p) => Err(format!("{p:?} must be a clean absolute path: no \"..\", \".\", \"//\" or trailing \"/\".")),
         None => Err("expected a string".into()),
     }
@@ -126,15 +132,15 @@ struct Observed {
 }
 
 fn observe(pool: &VirPool, name: &str) -> Result<Observed, HostError> {
+    let active = pool.is_active().map_err(|e| HostError::call(format!("read state of pool {name:?}"), e))?;
     // A refresh picks up volumes and free space changed behind libvirt's back; it fails while
     // an upload is running, and the figures from before the refresh are then good enough.
-    if pool.is_active().unwrap_or(false) {
+    if active {
         let _ = pool.refresh(0);
     }
     let xml = pool.xml_desc(0).map_err(|e| HostError::call(format!("read pool {name:?}"), e))?;
     let doc = StoragePool::from_xml(&xml).map_err(|e| HostError::Other(format!("pool {name:?}: {e}")))?;
     let autostart = pool.autostart().map_err(|e| HostError::call(format!("read pool {name:?} autostart"), e))?;
-    let active = pool.is_active().map_err(|e| HostError::call(format!("read state of pool {name:?}"), e))?;
     Ok(Observed { doc, autostart, active })
 }
 
@@ -143,16 +149,13 @@ async fn lookup(ctx: &Context, name: &str) -> Result<Option<Observed>, Diagnosti
     let owned = name.to_string();
     let result = host
         .call(move |conn| {
-            let pool = conn.lookup_storage_pool_by_name(&owned)
+            let pool = conn
+                .lookup_storage_pool_by_name(&owned)
                 .map_err(|e| HostError::call(format!("look up pool {owned:?}"), e))?;
             observe(&pool, &owned)
         })
         .await;
-    match result {
-        Ok(o) => Ok(Some(o)),
-        Err(e) if e.is_not_found() => Ok(None),
-        Err(e) => Err(e.diagnostic("Cannot read storage pool")),
-    }
+    result.found().map_err(|e| e.diagnostic("Cannot read storage pool"))
 }
 
 /// Fills the state's host-reported attributes from `observed`.
@@ -209,7 +212,8 @@ impl Resource for Pool {
         let n = name.clone();
         let observed = host
             .call(move |conn| {
-                let pool = conn.define_storage_pool_xml(&xml, 0)
+                let pool = conn
+                    .define_storage_pool_xml(&xml, 0)
                     .map_err(|e| HostError::call(format!("define pool {n:?}"), e))?;
                 // From here on a failure must not leave a defined pool behind.
                 let started = (|| {
@@ -256,7 +260,8 @@ impl Resource for Pool {
         let n = name.clone();
         let observed = host
             .call(move |conn| {
-                let pool = conn.lookup_storage_pool_by_name(&n)
+                let pool = conn
+                    .lookup_storage_pool_by_name(&n)
                     .map_err(|e| HostError::call(format!("look up pool {n:?}"), e))?;
                 if let Some(xml) = &xml {
                     // Redefining records the new permissions; building again applies them to
@@ -288,7 +293,8 @@ impl Resource for Pool {
         let n = name.clone();
         let result = host
             .call(move |conn| {
-                let pool = conn.lookup_storage_pool_by_name(&n)
+                let pool = conn
+                    .lookup_storage_pool_by_name(&n)
                     .map_err(|e| HostError::call(format!("look up pool {n:?}"), e))?;
                 if pool.is_active().unwrap_or(false) {
                     let _ = pool.refresh(0);
@@ -298,7 +304,8 @@ impl Resource for Pool {
                         return Ok(Err(volumes));
                     }
                     for v in &volumes {
-                        let vol = pool.lookup_storage_vol_by_name(v)
+                        let vol = pool
+                            .lookup_storage_vol_by_name(v)
                             .map_err(|e| HostError::call(format!("look up volume {v:?}"), e))?;
                         vol.delete(0).map_err(|e| HostError::call(format!("delete volume {v:?}"), e))?;
                     }

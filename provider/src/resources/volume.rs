@@ -12,7 +12,7 @@ use super::{bytes, empty_object, set_attr, Attrs, Context, Outcome, Resource};
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::image;
 use crate::libvirt::upload::{self, UploadError};
-use crate::libvirt::{name_validator, HostError};
+use crate::libvirt::{name_validator, Found, HostError};
 use crate::schema::{one_of, Attribute, Block, Schema};
 use crate::units::{self, format_size, parse_size};
 
@@ -206,7 +206,8 @@ fn content<'a>(attrs: &Attrs<'a>) -> Content<'a> {
 impl Volume {
     async fn create_blank(&self, ctx: &Context, attrs: &Attrs<'_>) -> Outcome<Observed> {
         let (pool, name) = (attrs.str("pool")?.to_string(), attrs.str("name")?.to_string());
-        let size = parse_size(attrs.str("size")?).map_err(|e| Diagnostic::attribute_error(Path::attr("size"), "Invalid size", e))?;
+        let size = parse_size(attrs.str("size")?)
+            .map_err(|e| Diagnostic::attribute_error(Path::attr("size"), "Invalid size", e))?;
         let format = attrs.opt_str("format").unwrap_or("qcow2");
         let xml = volume_xml(&name, size, format, None)?;
         let host = ctx.host()?;
@@ -234,9 +235,11 @@ impl Volume {
             )
             .into());
         }
-        let wanted = attrs.opt_str("size").map(parse_size).transpose().map_err(|e| {
-            Diagnostic::attribute_error(Path::attr("size"), "Invalid size", e)
-        })?;
+        let wanted = attrs
+            .opt_str("size")
+            .map(parse_size)
+            .transpose()
+            .map_err(|e| Diagnostic::attribute_error(Path::attr("size"), "Invalid size", e))?;
         let (base_pool, base) = (base_pool.to_string(), base.to_string());
         let host = ctx.host()?;
         let _guard = host.lock_pool(&pool).await;
@@ -283,7 +286,13 @@ impl Volume {
         }
     }
 
-    async fn create_image(&self, ctx: &Context, attrs: &Attrs<'_>, source: &str, sha256: Option<&str>) -> Outcome<Observed> {
+    async fn create_image(
+        &self,
+        ctx: &Context,
+        attrs: &Attrs<'_>,
+        source: &str,
+        sha256: Option<&str>,
+    ) -> Outcome<Observed> {
         let (pool, name) = (attrs.str("pool")?.to_string(), attrs.str("name")?.to_string());
         let label = format!("{pool}/{name}");
         let opened = image::open(source)
@@ -303,9 +312,11 @@ impl Volume {
                 .into());
             }
         }
-        let wanted = attrs.opt_str("size").map(parse_size).transpose().map_err(|e| {
-            Diagnostic::attribute_error(Path::attr("size"), "Invalid size", e)
-        })?;
+        let wanted = attrs
+            .opt_str("size")
+            .map(parse_size)
+            .transpose()
+            .map_err(|e| Diagnostic::attribute_error(Path::attr("size"), "Invalid size", e))?;
         if let Some(w) = wanted {
             if w < header.virtual_size {
                 return Err(Diagnostic::attribute_error(
@@ -343,7 +354,16 @@ impl Volume {
         let uploaded = host
             .call_once(move |conn| {
                 let vol = lookup_vol(&lookup_pool(conn, &p)?, &p, &n)?;
-                Ok(upload::upload(conn, &vol, opened.reader, opened.length, opened.sparse, expected.as_deref(), &cancel, &l))
+                Ok(upload::upload(
+                    conn,
+                    &vol,
+                    opened.reader,
+                    opened.length,
+                    opened.sparse,
+                    expected.as_deref(),
+                    &cancel,
+                    &l,
+                ))
             })
             .await;
         match uploaded {
@@ -384,10 +404,16 @@ impl Volume {
         let Ok(host) = ctx.host() else { return };
         let (p, n) = (pool.to_string(), name.to_string());
         let _guard = host.lock_pool(pool).await;
-        let result = host.call(move |conn| lookup_vol(&lookup_pool(conn, &p)?, &p, &n)?.delete(0).map_err(|e| HostError::call("delete", e))).await;
+        let result = host
+            .call(move |conn| {
+                lookup_vol(&lookup_pool(conn, &p)?, &p, &n)?.delete(0).map_err(|e| HostError::call("delete", e))
+            })
+            .await;
         match result {
             Ok(()) => tracing::info!(volume = %format!("{pool}/{name}"), "removed the half-created volume"),
-            Err(e) => tracing::error!(volume = %format!("{pool}/{name}"), error = %e, "could not remove the half-created volume"),
+            Err(e) => {
+                tracing::error!(volume = %format!("{pool}/{name}"), error = %e, "could not remove the half-created volume")
+            }
         }
     }
 }
@@ -545,7 +571,8 @@ impl Resource for Volume {
     async fn update(&self, ctx: &Context, _prior: &Value, planned: &Value) -> Outcome<Value> {
         let attrs = Attrs::of(planned)?;
         let (pool, name) = (attrs.str("pool")?.to_string(), attrs.str("name")?.to_string());
-        let size = parse_size(attrs.str("size")?).map_err(|e| Diagnostic::attribute_error(Path::attr("size"), "Invalid size", e))?;
+        let size = parse_size(attrs.str("size")?)
+            .map_err(|e| Diagnostic::attribute_error(Path::attr("size"), "Invalid size", e))?;
         let host = ctx.host()?;
         tracing::info!(volume = %format!("{pool}/{name}"), size = %format_size(size), "growing volume in place");
         let observed = host
@@ -576,11 +603,7 @@ impl Resource for Volume {
                     .map_err(|e| HostError::call(format!("delete volume {pool}/{name}"), e))
             })
             .await;
-        match result {
-            Ok(()) => Ok(()),
-            Err(e) if e.is_not_found() => Ok(()),
-            Err(e) => Err(e.diagnostic("Cannot delete volume").into()),
-        }
+        result.found().map(drop).map_err(|e| e.diagnostic("Cannot delete volume").into())
     }
 
     async fn import(&self, ctx: &Context, id: &str) -> Outcome<Value> {
@@ -589,7 +612,8 @@ impl Resource for Volume {
         let result = host
             .call(move |conn| {
                 let vol = if owned.starts_with('/') {
-                    conn.lookup_storage_vol_by_path(&owned).map_err(|e| HostError::call(format!("look up volume {owned:?}"), e))?
+                    conn.lookup_storage_vol_by_path(&owned)
+                        .map_err(|e| HostError::call(format!("look up volume {owned:?}"), e))?
                 } else {
                     let Some((pool, name)) = owned.split_once('/') else {
                         return Ok(None);
@@ -611,7 +635,9 @@ impl Resource for Volume {
                 .into())
             }
             Err(e) if e.is_not_found() => {
-                return Err(Diagnostic::error("Cannot import volume", format!("No such volume on {}: {e}", host.uri())).into())
+                return Err(
+                    Diagnostic::error("Cannot import volume", format!("No such volume on {}: {e}", host.uri())).into()
+                )
             }
             Err(e) => return Err(e.diagnostic("Cannot import volume").into()),
         };
