@@ -3,8 +3,11 @@
 # (a generated sealing key plus a sealed secret), then print the SealedSecret manifest.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/libvirt.sh"
 root=$(repo_root)
 setup_tools
+# The provider links libvirt (libvirt-dev to build, libvirt0 to run), even for the sealing example.
+libvirt_install
 cargo build --release --locked -p terraform-provider-kvm --manifest-path "$root/Cargo.toml"
 provider_mirror "$root/target/release/terraform-provider-kvm" "$root/target/terraform"
 
