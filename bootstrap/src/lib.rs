@@ -11,4 +11,5 @@ pub mod hostkey;
 pub mod k3s;
 pub mod manifests;
 pub mod sealing;
+mod shell;
 mod yaml;

@@ -16,6 +16,7 @@ use std::fmt;
 use std::net::IpAddr;
 
 use super::{sha256_hex, FilePlacement, MODE_EXECUTABLE, MODE_PUBLIC, MODE_SECRET};
+use crate::shell::{parent, quote as sh_quote};
 use crate::yaml::quoted;
 
 /// Where k3s reads its configuration file by default.
@@ -676,23 +677,6 @@ impl InstallPlan {
     /// Restarts the service; needed after config.yaml changed on a node where k3s already runs.
     pub fn restart_command(&self) -> String {
         format!("systemctl restart {}", self.role.service_name())
-    }
-}
-
-/// Directory part of an absolute path.
-fn parent(path: &str) -> &str {
-    match path.rfind('/') {
-        Some(0) | None => "/",
-        Some(i) => &path[..i],
-    }
-}
-
-/// Quotes for POSIX sh: bare when only safe characters, else single quotes.
-pub(crate) fn sh_quote(s: &str) -> String {
-    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./:=+@,".contains(&b)) {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', "'\\''"))
     }
 }
 
