@@ -136,7 +136,8 @@ impl HostKey {
         out
     }
 
-    fn public_blob(&self) -> Vec<u8> {
+    /// The public key in SSH wire format (what servers send during key exchange).
+    pub(crate) fn public_blob(&self) -> Vec<u8> {
         let mut blob = Vec::new();
         put_string(&mut blob, KEY_TYPE.as_bytes());
         put_string(&mut blob, &self.public);
@@ -171,8 +172,18 @@ impl HostKey {
 
     /// `SHA256:…` as `ssh-keygen -l` prints it.
     pub fn fingerprint(&self) -> String {
-        format!("SHA256:{}", STANDARD_NO_PAD.encode(sha256(&self.public_blob())))
+        fingerprint(&self.public_blob())
     }
+}
+
+/// `SHA256:…` of any public key blob in SSH wire format, as `ssh-keygen -l` prints it.
+pub(crate) fn fingerprint(blob: &[u8]) -> String {
+    format!("SHA256:{}", STANDARD_NO_PAD.encode(sha256(blob)))
+}
+
+/// The key type a public key blob names in its first field (`ssh-ed25519`, `ssh-rsa`, …).
+pub(crate) fn blob_key_type(blob: &[u8]) -> Option<&str> {
+    Reader(blob).string().ok().and_then(|t| std::str::from_utf8(t).ok())
 }
 
 fn sha256(data: &[u8]) -> Vec<u8> {

@@ -2,6 +2,7 @@
 //!
 //! * [`sealing`]: Bitnami Sealed Secrets compatible sealing keys, certificates and sealing;
 //! * [`hostkey`]: SSH host keys generated for instances, so connections pin them;
+//! * [`ssh`]: the SSH client that checks those pins and runs the bootstrap on an instance;
 //! * [`k3s`]: k3s node config.yaml, install plans (online / air-gap) and the pre-generated cluster PKI;
 //! * [`manifests`]: typed Kubernetes objects (Secrets, Argo CD, Flux) the bootstrap applies, as YAML.
 
@@ -12,4 +13,5 @@ pub mod k3s;
 pub mod manifests;
 pub mod sealing;
 mod shell;
+pub mod ssh;
 mod yaml;
