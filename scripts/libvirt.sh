@@ -53,7 +53,8 @@ libvirt_install() {
   #   iproute2: `ip netns`; procps: pgrep; openssh-client: ssh into guests, ssh-keygen;
   #   debootstrap + e2fsprogs: the guest image (scripts/guest-image.sh, `mkfs.ext4 -d`);
   #   openssh-server: an sshd the remote-host tests start on loopback inside the namespace
-  #     (qemu+libssh:// with a pinned host key); no system-wide sshd is started;
+  #     (qemu+libssh:// with a pinned host key), and the bootstrap's SSH engine tests start on
+  #     127.0.0.1 (bootstrap/tests/ssh.rs); no system-wide sshd is started;
   #   dosfstools + mtools: independent readers (fsck.fat, mdir, mtype) of the cloud-init seeds we write;
   #   openssl: the independent verifier of the k3s cluster PKI the bootstrap generates.
   local others=(dnsmasq-base nftables iproute2 procps openssh-client openssh-server debootstrap e2fsprogs
