@@ -7,7 +7,8 @@
 //! * on create, computed attributes the configuration leaves unset become their default,
 //!   or unknown ("known after apply");
 //! * on update, such attributes keep their prior value (a resource's plan hook may mark
-//!   them unknown when it knows they will change);
+//!   them unknown when it knows they will change), except that an attribute with a default
+//!   plans its default, so drift away from it is repaired;
 //! * attributes declared `force_new` whose planned value differs from the prior value are
 //!   reported in `requires_replace`, which makes Terraform plan a replacement.
 //!
@@ -108,11 +109,11 @@ fn plan_block(block: &Block, prior: &Value, proposed: &Value, config: &Value) ->
 
 fn plan_unset_computed(attribute: &Attribute, creating: bool, proposed: Value) -> Value {
     if !creating {
-        // Terraform already carried the prior value over; keeping it means "no change".
-        if proposed.is_null() {
-            if let Some(default) = &attribute.default {
-                return default.clone();
-            }
+        // An unset attribute with a default means the default, also when the object drifted
+        // away from it (changed outside Terraform): planning it heals the drift. Without a
+        // default, Terraform already carried the prior value over; keeping it means "no change".
+        if let Some(default) = &attribute.default {
+            return default.clone();
         }
         return proposed;
     }

@@ -207,3 +207,31 @@ fn implied_type_covers_attributes_and_blocks() {
     assert_eq!(attrs["name"], Type::String);
     assert!(matches!(&attrs["disk"], Type::List(inner) if matches!(**inner, Type::Object(_))));
 }
+
+#[test]
+fn an_unset_attribute_with_a_default_heals_drift_on_update() {
+    let schema = schema();
+    // Someone changed `mode` and a disk's `bus` outside Terraform; the configuration sets neither.
+    let mut prior = applied_state();
+    set(&mut prior, "mode", s("slow"));
+    let drifted_disk = disk("v1", s("sata"), s("sda"));
+    set(&mut prior, "disk", Value::List(vec![drifted_disk]));
+    let cfg = config("a", Value::Number(Number::from_i64(3)), vec![disk("v1", Value::Null, Value::Null)]);
+    // Terraform proposes the prior values for unset optional+computed attributes.
+    let mut proposed = cfg.clone();
+    for name in ["id", "mode", "mac", "output", "disk"] {
+        set(&mut proposed, name, prior.get_attr(name).cloned().unwrap());
+    }
+    let planned = plan_resource_change(&schema, &prior, &proposed, &cfg);
+    assert_eq!(planned.get_attr("mode"), Some(&s("fast")), "the default, not the drifted value");
+    let Some(Value::List(disks)) = planned.get_attr("disk") else { panic!("disk list") };
+    assert_eq!(disks[0].get_attr("bus"), Some(&s("virtio")));
+    assert_eq!(planned.get_attr("mac"), prior.get_attr("mac"), "no default: the prior value stays");
+    check_plan_valid(&schema, &prior, &cfg, &planned).unwrap();
+}
+
+fn set(target: &mut Value, name: &str, value: Value) {
+    if let Value::Object(attrs) = target {
+        attrs.insert(name.to_string(), value);
+    }
+}
