@@ -319,8 +319,32 @@ fn prefix_of(ip: &Ip) -> Option<u8> {
     })
 }
 
+/// Which static DHCP hosts the state shows.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Hosts {
+    /// Only those the state already has: entries others add (a `kvm_instance` reserving its fixed
+    /// address) are theirs, not drift of the network.
+    Managed,
+    /// All of them (import).
+    All,
+}
+
+/// The (MAC, IP) pairs of the `host` set in `state`.
+fn managed_hosts(state: &Value) -> Vec<(Option<String>, String)> {
+    match state.get_attr("host") {
+        Some(Value::Set(items)) => items
+            .iter()
+            .filter_map(|h| {
+                let mac = h.get_attr("mac").and_then(Value::as_str).map(str::to_lowercase);
+                Some((mac, h.get_attr("ip").and_then(Value::as_str)?.to_string()))
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// Fills the state from what the host reports.
-fn fill(state: &mut Value, observed: &Observed) {
+fn fill(state: &mut Value, observed: &Observed, hosts: Hosts) {
     let doc = &observed.doc;
     set_attr(state, "id", doc.uuid.clone().map(Value::string).unwrap_or(Value::Null));
     set_attr(state, "name", Value::string(doc.name.clone()));
@@ -386,7 +410,11 @@ fn fill(state: &mut Value, observed: &Observed) {
         _ => Value::List(Vec::new()),
     };
     set_attr(state, "dhcp", dhcp_value);
-    let host_values = dhcp.map(|d| d.hosts.clone()).unwrap_or_default().into_iter().map(|h| {
+    let managed = managed_hosts(state);
+    let is_managed = |h: &DhcpHost| {
+        hosts == Hosts::All || managed.contains(&(h.mac.as_deref().map(str::to_lowercase), h.ip.clone()))
+    };
+    let host_values = dhcp.map(|d| d.hosts.clone()).unwrap_or_default().into_iter().filter(is_managed).map(|h| {
         Value::object_from([
             ("mac", h.mac.map(|m| Value::string(m.to_lowercase())).unwrap_or(Value::Null)),
             ("ip", Value::string(h.ip)),
@@ -666,7 +694,7 @@ impl Resource for Network {
             .await
             .map_err(|e| e.diagnostic("Cannot create network"))?;
         let mut state = planned.clone();
-        fill(&mut state, &observed);
+        fill(&mut state, &observed, Hosts::Managed);
         Ok(state)
     }
 
@@ -677,7 +705,7 @@ impl Resource for Network {
             return Ok(None);
         };
         let mut state = current.clone();
-        fill(&mut state, &observed);
+        fill(&mut state, &observed, Hosts::Managed);
         Ok(Some(state))
     }
 
@@ -723,7 +751,7 @@ impl Resource for Network {
                 "DNS host",
             )?);
         }
-        let xml = new_doc.to_xml().map_err(|e| Diagnostic::error("Internal error", e.to_string()))?;
+        let managed_before = managed_hosts(prior);
         let autostart = after.opt_bool("autostart").unwrap_or(true);
         let n = name.clone();
         let observed = ctx
@@ -735,6 +763,24 @@ impl Resource for Network {
                 let active = net.is_active().unwrap_or(false);
                 if restart {
                     tracing::info!(network = %n, "redefining and restarting network");
+                    // Entries others added (instances' fixed addresses) survive the redefinition.
+                    let mut doc = new_doc.clone();
+                    let current = observe(&net, &n)?.doc;
+                    let foreign = current
+                        .ips
+                        .first()
+                        .and_then(|ip| ip.dhcp.as_ref())
+                        .map(|d| d.hosts.clone())
+                        .unwrap_or_default();
+                    if let Some(dhcp) = doc.ips.first_mut().and_then(|ip| ip.dhcp.as_mut()) {
+                        for h in foreign {
+                            let key = (h.mac.as_deref().map(str::to_lowercase), h.ip.clone());
+                            if !managed_before.contains(&key) && !dhcp.hosts.contains(&h) {
+                                dhcp.hosts.push(h);
+                            }
+                        }
+                    }
+                    let xml = doc.to_xml().map_err(|e| HostError::Other(e.to_string()))?;
                     let net = conn
                         .define_network_xml(&xml)
                         .map_err(|e| HostError::call(format!("redefine network {n:?}"), e))?;
@@ -761,7 +807,7 @@ impl Resource for Network {
             .await
             .map_err(|e| e.diagnostic("Cannot update network"))?;
         let mut state = planned.clone();
-        fill(&mut state, &observed);
+        fill(&mut state, &observed, Hosts::Managed);
         Ok(state)
     }
 
@@ -791,7 +837,7 @@ impl Resource for Network {
             .into());
         };
         let mut state = empty_object(&self.schema.block);
-        fill(&mut state, &observed);
+        fill(&mut state, &observed, Hosts::All);
         Ok(state)
     }
 }
