@@ -46,7 +46,7 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         let scale = 10u128.pow(frac.len() as u32);
         let frac_num: u128 = frac.parse().map_err(|_| not_a_number(text))?;
         let total = whole as u128 * factor as u128 + frac_num * factor as u128 / scale;
-        if frac_num * factor as u128 % scale != 0 {
+        if !(frac_num * factor as u128).is_multiple_of(scale) {
             return Err(format!("{text:?} is not a whole number of bytes; give the size in a smaller unit."));
         }
         u64::try_from(total).map_err(|_| too_big(text))?
@@ -69,7 +69,7 @@ fn too_big(text: &str) -> String {
 pub fn format_size(bytes: u64) -> String {
     for (name, factor) in [("PiB", 1u64 << 50), ("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)]
     {
-        if bytes >= factor && bytes % factor == 0 {
+        if bytes >= factor && bytes.is_multiple_of(factor) {
             return format!("{}{name}", bytes / factor);
         }
     }
@@ -106,9 +106,72 @@ pub fn same_size(a: &str, b: &str) -> bool {
     matches!((parse_size(a), parse_size(b)), (Ok(x), Ok(y)) if x == y)
 }
 
+/// Parses a duration as Terraform users write them in `timeouts` blocks: `"30s"`, `"10m"`,
+/// `"1h30m"`, `"90s"`. Units: `s`, `m`, `h`; a bare number is refused (is it seconds or minutes?).
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let invalid = || format!("{text:?} is not a duration: write it like \"30s\", \"10m\" or \"1h30m\".");
+    let mut total: u64 = 0;
+    let mut digits = String::new();
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return Err(invalid());
+    }
+    for c in trimmed.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let factor = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            _ => return Err(invalid()),
+        };
+        let n: u64 = digits.parse().map_err(|_| invalid())?;
+        total = n.checked_mul(factor).and_then(|v| total.checked_add(v)).ok_or_else(invalid)?;
+        digits.clear();
+    }
+    if !digits.is_empty() {
+        return Err(invalid());
+    }
+    Ok(std::time::Duration::from_secs(total))
+}
+
+/// A validator for duration attributes.
+pub fn duration() -> impl Validator {
+    |v: &Value| match v.as_str() {
+        Some(s) => parse_duration(s).map(drop),
+        None => Err("expected a string such as \"10m\"".to_string()),
+    }
+}
+
+/// A duration for messages: `"95s"` → `"1m35s"`.
+pub fn format_duration(d: std::time::Duration) -> String {
+    let secs = d.as_secs();
+    match (secs / 3600, secs / 60 % 60, secs % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, 0) => format!("{m}m"),
+        (0, m, s) => format!("{m}m{s}s"),
+        (h, m, _) => format!("{h}h{m}m"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations() {
+        use std::time::Duration;
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        for bad in ["", "10", "m", "5d", "1.5m", "-3s"] {
+            assert!(parse_duration(bad).unwrap_err().contains("not a duration"), "{bad}");
+        }
+        assert_eq!(format_duration(Duration::from_secs(95)), "1m35s");
+        assert_eq!(format_duration(Duration::from_secs(600)), "10m");
+    }
 
     #[test]
     fn parses_units() {

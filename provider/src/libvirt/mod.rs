@@ -6,6 +6,7 @@
 
 mod error;
 mod host;
+pub mod leases;
 pub mod upload;
 
 pub use error::{Found, HostError};

@@ -71,6 +71,7 @@ const HOLE_BLOCK: usize = 64 << 10;
 /// `expected_sha256` is given, the data is hashed on a second thread while it is sent, and
 /// the upload is aborted before it completes when the digest differs; the caller deletes the
 /// volume.
+#[allow(clippy::too_many_arguments)] // each is one independent input of the stream
 pub fn upload(
     conn: &Connect,
     vol: &StorageVol,

@@ -499,9 +499,10 @@ impl Resource for Volume {
             if attrs.get("format").is_null() && attrs.get("source").is_null() {
                 set_attr(planned, "format", Value::string("qcow2"));
             }
-            if attrs.get("base_volume").is_null() {
-                set_attr(planned, "base_pool", attrs.get("pool").clone());
-            } else if attrs.get("base_pool").is_null() && !attrs.get("pool").is_unknown() {
+            // Without a base, or a base in the same pool: base_pool is the volume's pool.
+            let defaults_to_pool = attrs.get("base_volume").is_null()
+                || (attrs.get("base_pool").is_null() && !attrs.get("pool").is_unknown());
+            if defaults_to_pool {
                 set_attr(planned, "base_pool", attrs.get("pool").clone());
             }
             if let Some(source) = attrs.opt_str("source") {
