@@ -4,6 +4,7 @@
 //! applies the plan rules from [`crate::schema`], and calls these methods.
 
 mod attrs;
+pub mod instance;
 pub mod network;
 pub mod pool;
 pub mod sealed_secret;
@@ -161,6 +162,7 @@ impl Registry {
             Arc::new(network::Network::new()),
             Arc::new(pool::Pool::new()),
             Arc::new(volume::Volume::new()),
+            Arc::new(instance::Instance::new()),
         ])
         .with_data_sources(vec![Arc::new(crate::data_sources::host::HostInfo::new())])
     }

@@ -1,0 +1,411 @@
+//! The instance's operations on the libvirt host. Each function runs on a blocking thread
+//! inside [`crate::libvirt::Host::call`] and is safe to repeat.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use libvirt_xml::domain::Domain;
+use libvirt_xml::domcaps::DomainCapabilities;
+use libvirt_xml::network::DhcpHost;
+use libvirt_xml::pool::{Format, Permissions};
+use libvirt_xml::volume::{StorageVolume, VolumeTarget};
+use libvirt_xml::{Capacity, Document, Fragment};
+use tf_cty::Path;
+use virt::connect::Connect;
+use virt::domain::Domain as VirDomain;
+use virt::storage_vol::StorageVol;
+use virt::sys;
+
+use super::metadata::{FixedIp, InstanceMetadata, NAMESPACE, PREFIX};
+use super::spec::{DiskSource, Spec};
+use crate::diag::Diagnostic;
+use crate::libvirt::HostError;
+
+/// Everything create needs to know from the host before it changes anything.
+pub struct Preflight {
+    /// Image format of each disk (`qcow2`, `raw`).
+    pub formats: Vec<String>,
+}
+
+/// Checks a new instance against the host: volumes, pools and networks exist, the disk buses
+/// and firmware are offered, the name is free. Errors name the attribute to fix.
+pub fn preflight(conn: &Connect, spec: &Spec) -> Result<Result<Preflight, Vec<Diagnostic>>, HostError> {
+    let mut problems = Vec::new();
+    if conn.lookup_domain_by_name(&spec.name).is_ok() {
+        problems.push(Diagnostic::attribute_error(
+            Path::attr("name"),
+            "Instance exists",
+            format!(
+                "A domain named {:?} already exists on the host. Choose another name, or bring it under Terraform with \
+                 terraform import kvm_instance.NAME {}.",
+                spec.name, spec.name
+            ),
+        ));
+    }
+    let caps = conn.domain_capabilities(None, None, Some(&spec.machine), Some(&spec.accelerator), 0).map_err(|e| {
+        HostError::call(format!("read domain capabilities for {} / {}", spec.machine, spec.accelerator), e)
+    })?;
+    let caps = DomainCapabilities::from_xml(&caps).map_err(|e| HostError::Other(e.to_string()))?;
+    let buses = caps.disk_buses();
+    let mut formats = Vec::new();
+    for (i, d) in spec.disks.iter().enumerate() {
+        let path = |name: &str| Path::attr("disk").join_index(i as i64).join_attr(name);
+        if !buses.iter().any(|b| b == &d.bus) {
+            let hint = if d.bus == "nvme" {
+                " libvirt offers emulated NVMe disks from version 11.5; use bus = \"virtio\" here, or pass a host NVMe \
+                 namespace through with nvme_pci_address."
+            } else {
+                ""
+            };
+            problems.push(Diagnostic::attribute_error(
+                path("bus"),
+                "Disk bus not offered by the host",
+                format!("This host offers the disk buses {}; not {:?}.{hint}", buses.join(", "), d.bus),
+            ));
+        }
+        match &d.source {
+            DiskSource::Volume { pool, volume } => match volume_format(conn, pool, volume) {
+                Ok(format) => formats.push(format),
+                Err(e) if e.is_not_found() => {
+                    formats.push("raw".into());
+                    problems.push(Diagnostic::attribute_error(
+                        path("volume"),
+                        "Volume not found",
+                        format!("{e}. Create it first, e.g. with a kvm_volume, and reference it (volume = kvm_volume.NAME.name) so Terraform orders them."),
+                    ));
+                }
+                Err(e) => return Err(e),
+            },
+            DiskSource::Nvme { .. } => formats.push("raw".into()),
+        }
+    }
+    if spec.uefi && !caps.firmware().iter().any(|f| f == "efi") {
+        problems.push(Diagnostic::attribute_error(
+            Path::attr("firmware"),
+            "UEFI not available",
+            "The host has no UEFI firmware for this machine type; install OVMF (Debian: ovmf) on the host, or use firmware = \"bios\".",
+        ));
+    }
+    for (i, n) in spec.nics.iter().enumerate() {
+        if let Some(net) = &n.network {
+            if let Err(e) = conn.lookup_network_by_name(net) {
+                problems.push(Diagnostic::attribute_error(
+                    Path::attr("network_interface").join_index(i as i64).join_attr("network"),
+                    "Network not found",
+                    format!("{}. Create it first (e.g. a kvm_network) and reference it.", e.message()),
+                ));
+            }
+        }
+    }
+    if let Some(pool) = spec.seed_pool() {
+        if conn.lookup_storage_pool_by_name(pool).is_err() {
+            problems.push(Diagnostic::attribute_error(
+                Path::attr("cloud_init").join_index(0).join_attr("pool"),
+                "Pool not found",
+                format!("There is no pool {pool:?} for the cloud-init seed."),
+            ));
+        }
+    }
+    Ok(if problems.is_empty() { Ok(Preflight { formats }) } else { Err(problems) })
+}
+
+/// The format (`qcow2`, `raw`) of a volume.
+pub fn volume_format(conn: &Connect, pool: &str, volume: &str) -> Result<String, HostError> {
+    let p = conn.lookup_storage_pool_by_name(pool).map_err(|e| HostError::call(format!("look up pool {pool:?}"), e))?;
+    let v = p
+        .lookup_storage_vol_by_name(volume)
+        .map_err(|e| HostError::call(format!("look up volume {pool}/{volume}"), e))?;
+    let xml = v.xml_desc(0).map_err(|e| HostError::call(format!("read volume {pool}/{volume}"), e))?;
+    let doc = StorageVolume::from_xml(&xml).map_err(|e| HostError::Other(e.to_string()))?;
+    Ok(doc.target.and_then(|t| t.format).map(|f| f.format_type).unwrap_or_else(|| "raw".into()))
+}
+
+/// Creates the seed volume (mode 0600: it holds the host's private key) and streams `bytes`
+/// into it; nothing touches a disk on the machine running Terraform.
+pub fn write_seed(conn: &Connect, pool: &str, volume: &str, bytes: &[u8]) -> Result<(), HostError> {
+    let label = format!("{pool}/{volume}");
+    let p = conn.lookup_storage_pool_by_name(pool).map_err(|e| HostError::call(format!("look up pool {pool:?}"), e))?;
+    // A seed left by an interrupted run of the same instance is replaced.
+    if let Ok(old) = p.lookup_storage_vol_by_name(volume) {
+        old.delete(0).map_err(|e| HostError::call(format!("delete the old seed {label}"), e))?;
+    }
+    let doc = StorageVolume {
+        name: volume.to_string(),
+        capacity: Some(Capacity::from_bytes(bytes.len() as u64)),
+        target: Some(VolumeTarget {
+            format: Some(Format { format_type: "raw".into() }),
+            permissions: Some(Permissions { mode: Some("0600".into()), ..Default::default() }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let xml = doc.to_xml().map_err(|e| HostError::Other(e.to_string()))?;
+    let vol =
+        StorageVol::create_xml(&p, &xml, 0).map_err(|e| HostError::call(format!("create seed volume {label}"), e))?;
+    let never = tokio_util::sync::CancellationToken::new();
+    let sent = crate::libvirt::upload::upload(conn, &vol, bytes, bytes.len() as u64, false, None, &never, &label);
+    if let Err(e) = sent {
+        let _ = vol.delete(0);
+        return Err(HostError::Other(format!("write seed {label}: {e}")));
+    }
+    Ok(())
+}
+
+/// Deletes a volume if it exists.
+pub fn delete_volume(conn: &Connect, pool: &str, volume: &str) -> Result<(), HostError> {
+    let Ok(p) = conn.lookup_storage_pool_by_name(pool) else { return Ok(()) };
+    match p.lookup_storage_vol_by_name(volume) {
+        Ok(v) => v.delete(0).map_err(|e| HostError::call(format!("delete volume {pool}/{volume}"), e)),
+        Err(_) => Ok(()),
+    }
+}
+
+fn dhcp_host_xml(f: &FixedIp, name: &str) -> Result<String, HostError> {
+    DhcpHost { mac: Some(f.mac.clone()), name: Some(name.to_string()), ip: f.ip.clone() }
+        .to_xml()
+        .map_err(|e| HostError::Other(e.to_string()))
+}
+
+fn network_flags(net: &virt::network::Network) -> u32 {
+    sys::VIR_NETWORK_UPDATE_AFFECT_CONFIG
+        | if net.is_active().unwrap_or(false) { sys::VIR_NETWORK_UPDATE_AFFECT_LIVE } else { 0 }
+}
+
+/// Reserves fixed addresses: a DHCP host entry per interface with `ip`, live and persistent.
+pub fn add_fixed_ips(conn: &Connect, fixed: &[FixedIp], name: &str) -> Result<(), HostError> {
+    for f in fixed {
+        let net = conn
+            .lookup_network_by_name(&f.network)
+            .map_err(|e| HostError::call(format!("look up network {:?}", f.network), e))?;
+        let xml = dhcp_host_xml(f, name)?;
+        net.update(
+            sys::VIR_NETWORK_UPDATE_COMMAND_ADD_LAST,
+            sys::VIR_NETWORK_SECTION_IP_DHCP_HOST,
+            -1,
+            &xml,
+            network_flags(&net),
+        )
+        .map_err(|e| HostError::call(format!("reserve {} for {} on network {:?}", f.ip, f.mac, f.network), e))?;
+    }
+    Ok(())
+}
+
+/// Removes the DHCP host entries `add_fixed_ips` made; entries already gone are fine.
+pub fn remove_fixed_ips(conn: &Connect, fixed: &[FixedIp], name: &str) -> Result<(), HostError> {
+    for f in fixed {
+        let Ok(net) = conn.lookup_network_by_name(&f.network) else { continue };
+        let xml = dhcp_host_xml(f, name)?;
+        if let Err(e) = net.update(
+            sys::VIR_NETWORK_UPDATE_COMMAND_DELETE,
+            sys::VIR_NETWORK_SECTION_IP_DHCP_HOST,
+            -1,
+            &xml,
+            network_flags(&net),
+        ) {
+            tracing::debug!(network = %f.network, mac = %f.mac, error = %e, "DHCP host entry not removed (already gone?)");
+        }
+    }
+    Ok(())
+}
+
+/// Looks an instance up by UUID (its id), or by name for import.
+pub fn lookup(conn: &Connect, id_or_name: &str) -> Result<VirDomain, HostError> {
+    conn.lookup_domain_by_uuid_string(id_or_name)
+        .or_else(|_| conn.lookup_domain_by_name(id_or_name))
+        .map_err(|e| HostError::call(format!("look up instance {id_or_name:?}"), e))
+}
+
+/// Defines the domain and records our metadata in it.
+pub fn define(conn: &Connect, domain: &Domain, meta: &InstanceMetadata) -> Result<VirDomain, HostError> {
+    let xml = domain.to_xml().map_err(|e| HostError::Other(e.to_string()))?;
+    tracing::debug!(instance = %domain.name, %xml, "defining domain");
+    let dom = conn
+        .define_domain_xml_flags(&xml, sys::VIR_DOMAIN_DEFINE_VALIDATE)
+        .map_err(|e| HostError::call(format!("define instance {:?}", domain.name), e))?;
+    set_metadata(&dom, meta, &domain.name)?;
+    Ok(dom)
+}
+
+/// Writes our metadata into the persistent definition (and the running one).
+pub fn set_metadata(dom: &VirDomain, meta: &InstanceMetadata, name: &str) -> Result<(), HostError> {
+    let xml = meta.to_xml().map_err(|e| HostError::Other(e.to_string()))?;
+    let flags =
+        sys::VIR_DOMAIN_AFFECT_CONFIG | if dom.is_active().unwrap_or(false) { sys::VIR_DOMAIN_AFFECT_LIVE } else { 0 };
+    dom.set_metadata(sys::VIR_DOMAIN_METADATA_ELEMENT as i32, Some(&xml), Some(PREFIX), Some(NAMESPACE), flags)
+        .map_err(|e| HostError::call(format!("record metadata of {name:?}"), e))
+}
+
+/// Our metadata, or the empty record for a domain we did not create.
+pub fn metadata(dom: &VirDomain) -> InstanceMetadata {
+    dom.metadata(sys::VIR_DOMAIN_METADATA_ELEMENT as i32, Some(NAMESPACE), sys::VIR_DOMAIN_XML_INACTIVE)
+        .ok()
+        .and_then(|xml| InstanceMetadata::from_xml(&xml).ok())
+        .unwrap_or_default()
+}
+
+/// Shuts the domain down: ACPI first, then power off after `grace`. Returns whether it had to
+/// be forced.
+pub fn shutdown(dom: &VirDomain, grace: Duration, name: &str) -> Result<bool, HostError> {
+    if !dom.is_active().unwrap_or(false) {
+        return Ok(false);
+    }
+    tracing::info!(instance = %name, grace = ?grace, "shutting down (ACPI)");
+    if let Err(e) = dom.shutdown() {
+        tracing::debug!(instance = %name, error = %e, "graceful shutdown refused; powering off");
+    } else {
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if !dom.is_active().unwrap_or(false) {
+                return Ok(false);
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        tracing::warn!(instance = %name, "did not shut down within {grace:?}; powering off");
+    }
+    match dom.destroy() {
+        Ok(()) => Ok(true),
+        Err(_) if !dom.is_active().unwrap_or(false) => Ok(false),
+        Err(e) => Err(HostError::call(format!("power off {name:?}"), e)),
+    }
+}
+
+/// Hot-plug direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plug {
+    Attach,
+    Detach,
+}
+
+/// Attaches or detaches `device` on the running domain only: the persistent definition was
+/// already redefined with the change.
+pub fn hotplug(dom: &VirDomain, device: &impl Fragment, plug: Plug, what: &str, name: &str) -> Result<(), HostError> {
+    let xml = device.to_xml().map_err(|e| HostError::Other(e.to_string()))?;
+    let verb = if plug == Plug::Attach { "attach" } else { "detach" };
+    tracing::info!(instance = %name, "{verb} {what}");
+    let done = match plug {
+        Plug::Attach => dom.attach_device_flags(&xml, sys::VIR_DOMAIN_AFFECT_LIVE),
+        Plug::Detach => dom.detach_device_flags(&xml, sys::VIR_DOMAIN_AFFECT_LIVE),
+    };
+    done.map_err(|e| HostError::call(format!("{verb} {what} of {name:?}"), e))
+}
+
+/// Undefines the domain with its NVRAM, managed save image and snapshot metadata.
+pub fn undefine(dom: &VirDomain, name: &str) -> Result<(), HostError> {
+    let flags = sys::VIR_DOMAIN_UNDEFINE_NVRAM
+        | sys::VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+        | sys::VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+        | sys::VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA;
+    dom.undefine_flags(flags).map_err(|e| HostError::call(format!("undefine {name:?}"), e))
+}
+
+/// Removes an instance and everything the provider made for it (seed, DHCP entries), never
+/// the user's volumes.
+pub fn remove(conn: &Connect, dom: &VirDomain, grace: Duration, name: &str) -> Result<(), HostError> {
+    let meta = metadata(dom);
+    shutdown(dom, grace, name)?;
+    undefine(dom, name)?;
+    remove_fixed_ips(conn, &meta.fixed_ips, name)?;
+    if let Some(seed) = &meta.seed {
+        delete_volume(conn, &seed.pool, &seed.volume)?;
+    }
+    Ok(())
+}
+
+/// What the host reports about an instance.
+pub struct Observed {
+    /// The persistent definition.
+    pub doc: Domain,
+    pub meta: InstanceMetadata,
+    pub active: bool,
+    pub autostart: bool,
+    /// IPv4 addresses by MAC (lowercase).
+    pub addresses: HashMap<String, Vec<String>>,
+}
+
+/// Reads an instance.
+pub fn observe(dom: &VirDomain, name: &str) -> Result<Observed, HostError> {
+    let xml = dom
+        .xml_desc(sys::VIR_DOMAIN_XML_INACTIVE)
+        .map_err(|e| HostError::call(format!("read instance {name:?}"), e))?;
+    let doc = Domain::from_xml(&xml).map_err(|e| HostError::Other(format!("instance {name:?}: {e}")))?;
+    let active = dom.is_active().map_err(|e| HostError::call(format!("read the state of {name:?}"), e))?;
+    Ok(Observed {
+        meta: metadata(dom),
+        autostart: dom.autostart().unwrap_or(false),
+        addresses: if active { addresses(dom, &doc) } else { HashMap::new() },
+        doc,
+        active,
+    })
+}
+
+/// IPv4 addresses of the domain's interfaces: DHCP leases of libvirt networks first, then the
+/// guest agent for whatever has none (host bridges).
+pub fn addresses(dom: &VirDomain, doc: &Domain) -> HashMap<String, Vec<String>> {
+    let macs: Vec<String> =
+        doc.devices.interfaces.iter().filter_map(|i| i.mac.as_ref().map(|m| m.address.to_lowercase())).collect();
+    let mut found: HashMap<String, Vec<String>> = HashMap::new();
+    for source in [sys::VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE, sys::VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT] {
+        if macs.iter().all(|m| found.get(m).is_some_and(|a| !a.is_empty())) {
+            break;
+        }
+        let Ok(interfaces) = dom.interface_addresses(source, 0) else { continue };
+        for i in interfaces {
+            let Some(mac) = i.hwaddr.map(|m| m.to_lowercase()) else { continue };
+            if !macs.contains(&mac) {
+                continue;
+            }
+            let list = found.entry(mac).or_default();
+            for a in i.addrs {
+                let v4 = a.typed == sys::VIR_IP_ADDR_TYPE_IPV4 as i64;
+                if v4 && !a.addr.starts_with("127.") && !list.contains(&a.addr) {
+                    list.push(a.addr);
+                }
+            }
+        }
+    }
+    found
+}
+
+/// The first interface's DHCP lease as it was before the instance (re)started: a lease is only a
+/// sign of life if it is newer than this (a recreated instance keeps its MAC, and dnsmasq its
+/// old lease).
+#[derive(Debug, Clone, Default)]
+pub struct LeaseWatch {
+    /// Network of the first interface (none on a host bridge: only the guest agent can tell).
+    pub network: Option<String>,
+    /// MAC of the first interface.
+    pub mac: String,
+    /// Latest expiry of the leases the MAC had before the start.
+    pub baseline: Option<i64>,
+}
+
+impl LeaseWatch {
+    /// Records the current leases of `mac` on `network`.
+    pub fn before_start(conn: &Connect, network: Option<&str>, mac: &str) -> LeaseWatch {
+        let baseline = network
+            .and_then(|n| conn.lookup_network_by_name(n).ok())
+            .and_then(|net| crate::libvirt::leases::leases(&net, mac).ok())
+            .and_then(|leases| leases.iter().map(|l| l.expiry).max());
+        LeaseWatch { network: network.map(str::to_string), mac: mac.to_lowercase(), baseline }
+    }
+
+    /// The first IPv4 address the guest took since the start: a fresh lease, else what the
+    /// guest agent reports (it only answers once the guest runs).
+    pub fn fresh_address(&self, conn: &Connect, dom: &VirDomain) -> Option<String> {
+        if let Some(net) = self.network.as_deref().and_then(|n| conn.lookup_network_by_name(n).ok()) {
+            if let Ok(leases) = crate::libvirt::leases::leases(&net, &self.mac) {
+                let fresh = leases.into_iter().filter(|l| l.ipv4 && self.baseline.is_none_or(|b| l.expiry > b));
+                if let Some(lease) = fresh.max_by_key(|l| l.expiry) {
+                    return Some(lease.ip);
+                }
+            }
+        }
+        let interfaces = dom.interface_addresses(sys::VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT, 0).ok()?;
+        interfaces
+            .into_iter()
+            .filter(|i| i.hwaddr.as_deref().map(str::to_lowercase).as_deref() == Some(self.mac.as_str()))
+            .flat_map(|i| i.addrs)
+            .find(|a| a.typed == sys::VIR_IP_ADDR_TYPE_IPV4 as i64 && !a.addr.starts_with("127."))
+            .map(|a| a.addr)
+    }
+}

@@ -1,0 +1,143 @@
+//! Waiting for an instance to be ready: an address on its first interface, then SSH answering
+//! with the pinned host key. Progress goes to Terraform's log; a timeout says what was last seen.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use super::ops;
+use super::spec::WaitFor;
+use crate::libvirt::{Host, HostError};
+use crate::units::format_duration;
+
+/// How often the host is asked.
+const POLL: Duration = Duration::from_secs(1);
+/// How often progress is logged at info level.
+const PROGRESS_EVERY: Duration = Duration::from_secs(15);
+/// Per-attempt limit of the SSH check.
+const SSH_ATTEMPT: Duration = Duration::from_secs(5);
+
+/// Why an instance is not ready.
+#[derive(Debug, thiserror::Error)]
+pub enum WaitError {
+    /// The deadline passed.
+    #[error("{name} was not ready within {waited}: {last_seen}")]
+    Timeout { name: String, waited: String, last_seen: String },
+    /// Terraform asked the provider to stop.
+    #[error("interrupted while waiting for {name}: {last_seen}")]
+    Cancelled { name: String, last_seen: String },
+    /// The domain stopped while booting.
+    #[error("{name} stopped while booting; its console (virsh console {name}) or the QEMU log on the host says why")]
+    Stopped { name: String },
+    /// SSH answered with another host key: never retried.
+    #[error("{0}")]
+    HostKey(String),
+    /// The host failed.
+    #[error(transparent)]
+    Host(#[from] HostError),
+}
+
+/// Waits until the instance `uuid` is ready as `wait_for` says. `watch` follows its first
+/// interface's address; `host_key` is the pinned public key line for the SSH check.
+#[allow(clippy::too_many_arguments)]
+pub async fn wait(
+    host: &Arc<Host>,
+    uuid: &str,
+    name: &str,
+    watch: Option<ops::LeaseWatch>,
+    wait_for: WaitFor,
+    host_key: Option<&str>,
+    timeout: Duration,
+    cancel: &CancellationToken,
+) -> Result<(), WaitError> {
+    if wait_for == WaitFor::None {
+        return Ok(());
+    }
+    let Some(watch) = watch else { return Ok(()) };
+    let mac = watch.mac.clone();
+    let started = Instant::now();
+    let deadline = started + timeout;
+    let mut last_log = started;
+    let mut last_seen = format!("no IPv4 address on {mac} yet (DHCP lease or guest agent)");
+    let mut ip: Option<String> = None;
+    loop {
+        if cancel.is_cancelled() {
+            return Err(WaitError::Cancelled { name: name.into(), last_seen });
+        }
+        if Instant::now() >= deadline {
+            let waited = format_duration(timeout);
+            return Err(WaitError::Timeout { name: name.into(), waited, last_seen });
+        }
+        if ip.is_none() {
+            let (id, w) = (uuid.to_string(), watch.clone());
+            let polled = host
+                .call(move |conn| {
+                    let dom = ops::lookup(conn, &id)?;
+                    if !dom.is_active().unwrap_or(false) {
+                        return Ok(None);
+                    }
+                    Ok(Some(w.fresh_address(conn, &dom)))
+                })
+                .await;
+            match polled {
+                Ok(None) => return Err(WaitError::Stopped { name: name.into() }),
+                Ok(Some(found)) => ip = found,
+                Err(e) => return Err(e.into()),
+            }
+            if let Some(ip) = &ip {
+                tracing::info!(instance = %name, %ip, elapsed = %format_duration(started.elapsed()), "instance has an address");
+                if wait_for == WaitFor::Ip {
+                    return Ok(());
+                }
+                last_seen = format!("{ip}:22 not answering SSH yet");
+            }
+        }
+        if let (Some(ip), Some(key)) = (&ip, host_key) {
+            match ssh_check(ip, key).await {
+                Ok(()) => {
+                    tracing::info!(instance = %name, %ip, elapsed = %format_duration(started.elapsed()), "SSH answers with the pinned host key");
+                    return Ok(());
+                }
+                Err(SshProbe::Fatal(message)) => return Err(WaitError::HostKey(message)),
+                Err(SshProbe::NotYet(message)) => last_seen = format!("{ip}:22: {message}"),
+            }
+        }
+        if last_log.elapsed() >= PROGRESS_EVERY {
+            last_log = Instant::now();
+            tracing::info!(instance = %name, elapsed = %format_duration(started.elapsed()), "still waiting: {last_seen}");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(POLL) => {}
+            _ = cancel.cancelled() => {}
+        }
+    }
+}
+
+/// Outcome of one SSH attempt that did not succeed.
+enum SshProbe {
+    /// Not up yet (refused, timed out, reset): try again.
+    NotYet(String),
+    /// Another key answered: stop.
+    Fatal(String),
+}
+
+async fn ssh_check(ip: &str, key: &str) -> Result<(), SshProbe> {
+    use kvm_bootstrap::ssh::{check_host_key, HostKeyPin, SshError};
+    let pin: HostKeyPin = key.parse().map_err(|e| SshProbe::Fatal(format!("the pinned host key is unusable: {e}")))?;
+    let ip = ip.to_string();
+    let result = tokio::task::spawn_blocking(move || check_host_key(&ip, 22, &pin, SSH_ATTEMPT))
+        .await
+        .map_err(|e| SshProbe::NotYet(e.to_string()))?;
+    match result {
+        Ok(()) => Ok(()),
+        Err(e @ SshError::HostKeyMismatch { .. }) => Err(SshProbe::Fatal(format!(
+            "{e}. The instance presented another SSH host key than the one Terraform generated for it: either \
+             cloud-init did not install the key (check the image's cloud-init and user_data) or something else \
+             answers at that address"
+        ))),
+        // sshd starts with the image's keys before cloud-init replaces them, and restarts: until
+        // the deadline, anything else is "not yet".
+        Err(e) => Err(SshProbe::NotYet(e.to_string())),
+    }
+}
