@@ -56,9 +56,10 @@ libvirt_install() {
   #     (qemu+libssh:// with a pinned host key), and the bootstrap's SSH engine tests start on
   #     127.0.0.1 (bootstrap/tests/ssh.rs); no system-wide sshd is started;
   #   dosfstools + mtools: independent readers (fsck.fat, mdir, mtype) of the cloud-init seeds we write;
-  #   openssl: the independent verifier of the k3s cluster PKI the bootstrap generates.
+  #   openssl: the independent verifier of the k3s cluster PKI the bootstrap generates;
+  #   sudo: the SSH engine runs commands through `sudo -n` for non-root users (its test runs one).
   local others=(dnsmasq-base nftables iproute2 procps openssh-client openssh-server debootstrap e2fsprogs
-    dosfstools mtools openssl)
+    dosfstools mtools openssl sudo)
   local missing=() pkg
 
   for pkg in "${backports[@]}" "${others[@]}"; do

@@ -1,0 +1,422 @@
+//! kvm_instance through real Terraform against the test run's libvirtd, with real Debian guests
+//! booted under TCG: cloud-init seeds, pinned SSH host keys checked by OpenSSH, fixed addresses,
+//! in-place changes, drift, import, failures and destroy. After each test `virsh` must show
+//! nothing left with the test's prefix.
+
+use std::path::Path;
+use std::process::Command;
+
+use acceptance_tests::libvirt::{self, assert_nothing_leaked, netns_command, virsh_ok, TestPrefix};
+use acceptance_tests::{Workspace, REQUIRED_PROVIDERS};
+
+fn config(body: &str) -> String {
+    format!("{REQUIRED_PROVIDERS}\nprovider \"kvm\" {{\n  uri = \"{}\"\n}}\n{body}", libvirt::URI)
+}
+
+/// A /24 for this test that no other test of the run uses.
+fn subnet(salt: u32) -> String {
+    format!("10.{}.{}", 120 + salt, std::process::id() % 250)
+}
+
+/// An ed25519 client key pair for logging in; returns the public line.
+fn client_key(dir: &Path) -> String {
+    let key = dir.join("id_ed25519");
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "acceptance", "-f"])
+        .arg(&key)
+        .status()
+        .expect("ssh-keygen (openssh-client)");
+    assert!(status.success());
+    std::fs::read_to_string(dir.join("id_ed25519.pub")).unwrap().trim().to_string()
+}
+
+/// Runs `command` on the guest over SSH with strict host key checking against `known_hosts`.
+fn ssh(dir: &Path, ip: &str, known_hosts: &str, command: &str) -> std::process::Output {
+    let kh = dir.join(format!("known_hosts-{ip}"));
+    std::fs::write(&kh, format!("{known_hosts}\n")).unwrap();
+    netns_command("ssh")
+        .args(["-i"])
+        .arg(dir.join("id_ed25519"))
+        .args(["-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"])
+        .arg("-o")
+        .arg(format!("UserKnownHostsFile={}", kh.display()))
+        .arg(format!("root@{ip}"))
+        .arg(command)
+        .output()
+        .expect("run ssh")
+}
+
+#[track_caller]
+fn ssh_ok(dir: &Path, ip: &str, known_hosts: &str, command: &str) -> String {
+    let out = ssh(dir, ip, known_hosts, command);
+    assert!(
+        out.status.success(),
+        "ssh {ip} {command:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+struct Lab {
+    prefix: TestPrefix,
+    dir: tempfile::TempDir,
+    ws: Workspace,
+    net: String,
+}
+
+impl Lab {
+    fn new(test: &str, salt: u32) -> Lab {
+        let prefix = TestPrefix::new(test);
+        let dir = tempfile::tempdir().unwrap();
+        let ws = Workspace::new(&config(""));
+        Lab { prefix, dir, ws, net: subnet(salt) }
+    }
+
+    /// Network, pool and base image, plus `body`.
+    fn write(&self, body: &str) {
+        let image = libvirt::image_dir();
+        let p = &self.prefix;
+        let main = format!(
+            r#"
+locals {{
+  image = "{image}"
+}}
+resource "kvm_network" "net" {{
+  name = "{net_name}"
+  mode = "nat"
+  cidr = "{net}.0/24"
+}}
+resource "kvm_pool" "p" {{
+  name          = "{pool}"
+  path          = "/var/lib/libvirt/{pool}"
+  force_destroy = true
+}}
+resource "kvm_volume" "base" {{
+  name   = "base.qcow2"
+  pool   = kvm_pool.p.name
+  source = "${{local.image}}/disk.qcow2"
+}}
+{body}"#,
+            image = image.display(),
+            net_name = p.name("net"),
+            net = self.net,
+            pool = p.name("pool"),
+        );
+        self.ws.write_main(&config(&main));
+    }
+}
+
+/// An instance block booting the test image by direct kernel boot under TCG.
+fn instance(label: &str, name: &str, extra: &str) -> String {
+    format!(
+        r#"
+resource "kvm_volume" "{label}_root" {{
+  name        = "{label}-root.qcow2"
+  pool        = kvm_pool.p.name
+  base_volume = kvm_volume.base.name
+}}
+resource "kvm_instance" "{label}" {{
+  name        = "{name}"
+  accelerator = "qemu"
+  memory      = "512MiB"
+  kernel      = "${{local.image}}/vmlinuz"
+  initrd      = "${{local.image}}/initrd.img"
+  cmdline     = "console=ttyS0 root=/dev/vda rw"
+  disk {{
+    volume = kvm_volume.{label}_root.name
+    pool   = kvm_pool.p.name
+  }}
+{extra}
+}}
+"#
+    )
+}
+
+fn cloud_init(client_pub: &str) -> String {
+    format!(
+        r##"  cloud_init {{
+    user_data           = "#cloud-config\ndisable_root: false\n"
+    ssh_authorized_keys = ["{client_pub}"]
+  }}"##
+    )
+}
+
+fn dominfo(name: &str, field: &str) -> String {
+    virsh_ok(&["dominfo", name])
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")).map(|v| v.trim().to_string()))
+        .unwrap_or_default()
+}
+
+#[test]
+fn two_guests_with_cloud_init_and_pinned_host_keys() {
+    if !libvirt::require_libvirt() {
+        return;
+    }
+    let lab = Lab::new("instance_lifecycle", 0);
+    let p = &lab.prefix;
+    let client_pub = client_key(lab.dir.path());
+    let (a, b) = (p.name("a"), p.name("b"));
+    let fixed_ip = format!("{}.50", lab.net);
+    let ci = cloud_init(&client_pub);
+    let body = |b_memory: &str, a_extra_disk: bool| {
+        let data_disk = if a_extra_disk {
+            "  disk {\n    volume = kvm_volume.data.name\n    pool   = kvm_pool.p.name\n  }\n"
+        } else {
+            ""
+        };
+        format!(
+            r#"
+resource "kvm_volume" "data" {{
+  name = "data.qcow2"
+  pool = kvm_pool.p.name
+  size = "64MiB"
+}}
+{}
+{}
+output "a_ip" {{ value = kvm_instance.a.ip_address }}
+output "a_known_hosts" {{ value = kvm_instance.a.known_hosts }}
+output "b_ip" {{ value = kvm_instance.b.ip_address }}
+output "b_known_hosts" {{ value = kvm_instance.b.known_hosts }}
+"#,
+            instance(
+                "a",
+                &a,
+                &format!(
+                    "{data_disk}  network_interface {{\n    network = kvm_network.net.name\n    ip      = \"{fixed_ip}\"\n  }}\n  wait_for = \"ssh\"\n{ci}"
+                )
+            ),
+            instance(
+                "b",
+                &b,
+                &format!(
+                    "  memory = \"{b_memory}\"\n  network_interface {{\n    network = kvm_network.net.name\n  }}\n  wait_for = \"ssh\"\n{ci}"
+                )
+            )
+            .replacen("  memory      = \"512MiB\"\n", "", 1),
+        )
+    };
+    lab.write(&body("512MiB", false));
+    lab.ws.init().ok();
+    let applied = lab.ws.apply(&["-parallelism=4"]).ok();
+    assert!(applied.all().contains("Apply complete! Resources: 8 added"), "{}", applied.all());
+
+    // Both guests answer SSH with the host key Terraform generated; OpenSSH checks it strictly.
+    let out = lab.ws.outputs();
+    let a_ip = out["a_ip"]["value"].as_str().unwrap().to_string();
+    let b_ip = out["b_ip"]["value"].as_str().unwrap().to_string();
+    assert_eq!(a_ip, fixed_ip, "the fixed address is the one the guest got");
+    let a_kh = out["a_known_hosts"]["value"].as_str().unwrap().to_string();
+    let b_kh = out["b_known_hosts"]["value"].as_str().unwrap().to_string();
+    assert!(a_kh.starts_with(&format!("{a_ip} ssh-ed25519 ")), "{a_kh}");
+    // The hostname is the instance name, made a valid hostname (`_` is not).
+    let (a_host, b_host) = (a.replace('_', "-"), b.replace('_', "-"));
+    assert_eq!(ssh_ok(lab.dir.path(), &a_ip, &a_kh, "hostname"), a_host);
+    assert_eq!(ssh_ok(lab.dir.path(), &b_ip, &b_kh, "hostname"), b_host);
+    // The other instance's key is refused: the pin is per instance.
+    let wrong = ssh(lab.dir.path(), &b_ip, &a_kh.replacen(&a_ip, &b_ip, 1), "true");
+    assert!(!wrong.status.success(), "a wrong pinned key must be refused");
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("HOST IDENTIFICATION HAS CHANGED"));
+
+    // The seed volume is 0600 and read-only to the guest; the network shows no drift from the
+    // instance's DHCP reservation.
+    let seed_path = virsh_ok(&["vol-path", "--pool", &p.name("pool"), &format!("{a}-cidata.img")]);
+    let mode =
+        std::fs::metadata(seed_path.trim()).map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777);
+    assert_eq!(mode.unwrap(), 0o600);
+    assert!(virsh_ok(&["net-dumpxml", &p.name("net")]).contains(&format!("ip='{fixed_ip}'")));
+    let plan = lab.ws.plan(&[]);
+    assert_eq!(plan.code, 0, "plan after apply must be clean:\n{}", plan.all());
+
+    // Memory of b changes with a restart, said in the plan; a's data disk is hot-plugged.
+    let a_id = dominfo(&a, "Id");
+    lab.write(&body("640MiB", true));
+    let plan = lab.ws.plan(&[]);
+    assert_eq!(plan.code, 2, "{}", plan.all());
+    assert!(plan.all().contains("Instance will restart"), "{}", plan.all());
+    assert!(plan.all().contains("2 to change"), "{}", plan.all());
+    lab.ws.apply(&[]).ok();
+    assert_eq!(dominfo(&b, "Max memory"), "655360 KiB");
+    assert_eq!(dominfo(&a, "Id"), a_id, "a was not restarted");
+    let lsblk = ssh_ok(lab.dir.path(), &a_ip, &a_kh, "lsblk -dn -o SIZE,SERIAL /dev/vdc || lsblk -dn");
+    assert!(lsblk.contains("64M"), "the hot-plugged disk is visible in the guest: {lsblk}");
+    assert_eq!(ssh_ok(lab.dir.path(), &b_ip, &b_kh, "hostname"), b_host, "b is back after its restart, same key");
+
+    // Drift: vCPUs changed with virsh show in the plan and the apply restores them.
+    virsh_ok(&["setvcpus", &a, "2", "--config", "--maximum"]);
+    virsh_ok(&["setvcpus", &a, "2", "--config"]);
+    let plan = lab.ws.plan(&[]);
+    assert_eq!(plan.code, 2, "{}", plan.all());
+    assert!(plan.all().contains("~ vcpu") && plan.all().contains("2 -> 1"), "{}", plan.all());
+    lab.ws.apply(&[]).ok();
+    assert_eq!(dominfo(&a, "CPU(s)"), "1");
+
+    // Import by UUID into a fresh state entry: cloud_init is adopted (said so), nothing replaced.
+    let uuid = dominfo(&b, "UUID");
+    lab.ws.run(&["state", "rm", "kvm_instance.b"]).ok();
+    lab.ws.run(&["import", "kvm_instance.b", &uuid]).ok();
+    let plan = lab.ws.plan(&[]);
+    assert_eq!(plan.code, 2, "{}", plan.all());
+    assert!(plan.all().contains("cloud_init adopted as is"), "{}", plan.all());
+    assert!(!plan.all().contains("must be replaced"), "{}", plan.all());
+    lab.ws.apply(&[]).ok();
+    let plan = lab.ws.plan(&[]);
+    assert_eq!(plan.code, 0, "{}", plan.all());
+
+    lab.ws.destroy().ok();
+    assert!(!virsh_ok(&["net-list", "--all", "--name"]).contains(&p.name("net")));
+    assert_nothing_leaked(p.as_str());
+}
+
+#[test]
+fn bad_input_timeouts_and_interrupts_leave_nothing_behind() {
+    if !libvirt::require_libvirt() {
+        return;
+    }
+    let lab = Lab::new("instance_failures", 1);
+    let p = &lab.prefix;
+    let x = p.name("x");
+
+    // Refused at plan time, with the attribute named (Terraform quotes the offending line).
+    for (extra, expected) in [
+        ("  memory = \"lots\"\n", "memory = \"lots\""),
+        ("  network_interface {\n    network = kvm_network.net.name\n    mac = \"52:54:00:00:00:01\"\n  }\n  network_interface {\n    network = kvm_network.net.name\n    mac = \"52:54:00:00:00:01\"\n  }\n", "Duplicate MAC address"),
+        ("  wait_for = \"ssh\"\n  network_interface {\n    network = kvm_network.net.name\n  }\n", "SSH readiness needs cloud_init"),
+        ("  network_interface {\n    bridge = \"br0\"\n    ip = \"10.0.0.9\"\n  }\n", "Fixed address on a bridge"),
+    ] {
+        lab.write(&instance("x", &x, extra).replacen("  memory      = \"512MiB\"\n", if extra.contains("memory") { "" } else { "  memory      = \"512MiB\"\n" }, 1));
+        if !lab.ws.path().join(".terraform").exists() {
+            lab.ws.init().ok();
+        }
+        let plan = lab.ws.plan(&[]);
+        assert_eq!(plan.code, 1, "{extra}: {}", plan.all());
+        assert!(plan.all().contains(expected), "{extra}: expected {expected:?} in:\n{}", plan.all());
+    }
+    let bad_bus = instance("x", &x, "  wait_for = \"none\"\n")
+        .replace("    pool   = kvm_pool.p.name\n  }", "    pool   = kvm_pool.p.name\n    bus    = \"ide\"\n  }");
+    lab.write(&bad_bus);
+    let plan = lab.ws.plan(&[]);
+    assert!(plan.all().contains("bus    = \"ide\""), "{}", plan.all());
+
+    // Refused at apply time before anything of the instance exists: a bus this host lacks, and
+    // a volume that does not exist.
+    let nvme = instance("x", &x, "  wait_for = \"none\"\n")
+        .replace("    pool   = kvm_pool.p.name\n  }", "    pool   = kvm_pool.p.name\n    bus    = \"nvme\"\n  }");
+    lab.write(&nvme);
+    let run = lab.ws.apply(&[]);
+    assert_ne!(run.code, 0);
+    assert!(run.all().contains("Disk bus not offered by the host") && run.all().contains("11.5"), "{}", run.all());
+    assert!(run.all().contains("bus    = \"nvme\""), "the diagnostic points at the attribute: {}", run.all());
+    let missing = instance("x", &x, "  wait_for = \"none\"\n")
+        .replace("volume = kvm_volume.x_root.name", "volume = \"no-such.qcow2\"");
+    lab.write(&missing);
+    let run = lab.ws.apply(&[]);
+    assert!(run.all().contains("Volume not found"), "{}", run.all());
+    assert!(!lab.ws.state_list().iter().any(|r| r == "kvm_instance.x"));
+    assert!(!virsh_ok(&["list", "--all", "--name"]).contains(&x), "no domain after a failed create");
+    assert!(!virsh_ok(&["vol-list", "--pool", &p.name("pool")]).contains("cidata"), "no seed after a failed create");
+
+    // Not ready in time: saved tainted, replaced by the next apply, removed by destroy.
+    let slow = instance(
+        "x",
+        &x,
+        "  network_interface {\n    network = kvm_network.net.name\n  }\n  cloud_init {}\n  shutdown_timeout = \"5s\"\n  timeouts {\n    create = \"3s\"\n  }\n",
+    );
+    lab.write(
+        &slow.replace("cloud_init {}", "cloud_init {\n    user_data = \"#cloud-config\\n# marker-7d1f0c\\n\"\n  }"),
+    );
+    // With Terraform's most verbose log: neither the user data nor the private host key show.
+    let out = lab.ws.command(&["apply", "-auto-approve", "-no-color"]).env("TF_LOG", "trace").output().unwrap();
+    let run = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success());
+    assert!(run.contains("Instance not ready in time") && run.contains("tainted"), "{run}");
+    assert!(run.contains("[TRACE]"), "the trace log was captured");
+    assert!(!run.contains("marker-7d1f0c"), "user_data leaked into the log");
+    assert!(!run.contains("BEGIN OPENSSH PRIVATE KEY"), "the host key leaked into the log");
+    let state = lab.ws.state_json();
+    let key = state.to_string();
+    assert!(key.contains("BEGIN OPENSSH PRIVATE KEY"), "the private host key is kept in state");
+    let shown = lab.ws.run(&["show", "-no-color"]).ok();
+    assert!(shown.stdout.contains("kvm_instance.x: (tainted)"), "{}", shown.stdout);
+    let plan = lab.ws.plan(&[]);
+    assert!(plan.all().contains("is tainted, so must be replaced"), "{}", plan.all());
+
+    // Interrupted (Ctrl-C) while waiting: Terraform gets the instance back and keeps it in state.
+    lab.ws.run(&["destroy", "-auto-approve", "-no-color", "-target=kvm_instance.x"]).ok();
+    let waiting = instance("x", &x, "  network_interface {\n    network = kvm_network.net.name\n  }\n  cloud_init {}\n  shutdown_timeout = \"5s\"\n  timeouts {\n    create = \"20m\"\n  }\n");
+    lab.write(&waiting);
+    // Its own process group, signalled as a whole, as a terminal's Ctrl-C does: Terraform's
+    // outer process ignores a SIGINT sent to it alone, and the provider must survive its own.
+    let child = std::os::unix::process::CommandExt::process_group(
+        lab.ws
+            .command(&["apply", "-auto-approve", "-no-color"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped()),
+        0,
+    )
+    .spawn()
+    .unwrap();
+    let started = std::time::Instant::now();
+    while !virsh_ok(&["list", "--name"]).contains(&x) {
+        assert!(started.elapsed() < std::time::Duration::from_secs(120), "instance never started");
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let status = Command::new("kill").args(["-INT", "--", &format!("-{}", child.id())]).status().unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("Interrupted"), "{text}");
+    assert!(lab.ws.state_list().iter().any(|r| r == "kvm_instance.x"), "the interrupted instance is tracked: {text}");
+
+    lab.ws.destroy().ok();
+    assert_nothing_leaked(p.as_str());
+}
+
+#[test]
+fn uefi_instance_with_its_own_nvram_stops_starts_and_leaves_nothing() {
+    if !libvirt::require_libvirt() {
+        return;
+    }
+    let lab = Lab::new("instance_uefi", 2);
+    let p = &lab.prefix;
+    let u = p.name("u");
+    let body = |running: bool| {
+        instance(
+            "u",
+            &u,
+            &format!(
+                "  firmware = \"uefi\"\n  wait_for = \"none\"\n  running = {running}\n  shutdown_timeout = \"2s\"\n  disk {{\n    volume = kvm_volume.extra.name\n    pool   = kvm_pool.p.name\n    bus    = \"sata\"\n  }}\n"
+            ),
+        ) + "resource \"kvm_volume\" \"extra\" {\n  name = \"extra.qcow2\"\n  pool = kvm_pool.p.name\n  size = \"16MiB\"\n}\n"
+    };
+    lab.write(&body(true));
+    lab.ws.init().ok();
+    lab.ws.apply(&[]).ok();
+    let xml = virsh_ok(&["dumpxml", &u]);
+    let nvram = xml
+        .lines()
+        .find_map(|l| {
+            l.trim().strip_prefix("<nvram").and_then(|r| r.split('>').nth(1)).and_then(|r| r.split('<').next())
+        })
+        .map(str::to_string)
+        .unwrap_or_else(|| panic!("no NVRAM in\n{xml}"));
+    assert!(std::path::Path::new(&nvram).exists(), "per-instance NVRAM {nvram} exists");
+    assert!(xml.contains("bus='sata'") && xml.contains("dev='sda'"), "{xml}");
+    assert_eq!(virsh_ok(&["domstate", &u]).trim(), "running");
+    let plan = lab.ws.plan(&[]);
+    assert_eq!(plan.code, 0, "{}", plan.all());
+
+    lab.write(&body(false));
+    lab.ws.apply(&[]).ok();
+    assert_eq!(virsh_ok(&["domstate", &u]).trim(), "shut off");
+    lab.write(&body(true));
+    lab.ws.apply(&[]).ok();
+    assert_eq!(virsh_ok(&["domstate", &u]).trim(), "running");
+
+    lab.ws.destroy().ok();
+    assert!(!std::path::Path::new(&nvram).exists(), "NVRAM {nvram} removed with the instance");
+    assert_nothing_leaked(p.as_str());
+}
