@@ -1,22 +1,57 @@
 #!/usr/bin/env bash
-# The main job with embedded defaults: build the provider and apply examples/sealing
-# (a generated sealing key plus a sealed secret), then print the SealedSecret manifest.
+# The main job with embedded defaults: build the provider, start libvirt (in the network
+# namespace the project uses for its guests), build the Debian guest image, and apply
+# examples/quickstart: a network, a pool, a base image and one instance reachable over SSH with
+# a pinned host key. Prints how to log in. Re-running it changes nothing.
+#
+#   bash scripts/main.sh                    # the quickstart
+#   bash scripts/main.sh examples/sealing   # another example (applied as is)
+#   bash scripts/main.sh destroy            # remove the quickstart's resources
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/libvirt.sh"
 root=$(repo_root)
 setup_tools
-# The provider links libvirt (libvirt-dev to build, libvirt0 to run), even for the sealing example.
 libvirt_install
 cargo build --release --locked -p terraform-provider-kvm --manifest-path "$root/Cargo.toml"
 provider_mirror "$root/target/release/terraform-provider-kvm" "$root/target/terraform"
 
-example=${1:-$root/examples/sealing}
-cd "$example"
-# A new provider build has a new checksum: drop the old lock so init records it afresh.
-rm -f .terraform.lock.hcl
-terraform init -input=false -upgrade >/dev/null
-terraform apply -input=false -auto-approve
+init() {
+  # A new provider build has a new checksum: drop the old lock so init records it afresh.
+  rm -f .terraform.lock.hcl
+  terraform init -input=false -upgrade >/dev/null
+}
+
+if [[ "${1:-}" != "" && "${1:-}" != "destroy" ]]; then
+  cd "$1"
+  init
+  terraform apply -input=false -auto-approve
+  if [[ -f "$1/main.tf" ]] && grep -q 'output "manifest"' "$1/main.tf"; then
+    echo
+    echo "SealedSecret manifest (commit it to Git):"
+    terraform output -raw manifest
+  fi
+  exit 0
+fi
+
+libvirt_start # exports KVM_TEST_NETNS, LIBVIRT_DEFAULT_URI
+image_dir=$(bash "$root/scripts/guest-image.sh" | tail -n1)
+work="$root/target/quickstart"
+mkdir -p "$work"
+[[ -f "$work/id_ed25519" ]] || ssh-keygen -q -t ed25519 -N '' -C quickstart -f "$work/id_ed25519"
+accelerator=kvm
+[[ -w /dev/kvm ]] || accelerator=qemu
+ns=(ip netns exec "$KVM_TEST_NETNS")
+vars=(-var "image_dir=$image_dir" -var "ssh_public_key=$(cat "$work/id_ed25519.pub")" -var "accelerator=$accelerator")
+
+cd "$root/examples/quickstart"
+init
+if [[ "${1:-}" == "destroy" ]]; then
+  "${ns[@]}" terraform destroy -input=false -auto-approve "${vars[@]}"
+  exit 0
+fi
+"${ns[@]}" terraform apply -input=false -auto-approve "${vars[@]}"
+terraform output -raw known_hosts >"$work/known_hosts"
 echo
-echo "SealedSecret manifest (commit it to Git):"
-terraform output -raw manifest
+echo "The instance is up; its SSH host key is pinned in $work/known_hosts. Log in with:"
+echo "  ip netns exec $KVM_TEST_NETNS ssh -i $work/id_ed25519 -o StrictHostKeyChecking=yes -o UserKnownHostsFile=$work/known_hosts root@$(terraform output -raw ip_address)"
