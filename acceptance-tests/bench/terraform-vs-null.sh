@@ -5,17 +5,20 @@
 # BENCH_RESOURCE picks ours:
 # * sealed_secret (default): N kvm_sealed_secret; validate, plan and apply;
 # * volume: N kvm_volume creates with no libvirt host reachable (the provider points at a socket
-#   that does not exist); validate and plan only, the CI-validates-a-plan case.
+#   that does not exist); validate and plan only, the CI-validates-a-plan case;
+# * instance: N kvm_instance creates (a disk, an interface, cloud-init), no host reachable;
+#   validate and plan only.
 #
 # Reports the median wall time of each command per provider, the ratio ours/null, and the peak
 # RSS of each provider process (measured in separate runs through a wrapper, so the wrapper's
 # start-up does not pollute the timings).
 #
-# Usage: [BENCH_RESOURCE=volume] acceptance-tests/bench/terraform-vs-null.sh [REPS] [COUNTS...]
+# Usage: [BENCH_RESOURCE=volume|instance] acceptance-tests/bench/terraform-vs-null.sh [REPS] [COUNTS...]
 #        (default: 3 reps, counts 1 1000)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/../../scripts/lib.sh"
+source "$here/lib.sh"
 root=$(repo_root)
 setup_tools
 
@@ -55,8 +58,8 @@ wrapped_rc="$wrapped/terraformrc"
 resource=${BENCH_RESOURCE:-sealed_secret}
 case $resource in
   sealed_secret) ops=(validate plan apply) kinds=(kvm null null_big) ;;
-  volume) ops=(validate plan) kinds=(kvm null null_big) ;;
-  *) echo "BENCH_RESOURCE must be sealed_secret or volume" >&2; exit 2 ;;
+  volume | instance) ops=(validate plan) kinds=(kvm null null_big) ;;
+  *) echo "BENCH_RESOURCE must be sealed_secret, volume or instance" >&2; exit 2 ;;
 esac
 
 cert_file="$root/../shared/testdata/sealed-secrets/sealing-cert.pem"
@@ -67,12 +70,8 @@ config() { # config KIND N DIR
   mkdir -p "$dir"
   cp "$cert_file" "$dir/cert.pem"
   if [[ $kind == kvm && $resource == volume ]]; then
-    cat >"$dir/main.tf" <<TF
-terraform {
-  required_providers {
-    kvm = { source = "kvm/kvm", version = "0.1.0" }
-  }
-}
+    kvm_required_providers >"$dir/main.tf"
+    cat >>"$dir/main.tf" <<TF
 provider "kvm" {
   uri = "qemu+unix:///system?socket=/nonexistent/libvirt-sock"
 }
@@ -83,13 +82,32 @@ resource "kvm_volume" "v" {
   size  = "20GiB"
 }
 TF
-  elif [[ $kind == kvm ]]; then
-    cat >"$dir/main.tf" <<TF
-terraform {
-  required_providers {
-    kvm = { source = "kvm/kvm", version = "0.1.0" }
+  elif [[ $kind == kvm && $resource == instance ]]; then
+    kvm_required_providers >"$dir/main.tf"
+    cat >>"$dir/main.tf" <<TF
+provider "kvm" {
+  uri = "qemu+unix:///system?socket=/nonexistent/libvirt-sock"
+}
+resource "kvm_instance" "vm" {
+  count  = $n
+  name   = "vm-\${count.index}"
+  vcpu   = 2
+  memory = "2GiB"
+  disk {
+    volume = "vm-\${count.index}-root.qcow2"
+    pool   = "bench"
+  }
+  network_interface {
+    network = "bench"
+  }
+  cloud_init {
+    user_data = "#cloud-config\n"
   }
 }
+TF
+  elif [[ $kind == kvm ]]; then
+    kvm_required_providers >"$dir/main.tf"
+    cat >>"$dir/main.tf" <<TF
 resource "kvm_sealed_secret" "s" {
   count           = $n
   namespace       = "bench"
@@ -107,7 +125,7 @@ TF
     cert     = file("${path.module}/cert.pem")
     manifest = join("", [for i in range(40) : "abcdefghijklmnopqrstuvwxyz012345"])'
     # For volumes: as many values per instance as a planned kvm_volume shows (12 attributes).
-    [[ $kind == null_big && $resource == volume ]] && extra='
+    [[ $kind == null_big && ($resource == volume || $resource == instance) ]] && extra='
     name = "disk-${count.index}.qcow2"
     pool = "bench"
     size = "20GiB"
@@ -135,9 +153,6 @@ TF
   fi
 }
 
-now() { date +%s.%N; }
-div() { awk "BEGIN { printf \"%.6f\", ($1) / ($2) }"; }
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
 declare -A T
 results="$root/target/bench"

@@ -14,12 +14,11 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/../../scripts/lib.sh"
+source "$here/lib.sh"
+export BENCH_SYNC=1
 root=$(repo_root)
 setup_tools
 reps=${1:-3}
-ns=${KVM_TEST_NETNS:-kvmtest}
-in_ns() { ip netns exec "$ns" "$@"; }
-virsh() { in_ns /usr/bin/virsh -q -c qemu:///system "$@"; }
 
 cargo build --release --locked -p terraform-provider-kvm --manifest-path "$root/Cargo.toml" >&2
 work=$(mktemp -d /var/tmp/kvm-bench.XXXXXX)
@@ -48,29 +47,22 @@ rm -rf "$work/stage"
 head -c $((1 << 30)) /dev/urandom >"$work/random.raw"
 sync
 
-now() { date +%s.%N; }
-div() { awk "BEGIN { printf \"%.6f\", ($1) / ($2) }"; }
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
-# Each timed step starts with no dirty pages in flight (sync first), so one side's write-back never
-# lands in the other's time; it ends when the command returns, as a user sees it.
-timed() { local t0 t1; sync; t0=$(now); "$@" >/dev/null; t1=$(now); div "$t1 - $t0" 1; echo; }
+# Each timed step starts with no dirty pages in flight (BENCH_SYNC=1), and ends when the command
+# returns, as a user sees it.
 
 tf_dir() { # tf_dir DIR BODY
   mkdir -p "$1"
-  cat >"$1/main.tf" <<TF
-terraform {
-  required_providers {
-    kvm = { source = "kvm/kvm", version = "0.1.0" }
-  }
-}
+  {
+    kvm_required_providers
+    cat <<TF
 provider "kvm" {
   uri = "qemu:///system"
 }
 $2
 TF
+  } >"$1/main.tf"
   (cd "$1" && terraform init -input=false >/dev/null)
 }
-tf() { (cd "$1" && shift && in_ns terraform "$@" -input=false -no-color); }
 
 : >"$work/clones-ours" >"$work/clones-virsh"
 for img in "${images[@]}"; do : >"$work/upload-$img-ours" >"$work/upload-$img-virsh"; done
