@@ -661,3 +661,59 @@ fn apply_update(
     }
     Ok(started)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn disk(volume: &str, queues: i64) -> Value {
+        Value::object_from([
+            ("volume", Value::string(volume)),
+            ("pool", Value::string("p")),
+            ("bus", Value::string("virtio")),
+            ("queues", crate::resources::int(queues)),
+        ])
+    }
+
+    fn instance(memory: &str, disks: Vec<Value>, cloud_init: Vec<Value>) -> Value {
+        Value::object_from([
+            ("memory", Value::string(memory)),
+            ("vcpu", crate::resources::int(1)),
+            ("disk", Value::List(disks)),
+            ("cloud_init", Value::List(cloud_init)),
+        ])
+    }
+
+    fn ci(user_data: &str) -> Value {
+        Value::object_from([("user_data", Value::string(user_data)), ("seed_volume", Value::string("x-cidata.img"))])
+    }
+
+    #[test]
+    fn restarts_only_for_what_cannot_change_live() {
+        let prior = instance("1GiB", vec![disk("root", 1)], vec![]);
+        assert!(restart_reasons(&prior, &instance("1024MiB", vec![disk("root", 1)], vec![])).is_empty());
+        // A disk added is hot-plugged, not a restart.
+        assert!(restart_reasons(&prior, &instance("1GiB", vec![disk("root", 1), disk("data", 1)], vec![])).is_empty());
+        assert_eq!(
+            restart_reasons(&prior, &instance("2GiB", vec![disk("root", 2)], vec![])),
+            ["memory", "disk[0].queues"]
+        );
+    }
+
+    #[test]
+    fn replaced_for_a_new_root_disk_or_changed_seed_inputs() {
+        let r = Instance::new();
+        let prior = instance("1GiB", vec![disk("root", 1)], vec![ci("a")]);
+        assert!(r.replace_when(&prior, &prior).is_empty());
+        let mut seed_known_later = ci("a");
+        set_attr(&mut seed_known_later, "seed_volume", Value::Unknown);
+        assert!(r.replace_when(&prior, &instance("1GiB", vec![disk("root", 1)], vec![seed_known_later])).is_empty());
+        assert_eq!(
+            r.replace_when(&prior, &instance("1GiB", vec![disk("other", 1)], vec![ci("b")])),
+            [Path::attr("disk").join_index(0).join_attr("volume"), Path::attr("cloud_init")]
+        );
+        // An imported instance has no cloud_init in state: adopting one is not a replacement.
+        let imported = instance("1GiB", vec![disk("root", 1)], vec![]);
+        assert!(r.replace_when(&imported, &prior).is_empty());
+    }
+}
