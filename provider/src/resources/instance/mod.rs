@@ -139,6 +139,7 @@ fn wait_diagnostic(e: &WaitError, saved: &str) -> Diagnostic {
         WaitError::Timeout { .. } => "Instance not ready in time",
         WaitError::Cancelled { .. } => "Interrupted",
         WaitError::Stopped { .. } => "Instance stopped while booting",
+        WaitError::Halted { .. } => "Instance halted by the hypervisor",
         WaitError::HostKey(_) => "SSH host key mismatch",
         WaitError::Host(_) => "Cannot check the instance",
     };

@@ -5,6 +5,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
+use virt::domain::DomainState;
+use virt::enumutil::Enum;
 
 use super::ops;
 use super::spec::WaitFor;
@@ -30,6 +32,13 @@ pub enum WaitError {
     /// The domain stopped while booting.
     #[error("{name} stopped while booting; its console (virsh console {name}) or the QEMU log on the host says why")]
     Stopped { name: String },
+    /// The hypervisor paused or crashed the guest.
+    #[error(
+        "{name} is {state}: the hypervisor stopped running it. Its QEMU log on the host \
+         (/var/log/libvirt/qemu/{name}.log) says why; where KVM cannot run guests (nested \
+         virtualisation), set accelerator = \"qemu\""
+    )]
+    Halted { name: String, state: String },
     /// SSH answered with another host key: never retried.
     #[error("{0}")]
     HostKey(String),
@@ -75,14 +84,21 @@ pub async fn wait(
                 .call(move |conn| {
                     let dom = ops::lookup(conn, &id)?;
                     if !dom.is_active().unwrap_or(false) {
-                        return Ok(None);
+                        return Ok(Polled::Stopped);
                     }
-                    Ok(Some(w.fresh_address(conn, &dom)))
+                    // We never pause an instance we start: the hypervisor did (KVM failing to run
+                    // the guest, an I/O error on a disk).
+                    if let Ok((Enum::Known(state @ (DomainState::Paused | DomainState::Crashed)), reason)) = dom.state()
+                    {
+                        return Ok(Polled::Halted(format!("{state:?} ({reason})").to_lowercase()));
+                    }
+                    Ok(Polled::Address(w.fresh_address(conn, &dom)))
                 })
                 .await;
             match polled {
-                Ok(None) => return Err(WaitError::Stopped { name: name.into() }),
-                Ok(Some(found)) => ip = found,
+                Ok(Polled::Stopped) => return Err(WaitError::Stopped { name: name.into() }),
+                Ok(Polled::Halted(state)) => return Err(WaitError::Halted { name: name.into(), state }),
+                Ok(Polled::Address(found)) => ip = found,
                 Err(e) => return Err(e.into()),
             }
             if let Some(ip) = &ip {
@@ -112,6 +128,13 @@ pub async fn wait(
             _ = cancel.cancelled() => {}
         }
     }
+}
+
+/// What one look at the instance found.
+enum Polled {
+    Stopped,
+    Halted(String),
+    Address(Option<String>),
 }
 
 /// Outcome of one SSH attempt that did not succeed.
