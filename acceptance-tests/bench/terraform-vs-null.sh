@@ -65,6 +65,11 @@ esac
 cert_file="$root/../shared/testdata/sealed-secrets/sealing-cert.pem"
 [[ -f $cert_file ]] || { echo "missing $cert_file" >&2; exit 1; }
 
+same_shape() { # same_shape N: N more trigger values, one per line
+  local i
+  for ((i = 1; i < $1; i++)); do printf '\n    a%d = "v-${count.index}"' "$i"; done
+}
+
 config() { # config KIND N DIR
   local kind=$1 n=$2 dir=$3
   mkdir -p "$dir"
@@ -125,18 +130,10 @@ TF
     cert     = file("${path.module}/cert.pem")
     manifest = join("", [for i in range(40) : "abcdefghijklmnopqrstuvwxyz012345"])'
     # For volumes: as many values per instance as a planned kvm_volume shows (12 attributes).
-    [[ $kind == null_big && ($resource == volume || $resource == instance) ]] && extra='
-    name = "disk-${count.index}.qcow2"
-    pool = "bench"
-    size = "20GiB"
-    a1 = "x"
-    a2 = "x"
-    a3 = "x"
-    a4 = "x"
-    a5 = "x"
-    a6 = "x"
-    a7 = "x"
-    a8 = "x"'
+    [[ $kind == null_big && $resource == volume ]] && extra=$(same_shape 12)
+    # For instances: as many values as a planned kvm_instance shows (31 known, with its disk,
+    # interface and cloud_init blocks).
+    [[ $kind == null_big && $resource == instance ]] && extra=$(same_shape 31)
     cat >"$dir/main.tf" <<TF
 terraform {
   required_providers {
@@ -185,7 +182,7 @@ for n in "${counts[@]}"; do
     (cd "$dir" && TF_CLI_CONFIG_FILE=$wrapped_rc terraform init -input=false >/dev/null &&
       TF_CLI_CONFIG_FILE=$wrapped_rc terraform validate >/dev/null &&
       TF_CLI_CONFIG_FILE=$wrapped_rc terraform plan -input=false >/dev/null &&
-      { [[ $resource == volume ]] || TF_CLI_CONFIG_FILE=$wrapped_rc terraform apply -auto-approve -input=false >/dev/null; })
+      { [[ $resource == volume || $resource == instance ]] || TF_CLI_CONFIG_FILE=$wrapped_rc terraform apply -auto-approve -input=false >/dev/null; })
     T[$kind-$n-rss]=$(sort -g "$rss_log" | tail -n1)
     rm -rf "$dir"
     for op in "${ops[@]}"; do
