@@ -105,6 +105,14 @@ impl Host {
         Ok(conn)
     }
 
+    /// The lock that serialises network creation on this host: libvirt picks a free `virbrN`
+    /// bridge name at define time, and two networks defined at once can both get the same name
+    /// (both starts then fail: "error creating bridge interface virbr0: File exists").
+    pub async fn lock_networks(&self) -> tokio::sync::OwnedMutexGuard<()> {
+        // Pool names cannot contain '/', so this key never collides with a pool's.
+        self.lock_pool("/networks").await
+    }
+
     /// The lock that serialises structural changes (create, delete, refresh) in `pool`:
     /// libvirt refuses a pool refresh while another volume is being created in it ("pool has
     /// asynchronous jobs running"), so parallel creates take turns for those short steps.

@@ -672,8 +672,9 @@ impl Resource for Network {
         let name = doc.name.clone();
         let autostart = attrs.opt_bool("autostart").unwrap_or(true);
         tracing::info!(network = %name, "creating network");
-        let observed = ctx
-            .host()?
+        let host = ctx.host()?;
+        let _guard = host.lock_networks().await;
+        let observed = host
             .call(move |conn| {
                 let net = conn
                     .define_network_xml(&xml)
