@@ -68,19 +68,6 @@ fn attr<'a>(v: &'a Value, name: &str) -> &'a Value {
     v.get_attr(name).unwrap_or(&NULL)
 }
 
-/// The source of a disk block, when known.
-fn block_source(v: &Value) -> Option<DiskSource> {
-    let s = |n: &str| attr(v, n).as_str().map(str::to_string);
-    match (s("pool"), s("volume"), s("nvme_pci_address")) {
-        (Some(pool), Some(volume), _) => Some(DiskSource::Volume { pool, volume }),
-        (_, _, Some(address)) => {
-            let ns = attr(v, "nvme_namespace").as_number().and_then(|n| n.to_i64()).unwrap_or(1);
-            Some(DiskSource::Nvme { address, namespace: ns as u32 })
-        }
-        _ => None,
-    }
-}
-
 /// Disk settings whose change needs the instance restarted.
 const DISK_TUNING: &[&str] = &["bus", "cache", "io", "discard", "iothread", "queues", "read_only", "serial"];
 /// Interface settings; a change replaces the interface (detach + attach).
@@ -100,8 +87,8 @@ fn restart_reasons(prior: &Value, planned: &Value) -> Vec<String> {
     }
     let before = items(prior.get_attr("disk"));
     for (i, d) in items(planned.get_attr("disk")).iter().enumerate() {
-        let Some(source) = block_source(d) else { continue };
-        if let Some(old) = before.iter().find(|o| block_source(o).as_ref() == Some(&source)) {
+        let Some(source) = DiskSource::of_block(d) else { continue };
+        if let Some(old) = before.iter().find(|o| DiskSource::of_block(o).as_ref() == Some(&source)) {
             for setting in DISK_TUNING.iter().filter(|s| attr(old, s) != attr(d, s)) {
                 reasons.push(format!("disk[{i}].{setting}"));
             }
@@ -207,8 +194,8 @@ impl Resource for Instance {
                 };
                 set_attr(d, "queues", queues);
             }
-            let device = block_source(d)
-                .and_then(|s| prior_disks.iter().find(|p| block_source(p).as_ref() == Some(&s)))
+            let device = DiskSource::of_block(d)
+                .and_then(|s| prior_disks.iter().find(|p| DiskSource::of_block(p).as_ref() == Some(&s)))
                 .filter(|p| attr(p, "bus") == attr(d, "bus"))
                 .map(|p| attr(p, "device").clone())
                 .unwrap_or(Value::Unknown);
@@ -303,7 +290,7 @@ impl Resource for Instance {
         let mut paths = Vec::new();
         let (before, after) = (items(prior.get_attr("disk")), items(planned.get_attr("disk")));
         if let (Some(b), Some(a)) = (before.first(), after.first()) {
-            if block_source(b) != block_source(a) {
+            if DiskSource::of_block(b) != DiskSource::of_block(a) {
                 paths.push(Path::attr("disk").join_index(0).join_attr("volume"));
             }
         }
@@ -541,9 +528,9 @@ fn apply_update(
     restart: bool,
 ) -> Result<Option<Option<ops::LeaseWatch>>, HostError> {
     let dom = ops::lookup(conn, uuid)?;
-    let observed = ops::observe(&dom, &new.name)?;
-    let mut doc: Domain = observed.doc.clone();
-    let mut meta = observed.meta.clone();
+    // Only the definition and our record: the guest's addresses are not needed here.
+    let mut doc: Domain = ops::definition(&dom, &new.name)?;
+    let mut meta = ops::metadata(&dom);
     doc.memory = Capacity::from_bytes(new.memory);
     doc.current_memory = None;
     doc.vcpu = Vcpu::new(new.vcpu);

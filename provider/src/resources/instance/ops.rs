@@ -322,12 +322,17 @@ pub struct Observed {
     pub addresses: HashMap<String, Vec<String>>,
 }
 
-/// Reads an instance.
-pub fn observe(dom: &VirDomain, name: &str) -> Result<Observed, HostError> {
+/// The persistent definition of an instance.
+pub fn definition(dom: &VirDomain, name: &str) -> Result<Domain, HostError> {
     let xml = dom
         .xml_desc(sys::VIR_DOMAIN_XML_INACTIVE)
         .map_err(|e| HostError::call(format!("read instance {name:?}"), e))?;
-    let doc = Domain::from_xml(&xml).map_err(|e| HostError::Other(format!("instance {name:?}: {e}")))?;
+    Domain::from_xml(&xml).map_err(|e| HostError::Other(format!("instance {name:?}: {e}")))
+}
+
+/// Reads an instance, with its addresses when it runs.
+pub fn observe(dom: &VirDomain, name: &str) -> Result<Observed, HostError> {
+    let doc = definition(dom, name)?;
     let active = dom.is_active().map_err(|e| HostError::call(format!("read the state of {name:?}"), e))?;
     Ok(Observed {
         meta: metadata(dom),
@@ -336,6 +341,14 @@ pub fn observe(dom: &VirDomain, name: &str) -> Result<Observed, HostError> {
         doc,
         active,
     })
+}
+
+/// The IPv4 addresses (other than loopback) among those libvirt reports for one interface.
+fn ipv4_addresses(addrs: Vec<virt::domain::IPAddress>) -> impl Iterator<Item = String> {
+    addrs
+        .into_iter()
+        .filter(|a| a.typed == sys::VIR_IP_ADDR_TYPE_IPV4 as i64 && !a.addr.starts_with("127."))
+        .map(|a| a.addr)
 }
 
 /// IPv4 addresses of the domain's interfaces: DHCP leases of libvirt networks first, then the
@@ -355,10 +368,9 @@ pub fn addresses(dom: &VirDomain, doc: &Domain) -> HashMap<String, Vec<String>> 
                 continue;
             }
             let list = found.entry(mac).or_default();
-            for a in i.addrs {
-                let v4 = a.typed == sys::VIR_IP_ADDR_TYPE_IPV4 as i64;
-                if v4 && !a.addr.starts_with("127.") && !list.contains(&a.addr) {
-                    list.push(a.addr);
+            for a in ipv4_addresses(i.addrs) {
+                if !list.contains(&a) {
+                    list.push(a);
                 }
             }
         }
@@ -404,8 +416,7 @@ impl LeaseWatch {
         interfaces
             .into_iter()
             .filter(|i| i.hwaddr.as_deref().map(str::to_lowercase).as_deref() == Some(self.mac.as_str()))
-            .flat_map(|i| i.addrs)
-            .find(|a| a.typed == sys::VIR_IP_ADDR_TYPE_IPV4 as i64 && !a.addr.starts_with("127."))
-            .map(|a| a.addr)
+            .flat_map(|i| ipv4_addresses(i.addrs))
+            .next()
     }
 }

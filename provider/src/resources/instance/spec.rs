@@ -33,6 +33,21 @@ pub enum DiskSource {
     Nvme { address: String, namespace: u32 },
 }
 
+impl DiskSource {
+    /// The source a `disk` block names, when its attributes are known (plan, state or config).
+    pub fn of_block(v: &Value) -> Option<DiskSource> {
+        let text = |n: &str| v.get_attr(n).and_then(Value::as_str).map(str::to_string);
+        match (text("pool"), text("volume"), text("nvme_pci_address")) {
+            (Some(pool), Some(volume), _) => Some(DiskSource::Volume { pool, volume }),
+            (_, _, Some(address)) => {
+                let ns = v.get_attr("nvme_namespace").and_then(Value::as_number).and_then(|n| n.to_i64()).unwrap_or(1);
+                Some(DiskSource::Nvme { address, namespace: ns.clamp(1, u32::MAX as i64) as u32 })
+            }
+            _ => None,
+        }
+    }
+}
+
 impl std::fmt::Display for DiskSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

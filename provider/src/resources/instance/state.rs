@@ -104,21 +104,14 @@ fn source_of(disk: &Disk) -> Option<DiskSource> {
     }
 }
 
-fn prior_source(v: &Value) -> Option<DiskSource> {
-    let s = |n: &str| v.get_attr(n).and_then(Value::as_str).map(str::to_string);
-    match (s("pool"), s("volume"), s("nvme_pci_address")) {
-        (Some(pool), Some(volume), _) => Some(DiskSource::Volume { pool, volume }),
-        (_, _, Some(address)) => {
-            let namespace =
-                v.get_attr("nvme_namespace").and_then(Value::as_number).and_then(|n| n.to_i64()).unwrap_or(1);
-            Some(DiskSource::Nvme { address, namespace: namespace as u32 })
-        }
-        _ => None,
-    }
-}
-
-/// Disks in the order of the prior state; disks found on the host but not in state follow.
-fn disks(prior: &Value, host: &[&Disk]) -> Vec<Value> {
+/// Host devices as state blocks: first those matching the prior state's blocks, in its order
+/// (so a list the user wrote keeps its order), then the host's others (drift, import).
+fn in_prior_order<T>(
+    prior: &Value,
+    host: &[T],
+    matches: impl Fn(&Value, &T) -> bool,
+    value: impl Fn(Option<&Value>, &T) -> Value,
+) -> Vec<Value> {
     let prior_items: &[Value] = match prior {
         Value::List(items) => items,
         _ => &[],
@@ -126,18 +119,24 @@ fn disks(prior: &Value, host: &[&Disk]) -> Vec<Value> {
     let mut used = vec![false; host.len()];
     let mut out = Vec::new();
     for item in prior_items {
-        let Some(source) = prior_source(item) else { continue };
-        if let Some(i) = (0..host.len()).find(|&i| !used[i] && same_source(host[i], &source)) {
+        if let Some(i) = (0..host.len()).find(|&i| !used[i] && matches(item, &host[i])) {
             used[i] = true;
-            out.push(disk_value(Some(item), host[i]));
+            out.push(value(Some(item), &host[i]));
         }
     }
-    for (i, d) in host.iter().enumerate() {
-        if !used[i] && source_of(d).is_some() {
-            out.push(disk_value(None, d));
-        }
-    }
+    out.extend(host.iter().zip(used).filter(|(_, used)| !used).map(|(h, _)| value(None, h)));
     out
+}
+
+/// Disks, matched by source.
+fn disks(prior: &Value, host: &[&Disk]) -> Vec<Value> {
+    let known: Vec<&Disk> = host.iter().copied().filter(|d| source_of(d).is_some()).collect();
+    in_prior_order(
+        prior,
+        &known,
+        |item, d| DiskSource::of_block(item).is_some_and(|s| same_source(d, &s)),
+        |item, d| disk_value(item, d),
+    )
 }
 
 fn disk_value(prior: Option<&Value>, d: &Disk) -> Value {
@@ -195,28 +194,15 @@ fn disk_value(prior: Option<&Value>, d: &Disk) -> Value {
     ])
 }
 
-/// Interfaces in the order of the prior state (matched by MAC); others on the host follow.
+/// Interfaces, matched by MAC.
 fn interfaces(prior: &Value, host: &[Interface], addresses: &HashMap<String, Vec<String>>) -> Vec<Value> {
-    let prior_items: &[Value] = match prior {
-        Value::List(items) => items,
-        _ => &[],
-    };
     let mac_of = |i: &Interface| i.mac.as_ref().map(|m| m.address.to_lowercase()).unwrap_or_default();
-    let mut used = vec![false; host.len()];
-    let mut out = Vec::new();
-    for item in prior_items {
-        let Some(mac) = item.get_attr("mac").and_then(Value::as_str) else { continue };
-        if let Some(i) = (0..host.len()).find(|&i| !used[i] && mac_of(&host[i]) == mac) {
-            used[i] = true;
-            out.push(interface_value(Some(item), &host[i], addresses));
-        }
-    }
-    for (i, nic) in host.iter().enumerate() {
-        if !used[i] {
-            out.push(interface_value(None, nic, addresses));
-        }
-    }
-    out
+    in_prior_order(
+        prior,
+        host,
+        |item, nic| item.get_attr("mac").and_then(Value::as_str) == Some(mac_of(nic).as_str()),
+        |item, nic| interface_value(item, nic, addresses),
+    )
 }
 
 fn interface_value(prior: Option<&Value>, nic: &Interface, addresses: &HashMap<String, Vec<String>>) -> Value {
