@@ -106,6 +106,8 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Fixture {
+        // Before any session logs: see `logs`.
+        logs();
         let dir = tempfile::tempdir().unwrap();
         let host = HostKey::generate().unwrap();
         write_secret(&dir.path().join("host_key"), host.to_openssh("test-host").as_bytes());
@@ -355,23 +357,34 @@ impl std::io::Write for Captured {
     }
 }
 
+/// Everything the engine logs in this test process, at debug level. One global subscriber,
+/// installed before the first session: a per-test (thread-scoped) subscriber races the other
+/// tests' threads over tracing's cached callsite interest and can miss lines.
+fn logs() -> &'static Captured {
+    static LOGS: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = Captured::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("no other subscriber in this test binary");
+        logs
+    })
+}
+
 #[test]
 fn logged_commands_and_output_lines_are_redacted() {
     let f = Fixture::new();
-    let logs = Captured::default();
-    let writer = logs.clone();
-    let subscriber =
-        tracing_subscriber::fmt().with_max_level(tracing::Level::DEBUG).with_writer(move || writer.clone()).finish();
-    let out = tracing::subscriber::with_default(subscriber, || {
-        let mut session = f.session();
-        session.add_secret("hunter2-token");
-        session.exec("echo token=hunter2-token; echo also hunter2-token here >&2; echo plain line").unwrap()
-    });
+    let mut session = f.session();
+    session.add_secret("hunter2-token");
+    let out = session.exec("echo token=hunter2-token; echo also hunter2-token here >&2; echo plain-line-7c1e").unwrap();
     // The caller gets the real output; only the log is redacted.
-    assert_eq!(out.stdout, "token=hunter2-token\nplain line\n");
-    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert_eq!(out.stdout, "token=hunter2-token\nplain-line-7c1e\n");
+    let logs = String::from_utf8(logs().0.lock().unwrap().clone()).unwrap();
     assert!(!logs.contains("hunter2"), "{logs}");
-    assert!(logs.contains("token=***") && logs.contains("also *** here") && logs.contains("plain line"), "{logs}");
+    assert!(logs.contains("token=***") && logs.contains("also *** here") && logs.contains("plain-line-7c1e"), "{logs}");
     assert!(logs.contains("echo token=***"), "the command is logged, redacted: {logs}");
 }
 
