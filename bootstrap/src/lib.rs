@@ -4,13 +4,16 @@
 //! * [`hostkey`]: SSH host keys generated for instances, so connections pin them;
 //! * [`ssh`]: the SSH client that checks those pins and runs the bootstrap on an instance;
 //! * [`k3s`]: k3s node config.yaml, install plans (online / air-gap) and the pre-generated cluster PKI;
-//! * [`manifests`]: typed Kubernetes objects (Secrets, Argo CD, Flux) the bootstrap applies, as YAML.
+//! * [`manifests`]: typed Kubernetes objects (Secrets, Argo CD, Flux) the bootstrap applies, as YAML;
+//! * [`readiness`]: verdicts on `kubectl get -o json` output (nodes, CRDs, controllers, the root
+//!   Application or Kustomization) and the staged wait loop with timeouts that say what was last seen.
 
 #![warn(missing_docs)]
 
 pub mod hostkey;
 pub mod k3s;
 pub mod manifests;
+pub mod readiness;
 pub mod sealing;
 mod shell;
 pub mod ssh;
