@@ -34,7 +34,21 @@ struct AppStatus {
     health: Health,
     operation_state: Option<OperationState>,
     conditions: Vec<AppCondition>,
+    resources: Vec<ResourceStatus>,
 }
+
+/// An entry of `status.resources`: one object the Application manages.
+#[derive(Default, Deserialize)]
+#[serde(default)]
+struct ResourceStatus {
+    kind: String,
+    namespace: String,
+    name: String,
+    health: Option<Health>,
+}
+
+/// Most unhealthy resources named in a verdict.
+const MAX_RESOURCES: usize = 5;
 
 #[derive(Default, Deserialize)]
 #[serde(default)]
@@ -204,6 +218,27 @@ pub fn application(
     }
     for c in &status.conditions {
         seen.push_str(&format!("; {}: {}", c.kind, short(&c.message)));
+    }
+    // The Application's health is the worst of its resources': name those, so a Degraded app says
+    // which Deployment is stuck instead of sending the user to the Argo CD UI.
+    let unhealthy: Vec<String> = status
+        .resources
+        .iter()
+        .filter_map(|r| {
+            let health = r.health.as_ref().filter(|h| !h.status.is_empty() && h.status != "Healthy")?;
+            let mut out = format!("{} {} {}", r.kind, qualified(&r.namespace, &r.name), health.status);
+            if !health.message.is_empty() {
+                out.push_str(&format!(" ({})", short(&health.message)));
+            }
+            Some(out)
+        })
+        .collect();
+    if !unhealthy.is_empty() {
+        let more = unhealthy.len().saturating_sub(MAX_RESOURCES);
+        seen.push_str(&format!("; not healthy: {}", unhealthy[..unhealthy.len() - more].join(", ")));
+        if more > 0 {
+            seen.push_str(&format!(" and {more} more"));
+        }
     }
     let automated = app
         .spec
