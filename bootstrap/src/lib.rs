@@ -4,10 +4,14 @@
 //! * [`hostkey`]: SSH host keys generated for instances, so connections pin them;
 //! * [`ssh`]: the SSH client that checks those pins and runs the bootstrap on an instance;
 //! * [`k3s`]: k3s node config.yaml, install plans (online / air-gap) and the pre-generated cluster PKI;
-//! * [`manifests`]: typed Kubernetes objects (Secrets, Argo CD, Flux) the bootstrap applies, as YAML.
+//! * [`manifests`]: typed Kubernetes objects (Secrets, Argo CD, Flux) the bootstrap applies, as YAML;
+//! * [`drill`]: the disaster-recovery drill (destroy and recreate a deployment, keys must survive);
+//! * [`cli`]: the `kvm-gitops` command line (`seal`, `drill`).
 
 #![warn(missing_docs)]
 
+pub mod cli;
+pub mod drill;
 pub mod hostkey;
 pub mod k3s;
 pub mod manifests;
