@@ -220,7 +220,8 @@ fn output_validates_against_the_sealedsecret_crd() {
             );
             assert_eq!(out.code, 0, "{}", out.stderr);
             let v: Value = serde_norway::from_str(&out.stdout).unwrap();
-            let errors: Vec<String> = validator.iter_errors(&v).map(|e| format!("{e} at {}", e.instance_path())).collect();
+            let errors: Vec<String> =
+                validator.iter_errors(&v).map(|e| format!("{e} at {}", e.instance_path())).collect();
             assert!(errors.is_empty(), "{scope} {format}: {errors:?}");
         }
     }
@@ -235,7 +236,16 @@ fn writes_a_file_atomically_with_mode_0644() {
     std::fs::write(&input, secret_json(Some("payments")).to_string()).unwrap();
     let cert = cert();
     let out = seal(
-        &["--cert", cert.to_str().unwrap(), "-f", input.to_str().unwrap(), "-w", target.to_str().unwrap(), "-o", "yaml"],
+        &[
+            "--cert",
+            cert.to_str().unwrap(),
+            "-f",
+            input.to_str().unwrap(),
+            "-w",
+            target.to_str().unwrap(),
+            "-o",
+            "yaml",
+        ],
         b"",
     );
     assert_eq!(out.code, 0, "{}", out.stderr);
@@ -339,18 +349,34 @@ fn bad_input_gives_one_clear_line() {
         (vec!["--cert", c], b"{\"apiVersion\": \"v1\", \"data\": {\"a\": \"hunter2\"".to_vec(), 1, "not valid JSON"),
         (vec!["--cert", c], b"".to_vec(), 1, "empty"),
         (vec!["--cert", c], vec![0xff, 0xfe, 0x00, 0x41], 1, "not UTF-8"),
-        (vec!["--cert", c], b"apiVersion: v1\nkind: ConfigMap\ndata: {a: hunter2}\n".to_vec(), 1, "not a Kubernetes Secret"),
+        (
+            vec!["--cert", c],
+            b"apiVersion: v1\nkind: ConfigMap\ndata: {a: hunter2}\n".to_vec(),
+            1,
+            "not a Kubernetes Secret",
+        ),
         (
             vec!["--cert", c],
             b"apiVersion: v1\nkind: Secret\nmetadata: {name: a, namespace: b}\ndata: {password: 'hunter2!'}\n".to_vec(),
             1,
             "not standard base64",
         ),
-        (vec!["--cert", c], b"apiVersion: v1\nkind: Secret\nmetadata: {namespace: b}\nstringData: {a: x}\n".to_vec(), 1, "no metadata.name"),
-        (vec!["--cert", c], b"apiVersion: v1\nkind: Secret\nmetadata: {name: a, namespace: b}\n".to_vec(), 1, "--allow-empty-data"),
         (
             vec!["--cert", c],
-            b"apiVersion: v1\nkind: Secret\nmetadata: {name: Bad_Name, namespace: b}\nstringData: {a: hunter2}\n".to_vec(),
+            b"apiVersion: v1\nkind: Secret\nmetadata: {namespace: b}\nstringData: {a: x}\n".to_vec(),
+            1,
+            "no metadata.name",
+        ),
+        (
+            vec!["--cert", c],
+            b"apiVersion: v1\nkind: Secret\nmetadata: {name: a, namespace: b}\n".to_vec(),
+            1,
+            "--allow-empty-data",
+        ),
+        (
+            vec!["--cert", c],
+            b"apiVersion: v1\nkind: Secret\nmetadata: {name: Bad_Name, namespace: b}\nstringData: {a: hunter2}\n"
+                .to_vec(),
             1,
             "not a valid Kubernetes name",
         ),
@@ -364,7 +390,10 @@ fn bad_input_gives_one_clear_line() {
         assert_clear_error(&out, code, want);
     }
     // --allow-empty-data makes the empty Secret fine.
-    let out = seal(&["--cert", c, "--allow-empty-data"], b"apiVersion: v1\nkind: Secret\nmetadata: {name: a, namespace: b}\n");
+    let out = seal(
+        &["--cert", c, "--allow-empty-data"],
+        b"apiVersion: v1\nkind: Secret\nmetadata: {name: a, namespace: b}\n",
+    );
     assert_eq!(out.code, 0, "{}", out.stderr);
     // clap rejects an unknown scope with exit 2.
     let out = seal(&["--cert", c, "--scope", "global"], b"");

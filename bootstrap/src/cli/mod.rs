@@ -156,9 +156,11 @@ fn read_input(path: Option<&Path>, what: &'static str) -> Result<Vec<u8>, CliErr
         Some(p) => std::fs::read(p).map_err(|source| CliError::Read { what, path: p.display().to_string(), source }),
         None => {
             let mut buf = Vec::new();
-            std::io::stdin()
-                .read_to_end(&mut buf)
-                .map_err(|source| CliError::Read { what, path: "-".to_string(), source })?;
+            std::io::stdin().read_to_end(&mut buf).map_err(|source| CliError::Read {
+                what,
+                path: "-".to_string(),
+                source,
+            })?;
             Ok(buf)
         }
     }

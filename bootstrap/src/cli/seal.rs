@@ -90,10 +90,8 @@ fn load_certificate(args: &SealArgs) -> Result<SealingCertificate, CliError> {
     })?;
     let cert = SealingCertificate::from_pem(&pem)
         .map_err(|source| CliError::Certificate { path: path.display().to_string(), source })?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
     if cert.is_expired_at(now) {
         return Err(CliError::Certificate {
             path: path.display().to_string(),

@@ -52,7 +52,9 @@ pub enum DrillError {
     #[error("cannot find {0}: install Terraform or pass --terraform PATH")]
     TerraformNotFound(String),
     /// The directory is not usable.
-    #[error("--dir {0}: not a directory; pass the Terraform configuration directory (where `terraform apply` was run)")]
+    #[error(
+        "--dir {0}: not a directory; pass the Terraform configuration directory (where `terraform apply` was run)"
+    )]
     NotADirectory(String),
     /// Terraform could not be started.
     #[error("cannot run {bin}: {source}")]
@@ -231,6 +233,10 @@ struct Drill<'a> {
 
 /// Runs the drill. `progress` receives human-readable lines as things happen (Terraform's
 /// diagnostics included); the returned [`Report`] says whether it passed.
+///
+/// Installs SIGINT and SIGTERM handlers for the process (so an interrupt stops Terraform cleanly
+/// instead of killing the drill and orphaning Terraform with the state locked): meant for the CLI,
+/// not for long-running hosts of the library.
 pub fn run(opts: &DrillOptions, progress: &mut dyn FnMut(&str)) -> Result<Report, DrillError> {
     if !opts.dir.is_dir() {
         return Err(DrillError::NotADirectory(opts.dir.display().to_string()));
@@ -261,6 +267,8 @@ pub fn run(opts: &DrillOptions, progress: &mut dyn FnMut(&str)) -> Result<Report
         keys_before: BTreeMap::new(),
         found: Vec::new(),
     };
+    // The destroy plan holds the prior state, private keys included: a private (0700) directory,
+    // removed when the drill ends.
     let plan_dir = tempfile::Builder::new().prefix("kvm-gitops-drill-").tempdir().map_err(DrillError::TempDir)?;
     let plan_file = plan_dir.path().join("destroy.tfplan");
 
@@ -297,14 +305,19 @@ pub fn run(opts: &DrillOptions, progress: &mut dyn FnMut(&str)) -> Result<Report
         }
     }
     drill.report.total_seconds = started.elapsed().as_secs_f64();
-    drill.report.ok = drill.report.failures.is_empty() && drill.report.stages.iter().all(|s| s.result == StepResult::Ok);
+    drill.report.ok =
+        drill.report.failures.is_empty() && drill.report.stages.iter().all(|s| s.result == StepResult::Ok);
     Ok(drill.report)
 }
 
 impl Drill<'_> {
     /// Runs and times one step; `Ok(false)` when it failed (recorded), `Err` for interrupts and
     /// timeouts, which end the drill.
-    fn step(&mut self, name: &str, f: impl FnOnce(&mut Self) -> Result<StepOutcome, DrillError>) -> Result<bool, DrillError> {
+    fn step(
+        &mut self,
+        name: &str,
+        f: impl FnOnce(&mut Self) -> Result<StepOutcome, DrillError>,
+    ) -> Result<bool, DrillError> {
         (self.progress)(&format!("drill: {name}..."));
         let started = Instant::now();
         let outcome = f(self);
@@ -322,7 +335,9 @@ impl Drill<'_> {
             }
             Err(e) => (StepResult::Failed, e.to_string(), Err(e)),
         };
-        (self.progress)(&format!("drill: {name} {} in {seconds:.1}s{}", result.as_str(), if detail.is_empty() { String::new() } else { format!(": {detail}") }));
+        // A failure's detail ends the run in its own line; here only say which step and when.
+        let suffix = if result == StepResult::Ok && !detail.is_empty() { format!(": {detail}") } else { String::new() };
+        (self.progress)(&format!("drill: {name} {} in {seconds:.1}s{suffix}", result.as_str()));
         self.report.stages.push(Stage { name: name.to_string(), seconds, result, detail });
         ret
     }
@@ -343,16 +358,17 @@ impl Drill<'_> {
         let mut args = vec!["show", "-json", "-no-color"];
         args.extend(extra);
         Ok(match self.terraform(&args)? {
-            Ok(f) => serde_json::from_str(&f.stdout)
-                .map_err(|e| StepFailure::from(format!("`terraform show -json` printed something that is not JSON: {e}"))),
+            Ok(f) => serde_json::from_str(&f.stdout).map_err(|e| {
+                StepFailure::from(format!("`terraform show -json` printed something that is not JSON: {e}"))
+            }),
             Err(e) => Err(e),
         })
     }
 
     fn state_list(&self) -> Result<Result<Vec<String>, StepFailure>, DrillError> {
-        Ok(self.terraform(&["state", "list", "-no-color"])?.map(|f| {
-            f.stdout.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect()
-        }))
+        Ok(self
+            .terraform(&["state", "list"])?
+            .map(|f| f.stdout.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect()))
     }
 
     fn step_state(&mut self) -> Result<StepOutcome, DrillError> {
@@ -395,11 +411,18 @@ impl Drill<'_> {
             .into()));
         }
         if self.targets.is_empty() {
-            return Ok(Err("every resource in the state is kept, so there is nothing to destroy and recreate".to_string().into()));
+            return Ok(Err("every resource in the state is kept, so there is nothing to destroy and recreate"
+                .to_string()
+                .into()));
         }
         self.report.kept = self.kept.iter().cloned().collect();
         self.report.destroyed = self.targets.clone();
-        Ok(Ok(format!("{} resources: keep {} ({keys} sealing keys), destroy {}", addresses.len(), self.kept.len(), self.targets.len())))
+        Ok(Ok(format!(
+            "{} resources: keep {} ({keys} sealing keys), destroy {}",
+            addresses.len(),
+            self.kept.len(),
+            self.targets.len()
+        )))
     }
 
     fn step_snapshot(&mut self) -> Result<StepOutcome, DrillError> {
@@ -492,7 +515,8 @@ impl Drill<'_> {
     }
 
     fn step_apply(&mut self) -> Result<StepOutcome, DrillError> {
-        let args: Vec<String> = ["apply", "-auto-approve", "-input=false", "-json"].iter().map(|s| s.to_string()).collect();
+        let args: Vec<String> =
+            ["apply", "-auto-approve", "-input=false", "-json"].iter().map(|s| s.to_string()).collect();
         let mut started: BTreeMap<String, (Instant, String)> = BTreeMap::new();
         let mut timings = Vec::new();
         let mut errors = Vec::new();
@@ -509,7 +533,10 @@ impl Drill<'_> {
                 | Some(UiMessage::ApplyErrored { address, elapsed_seconds }) => {
                     let (at, action) = started.remove(&address).unwrap_or((Instant::now(), String::new()));
                     let seconds = at.elapsed().as_secs_f64();
-                    progress(&format!("  {address}: {action} {} in {seconds:.1}s", if errored { "FAILED" } else { "done" }));
+                    progress(&format!(
+                        "  {address}: {action} {} in {seconds:.1}s",
+                        if errored { "FAILED" } else { "done" }
+                    ));
                     timings.push(ResourceTiming {
                         address,
                         action,

@@ -50,8 +50,7 @@ fn skip_brackets(s: &str) -> Option<&str> {
 /// kvm_sealed_secret.a` keeps `kvm_sealed_secret.a` and `kvm_sealed_secret.a["x"]` but not
 /// `kvm_sealed_secret.ab`, and `--keep module.cluster` keeps the whole module.
 pub fn matches_prefix(address: &str, prefix: &str) -> bool {
-    address == prefix
-        || address.strip_prefix(prefix).is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
+    address == prefix || address.strip_prefix(prefix).is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
 }
 
 /// A sealing key as found in the state.
@@ -80,7 +79,8 @@ pub fn sealing_keys(show_json: &Value) -> Result<BTreeMap<String, StateKey>, Str
             }
             let address = resource["address"].as_str().unwrap_or("?").to_string();
             let values = &resource["values"];
-            let (Some(key_pem), Some(cert_pem)) = (values["private_key_pem"].as_str(), values["certificate_pem"].as_str())
+            let (Some(key_pem), Some(cert_pem)) =
+                (values["private_key_pem"].as_str(), values["certificate_pem"].as_str())
             else {
                 return Err(format!("{address}: the state holds no private_key_pem/certificate_pem"));
             };

@@ -183,7 +183,11 @@ impl Terraform {
 /// Finds Terraform: an explicit path, else `terraform` on `PATH`.
 pub(crate) fn find_terraform(explicit: Option<&Path>) -> Result<PathBuf, DrillError> {
     if let Some(p) = explicit {
-        return if p.is_file() { Ok(p.to_path_buf()) } else { Err(DrillError::TerraformNotFound(p.display().to_string())) };
+        return if p.is_file() {
+            Ok(p.to_path_buf())
+        } else {
+            Err(DrillError::TerraformNotFound(p.display().to_string()))
+        };
     }
     std::env::var_os("PATH")
         .iter()

@@ -90,7 +90,10 @@ impl Secret {
     /// Reads a Secret from an already parsed manifest (see [`Secret::parse`]).
     pub fn from_value(value: &Value) -> Result<Secret, SecretParseError> {
         let Value::Object(obj) = value else {
-            return Err(SecretParseError::NotASecret(format!("expected a mapping at the top level, found {}", kind_of(value))));
+            return Err(SecretParseError::NotASecret(format!(
+                "expected a mapping at the top level, found {}",
+                kind_of(value)
+            )));
         };
         let api_version = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("");
         let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("");
@@ -103,7 +106,10 @@ impl Secret {
         let mut secret = Secret::default();
         if let Some(metadata) = obj.get("metadata").filter(|v| !v.is_null()) {
             let Value::Object(metadata) = metadata else {
-                return Err(SecretParseError::Field(format!("metadata must be a mapping, found {}", kind_of(metadata))));
+                return Err(SecretParseError::Field(format!(
+                    "metadata must be a mapping, found {}",
+                    kind_of(metadata)
+                )));
             };
             secret.name = optional_string(metadata, "name", "metadata.name")?;
             secret.namespace = optional_string(metadata, "namespace", "metadata.namespace")?;
@@ -115,7 +121,12 @@ impl Secret {
         secret.immutable = match obj.get("immutable") {
             None | Some(Value::Null) => None,
             Some(Value::Bool(b)) => Some(*b),
-            Some(other) => return Err(SecretParseError::Field(format!("immutable must be true or false, found {}", kind_of(other)))),
+            Some(other) => {
+                return Err(SecretParseError::Field(format!(
+                    "immutable must be true or false, found {}",
+                    kind_of(other)
+                )))
+            }
         };
 
         for (key, encoded) in string_map(obj.get("data"), "data")? {
@@ -254,7 +265,8 @@ stringData:
 
     #[test]
     fn reads_json() {
-        let s = Secret::parse(r#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"x"},"data":{"k":""}}"#).unwrap();
+        let s =
+            Secret::parse(r#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"x"},"data":{"k":""}}"#).unwrap();
         assert_eq!(s.name.as_deref(), Some("x"));
         assert_eq!(s.namespace, None);
         assert_eq!(s.values["k"], b"");
