@@ -73,3 +73,44 @@ fn bad_flags_are_usage_errors() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("--dir"), "{stderr}");
 }
+
+#[test]
+fn ctrl_c_is_forwarded_to_terraform_and_the_drill_stops() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let started = dir.path().join("started");
+    let marker = dir.path().join("marker");
+    let fake = dir.path().join("terraform");
+    // A Terraform that takes its time and, like the real one, stops on SIGINT.
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\ntrap 'echo interrupted > {marker}; exit 1' INT\ntouch {started}\nsleep 30 &\nwait $!\n",
+            marker = marker.display(),
+            started = started.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_kvm-gitops"))
+        .args(["drill", "--dir", dir.path().to_str().unwrap(), "--terraform", fake.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !started.exists() {
+        assert!(std::time::Instant::now() < deadline, "the fake terraform never started");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let t0 = std::time::Instant::now();
+    // Only the drill gets the signal (Terraform runs in its own process group), as when a
+    // supervisor signals the drill's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(t0.elapsed() < std::time::Duration::from_secs(10), "the drill waited for the 30 s sleep");
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&marker).unwrap_or_default().trim(), "interrupted", "Terraform got SIGINT");
+    assert!(stderr.contains("interrupted; Terraform was asked to stop cleanly"), "{stderr}");
+}

@@ -92,12 +92,15 @@ pub(super) fn run_drill(args: &DrillArgs) -> Result<Outcome, CliError> {
         DrillOutput::Table => write_output(None, report.table().as_bytes())?,
         DrillOutput::Json => write_output(None, json.as_bytes())?,
     }
+    if !report.ok {
+        let what = if report.interrupted { "interrupted" } else { "failed" };
+        let _ = writeln!(std::io::stderr(), "kvm-gitops: drill {what}: {}", report.failures.join("; "));
+    }
     Ok(if report.interrupted {
         Outcome::Interrupted
     } else if report.ok {
         Outcome::Success
     } else {
-        let _ = writeln!(std::io::stderr(), "kvm-gitops: drill failed: {}", report.failures.join("; "));
         Outcome::Failed
     })
 }

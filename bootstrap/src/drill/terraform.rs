@@ -20,6 +20,8 @@ static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 /// How long Terraform gets after an interrupt (to stop cleanly and unlock the state) before it is
 /// killed.
 const GRACE: Duration = Duration::from_secs(30);
+/// How long output is still read after Terraform exited.
+const PIPE_DRAIN: Duration = Duration::from_secs(2);
 
 extern "C" fn on_signal(_signal: libc::c_int) {
     INTERRUPTED.store(true, Ordering::SeqCst);
@@ -123,7 +125,7 @@ impl Terraform {
 
         let (tx, rx) = mpsc::channel::<String>();
         let stdout = child.stdout.take();
-        let out_thread = std::thread::spawn(move || {
+        std::thread::spawn(move || {
             if let Some(stdout) = stdout {
                 for line in BufReader::new(stdout).lines() {
                     let Ok(line) = line else { break };
@@ -134,26 +136,48 @@ impl Terraform {
             }
         });
         let stderr = child.stderr.take();
-        let err_thread = std::thread::spawn(move || {
+        let (err_tx, err_rx) = mpsc::channel::<String>();
+        std::thread::spawn(move || {
             let mut s = String::new();
             if let Some(mut stderr) = stderr {
                 let _ = stderr.read_to_string(&mut s);
             }
-            s
+            let _ = err_tx.send(s);
         });
 
+        let pgid = child.id() as i32;
         let mut timed_out = false;
         let mut signalled_at: Option<Instant> = None;
+        let mut stdout_open = true;
+        let mut exited: Option<(std::process::ExitStatus, Instant)> = None;
         loop {
-            match rx.recv_timeout(Duration::from_millis(200)) {
-                Ok(line) => on_line(&line),
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
+            if stdout_open {
+                match rx.recv_timeout(Duration::from_millis(200)) {
+                    Ok(line) => on_line(&line),
+                    Err(mpsc::RecvTimeoutError::Disconnected) => stdout_open = false,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {}
+                }
+            } else {
+                std::thread::sleep(Duration::from_millis(50));
             }
             let now = Instant::now();
+            if exited.is_none() {
+                if let Some(status) =
+                    child.try_wait().map_err(|source| DrillError::Spawn { bin: self.bin.clone(), source })?
+                {
+                    exited = Some((status, now));
+                }
+            }
+            match exited {
+                // A process Terraform left behind may hold the pipe open; its output is not
+                // worth waiting for once Terraform itself is gone.
+                Some((_, at)) if !stdout_open || now.duration_since(at) > PIPE_DRAIN => break,
+                Some(_) => continue,
+                None => {}
+            }
             if signalled_at.is_none() && now >= self.deadline {
                 timed_out = true;
-                unsafe { libc::kill(-(child.id() as i32), libc::SIGINT) };
+                unsafe { libc::kill(-pgid, libc::SIGINT) };
                 signalled_at = Some(now);
             }
             if interrupted() && signalled_at.is_none() {
@@ -162,14 +186,21 @@ impl Terraform {
             if let Some(at) = signalled_at {
                 if now.duration_since(at) > GRACE {
                     // Terraform ignored the interrupt; it must not outlive the drill.
-                    unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+                    unsafe { libc::kill(-pgid, libc::SIGKILL) };
                 }
             }
         }
-        let status = child.wait().map_err(|source| DrillError::Spawn { bin: self.bin.clone(), source })?;
         CHILD_PGID.store(0, Ordering::SeqCst);
-        let _ = out_thread.join();
-        let stderr = err_thread.join().unwrap_or_default();
+        let status = match exited {
+            Some((status, _)) => status,
+            None => child.wait().map_err(|source| DrillError::Spawn { bin: self.bin.clone(), source })?,
+        };
+        if timed_out || interrupted() {
+            // Whatever Terraform started and left running (plugins that ignored the interrupt)
+            // goes with it: the drill must not leave processes behind.
+            unsafe { libc::kill(-pgid, libc::SIGKILL) };
+        }
+        let stderr = err_rx.recv_timeout(PIPE_DRAIN).unwrap_or_default();
         if timed_out {
             return Err(DrillError::Timeout { command: display });
         }
