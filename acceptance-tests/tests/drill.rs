@@ -168,6 +168,7 @@ fn drill_recreates_everything_but_the_keys_and_sealed_secrets_still_unseal() {
         assert!(s["seconds"].as_f64().unwrap() >= 0.0, "{s}");
     }
     assert!(report["total_seconds"].as_f64().unwrap() > 0.0);
+    assert!(report["terraform_version"].as_str().is_some_and(|v| !v.is_empty()), "{report:#}");
     assert_eq!(report["kept"], serde_json::json!(["kvm_sealing_key.a", "kvm_sealing_key.b"]));
     assert_eq!(report["destroyed"], serde_json::json!(["kvm_sealed_secret.s", "kvm_sealed_secret.t"]));
     let mut recreated: Vec<&str> =

@@ -4,6 +4,18 @@
 
 use std::process::Command;
 
+/// Shell lines of a fake Terraform answering `terraform version -json` like 1.0.3.
+const VERSION: &str =
+    "if [ \"$1\" = version ]; then echo '{\"terraform_version\":\"1.0.3\",\"platform\":\"linux_amd64\"}'; exit 0; fi\n";
+
+fn fake_terraform(dir: &std::path::Path, body: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt as _;
+    let fake = dir.join("terraform");
+    std::fs::write(&fake, format!("#!/bin/sh\n{body}")).unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    fake
+}
+
 fn drill(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_kvm-gitops")).arg("drill").args(args).output().unwrap();
     (
@@ -36,7 +48,8 @@ fn refuses_a_missing_terraform() {
 fn a_failing_terraform_fails_the_first_step_and_shows_its_output() {
     let dir = tempfile::tempdir().unwrap();
     let fake = dir.path().join("terraform");
-    std::fs::write(&fake, "#!/bin/sh\necho \"Error: No state file was found!\" >&2\nexit 1\n").unwrap();
+    std::fs::write(&fake, format!("#!/bin/sh\n{VERSION}echo \"Error: No state file was found!\" >&2\nexit 1\n"))
+        .unwrap();
     {
         use std::os::unix::fs::PermissionsExt as _;
         std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -85,7 +98,7 @@ fn ctrl_c_is_forwarded_to_terraform_and_the_drill_stops() {
     std::fs::write(
         &fake,
         format!(
-            "#!/bin/sh\ntrap 'echo interrupted > {marker}; exit 1' INT\ntouch {started}\nsleep 30 &\nwait $!\n",
+            "#!/bin/sh\n{VERSION}trap 'echo interrupted > {marker}; exit 1' INT\ntouch {started}\nsleep 30 &\nwait $!\n",
             marker = marker.display(),
             started = started.display()
         ),
@@ -113,4 +126,25 @@ fn ctrl_c_is_forwarded_to_terraform_and_the_drill_stops() {
     assert_eq!(out.status.code(), Some(130), "{stderr}");
     assert_eq!(std::fs::read_to_string(&marker).unwrap_or_default().trim(), "interrupted", "Terraform got SIGINT");
     assert!(stderr.contains("interrupted; Terraform was asked to stop cleanly"), "{stderr}");
+}
+
+#[test]
+fn an_old_terraform_is_refused_before_anything_happens() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = fake_terraform(dir.path(), "echo '{\"terraform_version\":\"0.14.11\"}'\n");
+    let (code, _, stderr) = drill(&["--dir", dir.path().to_str().unwrap(), "--terraform", fake.to_str().unwrap()]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("is Terraform 0.14.11, but the drill needs 0.15.3 or later"), "{stderr}");
+}
+
+#[test]
+fn the_timeout_interrupts_terraform() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = fake_terraform(dir.path(), &format!("{VERSION}trap 'exit 1' INT\nsleep 30 &\nwait $!\n"));
+    let t0 = std::time::Instant::now();
+    let (code, _, stderr) =
+        drill(&["--dir", dir.path().to_str().unwrap(), "--terraform", fake.to_str().unwrap(), "--timeout", "1s"]);
+    assert!(t0.elapsed() < std::time::Duration::from_secs(10), "{stderr}");
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("`terraform state list` did not finish before the drill's --timeout"), "{stderr}");
 }

@@ -198,6 +198,9 @@ pub struct Report {
     pub failures: Vec<String>,
     /// Whether the drill was interrupted.
     pub interrupted: bool,
+    /// `terraform version` as reported by the binary used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub terraform_version: Option<String>,
 }
 
 /// The names of the steps, in order.
@@ -261,6 +264,7 @@ pub fn run(opts: &DrillOptions, progress: &mut dyn FnMut(&str)) -> Result<Report
             change_summary: None,
             failures: Vec::new(),
             interrupted: false,
+            terraform_version: None,
         },
         kept: BTreeSet::new(),
         targets: Vec::new(),
@@ -372,6 +376,27 @@ impl Drill<'_> {
     }
 
     fn step_state(&mut self) -> Result<StepOutcome, DrillError> {
+        // The recreating apply needs `apply -json`; finding out that Terraform lacks it after the
+        // destroy would leave the deployment down, so the version is checked first.
+        let version = match self.terraform(&["version", "-json"])? {
+            Ok(f) => serde_json::from_str::<Value>(&f.stdout)
+                .ok()
+                .and_then(|v| v["terraform_version"].as_str().map(str::to_string)),
+            Err(_) => None,
+        };
+        match version.as_deref().and_then(parse_version) {
+            Some(v) if v >= MIN_TERRAFORM => {}
+            _ => {
+                return Ok(Err(format!(
+                    "{} is Terraform {}, but the drill needs 0.15.3 or later (for `apply -json`); pass a newer one \
+                     with --terraform",
+                    self.tf.bin.display(),
+                    version.as_deref().unwrap_or("older than 0.13")
+                )
+                .into()))
+            }
+        }
+        self.report.terraform_version = version;
         let addresses = match self.state_list()? {
             Ok(a) => a,
             Err(e) => return Ok(Err(e)),
@@ -619,6 +644,16 @@ impl Drill<'_> {
     }
 }
 
+/// The first Terraform with the machine-readable `apply -json` UI.
+const MIN_TERRAFORM: (u64, u64, u64) = (0, 15, 3);
+
+/// `1.0.3` or `1.6.0-beta1` → (major, minor, patch).
+fn parse_version(v: &str) -> Option<(u64, u64, u64)> {
+    let core = v.trim_start_matches('v').split(['-', '+']).next()?;
+    let mut parts = core.split('.').map(|p| p.parse::<u64>().ok());
+    Some((parts.next()??, parts.next()??, parts.next().flatten().unwrap_or(0)))
+}
+
 fn describe_sealed_failure(c: &SealedSecretCheck) -> String {
     format!(
         "{} (document {}): SealedSecret {}: {}",
@@ -665,5 +700,19 @@ impl Report {
             out.push_str(&format!("FAILED {f}\n"));
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terraform_versions() {
+        assert_eq!(parse_version("1.0.3"), Some((1, 0, 3)));
+        assert_eq!(parse_version("1.6.0-beta1"), Some((1, 6, 0)));
+        assert!(parse_version("0.15.3").unwrap() >= MIN_TERRAFORM);
+        assert!(parse_version("0.15.2").unwrap() < MIN_TERRAFORM);
+        assert_eq!(parse_version("garbage"), None);
     }
 }
