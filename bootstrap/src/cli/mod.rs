@@ -29,7 +29,12 @@ pub const EXIT_INTERRUPTED: u8 = 130;
 
 /// `kvm-gitops`: GitOps helpers for clusters built with the KVM Terraform provider.
 #[derive(Debug, Parser)]
-#[command(name = "kvm-gitops", version, about, long_about = None, propagate_version = true)]
+#[command(
+    name = "kvm-gitops",
+    version,
+    about = "GitOps helpers for clusters built with the KVM Terraform provider (offline, no cluster access)",
+    propagate_version = true
+)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
