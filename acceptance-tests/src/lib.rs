@@ -72,6 +72,30 @@ pub fn provider_bin() -> PathBuf {
     p
 }
 
+/// The `kvm-gitops` binary under test: `$KVM_GITOPS_BIN`, else `debug/kvm-gitops` under
+/// `$CARGO_TARGET_DIR`, else under this workspace's `target/` (scripts/test.sh builds it).
+pub fn kvm_gitops_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("KVM_GITOPS_BIN") {
+        return PathBuf::from(p);
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let p = target.join("debug/kvm-gitops");
+    assert!(
+        p.exists(),
+        "kvm-gitops not found at {}: run `cargo build -p kvm-bootstrap --bin kvm-gitops` first (scripts/test.sh does)",
+        p.display()
+    );
+    p
+}
+
+/// The CLI configuration file (provider mirror) every [`Workspace`] uses, for other programs that
+/// run Terraform on a workspace (e.g. `kvm-gitops drill`) via `TF_CLI_CONFIG_FILE`.
+pub fn cli_config_file() -> PathBuf {
+    install().cli_config.clone()
+}
+
 /// Shared, per-test-process mirror and CLI configuration.
 struct Install {
     _dir: tempfile::TempDir,

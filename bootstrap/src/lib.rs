@@ -6,10 +6,14 @@
 //! * [`k3s`]: k3s node config.yaml, install plans (online / air-gap) and the pre-generated cluster PKI;
 //! * [`manifests`]: typed Kubernetes objects (Secrets, Argo CD, Flux) the bootstrap applies, as YAML;
 //! * [`readiness`]: verdicts on `kubectl get -o json` output (nodes, CRDs, controllers, the root
-//!   Application or Kustomization) and the staged wait loop with timeouts that say what was last seen.
+//!   Application or Kustomization) and the staged wait loop with timeouts that say what was last seen;
+//! * [`drill`]: the disaster-recovery drill (destroy and recreate a deployment, keys must survive);
+//! * [`cli`]: the `kvm-gitops` command line (`seal`, `drill`).
 
 #![warn(missing_docs)]
 
+pub mod cli;
+pub mod drill;
 pub mod hostkey;
 pub mod k3s;
 pub mod manifests;

@@ -5,6 +5,7 @@
 //!   `kubernetes.io/tls` Secret labelled `sealedsecrets.bitnami.com/sealed-secrets-key: active`).
 //! * [`SealingCertificate`]: the public half, what `kubeseal --cert` needs; it seals values.
 //! * [`seal_secret`] / [`SealedSecret`]: whole `bitnami.com/v1alpha1` `SealedSecret` manifests.
+//! * [`Secret`]: a Kubernetes Secret manifest read the way `kubeseal` reads its input.
 //!
 //! The ciphertext format is the controller's `HybridEncrypt` (pkg/crypto/crypto.go), byte for byte:
 //!
@@ -20,6 +21,7 @@ mod backup;
 mod der;
 mod keys;
 mod manifest;
+mod secret;
 
 use std::fmt;
 use std::str::FromStr;
@@ -29,6 +31,7 @@ pub use manifest::{
     seal_secret, SealedSecret, SealedSecretMetadata, SealedSecretSpec, SecretSpec, SecretTemplate, TemplateMetadata,
     API_VERSION, KIND,
 };
+pub use secret::{Secret, SecretParseError};
 
 /// Annotation that makes a SealedSecret cluster-wide (value `"true"`); wins over namespace-wide.
 pub const ANNOTATION_CLUSTER_WIDE: &str = "sealedsecrets.bitnami.com/cluster-wide";

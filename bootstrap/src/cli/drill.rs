@@ -1,0 +1,121 @@
+//! `kvm-gitops drill`: arguments and output of the disaster-recovery drill (see [`crate::drill`]).
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+use super::{write_output, CliError, Outcome};
+use crate::drill::{self, DrillOptions};
+
+/// What the drill prints on stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum DrillOutput {
+    /// A table of stages, seconds and results.
+    #[default]
+    Table,
+    /// The JSON report.
+    Json,
+}
+
+/// Arguments of `kvm-gitops drill`.
+#[derive(Debug, Clone, Args)]
+#[command(after_help = "The drill DESTROYS every resource of the deployment except its kvm_sealing_key resources \
+    and --keep prefixes, then recreates them with `terraform apply`.\n\nExamples:\n  \
+    kvm-gitops drill --dir infra/ --sealed-secrets gitops/ --json drill.json\n  \
+    kvm-gitops drill --dir infra/ --keep kvm_pool.images --keep module.storage --timeout 45m\n\n\
+    Exit codes: 0 drill passed, 1 a step or check failed (named in the output), 2 bad usage, 130 interrupted.")]
+pub struct DrillArgs {
+    /// The Terraform configuration directory whose deployment is drilled.
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
+    /// The Terraform binary (default: `terraform` on PATH).
+    #[arg(long, value_name = "PATH")]
+    pub terraform: Option<PathBuf>,
+    /// Also keep resources at or under this address (repeatable); kvm_sealing_key resources are always kept.
+    #[arg(long, value_name = "ADDR")]
+    pub keep: Vec<String>,
+    /// A SealedSecret file or a directory of manifests (repeatable) that must unseal with the keys.
+    #[arg(long = "sealed-secrets", value_name = "PATH")]
+    pub sealed_secrets: Vec<PathBuf>,
+    /// Also write the JSON report to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// What to print on stdout.
+    #[arg(long, value_enum, default_value_t = DrillOutput::Table)]
+    pub output: DrillOutput,
+    /// Time limit for the whole drill: seconds, or a number with s, m or h (e.g. 45m).
+    #[arg(long, value_parser = parse_duration, default_value = "60m")]
+    pub timeout: Duration,
+}
+
+/// `90`, `90s`, `45m`, `2h`.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (number, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u64 = number.parse().map_err(|_| format!("{s:?} is not a duration: use e.g. 90s, 45m or 2h"))?;
+    let factor = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        _ => return Err(format!("{s:?} is not a duration: the unit must be s, m or h")),
+    };
+    if n == 0 {
+        return Err("the timeout must be more than zero".to_string());
+    }
+    Ok(Duration::from_secs(n.saturating_mul(factor)))
+}
+
+/// Runs `kvm-gitops drill`.
+pub(super) fn run_drill(args: &DrillArgs) -> Result<Outcome, CliError> {
+    let opts = DrillOptions {
+        dir: args.dir.clone(),
+        terraform: args.terraform.clone(),
+        keep: args.keep.clone(),
+        sealed_secrets: args.sealed_secrets.clone(),
+        timeout: args.timeout,
+    };
+    let mut stderr = std::io::stderr();
+    let report = drill::run(&opts, &mut |line| {
+        let _ = writeln!(stderr, "{line}");
+    })?;
+    // Serialising plain structs of strings and numbers cannot fail.
+    let json = serde_json::to_string_pretty(&report).unwrap_or_default() + "\n";
+    if let Some(path) = &args.json {
+        write_output(Some(path), json.as_bytes())?;
+    }
+    match args.output {
+        DrillOutput::Table => write_output(None, report.table().as_bytes())?,
+        DrillOutput::Json => write_output(None, json.as_bytes())?,
+    }
+    if !report.ok {
+        let what = if report.interrupted { "interrupted" } else { "failed" };
+        let _ = writeln!(std::io::stderr(), "kvm-gitops: drill {what}: {}", report.failures.join("; "));
+    }
+    Ok(if report.interrupted {
+        Outcome::Interrupted
+    } else if report.ok {
+        Outcome::Success
+    } else {
+        Outcome::Failed
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("45m").unwrap(), Duration::from_secs(2700));
+        assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
+        assert!(parse_duration("0").is_err());
+        assert!(parse_duration("5d").unwrap_err().contains("unit"));
+        assert!(parse_duration("abc").is_err());
+    }
+}
