@@ -14,6 +14,7 @@
 
 pub mod cli;
 pub mod drill;
+pub mod engine;
 pub mod hostkey;
 pub mod k3s;
 pub mod manifests;

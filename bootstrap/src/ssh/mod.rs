@@ -33,6 +33,14 @@ pub enum SshError {
     /// An argument the engine refuses before touching the network (relative path, bad mode, …).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// A local file to upload could not be read.
+    #[error("cannot read {}: {message}", path.display())]
+    LocalFile {
+        /// The local path.
+        path: std::path::PathBuf,
+        /// What the operating system said.
+        message: String,
+    },
     /// No TCP connection: refused, no route, unknown name. Usual while a guest boots.
     #[error("{addr} is unreachable: {source}")]
     Unreachable {

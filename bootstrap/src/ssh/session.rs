@@ -148,13 +148,25 @@ impl Session {
     /// status and output. A non-zero status is not an error here: the caller decides. Output
     /// lines are logged at debug level with secrets redacted.
     pub fn exec(&self, command: &str) -> Result<ExecOutput, SshError> {
-        let done = self.run(command, &[], true)?;
+        let done = self.run(command, &mut &[][..], true)?;
         Ok(ExecOutput {
             status: done.status,
             signal: done.signal,
             stdout: String::from_utf8_lossy(&done.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&done.stderr).into_owned(),
         })
+    }
+
+    /// Runs a command like [`Session::exec`] and fails with [`SshError::Command`] (naming `what`,
+    /// with the redacted stderr) unless it exits 0; returns its stdout.
+    pub fn exec_checked(&self, command: &str, what: &str) -> Result<String, SshError> {
+        let out = self.run_checked(command, &mut &[][..], true, || what.to_string())?;
+        Ok(String::from_utf8_lossy(&out).into_owned())
+    }
+
+    /// `host:port` of the peer, for messages.
+    pub fn addr(&self) -> &str {
+        &self.addr
     }
 
     /// Writes `contents` to the absolute `path` with permission bits `mode` and, when given,
@@ -172,6 +184,34 @@ impl Session {
         mode: u32,
         owner: Option<(&str, &str)>,
     ) -> Result<bool, SshError> {
+        self.write_from(path, &mut &contents[..], &sha256_hex(contents), mode, owner)
+    }
+
+    /// Copies the local file `local` to the absolute `path` on the host, like
+    /// [`Session::write_file`] (atomic, idempotent, mode and owner set before the rename), but
+    /// streamed: an air-gap images tarball of hundreds of megabytes is never held in memory. The
+    /// local file is read twice, once for its SHA-256 (to skip an unchanged copy) and once to send.
+    pub fn upload_file(
+        &self,
+        local: &std::path::Path,
+        path: &str,
+        mode: u32,
+        owner: Option<(&str, &str)>,
+    ) -> Result<bool, SshError> {
+        let local_error = |e: std::io::Error| SshError::LocalFile { path: local.to_path_buf(), message: e.to_string() };
+        let sha256 = file_sha256(local).map_err(local_error)?;
+        let mut file = std::fs::File::open(local).map_err(local_error)?;
+        self.write_from(path, &mut file, &sha256, mode, owner)
+    }
+
+    fn write_from(
+        &self,
+        path: &str,
+        contents: &mut dyn Read,
+        sha256: &str,
+        mode: u32,
+        owner: Option<(&str, &str)>,
+    ) -> Result<bool, SshError> {
         if !path.starts_with('/') || path.ends_with('/') {
             return Err(SshError::InvalidArgument(format!("{path:?} is not an absolute file path")));
         }
@@ -183,8 +223,8 @@ impl Session {
             "if [ -f {q} ]; then h=$(sha256sum < {q}) && s=$(stat -c '%a %U %G %u %g' -- {q}) && \
              printf '%s %s\\n' \"${{h%% *}}\" \"$s\"; else echo absent; fi"
         );
-        let current = self.run_checked(&inspect, &[], true, || format!("inspecting {path}"))?;
-        if is_current(&String::from_utf8_lossy(&current), &sha256_hex(contents), mode, owner) {
+        let current = self.run_checked(&inspect, &mut &[][..], true, || format!("inspecting {path}"))?;
+        if is_current(&String::from_utf8_lossy(&current), sha256, mode, owner) {
             tracing::debug!(addr = %self.addr, path, "file already up to date");
             return Ok(false);
         }
@@ -220,7 +260,7 @@ impl Session {
     /// logged (they may be keys).
     pub fn read_file(&self, path: &str) -> Result<Option<Vec<u8>>, SshError> {
         let q = quote(path);
-        let done = self.run(&format!("[ -e {q} ] || exit {ABSENT}; exec cat -- {q}"), &[], false)?;
+        let done = self.run(&format!("[ -e {q} ] || exit {ABSENT}; exec cat -- {q}"), &mut &[][..], false)?;
         match done.status {
             0 if done.signal.is_none() => Ok(Some(done.stdout)),
             ABSENT => Ok(None),
@@ -232,7 +272,7 @@ impl Session {
     fn run_checked(
         &self,
         command: &str,
-        stdin: &[u8],
+        stdin: &mut dyn Read,
         log_output: bool,
         what: impl FnOnce() -> String,
     ) -> Result<Vec<u8>, SshError> {
@@ -256,7 +296,7 @@ impl Session {
     /// Runs `command` with `stdin`, reading stdout and stderr as they come (both at once: a
     /// command that fills one stream while we wait on the other would stall the channel's
     /// shared flow-control window).
-    fn run(&self, command: &str, stdin: &[u8], log_output: bool) -> Result<Finished, SshError> {
+    fn run(&self, command: &str, stdin: &mut dyn Read, log_output: bool) -> Result<Finished, SshError> {
         let wrapped = remote_command(command, self.sudo);
         tracing::debug!(addr = %self.addr, command = %redact(command, &self.secrets), sudo = self.sudo, "exec");
         let deadline = Instant::now() + self.op_timeout;
@@ -298,11 +338,14 @@ impl Session {
     fn pump(
         &self,
         channel: &mut ssh2::Channel,
-        stdin: &[u8],
+        stdin: &mut dyn Read,
         deadline: Instant,
         log_output: bool,
     ) -> Result<Pumped, SshError> {
+        // `pending[sent..]` is input read from `stdin` but not yet accepted by the channel.
+        let mut pending = Vec::with_capacity(64 * 1024);
         let mut sent = 0;
+        let mut input_done = false;
         let mut eof_sent = false;
         let mut stdin_error = None;
         let mut input = channel.stream(0);
@@ -313,8 +356,19 @@ impl Session {
         let mut buf = vec![0u8; 32 * 1024];
         loop {
             let mut moved = false;
-            if sent < stdin.len() {
-                match input.write(&stdin[sent..]) {
+            if sent == pending.len() && !input_done {
+                pending.resize(pending.capacity(), 0);
+                let n = read_retrying(stdin, &mut pending).map_err(|e| SshError::Protocol {
+                    addr: self.addr.clone(),
+                    op: "reading the local input",
+                    message: e.to_string(),
+                })?;
+                pending.truncate(n);
+                sent = 0;
+                input_done = n == 0;
+            }
+            if sent < pending.len() {
+                match input.write(&pending[sent..]) {
                     Ok(n) => {
                         sent += n;
                         moved = true;
@@ -323,7 +377,8 @@ impl Session {
                     // The command closed its input (exited early): its status tells why.
                     Err(e) => {
                         stdin_error = Some(e);
-                        sent = stdin.len();
+                        sent = pending.len();
+                        input_done = true;
                         eof_sent = true;
                     }
                 }
@@ -415,6 +470,30 @@ impl Drop for Session {
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Session").field("addr", &self.addr).field("sudo", &self.sudo).finish_non_exhaustive()
+    }
+}
+
+/// One `read` that retries on EINTR.
+fn read_retrying(reader: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    loop {
+        match reader.read(buf) {
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}
+
+/// SHA-256 of a local file, lowercase hex, read in blocks.
+fn file_sha256(path: &std::path::Path) -> std::io::Result<String> {
+    let mut file = std::fs::File::open(path)?;
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = read_retrying(&mut file, &mut buf)?;
+        if n == 0 {
+            return Ok(hex::encode(ctx.finish().as_ref()));
+        }
+        ctx.update(&buf[..n]);
     }
 }
 

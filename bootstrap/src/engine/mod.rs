@@ -1,0 +1,367 @@
+//! The bootstrap engine: from machines reachable over SSH to a k3s cluster that pulls its
+//! desired state from Git, with the Sealed Secrets keys it had before.
+//!
+//! [`Engine::install`] is a list of idempotent steps, each checking before it acts, so a second
+//! run changes nothing and a failure names the step (and, for waits, the stage and what it last
+//! saw):
+//!
+//! 1. connect to every node (retrying while guests boot; host keys pinned);
+//! 2. per node, servers first: place token, config.yaml and (first server) the cluster CAs, then
+//!    install k3s, then make sure the service runs with exactly that configuration;
+//! 3. on the first server, through `k3s kubectl`: wait for all nodes Ready and the default
+//!    service account; apply the sealing key Secrets; install the Sealed Secrets controller with
+//!    key renewal off and wait for it; install the reconciler and wait for its CRDs and
+//!    controllers; apply the repository credentials and root objects and wait until the
+//!    reconciler reports them in sync.
+//!
+//! Agents are set up in parallel once the servers are up. The engine is blocking (SSH is);
+//! async callers run it on a blocking thread.
+
+mod cluster;
+mod kubectl;
+mod node;
+mod spec;
+
+use std::time::{Duration, Instant};
+
+pub use cluster::CheckFailure;
+pub use kubectl::FIELD_MANAGER;
+pub use node::STATE_DIR;
+pub use spec::*;
+
+use crate::k3s::config::{InstallPlan, Role};
+use crate::k3s::FilePlacement;
+use crate::readiness::{ProbeError, Verdict, WaitError};
+use crate::ssh::{ConnectOptions, Session, SshError, Sudo};
+use kubectl::Kubectl;
+
+/// Why the engine stopped. Every variant says which step or stage, and on which node.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The spec is unusable (found before connecting).
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    /// An SSH operation failed.
+    #[error(transparent)]
+    Ssh(#[from] SshError),
+    /// A step on a node failed.
+    #[error("{step} on {node}: {source}")]
+    Step {
+        /// The step.
+        step: &'static str,
+        /// The node's name or address.
+        node: String,
+        /// Why.
+        source: Box<EngineError>,
+    },
+    /// A wait ended without the stage becoming ready.
+    #[error(transparent)]
+    Wait(Box<WaitError<ProbeError<CheckFailure>>>),
+    /// The PKI could not produce files or a kubeconfig.
+    #[error(transparent)]
+    Pki(#[from] crate::k3s::pki::PkiError),
+    /// The k3s settings were refused.
+    #[error(transparent)]
+    Config(#[from] crate::k3s::config::ConfigError),
+}
+
+impl EngineError {
+    fn at(self, step: &'static str, node: &str) -> EngineError {
+        EngineError::Step { step, node: node.to_string(), source: Box::new(self) }
+    }
+}
+
+/// One step's outcome, for logs, the CLI's table and Terraform's progress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepReport {
+    /// Step name (`files`, `install`, `service`, `sealing keys`, ...).
+    pub step: &'static str,
+    /// Node name or address (`cluster` for cluster-wide steps).
+    pub node: String,
+    /// Whether it changed anything.
+    pub changed: bool,
+    /// How long it took.
+    pub elapsed: Duration,
+}
+
+/// Everything [`Engine::install`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Steps in the order they ran (agents' steps interleave in completion order).
+    pub steps: Vec<StepReport>,
+    /// What the reconciler reported when it was in sync (includes the revision), if a
+    /// repository was configured.
+    pub sync: Option<String>,
+}
+
+impl Report {
+    /// Whether any step changed anything.
+    pub fn changed(&self) -> bool {
+        self.steps.iter().any(|s| s.changed)
+    }
+}
+
+/// The observed state of a cluster, for Terraform's Read and `kvm-gitops status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterStatus {
+    /// Per node (servers then agents): reachable, and k3s service active.
+    pub nodes: Vec<NodeStatus>,
+    /// The root Application's / Kustomization's verdict, when the first server answers and a
+    /// repository is configured.
+    pub root: Option<Verdict>,
+}
+
+/// One node's observed state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeStatus {
+    /// Node name or address.
+    pub node: String,
+    /// `None` when it could not be reached, else whether k3s is active.
+    pub k3s_active: Option<bool>,
+    /// Why it could not be reached.
+    pub error: Option<String>,
+}
+
+impl ClusterStatus {
+    /// Every node reachable with k3s active, and the root objects in sync (when configured).
+    pub fn healthy(&self) -> bool {
+        self.nodes.iter().all(|n| n.k3s_active == Some(true)) && self.root.as_ref().is_none_or(Verdict::is_ready)
+    }
+}
+
+/// Runs the bootstrap for one cluster.
+pub struct Engine<'a> {
+    spec: &'a ClusterSpec,
+    secrets: &'a ClusterSecrets,
+}
+
+impl<'a> Engine<'a> {
+    /// Checks the spec (no connection yet).
+    pub fn new(spec: &'a ClusterSpec, secrets: &'a ClusterSecrets) -> Result<Engine<'a>, EngineError> {
+        spec.validate(secrets)?;
+        Ok(Engine { spec, secrets })
+    }
+
+    fn connect_options(&self) -> ConnectOptions {
+        ConnectOptions {
+            connect_timeout: Duration::from_secs(10),
+            deadline: self.spec.timeouts.connect,
+            op_timeout: self.spec.timeouts.command,
+            sudo: Sudo::Auto,
+        }
+    }
+
+    fn connect(&self, node: &NodeSpec) -> Result<Session, EngineError> {
+        let mut session = Session::connect(&node.ssh, &self.connect_options())
+            .map_err(|e| EngineError::from(e).at("connect", &node.display_name()))?;
+        session.add_secret(self.secrets.token.expose());
+        Ok(session)
+    }
+
+    /// The install plan and extra files of node `index` (servers first).
+    fn node_plan(&self, index: usize) -> Result<(InstallPlan, Vec<FilePlacement>), EngineError> {
+        let config = self.spec.node_config(index)?.render()?;
+        let plan = InstallPlan::new(&config, &self.secrets.token, &self.spec.k3s.install, false)?;
+        let extra = if index == 0 {
+            let data_dir = self.spec.k3s.data_dir.as_deref().unwrap_or(crate::k3s::config::DEFAULT_DATA_DIR);
+            self.secrets.pki.files_for(data_dir)?
+        } else {
+            Vec::new()
+        };
+        Ok((plan, extra))
+    }
+
+    /// Places the files k3s reads at its first start on every node (token, config.yaml, the CAs
+    /// on the first server) without installing anything. [`Engine::install`] does this too; on
+    /// its own it prepares nodes whose k3s is installed later (and lets tests check the files).
+    pub fn place_files(&self) -> Result<Report, EngineError> {
+        let mut report = Report::default();
+        for (index, node) in self.spec.nodes().enumerate() {
+            let session = self.connect(node)?;
+            let (plan, extra) = self.node_plan(index)?;
+            let start = Instant::now();
+            let placed = node::place_files(&session, &plan, &extra)
+                .map_err(|e| EngineError::from(e).at("files", &node.display_name()))?;
+            report.steps.push(StepReport {
+                step: "files",
+                node: node.display_name(),
+                changed: placed.files || placed.artifacts,
+                elapsed: start.elapsed(),
+            });
+        }
+        Ok(report)
+    }
+
+    /// Brings the cluster to the spec: k3s on every node, then the sealing keys, the Sealed
+    /// Secrets controller, the reconciler and the root objects, each waiting for the previous.
+    pub fn install(&self) -> Result<Report, EngineError> {
+        let mut report = Report::default();
+        let nodes: Vec<&NodeSpec> = self.spec.nodes().collect();
+        let servers = self.spec.servers.len();
+
+        // Servers one after another: the first starts the cluster, the others join it.
+        let mut first: Option<Session> = None;
+        for (index, node) in nodes.iter().enumerate().take(servers) {
+            let session = self.connect(node)?;
+            self.setup_node(index, &session, &mut report.steps)?;
+            if index == 0 {
+                first = Some(session);
+            }
+        }
+        // Agents in parallel: each only needs the first server up.
+        let agent_results: Vec<Result<Vec<StepReport>, EngineError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (servers..nodes.len())
+                .map(|index| {
+                    let node = nodes[index];
+                    scope.spawn(move || {
+                        let session = self.connect(node)?;
+                        let mut steps = Vec::new();
+                        self.setup_node(index, &session, &mut steps)?;
+                        Ok(steps)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(SshError::InvalidArgument("an agent thread panicked".into()).into()))
+                })
+                .collect()
+        });
+        for result in agent_results {
+            report.steps.extend(result?);
+        }
+
+        let first = first.ok_or(SpecError::NoServer)?;
+        let k = Kubectl::new(&first);
+        let t = self.spec.timeouts;
+        cluster::prepare_manifest_dir(&first)?;
+        self.cluster_step(&mut report, "cluster ready", || {
+            cluster::wait_cluster(&k, nodes.len(), t.cluster).map(|()| false)
+        })?;
+        let keys = self.spec.sealing_key_objects(self.secrets)?;
+        self.cluster_step(&mut report, "sealing keys", || cluster::apply_sealing_keys(&k, &keys))?;
+        self.cluster_step(&mut report, "sealed secrets controller", || {
+            cluster::install_sealed_secrets(&k, &self.spec.sealed_secrets.manifest, t.controllers)
+        })?;
+        self.cluster_step(&mut report, "reconciler", || {
+            cluster::install_reconciler(&k, &self.spec.reconciler, t.controllers)
+        })?;
+        if let Some(repo) = &self.spec.repository {
+            let objects = self.spec.root_objects(self.secrets)?;
+            let mut summary = String::new();
+            self.cluster_step(&mut report, "root sync", || {
+                let (changed, s) =
+                    cluster::apply_root(&k, self.spec.reconciler.kind, &repo.name, &repo.revision, &objects, t.sync)?;
+                summary = s;
+                Ok(changed)
+            })?;
+            report.sync = Some(summary);
+        }
+        Ok(report)
+    }
+
+    fn setup_node(&self, index: usize, session: &Session, steps: &mut Vec<StepReport>) -> Result<(), EngineError> {
+        let node = self.spec.nodes().nth(index).ok_or(SpecError::NoServer)?;
+        let name = node.display_name();
+        let (plan, extra) = self.node_plan(index)?;
+        let at = |step: &'static str| {
+            let name = &name;
+            move |e: SshError| EngineError::from(e).at(step, name)
+        };
+
+        let start = Instant::now();
+        let placed = node::place_files(session, &plan, &extra).map_err(at("files"))?;
+        steps.push(StepReport {
+            step: "files",
+            node: name.clone(),
+            changed: placed.files || placed.artifacts,
+            elapsed: start.elapsed(),
+        });
+
+        let start = Instant::now();
+        let installed = node::install(session, &plan, &self.spec.k3s.install, placed).map_err(at("install"))?;
+        steps.push(StepReport { step: "install", node: name.clone(), changed: installed, elapsed: start.elapsed() });
+
+        let start = Instant::now();
+        let digest = node::start_digest(&plan, &extra);
+        let restarted = node::ensure_running(session, plan.role, &digest, installed).map_err(at("service"))?;
+        steps.push(StepReport { step: "service", node: name.clone(), changed: restarted, elapsed: start.elapsed() });
+        Ok(())
+    }
+
+    fn cluster_step(
+        &self,
+        report: &mut Report,
+        step: &'static str,
+        run: impl FnOnce() -> Result<bool, EngineError>,
+    ) -> Result<(), EngineError> {
+        let start = Instant::now();
+        tracing::info!(step, "cluster step");
+        let changed = run().map_err(|e| e.at(step, "cluster"))?;
+        report.steps.push(StepReport { step, node: "cluster".into(), changed, elapsed: start.elapsed() });
+        Ok(())
+    }
+
+    /// Looks at every node and, through the first server, at the root objects. Unreachable nodes
+    /// are reported, not errors: a cluster that is gone is a state to show, not a failure.
+    pub fn status(&self) -> ClusterStatus {
+        let quick = ConnectOptions { deadline: Duration::from_secs(5), ..self.connect_options() };
+        let mut nodes = Vec::new();
+        let mut root = None;
+        for (index, node) in self.spec.nodes().enumerate() {
+            let role = if index < self.spec.servers.len() { Role::Server } else { Role::Agent };
+            let session = match Session::connect(&node.ssh, &quick) {
+                Ok(s) => s,
+                Err(e) => {
+                    nodes.push(NodeStatus { node: node.display_name(), k3s_active: None, error: Some(e.to_string()) });
+                    continue;
+                }
+            };
+            let active = node::service_active(&session, role);
+            if index == 0 && matches!(active, Ok(true)) {
+                if let Some(repo) = &self.spec.repository {
+                    root = Some(
+                        match cluster::root_verdict(
+                            &Kubectl::new(&session),
+                            self.spec.reconciler.kind,
+                            &repo.name,
+                            &repo.revision,
+                        ) {
+                            Ok(v) => v,
+                            Err(e) => Verdict::waiting(e.to_string()),
+                        },
+                    );
+                }
+            }
+            nodes.push(match active {
+                Ok(a) => NodeStatus { node: node.display_name(), k3s_active: Some(a), error: None },
+                Err(e) => NodeStatus { node: node.display_name(), k3s_active: None, error: Some(e.to_string()) },
+            });
+        }
+        ClusterStatus { nodes, root }
+    }
+
+    /// Uninstalls k3s from every node (agents first) and removes the engine's files. Nodes that
+    /// cannot be reached are an error: nothing can be known about them.
+    pub fn uninstall(&self) -> Result<Report, EngineError> {
+        let mut report = Report::default();
+        let nodes: Vec<(usize, &NodeSpec)> = self.spec.nodes().enumerate().collect();
+        for &(index, node) in nodes.iter().rev() {
+            let role = if index < self.spec.servers.len() { Role::Server } else { Role::Agent };
+            let session = self.connect(node)?;
+            let start = Instant::now();
+            let data_dir = self.spec.k3s.data_dir.as_deref().unwrap_or(crate::k3s::config::DEFAULT_DATA_DIR);
+            let changed = node::uninstall(&session, role, data_dir)
+                .map_err(|e| EngineError::from(e).at("uninstall", &node.display_name()))?;
+            report.steps.push(StepReport {
+                step: "uninstall",
+                node: node.display_name(),
+                changed,
+                elapsed: start.elapsed(),
+            });
+        }
+        Ok(report)
+    }
+}

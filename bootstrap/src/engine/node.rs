@@ -1,0 +1,185 @@
+//! Steps on one node: place the files k3s reads at its first start, install k3s, keep the
+//! service running with the current configuration, and uninstall.
+//!
+//! Each step checks before it acts, so a second run reports no change. What the engine has done
+//! on a node is recorded in stamp files under [`STATE_DIR`]: the k3s installer only restarts the
+//! service when the binary, unit or environment changed, never for a new config.yaml, so the
+//! engine must remember which configuration the running service was started with.
+
+use std::path::Path;
+
+use crate::k3s::config::{InstallMode, InstallPlan, Role, VersionPin};
+use crate::k3s::{sha256_hex, FilePlacement, MODE_SECRET};
+use crate::shell::quote;
+use crate::ssh::{Session, SshError};
+
+/// The engine's own directory on every node (install script, stamps, rendered manifests).
+pub const STATE_DIR: &str = "/var/lib/kvm-bootstrap";
+/// What was installed (role and version pin, or the air-gap artifacts' digests).
+const INSTALLED_STAMP: &str = "/var/lib/kvm-bootstrap/installed";
+/// Digest of the configuration the running service was (re)started with.
+const APPLIED_STAMP: &str = "/var/lib/kvm-bootstrap/applied";
+
+/// Writes every file (config.yaml, token, PKI on the first server) and uploads the air-gap
+/// artifacts. Returns whether anything changed, and whether an artifact did.
+pub(crate) fn place_files(session: &Session, plan: &InstallPlan, extra: &[FilePlacement]) -> Result<Placed, SshError> {
+    let mut placed = Placed::default();
+    session.exec_checked(
+        &format!("mkdir -p {} && chmod 0700 {}", quote(STATE_DIR), quote(STATE_DIR)),
+        "creating the state directory",
+    )?;
+    for file in plan.files.iter().chain(extra) {
+        let dir = crate::shell::parent(&file.path);
+        session.exec_checked(&format!("mkdir -p {}", quote(dir)), "creating a directory")?;
+        placed.files |= session.write_file(&file.path, file.contents.as_bytes(), file.mode, Some(("root", "root")))?;
+    }
+    for upload in &plan.uploads {
+        let dir = crate::shell::parent(&upload.remote);
+        session.exec_checked(&format!("mkdir -p {}", quote(dir)), "creating a directory")?;
+        placed.artifacts |=
+            session.upload_file(Path::new(&upload.local), &upload.remote, upload.mode, Some(("root", "root")))?;
+    }
+    Ok(placed)
+}
+
+/// What [`place_files`] changed.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Placed {
+    /// config.yaml, the token or a PKI file.
+    pub files: bool,
+    /// An uploaded air-gap artifact (binary, images, install script).
+    pub artifacts: bool,
+}
+
+/// Runs the k3s installer unless this node already has k3s installed the same way. Returns
+/// whether it ran.
+pub(crate) fn install(
+    session: &Session,
+    plan: &InstallPlan,
+    mode: &InstallMode,
+    placed: Placed,
+) -> Result<bool, SshError> {
+    let wanted = install_fingerprint(plan.role, mode);
+    let current = session.read_file(INSTALLED_STAMP)?.map(|b| String::from_utf8_lossy(&b).into_owned());
+    let binary_present = session.exec(&format!("[ -x {} ]", quote(crate::k3s::config::REMOTE_BINARY)))?.success();
+    let unit_present =
+        session.exec(&format!("[ -f /etc/systemd/system/{}.service ]", plan.role.service_name()))?.success();
+    let fresh = current.as_deref() == Some(wanted.as_str()) && binary_present && unit_present && !placed.artifacts;
+    if fresh {
+        tracing::debug!(node = %session.addr(), "k3s already installed as wanted");
+        return Ok(false);
+    }
+    tracing::info!(node = %session.addr(), role = ?plan.role, "installing k3s");
+    for command in &plan.commands {
+        session.exec_checked(command, "installing k3s")?;
+    }
+    session.write_file(INSTALLED_STAMP, wanted.as_bytes(), MODE_SECRET, Some(("root", "root")))?;
+    Ok(true)
+}
+
+/// Makes sure the service runs with the configuration just placed: restarts it when the
+/// configuration differs from the one it was started with, starts it when it is stopped.
+/// `digest` covers everything k3s reads at start (config.yaml, token, PKI). Returns whether the
+/// service was (re)started.
+pub(crate) fn ensure_running(
+    session: &Session,
+    role: Role,
+    digest: &str,
+    just_installed: bool,
+) -> Result<bool, SshError> {
+    let service = role.service_name();
+    let applied = session.read_file(APPLIED_STAMP)?.map(|b| String::from_utf8_lossy(&b).into_owned());
+    let active = session.exec(&format!("systemctl is-active --quiet {service}"))?.success();
+    let action = if just_installed && active {
+        // install.sh started (or restarted) the service with the files already in place.
+        None
+    } else if !active {
+        Some("start")
+    } else if applied.as_deref() != Some(digest) {
+        Some("restart")
+    } else {
+        None
+    };
+    if let Some(verb) = action {
+        tracing::info!(node = %session.addr(), service, verb, "k3s service");
+        session.exec_checked(&format!("systemctl {verb} {service}"), &format!("{verb}ing {service}"))?;
+    }
+    if applied.as_deref() != Some(digest) {
+        session.write_file(APPLIED_STAMP, digest.as_bytes(), MODE_SECRET, Some(("root", "root")))?;
+    }
+    Ok(action.is_some())
+}
+
+/// Whether k3s' service is active on this node.
+pub(crate) fn service_active(session: &Session, role: Role) -> Result<bool, SshError> {
+    Ok(session.exec(&format!("systemctl is-active --quiet {}", role.service_name()))?.success())
+}
+
+/// Runs k3s' own uninstall script (it stops the service, removes the binary, data and
+/// configuration) and removes the engine's state, k3s' configuration and its data directory.
+/// Returns whether anything was there.
+pub(crate) fn uninstall(session: &Session, role: Role, data_dir: &str) -> Result<bool, SshError> {
+    let script = match role {
+        Role::Server => "/usr/local/bin/k3s-uninstall.sh",
+        Role::Agent => "/usr/local/bin/k3s-agent-uninstall.sh",
+    };
+    let present = session
+        .exec(&format!("[ -x {script} ] || [ -d {} ] || [ -d {} ]", quote(STATE_DIR), quote(data_dir)))?
+        .success();
+    if present {
+        tracing::info!(node = %session.addr(), "uninstalling k3s");
+        // The data directory too: without k3s installed it holds only the CAs the engine placed.
+        session.exec_checked(
+            &format!(
+                "if [ -x {script} ]; then {script}; fi; rm -rf {} {} /etc/rancher/k3s",
+                quote(STATE_DIR),
+                quote(data_dir)
+            ),
+            "uninstalling k3s",
+        )?;
+    }
+    Ok(present)
+}
+
+/// Identifies an installation: same role and same pin (online) or same artifacts (air-gap,
+/// whose changes [`place_files`] reports) means nothing to reinstall.
+fn install_fingerprint(role: Role, mode: &InstallMode) -> String {
+    let how = match mode {
+        InstallMode::Online { pin: VersionPin::Version(v), script_url, .. } => {
+            format!("online version {v} {script_url}")
+        }
+        InstallMode::Online { pin: VersionPin::Channel(c), script_url, .. } => {
+            format!("online channel {c} {script_url}")
+        }
+        InstallMode::Airgap { .. } => "airgap".to_string(),
+    };
+    format!("{} {how}\n", role.subcommand())
+}
+
+/// Digest of every file k3s reads at start, for [`ensure_running`].
+pub(crate) fn start_digest(plan: &InstallPlan, extra: &[FilePlacement]) -> String {
+    let mut all = String::new();
+    for file in plan.files.iter().chain(extra) {
+        all.push_str(&file.path);
+        all.push('\0');
+        all.push_str(&sha256_hex(file.contents.as_bytes()));
+        all.push('\n');
+    }
+    format!("{}\n", sha256_hex(all.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_follow_role_and_pin() {
+        let a = install_fingerprint(Role::Server, &InstallMode::online_version("v1.31.4+k3s1"));
+        let b = install_fingerprint(Role::Server, &InstallMode::online_version("v1.31.5+k3s1"));
+        let c = install_fingerprint(Role::Agent, &InstallMode::online_version("v1.31.4+k3s1"));
+        assert_ne!(a, b);
+        assert_ne!(a, c);
+        assert_eq!(a, install_fingerprint(Role::Server, &InstallMode::online_version("v1.31.4+k3s1")));
+        assert!(a.starts_with("server online version v1.31.4+k3s1"), "{a}");
+    }
+}
