@@ -16,6 +16,7 @@
 //! [`libvirt`] for virsh, the guest image, unique names and leak checks.
 
 pub mod http;
+pub mod lab;
 pub mod libvirt;
 
 use std::fs;

@@ -49,6 +49,28 @@ pub fn netns_command(program: impl AsRef<OsStr>) -> Command {
     }
 }
 
+/// Runs `f` on a thread that has joined the test namespace, so sockets it opens (an SSH client
+/// library, say) reach the guests; without a namespace it just runs `f` on a new thread. Only
+/// that thread changes namespace (setns(2) applies to the calling thread), not the test.
+pub fn in_netns<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                if let Some(ns) = netns() {
+                    let file = std::fs::File::open(format!("/var/run/netns/{ns}"))
+                        .unwrap_or_else(|e| panic!("open network namespace {ns}: {e}"));
+                    use std::os::fd::AsRawFd;
+                    // SAFETY: a valid namespace file descriptor, kept open for the call.
+                    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+                    assert_eq!(rc, 0, "setns into {ns}: {}", std::io::Error::last_os_error());
+                }
+                f()
+            })
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}
+
 /// Runs `virsh -q -c qemu:///system <args>` inside the test namespace.
 pub fn virsh(args: &[&str]) -> Output {
     netns_command("virsh")

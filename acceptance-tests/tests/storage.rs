@@ -21,7 +21,7 @@ fn capacity(pool: &str, vol: &str) -> u64 {
     let info = virsh_ok(&["vol-info", "--bytes", "--pool", pool, vol]);
     info.lines()
         .find_map(|l| l.strip_prefix("Capacity:"))
-        .and_then(|v| v.trim().split_whitespace().next()?.parse().ok())
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or_else(|| panic!("no capacity in {info}"))
 }
 
