@@ -13,7 +13,8 @@
 # (the only outside traffic, allowed for package downloads) and turned into a disk without mounting
 # anything (mkfs.ext4 -d), so it works in a container without loop devices.
 #
-# The guest: minbase + systemd, OpenSSH, cloud-init (NoCloud only), ifupdown + dhclient, qemu-guest-agent,
+# The guest: minbase + systemd, OpenSSH, sudo (as on Debian cloud images: the bootstrap tests log in as a
+# sudo user), cloud-init (NoCloud only), ifupdown + dhclient, qemu-guest-agent,
 # linux-image-cloud-amd64 (small; it has no SATA/AHCI, so cloud-init seeds must be virtio disks), and
 # dbus, without which systemd-logind does not run and the guest ignores both the ACPI power button
 # and the guest agent's guest-shutdown (`shutdown -P +0` needs logind): `virsh shutdown` would hang.
@@ -29,7 +30,7 @@ TOOLS=${KVM_TOOLS:-$HOME/.cache/kvm-tools}
 MIRROR=${KVM_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 SUITE=bookworm
 SIZE=2G
-PACKAGES=systemd-sysv,udev,dbus,openssh-server,cloud-init,python3-cffi-backend,linux-image-cloud-amd64,iproute2,ifupdown,isc-dhcp-client,qemu-guest-agent,ca-certificates,netbase
+PACKAGES=systemd-sysv,udev,dbus,openssh-server,sudo,cloud-init,python3-cffi-backend,linux-image-cloud-amd64,iproute2,ifupdown,isc-dhcp-client,qemu-guest-agent,ca-certificates,netbase
 
 log() { printf '[guest-image] %s\n' "$*" >&2; }
 
