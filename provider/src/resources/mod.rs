@@ -4,6 +4,8 @@
 //! applies the plan rules from [`crate::schema`], and calls these methods.
 
 mod attrs;
+pub mod cluster_pki;
+pub mod gitops_cluster;
 pub mod instance;
 pub mod network;
 pub mod pool;
@@ -163,6 +165,8 @@ impl Registry {
             Arc::new(pool::Pool::new()),
             Arc::new(volume::Volume::new()),
             Arc::new(instance::Instance::new()),
+            Arc::new(cluster_pki::ClusterPkiResource::new()),
+            Arc::new(gitops_cluster::GitopsCluster::new()),
         ])
         .with_data_sources(vec![Arc::new(crate::data_sources::host::HostInfo::new())])
     }

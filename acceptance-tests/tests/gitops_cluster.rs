@@ -1,0 +1,234 @@
+//! `kvm_gitops_cluster` and `kvm_cluster_pki` through real Terraform.
+//!
+//! * With no machine reachable: the plan works; once the `kvm_cluster_pki` exists (as when a
+//!   cluster is rebuilt around kept CAs) the kubeconfig is known at plan time; bad input is refused
+//!   at plan time naming the attribute.
+//! * Against a real guest over pinned SSH: the bootstrap places the CAs, token and config before
+//!   k3s would start; k3s itself cannot be downloaded here (no internet), so the apply fails at
+//!   the k3s install step with a message naming the step and node, the cluster is saved tainted
+//!   (not orphaned), and destroy uninstalls what was placed. The full install runs in
+//!   `gitops_e2e.rs` when k3s artifacts are provided.
+
+use acceptance_tests::lab::{client_key, cloud_init, config, instance, ssh_ok, Lab};
+use acceptance_tests::libvirt::{self, assert_nothing_leaked};
+use acceptance_tests::Workspace;
+
+/// A sealing key adopted from the test vectors, so every input is known at plan time.
+fn sealing_key() -> String {
+    let dir = acceptance_tests::sealed_secrets_testdata();
+    format!(
+        r#"
+resource "kvm_sealing_key" "k" {{
+  private_key_pem = file("{dir}/sealing-key.pem")
+  certificate_pem = file("{dir}/sealing-cert.pem")
+}}
+resource "kvm_cluster_pki" "pki" {{
+  cluster_name = "demo"
+}}
+"#,
+        dir = dir.display()
+    )
+}
+
+/// A cluster on 127.0.0.1:1 (nothing listens; a plan never connects), with `extra` in its body.
+fn cluster(servers: usize, extra: &str) -> String {
+    let server = r#"
+  server {
+    host     = "127.0.0.1"
+    port     = 1
+    private_key = "-----BEGIN OPENSSH PRIVATE KEY-----\nnot used at plan time\n-----END OPENSSH PRIVATE KEY-----\n"
+    host_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMcEb2HUs0Jt0Edq1Dvvq5KtEnd9Wwt9AKlaOgvcOcOo"
+    node_ip  = "10.77.0.10"
+  }"#;
+    format!(
+        r#"
+resource "kvm_gitops_cluster" "c" {{
+  name         = "demo"
+  pki          = kvm_cluster_pki.pki.bundle
+  token        = kvm_cluster_pki.pki.token
+  sealing_keys = [kvm_sealing_key.k]
+{servers}
+  repository {{
+    url = "https://git.example.internal/platform/cluster.git"
+  }}
+{extra}
+}}
+output "kubeconfig" {{
+  value     = kvm_gitops_cluster.c.kubeconfig
+  sensitive = true
+}}
+"#,
+        servers = server.repeat(servers)
+    )
+}
+
+/// The planned change of the cluster.
+fn planned_cluster(ws: &Workspace) -> serde_json::Value {
+    ws.run(&["plan", "-input=false", "-out=tfplan"]).ok();
+    let shown = ws.run(&["show", "-json", "tfplan"]).ok();
+    let plan: serde_json::Value = serde_json::from_str(&shown.stdout).expect("plan JSON");
+    plan["resource_changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["address"] == "kvm_gitops_cluster.c")
+        .expect("the cluster is planned")["change"]
+        .clone()
+}
+
+#[test]
+fn plan_needs_no_cluster_knows_the_kubeconfig_and_refuses_bad_input() {
+    let ws = Workspace::new(&config(&format!("{}{}", sealing_key(), cluster(1, ""))));
+    ws.init().ok();
+    // Before the PKI exists the kubeconfig is not known yet, but the plan works.
+    let change = planned_cluster(&ws);
+    assert_eq!(change["after_unknown"]["kubeconfig"], true);
+    // Settings that are known are checked even while the PKI is not.
+    ws.write_main(&config(&format!(
+        "{}{}",
+        sealing_key(),
+        cluster(1, "").replace("    host_key = ", "    # host_key = ")
+    )));
+    let run = ws.plan(&[]).failed();
+    assert!(run.all().contains("Host key not pinned"), "{}", run.all());
+    ws.write_main(&config(&format!("{}{}", sealing_key(), cluster(1, ""))));
+    // With the PKI and keys in place (a first `-target` apply, or kept through a rebuild), the
+    // kubeconfig and CA are known at plan time; the sync only after the apply.
+    ws.run(&["apply", "-auto-approve", "-input=false", "-target=kvm_cluster_pki.pki", "-target=kvm_sealing_key.k"])
+        .ok();
+    let change = planned_cluster(&ws);
+    assert_eq!(change["actions"], serde_json::json!(["create"]));
+    let kubeconfig = change["after"]["kubeconfig"].as_str().expect("kubeconfig known at plan time");
+    assert!(kubeconfig.contains("https://10.77.0.10:6443"), "{kubeconfig}");
+    assert!(kubeconfig.contains("client-certificate-data"), "{kubeconfig}");
+    assert_eq!(change["after"]["api_server_url"], "https://10.77.0.10:6443");
+    assert!(change["after"]["cluster_ca_certificate"].as_str().unwrap().contains("BEGIN CERTIFICATE"));
+    assert_eq!(change["after_unknown"]["sync_status"], true);
+    assert_eq!(change["after_unknown"]["healthy"], true);
+    assert!(change["after_unknown"].get("kubeconfig").is_none_or(|v| v == false));
+    // Secrets are marked sensitive, so the plan output never shows them.
+    assert_eq!(change["after_sensitive"]["kubeconfig"], true);
+    assert_eq!(change["after_sensitive"]["pki"], true);
+    assert_eq!(change["after_sensitive"]["token"], true);
+    let shown = ws.run(&["plan", "-input=false"]).ok();
+    assert!(!shown.stdout.contains("BEGIN EC PRIVATE KEY") && !shown.stdout.contains("K10"), "{}", shown.stdout);
+
+    // Bad input: each refused at plan time with the attribute named, before any connection.
+    let cases: Vec<(String, &[&str])> = vec![
+        (cluster(1, "").replace("    host_key = ", "    # host_key = "), &["Host key not pinned", "host_key"]),
+        (cluster(2, ""), &["quorum", "odd number"]),
+        (cluster(1, "  k3s {\n    airgap_binary = \"/nonexistent/k3s\"\n  }\n"), &["Incomplete air-gap install"]),
+        (
+            cluster(1, "  reconciler {\n    kind = \"flux\"\n  }\n").replace(
+                "https://git.example.internal/platform/cluster.git",
+                "git@git.example.internal:platform/cluster.git",
+            ),
+            &["ssh://git@git.example.internal/platform/cluster.git"],
+        ),
+        (cluster(1, "  reconciler {\n    kind = \"helm\"\n  }\n"), &["argocd", "flux"]),
+        (
+            cluster(1, "  sealed_secrets {\n    manifest_file = \"/nonexistent/controller.yaml\"\n  }\n"),
+            &["Manifest missing", "/nonexistent/controller.yaml"],
+        ),
+    ];
+    for (body, expected) in cases {
+        ws.write_main(&config(&format!("{}{}", sealing_key(), body)));
+        let run = ws.plan(&[]).failed();
+        for e in expected {
+            assert!(run.all().contains(e), "expected {e:?} in:\n{}", run.all());
+        }
+        assert!(!run.all().contains("panicked"), "{}", run.all());
+    }
+    // A PKI made for another cluster.
+    ws.write_main(&config(&format!(
+        "{}{}",
+        sealing_key().replace("cluster_name = \"demo\"", "cluster_name = \"other\""),
+        cluster(1, "")
+    )));
+    ws.run(&["apply", "-auto-approve", "-input=false", "-target=kvm_cluster_pki.pki"]).ok();
+    let run = ws.plan(&[]).failed();
+    assert!(run.all().contains("PKI of another cluster") && run.all().contains("\"other\""), "{}", run.all());
+}
+
+#[test]
+fn bootstrap_over_pinned_ssh_stops_at_the_k3s_download_tainted_and_destroy_cleans_up() {
+    if !libvirt::require_libvirt() {
+        return;
+    }
+    let lab = Lab::new("gitops_cluster", 4);
+    let p = &lab.prefix;
+    let client_pub = client_key(lab.dir.path());
+    let key_path = lab.dir.path().join("id_ed25519");
+    let body = format!(
+        r#"{instance}
+{keys}
+resource "kvm_gitops_cluster" "c" {{
+  name         = "demo"
+  pki          = kvm_cluster_pki.pki.bundle
+  token        = kvm_cluster_pki.pki.token
+  sealing_keys = [kvm_sealing_key.k]
+  server {{
+    host        = kvm_instance.n.ip_address
+    private_key = file("{key}")
+    host_key    = kvm_instance.n.known_hosts
+    node_name   = "server-1"
+  }}
+  k3s {{
+    version = "v1.31.4+k3s1"
+  }}
+  timeouts {{
+    create = "3m"
+  }}
+}}
+output "ip" {{ value = kvm_instance.n.ip_address }}
+output "known_hosts" {{ value = kvm_instance.n.known_hosts }}
+output "ca" {{ value = kvm_cluster_pki.pki.server_ca_certificate }}
+"#,
+        instance = instance(
+            "n",
+            &p.name("n"),
+            &format!(
+                "  network_interface {{\n    network = kvm_network.net.name\n  }}\n  wait_for = \"ssh\"\n{}",
+                cloud_init(&client_pub)
+            )
+        ),
+        keys = sealing_key(),
+        key = key_path.display(),
+    );
+    lab.write(&body);
+    lab.ws.init().ok();
+    let run = lab.ws.apply(&[]).failed();
+    let all = run.all();
+    assert!(all.contains("Cluster bootstrap failed"), "{all}");
+    assert!(all.contains("server-1"), "the failing node is named:\n{all}");
+    assert!(all.contains("saved as tainted"), "{all}");
+    assert!(!all.contains("panicked"), "{all}");
+
+    // Tracked, tainted: the next plan replaces it rather than forgetting what was placed.
+    assert!(lab.ws.state_list().contains(&"kvm_gitops_cluster.c".to_string()), "{:?}", lab.ws.state_list());
+    let plan = lab.ws.run(&["plan", "-input=false", "-no-color"]).ok();
+    assert!(plan.stdout.contains("kvm_gitops_cluster.c is tainted"), "{}", plan.stdout);
+
+    // What k3s reads at its first start was placed: the CA Terraform generated, the token 0600.
+    let out = lab.ws.outputs();
+    let ip = out["ip"]["value"].as_str().unwrap().to_string();
+    let kh = out["known_hosts"]["value"].as_str().unwrap().to_string();
+    let ca = out["ca"]["value"].as_str().unwrap().to_string();
+    let on_node = ssh_ok(lab.dir.path(), &ip, &kh, "cat /var/lib/rancher/k3s/server/tls/server-ca.crt");
+    assert_eq!(on_node.trim(), ca.trim());
+    let mode = ssh_ok(lab.dir.path(), &ip, &kh, "stat -c %a /etc/rancher/k3s/token");
+    assert_eq!(mode.trim(), "600");
+
+    // Destroying the cluster uninstalls from the node (k3s never got installed: the placed files
+    // go); then everything else goes and nothing is left on the host.
+    lab.ws.run(&["destroy", "-auto-approve", "-input=false", "-target=kvm_gitops_cluster.c"]).ok();
+    let left = ssh_ok(
+        lab.dir.path(),
+        &ip,
+        &kh,
+        "ls -d /etc/rancher/k3s /var/lib/rancher/k3s /var/lib/kvm-bootstrap 2>/dev/null; echo end",
+    );
+    assert_eq!(left.trim(), "end", "files left after destroy");
+    lab.ws.destroy().ok();
+    assert_nothing_leaked(p.as_str());
+}

@@ -1,0 +1,155 @@
+//! The `kvm_gitops_cluster` schema.
+
+use tf_cty::{Type, Value};
+
+use crate::schema::{int_range, non_empty, one_of, Attribute, Block, NestedBlock, Nesting, Schema};
+use crate::units;
+
+/// Reconciler kinds.
+pub const RECONCILERS: &[&str] = &["argocd", "flux"];
+/// Default wait for each stage of create and update (guests under TCG are slow; Argo CD pulls
+/// images).
+pub const DEFAULT_CREATE_TIMEOUT: &str = "30m";
+/// Default for delete (the uninstall script on every node).
+pub const DEFAULT_DELETE_TIMEOUT: &str = "10m";
+
+pub fn schema() -> Schema {
+    let block = Block::new(
+        "A k3s cluster bootstrapped over SSH on machines you already have (usually `kvm_instance`s), with the \
+         Sealed Secrets controller holding the given sealing keys (key renewal off) and a reconciler (Argo CD by \
+         default, or Flux) pulling the desired state from Git. The cluster CAs and join token come from a \
+         `kvm_cluster_pki`, so the kubeconfig is known at plan time and a recreated cluster keeps its CA. \
+         Every step is idempotent: a re-apply changes only what drifted, and the apply ends when the reconciler \
+         reports the repository in sync.",
+    )
+    .attribute(Attribute::computed("id", Type::String).describe("The cluster name."))
+    .attribute(
+        Attribute::required("name", Type::String)
+            .force_new()
+            .validate(non_empty())
+            .describe("Cluster name: the kubeconfig's cluster, context and user name. Must equal the `kvm_cluster_pki`'s `cluster_name`."),
+    )
+    .attribute(
+        Attribute::required("pki", Type::String)
+            .sensitive()
+            .describe("The cluster PKI bundle: `kvm_cluster_pki.NAME.bundle`. Placed on the first server before k3s first starts."),
+    )
+    .attribute(
+        Attribute::required("token", Type::String)
+            .sensitive()
+            .describe("Join token: `kvm_cluster_pki.NAME.token`. Written to a 0600 file on each node, never on a command line."),
+    )
+    .attribute(
+        Attribute::required("sealing_keys", Type::list(Type::object([("private_key_pem", Type::String), ("certificate_pem", Type::String)])))
+            .sensitive()
+            .describe("Sealing keys for the Sealed Secrets controller, e.g. `[kvm_sealing_key.main]` (objects with `private_key_pem` and `certificate_pem`). The newest seals; all unseal."),
+    )
+    .attribute(
+        Attribute::optional("keep_on_destroy", Type::Bool)
+            .default_value(Value::Bool(false))
+            .describe("Leave k3s installed on the nodes when the resource is destroyed (default false: run the k3s uninstall script on every node)."),
+    )
+    .attribute(Attribute::computed("kubeconfig", Type::String).sensitive().describe("Admin kubeconfig (server `https://<api address>:6443`); known at plan time when the PKI and API address are."))
+    .attribute(Attribute::computed("api_server_url", Type::String).describe("`https://<api address>:6443`."))
+    .attribute(Attribute::computed("cluster_ca_certificate", Type::String).describe("The API server's CA certificate, PEM."))
+    .attribute(Attribute::computed("sync_status", Type::String).describe("What the reconciler last reported for the root Application or Kustomization, with the revision it is at."))
+    .attribute(Attribute::computed("healthy", Type::Bool).describe("Whether the last apply or refresh found every node's k3s active and the root in sync. A refresh that finds it false plans an update, which re-runs the bootstrap."))
+    .block(NestedBlock::new("server", Nesting::List, node_block("A server (control plane, embedded etcd). The first one starts the cluster; use 1, 3 or 5.")).items(1, 0))
+    .block(NestedBlock::new("agent", Nesting::List, node_block("An agent (worker).")))
+    .block(NestedBlock::new("k3s", Nesting::Single, k3s_block()))
+    .block(NestedBlock::new("sealed_secrets", Nesting::Single, manifest_block("The Sealed Secrets controller's install manifest (upstream `controller.yaml`); default: the pinned release URL, fetched by the node.")))
+    .block(NestedBlock::new("reconciler", Nesting::Single, reconciler_block()))
+    .block(NestedBlock::new("repository", Nesting::Single, repository_block()))
+    .block(NestedBlock::new("timeouts", Nesting::Single, timeouts_block()));
+    Schema::new(0, block)
+}
+
+fn node_block(description: &str) -> Block {
+    Block::new(description)
+        .attribute(Attribute::required("host", Type::String).validate(non_empty()).describe("SSH address (name or IP), e.g. `kvm_instance.NAME.ip_address`."))
+        .attribute(Attribute::optional("port", Type::Number).default_value(crate::resources::int(22)).validate(int_range(1, 65535)).describe("SSH port (default 22)."))
+        .attribute(Attribute::optional("user", Type::String).default_value(Value::string("root")).validate(non_empty()).describe("SSH user; anyone but `root` runs commands through `sudo -n`."))
+        .attribute(Attribute::required("private_key", Type::String).sensitive().validate(non_empty()).describe("The SSH private key (OpenSSH or PEM text), kept in memory only."))
+        .attribute(Attribute::optional("host_key", Type::String).describe("The host's pinned public key: `kvm_instance.NAME.known_hosts` or `ssh_host_public_key`, or any `known_hosts` line."))
+        .attribute(Attribute::optional("insecure_ignore_host_key", Type::Bool).default_value(Value::Bool(false)).describe("Accept any host key (trust on first use). Only for throw-away labs: anyone on the path can impersonate the host."))
+        .attribute(Attribute::optional("node_name", Type::String).describe("Kubernetes node name (default: the hostname)."))
+        .attribute(Attribute::optional("node_ip", Type::String).describe("Address the node advertises to the cluster."))
+        .attribute(Attribute::optional("labels", Type::map(Type::String)).describe("Node labels applied at registration."))
+        .attribute(Attribute::optional("taints", Type::list(Type::String)).describe("Taints applied at registration, `key=value:Effect`."))
+}
+
+fn k3s_block() -> Block {
+    Block::new("k3s settings shared by every node.")
+        .attribute(Attribute::optional("version", Type::String).describe("Release to install online, e.g. `v1.33.5+k3s1` (reproducible; recommended)."))
+        .attribute(Attribute::optional("channel", Type::String).describe("Release channel to install online when no `version` is given (default `stable`)."))
+        .attribute(Attribute::optional("install_script_sha256", Type::String).describe("Expected SHA-256 of the online install script, checked on the node before it runs."))
+        .attribute(Attribute::optional("airgap_binary", Type::String).describe("Air-gapped install: path of the k3s binary on the Terraform host (with `airgap_images` and `airgap_install_script`)."))
+        .attribute(Attribute::optional("airgap_images", Type::String).describe("Path of `k3s-airgap-images-<arch>.tar[.gz|.zst]` on the Terraform host."))
+        .attribute(Attribute::optional("airgap_install_script", Type::String).describe("Path of k3s's `install.sh` on the Terraform host."))
+        .attribute(Attribute::optional("api_address", Type::String).describe("Address in the kubeconfig and for joining nodes; default: the first server's `node_ip`, else its `host`."))
+        .attribute(Attribute::optional("tls_san", Type::list(Type::String)).describe("Extra names and addresses for the API server certificate."))
+        .attribute(Attribute::optional("disable", Type::list(Type::String)).describe("Packaged components not to deploy, e.g. `[\"traefik\"]`."))
+        .attribute(Attribute::optional("data_dir", Type::String).describe("k3s data directory (default `/var/lib/rancher/k3s`)."))
+        .attribute(Attribute::optional("secrets_encryption", Type::Bool).describe("Encrypt Secrets at rest."))
+        .attribute(Attribute::optional("flannel_backend", Type::String).describe("flannel backend (`vxlan`, `wireguard-native`, `host-gw`, `none`)."))
+}
+
+fn manifest_attrs(block: Block) -> Block {
+    block
+        .attribute(
+            Attribute::optional("manifest_url", Type::String)
+                .describe("https URL of the install manifest, fetched by the node."),
+        )
+        .attribute(
+            Attribute::optional("manifest_sha256", Type::String)
+                .describe("Expected SHA-256 of `manifest_url`'s content."),
+        )
+        .attribute(
+            Attribute::optional("manifest_file", Type::String)
+                .describe("Path of the install manifest on the Terraform host, uploaded over SSH (air-gapped)."),
+        )
+}
+
+fn manifest_block(description: &str) -> Block {
+    manifest_attrs(Block::new(description))
+}
+
+fn reconciler_block() -> Block {
+    manifest_attrs(Block::new("The reconciler that pulls from Git; default Argo CD at the pinned release URL."))
+        .attribute(
+            Attribute::optional("kind", Type::String)
+                .default_value(Value::string("argocd"))
+                .validate(one_of(RECONCILERS))
+                .describe("`argocd` (default) or `flux`."),
+        )
+}
+
+fn repository_block() -> Block {
+    Block::new("The Git repository the cluster pulls its desired state from: the root Application (Argo CD: automated prune and self-heal) or GitRepository + Kustomization (Flux).")
+        .attribute(Attribute::required("url", Type::String).validate(non_empty()).describe("Clone URL: `https://…`, `ssh://…`, or scp-like `git@host:path` (Argo CD only)."))
+        .attribute(Attribute::optional("revision", Type::String).default_value(Value::string("main")).describe("Branch, tag or full commit (default `main`)."))
+        .attribute(Attribute::optional("path", Type::String).default_value(Value::string(".")).describe("Directory of the root manifests in the repository (default `.`)."))
+        .attribute(Attribute::optional("name", Type::String).default_value(Value::string("root")).describe("Name of the root Application / GitRepository + Kustomization (default `root`)."))
+        .attribute(Attribute::optional("ssh_private_key", Type::String).sensitive().describe("SSH deploy key (unencrypted OpenSSH or PEM); needs `ssh_public_key` and `known_hosts`."))
+        .attribute(Attribute::optional("ssh_public_key", Type::String).describe("The deploy key's public line."))
+        .attribute(Attribute::optional("known_hosts", Type::String).describe("`known_hosts` lines of the Git server, so its key is pinned."))
+        .attribute(Attribute::optional("username", Type::String).describe("HTTPS user name (with `password`)."))
+        .attribute(Attribute::optional("password", Type::String).sensitive().describe("HTTPS password or access token."))
+}
+
+fn timeouts_block() -> Block {
+    Block::new("How long operations may wait.")
+        .attribute(Attribute::optional("create", Type::String).validate(units::duration()).describe(
+            "Limit for each waiting stage of a create: nodes Ready, controllers Available, root in sync (default 30m).",
+        ))
+        .attribute(
+            Attribute::optional("update", Type::String)
+                .validate(units::duration())
+                .describe("The same for an update (default 30m)."),
+        )
+        .attribute(
+            Attribute::optional("delete", Type::String)
+                .validate(units::duration())
+                .describe("Limit for reaching each node and uninstalling (default 10m)."),
+        )
+}
