@@ -125,7 +125,9 @@ fn applied(extra: &str) -> Workspace {
 
 #[test]
 fn drill_recreates_everything_but_the_keys_and_sealed_secrets_still_unseal() {
-    let ws = applied("");
+    // The cluster CAs are kept like the sealing keys, so a rebuilt cluster keeps its CA.
+    let ws = applied("resource \"kvm_cluster_pki\" \"pki\" {\n  cluster_name = \"drill\"\n}\n");
+    let ca_id = ws.resource_values("kvm_cluster_pki.pki")["id"].as_str().unwrap().to_string();
     let fingerprint = |a: &str| ws.resource_values(a)["fingerprint"].as_str().unwrap().to_string();
     let (fp_a, fp_b) = (fingerprint("kvm_sealing_key.a"), fingerprint("kvm_sealing_key.b"));
     let manifest_s = ws.resource_values("kvm_sealed_secret.s")["manifest"].as_str().unwrap().to_string();
@@ -169,7 +171,8 @@ fn drill_recreates_everything_but_the_keys_and_sealed_secrets_still_unseal() {
     }
     assert!(report["total_seconds"].as_f64().unwrap() > 0.0);
     assert!(report["terraform_version"].as_str().is_some_and(|v| !v.is_empty()), "{report:#}");
-    assert_eq!(report["kept"], serde_json::json!(["kvm_sealing_key.a", "kvm_sealing_key.b"]));
+    assert_eq!(report["kept"], serde_json::json!(["kvm_cluster_pki.pki", "kvm_sealing_key.a", "kvm_sealing_key.b"]));
+    assert_eq!(ws.resource_values("kvm_cluster_pki.pki")["id"], ca_id.as_str(), "the CA survived");
     assert_eq!(report["destroyed"], serde_json::json!(["kvm_sealed_secret.s", "kvm_sealed_secret.t"]));
     let mut recreated: Vec<&str> =
         report["resources"].as_array().unwrap().iter().map(|r| r["address"].as_str().unwrap()).collect();

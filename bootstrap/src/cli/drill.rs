@@ -21,11 +21,13 @@ pub enum DrillOutput {
 
 /// Arguments of `kvm-gitops drill`.
 #[derive(Debug, Clone, Args)]
-#[command(after_help = "The drill DESTROYS every resource of the deployment except its kvm_sealing_key resources \
+#[command(
+    after_help = "The drill DESTROYS every resource of the deployment except its kvm_sealing_key and kvm_cluster_pki resources \
     and --keep prefixes, then recreates them with `terraform apply`.\n\nExamples:\n  \
     kvm-gitops drill --dir infra/ --sealed-secrets gitops/ --json drill.json\n  \
     kvm-gitops drill --dir infra/ --keep kvm_pool.images --keep module.storage --timeout 45m\n\n\
-    Exit codes: 0 drill passed, 1 a step or check failed (named in the output), 2 bad usage, 130 interrupted.")]
+    Exit codes: 0 drill passed, 1 a step or check failed (named in the output), 2 bad usage, 130 interrupted."
+)]
 pub struct DrillArgs {
     /// The Terraform configuration directory whose deployment is drilled.
     #[arg(long, value_name = "DIR")]
@@ -33,7 +35,7 @@ pub struct DrillArgs {
     /// The Terraform binary (default: `terraform` on PATH).
     #[arg(long, value_name = "PATH")]
     pub terraform: Option<PathBuf>,
-    /// Also keep resources at or under this address (repeatable); kvm_sealing_key resources are always kept.
+    /// Also keep resources at or under this address (repeatable); kvm_sealing_key and kvm_cluster_pki resources are always kept.
     #[arg(long, value_name = "ADDR")]
     pub keep: Vec<String>,
     /// A SealedSecret file or a directory of manifests (repeatable) that must unseal with the keys.

@@ -4,8 +4,8 @@
 //!
 //! Steps, each timed, stopping at the first that fails (the checks at the end all run):
 //!
-//! 1. `state`: `terraform state list`; every `kvm_sealing_key` is kept, plus `--keep` prefixes;
-//!    everything else (data sources aside) is to be destroyed. Refuses an empty state, a state
+//! 1. `state`: `terraform state list`; every `kvm_sealing_key` and `kvm_cluster_pki` (the cluster CAs)
+//!    is kept, plus `--keep` prefixes; everything else (data sources aside) is to be destroyed. Refuses an empty state, a state
 //!    without sealing keys when nothing is kept explicitly (the drill would prove nothing), a
 //!    `--keep` that matches nothing (a typo would destroy what it meant to keep) and a state with
 //!    nothing left to destroy.
@@ -38,7 +38,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 pub use sealed::SealedSecretCheck;
-pub use state::{matches_prefix, resource_type, SEALING_KEY_TYPE};
+pub use state::{matches_prefix, resource_type, CLUSTER_PKI_TYPE, SEALING_KEY_TYPE};
 
 use state::{StateKey, UiMessage};
 use terraform::{Finished, Terraform};
@@ -422,7 +422,7 @@ impl Drill<'_> {
             if rtype == SEALING_KEY_TYPE {
                 keys += 1;
                 self.kept.insert(address.clone());
-            } else if self.opts.keep.iter().any(|p| matches_prefix(address, p)) {
+            } else if rtype == CLUSTER_PKI_TYPE || self.opts.keep.iter().any(|p| matches_prefix(address, p)) {
                 self.kept.insert(address.clone());
             } else {
                 self.targets.push(address.clone());

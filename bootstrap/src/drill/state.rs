@@ -9,6 +9,8 @@ use crate::sealing::SealingKey;
 
 /// The resource type whose instances the drill always keeps.
 pub const SEALING_KEY_TYPE: &str = "kvm_sealing_key";
+/// Also always kept: the cluster CAs, so the recreated cluster keeps its CA and kubeconfigs.
+pub const CLUSTER_PKI_TYPE: &str = "kvm_cluster_pki";
 
 /// The resource type of an address such as `module.a["x"].kvm_sealing_key.k[0]`; `None` for data
 /// sources (`data.` after the module path), which the drill neither destroys nor keeps.
