@@ -197,12 +197,35 @@ output "ca" {{ value = kvm_cluster_pki.pki.server_ca_certificate }}
     );
     lab.write(&body);
     lab.ws.init().ok();
-    let run = lab.ws.apply(&[]).failed();
-    let all = run.all();
+    // Under TF_LOG=trace, so that the logs can be searched for secrets below.
+    let out = lab
+        .ws
+        .command(&["apply", "-auto-approve", "-input=false", "-no-color"])
+        .env("TF_LOG", "trace")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the apply cannot succeed without k3s");
+    let all = format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(all.contains("[TRACE]"), "TF_LOG=trace took effect");
     assert!(all.contains("Cluster bootstrap failed"), "{all}");
+    let diagnostic: Vec<&str> = all.lines().skip_while(|l| !l.contains("Cluster bootstrap failed")).take(12).collect();
+    eprintln!("the apply's diagnostic:\n{}", diagnostic.join("\n"));
     assert!(all.contains("server-1"), "the failing node is named:\n{all}");
     assert!(all.contains("saved as tainted"), "{all}");
     assert!(!all.contains("panicked"), "{all}");
+
+    // No secret in the logs: the join token, the CA keys, the SSH key.
+    let pki = lab.ws.resource_values("kvm_cluster_pki.pki");
+    let token = pki["token"].as_str().unwrap();
+    let password = token.rsplit(':').next().unwrap();
+    assert!(!all.contains(password), "join token in TF_LOG=trace output");
+    let bundle: serde_json::Value = serde_json::from_str(pki["bundle"].as_str().unwrap()).unwrap();
+    for item in ["server_ca", "client_ca", "admin"] {
+        let key_line = bundle[item]["key_pem"].as_str().unwrap().lines().nth(1).unwrap().to_string();
+        assert!(!all.contains(&key_line), "{item} key in TF_LOG=trace output");
+    }
+    let client_key_line = std::fs::read_to_string(&key_path).unwrap().lines().nth(1).unwrap().to_string();
+    assert!(!all.contains(&client_key_line), "SSH private key in TF_LOG=trace output");
 
     // Tracked, tainted: the next plan replaces it rather than forgetting what was placed.
     assert!(lab.ws.state_list().contains(&"kvm_gitops_cluster.c".to_string()), "{:?}", lab.ws.state_list());

@@ -172,7 +172,9 @@ pub(crate) fn install_reconciler(
         judged(readiness::kube::crds(json.as_deref().map(as_list).as_deref(), kind.crds()))
     })?;
     wait(Stage::ReconcilerControllers(kind), timeout, || {
-        let mut args = vec!["deployment"];
+        // Argo CD's application controller is a StatefulSet; missing names are left out
+        // (--ignore-not-found) and reported by the verdict.
+        let mut args = vec!["deployment,statefulset"];
         args.extend(kind.deployments());
         let json = k.get_json(Some(ns), &args).map_err(classify)?;
         judged(readiness::kube::deployments(json.as_deref().map(as_list).as_deref(), ns, kind.deployments()))

@@ -118,6 +118,9 @@ pub struct NodeStatus {
     pub node: String,
     /// `None` when it could not be reached, else whether k3s is active.
     pub k3s_active: Option<bool>,
+    /// Whether the engine has been here: its state directory exists (a bootstrap that failed
+    /// half-way leaves it; an uninstall removes it).
+    pub bootstrapped: bool,
     /// Why it could not be reached.
     pub error: Option<String>,
 }
@@ -315,7 +318,12 @@ impl<'a> Engine<'a> {
             let session = match Session::connect(&node.ssh, &quick) {
                 Ok(s) => s,
                 Err(e) => {
-                    nodes.push(NodeStatus { node: node.display_name(), k3s_active: None, error: Some(e.to_string()) });
+                    nodes.push(NodeStatus {
+                        node: node.display_name(),
+                        k3s_active: None,
+                        bootstrapped: false,
+                        error: Some(e.to_string()),
+                    });
                     continue;
                 }
             };
@@ -335,9 +343,12 @@ impl<'a> Engine<'a> {
                     );
                 }
             }
+            let bootstrapped = node::bootstrapped(&session).unwrap_or(true);
             nodes.push(match active {
-                Ok(a) => NodeStatus { node: node.display_name(), k3s_active: Some(a), error: None },
-                Err(e) => NodeStatus { node: node.display_name(), k3s_active: None, error: Some(e.to_string()) },
+                Ok(a) => NodeStatus { node: node.display_name(), k3s_active: Some(a), bootstrapped, error: None },
+                Err(e) => {
+                    NodeStatus { node: node.display_name(), k3s_active: None, bootstrapped, error: Some(e.to_string()) }
+                }
             });
         }
         ClusterStatus { nodes, root }

@@ -115,6 +115,11 @@ pub(crate) fn service_active(session: &Session, role: Role) -> Result<bool, SshE
     Ok(session.exec(&format!("systemctl is-active --quiet {}", role.service_name()))?.success())
 }
 
+/// Whether the engine's state directory exists on the node.
+pub(crate) fn bootstrapped(session: &Session) -> Result<bool, SshError> {
+    Ok(session.exec(&format!("[ -d {} ]", quote(STATE_DIR)))?.success())
+}
+
 /// Runs k3s' own uninstall script (it stops the service, removes the binary, data and
 /// configuration) and removes the engine's state, k3s' configuration and its data directory.
 /// Returns whether anything was there.

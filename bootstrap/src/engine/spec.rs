@@ -127,10 +127,13 @@ impl Reconciler {
         }
     }
 
-    /// Deployments that must be Available before the root objects are applied.
+    /// Workloads (Deployments, and Argo CD's application controller StatefulSet) that must be
+    /// Available before the root objects are applied.
     pub fn deployments(self) -> &'static [&'static str] {
         match self {
-            Reconciler::ArgoCd => &["argocd-redis", "argocd-repo-server", "argocd-server"],
+            Reconciler::ArgoCd => {
+                &["argocd-application-controller", "argocd-redis", "argocd-repo-server", "argocd-server"]
+            }
             Reconciler::Flux => &["source-controller", "kustomize-controller"],
         }
     }

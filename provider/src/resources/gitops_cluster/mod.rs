@@ -17,10 +17,9 @@ use tf_cty::Value;
 use super::{set_attr, Attrs, Context, Failure, Outcome, Resource};
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::schema::Schema;
+use schema::COMPUTED;
 use spec::{Cluster, Operation};
 
-/// Attributes the provider computes; everything else is the user's configuration.
-const COMPUTED: &[&str] = &["id", "kubeconfig", "api_server_url", "cluster_ca_certificate", "sync_status", "healthy"];
 /// Settings whose change needs no re-bootstrap.
 const LOCAL_ONLY: &[&str] = &["keep_on_destroy", "timeouts"];
 
@@ -154,14 +153,11 @@ fn log_report(report: &Report) {
     }
 }
 
-/// What a status means for the state: `None` when the cluster is gone from every reachable node
-/// (plan a new bootstrap), else `healthy` and the reconciler's report.
+/// What a status means for the state: `None` when every node answers and none shows a trace of
+/// the bootstrap (the machines were rebuilt or k3s uninstalled: plan a new bootstrap), else
+/// `healthy` and the reconciler's report. A half-done bootstrap stays in the state.
 fn judge(status: &ClusterStatus) -> Option<(bool, Option<String>)> {
-    let reachable: Vec<_> = status.nodes.iter().filter(|n| n.k3s_active.is_some()).collect();
-    if !reachable.is_empty()
-        && reachable.len() == status.nodes.len()
-        && reachable.iter().all(|n| n.k3s_active == Some(false))
-    {
+    if status.nodes.iter().all(|n| n.k3s_active == Some(false) && !n.bootstrapped) {
         return None;
     }
     for node in &status.nodes {

@@ -5,6 +5,10 @@ use tf_cty::{Type, Value};
 use crate::schema::{int_range, non_empty, one_of, Attribute, Block, NestedBlock, Nesting, Schema};
 use crate::units;
 
+/// Attributes the provider computes; everything else is the user's configuration.
+pub const COMPUTED: &[&str] =
+    &["id", "kubeconfig", "api_server_url", "cluster_ca_certificate", "sync_status", "healthy"];
+
 /// Reconciler kinds.
 pub const RECONCILERS: &[&str] = &["argocd", "flux"];
 /// Default wait for each stage of create and update (guests under TCG are slow; Argo CD pulls

@@ -17,7 +17,7 @@ use kvm_bootstrap::sealing::SealingKey;
 use kvm_bootstrap::ssh::{Auth, HostKeyPin, HostKeyPolicy, Target};
 use tf_cty::{Path, Value};
 
-use super::schema::{DEFAULT_CREATE_TIMEOUT, DEFAULT_DELETE_TIMEOUT};
+use super::schema::{COMPUTED, DEFAULT_CREATE_TIMEOUT, DEFAULT_DELETE_TIMEOUT};
 use crate::diag::Diagnostic;
 use crate::resources::Attrs;
 use crate::units::parse_duration;
@@ -59,7 +59,13 @@ fn err(path: Path, summary: &str, detail: impl Into<String>) -> Diagnostic {
 /// the parts that are known, so a plan whose PKI or keys are yet to be created still catches
 /// bad node, k3s, manifest and repository settings).
 pub fn from_value(value: &Value, op: Operation) -> Result<Option<Cluster>, Diagnostic> {
-    if !value.is_wholly_known() {
+    let configured = match value {
+        Value::Object(attrs) => {
+            attrs.iter().filter(|(k, _)| !COMPUTED.contains(&k.as_str())).all(|(_, v)| v.is_wholly_known())
+        }
+        _ => false,
+    };
+    if !configured {
         check_known_parts(value)?;
         return Ok(None);
     }
