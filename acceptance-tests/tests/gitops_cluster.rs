@@ -148,6 +148,15 @@ fn plan_needs_no_cluster_knows_the_kubeconfig_and_refuses_bad_input() {
     ws.run(&["apply", "-auto-approve", "-input=false", "-target=kvm_cluster_pki.pki"]).ok();
     let run = ws.plan(&[]).failed();
     assert!(run.all().contains("PKI of another cluster") && run.all().contains("\"other\""), "{}", run.all());
+
+    // Import by name: the next apply adopts the cluster in place (re-running the idempotent
+    // bootstrap), it does not plan a replacement.
+    ws.write_main(&config(&format!("{}{}", sealing_key(), cluster(1, ""))));
+    ws.run(&["apply", "-auto-approve", "-input=false", "-target=kvm_cluster_pki.pki"]).ok();
+    ws.run(&["import", "-input=false", "kvm_gitops_cluster.c", "demo"]).ok();
+    let change = planned_cluster(&ws);
+    assert_eq!(change["actions"], serde_json::json!(["update"]), "{change:#}");
+    assert_eq!(change["after_unknown"]["healthy"], true);
 }
 
 #[test]

@@ -212,6 +212,19 @@ impl Resource for GitopsCluster {
         Diagnostics::new()
     }
 
+    fn replace_when(&self, prior: &Value, planned: &Value) -> Vec<tf_cty::Path> {
+        // A running cluster cannot change its CAs or token: a new one means a new cluster. An
+        // imported cluster (no PKI in its state yet) adopts the configured one in place.
+        ["pki", "token"]
+            .into_iter()
+            .filter(|name| {
+                let before = prior.get_attr(name).unwrap_or(&Value::Null);
+                !before.is_null() && Some(before) != planned.get_attr(name)
+            })
+            .map(tf_cty::Path::attr)
+            .collect()
+    }
+
     async fn create(&self, ctx: &Context, planned: &Value) -> Outcome<Value> {
         self.install(ctx, planned, Operation::Create).await
     }

@@ -36,13 +36,11 @@ pub fn schema() -> Schema {
     .attribute(
         Attribute::required("pki", Type::String)
             .sensitive()
-            .force_new()
             .describe("The cluster PKI bundle: `kvm_cluster_pki.NAME.bundle`. Placed on the first server before k3s first starts. A running cluster cannot change its CAs: a new PKI replaces the cluster."),
     )
     .attribute(
         Attribute::required("token", Type::String)
             .sensitive()
-            .force_new()
             .describe("Join token: `kvm_cluster_pki.NAME.token`. Written to a 0600 file on each node, never on a command line. A new token replaces the cluster."),
     )
     .attribute(
