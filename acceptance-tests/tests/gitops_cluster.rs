@@ -157,6 +157,28 @@ fn plan_needs_no_cluster_knows_the_kubeconfig_and_refuses_bad_input() {
     let change = planned_cluster(&ws);
     assert_eq!(change["actions"], serde_json::json!(["update"]), "{change:#}");
     assert_eq!(change["after_unknown"]["healthy"], true);
+
+    // The PKI imports from its bundle and token into another configuration, with no change planned
+    // (an imported PKI keeps its certificates whatever lifetimes the configuration names).
+    let pki = ws.resource_values("kvm_cluster_pki.pki");
+    let other = Workspace::new(&config("resource \"kvm_cluster_pki\" \"pki\" {\n  cluster_name = \"demo\"\n}\n"));
+    let file =
+        other.write_file("pki.json", &serde_json::json!({"bundle": pki["bundle"], "token": pki["token"]}).to_string());
+    other.init().ok();
+    other.run(&["import", "-input=false", "kvm_cluster_pki.pki", file.to_str().unwrap()]).ok();
+    assert_eq!(other.resource_values("kvm_cluster_pki.pki")["id"], pki["id"]);
+    let plan = other.plan(&[]);
+    assert_eq!(plan.code, 0, "an imported PKI plans no change:\n{}", plan.all());
+    // A token made for another CA is refused.
+    let forged = format!("K10{}::server:0123456789abcdef0123", "0".repeat(64));
+    other.write_file("bad.json", &serde_json::json!({"bundle": pki["bundle"], "token": forged}).to_string());
+    other.run(&["state", "rm", "kvm_cluster_pki.pki"]).ok();
+    let run = other.run(&["import", "-input=false", "kvm_cluster_pki.pki", "bad.json"]).failed();
+    assert!(run.all().contains("another server CA"), "{}", run.all());
+    // Names k3s cannot take are refused at plan time.
+    other.write_main(&config("resource \"kvm_cluster_pki\" \"pki\" {\n  cluster_name = \"Gitops_Lab\"\n}\n"));
+    let run = other.plan(&[]).failed();
+    assert!(run.all().contains("cluster_name") && run.all().contains("lowercase"), "{}", run.all());
 }
 
 #[test]

@@ -216,6 +216,15 @@ pub(crate) fn root_verdict(k: &Kubectl, kind: Reconciler, name: &str, revision: 
     }
 }
 
+/// Whether the root Application (Argo CD) or Kustomization (Flux) exists.
+pub(crate) fn root_present(k: &Kubectl, kind: Reconciler, name: &str) -> Result<bool, SshError> {
+    let resource = match kind {
+        Reconciler::ArgoCd => "applications.argoproj.io",
+        Reconciler::Flux => "kustomizations.kustomize.toolkit.fluxcd.io",
+    };
+    Ok(k.get_json(Some(kind.namespace()), &[resource, name])?.is_some())
+}
+
 /// `kubectl get TYPE NAME -o json` prints the object itself for one name and a List for several;
 /// the list parsers take a List.
 fn as_list(json: &str) -> String {

@@ -109,6 +109,9 @@ pub struct ClusterStatus {
     /// The root Application's / Kustomization's verdict, when the first server answers and a
     /// repository is configured.
     pub root: Option<Verdict>,
+    /// Whether the root Application / Kustomization exists (`None` when unknown: no repository,
+    /// or the first server did not answer). Its absence means the reconciler's bootstrap is gone.
+    pub root_present: Option<bool>,
 }
 
 /// One node's observed state.
@@ -129,6 +132,13 @@ impl ClusterStatus {
     /// Every node reachable with k3s active, and the root objects in sync (when configured).
     pub fn healthy(&self) -> bool {
         self.nodes.iter().all(|n| n.k3s_active == Some(true)) && self.root.as_ref().is_none_or(Verdict::is_ready)
+    }
+
+    /// What the bootstrap is responsible for is in place: every node's k3s active and the root
+    /// object present. Whether the applications from Git are healthy is the repository's
+    /// business, not a reason to bootstrap again.
+    pub fn bootstrap_intact(&self) -> bool {
+        self.nodes.iter().all(|n| n.k3s_active == Some(true)) && self.root_present != Some(false)
     }
 }
 
@@ -313,6 +323,7 @@ impl<'a> Engine<'a> {
         let quick = ConnectOptions { deadline: Duration::from_secs(5), ..self.connect_options() };
         let mut nodes = Vec::new();
         let mut root = None;
+        let mut root_present = None;
         for (index, node) in self.spec.nodes().enumerate() {
             let role = if index < self.spec.servers.len() { Role::Server } else { Role::Agent };
             let session = match Session::connect(&node.ssh, &quick) {
@@ -330,6 +341,8 @@ impl<'a> Engine<'a> {
             let active = node::service_active(&session, role);
             if index == 0 && matches!(active, Ok(true)) {
                 if let Some(repo) = &self.spec.repository {
+                    root_present =
+                        cluster::root_present(&Kubectl::new(&session), self.spec.reconciler.kind, &repo.name).ok();
                     root = Some(
                         match cluster::root_verdict(
                             &Kubectl::new(&session),
@@ -351,7 +364,7 @@ impl<'a> Engine<'a> {
                 }
             });
         }
-        ClusterStatus { nodes, root }
+        ClusterStatus { nodes, root, root_present }
     }
 
     /// Uninstalls k3s from every node (agents first) and removes the engine's files. Nodes that

@@ -257,7 +257,9 @@ fn now() -> Result<OffsetDateTime, PkiError> {
 
 /// Checks a cluster name: it names the kubeconfig cluster/context and goes into certificate
 /// subjects (O, at most 64 characters by X.520), so a lowercase RFC 1123 label.
-fn check_cluster_name(name: &str) -> Result<(), PkiError> {
+/// Checks a cluster name: 1 to 63 lowercase letters, digits and `-`, not starting or ending with `-`
+/// (it becomes CA subjects and kubeconfig names).
+pub fn check_cluster_name(name: &str) -> Result<(), PkiError> {
     let fail = |reason: &str| PkiError::InvalidClusterName { name: name.to_string(), reason: reason.to_string() };
     if name.is_empty() || name.len() > 63 {
         return Err(fail("it must have 1 to 63 characters"));

@@ -13,7 +13,7 @@ use kvm_bootstrap::k3s::pki::{ClusterPki, PkiBundle, PkiOptions};
 use tf_cty::{Number, Path, Type, Value};
 
 use super::{empty_object, set_attr, Attrs, Context, Outcome, Resource};
-use crate::diag::Diagnostic;
+use crate::diag::{Diagnostic, Diagnostics};
 use crate::schema::{int_range, Attribute, Block, Schema};
 
 const DEFAULT_CA_DAYS: i64 = 3650;
@@ -37,21 +37,18 @@ impl ClusterPkiResource {
         .attribute(
             Attribute::required("cluster_name", Type::String)
                 .force_new()
+                .validate(super::gitops_cluster::cluster_name())
                 .describe("The cluster's name (the `kvm_gitops_cluster`'s `name`); CA subjects and kubeconfig names use it."),
         )
         .attribute(
-            Attribute::optional("ca_validity_days", Type::Number)
-                .default_value(Value::Number(Number::from_i64(DEFAULT_CA_DAYS)))
-                .force_new()
+            Attribute::optional_computed("ca_validity_days", Type::Number)
                 .validate(int_range(1, 36_500))
-                .describe("CA lifetime in days (default 3650, as k3s; k3s never renews CAs)."),
+                .describe("CA lifetime in days (default 3650, as k3s; k3s never renews CAs). Unset (null) on an imported PKI."),
         )
         .attribute(
-            Attribute::optional("admin_validity_days", Type::Number)
-                .default_value(Value::Number(Number::from_i64(DEFAULT_ADMIN_DAYS)))
-                .force_new()
+            Attribute::optional_computed("admin_validity_days", Type::Number)
                 .validate(int_range(1, 36_500))
-                .describe("Admin client certificate lifetime in days (default 365); the kubeconfig stops working after it. Replace the resource with `-replace` to renew: the CAs change too."),
+                .describe("Admin client certificate lifetime in days (default 365); the kubeconfig stops working after it. Changing a lifetime replaces the PKI (new CAs too), except on an imported PKI, which keeps its certificates."),
         )
         .attribute(Attribute::computed("bundle", Type::String).sensitive().describe("Every certificate and key, as JSON: what `kvm_gitops_cluster.pki` takes."))
         .attribute(Attribute::computed("token", Type::String).sensitive().describe("Join token in k3s's secure form (`K10<CA hash>::server:<random>`), so joining nodes verify the server CA."))
@@ -77,6 +74,15 @@ fn fill(state: &mut Value, pki: &ClusterPki, token: &Token) -> Result<(), Diagno
     set_attr(state, "server_ca_certificate", Value::string(pki.server_ca_pem()));
     set_attr(state, "client_ca_certificate", Value::string(pki.client_ca_pem()));
     Ok(())
+}
+
+/// Sets the lifetimes the configuration leaves open to their defaults.
+fn default_lifetimes(value: &mut Value) {
+    for (name, days) in [("ca_validity_days", DEFAULT_CA_DAYS), ("admin_validity_days", DEFAULT_ADMIN_DAYS)] {
+        if !value.get_attr(name).is_some_and(|v| v.as_number().is_some()) {
+            set_attr(value, name, Value::Number(Number::from_i64(days)));
+        }
+    }
 }
 
 fn generate(config: &Value) -> Result<(ClusterPki, Token), Diagnostic> {
@@ -106,9 +112,31 @@ impl Resource for ClusterPkiResource {
         &self.schema
     }
 
+    async fn modify_plan(&self, _ctx: &Context, prior: &Value, _config: &Value, planned: &mut Value) -> Diagnostics {
+        // Lifetimes are known at plan time for a new PKI: the defaults unless configured.
+        if prior.is_null() && !planned.is_null() {
+            default_lifetimes(planned);
+        }
+        Diagnostics::new()
+    }
+
+    fn replace_when(&self, prior: &Value, planned: &Value) -> Vec<Path> {
+        // The lifetimes only matter when the PKI is generated: a change means new certificates.
+        // An imported PKI has none recorded and keeps what it has.
+        ["ca_validity_days", "admin_validity_days"]
+            .into_iter()
+            .filter(|name| {
+                let before = prior.get_attr(name).unwrap_or(&Value::Null);
+                !before.is_null() && Some(before) != planned.get_attr(name)
+            })
+            .map(Path::attr)
+            .collect()
+    }
+
     async fn create(&self, _ctx: &Context, planned: &Value) -> Outcome<Value> {
         let mut state = planned.clone();
-        let cfg = planned.clone();
+        default_lifetimes(&mut state);
+        let cfg = state.clone();
         // The service-account key is RSA: keep its generation off the async workers.
         let (pki, token) = tokio::task::spawn_blocking(move || generate(&cfg))
             .await
@@ -140,24 +168,31 @@ impl Resource for ClusterPkiResource {
             Diagnostic::error(
                 "Cannot import cluster PKI",
                 format!(
-                    "The import ID is the path of a JSON file {{\"bundle\": <the bundle JSON object>, \"token\": \"…\"}} \
-                     (e.g. from `terraform output -json` of another state, or a kvm-gitops state directory); {msg}"
+                    "The import ID is the path of a JSON file {{\"bundle\": …, \"token\": \"…\"}}, where bundle is \
+                     the `bundle` attribute of a kvm_cluster_pki (as a JSON object or as the string the attribute \
+                     holds) and token its `token`; {msg}"
                 ),
             )
         };
         let text = std::fs::read_to_string(id).map_err(|e| fail(format!("reading {id:?} failed: {e}")))?;
-        #[derive(serde::Deserialize)]
-        struct ImportFile {
-            bundle: PkiBundle,
-            token: String,
+        let file: serde_json::Value = serde_json::from_str(&text).map_err(|e| fail(format!("{id}: {e}")))?;
+        let bundle: PkiBundle = match &file["bundle"] {
+            serde_json::Value::String(s) => serde_json::from_str(s),
+            other => serde_json::from_value(other.clone()),
         }
-        let file: ImportFile = serde_json::from_str(&text).map_err(|e| fail(format!("{id}: {e}")))?;
-        let pki = ClusterPki::from_bundle(&file.bundle).map_err(|e| fail(format!("{id}: {e}")))?;
-        let token = Token::new(file.token).map_err(|e| fail(format!("{id}: token: {e}")))?;
+        .map_err(|e| fail(format!("{id}: bundle: {e}")))?;
+        let pki = ClusterPki::from_bundle(&bundle).map_err(|e| fail(format!("{id}: {e}")))?;
+        let token_text = file["token"].as_str().ok_or_else(|| fail(format!("{id}: no \"token\" string")))?;
+        let token = Token::new(token_text).map_err(|e| fail(format!("{id}: token: {e}")))?;
+        // A secure-form token names the server CA it trusts: it must be this one.
+        if let Some(rest) = token_text.strip_prefix("K10") {
+            let hash = rest.split("::").next().unwrap_or_default();
+            if hash != pki.server_ca_hash() {
+                return Err(fail(format!("{id}: the token was made for another server CA (hash {hash})")).into());
+            }
+        }
         let mut state = empty_object(&self.schema.block);
         set_attr(&mut state, "cluster_name", Value::string(pki.cluster_name()));
-        set_attr(&mut state, "ca_validity_days", Value::Number(Number::from_i64(DEFAULT_CA_DAYS)));
-        set_attr(&mut state, "admin_validity_days", Value::Number(Number::from_i64(DEFAULT_ADMIN_DAYS)));
         fill(&mut state, &pki, &token)?;
         Ok(state)
     }

@@ -9,6 +9,8 @@
 mod schema;
 mod spec;
 
+pub use schema::cluster_name;
+
 use async_trait::async_trait;
 use kvm_bootstrap::engine::{ClusterStatus, Engine, EngineError, Report};
 use kvm_bootstrap::k3s::config::server_url;
@@ -58,20 +60,24 @@ fn settings(value: &Value) -> Value {
 /// Fills `kubeconfig`, `api_server_url` and `cluster_ca_certificate` from the PKI and the API
 /// address when both are known, else marks them unknown.
 fn fill_access(value: &mut Value) -> Result<(), Diagnostic> {
-    let pki_text = value.get_attr("pki").and_then(Value::as_str).map(str::to_string);
-    let (Some(pki_text), Some(address)) = (pki_text, spec::api_address(value)) else {
-        for name in ["kubeconfig", "api_server_url", "cluster_ca_certificate"] {
-            set_attr(value, name, Value::Unknown);
-        }
-        return Ok(());
+    let url = spec::api_address(value).map(|address| server_url(&address));
+    set_attr(value, "api_server_url", url.clone().map_or(Value::Unknown, Value::string));
+    let pki = match value.get_attr("pki").and_then(Value::as_str) {
+        Some(text) => Some(spec::pki(text)?),
+        None => None,
     };
-    let pki = spec::pki(&pki_text)?;
-    let url = server_url(&address);
-    let kubeconfig =
-        pki.kubeconfig(&url).map_err(|e| Diagnostic::error("Cannot build the kubeconfig", e.to_string()))?;
-    set_attr(value, "kubeconfig", Value::string(kubeconfig));
-    set_attr(value, "api_server_url", Value::string(url));
-    set_attr(value, "cluster_ca_certificate", Value::string(pki.server_ca_pem()));
+    set_attr(
+        value,
+        "cluster_ca_certificate",
+        pki.as_ref().map_or(Value::Unknown, |p| Value::string(p.server_ca_pem())),
+    );
+    let kubeconfig = match (pki, url) {
+        (Some(pki), Some(url)) => Value::string(
+            pki.kubeconfig(&url).map_err(|e| Diagnostic::error("Cannot build the kubeconfig", e.to_string()))?,
+        ),
+        _ => Value::Unknown,
+    };
+    set_attr(value, "kubeconfig", kubeconfig);
     Ok(())
 }
 
@@ -79,8 +85,9 @@ fn engine_error(e: EngineError) -> Diagnostic {
     Diagnostic::error(
         "Cluster bootstrap failed",
         format!(
-            "{e}\n\nThe cluster is saved as tainted: fix the cause and apply again (every step is idempotent; \
-             what is already done is kept), or destroy it."
+            "{e}\n\nThe cluster is saved as tainted, so the next apply replaces it: k3s is uninstalled from \
+             every node and bootstrapped afresh with the same CA and keys. To resume instead (every step is \
+             idempotent and keeps what is done), fix the cause, run `terraform untaint` on it and apply again."
         ),
     )
 }
@@ -96,7 +103,10 @@ async fn blocking<T: Send + 'static>(
         joined = task => joined.map_err(|e| Diagnostic::error("Internal error", format!("{what}: {e}"))),
         _ = ctx.cancel.cancelled() => Err(Diagnostic::error(
             "Interrupted",
-            format!("{what} was interrupted. The cluster is saved as tainted; apply again to finish it, or destroy it."),
+            format!(
+                "{what} was interrupted. The cluster is saved as tainted; `terraform untaint` it and apply again \
+                 to finish it, or apply as is to replace it."
+            ),
         )),
     }
 }
@@ -167,7 +177,7 @@ fn judge(status: &ClusterStatus) -> Option<(bool, Option<String>)> {
             _ => {}
         }
     }
-    Some((status.healthy(), status.root.as_ref().map(|v| v.message().to_string())))
+    Some((status.bootstrap_intact(), status.root.as_ref().map(|v| v.message().to_string())))
 }
 
 #[async_trait]
@@ -283,7 +293,10 @@ impl Resource for GitopsCluster {
         .map_err(|e| {
             Diagnostic::error(
                 "Uninstall failed",
-                format!("{e}\n\nFix the cause and destroy again, or set keep_on_destroy = true (and apply) to leave k3s on the nodes."),
+                format!(
+                    "{e}\n\nFix the cause and destroy again. If the machines are gone for good there is nothing \
+                     to uninstall: `terraform state rm` the cluster."
+                ),
             )
         })?;
         log_report(&report);

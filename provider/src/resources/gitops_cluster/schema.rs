@@ -2,7 +2,7 @@
 
 use tf_cty::{Type, Value};
 
-use crate::schema::{int_range, non_empty, one_of, Attribute, Block, NestedBlock, Nesting, Schema};
+use crate::schema::{int_range, non_empty, one_of, Attribute, Block, NestedBlock, Nesting, Schema, Validator};
 use crate::units;
 
 /// Attributes the provider computes; everything else is the user's configuration.
@@ -30,7 +30,7 @@ pub fn schema() -> Schema {
     .attribute(
         Attribute::required("name", Type::String)
             .force_new()
-            .validate(non_empty())
+            .validate(cluster_name())
             .describe("Cluster name: the kubeconfig's cluster, context and user name. Must equal the `kvm_cluster_pki`'s `cluster_name`."),
     )
     .attribute(
@@ -57,7 +57,7 @@ pub fn schema() -> Schema {
     .attribute(Attribute::computed("api_server_url", Type::String).describe("`https://<api address>:6443`."))
     .attribute(Attribute::computed("cluster_ca_certificate", Type::String).describe("The API server's CA certificate, PEM."))
     .attribute(Attribute::computed("sync_status", Type::String).describe("What the reconciler last reported for the root Application or Kustomization, with the revision it is at."))
-    .attribute(Attribute::computed("healthy", Type::Bool).describe("Whether the last apply or refresh found every node's k3s active and the root in sync. A refresh that finds it false plans an update, which re-runs the bootstrap."))
+    .attribute(Attribute::computed("healthy", Type::Bool).describe("Whether the last apply or refresh found what the bootstrap set up in place: every node's k3s active and the root Application / Kustomization present. A refresh that finds it false plans an update, which re-runs the bootstrap. How the applications from Git are doing is in `sync_status`, not here."))
     .block(NestedBlock::new("server", Nesting::List, node_block("A server (control plane, embedded etcd). The first one starts the cluster; use 1, 3 or 5.")).items(1, 0))
     .block(NestedBlock::new("agent", Nesting::List, node_block("An agent (worker).")))
     .block(NestedBlock::new("k3s", Nesting::Single, k3s_block()))
@@ -73,7 +73,7 @@ fn node_block(description: &str) -> Block {
         .attribute(Attribute::required("host", Type::String).validate(non_empty()).describe("SSH address (name or IP), e.g. `kvm_instance.NAME.ip_address`."))
         .attribute(Attribute::optional("port", Type::Number).default_value(crate::resources::int(22)).validate(int_range(1, 65535)).describe("SSH port (default 22)."))
         .attribute(Attribute::optional("user", Type::String).default_value(Value::string("root")).validate(non_empty()).describe("SSH user; anyone but `root` runs commands through `sudo -n`."))
-        .attribute(Attribute::required("private_key", Type::String).sensitive().validate(non_empty()).describe("The SSH private key (OpenSSH or PEM text), kept in memory only."))
+        .attribute(Attribute::required("private_key", Type::String).sensitive().validate(non_empty()).describe("The SSH private key (OpenSSH or PEM text). Stored in the state (sensitive) but never written to a file on the Terraform host."))
         .attribute(Attribute::optional("host_key", Type::String).describe("The host's pinned public key: `kvm_instance.NAME.known_hosts` or `ssh_host_public_key`, or any `known_hosts` line."))
         .attribute(Attribute::optional("insecure_ignore_host_key", Type::Bool).default_value(Value::Bool(false)).describe("Accept any host key (trust on first use). Only for throw-away labs: anyone on the path can impersonate the host."))
         .attribute(Attribute::optional("node_name", Type::String).describe("Kubernetes node name (default: the hostname)."))
@@ -156,4 +156,12 @@ fn timeouts_block() -> Block {
                 .validate(units::duration())
                 .describe("Limit for reaching each node and uninstalling (default 10m)."),
         )
+}
+
+/// Cluster names as k3s and the PKI take them (lowercase letters, digits, `-`), checked at plan.
+pub fn cluster_name() -> impl Validator {
+    |v: &Value| match v.as_str() {
+        Some(name) => kvm_bootstrap::k3s::pki::check_cluster_name(name).map_err(|e| e.to_string()),
+        None => Ok(()),
+    }
 }
