@@ -8,7 +8,7 @@
 //! * [`readiness`]: verdicts on `kubectl get -o json` output (nodes, CRDs, controllers, the root
 //!   Application or Kustomization) and the staged wait loop with timeouts that say what was last seen;
 //! * [`drill`]: the disaster-recovery drill (destroy and recreate a deployment, keys must survive);
-//! * [`cli`]: the `kvm-gitops` command line (`seal`, `drill`).
+//! * [`cli`]: the `kvm-gitops` command line (`install`, `status`, `uninstall`, `seal`, `drill`).
 
 #![warn(missing_docs)]
 

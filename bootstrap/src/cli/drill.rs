@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-use super::{write_output, CliError, Outcome};
+use super::{parse_duration, write_output, CliError, Outcome};
 use crate::drill::{self, DrillOptions};
 
 /// What the drill prints on stdout.
@@ -52,26 +52,6 @@ pub struct DrillArgs {
     pub timeout: Duration,
 }
 
-/// `90`, `90s`, `45m`, `2h`.
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (number, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => s.split_at(i),
-        None => (s, "s"),
-    };
-    let n: u64 = number.parse().map_err(|_| format!("{s:?} is not a duration: use e.g. 90s, 45m or 2h"))?;
-    let factor = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        _ => return Err(format!("{s:?} is not a duration: the unit must be s, m or h")),
-    };
-    if n == 0 {
-        return Err("the timeout must be more than zero".to_string());
-    }
-    Ok(Duration::from_secs(n.saturating_mul(factor)))
-}
-
 /// Runs `kvm-gitops drill`.
 pub(super) fn run_drill(args: &DrillArgs) -> Result<Outcome, CliError> {
     let opts = DrillOptions {
@@ -105,19 +85,4 @@ pub(super) fn run_drill(args: &DrillArgs) -> Result<Outcome, CliError> {
     } else {
         Outcome::Failed
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
-        assert_eq!(parse_duration("45m").unwrap(), Duration::from_secs(2700));
-        assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
-        assert!(parse_duration("0").is_err());
-        assert!(parse_duration("5d").unwrap_err().contains("unit"));
-        assert!(parse_duration("abc").is_err());
-    }
 }

@@ -9,16 +9,22 @@
 //! Adding a subcommand is one [`Command`] variant with its `Args` struct and one `run_*`
 //! function returning [`Outcome`], dispatched in [`run`].
 
+mod cluster;
+mod config;
 mod drill;
 mod seal;
+mod state;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
 
+pub use cluster::{ClusterArgs, InstallArgs, ReportOutput, StatusArgs, UninstallArgs};
+pub use config::{ClusterConfig, ConfigFileError};
 pub use drill::{DrillArgs, DrillOutput};
 pub use seal::{OutputFormat, SealArgs};
+pub use state::{ClusterState, StateError, KUBECONFIG_FILE, PKI_FILE, TOKEN_FILE};
 
 /// Exit code for an operation that failed.
 pub const EXIT_FAILURE: u8 = 1;
@@ -32,7 +38,8 @@ pub const EXIT_INTERRUPTED: u8 = 130;
 #[command(
     name = "kvm-gitops",
     version,
-    about = "GitOps helpers for clusters built with the KVM Terraform provider (offline, no cluster access)",
+    about = "GitOps for clusters built with the KVM Terraform provider: install k3s, Sealed Secrets and Argo CD or Flux \
+             over SSH, check and uninstall them, seal secrets offline, drill disaster recovery",
     propagate_version = true
 )]
 pub struct Cli {
@@ -48,6 +55,12 @@ pub enum Command {
     Seal(SealArgs),
     /// Disaster-recovery drill: destroy and recreate a Terraform deployment, prove the sealing keys survive.
     Drill(DrillArgs),
+    /// Install k3s, the sealing keys, Sealed Secrets and the reconciler over SSH, from a cluster config file.
+    Install(InstallArgs),
+    /// Show whether every node runs k3s and is Ready, and whether the root app is in sync (exit 1 if not).
+    Status(StatusArgs),
+    /// Remove k3s and all cluster data from every node of a cluster config file (requires --yes).
+    Uninstall(UninstallArgs),
 }
 
 /// How a subcommand ended, when it did not fail outright.
@@ -108,6 +121,20 @@ pub enum CliError {
     /// The drill could not be set up.
     #[error("{0}")]
     Drill(#[from] crate::drill::DrillError),
+    /// The cluster config file is unusable (the message names the file and the field).
+    #[error("{0}")]
+    Config(#[from] ConfigFileError),
+    /// The state directory is unusable.
+    #[error("{0}")]
+    State(#[from] StateError),
+    /// The bootstrap engine stopped (the message names the step and the node).
+    #[error("{what} failed: {message}")]
+    Engine {
+        /// What was under way, e.g. `install of cluster lab`.
+        what: String,
+        /// The engine's message.
+        message: String,
+    },
 }
 
 impl CliError {
@@ -125,6 +152,9 @@ pub fn run(cli: Cli) -> Result<Outcome, CliError> {
     match cli.command {
         Command::Seal(args) => seal::run_seal(&args),
         Command::Drill(args) => drill::run_drill(&args),
+        Command::Install(args) => cluster::run_install(&args),
+        Command::Status(args) => cluster::run_status(&args),
+        Command::Uninstall(args) => cluster::run_uninstall(&args),
     }
 }
 
@@ -152,6 +182,26 @@ where
             e.exit_code()
         }
     }
+}
+
+/// A duration as the command line and config files write it: `90` (seconds), `90s`, `45m`, `2h`.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let (number, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u64 = number.parse().map_err(|_| format!("{s:?} is not a duration: use e.g. 90s, 45m or 2h"))?;
+    let factor = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        _ => return Err(format!("{s:?} is not a duration: the unit must be s, m or h")),
+    };
+    if n == 0 {
+        return Err("a duration must be more than zero".to_string());
+    }
+    Ok(std::time::Duration::from_secs(n.saturating_mul(factor)))
 }
 
 /// Reads a file, or stdin for `None` / `-`.
@@ -208,6 +258,17 @@ mod tests {
     #[test]
     fn clap_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations() {
+        use std::time::Duration;
+        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("45m").unwrap(), Duration::from_secs(2700));
+        assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
+        assert!(parse_duration("0").is_err());
+        assert!(parse_duration("5d").unwrap_err().contains("unit"));
+        assert!(parse_duration("abc").is_err());
     }
 
     #[test]

@@ -57,9 +57,7 @@ pub(crate) fn wait(stage: Stage, timeout: Duration, probe: impl FnMut() -> Probe
 /// k3s is usable: every expected node Ready and the default service account created (pods can
 /// be admitted only then).
 pub(crate) fn wait_cluster(k: &Kubectl, expected_nodes: usize, timeout: Duration) -> Result<(), EngineError> {
-    wait(Stage::Nodes, timeout, || {
-        judged(readiness::kube::nodes(k.get_json(None, &["nodes"]).map_err(classify)?.as_deref(), expected_nodes))
-    })?;
+    wait(Stage::Nodes, timeout, || nodes_verdict(k, expected_nodes))?;
     wait(Stage::ServiceAccount, timeout, || {
         let json = k.get_json(Some("default"), &["serviceaccount", "default"]).map_err(classify)?;
         judged(readiness::kube::service_account(json.as_deref(), "default", "default"))
@@ -194,6 +192,11 @@ pub(crate) fn apply_root(
     let changed = apply_objects(k, "root.yaml", objects)?;
     let summary = wait(Stage::RootSync(kind), timeout, || root_verdict(k, kind, name, revision))?;
     Ok((changed, summary))
+}
+
+/// Kubernetes' view of the nodes, once (see [`readiness::kube::nodes`]).
+pub(crate) fn nodes_verdict(k: &Kubectl, expected: usize) -> Probe {
+    judged(readiness::kube::nodes(k.get_json(None, &["nodes"]).map_err(classify)?.as_deref(), expected))
 }
 
 /// The root Application's or Kustomization's state, once.

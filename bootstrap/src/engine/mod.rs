@@ -101,11 +101,29 @@ impl Report {
     }
 }
 
+/// What [`Engine::install_with`] reports while it works, for progress output.
+#[derive(Debug, Clone, Copy)]
+pub enum Progress<'a> {
+    /// A step is starting: `connect` (which has no [`StepReport`] of its own) or any step that
+    /// later appears in the [`Report`].
+    Started {
+        /// Step name, as in [`StepReport::step`].
+        step: &'static str,
+        /// Node name or address, or `cluster`.
+        node: &'a str,
+    },
+    /// A step ended successfully; the same report is in the final [`Report`].
+    Finished(&'a StepReport),
+}
+
 /// The observed state of a cluster, for Terraform's Read and `kvm-gitops status`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterStatus {
     /// Per node (servers then agents): reachable, and k3s service active.
     pub nodes: Vec<NodeStatus>,
+    /// Kubernetes' own view of the nodes (every expected node registered and `Ready`), seen
+    /// through the first server; `None` when the first server could not be asked.
+    pub kube_nodes: Option<Verdict>,
     /// The root Application's / Kustomization's verdict, when the first server answers and a
     /// repository is configured.
     pub root: Option<Verdict>,
@@ -129,9 +147,12 @@ pub struct NodeStatus {
 }
 
 impl ClusterStatus {
-    /// Every node reachable with k3s active, and the root objects in sync (when configured).
+    /// Every node reachable with k3s active and `Ready` in Kubernetes, and the root objects in
+    /// sync (when configured).
     pub fn healthy(&self) -> bool {
-        self.nodes.iter().all(|n| n.k3s_active == Some(true)) && self.root.as_ref().is_none_or(Verdict::is_ready)
+        self.nodes.iter().all(|n| n.k3s_active == Some(true))
+            && self.kube_nodes.as_ref().is_some_and(Verdict::is_ready)
+            && self.root.as_ref().is_none_or(Verdict::is_ready)
     }
 
     /// What the bootstrap is responsible for is in place: every node's k3s active and the root
@@ -141,6 +162,9 @@ impl ClusterStatus {
         self.nodes.iter().all(|n| n.k3s_active == Some(true)) && self.root_present != Some(false)
     }
 }
+
+/// The progress callback threaded through the install steps.
+type Observer<'o> = &'o (dyn Fn(Progress<'_>) + Sync);
 
 /// Runs the bootstrap for one cluster.
 pub struct Engine<'a> {
@@ -164,7 +188,8 @@ impl<'a> Engine<'a> {
         }
     }
 
-    fn connect(&self, node: &NodeSpec) -> Result<Session, EngineError> {
+    fn connect(&self, node: &NodeSpec, observe: Observer<'_>) -> Result<Session, EngineError> {
+        observe(Progress::Started { step: "connect", node: &node.display_name() });
         let mut session = Session::connect(&node.ssh, &self.connect_options())
             .map_err(|e| EngineError::from(e).at("connect", &node.display_name()))?;
         session.add_secret(self.secrets.token.expose());
@@ -190,7 +215,7 @@ impl<'a> Engine<'a> {
     pub fn place_files(&self) -> Result<Report, EngineError> {
         let mut report = Report::default();
         for (index, node) in self.spec.nodes().enumerate() {
-            let session = self.connect(node)?;
+            let session = self.connect(node, &|_| {})?;
             let (plan, extra) = self.node_plan(index)?;
             let start = Instant::now();
             let placed = node::place_files(&session, &plan, &extra)
@@ -208,6 +233,12 @@ impl<'a> Engine<'a> {
     /// Brings the cluster to the spec: k3s on every node, then the sealing keys, the Sealed
     /// Secrets controller, the reconciler and the root objects, each waiting for the previous.
     pub fn install(&self) -> Result<Report, EngineError> {
+        self.install_with(&|_| {})
+    }
+
+    /// [`Engine::install`], telling `observe` when each step starts and ends (agents' steps
+    /// come from several threads at once, hence `Sync`).
+    pub fn install_with(&self, observe: &(dyn Fn(Progress<'_>) + Sync)) -> Result<Report, EngineError> {
         let mut report = Report::default();
         let nodes: Vec<&NodeSpec> = self.spec.nodes().collect();
         let servers = self.spec.servers.len();
@@ -215,8 +246,8 @@ impl<'a> Engine<'a> {
         // Servers one after another: the first starts the cluster, the others join it.
         let mut first: Option<Session> = None;
         for (index, node) in nodes.iter().enumerate().take(servers) {
-            let session = self.connect(node)?;
-            self.setup_node(index, &session, &mut report.steps)?;
+            let session = self.connect(node, observe)?;
+            self.setup_node(index, &session, &mut report.steps, observe)?;
             if index == 0 {
                 first = Some(session);
             }
@@ -227,9 +258,9 @@ impl<'a> Engine<'a> {
                 .map(|index| {
                     let node = nodes[index];
                     scope.spawn(move || {
-                        let session = self.connect(node)?;
+                        let session = self.connect(node, observe)?;
                         let mut steps = Vec::new();
-                        self.setup_node(index, &session, &mut steps)?;
+                        self.setup_node(index, &session, &mut steps, observe)?;
                         Ok(steps)
                     })
                 })
@@ -250,21 +281,21 @@ impl<'a> Engine<'a> {
         let k = Kubectl::new(&first);
         let t = self.spec.timeouts;
         cluster::prepare_manifest_dir(&first)?;
-        self.cluster_step(&mut report, "cluster ready", || {
+        self.cluster_step(&mut report, observe, "cluster ready", || {
             cluster::wait_cluster(&k, nodes.len(), t.cluster).map(|()| false)
         })?;
         let keys = self.spec.sealing_key_objects(self.secrets)?;
-        self.cluster_step(&mut report, "sealing keys", || cluster::apply_sealing_keys(&k, &keys))?;
-        self.cluster_step(&mut report, "sealed secrets controller", || {
+        self.cluster_step(&mut report, observe, "sealing keys", || cluster::apply_sealing_keys(&k, &keys))?;
+        self.cluster_step(&mut report, observe, "sealed secrets controller", || {
             cluster::install_sealed_secrets(&k, &self.spec.sealed_secrets.manifest, t.controllers)
         })?;
-        self.cluster_step(&mut report, "reconciler", || {
+        self.cluster_step(&mut report, observe, "reconciler", || {
             cluster::install_reconciler(&k, &self.spec.reconciler, t.controllers)
         })?;
         if let Some(repo) = &self.spec.repository {
             let objects = self.spec.root_objects(self.secrets)?;
             let mut summary = String::new();
-            self.cluster_step(&mut report, "root sync", || {
+            self.cluster_step(&mut report, observe, "root sync", || {
                 let (changed, s) =
                     cluster::apply_root(&k, self.spec.reconciler.kind, &repo.name, &repo.revision, &objects, t.sync)?;
                 summary = s;
@@ -275,45 +306,52 @@ impl<'a> Engine<'a> {
         Ok(report)
     }
 
-    fn setup_node(&self, index: usize, session: &Session, steps: &mut Vec<StepReport>) -> Result<(), EngineError> {
+    fn setup_node(
+        &self,
+        index: usize,
+        session: &Session,
+        steps: &mut Vec<StepReport>,
+        observe: Observer<'_>,
+    ) -> Result<(), EngineError> {
         let node = self.spec.nodes().nth(index).ok_or(SpecError::NoServer)?;
         let name = node.display_name();
         let (plan, extra) = self.node_plan(index)?;
-        let at = |step: &'static str| {
-            let name = &name;
-            move |e: SshError| EngineError::from(e).at(step, name)
+        // Runs one step: tells the observer, times it, names the step and node in its error.
+        let mut step = |step: &'static str, run: &mut dyn FnMut() -> Result<bool, SshError>| {
+            observe(Progress::Started { step, node: &name });
+            let start = Instant::now();
+            let changed = run().map_err(|e| EngineError::from(e).at(step, &name))?;
+            let report = StepReport { step, node: name.clone(), changed, elapsed: start.elapsed() };
+            observe(Progress::Finished(&report));
+            steps.push(report);
+            Ok::<bool, EngineError>(changed)
         };
 
-        let start = Instant::now();
-        let placed = node::place_files(session, &plan, &extra).map_err(at("files"))?;
-        steps.push(StepReport {
-            step: "files",
-            node: name.clone(),
-            changed: placed.files || placed.artifacts,
-            elapsed: start.elapsed(),
-        });
-
-        let start = Instant::now();
-        let installed = node::install(session, &plan, &self.spec.k3s.install, placed).map_err(at("install"))?;
-        steps.push(StepReport { step: "install", node: name.clone(), changed: installed, elapsed: start.elapsed() });
-
-        let start = Instant::now();
+        let mut placed = node::Placed::default();
+        step("files", &mut || {
+            placed = node::place_files(session, &plan, &extra)?;
+            Ok(placed.files || placed.artifacts)
+        })?;
+        let installed = step("install", &mut || node::install(session, &plan, &self.spec.k3s.install, placed))?;
         let digest = node::start_digest(&plan, &extra);
-        let restarted = node::ensure_running(session, plan.role, &digest, installed).map_err(at("service"))?;
-        steps.push(StepReport { step: "service", node: name.clone(), changed: restarted, elapsed: start.elapsed() });
+        step("service", &mut || node::ensure_running(session, plan.role, &digest, installed))?;
         Ok(())
     }
 
     fn cluster_step(
         &self,
         report: &mut Report,
+        observe: Observer<'_>,
         step: &'static str,
         run: impl FnOnce() -> Result<bool, EngineError>,
     ) -> Result<(), EngineError> {
+        observe(Progress::Started { step, node: "cluster" });
         let start = Instant::now();
         tracing::info!(step, "cluster step");
         let changed = run().map_err(|e| e.at(step, "cluster"))?;
-        report.steps.push(StepReport { step, node: "cluster".into(), changed, elapsed: start.elapsed() });
+        let step = StepReport { step, node: "cluster".into(), changed, elapsed: start.elapsed() };
+        observe(Progress::Finished(&step));
+        report.steps.push(step);
         Ok(())
     }
 
@@ -324,6 +362,8 @@ impl<'a> Engine<'a> {
         let mut nodes = Vec::new();
         let mut root = None;
         let mut root_present = None;
+        let mut kube_nodes = None;
+        let expected = self.spec.nodes().count();
         for (index, node) in self.spec.nodes().enumerate() {
             let role = if index < self.spec.servers.len() { Role::Server } else { Role::Agent };
             let session = match Session::connect(&node.ssh, &quick) {
@@ -340,6 +380,10 @@ impl<'a> Engine<'a> {
             };
             let active = node::service_active(&session, role);
             if index == 0 && matches!(active, Ok(true)) {
+                kube_nodes = Some(match cluster::nodes_verdict(&Kubectl::new(&session), expected) {
+                    Ok(v) => v,
+                    Err(e) => Verdict::waiting(e.to_string()),
+                });
                 if let Some(repo) = &self.spec.repository {
                     root_present =
                         cluster::root_present(&Kubectl::new(&session), self.spec.reconciler.kind, &repo.name).ok();
@@ -364,7 +408,7 @@ impl<'a> Engine<'a> {
                 }
             });
         }
-        ClusterStatus { nodes, root, root_present }
+        ClusterStatus { nodes, kube_nodes, root, root_present }
     }
 
     /// Uninstalls k3s from every node (agents first) and removes the engine's files. Nodes that
@@ -374,7 +418,7 @@ impl<'a> Engine<'a> {
         let nodes: Vec<(usize, &NodeSpec)> = self.spec.nodes().enumerate().collect();
         for &(index, node) in nodes.iter().rev() {
             let role = if index < self.spec.servers.len() { Role::Server } else { Role::Agent };
-            let session = self.connect(node)?;
+            let session = self.connect(node, &|_| {})?;
             let start = Instant::now();
             let data_dir = self.spec.k3s.data_dir.as_deref().unwrap_or(crate::k3s::config::DEFAULT_DATA_DIR);
             let changed = node::uninstall(&session, role, data_dir)
