@@ -25,10 +25,8 @@
 //!
 //! # The extra image archive
 //!
-//! The engine's air-gap mode uploads exactly one image archive (k3s' own, `k3s.airgap.images`).
-//! k3s imports *every* archive in `<data-dir>/agent/images/` at start, so the test copies
-//! `controller-images.tar` there over SSH before running `kvm-gitops install`, rather than the
-//! engine learning a new setting just for this test.
+//! `controller-images.tar` goes through `k3s.airgap.extra_images`: the engine uploads it next to
+//! k3s' own archive in `<data-dir>/agent/images/`, and k3s imports every archive there at start.
 //!
 //! # Serving Git to the guest
 //!
@@ -117,9 +115,6 @@ fn install_sync_unseal_uninstall() {
     std::thread::spawn(move || serve_git(listener, &served));
     let repo_url = format!("http://{gateway}:{port}/gitops.git");
 
-    // The controllers' images, where k3s imports every archive at its first start.
-    upload(&dir, &ip, &known_hosts, &artifacts.join("controller-images.tar"), "/var/lib/rancher/k3s/agent/images");
-
     let config = dir.join("cluster.yaml");
     std::fs::write(
         &config,
@@ -136,6 +131,7 @@ k3s:
     binary: {artifacts}/k3s
     images: {images}
     install_script: {artifacts}/install.sh
+    extra_images: [{artifacts}/controller-images.tar]
   disable: [traefik, metrics-server]
 sealed_secrets:
   manifest: {{ file: {artifacts}/sealed-secrets/controller.yaml }}
@@ -301,25 +297,6 @@ fn kvm_gitops(args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
-}
-
-/// Copies `local` into `remote_dir` on the guest (`ssh … cat >`), strict host key checking.
-fn upload(dir: &Path, ip: &str, known_hosts: &str, local: &Path, remote_dir: &str) {
-    let kh = dir.join(format!("known_hosts-upload-{ip}"));
-    std::fs::write(&kh, format!("{known_hosts}\n")).unwrap();
-    let name = local.file_name().unwrap().to_str().unwrap();
-    let status = netns_command("ssh")
-        .arg("-i")
-        .arg(dir.join("id_ed25519"))
-        .args(["-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"])
-        .arg("-o")
-        .arg(format!("UserKnownHostsFile={}", kh.display()))
-        .arg(format!("root@{ip}"))
-        .arg(format!("mkdir -p {remote_dir} && cat > {remote_dir}/{name}.part && mv {remote_dir}/{name}.part {remote_dir}/{name}"))
-        .stdin(std::fs::File::open(local).unwrap())
-        .status()
-        .expect("run ssh");
-    assert!(status.success(), "uploading {} failed", local.display());
 }
 
 /// Polls `f` every 5 seconds until it returns something or `limit` passes.

@@ -169,7 +169,7 @@ timeouts:
         config.warnings
     );
     match &spec.k3s.install {
-        InstallMode::Airgap { binary, images, script } => {
+        InstallMode::Airgap { binary, images, script, .. } => {
             assert_eq!(Path::new(binary), root.join("k3s"));
             assert_eq!(Path::new(images), root.join("images.tar.zst"));
             assert_eq!(Path::new(script), root.join("install.sh"));

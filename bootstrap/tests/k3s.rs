@@ -426,6 +426,7 @@ fn airgap_install_plan() {
         binary: "dist/k3s".into(),
         images: "dist/k3s-airgap-images-amd64.tar.zst".into(),
         script: "dist/install.sh".into(),
+        extra_images: vec!["dist/controllers.tar".into()],
     };
     let plan = InstallPlan::new(&config, &token, &mode, false).unwrap();
     assert_eq!(
@@ -441,6 +442,7 @@ fn airgap_install_plan() {
         vec![
             ("dist/k3s", "/usr/local/bin/k3s", 0o755),
             ("dist/k3s-airgap-images-amd64.tar.zst", "/srv/k3s/agent/images/k3s-airgap-images-amd64.tar.zst", 0o644),
+            ("dist/controllers.tar", "/srv/k3s/agent/images/controllers.tar", 0o644),
             ("dist/install.sh", "/var/lib/kvm-bootstrap/k3s-install.sh", 0o755),
         ]
     );
@@ -456,10 +458,19 @@ fn airgap_install_plan() {
     assert!(!plan.commands.iter().any(|c| c.contains("curl")));
     no_secret_in(&plan);
 
-    let bad = InstallMode::Airgap { binary: "k3s".into(), images: "images.zip".into(), script: "install.sh".into() };
-    let e = InstallPlan::new(&config, &token, &bad, false).unwrap_err();
+    let airgap = |binary: &str, images: &str, extra: &[&str]| InstallMode::Airgap {
+        binary: binary.into(),
+        images: images.into(),
+        script: "install.sh".into(),
+        extra_images: extra.iter().map(|e| e.to_string()).collect(),
+    };
+    let e = InstallPlan::new(&config, &token, &airgap("k3s", "images.zip", &[]), false).unwrap_err();
     assert!(matches!(e, ConfigError::InvalidArtifact { what: "images", .. }), "{e}");
-    let bad = InstallMode::Airgap { binary: "".into(), images: "i.tar".into(), script: "install.sh".into() };
+    let e = InstallPlan::new(&config, &token, &airgap("k3s", "i.tar", &["x.rpm"]), false).unwrap_err();
+    assert!(matches!(e, ConfigError::InvalidArtifact { what: "extra_images", .. }), "{e}");
+    let e = InstallPlan::new(&config, &token, &airgap("k3s", "a/i.tar", &["b/i.tar"]), false).unwrap_err();
+    assert!(e.to_string().contains("also called \"i.tar\""), "{e}");
+    let bad = airgap("", "i.tar", &[]);
     assert!(matches!(
         InstallPlan::new(&config, &token, &bad, false).unwrap_err(),
         ConfigError::InvalidArtifact { what: "binary", .. }

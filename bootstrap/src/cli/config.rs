@@ -137,6 +137,8 @@ struct RawAirgap {
     binary: PathBuf,
     images: PathBuf,
     install_script: PathBuf,
+    #[serde(default)]
+    extra_images: Vec<PathBuf>,
 }
 
 #[derive(Deserialize, Default)]
@@ -441,6 +443,12 @@ impl Loader<'_> {
                 binary: file("binary", &a.binary)?,
                 images: file("images", &a.images)?,
                 script: file("install_script", &a.install_script)?,
+                extra_images: a
+                    .extra_images
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| file(&format!("extra_images[{i}]"), p))
+                    .collect::<Result<_, _>>()?,
             }
         } else {
             let pin = match (raw.version, raw.channel) {

@@ -509,6 +509,10 @@ pub enum InstallMode {
         images: String,
         /// Local path of install.sh.
         script: String,
+        /// More image archives (`.tar`, `.tar.gz`, `.tar.zst`) to place next to k3s' own, e.g. the
+        /// images of the Sealed Secrets controller and the reconciler: k3s imports every archive
+        /// in `<data-dir>/agent/images/` when it starts.
+        extra_images: Vec<String>,
     },
 }
 
@@ -620,26 +624,39 @@ impl InstallPlan {
                     ));
                 }
             }
-            InstallMode::Airgap { binary, images, script } => {
+            InstallMode::Airgap { binary, images, script, extra_images } => {
                 check_artifact("binary", binary)?;
                 check_artifact("script", script)?;
-                check_artifact("images", images)?;
-                let file_name = images.rsplit('/').next().unwrap_or(images);
-                if ![".tar", ".tar.gz", ".tar.zst"].iter().any(|ext| file_name.ends_with(ext)) {
-                    return Err(ConfigError::InvalidArtifact {
-                        what: "images",
-                        value: images.clone(),
-                        reason: "k3s imports only .tar, .tar.gz or .tar.zst image archives".into(),
-                    });
-                }
                 let images_dir = format!("{}/agent/images", config.data_dir.trim_end_matches('/'));
                 commands.push(format!("mkdir -p {}", sh_quote(&images_dir)));
                 uploads.push(Upload { local: binary.clone(), remote: REMOTE_BINARY.into(), mode: MODE_EXECUTABLE });
-                uploads.push(Upload {
-                    local: images.clone(),
-                    remote: format!("{images_dir}/{file_name}"),
-                    mode: MODE_PUBLIC,
-                });
+                let mut names = std::collections::BTreeSet::new();
+                for (what, archive) in
+                    std::iter::once(("images", images)).chain(extra_images.iter().map(|e| ("extra_images", e)))
+                {
+                    check_artifact(what, archive)?;
+                    let file_name = archive.rsplit('/').next().unwrap_or(archive);
+                    if ![".tar", ".tar.gz", ".tar.zst"].iter().any(|ext| file_name.ends_with(ext)) {
+                        return Err(ConfigError::InvalidArtifact {
+                            what,
+                            value: archive.clone(),
+                            reason: "k3s imports only .tar, .tar.gz or .tar.zst image archives".into(),
+                        });
+                    }
+                    // They all land in one directory: two archives of the same name would overwrite.
+                    if !names.insert(file_name.to_string()) {
+                        return Err(ConfigError::InvalidArtifact {
+                            what,
+                            value: archive.clone(),
+                            reason: format!("another image archive is also called {file_name:?}"),
+                        });
+                    }
+                    uploads.push(Upload {
+                        local: archive.clone(),
+                        remote: format!("{images_dir}/{file_name}"),
+                        mode: MODE_PUBLIC,
+                    });
+                }
                 uploads.push(Upload {
                     local: script.clone(),
                     remote: REMOTE_INSTALL_SCRIPT.into(),

@@ -79,7 +79,7 @@ fn fill(state: &mut Value, pki: &ClusterPki, token: &Token) -> Result<(), Diagno
 /// Sets the lifetimes the configuration leaves open to their defaults.
 fn default_lifetimes(value: &mut Value) {
     for (name, days) in [("ca_validity_days", DEFAULT_CA_DAYS), ("admin_validity_days", DEFAULT_ADMIN_DAYS)] {
-        if !value.get_attr(name).is_some_and(|v| v.as_number().is_some()) {
+        if value.get_attr(name).is_none_or(|v| v.as_number().is_none()) {
             set_attr(value, name, Value::Number(Number::from_i64(days)));
         }
     }

@@ -89,6 +89,7 @@ fn k3s_block() -> Block {
         .attribute(Attribute::optional("install_script_sha256", Type::String).describe("Expected SHA-256 of the online install script, checked on the node before it runs."))
         .attribute(Attribute::optional("airgap_binary", Type::String).describe("Air-gapped install: path of the k3s binary on the Terraform host (with `airgap_images` and `airgap_install_script`)."))
         .attribute(Attribute::optional("airgap_images", Type::String).describe("Path of `k3s-airgap-images-<arch>.tar[.gz|.zst]` on the Terraform host."))
+        .attribute(Attribute::optional("airgap_extra_images", Type::list(Type::String)).describe("More image archives (`.tar`, `.tar.gz`, `.tar.zst`) on the Terraform host, uploaded next to k3s' own: the images of the Sealed Secrets controller and the reconciler, which an air-gapped node cannot pull."))
         .attribute(Attribute::optional("airgap_install_script", Type::String).describe("Path of k3s's `install.sh` on the Terraform host."))
         .attribute(Attribute::optional("api_address", Type::String).describe("Address in the kubeconfig and for joining nodes; default: the first server's `node_ip`, else its `host`."))
         .attribute(Attribute::optional("tls_san", Type::list(Type::String)).describe("Extra names and addresses for the API server certificate."))

@@ -261,7 +261,17 @@ fn k3s(v: &Value) -> Result<K3sSettings, Diagnostic> {
                     ));
                 }
             }
-            InstallMode::Airgap { binary, images, script }
+            let extra_images = strings(v, "airgap_extra_images");
+            for (i, path) in extra_images.iter().enumerate() {
+                if !std::path::Path::new(path).is_file() {
+                    return Err(err(
+                        at("airgap_extra_images").join_index(i as i64),
+                        "Air-gap file missing",
+                        format!("{path:?} is not a file on the Terraform host."),
+                    ));
+                }
+            }
+            InstallMode::Airgap { binary, images, script, extra_images }
         }
         _ => {
             return Err(err(
