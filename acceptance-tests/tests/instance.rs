@@ -286,3 +286,82 @@ fn uefi_instance_with_its_own_nvram_stops_starts_and_leaves_nothing() {
     assert!(!std::path::Path::new(&nvram).exists(), "NVRAM {nvram} removed with the instance");
     assert_nothing_leaked(p.as_str());
 }
+
+#[test]
+fn disks_and_interfaces_plug_and_unplug_on_a_running_guest() {
+    if !libvirt::require_libvirt() {
+        return;
+    }
+    let lab = Lab::new("instance_hotplug", 5);
+    let p = &lab.prefix;
+    let client_pub = client_key(lab.dir.path());
+    let name = p.name("h");
+    let ci = cloud_init(&client_pub);
+    let body = |extra: bool| {
+        let devices = if extra {
+            "  disk {\n    volume = kvm_volume.data.name\n    pool   = kvm_pool.p.name\n  }\n  network_interface {\n    network = kvm_network.net.name\n  }\n  network_interface {\n    network = kvm_network.second.name\n  }\n"
+        } else {
+            "  network_interface {\n    network = kvm_network.net.name\n  }\n"
+        };
+        format!(
+            r#"
+resource "kvm_volume" "data" {{
+  name = "data.qcow2"
+  pool = kvm_pool.p.name
+  size = "48MiB"
+}}
+resource "kvm_network" "second" {{
+  name = "{second}"
+  mode = "isolated"
+  cidr = "{net2}.0/24"
+}}
+{}
+output "ip" {{ value = kvm_instance.h.ip_address }}
+output "known_hosts" {{ value = kvm_instance.h.known_hosts }}
+"#,
+            instance("h", &name, &format!("{devices}  wait_for = \"ssh\"\n{ci}")),
+            second = p.name("net2"),
+            net2 = acceptance_tests::lab::subnet(6),
+        )
+    };
+    lab.write(&body(false));
+    lab.ws.init().ok();
+    lab.ws.apply(&[]).ok();
+    let out = lab.ws.outputs();
+    let ip = out["ip"]["value"].as_str().unwrap().to_string();
+    let kh = out["known_hosts"]["value"].as_str().unwrap().to_string();
+    let guest = |cmd: &str| ssh_ok(lab.dir.path(), &ip, &kh, cmd);
+    let nics = "ls /sys/class/net | grep -v '^lo$' | wc -l";
+    let disks = "lsblk -dn -o NAME,SIZE | grep -c 48M || true";
+    assert_eq!(guest(nics), "1");
+    assert_eq!(guest(disks), "0");
+    let id = dominfo(&name, "Id");
+
+    // Plugged into the running guest: no restart, the guest sees the disk and the second NIC.
+    lab.write(&body(true));
+    let applied = lab.ws.apply(&[]).ok();
+    assert!(!applied.all().contains("restart"), "{}", applied.all());
+    assert_eq!(dominfo(&name, "Id"), id, "not restarted");
+    assert_eq!(guest(nics), "2");
+    assert_eq!(guest(disks), "1");
+    let plan = lab.ws.plan(&[]);
+    assert_eq!(plan.code, 0, "no drift after the hot-plug:\n{}", plan.all());
+
+    // Unplugged again: the guest lets go of both, the domain keeps running, nothing drifts.
+    lab.write(&body(false));
+    lab.ws.apply(&[]).ok();
+    assert_eq!(dominfo(&name, "Id"), id, "not restarted");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while (guest(nics) != "1" || guest(disks) != "0") && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_secs(2));
+    }
+    assert_eq!(guest(nics), "1", "the second NIC is gone from the guest");
+    assert_eq!(guest(disks), "0", "the data disk is gone from the guest");
+    let xml = virsh_ok(&["dumpxml", &name]);
+    assert!(!xml.contains("data.qcow2") && !xml.contains(&p.name("net2")), "live XML still has them:\n{xml}");
+    let plan = lab.ws.plan(&[]);
+    assert_eq!(plan.code, 0, "no drift after the unplug:\n{}", plan.all());
+
+    lab.ws.destroy().ok();
+    assert_nothing_leaked(p.as_str());
+}

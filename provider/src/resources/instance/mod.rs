@@ -621,11 +621,16 @@ fn apply_update(
         dom.create().map_err(|e| HostError::call(format!("start {:?}", new.name), e))?;
         started = Some(w);
     } else if active {
+        // The persistent definition's PCI address of a device plugged while running differs from
+        // the live one, and libvirt refuses a detach whose address does not match: let it find
+        // disks by target and interfaces by MAC.
         for d in &removed_disks {
-            ops::hotplug(&dom, d, ops::Plug::Detach, &format!("disk {}", d.target.dev), &new.name)?;
+            let d = Disk { address: None, alias: None, ..d.clone() };
+            ops::hotplug(&dom, &d, ops::Plug::Detach, &format!("disk {}", d.target.dev), &new.name)?;
         }
         for n in &removed_nics {
-            ops::hotplug(&dom, n, ops::Plug::Detach, "interface", &new.name)?;
+            let n = Interface { address: None, alias: None, ..n.clone() };
+            ops::hotplug(&dom, &n, ops::Plug::Detach, "interface", &new.name)?;
         }
         for d in &added_disks {
             let mut d = d.clone();
