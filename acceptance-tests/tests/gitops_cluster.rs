@@ -273,6 +273,18 @@ output "ca" {{ value = kvm_cluster_pki.pki.server_ca_certificate }}
     let mode = ssh_ok(lab.dir.path(), &ip, &kh, "stat -c %a /etc/rancher/k3s/token");
     assert_eq!(mode.trim(), "600");
 
+    // Refresh judges the real node. Untainted, the half-done bootstrap (k3s not running) plans an
+    // update that re-runs it; a node with no trace of the bootstrap (a rebuilt machine) plans a
+    // new bootstrap.
+    lab.ws.run(&["untaint", "kvm_gitops_cluster.c"]).ok();
+    let plan = lab.ws.run(&["plan", "-input=false", "-no-color"]).ok();
+    assert!(plan.stdout.contains("kvm_gitops_cluster.c will be updated in-place"), "{}", plan.stdout);
+    assert!(plan.stdout.contains("healthy") && plan.stdout.contains("false -> (known after apply)"), "{}", plan.stdout);
+    ssh_ok(lab.dir.path(), &ip, &kh, "mv /var/lib/kvm-bootstrap /root/kvm-bootstrap.moved");
+    let plan = lab.ws.run(&["plan", "-input=false", "-no-color"]).ok();
+    assert!(plan.stdout.contains("kvm_gitops_cluster.c will be created"), "{}", plan.stdout);
+    ssh_ok(lab.dir.path(), &ip, &kh, "mv /root/kvm-bootstrap.moved /var/lib/kvm-bootstrap");
+
     // Destroying the cluster uninstalls from the node (k3s never got installed: the placed files
     // go); then everything else goes and nothing is left on the host.
     lab.ws.run(&["destroy", "-auto-approve", "-input=false", "-target=kvm_gitops_cluster.c"]).ok();
