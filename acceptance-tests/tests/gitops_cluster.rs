@@ -243,6 +243,8 @@ output "ca" {{ value = kvm_cluster_pki.pki.server_ca_certificate }}
     eprintln!("the apply's diagnostic:\n{}", diagnostic.join("\n"));
     assert!(all.contains("server-1"), "the failing node is named:\n{all}");
     assert!(all.contains("saved as tainted"), "{all}");
+    // The test image has no curl: the message says what to do.
+    assert!(all.contains("needs curl on the node"), "{all}");
     assert!(!all.contains("panicked"), "{all}");
 
     // No secret in the logs: the join token, the CA keys, the SSH key.

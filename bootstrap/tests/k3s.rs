@@ -348,6 +348,9 @@ fn online_install_plan() {
         plan.commands,
         vec![
             "mkdir -p /var/lib/kvm-bootstrap".to_string(),
+            "command -v curl >/dev/null || { echo 'an online k3s install needs curl on the node: add it to the image \
+             (cloud-init: packages: [curl]) or install air-gapped' >&2; exit 127; }"
+                .to_string(),
             "curl -sfL --retry 5 --retry-connrefused -o /var/lib/kvm-bootstrap/k3s-install.sh https://get.k3s.io"
                 .to_string(),
             "env INSTALL_K3S_VERSION=v1.31.4+k3s1 INSTALL_K3S_EXEC=server sh /var/lib/kvm-bootstrap/k3s-install.sh"
@@ -380,9 +383,9 @@ fn online_install_plan() {
             ("INSTALL_K3S_SKIP_START".to_string(), "true".to_string()),
         ]
     );
-    assert_eq!(plan.commands[2], format!("echo {sum}  /var/lib/kvm-bootstrap/k3s-install.sh | sha256sum -c -"));
+    assert_eq!(plan.commands[3], format!("echo {sum}  /var/lib/kvm-bootstrap/k3s-install.sh | sha256sum -c -"));
     assert_eq!(
-        plan.commands[3],
+        plan.commands[4],
         "env INSTALL_K3S_CHANNEL=v1.31 INSTALL_K3S_EXEC=agent INSTALL_K3S_SKIP_START=true sh /var/lib/kvm-bootstrap/k3s-install.sh"
     );
     assert_eq!(plan.start_command(), "systemctl start k3s-agent");

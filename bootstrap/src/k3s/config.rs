@@ -608,6 +608,8 @@ impl InstallPlan {
                         env.push(("INSTALL_K3S_CHANNEL".into(), c.clone()));
                     }
                 }
+                // Minimal images lack curl; say what to do rather than "curl: not found".
+                commands.push(format!("command -v curl >/dev/null || {{ echo {} >&2; exit 127; }}", sh_quote(NO_CURL)));
                 commands.push(format!(
                     "curl -sfL --retry 5 --retry-connrefused -o {} {}",
                     sh_quote(REMOTE_INSTALL_SCRIPT),
@@ -712,6 +714,9 @@ fn check_artifact(what: &'static str, value: &str) -> Result<(), ConfigError> {
         None => Ok(()),
     }
 }
+
+/// What an online install on a node without curl says.
+const NO_CURL: &str = "an online k3s install needs curl on the node: add it to the image (cloud-init: packages: [curl]) or install air-gapped";
 
 /// `v1.31.4+k3s1`, also with a pre-release such as `v1.32.0-rc1+k3s1`.
 fn is_k3s_version(v: &str) -> bool {
