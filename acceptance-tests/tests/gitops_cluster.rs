@@ -173,8 +173,18 @@ fn plan_needs_no_cluster_knows_the_kubeconfig_and_refuses_bad_input() {
     let forged = format!("K10{}::server:0123456789abcdef0123", "0".repeat(64));
     other.write_file("bad.json", &serde_json::json!({"bundle": pki["bundle"], "token": forged}).to_string());
     other.run(&["state", "rm", "kvm_cluster_pki.pki"]).ok();
-    let run = other.run(&["import", "-input=false", "kvm_cluster_pki.pki", "bad.json"]).failed();
-    assert!(run.all().contains("another server CA"), "{}", run.all());
+    let run = other.run(&["import", "-input=false", "-no-color", "kvm_cluster_pki.pki", "bad.json"]).failed();
+    // Terraform wraps diagnostics: compare with the line breaks taken out.
+    let words = run.all().split_whitespace().filter(|w| *w != "│").collect::<Vec<_>>().join(" ");
+    assert!(words.contains("made for another server CA"), "{}", run.all());
+    // A cluster built with `kvm-gitops install` brings its CAs into Terraform from its state
+    // directory.
+    let cli_dir = other.path().join("cli-state");
+    let cli_state = kvm_bootstrap::cli::ClusterState::open_or_create(&cli_dir, "demo").unwrap();
+    other.run(&["import", "-input=false", "kvm_cluster_pki.pki", cli_dir.to_str().unwrap()]).ok();
+    assert_eq!(other.resource_values("kvm_cluster_pki.pki")["id"], cli_state.pki.server_ca_hash().as_str());
+    assert_eq!(other.plan(&[]).code, 0, "the imported CLI PKI plans no change");
+
     // Names k3s cannot take are refused at plan time.
     other.write_main(&config("resource \"kvm_cluster_pki\" \"pki\" {\n  cluster_name = \"Gitops_Lab\"\n}\n"));
     let run = other.plan(&[]).failed();

@@ -170,12 +170,23 @@ impl Resource for ClusterPkiResource {
                 format!(
                     "The import ID is the path of a JSON file {{\"bundle\": …, \"token\": \"…\"}}, where bundle is \
                      the `bundle` attribute of a kvm_cluster_pki (as a JSON object or as the string the attribute \
-                     holds) and token its `token`; {msg}"
+                     holds) and token its `token`, or of a `kvm-gitops` state directory; {msg}"
                 ),
             )
         };
-        let text = std::fs::read_to_string(id).map_err(|e| fail(format!("reading {id:?} failed: {e}")))?;
-        let file: serde_json::Value = serde_json::from_str(&text).map_err(|e| fail(format!("{id}: {e}")))?;
+        let read = |path: &std::path::Path| {
+            std::fs::read_to_string(path).map_err(|e| fail(format!("reading {} failed: {e}", path.display())))
+        };
+        let dir = std::path::Path::new(id);
+        let file: serde_json::Value = if dir.is_dir() {
+            // A cluster built with `kvm-gitops install`: its bundle and token, adopted by Terraform.
+            let bundle = read(&dir.join(kvm_bootstrap::cli::PKI_FILE))?;
+            let bundle: serde_json::Value = serde_json::from_str(&bundle).map_err(|e| fail(format!("{id}: {e}")))?;
+            let token = read(&dir.join(kvm_bootstrap::cli::TOKEN_FILE))?;
+            serde_json::json!({"bundle": bundle, "token": token.trim()})
+        } else {
+            serde_json::from_str(&read(dir)?).map_err(|e| fail(format!("{id}: {e}")))?
+        };
         let bundle: PkiBundle = match &file["bundle"] {
             serde_json::Value::String(s) => serde_json::from_str(s),
             other => serde_json::from_value(other.clone()),
