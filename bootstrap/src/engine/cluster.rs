@@ -201,31 +201,35 @@ pub(crate) fn nodes_verdict(k: &Kubectl, expected: usize) -> Probe {
 
 /// The root Application's or Kustomization's state, once.
 pub(crate) fn root_verdict(k: &Kubectl, kind: Reconciler, name: &str, revision: &str) -> Probe {
+    root_state(k, kind, name, revision).map(|(_, verdict)| verdict)
+}
+
+/// Whether the root Application (Argo CD) or Kustomization (Flux) exists, and its verdict, from
+/// one fetch of it (plus the GitRepository with Flux).
+pub(crate) fn root_state(
+    k: &Kubectl,
+    kind: Reconciler,
+    name: &str,
+    revision: &str,
+) -> Result<(bool, Verdict), ProbeError<CheckFailure>> {
     let ns = kind.namespace();
     match kind {
         Reconciler::ArgoCd => {
             let json = k.get_json(Some(ns), &["applications.argoproj.io", name]).map_err(classify)?;
-            judged(readiness::argocd::application(json.as_deref(), ns, name, Some(revision)))
+            let verdict = judged(readiness::argocd::application(json.as_deref(), ns, name, Some(revision)))?;
+            Ok((json.is_some(), verdict))
         }
         Reconciler::Flux => {
+            let root = k.get_json(Some(ns), &["kustomizations.kustomize.toolkit.fluxcd.io", name]).map_err(classify)?;
+            let present = root.is_some();
             let json = k.get_json(Some(ns), &["gitrepositories.source.toolkit.fluxcd.io", name]).map_err(classify)?;
             match judged(readiness::flux::git_repository(json.as_deref(), ns, name, Some(revision)))? {
                 Verdict::Ready { .. } => {}
-                other => return Ok(other),
+                other => return Ok((present, other)),
             }
-            let json = k.get_json(Some(ns), &["kustomizations.kustomize.toolkit.fluxcd.io", name]).map_err(classify)?;
-            judged(readiness::flux::kustomization(json.as_deref(), ns, name, Some(revision)))
+            Ok((present, judged(readiness::flux::kustomization(root.as_deref(), ns, name, Some(revision)))?))
         }
     }
-}
-
-/// Whether the root Application (Argo CD) or Kustomization (Flux) exists.
-pub(crate) fn root_present(k: &Kubectl, kind: Reconciler, name: &str) -> Result<bool, SshError> {
-    let resource = match kind {
-        Reconciler::ArgoCd => "applications.argoproj.io",
-        Reconciler::Flux => "kustomizations.kustomize.toolkit.fluxcd.io",
-    };
-    Ok(k.get_json(Some(kind.namespace()), &[resource, name])?.is_some())
 }
 
 /// `kubectl get TYPE NAME -o json` prints the object itself for one name and a List for several;

@@ -385,19 +385,18 @@ impl<'a> Engine<'a> {
                     Err(e) => Verdict::waiting(e.to_string()),
                 });
                 if let Some(repo) = &self.spec.repository {
-                    root_present =
-                        cluster::root_present(&Kubectl::new(&session), self.spec.reconciler.kind, &repo.name).ok();
-                    root = Some(
-                        match cluster::root_verdict(
-                            &Kubectl::new(&session),
-                            self.spec.reconciler.kind,
-                            &repo.name,
-                            &repo.revision,
-                        ) {
-                            Ok(v) => v,
-                            Err(e) => Verdict::waiting(e.to_string()),
-                        },
-                    );
+                    match cluster::root_state(
+                        &Kubectl::new(&session),
+                        self.spec.reconciler.kind,
+                        &repo.name,
+                        &repo.revision,
+                    ) {
+                        Ok((present, verdict)) => {
+                            root_present = Some(present);
+                            root = Some(verdict);
+                        }
+                        Err(e) => root = Some(Verdict::waiting(e.to_string())),
+                    }
                 }
             }
             let bootstrapped = node::bootstrapped(&session).unwrap_or(true);

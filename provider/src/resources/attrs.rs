@@ -102,6 +102,14 @@ pub fn empty_object(block: &crate::schema::Block) -> Value {
     Value::Object(attrs)
 }
 
+/// The elements of a list value (none when null or unknown): the blocks of a list-nested block.
+pub fn items(v: &Value) -> &[Value] {
+    match v {
+        Value::List(items) => items,
+        _ => &[],
+    }
+}
+
 /// Sets attribute `name` of the object `target` (no-op on non-objects).
 pub fn set_attr(target: &mut Value, name: &str, value: Value) {
     if let Value::Object(attrs) = target {

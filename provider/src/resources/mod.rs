@@ -24,7 +24,7 @@ use crate::diag::{Diagnostic, Diagnostics};
 use crate::libvirt::Host;
 use crate::schema::Schema;
 
-pub use attrs::{bytes, empty_object, int, set_attr, Attrs};
+pub use attrs::{bytes, empty_object, int, items, set_attr, Attrs};
 
 /// What an operation may use besides its inputs.
 #[derive(Clone, Debug)]

@@ -19,7 +19,7 @@ use tf_cty::{Path, Value};
 
 use super::schema::{COMPUTED, DEFAULT_CREATE_TIMEOUT, DEFAULT_DELETE_TIMEOUT};
 use crate::diag::Diagnostic;
-use crate::resources::Attrs;
+use crate::resources::{items, Attrs};
 use crate::units::parse_duration;
 
 /// Which operation the timeouts are for.
@@ -34,21 +34,6 @@ pub enum Operation {
 pub struct Cluster {
     pub spec: ClusterSpec,
     pub secrets: ClusterSecrets,
-}
-
-fn items(v: &Value) -> &[Value] {
-    match v {
-        Value::List(items) => items,
-        _ => &[],
-    }
-}
-
-/// The single nested block `name` (null when absent).
-fn single<'a>(a: &Attrs<'a>, name: &str) -> &'a Value {
-    match a.get(name) {
-        Value::List(items) => items.first().unwrap_or(&Value::Null),
-        other => other,
-    }
 }
 
 fn err(path: Path, summary: &str, detail: impl Into<String>) -> Diagnostic {
@@ -90,12 +75,12 @@ pub fn from_value(value: &Value, op: Operation) -> Result<Option<Cluster>, Diagn
         .collect::<Result<Vec<_>, _>>()?;
     let servers = nodes(a.get("server"), "server")?;
     let agents = nodes(a.get("agent"), "agent")?;
-    let k3s = k3s(single(&a, "k3s"))?;
-    let sealed_secrets = match manifest(single(&a, "sealed_secrets"), "sealed_secrets")? {
+    let k3s = k3s(a.get("k3s"))?;
+    let sealed_secrets = match manifest(a.get("sealed_secrets"), "sealed_secrets")? {
         Some(manifest) => SealedSecretsSettings { manifest },
         None => SealedSecretsSettings::default(),
     };
-    let reconciler_block = single(&a, "reconciler");
+    let reconciler_block = a.get("reconciler");
     let kind = match reconciler_block.get_attr("kind").and_then(Value::as_str) {
         Some("flux") => Reconciler::Flux,
         _ => Reconciler::ArgoCd,
@@ -104,8 +89,8 @@ pub fn from_value(value: &Value, op: Operation) -> Result<Option<Cluster>, Diagn
         kind,
         manifest: manifest(reconciler_block, "reconciler")?.unwrap_or_else(|| kind.default_manifest()),
     };
-    let (repository, git) = repository(single(&a, "repository"))?;
-    let timeouts = timeouts(single(&a, "timeouts"), op)?;
+    let (repository, git) = repository(a.get("repository"))?;
+    let timeouts = timeouts(a.get("timeouts"), op)?;
     let spec = ClusterSpec { name, servers, agents, k3s, sealed_secrets, reconciler, repository, timeouts };
     let secrets = ClusterSecrets { token, pki, sealing_keys, git };
     spec.validate(&secrets).map_err(spec_error)?;
@@ -126,7 +111,7 @@ fn check_known_parts(value: &Value) -> Result<(), Diagnostic> {
             return Err(spec_error(SpecError::EvenServers(servers.len())));
         }
     }
-    let known = |name: &str| Some(single(&a, name)).filter(|v| v.is_wholly_known());
+    let known = |name: &str| Some(a.get(name)).filter(|v| v.is_wholly_known());
     if let Some(v) = known("k3s") {
         k3s(v)?;
     }
@@ -387,7 +372,7 @@ fn timeouts(v: &Value, op: Operation) -> Result<Timeouts, Diagnostic> {
 /// The API address as far as it is known at plan time: `None` while unknown.
 pub fn api_address(value: &Value) -> Option<String> {
     let a = Attrs::of(value).ok()?;
-    let k3s = single(&a, "k3s");
+    let k3s = a.get("k3s");
     let from_k3s = k3s.get_attr("api_address").unwrap_or(&Value::Null);
     if from_k3s.is_unknown() {
         return None;

@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 use tf_cty::{Path, Value};
 
 use crate::diag::{Diagnostic, Diagnostics};
-use crate::resources::Attrs;
+use crate::resources::{items, Attrs};
 use crate::units::{parse_duration, parse_size};
 
 use super::schema::{DEFAULT_CREATE_TIMEOUT, DEFAULT_DELETE_TIMEOUT};
@@ -152,13 +152,13 @@ impl Spec {
             .map_err(|e| Diagnostic::attribute_error(Path::attr("memory"), "Invalid memory", e))?;
         let vcpu = a.opt_i64("vcpu").unwrap_or(1).clamp(1, 512) as u32;
         let disks =
-            list(a.get("disk")).iter().enumerate().map(|(i, d)| disk(d, i, vcpu)).collect::<Result<Vec<_>, _>>()?;
-        let nics = list(a.get("network_interface"))
+            items(a.get("disk")).iter().enumerate().map(|(i, d)| disk(d, i, vcpu)).collect::<Result<Vec<_>, _>>()?;
+        let nics = items(a.get("network_interface"))
             .iter()
             .enumerate()
             .map(|(i, n)| nic(n, i, &name))
             .collect::<Result<Vec<_>, _>>()?;
-        let cloud_init = list(a.get("cloud_init")).first().map(cloud_init).transpose()?;
+        let cloud_init = items(a.get("cloud_init")).first().map(cloud_init).transpose()?;
         let wait_for = match a.opt_str("wait_for").unwrap_or("ip") {
             "none" => WaitFor::None,
             "ssh" => WaitFor::Ssh,
@@ -224,13 +224,6 @@ pub fn default_cpu_mode(accelerator: &str) -> &'static str {
 pub fn derived_mac(instance: &str, index: usize) -> String {
     let digest = Sha256::digest(format!("kvm_instance/{instance}/{index}").as_bytes());
     format!("52:54:00:{:02x}:{:02x}:{:02x}", digest[0], digest[1], digest[2])
-}
-
-fn list(v: &Value) -> &[Value] {
-    match v {
-        Value::List(items) => items,
-        _ => &[],
-    }
 }
 
 fn duration(text: &str, path: Path) -> Result<Duration, Diagnostic> {
@@ -361,7 +354,7 @@ pub fn validate(config: &Value) -> Diagnostics {
             ));
         }
     }
-    let disks = list(a.get("disk"));
+    let disks = items(a.get("disk"));
     let mut sources = Vec::new();
     for (i, d) in disks.iter().enumerate() {
         let Ok(d) = Attrs::of(d) else { continue };
@@ -435,7 +428,7 @@ pub fn validate(config: &Value) -> Diagnostics {
     }
     let mut macs: Vec<String> = Vec::new();
     let mut ips: Vec<String> = Vec::new();
-    for (i, n) in list(a.get("network_interface")).iter().enumerate() {
+    for (i, n) in items(a.get("network_interface")).iter().enumerate() {
         let Ok(n) = Attrs::of(n) else { continue };
         let path = |name: &str| Path::attr("network_interface").join_index(i as i64).join_attr(name);
         let (network, bridge) = (n.get("network"), n.get("bridge"));
@@ -492,7 +485,7 @@ pub fn validate(config: &Value) -> Diagnostics {
         ));
     }
     if let Some(hostname) =
-        list(a.get("cloud_init")).first().and_then(|c| c.get_attr("hostname")).and_then(Value::as_str)
+        items(a.get("cloud_init")).first().and_then(|c| c.get_attr("hostname")).and_then(Value::as_str)
     {
         if !super::seed::valid_hostname(hostname) {
             diags.push(Diagnostic::attribute_error(
@@ -506,7 +499,7 @@ pub fn validate(config: &Value) -> Diagnostics {
         let root_is_nvme =
             disks.first().is_some_and(|d| !d.get_attr("nvme_pci_address").unwrap_or(&Value::Null).is_null());
         let pool_set =
-            list(a.get("cloud_init")).first().is_some_and(|c| !c.get_attr("pool").unwrap_or(&Value::Null).is_null());
+            items(a.get("cloud_init")).first().is_some_and(|c| !c.get_attr("pool").unwrap_or(&Value::Null).is_null());
         if root_is_nvme && !pool_set {
             diags.push(Diagnostic::attribute_error(
                 Path::attr("cloud_init").join_index(0).join_attr("pool"),
