@@ -7,6 +7,7 @@
 #   bash scripts/main.sh                    # the quickstart
 #   bash scripts/main.sh examples/sealing   # another example (applied as is)
 #   bash scripts/main.sh destroy            # remove the quickstart's resources
+#   TERRAFORM=/usr/local/bin/terraform bash scripts/main.sh   # with another Terraform than 1.0.3
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/libvirt.sh"
@@ -15,6 +16,8 @@ setup_tools
 libvirt_install
 cargo build --release --locked -p terraform-provider-kvm --manifest-path "$root/Cargo.toml"
 provider_mirror "$root/target/release/terraform-provider-kvm" "$root/target/terraform"
+# The Terraform to use: $TERRAFORM, else the one scripts/setup.sh put first on PATH (1.0.3).
+terraform() { command "${TERRAFORM:-terraform}" "$@"; }
 
 init() {
   # A new provider build has a new checksum: drop the old lock so init records it afresh.
@@ -48,10 +51,10 @@ vars=(-var "image_dir=$image_dir" -var "ssh_public_key=$(cat "$work/id_ed25519.p
 cd "$root/examples/quickstart"
 init
 if [[ "${1:-}" == "destroy" ]]; then
-  "${ns[@]}" terraform destroy -input=false -auto-approve "${vars[@]}"
+  "${ns[@]}" "${TERRAFORM:-terraform}" destroy -input=false -auto-approve "${vars[@]}"
   exit 0
 fi
-"${ns[@]}" terraform apply -input=false -auto-approve "${vars[@]}"
+"${ns[@]}" "${TERRAFORM:-terraform}" apply -input=false -auto-approve "${vars[@]}"
 terraform output -raw known_hosts >"$work/known_hosts"
 echo
 echo "The instance is up; its SSH host key is pinned in $work/known_hosts. Log in with:"

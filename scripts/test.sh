@@ -40,4 +40,35 @@ KVM_TEST_IMAGE_DIR=$(tail -n1 "$image_out")
 export KVM_TEST_IMAGE_DIR
 rm -f "$image_out" "$image_log"
 
-cargo test --locked --workspace "$@"
+# The Terraform matrix: every test once with Terraform 1.0.3 (the oldest release that installs
+# protocol-6 providers), then every test that runs Terraform once more with the current one
+# (KVM_TERRAFORM_MODERN, found by scripts/setup.sh). Tests of behaviour only newer releases have
+# skip themselves on 1.0.3 with a `SKIPPED: …` line.
+legacy_tf="$KVM_TOOLS/bin/terraform"
+tf_version() { CHECKPOINT_DISABLE=1 TF_CLI_CONFIG_FILE=/dev/null "$1" version | head -n1; }
+logs=$(mktemp -d)
+trap 'stop_postgres; rm -rf "$pg_dir" "$logs"' EXIT
+# run_tests LOG TERRAFORM CARGO-ARGS...: cargo test with $TERRAFORM set, its output shown and kept.
+run_tests() {
+  local log=$1 tf=$2
+  shift 2
+  TERRAFORM="$tf" cargo test --locked "$@" 2>&1 | tee -a "$logs/$log"
+}
+# totals LOG: "N passed, N failed, N ignored" over every test binary's result line in LOG.
+totals() {
+  awk '/^test result:/ { p += $4; f += $6; i += $8 } END { printf "%d passed, %d failed, %d ignored", p, f, i }' "$logs/$1"
+}
+
+legacy=$(tf_version "$legacy_tf")
+modern=${KVM_TERRAFORM_MODERN:+$(tf_version "$KVM_TERRAFORM_MODERN")}
+echo "[test] Terraform matrix: $legacy ($legacy_tf); ${modern:-no current Terraform} ${KVM_TERRAFORM_MODERN:+($KVM_TERRAFORM_MODERN)}"
+run_tests legacy "$legacy_tf" --workspace "$@"
+if [[ -n $modern ]]; then
+  run_tests modern "$KVM_TERRAFORM_MODERN" -p acceptance-tests "$@"
+  run_tests modern "$KVM_TERRAFORM_MODERN" -p kvm-state-server --test terraform --test postgres "$@"
+else
+  echo "SKIPPED: the current-Terraform half of the matrix: no Terraform newer than 1.0.3 on PATH and" \
+    "KVM_TERRAFORM_MODERN unset (scripts/setup.sh looks for the machine image's own terraform)"
+fi
+echo "[test] every test, $legacy: $(totals legacy)"
+[[ -z $modern ]] || echo "[test] every test that runs Terraform, $modern: $(totals modern)"

@@ -179,7 +179,7 @@ resource "kvm_instance" "vm" {
 }
 TF
   } >"$1/main.tf"
-  (cd "$1" && terraform init -input=false >/dev/null)
+  (cd "$1" && "${TERRAFORM:-terraform}" init -input=false >/dev/null)
 }
 remove_floor() {
   virsh destroy "$1" >/dev/null 2>&1 || true

@@ -3,8 +3,9 @@
 bench_ns=${KVM_TEST_NETNS:-kvmtest}
 in_ns() { ip netns exec "$bench_ns" "$@"; }
 virsh() { in_ns /usr/bin/virsh -q -c qemu:///system "$@"; }
-# Terraform in DIR with the rest of the arguments, inside the namespace.
-tf() { (cd "$1" && shift && in_ns terraform "$@" -input=false -no-color); }
+# Terraform ($TERRAFORM, else the one on PATH: scripts/setup.sh puts 1.0.3 first) in DIR with the
+# rest of the arguments, inside the namespace.
+tf() { (cd "$1" && shift && in_ns "${TERRAFORM:-terraform}" "$@" -input=false -no-color); }
 now() { date +%s.%N; }
 div() { awk "BEGIN { printf \"%.6f\", ($1) / ($2) }"; }
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }

@@ -13,7 +13,12 @@
 # RSS of each provider process (measured in separate runs through a wrapper, so the wrapper's
 # start-up does not pollute the timings).
 #
-# Usage: [BENCH_RESOURCE=volume|instance] acceptance-tests/bench/terraform-vs-null.sh [REPS] [COUNTS...]
+# Both sides run on the same Terraform: $TERRAFORM, else the one scripts/setup.sh installs (1.0.3);
+# `TERRAFORM=$KVM_TERRAFORM_MODERN` measures on the current one. Each repetition runs every
+# provider in turn (kvm, null, null of the same state size), so a busy machine slows all alike.
+# Results: target/bench/terraform-vs-null-<resource>-<terraform version>.json.
+#
+# Usage: [BENCH_RESOURCE=volume|instance] [TERRAFORM=path] acceptance-tests/bench/terraform-vs-null.sh [REPS] [COUNTS...]
 #        (default: 3 reps, counts 1 1000)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -21,6 +26,10 @@ source "$here/../../scripts/lib.sh"
 source "$here/lib.sh"
 root=$(repo_root)
 setup_tools
+
+terraform=${TERRAFORM:-$KVM_TOOLS/bin/terraform}
+tf_version=$(TF_CLI_CONFIG_FILE=/dev/null "$terraform" version -json | python3 -c 'import json, sys; print(json.load(sys.stdin)["terraform_version"])')
+echo "Terraform $tf_version ($terraform)" >&2
 
 reps=${1:-3}
 shift || true
@@ -62,7 +71,7 @@ case $resource in
   *) echo "BENCH_RESOURCE must be sealed_secret, volume or instance" >&2; exit 2 ;;
 esac
 
-cert_file="$root/../shared/testdata/sealed-secrets/sealing-cert.pem"
+cert_file="$root/testdata/sealed-secrets/sealing-cert.pem"
 [[ -f $cert_file ]] || { echo "missing $cert_file" >&2; exit 1; }
 
 same_shape() { # same_shape N: N more trigger values, one per line
@@ -154,42 +163,46 @@ TF
 declare -A T
 results="$root/target/bench"
 mkdir -p "$results"
-json="$results/terraform-vs-null-$resource.json"
+json="$results/terraform-vs-null-$resource-$tf_version.json"
 echo "[" >"$json"
 first=1
 for n in "${counts[@]}"; do
   for kind in "${kinds[@]}"; do
     for op in "${ops[@]}"; do : >"$work/t-$kind-$n-$op"; done
-    for ((r = 0; r < reps; r++)); do
+  done
+  for ((r = 0; r < reps; r++)); do
+    for kind in "${kinds[@]}"; do
       dir="$work/run-$kind-$n-$r"
       config "$kind" "$n" "$dir"
-      (cd "$dir" && TF_CLI_CONFIG_FILE=$plain_rc terraform init -input=false >/dev/null)
+      (cd "$dir" && TF_CLI_CONFIG_FILE=$plain_rc "$terraform" init -input=false >/dev/null)
       for op in "${ops[@]}"; do
         args=()
         [[ $op == apply ]] && args=(-auto-approve -input=false)
         [[ $op == plan ]] && args=(-input=false)
         t0=$(now)
-        (cd "$dir" && TF_CLI_CONFIG_FILE=$plain_rc terraform "$op" "${args[@]}" >/dev/null)
+        (cd "$dir" && TF_CLI_CONFIG_FILE=$plain_rc "$terraform" "$op" "${args[@]}" >/dev/null)
         t1=$(now)
         { div "$t1 - $t0" 1; echo; } >>"$work/t-$kind-$n-$op"
       done
       rm -rf "$dir"
     done
+  done
+  for kind in "${kinds[@]}"; do
     # Peak RSS over one run of every operation, through the wrapper.
     dir="$work/rss-$kind-$n"
     config "$kind" "$n" "$dir"
     : >"$rss_log"
-    (cd "$dir" && TF_CLI_CONFIG_FILE=$wrapped_rc terraform init -input=false >/dev/null &&
-      TF_CLI_CONFIG_FILE=$wrapped_rc terraform validate >/dev/null &&
-      TF_CLI_CONFIG_FILE=$wrapped_rc terraform plan -input=false >/dev/null &&
-      { [[ $resource == volume || $resource == instance ]] || TF_CLI_CONFIG_FILE=$wrapped_rc terraform apply -auto-approve -input=false >/dev/null; })
+    (cd "$dir" && TF_CLI_CONFIG_FILE=$wrapped_rc "$terraform" init -input=false >/dev/null &&
+      TF_CLI_CONFIG_FILE=$wrapped_rc "$terraform" validate >/dev/null &&
+      TF_CLI_CONFIG_FILE=$wrapped_rc "$terraform" plan -input=false >/dev/null &&
+      { [[ $resource == volume || $resource == instance ]] || TF_CLI_CONFIG_FILE=$wrapped_rc "$terraform" apply -auto-approve -input=false >/dev/null; })
     T[$kind-$n-rss]=$(sort -g "$rss_log" | tail -n1)
     rm -rf "$dir"
     for op in "${ops[@]}"; do
       T[$kind-$n-$op]=$(median <"$work/t-$kind-$n-$op")
     done
   done
-  printf '\n%s %s resources (%s reps, median wall seconds)\n' "$n" "$resource" "$reps"
+  printf '\n%s %s resources, Terraform %s (%s reps, median wall seconds)\n' "$n" "$resource" "$tf_version" "$reps"
   printf '%-9s %10s %10s %8s %14s %8s\n' op kvm null ratio null_same_state ratio
   for op in "${ops[@]}"; do
     ratio=$(div "${T[kvm-$n-$op]}" "${T[null-$n-$op]}")
@@ -197,11 +210,11 @@ for n in "${counts[@]}"; do
     printf '%-9s %10.3f %10.3f %8.3f %14.3f %8.3f\n' "$op" "${T[kvm-$n-$op]}" "${T[null-$n-$op]}" "$ratio" "${T[null_big-$n-$op]}" "$ratio_big"
     [[ $first == 1 ]] || echo "," >>"$json"
     first=0
-    printf '{"resource":"%s","resources":%s,"op":"%s","kvm_s":%s,"null_s":%s,"ratio":%.4f,"null_same_state_s":%s,"ratio_same_state":%.4f}' \
-      "$resource" "$n" "$op" "${T[kvm-$n-$op]}" "${T[null-$n-$op]}" "$ratio" "${T[null_big-$n-$op]}" "$ratio_big" >>"$json"
+    printf '{"terraform":"%s","resource":"%s","resources":%s,"op":"%s","kvm_s":%s,"null_s":%s,"ratio":%.4f,"null_same_state_s":%s,"ratio_same_state":%.4f}' \
+      "$tf_version" "$resource" "$n" "$op" "${T[kvm-$n-$op]}" "${T[null-$n-$op]}" "$ratio" "${T[null_big-$n-$op]}" "$ratio_big" >>"$json"
   done
   printf '%-9s %9s KiB %9s KiB %8.3f\n' "peak RSS" "${T[kvm-$n-rss]}" "${T[null-$n-rss]}" "$(div "${T[kvm-$n-rss]}" "${T[null-$n-rss]}")"
-  printf ',\n{"resources":%s,"op":"provider_peak_rss_kib","kvm":%s,"null":%s}' "$n" "${T[kvm-$n-rss]}" "${T[null-$n-rss]}" >>"$json"
+  printf ',\n{"terraform":"%s","resources":%s,"op":"provider_peak_rss_kib","kvm":%s,"null":%s}' "$tf_version" "$n" "${T[kvm-$n-rss]}" "${T[null-$n-rss]}" >>"$json"
 done
 echo "]" >>"$json"
 echo "results: $json" >&2

@@ -61,7 +61,7 @@ provider "kvm" {
 $2
 TF
   } >"$1/main.tf"
-  (cd "$1" && terraform init -input=false >/dev/null)
+  (cd "$1" && "${TERRAFORM:-terraform}" init -input=false >/dev/null)
 }
 
 : >"$work/clones-ours" >"$work/clones-virsh"

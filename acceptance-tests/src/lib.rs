@@ -7,7 +7,10 @@
 //!
 //! Where things come from:
 //! * Terraform: `$TERRAFORM`, else `$KVM_TOOLS/bin/terraform`, else `~/.cache/kvm-tools/bin/terraform`
-//!   (installed by `scripts/setup.sh`);
+//!   (installed by `scripts/setup.sh`). `scripts/test.sh` runs the acceptance tests once per
+//!   Terraform of its matrix (1.0.3, then a current one) by setting `$TERRAFORM`; a test of
+//!   behaviour only newer versions have asks [`terraform_at_least`] first, which prints a
+//!   `SKIPPED: …` line when the run's Terraform is older;
 //! * the provider: `$KVM_PROVIDER_BIN`, else `target/debug/terraform-provider-kvm` of this workspace
 //!   (built by `scripts/test.sh` before the tests run).
 //!
@@ -57,6 +60,84 @@ pub fn terraform_bin() -> PathBuf {
     let p = tools_dir().join("bin/terraform");
     assert!(p.exists(), "Terraform not found at {}: run scripts/setup.sh first (or set TERRAFORM)", p.display());
     p
+}
+
+/// A Terraform release number, as `terraform version -json` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TerraformVersion {
+    /// Major version.
+    pub major: u32,
+    /// Minor version.
+    pub minor: u32,
+    /// Patch version.
+    pub patch: u32,
+}
+
+impl TerraformVersion {
+    /// Parses `1.11.4` (a pre-release suffix such as `-rc1` is ignored).
+    pub fn parse(text: &str) -> Option<TerraformVersion> {
+        let core = text.trim().trim_start_matches('v').split(['-', '+']).next()?;
+        let mut parts = core.split('.').map(|p| p.parse::<u32>().ok());
+        Some(TerraformVersion {
+            major: parts.next()??,
+            minor: parts.next()??,
+            patch: parts.next().flatten().unwrap_or(0),
+        })
+    }
+}
+
+impl std::fmt::Display for TerraformVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
+    }
+}
+
+/// The version of [`terraform_bin`], asked once per test process.
+pub fn terraform_version() -> TerraformVersion {
+    static VERSION: OnceLock<TerraformVersion> = OnceLock::new();
+    *VERSION.get_or_init(|| {
+        let out = Command::new(terraform_bin())
+            .args(["version", "-json"])
+            .env("CHECKPOINT_DISABLE", "1")
+            .env("TF_CLI_CONFIG_FILE", "/dev/null")
+            .output()
+            .expect("run terraform version");
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!("`terraform version -json` is not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout))
+        });
+        let text = json["terraform_version"].as_str().expect("terraform_version in `terraform version -json`");
+        TerraformVersion::parse(text).unwrap_or_else(|| panic!("cannot read Terraform version {text:?}"))
+    })
+}
+
+/// Prints `SKIPPED: <why>` straight to the process's stderr, so the line reaches the test log
+/// even for a passing test (the harness captures `eprintln!`, not the stream itself).
+pub fn skipped(why: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {why}");
+}
+
+/// True when the run's Terraform is at least `major.minor`. Otherwise prints
+/// `SKIPPED: <what> needs Terraform ≥ major.minor; this run uses <version>` and returns false, so the caller returns early: a test of newer behaviour is skipped visibly, never passed
+/// silently.
+pub fn terraform_at_least(major: u32, minor: u32, what: &str) -> bool {
+    let have = terraform_version();
+    if have >= (TerraformVersion { major, minor, patch: 0 }) {
+        return true;
+    }
+    skipped(&format!("{what} needs Terraform ≥ {major}.{minor}; this run uses {have}"));
+    false
+}
+
+/// True when the run's Terraform is older than `major.minor` (for tests of how the provider
+/// treats old clients); otherwise prints a `SKIPPED: …` line and returns false.
+pub fn terraform_older_than(major: u32, minor: u32, what: &str) -> bool {
+    let have = terraform_version();
+    if have < (TerraformVersion { major, minor, patch: 0 }) {
+        return true;
+    }
+    skipped(&format!("{what} needs a Terraform older than {major}.{minor}; this run uses {have}"));
+    false
 }
 
 /// The provider binary under test.
@@ -282,9 +363,24 @@ impl Workspace {
     }
 }
 
-/// Path of the Sealed Secrets test vectors (`shared/testdata/sealed-secrets` beside the repository).
+/// Path of the Sealed Secrets test vectors (`testdata/sealed-secrets` of the repository).
 pub fn sealed_secrets_testdata() -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata/sealed-secrets");
-    assert!(p.exists(), "test data not found at {} (shared/ must sit beside the repository)", p.display());
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/sealed-secrets");
+    assert!(p.exists(), "test data not found at {}", p.display());
     p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TerraformVersion;
+
+    #[test]
+    fn reads_terraform_versions() {
+        let v = |t| TerraformVersion::parse(t).unwrap();
+        assert_eq!(v("1.11.4"), TerraformVersion { major: 1, minor: 11, patch: 4 });
+        assert_eq!(v("v1.0.3"), TerraformVersion { major: 1, minor: 0, patch: 3 });
+        assert_eq!(v("1.12.0-rc1"), TerraformVersion { major: 1, minor: 12, patch: 0 });
+        assert!(v("1.0.3") < v("1.11.0") && v("1.9.9") < v("1.10.0"));
+        assert_eq!(TerraformVersion::parse("one.two"), None);
+    }
 }

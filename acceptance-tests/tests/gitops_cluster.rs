@@ -11,7 +11,7 @@
 
 use acceptance_tests::lab::{client_key, cloud_init, config, instance, ssh_ok, Lab};
 use acceptance_tests::libvirt::{self, assert_nothing_leaked};
-use acceptance_tests::Workspace;
+use acceptance_tests::{terraform_at_least, terraform_older_than, Workspace};
 
 /// A sealing key adopted from the test vectors, so every input is known at plan time.
 fn sealing_key() -> String {
@@ -191,6 +191,107 @@ fn plan_needs_no_cluster_knows_the_kubeconfig_and_refuses_bad_input() {
     assert!(run.all().contains("cluster_name") && run.all().contains("lowercase"), "{}", run.all());
 }
 
+/// `cluster(1, "")` with its repository block replaced by `repository`.
+fn cluster_with_repository(repository: &str) -> String {
+    cluster(1, "")
+        .replace("  repository {\n    url = \"https://git.example.internal/platform/cluster.git\"\n  }\n", repository)
+}
+
+const GIT_TOKEN: &str = "WO-GIT-TOKEN-3c9e1d";
+
+/// HTTPS credentials with a write-only token from an ephemeral variable.
+const WO_PASSWORD_REPOSITORY: &str = r#"  repository {
+    url                 = "https://git.example.internal/platform/cluster.git"
+    username            = "git"
+    password_wo         = var.git_token
+    password_wo_version = 1
+  }
+"#;
+
+const EPHEMERAL_TOKEN_VARIABLE: &str = r#"
+variable "git_token" {
+  type      = string
+  sensitive = true
+  ephemeral = true
+}
+"#;
+
+#[test]
+fn write_only_git_credentials_are_planned_but_never_stored() {
+    if !terraform_at_least(1, 11, "write-only repository credentials") {
+        return;
+    }
+    let main_tf = |repository: &str| {
+        config(&format!("{EPHEMERAL_TOKEN_VARIABLE}{}{}", sealing_key(), cluster_with_repository(repository)))
+    };
+    let mut ws = Workspace::new(&main_tf(WO_PASSWORD_REPOSITORY));
+    ws.set_env("TF_VAR_git_token", GIT_TOKEN);
+    ws.init().ok();
+    // The plan (saved, and under TF_LOG=trace) holds only the version.
+    let out =
+        ws.command(&["plan", "-input=false", "-no-color", "-out=tfplan"]).env("TF_LOG", "trace").output().unwrap();
+    let all = format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{all}");
+    assert!(all.contains("[TRACE]"), "TF_LOG=trace took effect");
+    assert!(!all.contains(GIT_TOKEN), "write-only token in TF_LOG=trace plan output");
+    let shown = ws.run(&["show", "-json", "tfplan"]).ok();
+    assert!(!shown.stdout.contains(GIT_TOKEN), "write-only token in the saved plan");
+    let plan: serde_json::Value = serde_json::from_str(&shown.stdout).unwrap();
+    let change =
+        plan["resource_changes"].as_array().unwrap().iter().find(|c| c["address"] == "kvm_gitops_cluster.c").unwrap();
+    let repository = &change["change"]["after"]["repository"];
+    assert_eq!(repository["password_wo"], serde_json::Value::Null, "{repository:#}");
+    assert_eq!(repository["password_wo_version"], 1);
+
+    // An SSH deploy key, write-only: the same.
+    let key = acceptance_tests::lab::client_key(ws.path());
+    let private = std::fs::read_to_string(ws.path().join("id_ed25519")).unwrap();
+    let key_line = private.lines().nth(1).unwrap().to_string();
+    let ssh_repository = format!(
+        "  repository {{\n    url = \"ssh://git@git.example.internal/platform/cluster.git\"\n    ssh_private_key_wo = file(\"${{path.module}}/id_ed25519\")\n    ssh_private_key_wo_version = 3\n    ssh_public_key = {key:?}\n    known_hosts = \"git.example.internal ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMcEb2HUs0Jt0Edq1Dvvq5KtEnd9Wwt9AKlaOgvcOcOo\"\n  }}\n"
+    );
+    ws.write_main(&main_tf(&ssh_repository));
+    let shown = {
+        ws.run(&["plan", "-input=false", "-out=tfplan"]).ok();
+        ws.run(&["show", "-json", "tfplan"]).ok()
+    };
+    assert!(!shown.stdout.contains(&key_line), "write-only SSH key in the saved plan");
+    assert!(shown.stdout.contains("\"ssh_private_key_wo_version\":3"), "{}", shown.stdout);
+
+    // A stored and a write-only form of the same secret are refused, naming the write-only one.
+    ws.write_main(&main_tf(&WO_PASSWORD_REPOSITORY.replace("    username ", "    password = \"x\"\n    username ")));
+    let run = ws.plan(&[]).failed();
+    assert!(
+        run.stderr.contains("Conflicting credentials") && run.stderr.contains("    password_wo "),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.all().contains(GIT_TOKEN));
+}
+
+#[test]
+fn write_only_git_credentials_are_refused_by_a_terraform_that_cannot_send_them() {
+    if !terraform_older_than(1, 11, "refusing password_wo") {
+        return;
+    }
+    // Terraform 1.0.3 has no ephemeral variables: a literal, which must not end up stored.
+    let repository = WO_PASSWORD_REPOSITORY.replace("var.git_token", &format!("{GIT_TOKEN:?}"));
+    let ws = Workspace::new(&config(&format!("{}{}", sealing_key(), cluster_with_repository(&repository))));
+    ws.init().ok();
+    for run in [ws.plan(&[]).failed(), ws.apply(&[]).failed()] {
+        let words = run.stderr.split_whitespace().filter(|w| *w != "│").collect::<Vec<_>>().join(" ");
+        assert!(
+            words.contains("`repository.password_wo` is write-only and needs Terraform 1.11 or later"),
+            "{}",
+            run.stderr
+        );
+        assert!(words.contains("Use `repository.password` or upgrade Terraform."), "{}", run.stderr);
+    }
+    assert!(ws.state_list().is_empty(), "nothing is created");
+    let state = std::fs::read_to_string(ws.path().join("terraform.tfstate")).unwrap_or_default();
+    assert!(!state.contains(GIT_TOKEN));
+}
+
 #[test]
 fn bootstrap_over_pinned_ssh_stops_at_the_k3s_download_tainted_and_destroy_cleans_up() {
     if !libvirt::require_libvirt() {
@@ -200,6 +301,16 @@ fn bootstrap_over_pinned_ssh_stops_at_the_k3s_download_tainted_and_destroy_clean
     let p = &lab.prefix;
     let client_pub = client_key(lab.dir.path());
     let key_path = lab.dir.path().join("id_ed25519");
+    // Where Terraform can send write-only values, a write-only Git token (a literal: the strictest
+    // case, it is in the configuration) rides along; the bootstrap stops before it would be
+    // delivered, but it must appear in no log and not in the state.
+    let write_only =
+        acceptance_tests::terraform_version() >= acceptance_tests::TerraformVersion { major: 1, minor: 11, patch: 0 };
+    let repository = if write_only {
+        WO_PASSWORD_REPOSITORY.replace("var.git_token", &format!("{GIT_TOKEN:?}"))
+    } else {
+        String::new()
+    };
     let body = format!(
         r#"{instance}
 {keys}
@@ -217,6 +328,7 @@ resource "kvm_gitops_cluster" "c" {{
   k3s {{
     version = "v1.31.4+k3s1"
   }}
+{repository}
   timeouts {{
     create = "3m"
   }}
@@ -235,6 +347,7 @@ output "ca" {{ value = kvm_cluster_pki.pki.server_ca_certificate }}
         ),
         keys = sealing_key(),
         key = key_path.display(),
+        repository = repository,
     );
     lab.write(&body);
     lab.ws.init().ok();
@@ -269,6 +382,14 @@ output "ca" {{ value = kvm_cluster_pki.pki.server_ca_certificate }}
     }
     let client_key_line = std::fs::read_to_string(&key_path).unwrap().lines().nth(1).unwrap().to_string();
     assert!(!all.contains(&client_key_line), "SSH private key in TF_LOG=trace output");
+    if write_only {
+        assert!(!all.contains(GIT_TOKEN), "write-only Git token in TF_LOG=trace output");
+        let state = std::fs::read_to_string(lab.ws.path().join("terraform.tfstate")).unwrap();
+        assert!(
+            state.contains("password_wo_version") && !state.contains(GIT_TOKEN),
+            "write-only Git token in the state"
+        );
+    }
 
     // Tracked, tainted: the next plan replaces it rather than forgetting what was placed.
     assert!(lab.ws.state_list().contains(&"kvm_gitops_cluster.c".to_string()), "{:?}", lab.ws.state_list());

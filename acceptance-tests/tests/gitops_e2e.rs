@@ -73,13 +73,11 @@ const SECRET_VALUE: &str = "e2e-value-7f3a91";
 /// tests cannot run here.
 fn artifacts() -> Option<(PathBuf, PathBuf)> {
     let Some(artifacts) = std::env::var_os("KVM_GITOPS_ARTIFACTS").map(PathBuf::from) else {
-        // Straight to stderr: the test harness would swallow eprintln! of a passing test.
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED: gitops_e2e needs KVM_GITOPS_ARTIFACTS, a directory with k3s, \
+        acceptance_tests::skipped(
+            "gitops_e2e needs KVM_GITOPS_ARTIFACTS, a directory with k3s, \
              k3s-airgap-images-amd64.tar.zst (or .tar), install.sh, sealed-secrets/controller.yaml, \
              argocd/install.yaml and controller-images.tar (see this test's module doc): k3s, Argo CD, \
-             Sealed Secrets and their images cannot be downloaded here"
+             Sealed Secrets and their images cannot be downloaded here",
         );
         return None;
     };

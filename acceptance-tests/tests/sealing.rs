@@ -2,7 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use acceptance_tests::{sealed_secrets_testdata, Workspace, REQUIRED_PROVIDERS};
+use acceptance_tests::{
+    sealed_secrets_testdata, terraform_at_least, terraform_older_than, Workspace, REQUIRED_PROVIDERS,
+};
 use kvm_bootstrap::sealing::{SealedSecret, SealingKey};
 
 const MARKER: &str = "MARKER-hunter2-7f3a9c";
@@ -185,6 +187,10 @@ fn bad_input_is_rejected_at_plan_time_with_the_attribute_path() {
     rejected_at_plan(&ws, &good(&[("namespace", "\"\"")]), "namespace", "namespace");
     rejected_at_plan(&ws, &good(&[("name", "\"Bad/Name\"")]), "name", "name");
     rejected_at_plan(&ws, &good(&[("certificate_pem", "\"not a certificate\"")]), "certificate_pem", "certificate");
+    // Terraform lets a required argument be null; the provider does not.
+    rejected_at_plan(&ws, &good(&[("certificate_pem", "null")]), "certificate_pem", "Missing required argument");
+    // Neither `values` nor `values_wo`: the values are missing, whichever form was meant.
+    rejected_at_plan(&ws, &good(&[("values", "null")]), "values", "Missing values");
 
     // An adopted key whose certificate belongs to another key.
     let other = SealingKey::generate(&Default::default()).expect("generate");
@@ -202,6 +208,14 @@ fn bad_input_is_rejected_at_plan_time_with_the_attribute_path() {
     ws.write_main(&half);
     let plan = ws.plan(&[]).failed();
     assert!(plan.stderr.contains("Incomplete key pair"), "{}", plan.stderr);
+    // A certificate alone makes no new key (it may only restate an existing key's, as the
+    // configuration `plan -generate-config-out` writes for an imported key does: see modern.rs).
+    ws.write_main(&format!(
+        "{REQUIRED_PROVIDERS}\nresource \"kvm_sealing_key\" \"k\" {{\n  certificate_pem = <<-EOT\n{cert}EOT\n}}\n"
+    ));
+    let plan = ws.plan(&[]).failed();
+    assert!(plan.stderr.contains("Incomplete key pair") && plan.stderr.contains("private_key_pem"), "{}", plan.stderr);
+    assert!(ws.state_list().is_empty());
 }
 
 #[test]
@@ -271,4 +285,164 @@ fn bad_import_ids_are_clear_errors() {
     let run = ws.run(&["import", "-no-color", "kvm_sealing_key.k", "/nonexistent/key.pem"]).failed();
     assert!(run.stderr.contains("import ID is the path"), "{}", run.stderr);
     assert!(ws.state_list().is_empty());
+}
+
+/// A secret sealed from write-only values: the value comes from an ephemeral variable (so no
+/// saved plan holds it either), its version from a plain one.
+fn write_only_config() -> String {
+    format!(
+        r#"{REQUIRED_PROVIDERS}
+variable "secret" {{
+  type      = string
+  sensitive = true
+  ephemeral = true
+}}
+
+variable "secret_version" {{
+  type    = number
+  default = 1
+}}
+
+resource "kvm_sealed_secret" "s" {{
+  namespace       = "payments"
+  name            = "db-credentials"
+  certificate_pem = file("${{path.module}}/tls.crt")
+  values_wo = {{
+    password = var.secret
+    user     = "app"
+  }}
+  values_wo_version = var.secret_version
+}}
+
+output "manifest" {{
+  value = kvm_sealed_secret.s.manifest
+}}
+"#
+    )
+}
+
+/// Unseals the `manifest` output with the test key.
+fn unseal_with_test_key(ws: &Workspace) -> BTreeMap<String, Vec<u8>> {
+    let manifest = ws.outputs()["manifest"]["value"].as_str().expect("manifest output").to_string();
+    let key = SealingKey::from_pem(&test_key(), &test_cert()).expect("test key pair");
+    SealedSecret::from_yaml(&manifest).expect("manifest parses").unseal(&key).expect("manifest unseals")
+}
+
+/// `terraform <args>` under TF_LOG=trace: its whole output, after checking it succeeded and
+/// that tracing took effect.
+#[track_caller]
+fn traced(ws: &Workspace, args: &[&str]) -> String {
+    let out = ws.command(args).env("TF_LOG", "trace").output().expect("run terraform");
+    let all = format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "terraform {args:?} failed:\n{all}");
+    assert!(all.contains("[TRACE]"), "TF_LOG=trace took effect");
+    all
+}
+
+/// Asserts that `secret` is nowhere in the state file, `terraform show -json`, or `extra`.
+#[track_caller]
+fn absent_from_state(ws: &Workspace, secret: &str) {
+    let raw = std::fs::read_to_string(ws.path().join("terraform.tfstate")).expect("state file");
+    assert!(raw.contains("kvm_sealed_secret"), "the state holds the secret resource");
+    assert!(!raw.contains(secret), "write-only value in terraform.tfstate");
+    let shown = ws.run(&["show", "-json"]).ok();
+    assert!(!shown.stdout.contains(secret), "write-only value in `terraform show -json`");
+}
+
+#[test]
+fn write_only_values_seal_but_never_reach_state_plan_or_logs() {
+    if !terraform_at_least(1, 11, "write-only values_wo") {
+        return;
+    }
+    const SECRET: &str = "WO-MARKER-5be1c0de-first";
+    const ROTATED: &str = "WO-MARKER-77aa31f0-rotated";
+    let mut ws = Workspace::new(&write_only_config());
+    ws.write_file("tls.crt", &test_cert());
+    ws.set_env("TF_VAR_secret", SECRET);
+    ws.init().ok();
+
+    // A saved plan, under TF_LOG=trace: the value is in neither.
+    let plan_log = traced(&ws, &["plan", "-input=false", "-no-color", "-out=tfplan"]);
+    assert!(plan_log.contains("values_wo"), "the plan mentions the write-only attribute:\n{plan_log}");
+    assert!(!plan_log.contains(SECRET), "write-only value in TF_LOG=trace plan output");
+    let shown = ws.run(&["show", "-json", "tfplan"]).ok();
+    assert!(!shown.stdout.contains(SECRET), "write-only value in `show -json` of the saved plan");
+    let plan: serde_json::Value = serde_json::from_str(&shown.stdout).expect("plan JSON");
+    let after = &plan["resource_changes"][0]["change"]["after"];
+    assert_eq!(after["values_wo"], serde_json::Value::Null, "{after:#}");
+    assert_eq!(after["values_wo_version"], 1);
+
+    // Applying the saved plan seals the value from the configuration.
+    let apply_log = traced(&ws, &["apply", "-input=false", "-no-color", "tfplan"]);
+    assert!(!apply_log.contains(SECRET), "write-only value in TF_LOG=trace apply output");
+    assert!(apply_log.contains("sealed secret"), "provider logs are forwarded");
+    absent_from_state(&ws, SECRET);
+    let values = unseal_with_test_key(&ws);
+    assert_eq!(values["password"], SECRET.as_bytes());
+    assert_eq!(values["user"], b"app");
+    let manifest_1 = ws.outputs()["manifest"]["value"].as_str().unwrap().to_string();
+
+    // A new value with the same version: nothing to do (Terraform cannot compare write-only
+    // values), and nothing re-sealed.
+    ws.set_env("TF_VAR_secret", ROTATED);
+    let plan = ws.plan(&[]);
+    assert_eq!(plan.code, 0, "a changed write-only value alone plans nothing:\n{}", plan.all());
+
+    // A new version re-seals (replacement), with the new value.
+    ws.set_env("TF_VAR_secret_version", "2");
+    let plan = ws.plan(&[]);
+    assert_eq!(plan.code, 2, "{}", plan.all());
+    assert!(plan.stdout.contains("must be replaced"), "{}", plan.stdout);
+    assert!(!plan.all().contains(ROTATED));
+    let apply_log = traced(&ws, &["apply", "-auto-approve", "-input=false", "-no-color"]);
+    assert!(!apply_log.contains(ROTATED), "write-only value in TF_LOG=trace apply output");
+    assert_ne!(ws.outputs()["manifest"]["value"].as_str().unwrap(), manifest_1, "re-sealed");
+    assert_eq!(unseal_with_test_key(&ws)["password"], ROTATED.as_bytes());
+    absent_from_state(&ws, ROTATED);
+    assert_eq!(ws.plan(&[]).code, 0, "nothing left to do");
+
+    // values and values_wo together are refused, naming values_wo.
+    ws.write_main(&write_only_config().replace("  values_wo_version", "  values = { a = \"b\" }\n  values_wo_version"));
+    let plan = ws.plan(&[]).failed();
+    assert!(plan.stderr.contains("Conflicting values") && plan.stderr.contains("  values_wo"), "{}", plan.stderr);
+    // The stored form still works, with a warning recommending the write-only one that does
+    // not quote the configuration (which may hold the secret literally).
+    ws.write_main(
+        &write_only_config()
+            .replace("  values_wo_version = var.secret_version", "")
+            .replace("values_wo = {\n    password = var.secret", &format!("values = {{\n    password = \"{SECRET}\"")),
+    );
+    let plan = ws.plan(&[]);
+    assert_eq!(plan.code, 2, "{}", plan.all());
+    let words = plan.all().split_whitespace().filter(|w| *w != "│").collect::<Vec<_>>().join(" ");
+    assert!(words.contains("Prefer the write-only `values_wo`"), "{}", plan.all());
+    assert!(!plan.all().contains(SECRET), "{}", plan.all());
+    ws.write_main(&write_only_config());
+    ws.destroy().ok();
+}
+
+#[test]
+fn write_only_values_are_refused_by_a_terraform_that_cannot_send_them() {
+    if !terraform_older_than(1, 11, "refusing values_wo") {
+        return;
+    }
+    const SECRET: &str = "WO-MARKER-0ld7e77a";
+    let ws = Workspace::new(REQUIRED_PROVIDERS);
+    ws.write_file("tls.crt", &test_cert());
+    ws.init().ok();
+    let main_tf = secret_config(&format!(
+        "  namespace = \"payments\"\n  name = \"db\"\n  certificate_pem = file(\"${{path.module}}/tls.crt\")\n  values_wo = {{ password = \"{SECRET}\" }}\n  values_wo_version = 1"
+    ));
+    // Plan and apply fail naming the attribute and the Terraform needed; nothing is created.
+    rejected_at_plan(&ws, &main_tf, "values_wo", "`values_wo` is write-only and needs Terraform 1.11 or later");
+    let validate = ws.run(&["validate", "-no-color"]).failed();
+    eprintln!("terraform validate says:\n{}", validate.stderr);
+    assert!(validate.stderr.contains("Use `values` or upgrade Terraform."), "{}", validate.stderr);
+    let state = std::fs::read_to_string(ws.path().join("terraform.tfstate")).unwrap_or_default();
+    assert!(!state.contains(SECRET), "never stored");
+    // The stored form keeps working on this Terraform.
+    ws.write_main(&main_tf.replace("values_wo = ", "values = ").replace("  values_wo_version = 1", ""));
+    ws.apply(&[]).ok();
+    assert_eq!(ws.state_list(), vec!["kvm_sealed_secret.s".to_string()]);
+    ws.destroy().ok();
 }

@@ -22,4 +22,5 @@ pub mod readiness;
 pub mod sealing;
 mod shell;
 pub mod ssh;
+mod timefmt;
 mod yaml;

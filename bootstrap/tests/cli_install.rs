@@ -4,6 +4,10 @@
 //! naming the node and the address. Nothing here reaches a node: the SSH part past the TCP
 //! connection is covered by tests/engine.rs and the gated acceptance test gitops_e2e.
 
+#[path = "support/testdata.rs"]
+mod testdata;
+use testdata::testdata;
+
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -15,12 +19,6 @@ use kvm_bootstrap::hostkey::HostKey;
 use kvm_bootstrap::k3s::config::{InstallMode, VersionPin};
 use kvm_bootstrap::manifests::GitCredentials;
 use kvm_bootstrap::ssh::{Auth, HostKeyPolicy};
-
-fn testdata(name: &str) -> PathBuf {
-    let p = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/testdata/sealed-secrets")).join(name);
-    assert!(p.is_file(), "test data {} missing: shared/ must sit beside the repository", p.display());
-    p
-}
 
 /// A directory with a config's companion files: a client key, a sealing key PEM (key + cert).
 struct Fixture {
@@ -34,8 +32,8 @@ impl Fixture {
         std::fs::create_dir_all(dir.path().join("keys")).unwrap();
         // Only read by the CLI here (no connection gets as far as authentication).
         std::fs::write(dir.path().join("keys/id_ed25519"), "not used before authentication\n").unwrap();
-        let pem = std::fs::read_to_string(testdata("sealing-key.pem")).unwrap()
-            + &std::fs::read_to_string(testdata("sealing-cert.pem")).unwrap();
+        let pem = std::fs::read_to_string(testdata("sealed-secrets/sealing-key.pem")).unwrap()
+            + &std::fs::read_to_string(testdata("sealed-secrets/sealing-cert.pem")).unwrap();
         std::fs::write(dir.path().join("keys/sealing.pem"), pem).unwrap();
         let host_key = HostKey::generate().unwrap().public_line("srv-1");
         Fixture { dir, host_key }

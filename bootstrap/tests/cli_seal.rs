@@ -4,6 +4,9 @@
 
 #[path = "support/crd_schema.rs"]
 mod crd_schema;
+#[path = "support/testdata.rs"]
+mod testdata;
+use testdata::testdata;
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -17,19 +20,13 @@ use serde_json::{json, Value};
 
 const MARKER: &str = "MARKER-s3cr3t-4c1d";
 
-fn testdata(name: &str) -> PathBuf {
-    let p = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/testdata/sealed-secrets")).join(name);
-    assert!(p.is_file(), "test data {} missing: shared/ must sit beside the repository", p.display());
-    p
-}
-
 fn cert() -> PathBuf {
-    testdata("sealing-cert.pem")
+    testdata("sealed-secrets/sealing-cert.pem")
 }
 
 fn key() -> SealingKey {
-    let read = |n| std::fs::read_to_string(testdata(n)).unwrap();
-    SealingKey::from_pem(&read("sealing-key.pem"), &read("sealing-cert.pem")).unwrap()
+    let read = testdata::read_testdata;
+    SealingKey::from_pem(&read("sealed-secrets/sealing-key.pem"), &read("sealed-secrets/sealing-cert.pem")).unwrap()
 }
 
 struct Out {
@@ -60,7 +57,8 @@ fn seal(args: &[&str], stdin: &[u8]) -> Out {
 
 /// The plaintexts of the shared vectors (empty, binary, unicode, 70,000 bytes, ...) plus a marker.
 fn vector_values() -> BTreeMap<String, Vec<u8>> {
-    let vectors: Value = serde_json::from_str(&std::fs::read_to_string(testdata("vectors.json")).unwrap()).unwrap();
+    let vectors: Value =
+        serde_json::from_str(&std::fs::read_to_string(testdata("sealed-secrets/vectors.json")).unwrap()).unwrap();
     let mut values: BTreeMap<String, Vec<u8>> = vectors["vectors"][0]["plaintext_base64"]
         .as_object()
         .unwrap()
@@ -279,7 +277,7 @@ fn raw_mode_seals_one_value() {
 
 /// An RSA certificate for the test key that expired in 2001.
 fn expired_cert(dir: &Path) -> PathBuf {
-    let key_pem = std::fs::read_to_string(testdata("sealing-key.pem")).unwrap();
+    let key_pem = std::fs::read_to_string(testdata("sealed-secrets/sealing-key.pem")).unwrap();
     let b64: String = key_pem.lines().filter(|l| !l.starts_with("-----")).collect();
     let pkcs1 = BASE64.decode(b64).unwrap();
     fn tlv(tag: u8, body: &[u8]) -> Vec<u8> {

@@ -5,8 +5,8 @@
 
 #[path = "support/crd_schema.rs"]
 mod crd_schema;
-
-use std::path::PathBuf;
+#[path = "support/testdata.rs"]
+mod testdata;
 
 use base64::Engine as _;
 use kvm_bootstrap::engine::{
@@ -19,11 +19,6 @@ use kvm_bootstrap::manifests::{GitCredentials, Manifest, Object};
 use kvm_bootstrap::sealing::SealingKey;
 use kvm_bootstrap::ssh::{Auth, HostKeyPolicy, Target};
 use serde_json::Value;
-
-fn shared(rel: &str) -> String {
-    let path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared")).join(rel);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
 
 fn node(host: &str) -> NodeSpec {
     NodeSpec {
@@ -74,8 +69,8 @@ fn spec(servers: usize, agents: usize, kind: Reconciler) -> ClusterSpec {
 
 fn secrets(git: Option<GitCredentials>) -> ClusterSecrets {
     let key = SealingKey::from_pem(
-        &shared("testdata/sealed-secrets/sealing-key.pem"),
-        &shared("testdata/sealed-secrets/sealing-cert.pem"),
+        &testdata::read_testdata("sealed-secrets/sealing-key.pem"),
+        &testdata::read_testdata("sealed-secrets/sealing-cert.pem"),
     )
     .unwrap();
     ClusterSecrets {

@@ -4,6 +4,8 @@
 
 #[path = "support/crd_schema.rs"]
 mod crd_schema;
+#[path = "support/testdata.rs"]
+mod testdata;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};

@@ -4,12 +4,13 @@
 //! * [`plugin`]: go-plugin transport (handshake, AutoMTLS, health, controller, stdio);
 //! * [`server`]: the tfplugin6 service: decode, dispatch by type name, encode;
 //! * [`schema`]: attribute declarations and Terraform's plan rules, in one place;
-//! * [`resources`] and [`data_sources`]: one file per type, on plain values;
+//! * [`resources`], [`data_sources`] and [`ephemeral_resources`]: one file per type, on plain values;
 //! * [`libvirt`]: the lazily opened, shared connection to the libvirt host;
 //! * [`diag`]: diagnostics with attribute paths; [`units`]: human-readable sizes.
 
 pub mod data_sources;
 pub mod diag;
+pub mod ephemeral_resources;
 pub mod image;
 pub mod libvirt;
 pub mod plugin;

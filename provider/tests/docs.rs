@@ -1,5 +1,6 @@
-//! Every resource and data source has a registry-style page under docs/ that names each of its
-//! attributes and nested blocks, so the docs cannot fall behind the schema unnoticed.
+//! Every resource, data source and ephemeral resource has a registry-style page under docs/ that
+//! names each of its attributes and nested blocks, so the docs cannot fall behind the schema
+//! unnoticed.
 
 use std::path::Path;
 
@@ -31,7 +32,7 @@ fn check(kind: &str, type_name: &str, block: &Block) -> Vec<String> {
 }
 
 #[test]
-fn every_resource_and_data_source_is_documented() {
+fn every_resource_data_source_and_ephemeral_resource_is_documented() {
     let registry = Registry::builtin();
     let mut missing = Vec::new();
     for r in registry.iter() {
@@ -39,6 +40,9 @@ fn every_resource_and_data_source_is_documented() {
     }
     for d in registry.data_sources() {
         missing.extend(check("data-sources", d.type_name(), &d.schema().block));
+    }
+    for e in registry.ephemeral_resources() {
+        missing.extend(check("ephemeral-resources", e.type_name(), &e.schema().block));
     }
     assert!(missing.is_empty(), "{}", missing.join("\n"));
 }

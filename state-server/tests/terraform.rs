@@ -59,7 +59,8 @@ fn init_apply_plan_state_list_versions_and_restore() {
     assert_eq!(locks.len(), 3 + 1, "3 applies and a plan lock: {locks:?}");
     assert!(locks.iter().all(|e| e["outcome"] == "ok" && e["user"] == "writer"));
     assert!(locks.iter().any(|e| e["lock_info"]["Operation"] == "OperationTypeApply"));
-    assert!(locks.iter().all(|e| e["lock_info"]["Version"] == "1.0.3"));
+    let version = acceptance_tests::terraform_version().to_string();
+    assert!(locks.iter().all(|e| e["lock_info"]["Version"] == version.as_str()), "{locks:?}");
     assert_eq!(audit(server.addr, "state=team/app&action=unlock&outcome=ok").len(), locks.len());
 
     // Restore the first version: Terraform sees one resource again and plans to add two.

@@ -744,7 +744,7 @@ fn check_abs_path(key: &'static str, value: &str) -> Result<(), ConfigError> {
 }
 
 /// `https://HOST:PORT` (port optional, default 6443; IPv6 hosts in brackets; no path).
-pub(crate) fn check_server_url(url: &str) -> Result<(), ConfigError> {
+pub fn check_server_url(url: &str) -> Result<(), ConfigError> {
     let fail = |reason: &str| ConfigError::InvalidServerUrl { url: url.to_string(), reason: reason.to_string() };
     let rest = url.strip_prefix("https://").ok_or_else(|| fail("it must start with https:// (k3s joins over TLS)"))?;
     let rest = rest.strip_suffix('/').unwrap_or(rest);

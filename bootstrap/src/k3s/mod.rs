@@ -10,6 +10,7 @@
 //! Nothing here runs k3s; everything is plain data that a transport (SSH) applies.
 
 pub mod config;
+mod der;
 pub mod pki;
 
 /// Mode for files that hold secrets (keys, token) or that k3s itself writes 0600.

@@ -28,13 +28,20 @@
 //! kubeconfigs with "x509: certificate signed by unknown authority").
 //! [`PkiBundle`] is the form to keep in Terraform state; [`ClusterPki::from_bundle`] rebuilds
 //! (and checks) the PKI from it on later runs.
+//!
+//! [`ClusterPki::issue_client_cert`] signs short-lived client certificates with the client CA
+//! (a fresh key each, valid for minutes to a day), for credentials that are never stored: the
+//! API server accepts any certificate its client CA signed, and k3s cannot revoke one, so the
+//! lifetime is the only bound.
 
+use super::der;
 use std::fmt;
 
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
 use base64::Engine as _;
-use time::OffsetDateTime;
+/// The time type of this module's API (certificate validity), re-exported for callers.
+pub use time::OffsetDateTime;
 use x509_parser::prelude::FromDer;
 
 use super::config::{check_server_url, ConfigError, Token, DEFAULT_DATA_DIR};
@@ -69,6 +76,17 @@ pub enum PkiError {
         /// What is wrong.
         reason: String,
     },
+    /// A CA certificate is outside its validity period, so nothing it signs can be trusted.
+    #[error("the {item} certificate {problem}")]
+    CaNotValid {
+        /// Which CA (e.g. `client-ca`).
+        item: String,
+        /// What is wrong, with the date.
+        problem: String,
+    },
+    /// A client certificate request is unusable (name, groups or lifetime).
+    #[error("invalid client certificate request: {0}")]
+    InvalidClientCert(String),
     /// The crypto library failed.
     #[error("generating the cluster PKI failed: {0}")]
     Generate(String),
@@ -202,12 +220,9 @@ fn gen_err(what: &str, e: impl fmt::Display) -> PkiError {
     PkiError::Generate(format!("{what}: {e}"))
 }
 
-/// Random positive 128-bit serial (k3s uses 0 for its CAs; unique serials keep tools happy).
+/// [`serial_bytes`] for rcgen.
 fn serial() -> Result<rcgen::SerialNumber, PkiError> {
-    let mut s = [0u8; 16];
-    aws_lc_rs::rand::fill(&mut s).map_err(|e| gen_err("random serial", e))?;
-    s[0] = (s[0] & 0x7f) | 0x40;
-    Ok(rcgen::SerialNumber::from_slice(&s))
+    Ok(rcgen::SerialNumber::from_slice(&serial_bytes()?))
 }
 
 /// A fresh ECDSA P-256 key: (rcgen signer, SEC1 PEM).
@@ -294,10 +309,15 @@ impl ClusterPki {
     /// O = cluster name, BasicConstraints CA:TRUE, key usage digitalSignature, keyEncipherment,
     /// keyCertSign (as k3s), random serial.
     pub fn generate_with(cluster_name: &str, opts: &PkiOptions) -> Result<ClusterPki, PkiError> {
+        Self::generate_at(cluster_name, opts, now()?)
+    }
+
+    /// [`ClusterPki::generate_with`] as if the clock read `now`: certificates are valid from an
+    /// hour before `now`. For tests that need a PKI whose CAs have already expired.
+    pub fn generate_at(cluster_name: &str, opts: &PkiOptions, now: OffsetDateTime) -> Result<ClusterPki, PkiError> {
         check_cluster_name(cluster_name)?;
         let ca_days = check_days("ca_validity_days", opts.ca_validity_days)?;
         check_days("admin_validity_days", opts.admin_validity_days)?;
-        let now = now()?;
         let mut cas = Vec::with_capacity(CaKind::ALL.len());
         let mut client_ca = None;
         for kind in CaKind::ALL {
@@ -412,10 +432,22 @@ impl ClusterPki {
     /// after the cluster, server CA and admin client certificate/key embedded as base64 PEM.
     /// Deterministic for a given PKI and URL. Contains the admin key: treat it as a secret.
     pub fn kubeconfig(&self, server_url: &str) -> Result<String, PkiError> {
+        self.render_kubeconfig(server_url, &format!("{}-admin", self.cluster_name), &self.admin)
+    }
+
+    /// A kubeconfig for `server_url` that authenticates with `credentials` (see
+    /// [`ClusterPki::issue_client_cert`]); its user is named `<cluster>-<user name>`. Contains the
+    /// client key: treat it as a secret.
+    pub fn kubeconfig_with(&self, server_url: &str, credentials: &ClientCredentials) -> Result<String, PkiError> {
+        let user = format!("{}-{}", self.cluster_name, credentials.common_name);
+        self.render_kubeconfig(server_url, &user, &credentials.cert)
+    }
+
+    fn render_kubeconfig(&self, server_url: &str, user: &str, client: &CertKey) -> Result<String, PkiError> {
         check_server_url(server_url)?;
         let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
         let name = quoted(&self.cluster_name);
-        let user = quoted(&format!("{}-admin", self.cluster_name));
+        let user = quoted(user);
         Ok(format!(
             "apiVersion: v1\n\
              kind: Config\n\
@@ -438,8 +470,8 @@ impl ClusterPki {
              preferences: {{}}\n",
             server = quoted(server_url),
             ca = b64(self.server_ca_pem()),
-            cert = b64(self.admin.cert_pem()),
-            key = b64(self.admin.key_pem()),
+            cert = b64(client.cert_pem()),
+            key = b64(client.key_pem()),
         ))
     }
 }
@@ -600,6 +632,199 @@ impl ClusterPki {
     }
 }
 
+/// Shortest lifetime of a client certificate from [`ClusterPki::issue_client_cert`].
+pub const CLIENT_CERT_MIN_TTL: std::time::Duration = std::time::Duration::from_secs(5 * 60);
+/// Longest lifetime of a client certificate from [`ClusterPki::issue_client_cert`]: a credential
+/// that outlives a working day is no longer short-lived (k3s cannot revoke client certificates).
+pub const CLIENT_CERT_MAX_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// Who a short-lived client certificate is for, and for how long.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCertRequest {
+    /// The Kubernetes user name: the certificate's CN.
+    pub common_name: String,
+    /// The Kubernetes groups: one O attribute each, in this order.
+    pub organizations: Vec<String>,
+    /// Lifetime from now: the certificate's notAfter is now + ttl.
+    pub ttl: std::time::Duration,
+}
+
+impl ClientCertRequest {
+    /// The user k3s' own admin kubeconfig uses: CN `system:admin`, O `system:masters`.
+    pub fn admin(ttl: std::time::Duration) -> Self {
+        ClientCertRequest { common_name: "system:admin".into(), organizations: vec!["system:masters".into()], ttl }
+    }
+
+    /// Checks the request without issuing anything: names of 1 to 64 characters (X.520's bound for
+    /// CN and O) without control characters, and a lifetime from [`CLIENT_CERT_MIN_TTL`] to
+    /// [`CLIENT_CERT_MAX_TTL`].
+    pub fn check(&self) -> Result<(), PkiError> {
+        check_client_name("user name", &self.common_name)?;
+        for group in &self.organizations {
+            check_client_name("group", group)?;
+        }
+        if self.ttl < CLIENT_CERT_MIN_TTL || self.ttl > CLIENT_CERT_MAX_TTL {
+            return Err(PkiError::InvalidClientCert(format!(
+                "lifetime {}s is out of range: it must be from {}s to {}s",
+                self.ttl.as_secs(),
+                CLIENT_CERT_MIN_TTL.as_secs(),
+                CLIENT_CERT_MAX_TTL.as_secs()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Checks a user or group name for a client certificate (`what` says which, for the message):
+/// 1 to 64 characters (X.520's bound for CN and O), no control characters.
+pub fn check_client_name(what: &str, name: &str) -> Result<(), PkiError> {
+    if name.is_empty() || name.chars().count() > 64 {
+        return Err(PkiError::InvalidClientCert(format!("{what} {name:?} must have 1 to 64 characters")));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(PkiError::InvalidClientCert(format!("{what} {name:?} must not contain control characters")));
+    }
+    Ok(())
+}
+
+/// A client certificate issued by the cluster's client CA, with its key. `Debug` hides the key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientCredentials {
+    cert: CertKey,
+    common_name: String,
+    not_after: OffsetDateTime,
+    limited_by_ca: bool,
+}
+
+impl fmt::Debug for ClientCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientCredentials")
+            .field("common_name", &self.common_name)
+            .field("not_after", &rfc3339(self.not_after))
+            .field("cert", &self.cert)
+            .finish()
+    }
+}
+
+impl ClientCredentials {
+    /// The certificate and key (PEM; the key is secret).
+    pub fn cert(&self) -> &CertKey {
+        &self.cert
+    }
+
+    /// When the certificate stops being valid.
+    pub fn not_after(&self) -> OffsetDateTime {
+        self.not_after
+    }
+
+    /// [`ClientCredentials::not_after`] in RFC 3339, UTC, whole seconds (`2026-12-04T23:00:00Z`).
+    pub fn not_after_rfc3339(&self) -> String {
+        rfc3339(self.not_after)
+    }
+
+    /// True when the client CA expires before now + ttl, so the certificate ends with the CA.
+    pub fn limited_by_ca(&self) -> bool {
+        self.limited_by_ca
+    }
+}
+
+pub use crate::timefmt::rfc3339;
+
+impl ClusterPki {
+    /// Checks that the CAs a kubeconfig depends on, the server CA (which clients trust) and the
+    /// client CA (which signs client certificates), are valid at `now`.
+    pub fn check_cas_valid_at(&self, now: OffsetDateTime) -> Result<(), PkiError> {
+        for kind in [CaKind::Client, CaKind::Server] {
+            self.ca_validity(kind, now)?;
+        }
+        Ok(())
+    }
+
+    /// The CA's (notBefore, notAfter), or why it is not valid at `now`.
+    fn ca_validity(&self, kind: CaKind, now: OffsetDateTime) -> Result<(OffsetDateTime, OffsetDateTime), PkiError> {
+        let item = kind.file_stem();
+        let fail = |problem: String| PkiError::CaNotValid { item: item.to_string(), problem };
+        let (_, cert) = x509_parser::prelude::X509Certificate::from_der(self.ca(kind).cert_der())
+            .map_err(|e| PkiError::InvalidBundle { item: item.to_string(), reason: e.to_string() })?;
+        let (from, until) = (cert.validity().not_before.to_datetime(), cert.validity().not_after.to_datetime());
+        if now > until {
+            return Err(fail(format!(
+                "expired at {}: k3s never renews its CAs; rotate them (`k3s certificate rotate-ca`) and give \
+                 Terraform the new bundle",
+                rfc3339(until)
+            )));
+        }
+        if now < from {
+            return Err(fail(format!("is not valid before {} (is this machine's clock right?)", rfc3339(from))));
+        }
+        Ok((from, until))
+    }
+
+    /// Issues a fresh client certificate, signed by the client CA, valid until now + `ttl`
+    /// (never beyond the client CA). The key is a new ECDSA P-256 key, as k3s' own client
+    /// certificates. Fails when the client or server CA is not valid now.
+    pub fn issue_client_cert(&self, request: &ClientCertRequest) -> Result<ClientCredentials, PkiError> {
+        self.issue_client_cert_at(request, now()?)
+    }
+
+    /// [`ClusterPki::issue_client_cert`] as if the clock read `now`.
+    pub fn issue_client_cert_at(
+        &self,
+        request: &ClientCertRequest,
+        now: OffsetDateTime,
+    ) -> Result<ClientCredentials, PkiError> {
+        request.check()?;
+        let (ca_from, ca_until) = self.ca_validity(CaKind::Client, now)?;
+        self.ca_validity(CaKind::Server, now)?;
+        let ttl = time::Duration::seconds(i64::try_from(request.ttl.as_secs()).unwrap_or(i64::MAX));
+        let wanted = now + ttl;
+        let not_after = wanted.min(ca_until);
+        let not_before = (now - BACKDATE).max(ca_from);
+        let ca = self.ca(CaKind::Client);
+        let (ca_subject, ca_key_id) = {
+            let (_, cert) = x509_parser::prelude::X509Certificate::from_der(ca.cert_der())
+                .map_err(|e| gen_err("reading the client CA", e))?;
+            let key_id = cert.extensions().iter().find_map(|ext| match ext.parsed_extension() {
+                x509_parser::extensions::ParsedExtension::SubjectKeyIdentifier(id) => Some(id.0.to_vec()),
+                _ => None,
+            });
+            (cert.subject().as_raw().to_vec(), key_id)
+        };
+        let (key, key_pem) = ec_key()?;
+        use rcgen::PublicKeyData as _;
+        let tbs = der::tbs_certificate(&der::TbsParams {
+            serial: &serial_bytes()?,
+            issuer: &ca_subject,
+            not_before,
+            not_after,
+            common_name: &request.common_name,
+            organizations: &request.organizations,
+            spki: &key.subject_public_key_info(),
+            authority_key_id: ca_key_id.as_deref(),
+        });
+        let ca_key_der = single_block("client-ca", ca.key_pem(), "EC PRIVATE KEY")?;
+        let ca_key = EcdsaKeyPair::from_private_key_der(&ECDSA_P256_SHA256_ASN1_SIGNING, &ca_key_der)
+            .map_err(|e| gen_err("loading the client CA key", e))?;
+        let signature = ca_key.sign(&aws_lc_rs::rand::SystemRandom::new(), &tbs).map_err(|e| gen_err("signing", e))?;
+        let cert_der = der::certificate(&tbs, signature.as_ref());
+        Ok(ClientCredentials {
+            cert: CertKey { cert_pem: to_pem("CERTIFICATE", &cert_der), cert_der, key_pem },
+            common_name: request.common_name.clone(),
+            not_after,
+            limited_by_ca: not_after < wanted,
+        })
+    }
+}
+
+/// Random positive 128-bit serial (k3s uses 0 for its CAs; unique serials keep tools happy), as
+/// DER INTEGER contents.
+fn serial_bytes() -> Result<[u8; 16], PkiError> {
+    let mut s = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut s).map_err(|e| gen_err("random serial", e))?;
+    s[0] = (s[0] & 0x7f) | 0x40;
+    Ok(s)
+}
+
 fn new_ca(kind: CaKind, cluster_name: &str, now: OffsetDateTime, days: time::Duration) -> Result<Signer, PkiError> {
     let (key, key_pem) = ec_key()?;
     let mut params = rcgen::CertificateParams::default();
@@ -642,4 +867,142 @@ fn issue_admin(ca: &Signer, now: OffsetDateTime, days: u32) -> Result<CertKey, P
     let cert = params.signed_by(&key, &issuer).map_err(|e| gen_err("signing the admin certificate", e))?;
     let der = cert.der().to_vec();
     Ok(CertKey { cert_pem: to_pem("CERTIFICATE", &der), cert_der: der, key_pem })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use aws_lc_rs::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_ASN1};
+    use x509_parser::prelude::{FromDer, X509Certificate};
+
+    use super::*;
+
+    fn hours(h: u64) -> Duration {
+        Duration::from_secs(h * 3600)
+    }
+
+    /// Checks `cert` was signed by `ca` (signature over the TBS bytes, issuer = CA subject).
+    fn assert_signed_by(cert: &X509Certificate, ca: &X509Certificate) {
+        assert_eq!(cert.issuer().as_raw(), ca.subject().as_raw());
+        let key = UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, ca.public_key().subject_public_key.data.as_ref());
+        key.verify(cert.tbs_certificate.as_ref(), cert.signature_value.data.as_ref()).expect("signature verifies");
+    }
+
+    #[test]
+    fn short_lived_admin_certificate_is_signed_by_the_client_ca() {
+        let pki = ClusterPki::generate("lab").unwrap();
+        let now = super::now().unwrap();
+        let creds = pki.issue_client_cert_at(&ClientCertRequest::admin(hours(1)), now).unwrap();
+        let (_, cert) = X509Certificate::from_der(creds.cert().cert_der()).unwrap();
+        let (_, ca) = X509Certificate::from_der(pki.ca(CaKind::Client).cert_der()).unwrap();
+        assert_signed_by(&cert, &ca);
+        // Not the server CA.
+        let (_, server) = X509Certificate::from_der(pki.ca(CaKind::Server).cert_der()).unwrap();
+        assert_ne!(cert.issuer().as_raw(), server.subject().as_raw());
+
+        assert_eq!(cert.validity().not_after.to_datetime(), now + time::Duration::hours(1));
+        assert_eq!(creds.not_after(), now + time::Duration::hours(1));
+        assert!(!creds.limited_by_ca());
+        assert!(cert.validity().not_before.to_datetime() <= now);
+        let cn: Vec<_> = cert.subject().iter_common_name().map(|a| a.as_str().unwrap()).collect();
+        let o: Vec<_> = cert.subject().iter_organization().map(|a| a.as_str().unwrap()).collect();
+        assert_eq!((cn, o), (vec!["system:admin"], vec!["system:masters"]));
+        assert!(!cert.is_ca());
+        let eku = cert.extended_key_usage().unwrap().unwrap().value;
+        assert!(eku.client_auth && !eku.server_auth);
+        let ku = cert.key_usage().unwrap().unwrap();
+        assert!(ku.critical && ku.value.digital_signature());
+        // The key belongs to the certificate, and differs from the long-lived admin's.
+        let (_, key) = single_block("t", creds.cert().key_pem(), "EC PRIVATE KEY").map(|d| ((), d)).unwrap();
+        let kp = EcdsaKeyPair::from_private_key_der(&ECDSA_P256_SHA256_ASN1_SIGNING, &key).unwrap();
+        use aws_lc_rs::signature::KeyPair as _;
+        assert_eq!(kp.public_key().as_ref(), cert.public_key().subject_public_key.data.as_ref());
+        assert_ne!(creds.cert().key_pem(), pki.admin().key_pem());
+        // Every issue is a new key and serial.
+        let again = pki.issue_client_cert_at(&ClientCertRequest::admin(hours(1)), now).unwrap();
+        assert_ne!(again.cert().cert_der(), creds.cert().cert_der());
+    }
+
+    #[test]
+    fn several_groups_become_several_organizations() {
+        let pki = ClusterPki::generate("lab").unwrap();
+        let request = ClientCertRequest {
+            common_name: "ci-deployer".into(),
+            organizations: vec!["deployers".into(), "viewers".into(), "gruppe-ä".into()],
+            ttl: Duration::from_secs(300),
+        };
+        let creds = pki.issue_client_cert(&request).unwrap();
+        let (_, cert) = X509Certificate::from_der(creds.cert().cert_der()).unwrap();
+        let o: Vec<_> = cert.subject().iter_organization().map(|a| a.as_str().unwrap().to_string()).collect();
+        assert_eq!(o, request.organizations);
+        let kc = pki.kubeconfig_with("https://10.0.0.10:6443", &creds).unwrap();
+        assert!(kc.contains("name: \"lab-ci-deployer\"") || kc.contains("name: lab-ci-deployer"), "{kc}");
+        let b64 = base64::engine::general_purpose::STANDARD.encode(creds.cert().cert_pem());
+        assert!(kc.contains(&b64));
+        assert!(matches!(pki.kubeconfig_with("http://x:6443", &creds), Err(PkiError::InvalidServerUrl(_))));
+    }
+
+    #[test]
+    fn adopted_bundle_signs_the_same_issuer() {
+        let pki = ClusterPki::generate("lab").unwrap();
+        let adopted = ClusterPki::from_bundle(&pki.to_bundle()).unwrap();
+        let creds = adopted.issue_client_cert(&ClientCertRequest::admin(hours(2))).unwrap();
+        let (_, cert) = X509Certificate::from_der(creds.cert().cert_der()).unwrap();
+        let (_, ca) = X509Certificate::from_der(pki.ca(CaKind::Client).cert_der()).unwrap();
+        assert_signed_by(&cert, &ca);
+        // The authority key identifier names the CA's key, as on k3s-issued certificates.
+        let aki = cert.extensions().iter().find_map(|e| match e.parsed_extension() {
+            x509_parser::extensions::ParsedExtension::AuthorityKeyIdentifier(a) => a.key_identifier.clone(),
+            _ => None,
+        });
+        let ski = ca.extensions().iter().find_map(|e| match e.parsed_extension() {
+            x509_parser::extensions::ParsedExtension::SubjectKeyIdentifier(k) => Some(k.clone()),
+            _ => None,
+        });
+        if let Some(ski) = ski {
+            assert_eq!(aki.expect("AKI").0, ski.0);
+        }
+    }
+
+    #[test]
+    fn expired_or_future_cas_and_bad_requests_are_refused() {
+        let opts = PkiOptions { ca_validity_days: 1, admin_validity_days: 1 };
+        let past = super::now().unwrap() - time::Duration::days(30);
+        let old = ClusterPki::generate_at("lab", &opts, past).unwrap();
+        let err = old.issue_client_cert(&ClientCertRequest::admin(hours(1))).unwrap_err();
+        assert!(matches!(&err, PkiError::CaNotValid { item, .. } if item == "client-ca"), "{err}");
+        assert!(err.to_string().contains("expired at"), "{err}");
+        assert!(old.check_cas_valid_at(super::now().unwrap()).is_err());
+        assert!(old.check_cas_valid_at(past).is_ok());
+        let err = old.issue_client_cert_at(&ClientCertRequest::admin(hours(1)), past - time::Duration::days(1));
+        assert!(err.unwrap_err().to_string().contains("not valid before"));
+
+        // A CA that ends within the ttl: the certificate ends with it.
+        let now = super::now().unwrap();
+        let short = ClusterPki::generate_at("lab", &opts, now - time::Duration::hours(23)).unwrap();
+        let creds = short.issue_client_cert_at(&ClientCertRequest::admin(hours(24)), now).unwrap();
+        assert!(creds.limited_by_ca());
+        assert_eq!(creds.not_after(), now + time::Duration::hours(1));
+
+        let pki = ClusterPki::generate("lab").unwrap();
+        for bad in [
+            ClientCertRequest::admin(Duration::from_secs(60)),
+            ClientCertRequest::admin(hours(25)),
+            ClientCertRequest { common_name: String::new(), ..ClientCertRequest::admin(hours(1)) },
+            ClientCertRequest { common_name: "x".repeat(65), ..ClientCertRequest::admin(hours(1)) },
+            ClientCertRequest { organizations: vec!["a\nb".into()], ..ClientCertRequest::admin(hours(1)) },
+        ] {
+            assert!(matches!(pki.issue_client_cert(&bad), Err(PkiError::InvalidClientCert(_))), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn der_lengths_and_times() {
+        assert_eq!(der::tlv(0x04, &[1, 2]), vec![0x04, 2, 1, 2]);
+        let long = der::tlv(0x04, &[0u8; 300]);
+        assert_eq!(&long[..4], &[0x04, 0x82, 0x01, 0x2c]);
+        let t = OffsetDateTime::from_unix_timestamp(4_102_444_800).unwrap(); // 2100-01-01
+        assert_eq!(rfc3339(t), "2100-01-01T00:00:00Z");
+    }
 }

@@ -66,8 +66,8 @@ fn collect(object: &Object, keys: &mut Vec<SealingKey>) -> Result<(), SealingErr
 mod tests {
     use super::*;
 
-    const KEY: &str = include_str!("../../../../shared/testdata/sealed-secrets/sealing-key.pem");
-    const CERT: &str = include_str!("../../../../shared/testdata/sealed-secrets/sealing-cert.pem");
+    const KEY: &str = include_str!("../../../testdata/sealed-secrets/sealing-key.pem");
+    const CERT: &str = include_str!("../../../testdata/sealed-secrets/sealing-cert.pem");
 
     fn b64(s: &str) -> String {
         base64::engine::general_purpose::STANDARD.encode(s)

@@ -56,18 +56,9 @@ fn sha256_hex(bytes: &[u8]) -> String {
 
 /// RFC 3339 UTC rendering of a Unix timestamp, to the second (`2026-11-23T11:30:00Z`).
 pub(crate) fn rfc3339(unix_seconds: i64) -> String {
-    match OffsetDateTime::from_unix_timestamp(unix_seconds) {
-        Ok(t) => format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second()
-        ),
-        Err(_) => format!("@{unix_seconds}"),
-    }
+    OffsetDateTime::from_unix_timestamp(unix_seconds)
+        .map(crate::timefmt::rfc3339)
+        .unwrap_or_else(|_| format!("@{unix_seconds}"))
 }
 
 /// Seconds since the Unix epoch, now.

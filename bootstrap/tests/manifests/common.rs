@@ -1,7 +1,5 @@
 //! Shared fixtures: sample credentials, objects of every kind, and YAML helpers.
 
-use std::path::PathBuf;
-
 use kvm_bootstrap::manifests::argocd::{self, Application};
 use kvm_bootstrap::manifests::flux::{self, GitRef, GitRepository, Kustomization};
 use kvm_bootstrap::manifests::{sealing_key_secret, ConfigMap, GitCredentials, Manifest, Namespace, Object, Secret};
@@ -16,22 +14,12 @@ pub const KNOWN_HOSTS: &str = "git.example.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5A
 /// An access token.
 pub const TOKEN: &str = "glpat-TOKENxSECRETx0123456789";
 
-/// `<manifest>/../../shared/<rel>` (the repository is cloned with `shared/` beside it).
-pub fn shared(rel: &str) -> PathBuf {
-    let path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/")).join(rel);
-    assert!(path.exists(), "{} not found: these tests need shared/ beside the repository clone", path.display());
-    path
-}
-
-/// Reads a file below shared/.
-pub fn read_shared(rel: &str) -> String {
-    let path = shared(rel);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
-}
-
 /// The public Sealed Secrets test key pair (key PEM, certificate PEM).
 pub fn sealing_pems() -> (String, String) {
-    (read_shared("testdata/sealed-secrets/sealing-key.pem"), read_shared("testdata/sealed-secrets/sealing-cert.pem"))
+    (
+        crate::testdata::read_testdata("sealed-secrets/sealing-key.pem"),
+        crate::testdata::read_testdata("sealed-secrets/sealing-cert.pem"),
+    )
 }
 
 /// SSH deploy-key credentials.

@@ -9,3 +9,5 @@ mod crd;
 mod crd_schema;
 mod kubectl;
 mod stream;
+#[path = "../support/testdata.rs"]
+mod testdata;

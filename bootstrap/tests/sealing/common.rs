@@ -6,16 +6,9 @@ use std::sync::OnceLock;
 
 use kvm_bootstrap::sealing::{KeyOptions, SealingKey};
 
-/// `<manifest>/../../shared/testdata/sealed-secrets` (the repo is cloned with `shared/` beside it).
+/// `testdata/sealed-secrets` of the repository.
 pub fn testdata_dir() -> PathBuf {
-    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/testdata/sealed-secrets"));
-    assert!(
-        dir.join("vectors.json").is_file(),
-        "Sealed Secrets test data not found at {}: these tests need the shared/ directory beside the \
-         repository clone (shared/testdata/sealed-secrets with sealing-key.pem, sealing-cert.pem, vectors.json)",
-        dir.display()
-    );
-    dir
+    crate::testdata::testdata("sealed-secrets")
 }
 
 /// Reads a file of the test data directory.
@@ -29,7 +22,7 @@ pub fn test_key() -> &'static SealingKey {
     static KEY: OnceLock<SealingKey> = OnceLock::new();
     KEY.get_or_init(|| {
         SealingKey::from_pem(&read_testdata("sealing-key.pem"), &read_testdata("sealing-cert.pem"))
-            .expect("the shared test key pair loads")
+            .expect("the public test key pair loads")
     })
 }
 

@@ -7,4 +7,6 @@ mod crd;
 mod crd_schema;
 mod keys;
 mod python;
+#[path = "../support/testdata.rs"]
+mod testdata;
 mod vectors;

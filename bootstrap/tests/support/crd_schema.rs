@@ -1,19 +1,14 @@
-//! The JSON Schema of a real CRD (../shared/crds), shared by the test binaries that validate
-//! rendered objects against it.
+//! The JSON Schema of a real CRD (`testdata/crds`), shared by the test binaries that validate
+//! rendered objects against it. Each binary that includes this file also includes
+//! `support/testdata.rs` as `mod testdata`.
 
 use std::path::PathBuf;
 
 use serde_json::{json, Value};
 
-/// Path of `crds/<file>` in the shared directory beside the repository.
+/// Path of `testdata/crds/<file>`.
 fn crd_path(file: &str) -> PathBuf {
-    let path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/crds")).join(file);
-    assert!(
-        path.is_file(),
-        "CRD not found at {}: these tests need shared/ beside the repository clone",
-        path.display()
-    );
-    path
+    crate::testdata::testdata(&format!("crds/{file}"))
 }
 
 /// The schema of the version `api_version` (`group/version`) names, as JSON Schema; asserts

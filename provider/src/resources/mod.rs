@@ -93,6 +93,8 @@ pub trait Resource: Send + Sync {
     /// Adjusts the plan after the generic rules ran: fills in values known at plan time,
     /// or marks computed values unknown that the change will alter. `prior` is null on
     /// create. Must keep to Terraform's rules (see [`crate::schema::check_plan_valid`]).
+    /// Write-only attributes are null in `prior` and `planned` (and stay so); their values, if
+    /// a resource needs them at plan time, are in `config`.
     ///
     /// Plans must work where the libvirt host is unreachable (CI validating plans), so this
     /// must not call the host for a create.
@@ -107,12 +109,17 @@ pub trait Resource: Send + Sync {
     }
 
     /// Creates the object; returns its state (wholly known).
+    ///
+    /// `planned` (here and in [`Resource::update`]) carries the configuration's values of the
+    /// write-only attributes, which are in no plan or state; whatever the operation returns has
+    /// them nulled by the server, so returning `planned` as the state is fine.
     async fn create(&self, ctx: &Context, planned: &Value) -> Outcome<Value>;
 
     /// Reads the object as it really is; `None` if it no longer exists.
     async fn read(&self, ctx: &Context, current: &Value) -> Outcome<Option<Value>>;
 
-    /// Updates the object in place; returns its new state.
+    /// Updates the object in place; returns its new state. `planned` carries the write-only
+    /// values as in [`Resource::create`]; `prior` never does.
     async fn update(&self, ctx: &Context, prior: &Value, planned: &Value) -> Outcome<Value>;
 
     /// Deletes the object.
@@ -148,11 +155,56 @@ pub trait DataSource: Send + Sync {
     async fn read(&self, ctx: &Context, config: &Value) -> Outcome<Value>;
 }
 
-/// All resource and data source types of the provider, by name.
+/// What opening an ephemeral resource produced.
+#[derive(Debug, Clone)]
+pub struct Opened {
+    /// The result: the configuration with every computed attribute set (wholly known).
+    pub result: Value,
+    /// Opaque bytes Terraform keeps in memory and hands to `renew` and `close`; never stored.
+    pub private: Option<Vec<u8>>,
+    /// Warnings to show although the open succeeded.
+    pub diagnostics: Diagnostics,
+}
+
+/// An ephemeral resource type (Terraform ≥ 1.10): a value made for the current Terraform run
+/// only, never stored in state or plan. Terraform opens it (each plan and apply), uses the
+/// result, and closes it when done. Renewal is not offered: `open` sets no renewal time, so
+/// Terraform only calls `renew` if a future resource type asks for it.
+#[async_trait]
+pub trait EphemeralResource: Send + Sync {
+    /// The type name, e.g. `kvm_cluster_credentials`.
+    fn type_name(&self) -> &'static str;
+
+    /// The schema (built once).
+    fn schema(&self) -> &Schema;
+
+    /// Checks beyond the attribute validators. `config` may contain unknown values; skip those
+    /// (Terraform never opens an ephemeral resource whose configuration is not wholly known).
+    fn validate(&self, _config: &Value) -> Diagnostics {
+        Diagnostics::new()
+    }
+
+    /// Makes the value; `config` is wholly known and valid.
+    async fn open(&self, ctx: &Context, config: &Value) -> Outcome<Opened>;
+
+    /// Extends what `open` made, given its private bytes. By default there is nothing to renew:
+    /// the answer is success, and no further renewal.
+    async fn renew(&self, _ctx: &Context, _private: Option<&[u8]>) -> Outcome<()> {
+        Ok(())
+    }
+
+    /// Releases what `open` made, given its private bytes. By default nothing to release.
+    async fn close(&self, _ctx: &Context, _private: Option<&[u8]>) -> Outcome<()> {
+        Ok(())
+    }
+}
+
+/// All resource, data source and ephemeral resource types of the provider, by name.
 #[derive(Clone)]
 pub struct Registry {
     resources: HashMap<&'static str, Arc<dyn Resource>>,
     data_sources: HashMap<&'static str, Arc<dyn DataSource>>,
+    ephemeral_resources: HashMap<&'static str, Arc<dyn EphemeralResource>>,
 }
 
 impl Registry {
@@ -169,11 +221,18 @@ impl Registry {
             Arc::new(gitops_cluster::GitopsCluster::new()),
         ])
         .with_data_sources(vec![Arc::new(crate::data_sources::host::HostInfo::new())])
+        .with_ephemeral_resources(vec![Arc::new(
+            crate::ephemeral_resources::cluster_credentials::ClusterCredentials::new(),
+        )])
     }
 
     /// A registry of the given resources (and no data sources).
     pub fn with(list: Vec<Arc<dyn Resource>>) -> Self {
-        Registry { resources: list.into_iter().map(|r| (r.type_name(), r)).collect(), data_sources: HashMap::new() }
+        Registry {
+            resources: list.into_iter().map(|r| (r.type_name(), r)).collect(),
+            data_sources: HashMap::new(),
+            ephemeral_resources: HashMap::new(),
+        }
     }
 
     /// This registry plus the given data sources.
@@ -190,6 +249,22 @@ impl Registry {
     /// Every data source type.
     pub fn data_sources(&self) -> impl Iterator<Item = &Arc<dyn DataSource>> {
         self.data_sources.values()
+    }
+
+    /// This registry plus the given ephemeral resources.
+    pub fn with_ephemeral_resources(mut self, list: Vec<Arc<dyn EphemeralResource>>) -> Self {
+        self.ephemeral_resources.extend(list.into_iter().map(|e| (e.type_name(), e)));
+        self
+    }
+
+    /// The ephemeral resource type called `name`.
+    pub fn ephemeral_resource(&self, name: &str) -> Option<&Arc<dyn EphemeralResource>> {
+        self.ephemeral_resources.get(name)
+    }
+
+    /// Every ephemeral resource type.
+    pub fn ephemeral_resources(&self) -> impl Iterator<Item = &Arc<dyn EphemeralResource>> {
+        self.ephemeral_resources.values()
     }
 
     /// The resource type called `name`.

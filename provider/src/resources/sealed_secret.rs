@@ -4,15 +4,19 @@
 //! Sealing is randomised, so the ciphertext is made once, on create, and kept in state;
 //! every input forces replacement, so a plan with unchanged inputs shows no changes and a
 //! changed input re-seals.
+//!
+//! The values come from `values` (stored in the state, sensitive) or, with Terraform 1.11 and
+//! later, from the write-only `values_wo`, which is never stored: only `values_wo_version` is,
+//! and a change of it is what re-seals (the write-only values cannot be compared with anything).
 
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use kvm_bootstrap::sealing::{self, Scope, SealingCertificate, SecretSpec};
-use tf_cty::{Type, Value};
+use tf_cty::{Path, Type, Value};
 
 use super::{set_attr, Attrs, Context, Outcome, Resource};
-use crate::diag::Diagnostic;
+use crate::diag::{Diagnostic, Diagnostics};
 use crate::schema::{one_of, Attribute, Block, Schema};
 
 const SCOPES: &[&str] = &["strict", "namespace-wide", "cluster-wide"];
@@ -28,7 +32,8 @@ impl SealedSecret {
         let block = Block::new(
             "Seals values with a Sealed Secrets certificate (offline, like `kubeseal --cert`) and exposes the \
              SealedSecret manifest, byte-compatible with the controller. The ciphertext is made once and stays \
-             stable until an input changes; a change re-seals (replacement).",
+             stable until an input changes; a change re-seals (replacement). With Terraform 1.11 and later the \
+             values can be write-only (`values_wo` with `values_wo_version`), so they never reach the state.",
         )
         .attribute(Attribute::computed("id", Type::String).describe("`<namespace>/<name>`."))
         .attribute(
@@ -63,10 +68,22 @@ impl SealedSecret {
                 .describe("The controller's certificate, PEM (for instance `kvm_sealing_key.x.certificate_pem`)."),
         )
         .attribute(
-            Attribute::required("values", Type::map(Type::String))
+            Attribute::optional("values_wo", Type::map(Type::String))
+                .write_only()
+                .sensitive()
+                .describe("The secret's values by key, write-only (Terraform 1.11 and later): used to seal, never stored in the state or a plan, so it may come from ephemeral values. Set `values_wo_version` with it and change the version to re-seal new values. Exactly one of `values_wo` and `values` is set."),
+        )
+        .attribute(
+            Attribute::optional("values_wo_version", Type::Number)
+                .force_new()
+                .describe("Version of `values_wo`, kept in the state: a change re-seals (replacement). A change of `values_wo` alone plans nothing, since its value is never stored to compare with."),
+        )
+        .attribute(
+            Attribute::optional("values", Type::map(Type::String))
                 .sensitive()
                 .force_new()
-                .describe("The secret's values by key. Sensitive: never shown in plans or logs."),
+                .prefer_write_only("values_wo")
+                .describe("The secret's values by key, stored in the state (sensitive: never shown in plans or logs). With Terraform 1.11 and later prefer `values_wo`. Exactly one of `values` and `values_wo` is set."),
         )
         .attribute(
             Attribute::optional("labels", Type::map(Type::String))
@@ -117,6 +134,33 @@ impl Resource for SealedSecret {
         &self.schema
     }
 
+    fn validate(&self, config: &Value) -> Diagnostics {
+        let mut diags = Diagnostics::new();
+        let Ok(a) = Attrs::of(config) else { return diags };
+        let set = |name: &str| !a.get(name).is_null();
+        match (set("values"), set("values_wo")) {
+            (true, true) => diags.push(Diagnostic::attribute_error(
+                Path::attr("values_wo"),
+                "Conflicting values",
+                "Give either `values_wo` (write-only, Terraform 1.11 and later) or `values`, not both.",
+            )),
+            (false, false) => diags.push(Diagnostic::attribute_error(
+                Path::attr("values"),
+                "Missing values",
+                "Set `values_wo` (write-only, never stored; Terraform 1.11 and later) or `values`.",
+            )),
+            _ => {}
+        }
+        if set("values_wo_version") && !set("values_wo") {
+            diags.push(Diagnostic::attribute_error(
+                Path::attr("values_wo_version"),
+                "Version without write-only values",
+                "`values_wo_version` versions `values_wo`; set `values_wo` too, or remove the version.",
+            ));
+        }
+        diags
+    }
+
     async fn create(&self, _ctx: &Context, planned: &Value) -> Outcome<Value> {
         let attrs = Attrs::of(planned)?;
         let namespace = attrs.str("namespace")?;
@@ -124,8 +168,10 @@ impl Resource for SealedSecret {
         let scope: Scope = attrs.str("scope")?.parse().map_err(|e: String| Diagnostic::error("Invalid scope", e))?;
         let cert = SealingCertificate::from_pem(attrs.str("certificate_pem")?)
             .map_err(|e| Diagnostic::error("Invalid certificate", e.to_string()))?;
+        // `planned` carries `values_wo` from the configuration (see Resource::create).
+        let source = if attrs.get("values").is_null() { "values_wo" } else { "values" };
         let values: BTreeMap<String, Vec<u8>> =
-            attrs.string_map("values")?.into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
+            attrs.string_map(source)?.into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
         let labels = attrs.string_map("labels")?;
         let annotations = attrs.string_map("annotations")?;
         let spec = SecretSpec {

@@ -78,6 +78,15 @@ fn adopted_pair(config: &Value) -> Result<Option<KeyPair>, Diagnostic> {
     }
 }
 
+/// Half a key pair: `given` is set, `missing` is not.
+fn incomplete_pair(given: &str, missing: &str) -> Diagnostic {
+    Diagnostic::attribute_error(
+        Path::attr(missing),
+        "Incomplete key pair",
+        format!("\"{given}\" is set but \"{missing}\" is not: to adopt an existing sealing key give both; to generate a new one give neither."),
+    )
+}
+
 /// Parses a key and certificate given by the user, blaming the right attribute.
 fn parse_pair(key: &str, cert: &str) -> Result<KeyPair, Diagnostic> {
     if let Err(e) = SealingCertificate::from_pem(cert) {
@@ -115,14 +124,11 @@ impl Resource for SealingKey {
         let Ok(attrs) = Attrs::of(config) else { return diags };
         let key_set = !attrs.get("private_key_pem").is_null();
         let cert_set = !attrs.get("certificate_pem").is_null();
-        if key_set != cert_set {
-            let (given, missing) =
-                if key_set { ("private_key_pem", "certificate_pem") } else { ("certificate_pem", "private_key_pem") };
-            diags.push(Diagnostic::attribute_error(
-                Path::attr(missing),
-                "Incomplete key pair",
-                format!("\"{given}\" is set but \"{missing}\" is not: to adopt an existing sealing key give both; to generate a new one give neither."),
-            ));
+        // A certificate alone is allowed here: it can name the key already in state, which is
+        // what `terraform plan -generate-config-out` writes for an imported key (it never writes
+        // a sensitive value such as the private key). For a new key, `modify_plan` refuses it.
+        if key_set && !cert_set {
+            diags.push(incomplete_pair("private_key_pem", "certificate_pem"));
             return diags;
         }
         if let Err(d) = adopted_pair(config) {
@@ -135,6 +141,11 @@ impl Resource for SealingKey {
         // An adopted pair is known at plan time, and so is everything derived from it:
         // downstream resources then plan with real values instead of "known after apply".
         if prior.is_null() {
+            let attrs = Attrs::of(config).ok();
+            let set = |name: &str| attrs.as_ref().is_some_and(|a| !a.get(name).is_null());
+            if set("certificate_pem") && !set("private_key_pem") {
+                return incomplete_pair("certificate_pem", "private_key_pem").into();
+            }
             match adopted_pair(config) {
                 Ok(Some(pair)) => fill_from_pair(planned, &pair),
                 Ok(None) => {}

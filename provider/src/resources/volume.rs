@@ -466,7 +466,11 @@ impl Resource for Volume {
                 "`source_sha256` checks an imported image; set `source` too, or remove it.",
             ));
         }
-        if set("base_pool") && !set("base_volume") {
+        // `base_pool` equal to `pool` is what the state shows for a volume that is not a clone
+        // (and so what `terraform plan -generate-config-out` writes for an imported one): harmless.
+        let base_pool_is_pool =
+            attrs.opt_str("base_pool").is_some() && attrs.opt_str("base_pool") == attrs.opt_str("pool");
+        if set("base_pool") && !set("base_volume") && !base_pool_is_pool {
             diags.push(Diagnostic::attribute_error(
                 Path::attr("base_pool"),
                 "Base pool without a base volume",

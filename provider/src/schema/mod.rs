@@ -13,8 +13,12 @@ use std::sync::Arc;
 
 use tf_cty::{Path, Type, Value};
 
-pub use plan::{check_plan_valid, plan_resource_change, replace_paths, PlannedChange};
-pub use validate::{int_range, non_empty, one_of, quoted_list, validate_attributes, Validator};
+pub use plan::{
+    check_plan_valid, plan_resource_change, replace_paths, strip_write_only, with_write_only, PlannedChange,
+};
+pub use validate::{
+    check_write_only, int_range, non_empty, one_of, quoted_list, validate_attributes, Validator, WRITE_ONLY_TERRAFORM,
+};
 
 /// A resource's (or the provider's) schema: a versioned top-level block.
 #[derive(Clone)]
@@ -26,18 +30,31 @@ pub struct Schema {
     pub block: Block,
     /// The block's implied type, derived once: every request decodes values with it.
     value_type: Type,
+    /// Declarations Terraform's rules do not allow (see [`Schema::problems`]).
+    problems: Vec<String>,
 }
 
 impl Schema {
-    /// A schema at `version` for `block`.
+    /// A schema at `version` for `block`. Declarations that break Terraform's schema rules are
+    /// not a panic: they are collected in [`Schema::problems`], and the server refuses to hand
+    /// out a schema that has any.
     pub fn new(version: i64, block: Block) -> Self {
         let value_type = block.implied_type();
-        Schema { version, block, value_type }
+        let mut problems = Vec::new();
+        block.check(&Path::root(), false, &mut problems);
+        Schema { version, block, value_type, problems }
     }
 
     /// The cty type of a whole object of this schema.
     pub fn value_type(&self) -> &Type {
         &self.value_type
+    }
+
+    /// What is wrong with the declaration (empty for a usable schema): a write-only attribute
+    /// that is computed, forces replacement, has a default or sits in a set-nested block; a
+    /// write-only twin that does not exist.
+    pub fn problems(&self) -> &[String] {
+        &self.problems
     }
 }
 
@@ -75,6 +92,36 @@ impl Block {
     /// The attribute called `name`.
     pub fn get_attribute(&self, name: &str) -> Option<&Attribute> {
         self.attributes.iter().find(|a| a.name == name)
+    }
+
+    /// Terraform's rules for write-only attributes (its own schema check refuses the same):
+    /// they are never computed (a value the provider would have to remember), never in a set
+    /// (whose elements are identified by their whole value), and force nothing (their value is
+    /// in no state to compare with: a companion version attribute does that).
+    fn check(&self, path: &Path, in_set: bool, problems: &mut Vec<String>) {
+        for a in &self.attributes {
+            let at = path.join_attr(&a.name);
+            if a.write_only {
+                if a.is_computed() {
+                    problems.push(format!("{at}: a write-only attribute cannot be computed or have a default"));
+                }
+                if a.force_new {
+                    problems.push(format!("{at}: a write-only attribute cannot force replacement"));
+                }
+                if in_set {
+                    problems.push(format!("{at}: set-nested blocks cannot hold write-only attributes"));
+                }
+            }
+            if let Some(twin) = &a.write_only_twin {
+                if !self.get_attribute(twin).is_some_and(|t| t.write_only) {
+                    problems.push(format!("{at}: its write-only twin {twin:?} is not a write-only attribute here"));
+                }
+            }
+        }
+        for nested in &self.blocks {
+            let in_set = in_set || nested.nesting == Nesting::Set;
+            nested.block.check(&path.join_attr(&nested.name), in_set, problems);
+        }
     }
 
     /// The cty object type that values of this block have.
@@ -172,6 +219,12 @@ pub struct Attribute {
     pub validators: Vec<Arc<dyn Validator>>,
     /// Whether the attribute is deprecated.
     pub deprecated: bool,
+    /// Write-only (Terraform 1.11 and later): the value is in the configuration only, never in
+    /// a plan or state; create and update see it, nothing else does.
+    pub write_only: bool,
+    /// The write-only attribute of the same block to prefer over this one where Terraform can
+    /// send write-only values (a warning says so).
+    pub write_only_twin: Option<String>,
 }
 
 impl Attribute {
@@ -186,6 +239,8 @@ impl Attribute {
             default: None,
             validators: Vec::new(),
             deprecated: false,
+            write_only: false,
+            write_only_twin: None,
         }
     }
 
@@ -233,6 +288,22 @@ impl Attribute {
     pub fn default_value(mut self, value: Value) -> Self {
         self.presence = Presence::OptionalComputed;
         self.default = Some(value);
+        self
+    }
+
+    /// Makes it write-only: Terraform (1.11 and later) sends the value only in the
+    /// configuration, the provider uses it while applying, and it is never in a plan or state.
+    /// Cannot be combined with computed, defaults or `force_new` (see [`Schema::problems`]);
+    /// pair it with a version attribute whose change makes the provider use the value again.
+    pub fn write_only(mut self) -> Self {
+        self.write_only = true;
+        self
+    }
+
+    /// Names this (stored) attribute's write-only twin: where Terraform can send write-only
+    /// values, setting this one draws a warning recommending the twin.
+    pub fn prefer_write_only(mut self, twin: &str) -> Self {
+        self.write_only_twin = Some(twin.to_string());
         self
     }
 

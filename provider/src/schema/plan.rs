@@ -10,7 +10,13 @@
 //!   them unknown when it knows they will change), except that an attribute with a default
 //!   plans its default, so drift away from it is repaired;
 //! * attributes declared `force_new` whose planned value differs from the prior value are
-//!   reported in `requires_replace`, which makes Terraform plan a replacement.
+//!   reported in `requires_replace`, which makes Terraform plan a replacement;
+//! * write-only attributes are planned null: Terraform (1.11 and later) refuses a plan, new
+//!   state or refreshed state holding a value for one. [`strip_write_only`] nulls them in
+//!   whatever a resource returns, and [`with_write_only`] hands create and update the values
+//!   from the configuration, the only place Terraform sends them. Their value is never
+//!   compared with anything, so changing it alone plans nothing: a version attribute next to
+//!   it is what makes the provider use it again.
 //!
 //! [`check_plan_valid`] restates Terraform's own acceptance rules so that tests (and a
 //! last check before answering) catch an invalid plan before Terraform does.
@@ -47,7 +53,9 @@ fn plan_block(block: &Block, prior: &Value, proposed: &Value, config: &Value) ->
     for attribute in &block.attributes {
         let proposed_v = proposed_attrs.get(&attribute.name).cloned().unwrap_or(Value::Null);
         let config_v = config_attrs.get_attr(&attribute.name).unwrap_or(&Value::Null);
-        let planned = if attribute.is_computed() && config_v.is_null() {
+        let planned = if attribute.write_only {
+            Value::Null
+        } else if attribute.is_computed() && config_v.is_null() {
             plan_unset_computed(attribute, creating, proposed_v)
         } else {
             proposed_v
@@ -105,6 +113,57 @@ fn plan_block(block: &Block, prior: &Value, proposed: &Value, config: &Value) ->
         out.insert(nested.name.clone(), planned);
     }
     Value::Object(out)
+}
+
+/// `value` (an object of `block`'s type, or null) with every write-only attribute null, at any
+/// depth: what may go back to Terraform as planned, new, refreshed, imported or upgraded state.
+pub fn strip_write_only(block: &Block, value: &Value) -> Value {
+    merge_write_only(block, value, &Value::Null)
+}
+
+/// `planned` with each write-only attribute set to its value in `config` (at the same path):
+/// what create and update work from, since Terraform sends write-only values only in the
+/// configuration. Null or missing in `config` stays null.
+pub fn with_write_only(block: &Block, planned: &Value, config: &Value) -> Value {
+    merge_write_only(block, planned, config)
+}
+
+/// `target` with its write-only attributes taken from `source` (null where `source` has none).
+fn merge_write_only(block: &Block, target: &Value, source: &Value) -> Value {
+    let Value::Object(attrs) = target else { return target.clone() };
+    if !has_write_only(block) {
+        return target.clone();
+    }
+    let mut out = attrs.clone();
+    for attribute in block.attributes.iter().filter(|a| a.write_only) {
+        let v = source.get_attr(&attribute.name).cloned().unwrap_or(Value::Null);
+        out.insert(attribute.name.clone(), v);
+    }
+    for nested in block.blocks.iter().filter(|b| has_write_only(&b.block)) {
+        let Some(t) = attrs.get(&nested.name) else { continue };
+        let s = source.get_attr(&nested.name).cloned().unwrap_or(Value::Null);
+        let merged = match (nested.nesting, t) {
+            (Nesting::Single | Nesting::Group, _) => merge_write_only(&nested.block, t, &s),
+            (Nesting::List, Value::List(items)) => Value::List(
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, item)| merge_write_only(&nested.block, item, &index(&s, i)))
+                    .collect(),
+            ),
+            (Nesting::Map, Value::Map(items)) => Value::Map(
+                items.iter().map(|(k, item)| (k.clone(), merge_write_only(&nested.block, item, &key(&s, k)))).collect(),
+            ),
+            // Set-nested blocks cannot hold write-only attributes (Schema::problems).
+            _ => t.clone(),
+        };
+        out.insert(nested.name.clone(), merged);
+    }
+    Value::Object(out)
+}
+
+fn has_write_only(block: &Block) -> bool {
+    block.attributes.iter().any(|a| a.write_only) || block.blocks.iter().any(|b| has_write_only(&b.block))
 }
 
 fn plan_unset_computed(attribute: &Attribute, creating: bool, proposed: Value) -> Value {
@@ -214,6 +273,12 @@ fn check_block(block: &Block, prior: &Value, config: &Value, planned: &Value, pa
         let c = config.get_attr(&attribute.name).unwrap_or(&Value::Null);
         let p = planned.get_attr(&attribute.name).unwrap_or(&Value::Null);
         let prior_v = prior.get_attr(&attribute.name).unwrap_or(&Value::Null);
+        if attribute.write_only {
+            if !p.is_null() {
+                return Err(format!("planned a value for the write-only {}", path.join_attr(&attribute.name)));
+            }
+            continue;
+        }
         let ok = p.set_equal(c)
             || (!c.is_null() && !prior_v.is_null() && p.set_equal(prior_v))
             || (c.is_null() && attribute.is_computed());

@@ -17,7 +17,7 @@ use tonic::{Request, Response, Status};
 
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::libvirt::Host;
-use crate::resources::{Attrs, Context, DataSource, Registry, Resource};
+use crate::resources::{Attrs, Context, DataSource, EphemeralResource, Registry, Resource};
 use crate::schema::{self, Attribute, Block, Schema};
 
 pub use convert::attribute_path;
@@ -31,6 +31,7 @@ pub struct ProviderService {
     /// Encoded schemas, built once: Terraform asks for them on every provider start.
     schemas: HashMap<String, pb::Schema>,
     data_source_schemas: HashMap<String, pb::Schema>,
+    ephemeral_resource_schemas: HashMap<String, pb::Schema>,
     /// Set by `ConfigureProvider`; `None` before that or when the URI is not known yet.
     host: Mutex<Option<Arc<Host>>>,
 }
@@ -41,12 +42,15 @@ impl ProviderService {
         let schemas = registry.iter().map(|r| (r.type_name().to_string(), convert::schema(r.schema()))).collect();
         let data_source_schemas =
             registry.data_sources().map(|d| (d.type_name().to_string(), convert::schema(d.schema()))).collect();
+        let ephemeral_resource_schemas =
+            registry.ephemeral_resources().map(|e| (e.type_name().to_string(), convert::schema(e.schema()))).collect();
         ProviderService {
             registry,
             provider_schema: provider_schema(),
             stop: Mutex::new(CancellationToken::new()),
             schemas,
             data_source_schemas,
+            ephemeral_resource_schemas,
             host: Mutex::new(None),
         }
     }
@@ -57,8 +61,37 @@ impl ProviderService {
         Context { cancel, host }
     }
 
+    /// Schemas that break Terraform's rules (a bug in this provider): Terraform is told, and
+    /// stops, instead of misreading them.
+    fn schema_problems(&self) -> Diagnostics {
+        let resources = self.registry.iter().map(|r| (r.type_name(), r.schema()));
+        let data_sources = self.registry.data_sources().map(|d| (d.type_name(), d.schema()));
+        let mut diags = Diagnostics::new();
+        for (name, schema) in std::iter::once(("provider", &self.provider_schema)).chain(resources).chain(data_sources)
+        {
+            for problem in schema.problems() {
+                diags.push(Diagnostic::error(
+                    "Invalid provider schema",
+                    format!("{name}: {problem}; this is a bug in the provider, please report it."),
+                ));
+            }
+        }
+        diags
+    }
+
     fn data_source(&self, type_name: &str) -> Result<&Arc<dyn DataSource>, Diagnostic> {
         self.registry.data_source(type_name).ok_or_else(|| unknown_data_source(type_name))
+    }
+
+    fn ephemeral_resource(&self, type_name: &str) -> Result<&Arc<dyn EphemeralResource>, Diagnostic> {
+        self.registry.ephemeral_resource(type_name).ok_or_else(|| {
+            Diagnostic::error(
+                "Unknown ephemeral resource type",
+                format!(
+                    "This provider has no ephemeral resource type {type_name:?}; check the spelling and the provider version."
+                ),
+            )
+        })
     }
 
     fn resource(&self, type_name: &str) -> Result<&Arc<dyn Resource>, Diagnostic> {
@@ -107,10 +140,17 @@ impl Provider for ProviderService {
             .map(|d| pb::get_metadata::DataSourceMetadata { type_name: d.type_name().into() })
             .collect();
         data_sources.sort_by(|a, b| a.type_name.cmp(&b.type_name));
+        let mut ephemeral_resources: Vec<_> = self
+            .registry
+            .ephemeral_resources()
+            .map(|e| pb::get_metadata::EphemeralMetadata { type_name: e.type_name().into() })
+            .collect();
+        ephemeral_resources.sort_by(|a, b| a.type_name.cmp(&b.type_name));
         Ok(Response::new(pb::get_metadata::Response {
             server_capabilities: Some(capabilities()),
             resources,
             data_sources,
+            ephemeral_resources,
             ..Default::default()
         }))
     }
@@ -123,7 +163,10 @@ impl Provider for ProviderService {
             provider: Some(convert::schema(&self.provider_schema)),
             resource_schemas: self.schemas.clone(),
             data_source_schemas: self.data_source_schemas.clone(),
+            // Terraform before 1.10 neither reads this field nor calls the ephemeral RPCs.
+            ephemeral_resource_schemas: self.ephemeral_resource_schemas.clone(),
             server_capabilities: Some(capabilities()),
+            diagnostics: convert::diagnostics(self.schema_problems()),
             ..Default::default()
         }))
     }
@@ -166,10 +209,14 @@ impl Provider for ProviderService {
         request: Request<pb::validate_resource_config::Request>,
     ) -> Result<Response<pb::validate_resource_config::Response>, Status> {
         let req = request.into_inner();
+        // Terraform before 1.11 sends no capabilities: no write-only support.
+        let write_only_allowed = req.client_capabilities.as_ref().is_some_and(|c| c.write_only_attributes_allowed);
         let result = (|| {
             let resource = self.resource(&req.type_name)?;
             let config = convert::decode(req.config.as_ref(), resource.schema().value_type(), "config")?;
-            Ok(validate_config(resource.as_ref(), &config))
+            let mut diags = schema::check_write_only(&resource.schema().block, &config, write_only_allowed);
+            diags.extend(validate_config(resource.as_ref(), &config));
+            Ok(diags)
         })();
         Ok(Response::new(pb::validate_resource_config::Response { diagnostics: diags_of(result) }))
     }
@@ -209,7 +256,7 @@ impl Provider for ProviderService {
             let value = tf_cty::json::decode(&json, ty).map_err(|e| {
                 Diagnostic::error("Corrupt state", format!("cannot read stored {} state: {e}", req.type_name))
             })?;
-            convert::encode(&value, ty, "upgraded state")
+            convert::encode(&schema::strip_write_only(&schema.block, &value), ty, "upgraded state")
         })();
         Ok(Response::new(match result {
             Ok(state) => pb::upgrade_resource_state::Response { upgraded_state: Some(state), diagnostics: vec![] },
@@ -238,6 +285,7 @@ impl Provider for ProviderService {
             let current = convert::decode(req.current_state.as_ref(), ty, "current state")?;
             tracing::debug!(type_name = %req.type_name, "read resource");
             let new_state = resource.read(&ctx, &current).await?.unwrap_or(Value::Null);
+            let new_state = schema::strip_write_only(&resource.schema().block, &new_state);
             now_known(&new_state, "the refreshed state")?;
             Ok::<_, crate::resources::Failure>(new_state)
         }
@@ -279,6 +327,7 @@ impl Provider for ProviderService {
             }
             let mut planned = schema::plan_resource_change(schema, &prior, &proposed, &config);
             diags.extend(resource.modify_plan(&ctx, &prior, &config, &mut planned).await);
+            let planned = schema::strip_write_only(&schema.block, &planned);
             if let Err(problem) = schema::check_plan_valid(schema, &prior, &config, &planned) {
                 diags.push(Diagnostic::error(
                     "Provider produced an invalid plan",
@@ -321,14 +370,16 @@ impl Provider for ProviderService {
                 return Ok(Response::new(response));
             }
         };
+        let block = &resource.schema().block;
         let ty = resource.schema().value_type();
         let decoded = (|| {
             Ok::<_, Diagnostic>((
                 convert::decode(req.prior_state.as_ref(), ty, "prior state")?,
                 convert::decode(req.planned_state.as_ref(), ty, "planned state")?,
+                convert::decode(req.config.as_ref(), ty, "config")?,
             ))
         })();
-        let (prior, planned) = match decoded {
+        let (prior, planned, config) = match decoded {
             Ok(v) => v,
             Err(d) => {
                 response.new_state = req.prior_state;
@@ -337,15 +388,17 @@ impl Provider for ProviderService {
             }
         };
         let type_name = &req.type_name;
+        // Write-only values are in the configuration only: create and update get them merged
+        // into the planned value, and whatever comes back has them nulled below.
         let outcome = if planned.is_null() {
             tracing::info!(%type_name, "delete");
             resource.delete(&ctx, &prior).await.map(|()| Value::Null)
         } else if prior.is_null() {
             tracing::info!(%type_name, "create");
-            resource.create(&ctx, &planned).await
+            resource.create(&ctx, &schema::with_write_only(block, &planned, &config)).await
         } else {
             tracing::info!(%type_name, "update");
-            resource.update(&ctx, &prior, &planned).await
+            resource.update(&ctx, &prior, &schema::with_write_only(block, &planned, &config)).await
         };
         let new_state = match outcome {
             Ok(state) => match now_known(&state, "the new state") {
@@ -361,7 +414,7 @@ impl Provider for ProviderService {
                 failure.partial_state.unwrap_or(prior.clone())
             }
         };
-        match convert::encode(&new_state, ty, "new state") {
+        match convert::encode(&schema::strip_write_only(block, &new_state), ty, "new state") {
             Ok(dv) => response.new_state = Some(dv),
             Err(d) => response.diagnostics.push(convert::diagnostic(d)),
         }
@@ -379,7 +432,7 @@ impl Provider for ProviderService {
             let resource = self.resource(&req.type_name)?;
             let ty = resource.schema().value_type();
             tracing::info!(type_name = %req.type_name, "import");
-            let state = resource.import(&ctx, &req.id).await?;
+            let state = schema::strip_write_only(&resource.schema().block, &resource.import(&ctx, &req.id).await?);
             now_known(&state, "the imported state")?;
             Ok::<_, crate::resources::Failure>(convert::encode(&state, ty, "imported state")?)
         }
@@ -442,6 +495,95 @@ impl Provider for ProviderService {
         }))
     }
 
+    async fn validate_ephemeral_resource_config(
+        &self,
+        request: Request<pb::validate_ephemeral_resource_config::Request>,
+    ) -> Result<Response<pb::validate_ephemeral_resource_config::Response>, Status> {
+        let req = request.into_inner();
+        let result = (|| {
+            let ephemeral = self.ephemeral_resource(&req.type_name)?;
+            let config = convert::decode(req.config.as_ref(), ephemeral.schema().value_type(), "config")?;
+            Ok(validate_ephemeral_config(ephemeral.as_ref(), &config))
+        })();
+        Ok(Response::new(pb::validate_ephemeral_resource_config::Response { diagnostics: diags_of(result) }))
+    }
+
+    async fn open_ephemeral_resource(
+        &self,
+        request: Request<pb::open_ephemeral_resource::Request>,
+    ) -> Result<Response<pb::open_ephemeral_resource::Response>, Status> {
+        let req = request.into_inner();
+        let ctx = self.context();
+        let outcome = async {
+            let ephemeral = self.ephemeral_resource(&req.type_name)?;
+            let ty = ephemeral.schema().value_type();
+            let config = convert::decode(req.config.as_ref(), ty, "config")?;
+            // Terraform opens only wholly known configurations; check again all the same.
+            now_known(&config, "the configuration")?;
+            let mut diags = validate_ephemeral_config(ephemeral.as_ref(), &config);
+            if diags.has_errors() {
+                return Err(diags.into());
+            }
+            tracing::debug!(type_name = %req.type_name, "open ephemeral resource");
+            let opened = ephemeral.open(&ctx, &config).await?;
+            now_known(&opened.result, "the ephemeral resource's result")?;
+            let result = convert::encode(&opened.result, ty, "ephemeral resource result")?;
+            diags.extend(opened.diagnostics);
+            Ok::<_, crate::resources::Failure>((result, opened.private, diags))
+        }
+        .await;
+        Ok(Response::new(match outcome {
+            // No renew_at: Terraform never renews, and closes when it is done with the value.
+            Ok((result, private, diags)) => pb::open_ephemeral_resource::Response {
+                result: Some(result),
+                private,
+                diagnostics: convert::diagnostics(diags),
+                ..Default::default()
+            },
+            Err(failure) => pb::open_ephemeral_resource::Response {
+                diagnostics: convert::diagnostics(failure.diagnostics),
+                ..Default::default()
+            },
+        }))
+    }
+
+    async fn renew_ephemeral_resource(
+        &self,
+        request: Request<pb::renew_ephemeral_resource::Request>,
+    ) -> Result<Response<pb::renew_ephemeral_resource::Response>, Status> {
+        let req = request.into_inner();
+        let ctx = self.context();
+        let outcome = async {
+            let ephemeral = self.ephemeral_resource(&req.type_name)?;
+            tracing::debug!(type_name = %req.type_name, "renew ephemeral resource");
+            ephemeral.renew(&ctx, req.private.as_deref()).await
+        }
+        .await;
+        // No renew_at in the answer: nothing more to renew.
+        Ok(Response::new(pb::renew_ephemeral_resource::Response {
+            diagnostics: convert::diagnostics(outcome.err().map(|f| f.diagnostics).unwrap_or_default()),
+            renew_at: None,
+            private: req.private,
+        }))
+    }
+
+    async fn close_ephemeral_resource(
+        &self,
+        request: Request<pb::close_ephemeral_resource::Request>,
+    ) -> Result<Response<pb::close_ephemeral_resource::Response>, Status> {
+        let req = request.into_inner();
+        let ctx = self.context();
+        let outcome = async {
+            let ephemeral = self.ephemeral_resource(&req.type_name)?;
+            tracing::debug!(type_name = %req.type_name, "close ephemeral resource");
+            ephemeral.close(&ctx, req.private.as_deref()).await
+        }
+        .await;
+        Ok(Response::new(pb::close_ephemeral_resource::Response {
+            diagnostics: convert::diagnostics(outcome.err().map(|f| f.diagnostics).unwrap_or_default()),
+        }))
+    }
+
     async fn stop_provider(
         &self,
         _request: Request<pb::stop_provider::Request>,
@@ -459,6 +601,13 @@ impl Provider for ProviderService {
 fn validate_config(resource: &dyn Resource, config: &Value) -> Diagnostics {
     let mut diags = schema::validate_attributes(&resource.schema().block, config);
     diags.extend(resource.validate(config));
+    diags
+}
+
+/// Attribute validators plus the ephemeral resource's own checks.
+fn validate_ephemeral_config(ephemeral: &dyn EphemeralResource, config: &Value) -> Diagnostics {
+    let mut diags = schema::validate_attributes(&ephemeral.schema().block, config);
+    diags.extend(ephemeral.validate(config));
     diags
 }
 

@@ -135,11 +135,15 @@ fn repository_block() -> Block {
         .attribute(Attribute::optional("revision", Type::String).default_value(Value::string("main")).describe("Branch, tag or full commit (default `main`)."))
         .attribute(Attribute::optional("path", Type::String).default_value(Value::string(".")).describe("Directory of the root manifests in the repository (default `.`)."))
         .attribute(Attribute::optional("name", Type::String).default_value(Value::string("root")).describe("Name of the root Application / GitRepository + Kustomization (default `root`)."))
-        .attribute(Attribute::optional("ssh_private_key", Type::String).sensitive().describe("SSH deploy key (unencrypted OpenSSH or PEM); needs `ssh_public_key` and `known_hosts`."))
+        .attribute(Attribute::optional("ssh_private_key_wo", Type::String).write_only().sensitive().describe("SSH deploy key (unencrypted OpenSSH or PEM), write-only (Terraform 1.11 and later): delivered to the cluster, never stored in the state or a plan. Needs `ssh_public_key` and `known_hosts`; set `ssh_private_key_wo_version` with it."))
+        .attribute(Attribute::optional("ssh_private_key_wo_version", Type::Number).describe("Version of `ssh_private_key_wo`, kept in the state: a change re-delivers the key (an update re-running the bootstrap). A change of the key alone plans nothing."))
+        .attribute(Attribute::optional("ssh_private_key", Type::String).sensitive().prefer_write_only("ssh_private_key_wo").describe("SSH deploy key (unencrypted OpenSSH or PEM), stored in the state (sensitive); with Terraform 1.11 and later prefer `ssh_private_key_wo`. Needs `ssh_public_key` and `known_hosts`."))
         .attribute(Attribute::optional("ssh_public_key", Type::String).describe("The deploy key's public line."))
         .attribute(Attribute::optional("known_hosts", Type::String).describe("`known_hosts` lines of the Git server, so its key is pinned."))
-        .attribute(Attribute::optional("username", Type::String).describe("HTTPS user name (with `password`)."))
-        .attribute(Attribute::optional("password", Type::String).sensitive().describe("HTTPS password or access token."))
+        .attribute(Attribute::optional("username", Type::String).describe("HTTPS user name (with `password_wo` or `password`)."))
+        .attribute(Attribute::optional("password_wo", Type::String).write_only().sensitive().describe("HTTPS password or access token, write-only (Terraform 1.11 and later): delivered to the cluster, never stored in the state or a plan. Set `password_wo_version` with it."))
+        .attribute(Attribute::optional("password_wo_version", Type::Number).describe("Version of `password_wo`, kept in the state: a change re-delivers the password (an update re-running the bootstrap). A change of the password alone plans nothing."))
+        .attribute(Attribute::optional("password", Type::String).sensitive().prefer_write_only("password_wo").describe("HTTPS password or access token, stored in the state (sensitive); with Terraform 1.11 and later prefer `password_wo`."))
 }
 
 fn timeouts_block() -> Block {

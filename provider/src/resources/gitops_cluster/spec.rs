@@ -313,12 +313,16 @@ fn repository(v: &Value) -> Result<(Option<RepositorySpec>, Option<GitCredential
         path: s("path").unwrap_or_else(|| ".".into()),
         name: s("name").unwrap_or_else(|| "root".into()),
     };
-    let git = match (s("ssh_private_key"), s("password")) {
+    // Each secret comes from its stored attribute or its write-only twin (present only in the
+    // configuration, and in what create and update get; a plan or state has it null).
+    let ssh_private_key = either(v, "ssh_private_key")?;
+    let password = either(v, "password")?;
+    let git = match (ssh_private_key, password) {
         (Some(_), Some(_)) => {
             return Err(err(
                 at("password"),
                 "Two kinds of Git credentials",
-                "Give either ssh_private_key or username and password.",
+                "Give either ssh_private_key (or ssh_private_key_wo) or username and password (or password_wo).",
             ))
         }
         (Some(private_key), None) => {
@@ -344,6 +348,31 @@ fn repository(v: &Value) -> Result<(Option<RepositorySpec>, Option<GitCredential
         (None, None) => None,
     };
     Ok((Some(repo), git))
+}
+
+/// The value of `name` or of its write-only twin `<name>_wo` (at most one may be set), and a
+/// `<name>_wo_version` only next to the write-only one.
+fn either(v: &Value, name: &str) -> Result<Option<String>, Diagnostic> {
+    let at = |name: &str| Path::attr("repository").join_attr(name);
+    let wo = format!("{name}_wo");
+    let version = format!("{name}_wo_version");
+    let set = |n: &str| v.get_attr(n).is_some_and(|x| !x.is_null());
+    if set(name) && set(&wo) {
+        return Err(err(
+            at(&wo),
+            "Conflicting credentials",
+            format!("Give either {wo} (write-only) or {name}, not both."),
+        ));
+    }
+    if set(&version) && !set(&wo) && set(name) {
+        return Err(err(
+            at(&version),
+            "Version without a write-only value",
+            format!("{version} versions {wo}; use {wo} instead of {name}, or remove the version."),
+        ));
+    }
+    let s = |n: &str| v.get_attr(n).and_then(Value::as_str).map(str::to_string);
+    Ok(s(name).or_else(|| s(&wo)))
 }
 
 fn duration(v: &Value, name: &str, default: &str) -> Result<Duration, Diagnostic> {

@@ -152,9 +152,10 @@ pub fn disk(d: &DiskSpec, format: &str, dev: &str, iothread: Option<u32>) -> Dis
         driver: Some(DiskDriver {
             name: Some("qemu".into()),
             driver_type: Some(if matches!(d.source, DiskSource::Nvme { .. }) { "raw".into() } else { format.into() }),
-            cache: Some(d.cache.clone()),
-            io: Some(d.io.clone()),
-            discard: Some(d.discard.clone()),
+            // `default` leaves the mode to the hypervisor: libvirt takes no attribute for it.
+            cache: Some(d.cache.clone()).filter(|v| v != "default"),
+            io: Some(d.io.clone()).filter(|v| v != "default"),
+            discard: Some(d.discard.clone()).filter(|v| v != "default"),
             iothread,
             queues: if d.is_virtio() { d.queues } else { None },
             ..Default::default()
@@ -382,5 +383,19 @@ mod tests {
         assert_eq!((src.namespace, src.address.as_ref().unwrap().to_bdf().as_deref()), (Some(2), Some("0000:01:00.0")));
         assert!(same_source(nvme, &s.disks[0].source));
         assert!(!same_source(nvme, &DiskSource::Nvme { address: "0000:01:00.0".into(), namespace: 1 }));
+    }
+
+    #[test]
+    fn default_tuning_is_left_to_the_hypervisor() {
+        // What an imported domain without cache/io/discard shows, and its generated configuration
+        // restates: nothing is written, as libvirt refuses the literal "default".
+        let d = DiskSpec {
+            cache: "default".into(),
+            io: "default".into(),
+            discard: "default".into(),
+            ..disk_spec("x", "virtio")
+        };
+        let driver = disk(&d, "qcow2", "vda", None).driver.unwrap();
+        assert_eq!((driver.cache, driver.io, driver.discard), (None, None, None));
     }
 }

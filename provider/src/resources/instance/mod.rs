@@ -186,7 +186,14 @@ impl Resource for Instance {
         let mut disks = items(planned.get_attr("disk"));
         for (i, d) in disks.iter_mut().enumerate() {
             let config_d = config_disks.get(i).cloned().unwrap_or(Value::Null);
-            if attr(&config_d, "queues").is_null() {
+            let prior_d = DiskSource::of_block(d)
+                .and_then(|s| prior_disks.iter().find(|p| DiskSource::of_block(p).as_ref() == Some(&s)))
+                .filter(|p| attr(p, "bus") == attr(d, "bus"));
+            // A virtio disk without queues on the host (a domain imported, not made here) keeps
+            // libvirt's default: setting one queue per vCPU would change, and restart, a domain
+            // whose generated configuration (`plan -generate-config-out`) only restates it.
+            let host_default = prior_d.is_some_and(|p| attr(p, "queues").is_null());
+            if attr(&config_d, "queues").is_null() && !host_default {
                 let queues = match attr(d, "bus").as_str() {
                     Some("virtio") => vcpu.clone(),
                     Some(_) => Value::Null,
@@ -194,11 +201,7 @@ impl Resource for Instance {
                 };
                 set_attr(d, "queues", queues);
             }
-            let device = DiskSource::of_block(d)
-                .and_then(|s| prior_disks.iter().find(|p| DiskSource::of_block(p).as_ref() == Some(&s)))
-                .filter(|p| attr(p, "bus") == attr(d, "bus"))
-                .map(|p| attr(p, "device").clone())
-                .unwrap_or(Value::Unknown);
+            let device = prior_d.map(|p| attr(p, "device").clone()).unwrap_or(Value::Unknown);
             set_attr(d, "device", device);
         }
         set_attr(planned, "disk", Value::List(disks));

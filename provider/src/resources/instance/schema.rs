@@ -173,20 +173,20 @@ fn disk_block() -> Block {
     .attribute(
         Attribute::optional("cache", Type::String)
             .default_value(Value::string("none"))
-            .describe("Host cache mode; `none` (default: O_DIRECT, right for NVMe-backed pools), `writeback`, `writethrough`, `directsync`, `unsafe`.")
-            .validate(one_of(&["none", "writeback", "writethrough", "directsync", "unsafe"])),
+            .describe("Host cache mode; `none` (default: O_DIRECT, right for NVMe-backed pools), `writeback`, `writethrough`, `directsync`, `unsafe`, or `default` (left to the hypervisor; what an imported domain without a cache mode shows).")
+            .validate(one_of(&["none", "writeback", "writethrough", "directsync", "unsafe", "default"])),
     )
     .attribute(
         Attribute::optional("io", Type::String)
             .default_value(Value::string("native"))
-            .describe("I/O mode: `native` (default; Linux AIO, needs `cache = \"none\"` or `directsync`), `io_uring` or `threads`.")
-            .validate(one_of(&["native", "io_uring", "threads"])),
+            .describe("I/O mode: `native` (default; Linux AIO, needs `cache = \"none\"` or `directsync`), `io_uring`, `threads`, or `default` (left to the hypervisor; what an imported domain without an I/O mode shows).")
+            .validate(one_of(&["native", "io_uring", "threads", "default"])),
     )
     .attribute(
         Attribute::optional("discard", Type::String)
             .default_value(Value::string("unmap"))
-            .describe("`unmap` (default: the guest's TRIM frees space in the pool) or `ignore`.")
-            .validate(one_of(&["unmap", "ignore"])),
+            .describe("`unmap` (default: the guest's TRIM frees space in the pool), `ignore`, or `default` (left to the hypervisor; what an imported domain without a discard mode shows).")
+            .validate(one_of(&["unmap", "ignore", "default"])),
     )
     .attribute(
         Attribute::optional("iothread", Type::Bool)
