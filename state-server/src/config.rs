@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -70,6 +71,51 @@ pub struct Config {
     pub users: Vec<UserConfig>,
     /// Grants for requests without credentials (none by default).
     pub anonymous_grants: Vec<GrantConfig>,
+    /// Timeouts and connection caps that keep stalled or abusive clients from starving others.
+    pub limits: Limits,
+}
+
+/// How long a client may take and how many connections it may hold (`[limits]`).
+///
+/// The rule behind them: a connection holds a file descriptor and some memory, so one that moves
+/// no bytes and has no request being answered is closed, and no single address may hold more
+/// than its share of the descriptors the process has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// A new connection (after TLS) must send its first request within this time.
+    pub first_byte_timeout: Duration,
+    /// The request line and headers must arrive within this time (HTTP/1.1).
+    pub header_read_timeout: Duration,
+    /// A body may take this long whatever its size; after that it must have arrived at
+    /// `min_body_rate` on average, or it is dropped with 408.
+    pub body_read_timeout: Duration,
+    /// Bytes per second a large body must average once `body_read_timeout` has passed.
+    pub min_body_rate: u64,
+    /// A connection with no request in progress and no bytes moving either way is closed after
+    /// this time (keep-alive idle).
+    pub idle_timeout: Duration,
+    /// A response the client does not read is abandoned (and the connection closed) when no byte
+    /// of it could be written for this time.
+    pub write_timeout: Duration,
+    /// Connections open at once, all clients together (0: as many as descriptors allow).
+    pub max_connections: usize,
+    /// Connections open at once from one client address (0: no per-client cap).
+    pub max_connections_per_client: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            first_byte_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(30),
+            body_read_timeout: Duration::from_secs(30),
+            min_body_rate: 16 * 1024,
+            idle_timeout: Duration::from_secs(60),
+            write_timeout: Duration::from_secs(30),
+            max_connections: 4096,
+            max_connections_per_client: 128,
+        }
+    }
 }
 
 /// TLS files.
@@ -158,6 +204,49 @@ struct RawConfig {
     #[serde(default)]
     user: Vec<UserConfig>,
     anonymous: Option<RawAnonymous>,
+    limits: Option<RawLimits>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    first_byte_timeout_secs: Option<u64>,
+    header_read_timeout_secs: Option<u64>,
+    body_read_timeout_secs: Option<u64>,
+    min_body_rate_bytes_per_sec: Option<u64>,
+    idle_timeout_secs: Option<u64>,
+    write_timeout_secs: Option<u64>,
+    max_connections: Option<usize>,
+    max_connections_per_client: Option<usize>,
+}
+
+impl RawLimits {
+    fn resolve(self) -> Result<Limits, String> {
+        let d = Limits::default();
+        let secs = |value: Option<u64>, key: &str, default: Duration| match value {
+            None => Ok(default),
+            Some(0) => Err(format!("[limits] {key} must be at least 1")),
+            Some(n) if n > 86_400 => Err(format!("[limits] {key} = {n} is more than a day")),
+            Some(n) => Ok(Duration::from_secs(n)),
+        };
+        Ok(Limits {
+            first_byte_timeout: secs(self.first_byte_timeout_secs, "first_byte_timeout_secs", d.first_byte_timeout)?,
+            header_read_timeout: secs(
+                self.header_read_timeout_secs,
+                "header_read_timeout_secs",
+                d.header_read_timeout,
+            )?,
+            body_read_timeout: secs(self.body_read_timeout_secs, "body_read_timeout_secs", d.body_read_timeout)?,
+            min_body_rate: match self.min_body_rate_bytes_per_sec {
+                Some(0) => return Err("[limits] min_body_rate_bytes_per_sec must be at least 1".into()),
+                other => other.unwrap_or(d.min_body_rate),
+            },
+            idle_timeout: secs(self.idle_timeout_secs, "idle_timeout_secs", d.idle_timeout)?,
+            write_timeout: secs(self.write_timeout_secs, "write_timeout_secs", d.write_timeout)?,
+            max_connections: self.max_connections.unwrap_or(d.max_connections),
+            max_connections_per_client: self.max_connections_per_client.unwrap_or(d.max_connections_per_client),
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -308,6 +397,11 @@ impl Config {
                 .map_err(|e| invalid(format!("grant prefix {:?}: {e}", grant.prefix)))?;
         }
 
+        let limits = match raw.limits {
+            Some(l) => l.resolve().map_err(invalid)?,
+            None => Limits::default(),
+        };
+
         let audit = raw.audit.map_or(AuditConfig { file: None, reads: true }, |a| AuditConfig {
             file: a.file.map(|p| resolve(&p)),
             reads: a.reads.unwrap_or(true),
@@ -328,6 +422,7 @@ impl Config {
             metrics_public: raw.metrics.is_some_and(|m| m.public),
             users,
             anonymous_grants,
+            limits,
         })
     }
 }
@@ -355,6 +450,22 @@ mod tests {
         assert!(!c.metrics_public);
         assert!(c.audit.reads);
         assert!(matches!(c.storage, StorageConfig::Sqlite { .. }));
+        assert_eq!(c.limits, Limits::default());
+    }
+
+    #[test]
+    fn limits() {
+        let c =
+            load("[limits]\nbody_read_timeout_secs = 5\nmax_connections = 10\nmax_connections_per_client = 0").unwrap();
+        assert_eq!(c.limits.body_read_timeout, Duration::from_secs(5));
+        assert_eq!(c.limits.max_connections, 10);
+        assert_eq!(c.limits.max_connections_per_client, 0);
+        assert_eq!(c.limits.idle_timeout, Limits::default().idle_timeout);
+        let err = load("[limits]\nidle_timeout_secs = 0").unwrap_err().to_string();
+        assert!(err.contains("idle_timeout_secs must be at least 1"), "{err}");
+        let err = load("[limits]\nmin_body_rate_bytes_per_sec = 0").unwrap_err().to_string();
+        assert!(err.contains("min_body_rate"), "{err}");
+        assert!(load("[limits]\nbody_timeout = 1").unwrap_err().to_string().contains("unknown field"));
     }
 
     #[test]

@@ -22,16 +22,20 @@ use std::time::Instant;
 
 use aws_lc_rs::digest;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Incoming};
-use hyper::header::{HeaderValue, AUTHORIZATION, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, WWW_AUTHENTICATE};
+use hyper::header::{
+    HeaderValue, AUTHORIZATION, CACHE_CONTROL, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, WWW_AUTHENTICATE,
+};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 
 use crate::audit::{self, Action, AuditDraft, AuditEvent, AuditFile, AuditQuery, Outcome};
 use crate::auth::{AuthError, Authenticator, Principal, Role};
+use crate::config::Limits;
+use crate::conn::{self, ClientKey, Notices};
 use crate::crypto::AtRest;
-use crate::metrics::{method_label, Metrics};
+use crate::metrics::{method_label, ConnEvent, Metrics};
 use crate::names::{self, StateName};
 use crate::storage::{
     Audited, DeleteOutcome, LockOutcome, LockRequest, NewVersion, PutOutcome, PutRequest, Storage, StorageError,
@@ -52,8 +56,12 @@ pub struct App {
     pub at_rest: AtRest,
     /// JSON-lines copy of the audit log.
     pub audit_file: Option<AuditFile>,
-    /// Counters.
-    pub metrics: Metrics,
+    /// Counters (shared with the connection gate, which keeps the open-connections gauge).
+    pub metrics: Arc<Metrics>,
+    /// Timeouts and connection caps.
+    pub limits: Limits,
+    /// Events at the limits, logged once per client.
+    pub notices: Notices,
     /// Largest state body.
     pub body_limit: u64,
     /// Versions kept per state.
@@ -75,12 +83,14 @@ pub struct ApiError {
     // Extra fields merged into the JSON body (the lock holder's LockInfo, for instance).
     extra: Option<Value>,
     outcome: Outcome,
+    // Close the connection after answering (the request body was not read to its end).
+    close: bool,
 }
 
 impl ApiError {
     fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
         let outcome = if status.is_server_error() { Outcome::Error } else { Outcome::Refused };
-        ApiError { status, message: message.into(), extra: None, outcome }
+        ApiError { status, message: message.into(), extra: None, outcome, close: false }
     }
 
     // 404 for something that does not exist: not a refusal (Terraform reads a new state's
@@ -107,7 +117,11 @@ impl ApiError {
             _ => serde_json::Map::new(),
         };
         body.insert("error".into(), Value::String(self.message.clone()));
-        json_response(self.status, &Value::Object(body))
+        let mut resp = json_response(self.status, &Value::Object(body));
+        if self.close {
+            resp.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+        }
+        resp
     }
 }
 
@@ -194,19 +208,58 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Reads a request body of at most `limit` bytes.
-async fn read_body(body: Incoming, declared: Option<u64>, limit: u64) -> Result<Bytes, ApiError> {
+/// Reads a request body of at most `limit` bytes, at the pace `[limits]` asks for: a body that
+/// is slower than `min_body_rate` once `body_read_timeout` has passed is dropped with 408 (and
+/// the connection closed), so a client trickling bytes cannot hold a request open for ever.
+async fn read_body(ctx: &Ctx<'_>, req: Request<Incoming>, limit: u64) -> Result<Bytes, ApiError> {
+    let declared = declared_length(&req);
+    let mut body = req.into_body();
     let too_large = || {
         ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("request body is larger than the limit of {limit} bytes"))
     };
     if declared.is_some_and(|n| n > limit) || body.size_hint().lower() > limit {
         return Err(too_large());
     }
-    match Limited::new(body, limit as usize).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Err(e) => Err(ApiError::bad_request(format!("could not read the request body: {e}"))),
+    let limits = &ctx.app.limits;
+    let started = tokio::time::Instant::now();
+    // Grown as bytes arrive, never sized from Content-Length: a stalled body must cost only
+    // what it has sent.
+    let mut buf = Vec::new();
+    loop {
+        let deadline = started + conn::body_deadline(limits, buf.len() as u64);
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Err(_) => {
+                let detail = format!(
+                    "{} of {} bytes in {:.1} s",
+                    buf.len(),
+                    declared.map_or("?".into(), |n| n.to_string()),
+                    started.elapsed().as_secs_f64()
+                );
+                ctx.app.notices.report(&ctx.app.metrics, ctx.client, ConnEvent::BodyTimeout, &detail);
+                let mut e = ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!(
+                        "the request body arrived too slowly ({detail}); bodies must arrive within {} s or at {} \
+                         bytes/s on average after that ([limits] body_read_timeout_secs, min_body_rate_bytes_per_sec)",
+                        limits.body_read_timeout.as_secs(),
+                        limits.min_body_rate
+                    ),
+                );
+                e.close = true;
+                return Err(e);
+            }
+            Ok(None) => break,
+            Ok(Some(Err(e))) => return Err(ApiError::bad_request(format!("could not read the request body: {e}"))),
+            Ok(Some(Ok(frame))) => frame,
+        };
+        if let Ok(data) = frame.into_data() {
+            if buf.len() as u64 + data.len() as u64 > limit {
+                return Err(too_large());
+            }
+            buf.extend_from_slice(&data);
+        }
     }
+    Ok(Bytes::from(buf))
 }
 
 fn sha256_hex(data: &[u8]) -> String {
@@ -223,6 +276,7 @@ struct Ctx<'a> {
     app: &'a App,
     user: String,
     addr: String,
+    client: ClientKey,
     principal: Option<Principal>,
 }
 
@@ -320,7 +374,8 @@ async fn dispatch(app: &App, remote: SocketAddr, req: Request<Incoming>) -> (Res
             Err(e) => (ApiError::from(e).response(), "-".into()),
         };
     }
-    let mut ctx = Ctx { app, user: "-".into(), addr: remote.to_string(), principal: None };
+    let mut ctx =
+        Ctx { app, user: "-".into(), addr: remote.to_string(), client: ClientKey::of(remote.ip()), principal: None };
     if matches!(route, Route::Metrics) && app.metrics_public && req.method() == Method::GET {
         return (
             bytes_response(StatusCode::OK, "text/plain; version=0.0.4", app.metrics.render().into_bytes()),
@@ -476,8 +531,7 @@ async fn put_state(ctx: &Ctx<'_>, name: &StateName, req: Request<Incoming>) -> R
     let mut draft = ctx.draft(Action::Write, Some(name));
     draft.lock_id = query_param(req.uri().query(), "ID").filter(|id| !id.is_empty());
     ctx.require(Role::Write, name, "writing a state").map_err(|e| (draft.clone(), e))?;
-    let declared = declared_length(&req);
-    let body = read_body(req.into_body(), declared, ctx.app.body_limit).await.map_err(|e| (draft.clone(), e))?;
+    let body = read_body(ctx, req, ctx.app.body_limit).await.map_err(|e| (draft.clone(), e))?;
     let head = tfstate::inspect_state(&body).map_err(|e| (draft.clone(), ApiError::bad_request(e.to_string())))?;
     let meta = NewVersion {
         serial: head.serial,
@@ -512,10 +566,12 @@ fn put_response(ctx: &Ctx<'_>, outcome: PutOutcome, event: &AuditEvent) -> Respo
         }
         PutOutcome::Locked(h) => {
             let extra = serde_json::from_str::<Value>(&h.info).ok().map(|lock| json!({ "lock": lock }));
-            ApiError { status, message: event.detail.clone(), extra, outcome: Outcome::Conflict }.response()
+            ApiError { status, message: event.detail.clone(), extra, outcome: Outcome::Conflict, close: false }
+                .response()
         }
         PutOutcome::NotLocked(_) | PutOutcome::Stale { .. } | PutOutcome::Moved => {
-            ApiError { status, message: event.detail.clone(), extra: None, outcome: Outcome::Conflict }.response()
+            ApiError { status, message: event.detail.clone(), extra: None, outcome: Outcome::Conflict, close: false }
+                .response()
         }
     }
 }
@@ -524,7 +580,7 @@ fn put_response(ctx: &Ctx<'_>, outcome: PutOutcome, event: &AuditEvent) -> Respo
 // ignores the rest, people read the message.
 fn holder_response(status: StatusCode, holder_info: &str, message: String) -> Response<ResponseBody> {
     let extra = serde_json::from_str::<Value>(holder_info).ok();
-    ApiError { status, message, extra, outcome: Outcome::Conflict }.response()
+    ApiError { status, message, extra, outcome: Outcome::Conflict, close: false }.response()
 }
 
 async fn delete_state(
@@ -553,8 +609,7 @@ async fn delete_state(
 async fn lock(ctx: &Ctx<'_>, name: &StateName, req: Request<Incoming>) -> Result<Response<ResponseBody>, Refusal> {
     let mut draft = ctx.draft(Action::Lock, Some(name));
     ctx.require(Role::Write, name, "locking a state").map_err(|e| (draft.clone(), e))?;
-    let declared = declared_length(&req);
-    let body = read_body(req.into_body(), declared, LOCK_BODY_LIMIT).await.map_err(|e| (draft.clone(), e))?;
+    let body = read_body(ctx, req, LOCK_BODY_LIMIT).await.map_err(|e| (draft.clone(), e))?;
     let info = match tfstate::parse_lock_info(&body) {
         Ok(Some(info)) => info,
         Ok(None) => return Err((draft, ApiError::bad_request("LOCK needs a LockInfo JSON body with an \"ID\""))),
@@ -582,8 +637,7 @@ async fn lock(ctx: &Ctx<'_>, name: &StateName, req: Request<Incoming>) -> Result
 async fn unlock(ctx: &Ctx<'_>, name: &StateName, req: Request<Incoming>) -> Result<Response<ResponseBody>, Refusal> {
     let mut draft = ctx.draft(Action::Unlock, Some(name));
     ctx.require(Role::Write, name, "unlocking a state").map_err(|e| (draft.clone(), e))?;
-    let declared = declared_length(&req);
-    let body = read_body(req.into_body(), declared, LOCK_BODY_LIMIT).await.map_err(|e| (draft.clone(), e))?;
+    let body = read_body(ctx, req, LOCK_BODY_LIMIT).await.map_err(|e| (draft.clone(), e))?;
     let info = tfstate::parse_lock_info(&body).map_err(|e| (draft.clone(), ApiError::bad_request(e.to_string())))?;
     let may_force = ctx.principal().may(Role::Admin, name.as_str());
     if info.is_none() {
@@ -614,10 +668,14 @@ async fn unlock(ctx: &Ctx<'_>, name: &StateName, req: Request<Incoming>) -> Resu
                 &json!({ "unlocked": name.as_str(), "forced": true, "was_held_by": h.user, "lock_id": h.id }),
             )
         }
-        UnlockOutcome::NotLocked => {
-            ApiError { status: StatusCode::CONFLICT, message: event.detail, extra: None, outcome: Outcome::Conflict }
-                .response()
+        UnlockOutcome::NotLocked => ApiError {
+            status: StatusCode::CONFLICT,
+            message: event.detail,
+            extra: None,
+            outcome: Outcome::Conflict,
+            close: false,
         }
+        .response(),
         UnlockOutcome::Conflict(h) => holder_response(StatusCode::CONFLICT, &h.info, event.detail),
     })
 }

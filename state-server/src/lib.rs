@@ -7,11 +7,13 @@
 //! * [`auth`]: HTTP Basic with argon2 hashes, roles per state-name prefix;
 //! * [`audit`]: the append-only trail, in the database and as JSON lines;
 //! * [`crypto`]: AES-256-GCM at rest; [`tls`]: rustls; [`metrics`]: Prometheus text;
+//! * [`conn`]: connection caps and timeouts against stalled or abusive clients;
 //! * [`config`], [`names`], [`tfstate`]: the configuration file, state names, Terraform's documents.
 
 pub mod audit;
 pub mod auth;
 pub mod config;
+pub mod conn;
 pub mod crypto;
 pub mod http;
 pub mod log;

@@ -27,6 +27,104 @@ impl Counter {
     }
 }
 
+/// A value that goes up and down.
+#[derive(Default)]
+pub struct Gauge(AtomicU64);
+
+impl Gauge {
+    /// Adds one.
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Takes one away.
+    pub fn dec(&self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Current value.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// What happened to a connection at one of the limits of `[limits]` (see `conn`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConnEvent {
+    /// Refused at accept: `max_connections` were open.
+    RefusedTotal,
+    /// Refused at accept: the client already held `max_connections_per_client`.
+    RefusedPerClient,
+    /// Closed: nothing received within `first_byte_timeout` of connecting.
+    FirstByteTimeout,
+    /// Closed: the request line and headers did not arrive within `header_read_timeout`.
+    HeaderTimeout,
+    /// Closed: request line or headers larger than the server accepts.
+    HeaderTooLarge,
+    /// Answered 408 and closed: the body was slower than `min_body_rate` after `body_read_timeout`.
+    BodyTimeout,
+    /// Closed: nothing could be written to the client for `write_timeout`.
+    WriteStalled,
+    /// Closed: keep-alive connection idle for `idle_timeout` (normal; not logged).
+    Idle,
+    /// The TLS handshake failed.
+    TlsHandshake,
+}
+
+impl ConnEvent {
+    /// Every event, in the order `/metrics` lists them.
+    pub const ALL: [ConnEvent; 9] = [
+        ConnEvent::RefusedTotal,
+        ConnEvent::RefusedPerClient,
+        ConnEvent::FirstByteTimeout,
+        ConnEvent::HeaderTimeout,
+        ConnEvent::HeaderTooLarge,
+        ConnEvent::BodyTimeout,
+        ConnEvent::WriteStalled,
+        ConnEvent::Idle,
+        ConnEvent::TlsHandshake,
+    ];
+
+    /// The `event` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            ConnEvent::RefusedTotal => "refused_max_connections",
+            ConnEvent::RefusedPerClient => "refused_max_connections_per_client",
+            ConnEvent::FirstByteTimeout => "first_byte_timeout",
+            ConnEvent::HeaderTimeout => "header_read_timeout",
+            ConnEvent::HeaderTooLarge => "header_too_large",
+            ConnEvent::BodyTimeout => "body_timeout",
+            ConnEvent::WriteStalled => "write_timeout",
+            ConnEvent::Idle => "idle_timeout",
+            ConnEvent::TlsHandshake => "tls_handshake_failed",
+        }
+    }
+
+    /// The log message when it is logged.
+    pub fn message(self) -> &'static str {
+        match self {
+            ConnEvent::RefusedTotal => "connection refused: max_connections reached",
+            ConnEvent::RefusedPerClient => "connection refused: this client holds max_connections_per_client",
+            ConnEvent::FirstByteTimeout => "connection closed: nothing sent within first_byte_timeout",
+            ConnEvent::HeaderTimeout => "connection closed: request headers incomplete after header_read_timeout",
+            ConnEvent::HeaderTooLarge => "connection closed: request line or headers too large",
+            ConnEvent::BodyTimeout => "request body too slow: answered 408 and closed the connection",
+            ConnEvent::WriteStalled => "connection closed: the client did not read its response within write_timeout",
+            ConnEvent::Idle => "connection closed: idle",
+            ConnEvent::TlsHandshake => "TLS handshake failed",
+        }
+    }
+
+    /// Whether it is worth a log line (idle keep-alive closes are routine).
+    pub fn is_logged(self) -> bool {
+        self != ConnEvent::Idle
+    }
+
+    fn index(self) -> usize {
+        ConnEvent::ALL.iter().position(|e| *e == self).unwrap_or(0)
+    }
+}
+
 /// All of the server's metrics.
 #[derive(Default)]
 pub struct Metrics {
@@ -50,6 +148,11 @@ pub struct Metrics {
     pub audit_file_errors: Counter,
     /// Requests answered with a 5xx status (storage failures, undecryptable states).
     pub server_errors: Counter,
+    /// Client connections open now.
+    pub connections_open: Gauge,
+    /// Client connections accepted (including those refused at a cap).
+    pub connections_accepted: Counter,
+    connection_events: [Counter; ConnEvent::ALL.len()],
 }
 
 /// The method label: only the methods the server knows, so clients cannot invent series.
@@ -67,6 +170,16 @@ pub fn method_label(method: &str) -> &'static str {
 }
 
 impl Metrics {
+    /// Counts one connection event.
+    pub fn connection_event(&self, event: ConnEvent) {
+        self.connection_events[event.index()].add(1);
+    }
+
+    /// How many of `event` have happened.
+    pub fn connection_events(&self, event: ConnEvent) -> u64 {
+        self.connection_events[event.index()].get()
+    }
+
     /// Records one answered request.
     pub fn observe(&self, method: &'static str, status: u16, elapsed: Duration) {
         *self.requests.lock().expect("metrics").entry((method, status)).or_default() += 1;
@@ -121,6 +234,28 @@ impl Metrics {
             ("kvm_state_server_errors_total", "Requests answered with a 5xx status.", &self.server_errors),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", counter.get());
+        }
+        let _ = writeln!(
+            out,
+            "# HELP kvm_state_connections_open Client connections open now.\n\
+             # TYPE kvm_state_connections_open gauge\nkvm_state_connections_open {}",
+            self.connections_open.get()
+        );
+        let _ = writeln!(
+            out,
+            "# HELP kvm_state_connections_accepted_total Client connections accepted.\n\
+             # TYPE kvm_state_connections_accepted_total counter\nkvm_state_connections_accepted_total {}",
+            self.connections_accepted.get()
+        );
+        out += "# HELP kvm_state_connection_events_total Connections refused or closed at a limit of [limits].\n";
+        out += "# TYPE kvm_state_connection_events_total counter\n";
+        for event in ConnEvent::ALL {
+            let _ = writeln!(
+                out,
+                "kvm_state_connection_events_total{{event=\"{}\"}} {}",
+                event.label(),
+                self.connection_events(event)
+            );
         }
         out
     }

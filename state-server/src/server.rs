@@ -17,10 +17,11 @@ use tokio_rustls::TlsAcceptor;
 use crate::audit::AuditFile;
 use crate::auth::Authenticator;
 use crate::config::{Config, StorageConfig};
+use crate::conn::{self, Activity, Caps, ClientKey, Gate, Notices, Watched};
 use crate::crypto::{AtRest, CryptoError};
 use crate::http::{self, App};
 use crate::log;
-use crate::metrics::Metrics;
+use crate::metrics::{ConnEvent, Metrics};
 use crate::storage::postgres::PostgresStorage;
 use crate::storage::sqlite::SqliteStorage;
 use crate::storage::{Storage, StorageError};
@@ -83,7 +84,9 @@ pub async fn build_app(config: &Config) -> Result<App, StartError> {
         auth: Authenticator::new(&config.users, &config.anonymous_grants),
         at_rest,
         audit_file,
-        metrics: Metrics::default(),
+        metrics: Arc::new(Metrics::default()),
+        limits: config.limits.clone(),
+        notices: Notices::default(),
         body_limit: config.body_limit,
         keep_versions: config.keep_versions,
         audit_reads: config.audit.reads,
@@ -96,6 +99,7 @@ pub struct Server {
     app: Arc<App>,
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
+    gate: Arc<Gate>,
 }
 
 impl Server {
@@ -113,6 +117,15 @@ impl Server {
             StorageConfig::Sqlite { .. } => "sqlite",
             StorageConfig::Postgres { .. } => "postgres",
         };
+        let fd_limit = conn::raise_fd_limit();
+        let caps = Caps::fit(&config.limits, fd_limit);
+        if config.limits.max_connections != 0 && caps.total < config.limits.max_connections {
+            log::warn(
+                "max_connections lowered to fit the open-files limit (raise `ulimit -n` / LimitNOFILE to allow more)",
+                json!({ "configured": config.limits.max_connections, "in_force": caps.total, "open_files_limit": fd_limit }),
+            );
+        }
+        let gate = Gate::new(caps, app.metrics.clone());
         log::info(
             "starting",
             json!({
@@ -120,9 +133,12 @@ impl Server {
                 "tls": tls.is_some(),
                 "encryption_key_id": app.at_rest.current_key_id(),
                 "users": config.users.len(),
+                "max_connections": caps.total,
+                "max_connections_per_client": caps.per_client,
+                "open_files_limit": fd_limit,
             }),
         );
-        Ok(Server { app, listener, tls })
+        Ok(Server { app, listener, tls, gate })
     }
 
     /// The bound address (useful with port 0).
@@ -135,10 +151,23 @@ impl Server {
         self.tls.is_some()
     }
 
+    /// The connection caps in force.
+    pub fn caps(&self) -> Caps {
+        self.gate.caps()
+    }
+
     /// Serves until `shutdown` completes, then lets open requests finish (up to 10 s).
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let limits = &self.app.limits;
         let mut builder = Builder::new(TokioExecutor::new());
-        builder.http1().timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(30));
+        builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
+        // HTTP/2 connections are pinged so that a peer that vanished is noticed; the watchdog
+        // closes ones that are merely idle.
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .keep_alive_interval(Some(limits.idle_timeout / 2))
+            .keep_alive_timeout(limits.write_timeout);
         let builder = Arc::new(builder);
         let graceful = Arc::new(GracefulShutdown::new());
         tokio::pin!(shutdown);
@@ -154,36 +183,79 @@ impl Server {
                 },
                 () = &mut shutdown => break,
             };
+            self.app.metrics.connections_accepted.add(1);
+            let client = ClientKey::of(remote.ip());
+            let ticket = match self.gate.admit(client) {
+                Ok(ticket) => ticket,
+                Err(event) => {
+                    // Closed at once, before any byte is read: a refused connection costs nothing
+                    // beyond the accept.
+                    drop(stream);
+                    self.app.notices.report(&self.app.metrics, client, event, &remote.to_string());
+                    continue;
+                }
+            };
             let _ = stream.set_nodelay(true);
             let app = self.app.clone();
             let tls = self.tls.clone();
             let builder = builder.clone();
             let graceful = graceful.clone();
             tokio::spawn(async move {
-                let service = service_fn(move |req| http::handle(app.clone(), remote, req));
-                let result = match tls {
-                    Some(acceptor) => {
-                        let stream = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await
-                        {
-                            Ok(Ok(s)) => s,
-                            Ok(Err(e)) => {
-                                log::warn(
-                                    "TLS handshake failed",
-                                    json!({ "addr": remote.to_string(), "error": e.to_string() }),
-                                );
-                                return;
+                let _ticket = ticket;
+                let activity = Activity::new();
+                let watchdog = conn::watchdog(activity.clone(), app.limits.clone());
+                let stream = Watched::new(stream, activity.clone());
+                let service = {
+                    let app = app.clone();
+                    let activity = activity.clone();
+                    service_fn(move |req| {
+                        let in_flight = activity.begin();
+                        let app = app.clone();
+                        async move {
+                            let resp = http::handle(app, remote, req).await;
+                            drop(in_flight);
+                            resp
+                        }
+                    })
+                };
+                let serve = async {
+                    match tls {
+                        Some(acceptor) => match acceptor.accept(stream).await {
+                            Ok(s) => {
+                                graceful.watch(builder.serve_connection(TokioIo::new(s), service).into_owned()).await
                             }
-                            Err(_) => return,
-                        };
-                        graceful.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned()).await
+                            Err(e) => {
+                                app.notices.report(&app.metrics, client, ConnEvent::TlsHandshake, &e.to_string());
+                                Ok(())
+                            }
+                        },
+                        None => {
+                            graceful.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned()).await
+                        }
                     }
-                    None => graceful.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned()).await,
+                };
+                let result = tokio::select! {
+                    result = serve => result,
+                    event = watchdog => {
+                        // Dropping the connection closes the socket: nothing is being answered
+                        // (or the client stopped reading), so nothing is lost.
+                        app.notices.report(&app.metrics, client, event, &remote.to_string());
+                        return;
+                    }
                 };
                 if let Err(e) = result {
-                    log::info(
-                        "connection closed with an error",
-                        json!({ "addr": remote.to_string(), "error": e.to_string() }),
-                    );
+                    let event = match e.downcast_ref::<hyper::Error>() {
+                        Some(h) if h.is_timeout() => Some(ConnEvent::HeaderTimeout),
+                        Some(h) if h.is_parse_too_large() => Some(ConnEvent::HeaderTooLarge),
+                        _ => None,
+                    };
+                    match event {
+                        Some(event) => app.notices.report(&app.metrics, client, event, &e.to_string()),
+                        None => log::info(
+                            "connection closed with an error",
+                            json!({ "addr": remote.to_string(), "error": e.to_string() }),
+                        ),
+                    }
                 }
             });
         }

@@ -76,14 +76,32 @@ impl Server {
 
     /// Starts the server on an existing configuration file.
     pub fn start_with_file(dir: &Path, config: &Path) -> Server {
+        Server::spawn(dir, config, None)
+    }
+
+    /// Starts the server with at most `fds` open files (soft and hard limit, as `ulimit -n`).
+    pub fn start_with_fd_limit(dir: &Path, config: &Path, fds: u64) -> Server {
+        Server::spawn(dir, config, Some(fds))
+    }
+
+    fn spawn(dir: &Path, config: &Path, fd_limit: Option<u64>) -> Server {
+        use std::os::unix::process::CommandExt;
         let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("server.log")).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kvm-state-server"))
-            .args(["serve", "--config"])
-            .arg(config)
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .expect("start kvm-state-server");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_kvm-state-server"));
+        command.args(["serve", "--config"]).arg(config).stdout(Stdio::piped()).stderr(log);
+        if let Some(n) = fd_limit {
+            // SAFETY: setrlimit is async-signal-safe and touches only the child.
+            unsafe {
+                command.pre_exec(move || {
+                    let lim = libc::rlimit { rlim_cur: n, rlim_max: n };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let mut child = command.spawn().expect("start kvm-state-server");
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
