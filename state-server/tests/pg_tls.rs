@@ -382,3 +382,21 @@ fn fake_server_asking_for_a_weak_password_method_never_gets_the_password() {
         }
     }
 }
+
+#[test]
+fn a_server_that_accepts_and_says_nothing_fails_the_start_within_the_connect_timeout() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        // Keep every connection open, answer nothing.
+        let held: Vec<TcpStream> = listener.incoming().map_while(Result::ok).collect();
+        drop(held);
+    });
+    let (_, _, some_ca) = ca("some CA");
+    let dir = server_dir("pw", &some_ca);
+    let started = Instant::now();
+    let err =
+        refused_start(dir.path(), &pg_config(&format!("postgres://kvm@127.0.0.1:{port}/kvm?connect_timeout=2"), ""));
+    assert!(err.contains("did not complete TLS and authentication within 2 s"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+}

@@ -42,8 +42,9 @@ use tokio_postgres::{Client, NoTls};
 
 use crate::config::{PgAuthMethod, PostgresSecurity};
 
-/// Used when the URL sets no `connect_timeout`: a database that does not answer should fail the
-/// request (and `/healthz`), not hang it.
+/// Used when the URL sets no `connect_timeout` (which bounds the TCP connect, and separately TLS
+/// and authentication): a database that does not answer should fail the request (and
+/// `/healthz`), not hang it.
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why the PostgreSQL connection settings cannot be used.
@@ -717,7 +718,27 @@ async fn open_tcp(addr: SocketAddr, config: &tokio_postgres::Config) -> io::Resu
 }
 
 impl SecureConnect {
+    /// TLS and authentication on an open socket, within the connect timeout: a server that
+    /// accepts and then says nothing must not hold a pool slot (or the start) forever.
     async fn connect_one(
+        &self,
+        socket: Socket,
+        tls_host: Option<&str>,
+        config: &tokio_postgres::Config,
+        peer: &str,
+    ) -> Result<(Client, tokio::task::JoinHandle<()>), tokio_postgres::Error> {
+        let timeout = config.get_connect_timeout().copied().unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+        match tokio::time::timeout(timeout, self.handshake(socket, tls_host, config)).await {
+            Ok(result) => result,
+            Err(_) => Err(as_pg_error(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("{peer} did not complete TLS and authentication within {} s", timeout.as_secs_f32()),
+            ))
+            .await),
+        }
+    }
+
+    async fn handshake(
         &self,
         socket: Socket,
         tls_host: Option<&str>,
@@ -758,10 +779,12 @@ impl SecureConnect {
                 Host::Unix(dir) => {
                     let path = dir.join(format!(".s.PGSQL.{port}"));
                     match UnixStream::connect(&path).await {
-                        Ok(s) => match self.connect_one(Socket::Unix(s), None, config).await {
-                            Ok(c) => return Ok(c),
-                            Err(e) => answered = Some(e),
-                        },
+                        Ok(s) => {
+                            match self.connect_one(Socket::Unix(s), None, config, &path.display().to_string()).await {
+                                Ok(c) => return Ok(c),
+                                Err(e) => answered = Some(e),
+                            }
+                        }
                         Err(e) => unreachable = Some(io::Error::new(e.kind(), format!("{}: {e}", path.display()))),
                     }
                 }
@@ -785,7 +808,7 @@ impl SecureConnect {
                             continue;
                         }
                         match open_tcp(addr, config).await {
-                            Ok(socket) => match self.connect_one(socket, tls_host, config).await {
+                            Ok(socket) => match self.connect_one(socket, tls_host, config, &addr.to_string()).await {
                                 Ok(c) => return Ok(c),
                                 Err(e) => answered = Some(e),
                             },
