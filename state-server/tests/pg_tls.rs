@@ -5,8 +5,8 @@
 //!   LOCK/POST/GET/UNLOCK cycle with the right CA, with and without channel binding required;
 //! * a wrong CA, and a host name the certificate does not name, stop the server at start with a
 //!   message saying why;
-//! * a fake PostgreSQL server on loopback that declines TLS and asks for the password in clear
-//!   (or as MD5) never receives it.
+//! * a fake PostgreSQL server on loopback that asks for the password in clear (or as MD5), with or
+//!   without TLS, never receives it.
 //!
 //! The cluster test needs PostgreSQL's server binaries (`/usr/lib/postgresql/*/bin`, or
 //! `KVM_TEST_PG_BIN`); without them it prints a `SKIPPED:` line. The fake-server test needs nothing.
@@ -18,9 +18,11 @@ use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
+use rustls::pki_types::pem::PemObject;
 
 /// Where initdb and pg_ctl are, if installed.
 fn pg_bin() -> Option<PathBuf> {
@@ -295,51 +297,66 @@ fn real_postgres_over_tls_and_refusals() {
 }
 
 /// What one connection to the fake server received after asking for the password (`None`: the
-/// client hung up before the request was sent).
-fn fake_postgres(auth_request: Vec<u8>) -> (u16, std::sync::mpsc::Receiver<Option<Vec<u8>>>) {
+/// client hung up before the request was sent). With `tls`, the fake accepts TLS (a certificate
+/// the client trusts); without, it declines.
+fn fake_postgres(
+    auth_request: Vec<u8>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> (u16, std::sync::mpsc::Receiver<Option<Vec<u8>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
-            let auth_request = auth_request.clone();
-            let tx = tx.clone();
+            let Ok(stream) = stream else { return };
+            let (auth_request, tls, tx) = (auth_request.clone(), tls.clone(), tx.clone());
             std::thread::spawn(move || {
-                let _ = tx.send(serve_fake(&mut stream, &auth_request));
+                let _ = tx.send(serve_fake(stream, &auth_request, tls));
             });
         }
     });
     (port, rx)
 }
 
-// Declines TLS, asks for the password with `auth_request`, and returns what comes after it.
-fn serve_fake(stream: &mut TcpStream, auth_request: &[u8]) -> Option<Vec<u8>> {
-    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mut read_message = || -> Option<Vec<u8>> {
-        let mut len = [0u8; 4];
-        stream.read_exact(&mut len).ok()?;
-        let mut body = vec![0u8; (u32::from_be_bytes(len) as usize).saturating_sub(4)];
-        stream.read_exact(&mut body).ok()?;
-        Some(body)
-    };
-    let first = read_message()?;
-    if first == [0x04, 0xd2, 0x16, 0x2f] {
-        // SSLRequest: "N", no TLS here; then the startup message, if the client goes on.
-        stream.write_all(b"N").unwrap();
-        let mut read_again = || -> Option<()> {
-            let mut len = [0u8; 4];
-            stream.read_exact(&mut len).ok()?;
-            let mut body = vec![0u8; (u32::from_be_bytes(len) as usize).saturating_sub(4)];
-            stream.read_exact(&mut body).ok()
-        };
-        read_again()?;
-    }
+fn read_message(stream: &mut impl Read) -> Option<Vec<u8>> {
+    let mut len = [0u8; 4];
+    stream.read_exact(&mut len).ok()?;
+    let mut body = vec![0u8; (u32::from_be_bytes(len) as usize).saturating_sub(4)];
+    stream.read_exact(&mut body).ok()?;
+    Some(body)
+}
+
+// Sends the authentication request and returns whatever comes next (a password message, if
+// anything) until the client hangs up.
+fn ask_password(stream: &mut (impl Read + Write), auth_request: &[u8]) -> Option<Vec<u8>> {
     stream.write_all(auth_request).ok()?;
-    // Whatever comes next (a password message, if anything) until the client hangs up.
+    stream.flush().ok()?;
     let mut rest = Vec::new();
     let _ = stream.read_to_end(&mut rest);
     Some(rest)
+}
+
+fn serve_fake(mut stream: TcpStream, auth_request: &[u8], tls: Option<Arc<rustls::ServerConfig>>) -> Option<Vec<u8>> {
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let first = read_message(&mut stream)?;
+    if first != [0x04, 0xd2, 0x16, 0x2f] {
+        // A startup message straight away (sslmode=disable).
+        return ask_password(&mut stream, auth_request);
+    }
+    match tls {
+        Some(config) => {
+            stream.write_all(b"S").ok()?;
+            let conn = rustls::ServerConnection::new(config).unwrap();
+            let mut tls = rustls::StreamOwned::new(conn, stream);
+            read_message(&mut tls)?;
+            ask_password(&mut tls, auth_request)
+        }
+        None => {
+            stream.write_all(b"N").ok()?;
+            read_message(&mut stream)?;
+            ask_password(&mut stream, auth_request)
+        }
+    }
 }
 
 fn auth_request(code: u32, extra: &[u8]) -> Vec<u8> {
@@ -353,22 +370,36 @@ fn auth_request(code: u32, extra: &[u8]) -> Vec<u8> {
 #[test]
 fn fake_server_asking_for_a_weak_password_method_never_gets_the_password() {
     let password = format!("pw-{}", random_hex(12));
-    let (_, _, some_ca) = ca("some CA");
+    // A fake that holds a certificate the client trusts: TLS does not make cleartext acceptable.
+    let pki = pki(&["127.0.0.1"]);
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(pki.key_pem.as_bytes()).unwrap();
+    let cert = rustls::pki_types::CertificateDer::from_pem_slice(pki.cert_pem.as_bytes()).unwrap();
+    let tls = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .unwrap();
+    let tls = Some(Arc::new(tls));
     let cleartext = auth_request(3, b"");
     let md5 = auth_request(5, b"salt");
     let allow_cleartext = "auth_methods = [\"scram-sha-256\", \"password\"]";
-    for (what, request, url_tail, extra, message) in [
-        // Default (verify-full): the fake server declines TLS, so the client stops after SSLRequest.
-        ("verify-full", &cleartext, "", "", "server does not support TLS"),
+    for (what, request, tls, url_tail, extra, message) in [
+        // Default (verify-full): a fake without TLS is left after SSLRequest.
+        ("verify-full, no TLS", &cleartext, None, "", "", "server does not support TLS"),
+        // Verified TLS, then a request for the password in clear or as MD5: refused.
+        ("verify-full, cleartext", &cleartext, tls.clone(), "", "", "cleartext password authentication"),
+        ("verify-full, md5", &md5, tls.clone(), "", "", "MD5 password authentication"),
         // No TLS towards loopback (allowed), but the guard still refuses cleartext and MD5.
-        ("disable, cleartext", &cleartext, "?sslmode=disable", "", "cleartext password authentication"),
-        ("disable, md5", &md5, "?sslmode=disable", "", "MD5 password authentication"),
+        ("disable, cleartext", &cleartext, None, "?sslmode=disable", "", "cleartext password authentication"),
+        ("disable, md5", &md5, None, "?sslmode=disable", "", "MD5 password authentication"),
         // Control: with cleartext explicitly allowed the fake server does get the password, so
         // the checks above would have seen it.
-        ("allowed cleartext", &cleartext, "?sslmode=disable", allow_cleartext, ""),
+        ("allowed cleartext", &cleartext, None, "?sslmode=disable", allow_cleartext, ""),
+        ("allowed cleartext over TLS", &cleartext, tls.clone(), "", allow_cleartext, ""),
     ] {
-        let (port, received) = fake_postgres(request.clone());
-        let dir = server_dir(&password, &some_ca);
+        let (port, received) = fake_postgres(request.clone(), tls);
+        let dir = server_dir(&password, &pki.ca_pem);
         let url = format!("postgres://kvm@127.0.0.1:{port}/kvm{url_tail}");
         let err = refused_start(dir.path(), &pg_config(&url, extra));
         assert!(err.contains(message), "{what}: {err}");

@@ -219,8 +219,8 @@ impl Plan {
             && security.ca_file.is_none()
         {
             return Err(TransportError::Policy(format!(
-                "sslmode={} (the default) checks the database's certificate: set ca_file to the CA that signed it \
-                 (or sslmode=disable in the URL for a loopback database)",
+                "sslmode={} checks the database's certificate (verify-full is the default): set ca_file to the CA \
+                 that signed it (or sslmode=disable in the URL for a loopback database)",
                 mode.as_str()
             )));
         }
@@ -229,9 +229,11 @@ impl Plan {
 
     /// Reads the CA file and builds the connector the pool uses.
     pub fn connector(self) -> Result<SecureConnect, TransportError> {
-        let tls = match self.mode {
-            TlsMode::Disable => None,
-            mode => Some(client_config(mode, self.security.ca_file.as_deref())?),
+        let tls = match (self.mode, self.security.ca_file.as_deref()) {
+            (TlsMode::Disable, _) => None,
+            // Only Unix-socket hosts (Plan::new requires ca_file otherwise): nothing to verify.
+            (TlsMode::VerifyCa | TlsMode::VerifyFull, None) => None,
+            (mode, ca_file) => Some(client_config(mode, ca_file)?),
         };
         Ok(SecureConnect {
             mode: self.mode,
@@ -269,7 +271,7 @@ fn client_config(mode: TlsMode, ca_file: Option<&Path>) -> Result<Arc<ClientConf
                 .map_err(|e| TransportError::CaFile { path: ca.to_path_buf(), message: e.to_string() })?;
             builder.dangerous().with_custom_certificate_verifier(Arc::new(AnyName(inner))).with_no_client_auth()
         }
-        // Reached only with allow_insecure_transport (see Plan::new) or with Unix-socket hosts only.
+        // require: reached only with allow_insecure_transport (see Plan::new).
         _ => builder.dangerous().with_custom_certificate_verifier(Arc::new(Unchecked(provider))).with_no_client_auth(),
     };
     // PostgreSQL 17's direct TLS negotiation requires this ALPN; older servers ignore it.
@@ -754,7 +756,12 @@ impl SecureConnect {
                 let (client, connection) = config.connect_raw(Guarded { inner: socket, guard: None }, connect).await?;
                 Ok((client, tokio::spawn(async move { drop(connection.await) })))
             }
-            _ => {
+            (Some(host), None) => Err(as_pg_error(io::Error::other(format!(
+                "no TLS configuration for {host} (sslmode={}): refusing to connect without TLS",
+                self.mode.as_str()
+            )))
+            .await),
+            (None, _) => {
                 config.ssl_mode(SslMode::Disable);
                 let guarded = Guarded { inner: socket, guard: Some(AuthGuard::new(allowed)) };
                 let (client, connection) = config.connect_raw(guarded, NoTls).await?;
