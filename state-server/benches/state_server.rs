@@ -202,7 +202,11 @@ fn main() {
     let pg_server = pg_db.as_ref().map(|url| {
         let pg_dir = dir.path().join("pg");
         std::fs::create_dir_all(&pg_dir).unwrap();
-        start_server(&pg_dir, &format!("[storage]\nkind = \"postgres\"\nurl = \"{url}\"\npool_size = 16"))
+        // The benchmark's cluster is on loopback without TLS (scripts/postgres.sh).
+        start_server(
+            &pg_dir,
+            &format!("[storage]\nkind = \"postgres\"\nurl = \"{url}?sslmode=disable\"\npool_size = 16"),
+        )
     });
 
     let mut results = Vec::new();

@@ -143,7 +143,62 @@ pub enum StorageConfig {
         password_file: Option<PathBuf>,
         /// Connections per replica.
         pool_size: usize,
+        /// Transport security and which password methods the database may ask for.
+        security: PostgresSecurity,
     },
+}
+
+/// How the PostgreSQL connection is protected (`[storage]` keys besides `url`).
+///
+/// The transport mode itself comes from `sslmode` in the URL (`verify-full` when absent); these
+/// settings say what it is checked against and which weaker choices are accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostgresSecurity {
+    /// PEM file of the CA certificate(s) the database's certificate must chain to.
+    pub ca_file: Option<PathBuf>,
+    /// Accept `sslmode=require` (TLS without certificate checks) and `sslmode=disable` towards a
+    /// host that is not loopback. Off by default: both hand the connection to whoever sits on
+    /// the network path.
+    pub allow_insecure_transport: bool,
+    /// Password methods the database may ask for; anything else is refused before the password
+    /// leaves the process.
+    pub auth_methods: Vec<PgAuthMethod>,
+}
+
+impl Default for PostgresSecurity {
+    fn default() -> PostgresSecurity {
+        PostgresSecurity {
+            ca_file: None,
+            allow_insecure_transport: false,
+            auth_methods: vec![PgAuthMethod::ScramSha256],
+        }
+    }
+}
+
+/// A password authentication method a PostgreSQL server may ask for (pg_hba.conf names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum PgAuthMethod {
+    /// SCRAM-SHA-256 (with channel binding over TLS when the server offers it): the password
+    /// itself is never sent.
+    #[serde(rename = "scram-sha-256")]
+    ScramSha256,
+    /// MD5: a replayable hash of the password, crackable offline.
+    #[serde(rename = "md5")]
+    Md5,
+    /// The password in clear.
+    #[serde(rename = "password")]
+    Password,
+}
+
+impl PgAuthMethod {
+    /// The pg_hba.conf name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PgAuthMethod::ScramSha256 => "scram-sha-256",
+            PgAuthMethod::Md5 => "md5",
+            PgAuthMethod::Password => "password",
+        }
+    }
 }
 
 /// Keys for encryption at rest.
@@ -264,6 +319,9 @@ struct RawStorage {
     url: Option<String>,
     password_file: Option<PathBuf>,
     pool_size: Option<usize>,
+    ca_file: Option<PathBuf>,
+    allow_insecure_transport: Option<bool>,
+    auth_methods: Option<Vec<PgAuthMethod>>,
 }
 
 #[derive(Deserialize)]
@@ -340,7 +398,13 @@ impl Config {
             None => StorageConfig::Sqlite { path: base.join("state.db") },
             Some(s) => match s.kind.as_str() {
                 "sqlite" => {
-                    if s.url.is_some() || s.password_file.is_some() || s.pool_size.is_some() {
+                    if s.url.is_some()
+                        || s.password_file.is_some()
+                        || s.pool_size.is_some()
+                        || s.ca_file.is_some()
+                        || s.allow_insecure_transport.is_some()
+                        || s.auth_methods.is_some()
+                    {
                         return Err(invalid("[storage] kind = \"sqlite\" takes only `path`".into()));
                     }
                     StorageConfig::Sqlite { path: resolve(s.path.as_deref().unwrap_or(Path::new("state.db"))) }
@@ -354,7 +418,20 @@ impl Config {
                     if pool_size == 0 {
                         return Err(invalid("[storage] pool_size must be at least 1".into()));
                     }
-                    StorageConfig::Postgres { url, password_file: s.password_file.map(|p| resolve(&p)), pool_size }
+                    let security = PostgresSecurity {
+                        ca_file: s.ca_file.map(|p| resolve(&p)),
+                        allow_insecure_transport: s.allow_insecure_transport.unwrap_or(false),
+                        auth_methods: s.auth_methods.unwrap_or_else(|| PostgresSecurity::default().auth_methods),
+                    };
+                    // Checked here too (not only when connecting) so that check-config catches it.
+                    crate::storage::postgres::transport::Plan::new(&url, &security)
+                        .map_err(|e| invalid(format!("[storage] {e}")))?;
+                    StorageConfig::Postgres {
+                        url,
+                        password_file: s.password_file.map(|p| resolve(&p)),
+                        pool_size,
+                        security,
+                    }
                 }
                 other => {
                     return Err(invalid(format!("[storage] kind = {other:?}: expected \"sqlite\" or \"postgres\"")))
@@ -478,6 +555,7 @@ body_limit_bytes = 4096
 kind = "postgres"
 url = "postgres://kvm@127.0.0.1/kvm"
 pool_size = 4
+ca_file = "pg-ca.pem"
 [retention]
 keep_versions = 5
 [encryption]
@@ -495,7 +573,10 @@ grants = [{{ prefix = "prod", role = "admin" }}, {{ prefix = "*", role = "read" 
         .unwrap();
         assert_eq!(c.body_limit, 4096);
         assert_eq!(c.keep_versions, 5);
-        assert!(matches!(c.storage, StorageConfig::Postgres { pool_size: 4, .. }));
+        let StorageConfig::Postgres { pool_size: 4, security, .. } = &c.storage else { panic!("{:?}", c.storage) };
+        assert!(security.ca_file.as_ref().unwrap().is_absolute());
+        assert_eq!(security.auth_methods, [PgAuthMethod::ScramSha256]);
+        assert!(!security.allow_insecure_transport);
         assert_eq!(c.users[0].grants[0].role, Role::Admin);
         assert!(c.encryption.unwrap().key_file.ends_with("k1"));
         assert!(c.audit.file.unwrap().is_absolute());
@@ -522,5 +603,15 @@ grants = [{{ prefix = "prod", role = "admin" }}, {{ prefix = "*", role = "read" 
         .to_string();
         assert!(err.contains("unknown variant"), "{err}");
         assert!(load("[storage]\nkind = \"mysql\"").unwrap_err().to_string().contains("expected"));
+        let pg = "[storage]\nkind = \"postgres\"\nurl = \"postgres://kvm@db.example.net/kvm";
+        let err = load(&format!("{pg}\"")).unwrap_err().to_string();
+        assert!(err.contains("set ca_file"), "{err}");
+        let err = load(&format!("{pg}?sslmode=disable\"")).unwrap_err().to_string();
+        assert!(err.contains("not a loopback address"), "{err}");
+        assert!(load(&format!("{pg}?sslmode=disable\"\nallow_insecure_transport = true")).is_ok());
+        let err = load(&format!("{pg}\"\nca_file = \"ca.pem\"\nauth_methods = [\"trust\"]")).unwrap_err().to_string();
+        assert!(err.contains("unknown variant"), "{err}");
+        let err = load("[storage]\nkind = \"sqlite\"\nca_file = \"ca.pem\"").unwrap_err().to_string();
+        assert!(err.contains("takes only `path`"), "{err}");
     }
 }

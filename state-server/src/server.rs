@@ -61,8 +61,8 @@ pub enum StartError {
 pub async fn build_app(config: &Config) -> Result<App, StartError> {
     let storage: Arc<dyn Storage> = match &config.storage {
         StorageConfig::Sqlite { path } => Arc::new(SqliteStorage::open(path)?),
-        StorageConfig::Postgres { url, password_file, pool_size } => {
-            Arc::new(PostgresStorage::connect(url, password_file.as_deref(), *pool_size).await?)
+        StorageConfig::Postgres { url, password_file, pool_size, security } => {
+            Arc::new(PostgresStorage::connect(url, password_file.as_deref(), *pool_size, security).await?)
         }
     };
     let at_rest = match &config.encryption {

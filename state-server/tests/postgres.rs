@@ -13,6 +13,8 @@ fn replicas(test: &str) -> Option<(tempfile::TempDir, Server, Server)> {
     let dir = tempfile::tempdir().unwrap();
     // The password goes in a file of its own, as the docs recommend, not in the configuration.
     let (without_password, password) = split_password(&url);
+    // The test cluster listens on loopback without TLS: say so (TLS is tests/pg_tls.rs's subject).
+    let without_password = format!("{without_password}?sslmode=disable");
     std::fs::write(dir.path().join("pg.pass"), password).unwrap();
     let config = |audit: &str| {
         format!(

@@ -8,6 +8,7 @@ mod common;
 use std::sync::Arc;
 
 use kvm_state_server::audit::{Action, AuditDraft, AuditQuery};
+use kvm_state_server::config::PostgresSecurity;
 use kvm_state_server::names::StateName;
 use kvm_state_server::storage::postgres::PostgresStorage;
 use kvm_state_server::storage::sqlite::SqliteStorage;
@@ -141,7 +142,13 @@ async fn postgres_contract_with_two_pools_on_one_database() {
     };
     let url = tokio::task::spawn_blocking(move || common::fresh_pg_database(&base, "contract")).await.unwrap();
     // Both connect (and set up the schema) at once, as two replicas starting together would.
-    let (a, b) = tokio::join!(PostgresStorage::connect(&url, None, 8), PostgresStorage::connect(&url, None, 8));
+    // The test cluster is on loopback without TLS (scripts/postgres.sh).
+    let plain = format!("{url}?sslmode=disable");
+    let security = PostgresSecurity::default();
+    let (a, b) = tokio::join!(
+        PostgresStorage::connect(&plain, None, 8, &security),
+        PostgresStorage::connect(&plain, None, 8, &security)
+    );
     contract(Arc::new(a.unwrap()), Arc::new(b.unwrap())).await;
     let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
     tokio::spawn(conn);

@@ -4,6 +4,11 @@
 //! (creating the row if needed), so two replicas deciding about the same state queue on that row
 //! lock: there is exactly one lock holder whichever replica each client reached, and a version
 //! number is never handed out twice.
+//!
+//! Connections are made by [`transport`]: TLS checked against the configured CA (`verify-full`
+//! unless the URL says otherwise), and the password kept from servers asking for it in a weak form.
+
+pub mod transport;
 
 use std::path::Path;
 
@@ -11,11 +16,12 @@ use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres::Row;
 
 use super::rules::{self, StateRow};
 use super::*;
 use crate::audit::{Action, AuditQuery, Outcome};
+use crate::config::PostgresSecurity;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS kvm_states (
@@ -83,25 +89,33 @@ fn pool_err(e: impl std::fmt::Display) -> StorageError {
     StorageError::Pool(e.to_string())
 }
 
+// With its causes: the outermost message alone is "error performing TLS handshake".
+fn pool_get_err(e: deadpool_postgres::PoolError) -> StorageError {
+    StorageError::Pool(transport::error_chain(&e))
+}
+
 impl PostgresStorage {
-    /// Connects to `url` (with the password from `password_file`, if given) and sets up the schema.
+    /// Connects to `url` (with the password from `password_file`, if given) as `security` allows,
+    /// and sets up the schema.
     pub async fn connect(
         url: &str,
         password_file: Option<&Path>,
         pool_size: usize,
+        security: &PostgresSecurity,
     ) -> Result<PostgresStorage, StorageError> {
-        let mut config: tokio_postgres::Config =
-            url.parse().map_err(|e| pool_err(format!("invalid PostgreSQL URL: {e}")))?;
+        let plan = transport::Plan::new(url, security).map_err(pool_err)?;
+        let mut config = plan.config.clone();
         if let Some(file) = password_file {
             let password = std::fs::read_to_string(file)
                 .map_err(|e| pool_err(format!("cannot read password file {}: {e}", file.display())))?;
             config.password(password.trim_end_matches(['\r', '\n']));
         }
         config.application_name("kvm-state-server");
-        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let connect = plan.connector().map_err(pool_err)?;
+        let manager = Manager::from_connect(config, connect, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager).max_size(pool_size).build().map_err(pool_err)?;
         let storage = PostgresStorage { pool };
-        let mut client = storage.pool.get().await.map_err(pool_err)?;
+        let mut client = storage.pool.get().await.map_err(pool_get_err)?;
         let tx = client.transaction().await?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await?;
         tx.batch_execute(SCHEMA).await?;
@@ -110,7 +124,7 @@ impl PostgresStorage {
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StorageError> {
-        self.pool.get().await.map_err(pool_err)
+        self.pool.get().await.map_err(pool_get_err)
     }
 }
 
