@@ -154,8 +154,11 @@ pub struct Verdict {
     pub status: u16,
     /// Version involved.
     pub version: Option<u64>,
-    /// The lock that decided the outcome (the holder's on a conflict), replacing the draft's.
-    pub lock: Option<(String, String)>,
+    /// The lock that decided the outcome, replacing the draft's: its ID and, when the lock was
+    /// broken, its LockInfo. A conflict names only the holder's ID: anyone with write access can
+    /// repeat conflicts at will, and copying the holder's LockInfo into each record would let a
+    /// few bytes of request store kilobytes.
+    pub lock: Option<(String, Option<String>)>,
     /// Human-readable detail.
     pub detail: String,
 }
@@ -171,7 +174,7 @@ impl AuditDraft {
     /// The finished event (id 0 until storage assigns one).
     pub fn finish(&self, verdict: Verdict) -> AuditEvent {
         let (lock_id, lock_info) = match verdict.lock {
-            Some((id, info)) => (Some(id), Some(info)),
+            Some((id, info)) => (Some(id), info),
             None => (self.lock_id.clone(), self.lock_info.clone()),
         };
         AuditEvent {

@@ -39,8 +39,8 @@ use crate::storage::{
 };
 use crate::{log, tfstate};
 
-/// Largest LockInfo body accepted.
-pub const LOCK_BODY_LIMIT: u64 = 64 * 1024;
+/// Largest LockInfo body accepted (the LockInfo cap: larger ones are answered 413).
+pub const LOCK_BODY_LIMIT: u64 = tfstate::MAX_LOCK_INFO_LEN as u64;
 
 /// Everything a request needs.
 pub struct App {

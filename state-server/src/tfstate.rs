@@ -100,7 +100,8 @@ pub fn with_serial(body: &[u8], serial: u64) -> Result<Vec<u8>, StateError> {
 pub struct LockInfo {
     /// The client-chosen lock ID (a UUID for Terraform).
     pub id: String,
-    /// The document, re-serialised compactly; returned verbatim to clients that meet the lock.
+    /// The document's known fields ([`LOCK_INFO_FIELDS`]), re-serialised compactly; returned
+    /// verbatim to clients that meet the lock. At most [`MAX_LOCK_INFO_LEN`] bytes.
     pub raw: String,
 }
 
@@ -113,19 +114,35 @@ pub enum LockInfoError {
     /// JSON, but not a LockInfo.
     #[error("the lock info is not a Terraform LockInfo: {0}")]
     Invalid(String),
+    /// Larger than [`MAX_LOCK_INFO_LEN`].
+    #[error("the lock info is {0} bytes; at most {MAX_LOCK_INFO_LEN} are accepted")]
+    TooLarge(usize),
 }
 
 /// Longest accepted lock ID.
 pub const MAX_LOCK_ID_LEN: usize = 128;
 
+/// Largest LockInfo kept, in bytes (and the largest LOCK/UNLOCK body read). Terraform's are a
+/// few hundred bytes; a LockInfo is stored with the lock, returned to everyone who meets the
+/// lock, and logged when the lock is taken or broken, so its size must stay small.
+pub const MAX_LOCK_INFO_LEN: usize = 4096;
+
+/// The fields of Terraform's (and OpenTofu's) `statemgr.LockInfo`, all strings. Only these are
+/// kept: anything else a client adds would be stored and echoed for nothing.
+pub const LOCK_INFO_FIELDS: [&str; 7] = ["ID", "Operation", "Info", "Who", "Version", "Created", "Path"];
+
 /// Parses a LockInfo body. `Ok(None)` for an empty body, which is how Terraform 1.0.3's
-/// `force-unlock` calls UNLOCK.
+/// `force-unlock` calls UNLOCK. Unknown fields are dropped (a newer client's additions do not
+/// break locking); known ones must be strings (or null).
 pub fn parse_lock_info(body: &[u8]) -> Result<Option<LockInfo>, LockInfoError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
+    if body.len() > MAX_LOCK_INFO_LEN {
+        return Err(LockInfoError::TooLarge(body.len()));
+    }
     let value: Value = serde_json::from_slice(body).map_err(|e| LockInfoError::Json(e.to_string()))?;
-    let Value::Object(obj) = &value else {
+    let Value::Object(mut obj) = value else {
         return Err(LockInfoError::Invalid("expected a JSON object".into()));
     };
     let id = match obj.get("ID") {
@@ -138,12 +155,25 @@ pub fn parse_lock_info(body: &[u8]) -> Result<Option<LockInfo>, LockInfoError> {
             "\"ID\" must be at most {MAX_LOCK_ID_LEN} bytes without control characters"
         )));
     }
-    for key in ["Operation", "Info", "Who", "Version", "Created", "Path"] {
-        if obj.get(key).is_some_and(|v| !v.is_string() && !v.is_null()) {
-            return Err(LockInfoError::Invalid(format!("\"{key}\" must be a string")));
+    let mut kept = Map::new();
+    for key in LOCK_INFO_FIELDS {
+        match obj.remove(key) {
+            Some(v) if !v.is_string() && !v.is_null() => {
+                return Err(LockInfoError::Invalid(format!("\"{key}\" must be a string")))
+            }
+            Some(v) => {
+                kept.insert(key.to_string(), v);
+            }
+            None => {}
         }
     }
-    Ok(Some(LockInfo { id, raw: value.to_string() }))
+    let raw = Value::Object(kept).to_string();
+    // The cap is on what is stored; re-serialising does not lengthen valid JSON, but it is
+    // cheap to make sure.
+    if raw.len() > MAX_LOCK_INFO_LEN {
+        return Err(LockInfoError::TooLarge(raw.len()));
+    }
+    Ok(Some(LockInfo { id, raw }))
 }
 
 #[cfg(test)]
@@ -204,5 +234,17 @@ mod tests {
         assert!(parse_lock_info(br#"{"Operation":"x"}"#).unwrap_err().to_string().contains("missing \"ID\""));
         assert!(parse_lock_info(br#"{"ID":""}"#).is_err());
         assert!(parse_lock_info(br#"{"ID":"x","Who":5}"#).is_err());
+    }
+
+    #[test]
+    fn lock_info_is_capped_to_known_fields() {
+        let info = parse_lock_info(br#"{"ID":"a","Who":"w","Extra":"xxxxxxxxxxxxxxxx","Nested":{"a":[1,2]}}"#)
+            .unwrap()
+            .unwrap();
+        assert_eq!(info.raw, r#"{"ID":"a","Who":"w"}"#);
+        let big = format!(r#"{{"ID":"a","Info":"{}"}}"#, "x".repeat(MAX_LOCK_INFO_LEN));
+        assert!(matches!(parse_lock_info(big.as_bytes()), Err(LockInfoError::TooLarge(_))));
+        let fits = format!(r#"{{"ID":"a","Info":"{}"}}"#, "x".repeat(MAX_LOCK_INFO_LEN - 100));
+        assert!(parse_lock_info(fits.as_bytes()).unwrap().is_some());
     }
 }

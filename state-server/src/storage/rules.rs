@@ -81,8 +81,14 @@ pub fn decide_delete(row: &StateRow, lock_id: Option<&str>, user: &str) -> Delet
     }
 }
 
-fn holder_lock(h: &LockHolder) -> Option<(String, String)> {
-    Some((h.id.clone(), h.info.clone()))
+// A conflict records the holder's lock ID only (see `Verdict::lock`).
+fn holder_id(h: &LockHolder) -> Option<(String, Option<String>)> {
+    Some((h.id.clone(), None))
+}
+
+// A broken lock is recorded with its LockInfo: once per lock, by an admin.
+fn broken_lock(h: &LockHolder) -> Option<(String, Option<String>)> {
+    Some((h.id.clone(), Some(h.info.clone())))
 }
 
 /// How a LOCK reads in the audit log.
@@ -91,7 +97,7 @@ pub fn lock_verdict(outcome: &LockOutcome) -> Verdict {
         LockOutcome::Acquired => Verdict::new(Outcome::Ok, 200, "lock acquired"),
         LockOutcome::AlreadyHeld => Verdict::new(Outcome::Ok, 200, "lock already held by this client (retried LOCK)"),
         LockOutcome::Conflict(h) => Verdict {
-            lock: holder_lock(h),
+            lock: holder_id(h),
             ..Verdict::new(Outcome::Conflict, 423, format!("state is locked by {} (lock ID {})", h.user, h.id))
         },
     }
@@ -104,12 +110,12 @@ pub fn unlock_verdict(outcome: &UnlockOutcome) -> Verdict {
         UnlockOutcome::AlreadyReleased => Verdict::new(Outcome::Ok, 200, "lock already released (retried UNLOCK)"),
         UnlockOutcome::ForceReleased(h) => Verdict {
             action: Some(Action::ForceUnlock),
-            lock: holder_lock(h),
+            lock: broken_lock(h),
             ..Verdict::new(Outcome::Ok, 200, format!("lock of {} with ID {} broken", h.user, h.id))
         },
         UnlockOutcome::NotLocked => Verdict::new(Outcome::Conflict, 409, "the state is not locked"),
         UnlockOutcome::Conflict(h) => Verdict {
-            lock: holder_lock(h),
+            lock: holder_id(h),
             ..Verdict::new(
                 Outcome::Conflict,
                 409,
@@ -131,7 +137,7 @@ pub fn put_verdict(outcome: &PutOutcome) -> Verdict {
             ..Verdict::new(Outcome::Ok, 200, "identical to the current version (retried POST)")
         },
         PutOutcome::Locked(h) => Verdict {
-            lock: holder_lock(h),
+            lock: holder_id(h),
             ..Verdict::new(
                 Outcome::Conflict,
                 409,
@@ -169,7 +175,7 @@ pub fn delete_verdict(outcome: &DeleteOutcome) -> Verdict {
         DeleteOutcome::Deleted => Verdict::new(Outcome::Ok, 200, "current state removed (versions kept)"),
         DeleteOutcome::NoState => Verdict::new(Outcome::Ok, 404, "no state stored"),
         DeleteOutcome::Locked(h) => Verdict {
-            lock: holder_lock(h),
+            lock: holder_id(h),
             ..Verdict::new(Outcome::Conflict, 409, format!("state is locked by {} (lock ID {})", h.user, h.id))
         },
     }
@@ -229,7 +235,10 @@ mod tests {
         let other_user = LockRequest { user: "b".into(), ..req.clone() };
         assert_eq!(decide_lock(&held, &other_user), LockOutcome::Conflict(holder("1", "a")));
         let other_id = LockRequest { id: "2".into(), ..req };
-        assert!(matches!(decide_lock(&held, &other_id), LockOutcome::Conflict(_)));
+        let conflict = decide_lock(&held, &other_id);
+        assert!(matches!(conflict, LockOutcome::Conflict(_)));
+        // A conflict names the holder's ID, never copies its LockInfo.
+        assert_eq!(lock_verdict(&conflict).lock, Some(("1".to_string(), None)));
     }
 
     #[test]

@@ -1,0 +1,77 @@
+//! Attacks from issue 21 ("State server security: close what a probe found"), each reproduced
+//! against the real server binary on loopback and shown to fail now. Figures are printed
+//! (`cargo test --test security -- --nocapture`) so a run can be compared with the issue's.
+
+mod common;
+
+use std::path::Path;
+use std::time::Instant;
+
+use common::*;
+
+fn server(extra: &str) -> (tempfile::TempDir, Server) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "listen = \"127.0.0.1:0\"\n{extra}\n[storage]\nkind = \"sqlite\"\npath = \"state.db\"\n[audit]\nfile = \"audit.jsonl\"\n"
+    );
+    let server = Server::start(dir.path(), &config);
+    (dir, server)
+}
+
+fn file_len(path: &Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |m| m.len())
+}
+
+/// Bytes of the stopped server's database (its WAL checkpointed into it, so the figure is what is
+/// kept, not the WAL's recycled pages) and of the audit file.
+fn stored_bytes(dir: &Path) -> (u64, u64) {
+    let db = rusqlite::Connection::open(dir.join("state.db")).unwrap();
+    db.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).unwrap();
+    drop(db);
+    (file_len(&dir.join("state.db")) + file_len(&dir.join("state.db-wal")), file_len(&dir.join("audit.jsonl")))
+}
+
+// Item 4: a large LockInfo, then many conflicting 11-byte LOCKs from another user. Each conflict
+// used to copy the holder's whole LockInfo into the database and the audit file (64 KiB × 2,000
+// = 248.5 MiB in the probe).
+#[test]
+fn lock_info_amplification_is_bounded() {
+    let (dir, mut server) = server("");
+    let a = server.addr;
+    // 64 KiB of LockInfo is refused outright; unknown fields are not kept.
+    let huge = serde_json::json!({ "ID": "BIG", "Info": "x".repeat(64 * 1024) }).to_string();
+    let r = request(a, "LOCK", "/states/amp", Auth::User("writer"), huge.as_bytes());
+    assert_eq!(r.status, 413, "{}", r.text());
+    let padded = serde_json::json!({ "ID": "BIG", "Info": "x".repeat(3500), "Junk": "y".repeat(500) }).to_string();
+    let r = request(a, "LOCK", "/states/amp", Auth::User("writer"), padded.as_bytes());
+    assert_eq!(r.status, 200, "{}", r.text());
+    let held = request(a, "GET", "/locks/amp", Auth::User("reader"), b"").json();
+    assert!(held["info"].get("Junk").is_none(), "unknown fields are dropped: {held}");
+
+    const CONFLICTS: u64 = 2000;
+    let mut conn = Conn::open(a);
+    // Warm the credential cache, then measure.
+    assert_eq!(conn.request("GET", "/states/amp", Auth::User("writer2"), b"").status, 404);
+    let started = Instant::now();
+    for _ in 0..CONFLICTS {
+        let r = conn.request("LOCK", "/states/amp", Auth::User("writer2"), br#"{"ID":"x"}"#);
+        assert_eq!(r.status, 423);
+        // Terraform reads the holder's LockInfo from the 423: it is still there.
+        assert_eq!(r.json()["ID"], "BIG");
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let events = audit(a, "state=amp&action=lock&outcome=conflict&limit=5");
+    assert_eq!(events[0]["lock_id"], "BIG", "the conflict names the holder's ID: {}", events[0]);
+    assert!(events[0]["lock_info"].is_null(), "and not its LockInfo: {}", events[0]);
+    server.kill();
+    let (db, file) = stored_bytes(dir.path());
+    println!(
+        "{CONFLICTS} conflicting LOCKs against a {}-byte LockInfo in {elapsed:.2} s: database {db} bytes, audit file \
+         {file} bytes in all ({} + {} bytes per conflict)",
+        padded.len(),
+        db / CONFLICTS,
+        file / CONFLICTS
+    );
+    // Copying the holder's LockInfo stored at least 2 × 4 KiB per conflict (16 MB here).
+    assert!((db + file) / CONFLICTS < 1024, "{db} + {file} bytes for {CONFLICTS} conflicts");
+}
