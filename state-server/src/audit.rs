@@ -217,13 +217,16 @@ pub struct AuditFile {
 }
 
 impl AuditFile {
-    /// Opens (creating, mode 0600) `path` for appending.
+    /// Opens (creating, mode 0600; an existing file open to others is made 0600) `path` for
+    /// appending.
     pub fn open(path: &Path) -> std::io::Result<AuditFile> {
-        let mut options = OpenOptions::new();
-        options.append(true).create(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        Ok(AuditFile { file: Mutex::new(options.open(path)?) })
+        if crate::perms::ensure_private(path)? {
+            crate::log::warn(
+                "the audit file was readable by group or others; made it 0600",
+                serde_json::json!({ "file": path.display().to_string() }),
+            );
+        }
+        Ok(AuditFile { file: Mutex::new(OpenOptions::new().append(true).open(path)?) })
     }
 
     /// Appends one event as one line; a single write so lines from concurrent requests never mix.

@@ -35,6 +35,9 @@ pub enum ConfigError {
         /// The parser's message, with line and column.
         message: String,
     },
+    /// The users file is open to others.
+    #[error(transparent)]
+    Permissions(#[from] crate::perms::PermissionError),
     /// The values do not make sense together.
     #[error("{path}: {message}")]
     Invalid {
@@ -281,6 +284,8 @@ impl Config {
         let mut users = raw.user;
         if let Some(file) = raw.users_file {
             let file = resolve(&file);
+            // Hashes are slow to crack, not impossible: only the server's user reads them.
+            crate::perms::check_private(&file, "users file")?;
             let extra: RawUsersFile = parse(&file, &read(&file)?)?;
             users.extend(extra.user);
         }
@@ -388,6 +393,21 @@ grants = [{{ prefix = "prod", role = "admin" }}, {{ prefix = "*", role = "read" 
         assert_eq!(c.users[0].grants[0].role, Role::Admin);
         assert!(c.encryption.unwrap().key_file.ends_with("k1"));
         assert!(c.audit.file.unwrap().is_absolute());
+    }
+
+    #[test]
+    fn users_file_others_can_read_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let users = dir.path().join("users.toml");
+        std::fs::write(&users, format!("[[user]]\nname = \"a\"\npassword_hash = \"{HASH}\"\n")).unwrap();
+        std::fs::set_permissions(&users, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let path = dir.path().join("server.toml");
+        std::fs::write(&path, "users_file = \"users.toml\"\n").unwrap();
+        let err = Config::load(&path).unwrap_err().to_string();
+        assert!(err.contains(&format!("chmod 600 {}", users.display())), "{err}");
+        std::fs::set_permissions(&users, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(Config::load(&path).unwrap().users.len(), 1);
     }
 
     #[test]

@@ -28,6 +28,9 @@ pub enum CryptoError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The key file is open to others.
+    #[error(transparent)]
+    Permissions(#[from] crate::perms::PermissionError),
     /// The key file does not hold a 256-bit key.
     #[error("key file {0} must hold 32 bytes, or 64 hex digits (generate one with `head -c 32 /dev/urandom > FILE`)")]
     BadKey(String),
@@ -56,6 +59,7 @@ impl Key {
     }
 
     fn load(path: &Path) -> Result<Key, CryptoError> {
+        crate::perms::check_private(path, "encryption key file")?;
         let raw =
             std::fs::read(path).map_err(|source| CryptoError::ReadKey { path: path.display().to_string(), source })?;
         let text = std::str::from_utf8(&raw).ok().map(str::trim);
@@ -191,18 +195,35 @@ mod tests {
         assert_eq!(retired.open("s", b"{}".to_vec()).unwrap(), b"{}");
     }
 
+    fn write_private(path: &Path, data: impl AsRef<[u8]>) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(path, data).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+
     #[test]
     fn key_files_raw_or_hex() {
         let dir = tempfile::tempdir().unwrap();
         let raw = dir.path().join("raw");
-        std::fs::write(&raw, [9u8; 32]).unwrap();
+        write_private(&raw, [9u8; 32]);
         let hexed = dir.path().join("hex");
-        std::fs::write(&hexed, format!("{}\n", hex::encode([9u8; 32]))).unwrap();
+        write_private(&hexed, format!("{}\n", hex::encode([9u8; 32])));
         let short = dir.path().join("short");
-        std::fs::write(&short, b"too short").unwrap();
+        write_private(&short, b"too short");
         let a = AtRest::from_files(&raw, &[] as &[&Path]).unwrap();
         let b = AtRest::from_files(&hexed, &[] as &[&Path]).unwrap();
         assert_eq!(a.current_key_id(), b.current_key_id());
         assert!(matches!(AtRest::from_files(&short, &[] as &[&Path]), Err(CryptoError::BadKey(_))));
+    }
+
+    #[test]
+    fn key_files_others_can_read_are_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("key");
+        write_private(&key, [9u8; 32]);
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = AtRest::from_files(&key, &[] as &[&Path]).err().expect("refused").to_string();
+        assert!(err.contains("chmod 600"), "{err}");
     }
 }

@@ -7,7 +7,8 @@
 //! * [`auth`]: HTTP Basic with argon2 hashes, roles per state-name prefix;
 //! * [`audit`]: the append-only trail, in the database and as JSON lines;
 //! * [`crypto`]: AES-256-GCM at rest; [`tls`]: rustls; [`metrics`]: Prometheus text;
-//! * [`config`], [`names`], [`tfstate`]: the configuration file, state names, Terraform's documents.
+//! * [`config`], [`names`], [`tfstate`]: the configuration file, state names, Terraform's documents;
+//! * [`perms`]: modes of the files that hold secrets.
 
 pub mod audit;
 pub mod auth;
@@ -17,6 +18,7 @@ pub mod http;
 pub mod log;
 pub mod metrics;
 pub mod names;
+pub mod perms;
 pub mod server;
 pub mod storage;
 pub mod tfstate;

@@ -13,7 +13,7 @@ fn replicas(test: &str) -> Option<(tempfile::TempDir, Server, Server)> {
     let dir = tempfile::tempdir().unwrap();
     // The password goes in a file of its own, as the docs recommend, not in the configuration.
     let (without_password, password) = split_password(&url);
-    std::fs::write(dir.path().join("pg.pass"), password).unwrap();
+    write_private(&dir.path().join("pg.pass"), password);
     let config = |audit: &str| {
         format!(
             "listen = \"127.0.0.1:0\"\n[storage]\nkind = \"postgres\"\nurl = \"{without_password}\"\npassword_file = \"pg.pass\"\npool_size = 8\n[audit]\nfile = \"{audit}\"\n"

@@ -405,8 +405,8 @@ fn files_contain(dir: &std::path::Path, needle: &[u8]) -> bool {
 fn encryption_at_rest_with_key_rotation() {
     let marker = "SECRET-MARKER-8f3a";
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("k1"), [1u8; 32]).unwrap();
-    std::fs::write(dir.path().join("k2"), hex::encode([2u8; 32])).unwrap();
+    write_private(&dir.path().join("k1"), [1u8; 32]);
+    write_private(&dir.path().join("k2"), hex::encode([2u8; 32]));
     let config =
         |enc: &str| format!("listen = \"127.0.0.1:0\"\n[storage]\nkind = \"sqlite\"\npath = \"state.db\"\n{enc}");
 

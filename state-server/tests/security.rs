@@ -75,3 +75,50 @@ fn lock_info_amplification_is_bounded() {
     // Copying the holder's LockInfo stored at least 2 × 4 KiB per conflict (16 MB here).
     assert!((db + file) / CONFLICTS < 1024, "{db} + {file} bytes for {CONFLICTS} conflicts");
 }
+
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).permissions().mode() & 0o777
+}
+
+// Item 8: under umask 022 the database and its -wal/-shm came out 0644, and key and users files
+// readable by everyone were accepted silently.
+#[test]
+fn secret_files_are_private_and_open_ones_are_refused() {
+    let (dir, server) = server("");
+    assert_eq!(request(server.addr, "POST", "/states/m", Auth::User("writer"), &state_body(1, "l", "m", 1)).status, 200);
+    for f in ["state.db", "state.db-wal", "state.db-shm", "audit.jsonl"] {
+        let m = mode(&dir.path().join(f));
+        println!("{f}: {m:04o}");
+        assert_eq!(m, 0o600, "{f} is {m:04o}");
+    }
+    drop(server);
+
+    // A world-readable key file or users file stops the server with the chmod to run.
+    let refused = |config: &str| {
+        std::fs::write(dir.path().join("bad.toml"), config).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_kvm-state-server"))
+            .args(["serve", "--config"])
+            .arg(dir.path().join("bad.toml"))
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let world_readable = |path: &Path, data: &[u8]| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(path, data).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    };
+    let key = dir.path().join("k");
+    world_readable(&key, &[7u8; 32]);
+    let key_open = format!("listen = \"127.0.0.1:0\"\n[encryption]\nkey_file = \"k\"\n{}", users_toml());
+    let err = refused(&key_open);
+    println!("0644 key file: {}", err.trim());
+    assert!(err.contains(&format!("chmod 600 {}", key.display())), "{err}");
+    let users = dir.path().join("users.toml");
+    world_readable(&users, users_toml().as_bytes());
+    let err = refused("listen = \"127.0.0.1:0\"\nusers_file = \"users.toml\"\n");
+    println!("0644 users file: {}", err.trim());
+    assert!(err.contains(&format!("chmod 600 {}", users.display())), "{err}");
+}

@@ -31,6 +31,12 @@ pub enum StorageError {
     /// A group of SQLite writes could not be committed; none of them happened.
     #[error("commit failed: {0}")]
     Commit(String),
+    /// A file of the store could not be created or its mode set.
+    #[error("storage file: {0}")]
+    Io(String),
+    /// A secret file (the PostgreSQL password file) is open to others.
+    #[error(transparent)]
+    Permissions(#[from] crate::perms::PermissionError),
     /// The data does not make sense (a bug or outside tampering).
     #[error("inconsistent storage: {0}")]
     Corrupt(String),

@@ -93,6 +93,7 @@ impl PostgresStorage {
         let mut config: tokio_postgres::Config =
             url.parse().map_err(|e| pool_err(format!("invalid PostgreSQL URL: {e}")))?;
         if let Some(file) = password_file {
+            crate::perms::check_private(file, "PostgreSQL password file")?;
             let password = std::fs::read_to_string(file)
                 .map_err(|e| pool_err(format!("cannot read password file {}: {e}", file.display())))?;
             config.password(password.trim_end_matches(['\r', '\n']));

@@ -19,6 +19,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use super::rules::{self, StateRow};
 use super::*;
 use crate::audit::{Action, AuditQuery, Outcome};
+use crate::{log, perms};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS kvm_states (
@@ -93,9 +94,35 @@ fn open(path: &Path) -> Result<Connection, rusqlite::Error> {
     Ok(conn)
 }
 
+// The database holds every state (secrets included, unless encrypted) and the audit log. SQLite
+// creates its `-wal` and `-shm` files with the database file's mode, so creating the database 0600
+// covers all three; files left open to others by an earlier version are tightened.
+fn make_private(path: &Path) -> Result<(), StorageError> {
+    let io = |e: std::io::Error| StorageError::Io(format!("{}: {e}", path.display()));
+    let mut tightened = Vec::new();
+    if perms::ensure_private(path).map_err(io)? {
+        tightened.push(path.to_path_buf());
+    }
+    for suffix in ["-wal", "-shm"] {
+        let companion = PathBuf::from(format!("{}{suffix}", path.display()));
+        if companion.exists() && perms::ensure_private(&companion).map_err(io)? {
+            tightened.push(companion);
+        }
+    }
+    if !tightened.is_empty() {
+        let files: Vec<String> = tightened.iter().map(|p| p.display().to_string()).collect();
+        log::warn(
+            "database files were readable by group or others; made them 0600",
+            serde_json::json!({ "files": files }),
+        );
+    }
+    Ok(())
+}
+
 impl SqliteStorage {
-    /// Opens (creating if needed) the database file at `path`.
+    /// Opens (creating if needed) the database file at `path`, readable by its owner only.
     pub fn open(path: &Path) -> Result<SqliteStorage, StorageError> {
+        make_private(path)?;
         let conn = open(path)?;
         conn.execute_batch(SCHEMA)?;
         let (jobs, queue) = mpsc::channel();
