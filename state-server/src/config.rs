@@ -300,13 +300,8 @@ impl Config {
             if !seen.insert(user.name.as_str()) {
                 return Err(invalid(format!("user {:?} is defined twice", user.name)));
             }
-            if !user.password_hash.starts_with("$argon2") {
-                return Err(invalid(format!(
-                    "user {:?}: password_hash must be an argon2 PHC string (run `kvm-state-server hash-password`)",
-                    user.name
-                )));
-            }
         }
+        crate::auth::common_cost(&users).map_err(|e| invalid(e.to_string()))?;
         let anonymous_grants = raw.anonymous.map(|a| a.grants).unwrap_or_default();
         for grant in users.iter().flat_map(|u| &u.grants).chain(&anonymous_grants) {
             names::validate_prefix(&grant.prefix)

@@ -86,7 +86,10 @@ fn mode(path: &Path) -> u32 {
 #[test]
 fn secret_files_are_private_and_open_ones_are_refused() {
     let (dir, server) = server("");
-    assert_eq!(request(server.addr, "POST", "/states/m", Auth::User("writer"), &state_body(1, "l", "m", 1)).status, 200);
+    assert_eq!(
+        request(server.addr, "POST", "/states/m", Auth::User("writer"), &state_body(1, "l", "m", 1)).status,
+        200
+    );
     for f in ["state.db", "state.db-wal", "state.db-shm", "audit.jsonl"] {
         let m = mode(&dir.path().join(f));
         println!("{f}: {m:04o}");
@@ -121,4 +124,56 @@ fn secret_files_are_private_and_open_ones_are_refused() {
     let err = refused("listen = \"127.0.0.1:0\"\nusers_file = \"users.toml\"\n");
     println!("0644 users file: {}", err.trim());
     assert!(err.contains(&format!("chmod 600 {}", users.display())), "{err}");
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+// Item 9: the dummy hash checked for unknown users had the default argon2 cost whatever the
+// users' hashes cost, so response times told existing users from unknown ones (probe: unknown
+// 26 ms, strong hash 127 ms, weak 0.9 ms, malformed 0.7 ms).
+#[test]
+fn unknown_and_known_users_take_the_same_time() {
+    // Cheap hashes (1 MiB, t=1): with the old fixed dummy an unknown user took ~40 times longer.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("server.toml");
+    std::fs::write(&config, format!("listen = \"127.0.0.1:0\"\n{}", users_toml_cheap())).unwrap();
+    let server = Server::start_with_file(dir.path(), &config);
+    let a = server.addr;
+    let mut conn = Conn::open(a);
+    // Interleaved, so that load from elsewhere on the machine falls on both alike.
+    let (mut known, mut unknown) = (Vec::new(), Vec::new());
+    for _ in 0..15 {
+        for (user, times) in [("writer", &mut known), ("nobody", &mut unknown)] {
+            let t = Instant::now();
+            assert_eq!(conn.request("GET", "/states/x", Auth::Raw(user, "wrong"), b"").status, 401);
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    let (known, unknown) = (median(known), median(unknown));
+    println!("wrong password, median of 15: known user {known:.2} ms, unknown user {unknown:.2} ms");
+    let ratio = unknown / known;
+    assert!((0.33..3.0).contains(&ratio), "known {known:.2} ms vs unknown {unknown:.2} ms");
+
+    // Hashes that cannot be verified, or that cost differently, are refused at load.
+    let check = |users: &str| {
+        std::fs::write(&config, format!("listen = \"127.0.0.1:0\"\n{users}")).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_kvm-state-server"))
+            .args(["check-config", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let mixed = format!("{}{}", users_toml(), users_toml_cheap().replace("name = \"", "name = \"cheap-"));
+    let (ok, err) = check(&mixed);
+    println!("mixed costs: {}", err.trim());
+    assert!(!ok && err.contains("same") && err.contains("m=1024,t=1,p=1"), "{err}");
+    let (ok, err) = check("[[user]]\nname = \"m\"\npassword_hash = \"$argon2id$v=19$m=19456,t=2,p=1$bm9zYWx0\"\n");
+    println!("malformed: {}", err.trim());
+    assert!(!ok && err.contains("user \"m\""), "{err}");
+    let (ok, err) = check(&users_toml().replace("$argon2id$", "$argon2i$"));
+    assert!(!ok && err.contains("argon2id"), "{err}");
 }
