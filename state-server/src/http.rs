@@ -693,10 +693,12 @@ async fn restore(ctx: &Ctx<'_>, name: &StateName, query: Option<&str>) -> Result
     };
     let current = storage.current(name).await.map_err(|e| (draft.clone(), e.into()))?.map(|c| c.meta);
     let plain = open_body(ctx, name, old.body).map_err(|e| (draft.clone(), e))?;
-    // The restored copy gets a serial above the current one, so it is the newest in its lineage
-    // and the next `terraform apply` (which writes serial + 1 of what it read) is accepted.
+    // The restored copy gets a serial above the current one (`tfstate::next_serial`).
     let new_serial = match (old.meta.serial, current.as_ref().and_then(|c| c.serial)) {
-        (Some(old_serial), Some(cur)) => Some(old_serial.max(cur) + 1),
+        (Some(old_serial), Some(cur)) => Some(tfstate::next_serial(old_serial, Some(cur)).map_err(|e| {
+            let message = format!("cannot restore version {wanted}: {e}; start a new lineage instead");
+            (draft.clone(), ApiError::new(StatusCode::CONFLICT, message))
+        })?),
         (serial, _) => serial,
     };
     let body = match new_serial {

@@ -3,6 +3,8 @@
 //! The server keeps the bytes it was sent; these checks only decide whether a body is a
 //! Terraform state (and read the `serial` and `lineage` that versioning needs) or a LockInfo.
 
+use std::ops::Range;
+
 use serde_json::{Map, Value};
 
 /// What the server needs to know about a state body.
@@ -55,10 +57,9 @@ pub fn inspect_state(body: &[u8]) -> Result<StateHead, StateError> {
         )));
     }
     let serial = match obj.get("serial") {
-        Some(Value::Number(n)) => n
-            .as_u64()
-            .filter(|&s| s <= i64::MAX as u64)
-            .ok_or_else(|| not_state("\"serial\" must be a non-negative integer below 2^63"))?,
+        Some(Value::Number(n)) => n.as_u64().filter(|&s| s <= MAX_SERIAL).ok_or_else(|| {
+            StateError::NotState(format!("\"serial\" must be a non-negative integer at most {MAX_SERIAL} (2^63 - 2)"))
+        })?,
         Some(_) => return Err(not_state("\"serial\" must be a non-negative integer")),
         None => return Err(not_state("missing \"serial\"")),
     };
@@ -84,15 +85,148 @@ fn expect_kind(obj: &Map<String, Value>, key: &str, ok: fn(&Value) -> bool, what
     }
 }
 
-/// Returns `body` with its `serial` replaced: a restored version must be newer than what it replaces,
-/// or the next `terraform apply` (which writes serial + 1 of what it read) would look stale.
+/// Largest `serial` accepted: 2^63 − 2. Serials are stored as signed 64-bit integers, and a
+/// restore writes the current serial + 1, which must still fit; a state at this serial cannot be
+/// restored over (the restore is refused, see [`next_serial`]).
+pub const MAX_SERIAL: u64 = i64::MAX as u64 - 1;
+
+/// Why a serial cannot be raised.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the serial would pass {MAX_SERIAL}, the largest accepted (the current serial is {0})")]
+pub struct SerialExhausted(pub u64);
+
+/// The serial a restored version gets: above both its own and the current one, so it is the
+/// newest in its lineage and the next `terraform apply` (which writes serial + 1) is accepted.
+pub fn next_serial(restored: u64, current: Option<u64>) -> Result<u64, SerialExhausted> {
+    let top = restored.max(current.unwrap_or(0));
+    top.checked_add(1).filter(|&s| s <= MAX_SERIAL).ok_or(SerialExhausted(top))
+}
+
+/// Returns `body` with its top-level `serial` replaced and every other byte as it was: a restored
+/// version must be newer than what it replaces, and re-serialising the document would change what
+/// it says (numbers beyond 2^64 or with exponents would come back as floats).
 pub fn with_serial(body: &[u8], serial: u64) -> Result<Vec<u8>, StateError> {
-    let mut value: Value = serde_json::from_slice(body).map_err(|e| StateError::Json(e.to_string()))?;
-    let obj = value.as_object_mut().ok_or_else(|| not_state("expected a JSON object at the top level"))?;
-    obj.insert("serial".into(), Value::from(serial));
-    let mut out = serde_json::to_vec_pretty(&value).expect("a JSON value serialises");
-    out.push(b'\n');
+    let members = top_level_members(body)?;
+    let mut spans: Vec<Range<usize>> = members.into_iter().filter(|(k, _)| k == "serial").map(|(_, r)| r).collect();
+    if spans.is_empty() {
+        return Err(not_state("missing \"serial\""));
+    }
+    // Back to front, so earlier ranges stay valid (a duplicate key is replaced too: whichever one
+    // a reader picks, it reads the new serial).
+    spans.sort_by_key(|r| std::cmp::Reverse(r.start));
+    let mut out = body.to_vec();
+    for span in spans {
+        out.splice(span, serial.to_string().into_bytes());
+    }
     Ok(out)
+}
+
+/// The members of the top-level JSON object in `body`: each key (unescaped) with the byte range
+/// of its value, in document order, duplicates included.
+pub fn top_level_members(body: &[u8]) -> Result<Vec<(String, Range<usize>)>, StateError> {
+    let bad = |what: &str| StateError::Json(format!("{what} at byte {}", body.len()));
+    let mut p = Scanner { body, at: 0 };
+    p.skip_ws();
+    if p.peek() != Some(b'{') {
+        return Err(not_state("expected a JSON object at the top level"));
+    }
+    p.at += 1;
+    let mut members = Vec::new();
+    p.skip_ws();
+    if p.peek() == Some(b'}') {
+        return Ok(members);
+    }
+    loop {
+        p.skip_ws();
+        let key_start = p.at;
+        p.skip_string().ok_or_else(|| bad("unterminated key"))?;
+        let key: String =
+            serde_json::from_slice(&body[key_start..p.at]).map_err(|e| StateError::Json(e.to_string()))?;
+        p.skip_ws();
+        if p.peek() != Some(b':') {
+            return Err(bad("expected ':'"));
+        }
+        p.at += 1;
+        p.skip_ws();
+        let value_start = p.at;
+        p.skip_value().ok_or_else(|| bad("unterminated value"))?;
+        members.push((key, value_start..p.at));
+        p.skip_ws();
+        match p.peek() {
+            Some(b',') => p.at += 1,
+            Some(b'}') => return Ok(members),
+            _ => return Err(bad("expected ',' or '}'")),
+        }
+    }
+}
+
+// A cursor over JSON text that skips values without building them.
+struct Scanner<'a> {
+    body: &'a [u8],
+    at: usize,
+}
+
+impl Scanner<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.body.get(self.at).copied()
+    }
+
+    fn skip_ws(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.at += 1;
+        }
+    }
+
+    // At a '"': moves past the closing quote.
+    fn skip_string(&mut self) -> Option<()> {
+        if self.peek() != Some(b'"') {
+            return None;
+        }
+        self.at += 1;
+        loop {
+            match self.peek()? {
+                b'"' => {
+                    self.at += 1;
+                    return Some(());
+                }
+                b'\\' => self.at += 2,
+                _ => self.at += 1,
+            }
+        }
+    }
+
+    fn skip_value(&mut self) -> Option<()> {
+        match self.peek()? {
+            b'"' => self.skip_string(),
+            b'{' | b'[' => {
+                let mut depth = 0usize;
+                loop {
+                    match self.peek()? {
+                        b'"' => self.skip_string()?,
+                        b'{' | b'[' => {
+                            depth += 1;
+                            self.at += 1;
+                        }
+                        b'}' | b']' => {
+                            depth -= 1;
+                            self.at += 1;
+                            if depth == 0 {
+                                return Some(());
+                            }
+                        }
+                        _ => self.at += 1,
+                    }
+                }
+            }
+            _ => {
+                let start = self.at;
+                while !matches!(self.peek(), None | Some(b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r')) {
+                    self.at += 1;
+                }
+                (self.at > start).then_some(())
+            }
+        }
+    }
 }
 
 /// A LockInfo document as sent on LOCK and UNLOCK.
@@ -220,6 +354,22 @@ mod tests {
         let head = inspect_state(&out).unwrap();
         assert_eq!(head.serial, Some(12));
         assert_eq!(head.lineage.as_deref(), Some("abc"));
+        // Every other byte stays: big numbers, exponents, spacing, key order, escapes.
+        let body = "{ \"version\": 4,\n  \"serial\" :7 , \"lineage\":\"a\\\"b\", \"outputs\": {\"n\": {\"value\": \
+                    123456789012345678901234567890, \"e\": 1E+2, \"s\": \"serial\"}}, \"resources\": [[{\"serial\":1}]] }";
+        let out = with_serial(body.as_bytes(), 4000).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), body.replacen(":7 ", ":4000 ", 1));
+    }
+
+    #[test]
+    fn serials_stay_below_the_signed_limit() {
+        let at = |serial: u64| STATE.replace("\"serial\":7", &format!("\"serial\":{serial}"));
+        assert!(inspect_state(at(MAX_SERIAL).as_bytes()).is_ok());
+        assert!(inspect_state(at(MAX_SERIAL + 1).as_bytes()).is_err());
+        assert_eq!(next_serial(3, Some(9)), Ok(10));
+        assert_eq!(next_serial(MAX_SERIAL - 1, None), Ok(MAX_SERIAL));
+        assert_eq!(next_serial(1, Some(MAX_SERIAL)), Err(SerialExhausted(MAX_SERIAL)));
+        assert_eq!(next_serial(i64::MAX as u64, Some(u64::MAX)), Err(SerialExhausted(u64::MAX)));
     }
 
     #[test]

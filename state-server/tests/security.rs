@@ -177,3 +177,42 @@ fn unknown_and_known_users_take_the_same_time() {
     let (ok, err) = check(&users_toml().replace("$argon2id$", "$argon2i$"));
     assert!(!ok && err.contains("argon2id"), "{err}");
 }
+
+// Item 10: restoring over a state whose serial was i64::MAX made the serial 2^63 (stored
+// negative: the lineage became unwritable), and restoring re-serialised the whole document, so a
+// big number came back as `1.2345678901234568e+29`.
+#[test]
+fn restore_keeps_every_byte_but_the_serial_and_never_overflows() {
+    let (_dir, server) = server("");
+    let a = server.addr;
+    let odd = |serial: &str| {
+        format!(
+            "{{\"version\": 4, \"terraform_version\": \"1.0.3\",\n  \"serial\":  {serial} , \"lineage\": \"lin\",\n  \
+             \"outputs\": {{\"big\": {{\"value\": 123456789012345678901234567890, \"type\": \"number\"}}, \
+             \"e\": {{\"value\": 1E+2, \"type\": \"number\"}}}}, \"resources\": [] }}"
+        )
+    };
+    assert_eq!(request(a, "POST", "/states/b", Auth::User("writer"), odd("1").as_bytes()).status, 200);
+    assert_eq!(request(a, "POST", "/states/b", Auth::User("writer"), odd("2").as_bytes()).status, 200);
+    let r = request(a, "POST", "/restore/b?version=1", Auth::User("admin"), b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["serial"], 3);
+    let restored = request(a, "GET", "/states/b", Auth::User("reader"), b"").text();
+    println!("restored body: {restored}");
+    assert_eq!(restored, odd("3"), "only the serial changes, byte for byte");
+
+    // Serials stop below 2^63 - 1: i64::MAX is refused on write, and a restore that would pass
+    // the largest accepted serial is refused with a reason instead of wrapping around.
+    let max = (i64::MAX - 1).to_string();
+    let r = request(a, "POST", "/states/b", Auth::User("writer"), odd(&i64::MAX.to_string()).as_bytes());
+    assert_eq!(r.status, 400, "{}", r.text());
+    println!("serial i64::MAX: {}", r.json()["error"]);
+    assert_eq!(request(a, "POST", "/states/b", Auth::User("writer"), odd(&max).as_bytes()).status, 200);
+    let r = request(a, "POST", "/restore/b?version=1", Auth::User("admin"), b"");
+    println!("restore over serial {max}: {} {}", r.status, r.json()["error"]);
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert!(r.json()["error"].as_str().unwrap().contains("would pass"), "{}", r.text());
+    let versions = request(a, "GET", "/versions/b", Auth::User("reader"), b"").json();
+    assert_eq!(versions["current"], 4, "nothing was written: {versions}");
+    assert_eq!(versions["versions"][3]["serial"].as_u64(), Some(i64::MAX as u64 - 1));
+}
