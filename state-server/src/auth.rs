@@ -43,12 +43,17 @@ impl Role {
     }
 }
 
+/// The name of requests without credentials (where `[anonymous] grants` allow them); no
+/// configured user may have it, or their events would be mistaken for anonymous ones.
+pub const ANONYMOUS: &str = "anonymous";
+
 /// An authenticated caller.
 #[derive(Debug, Clone)]
 pub struct Principal {
-    /// User name (`anonymous` for requests without credentials, where allowed).
+    /// User name ([`ANONYMOUS`] for requests without credentials, where allowed).
     pub name: String,
     grants: Arc<[GrantConfig]>,
+    metrics: bool,
 }
 
 impl Principal {
@@ -60,6 +65,12 @@ impl Principal {
     /// Whether this principal has at least `role` on `state`.
     pub fn may(&self, role: Role, state: &str) -> bool {
         self.role_for(state).is_some_and(|r| r >= role)
+    }
+
+    /// Whether this principal may read `/metrics`: counters over every state and team, so an
+    /// admin of everything (`*`) or a user given `metrics = true`.
+    pub fn may_read_metrics(&self) -> bool {
+        self.metrics || self.may(Role::Admin, "*")
     }
 }
 
@@ -80,6 +91,9 @@ pub enum AuthError {
     /// A header that is not `Basic base64(user:password)`.
     #[error("malformed Authorization header; expected HTTP Basic")]
     Malformed,
+    /// More than one `Authorization` header: which one counts would depend on who reads it.
+    #[error("more than one Authorization header")]
+    Repeated,
     /// Unknown user or wrong password (not told apart, on purpose).
     #[error("invalid user name or password")]
     BadCredentials {
@@ -203,6 +217,7 @@ pub fn common_cost(users: &[UserConfig]) -> Result<Option<HashCost>, UsersHashEr
 struct User {
     hash: String,
     grants: Arc<[GrantConfig]>,
+    metrics: bool,
 }
 
 /// Checks credentials against the configured users.
@@ -232,7 +247,11 @@ impl Authenticator {
         Authenticator {
             users: users
                 .iter()
-                .map(|u| (u.name.clone(), User { hash: u.password_hash.clone(), grants: u.grants.clone().into() }))
+                .map(|u| {
+                    let user =
+                        User { hash: u.password_hash.clone(), grants: u.grants.clone().into(), metrics: u.metrics };
+                    (u.name.clone(), user)
+                })
                 .collect(),
             anonymous: (!anonymous.is_empty()).then(|| anonymous.to_vec().into()),
             cache_key,
@@ -246,7 +265,7 @@ impl Authenticator {
     pub async fn authenticate(&self, header: Option<&[u8]>) -> Result<Principal, AuthError> {
         let Some(header) = header else {
             return match &self.anonymous {
-                Some(grants) => Ok(Principal { name: "anonymous".into(), grants: grants.clone() }),
+                Some(grants) => Ok(Principal { name: ANONYMOUS.into(), grants: grants.clone(), metrics: false }),
                 None => Err(AuthError::Missing),
             };
         };
@@ -255,7 +274,7 @@ impl Authenticator {
         if let Some(u) = self.users.get(&user) {
             let remembered = self.verified.lock().expect("auth cache").get(&user).cloned();
             if remembered.is_some_and(|t| constant_time_eq(t.as_ref(), tag.as_ref())) {
-                return Ok(Principal { name: user, grants: u.grants.clone() });
+                return Ok(Principal { name: user, grants: u.grants.clone(), metrics: u.metrics });
             }
         }
         let hash = match self.users.get(&user) {
@@ -268,7 +287,7 @@ impl Authenticator {
         match self.users.get(&user) {
             Some(u) if ok => {
                 self.verified.lock().expect("auth cache").insert(user.clone(), tag);
-                Ok(Principal { name: user, grants: u.grants.clone() })
+                Ok(Principal { name: user, grants: u.grants.clone(), metrics: u.metrics })
             }
             _ => Err(AuthError::BadCredentials { user }),
         }
@@ -330,6 +349,7 @@ mod tests {
 
     fn authenticator() -> Authenticator {
         let users = vec![UserConfig {
+            metrics: false,
             name: "alice".into(),
             password_hash: hash_password("s3cret").unwrap(),
             grants: vec![
@@ -378,7 +398,7 @@ mod tests {
     }
 
     fn user(name: &str, hash: String) -> UserConfig {
-        UserConfig { name: name.into(), password_hash: hash, grants: Vec::new() }
+        UserConfig { name: name.into(), password_hash: hash, grants: Vec::new(), metrics: false }
     }
 
     #[test]

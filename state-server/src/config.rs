@@ -132,6 +132,9 @@ pub struct UserConfig {
     /// What the user may do, by state-name prefix.
     #[serde(default)]
     pub grants: Vec<GrantConfig>,
+    /// May read `/metrics` (which admins of `*` may anyway): for a Prometheus scraper.
+    #[serde(default)]
+    pub metrics: bool,
 }
 
 /// A role on the states under a prefix.
@@ -297,6 +300,12 @@ impl Config {
                     user.name
                 )));
             }
+            if user.name == crate::auth::ANONYMOUS {
+                return Err(invalid(format!(
+                    "user name {:?} is reserved for requests without credentials ([anonymous] grants)",
+                    user.name
+                )));
+            }
             if !seen.insert(user.name.as_str()) {
                 return Err(invalid(format!("user {:?} is defined twice", user.name)));
             }
@@ -426,5 +435,7 @@ grants = [{{ prefix = "prod", role = "admin" }}, {{ prefix = "*", role = "read" 
         .to_string();
         assert!(err.contains("unknown variant"), "{err}");
         assert!(load("[storage]\nkind = \"mysql\"").unwrap_err().to_string().contains("expected"));
+        let err = load(&format!("[[user]]\nname = \"anonymous\"\npassword_hash = \"{HASH}\"")).unwrap_err().to_string();
+        assert!(err.contains("reserved"), "{err}");
     }
 }

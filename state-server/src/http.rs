@@ -11,7 +11,7 @@
 //! | `/restore/{name}?version=N` | `POST`: version N becomes current, as a new version | admin |
 //! | `/audit` | `GET ?state=&user=&action=&outcome=&after_id=&limit=` | admin on `state` (default `*`) |
 //! | `/healthz` | `GET`, no credentials | — |
-//! | `/metrics` | `GET`, Prometheus text; credentials unless `[metrics] public = true` | any |
+//! | `/metrics` | `GET`, Prometheus text; credentials unless `[metrics] public = true` | admin on `*`, or `metrics = true` |
 //!
 //! Every refusal is answered with a JSON body `{"error": "…"}` and recorded in the audit log.
 
@@ -327,8 +327,11 @@ async fn dispatch(app: &App, remote: SocketAddr, req: Request<Incoming>) -> (Res
             ctx.user,
         );
     }
-    let header = req.headers().get(AUTHORIZATION).map(HeaderValue::as_bytes);
-    match app.auth.authenticate(header).await {
+    let mut headers = req.headers().get_all(AUTHORIZATION).iter();
+    let header = headers.next().map(HeaderValue::as_bytes);
+    let authenticated =
+        if headers.next().is_some() { Err(AuthError::Repeated) } else { app.auth.authenticate(header).await };
+    match authenticated {
         Ok(p) => {
             ctx.user = p.name.clone();
             ctx.principal = Some(p);
@@ -379,6 +382,15 @@ async fn routed(ctx: &Ctx<'_>, route: Route<'_>, req: Request<Incoming>) -> Resu
     let method = req.method().as_str().to_string();
     let raw_name = match route {
         Route::Metrics => {
+            let p = ctx.principal();
+            if !p.may_read_metrics() {
+                let message = format!(
+                    "user {:?} may not read /metrics (counters over every state): it needs the admin role on \"*\" \
+                     or `metrics = true`",
+                    p.name
+                );
+                return Err((ctx.draft(Action::Request, None), ApiError::new(StatusCode::FORBIDDEN, message)));
+            }
             return if req.method() == Method::GET {
                 Ok(bytes_response(StatusCode::OK, "text/plain; version=0.0.4", ctx.app.metrics.render().into_bytes()))
             } else {

@@ -42,6 +42,7 @@ pub fn inspect_state(body: &[u8]) -> Result<StateHead, StateError> {
     let Value::Object(obj) = value else {
         return Err(StateError::NotState("expected a JSON object at the top level".into()));
     };
+    refuse_ambiguous_keys(body)?;
     if obj.get("encrypted_data").is_some_and(Value::is_string) && obj.get("encryption_version").is_some() {
         return Ok(StateHead { serial: None, lineage: None });
     }
@@ -72,6 +73,48 @@ pub fn inspect_state(body: &[u8]) -> Result<StateHead, StateError> {
     expect_kind(&obj, "outputs", Value::is_object, "an object")?;
     expect_kind(&obj, "terraform_version", Value::is_string, "a string")?;
     Ok(StateHead { serial: Some(serial), lineage: Some(lineage) })
+}
+
+/// Top-level fields of a state (and of an OpenTofu encrypted one), as Terraform spells them.
+const STATE_FIELDS: [&str; 10] = [
+    "version",
+    "terraform_version",
+    "serial",
+    "lineage",
+    "outputs",
+    "resources",
+    "check_results",
+    "meta",
+    "encrypted_data",
+    "encryption_version",
+];
+
+// Terraform decodes states with Go's encoding/json, which matches keys to fields ignoring case
+// (and the last of several matching keys wins), while this server reads keys exactly: with
+// `"serial": 1, "Serial": 9` the two would disagree on the serial. So top-level keys that Go
+// would fold together, and variants of the state's fields (`Serial`), are refused.
+fn refuse_ambiguous_keys(body: &[u8]) -> Result<(), StateError> {
+    let mut seen: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    for (key, _) in top_level_members(body)? {
+        let folded = fold_case(&key);
+        if let Some(first) = seen.get(&folded) {
+            return Err(StateError::NotState(format!(
+                "keys {first:?} and {key:?} name the same field for Terraform, which ignores case; keep one"
+            )));
+        }
+        if let Some(field) = STATE_FIELDS.iter().find(|f| **f == folded && **f != key) {
+            return Err(StateError::NotState(format!(
+                "key {key:?}: Terraform would read it as {field:?}, this server would not; write {field:?}"
+            )));
+        }
+        seen.insert(folded, key);
+    }
+    Ok(())
+}
+
+// Case folding close to Go's (`ſ` folds to `s`, the Kelvin sign to `k`): lower case of upper case.
+fn fold_case(s: &str) -> String {
+    s.chars().flat_map(char::to_uppercase).flat_map(char::to_lowercase).collect()
 }
 
 fn not_state(msg: &str) -> StateError {
@@ -340,6 +383,22 @@ mod tests {
             let err = inspect_state(body.as_bytes()).unwrap_err().to_string();
             assert!(err.contains(msg), "{body}: {err}");
         }
+    }
+
+    #[test]
+    fn refuses_keys_terraform_would_read_differently() {
+        let with = |extra: &str| STATE.replacen('{', &format!("{{{extra},"), 1);
+        for (extra, msg) in [
+            (r#""Serial":9"#, "would read it as \"serial\""),
+            (r#""LINEAGE":"x""#, "would read it as \"lineage\""),
+            (r#""\u017ferial":9"#, "would read it as \"serial\""),
+            (r#""serial":9"#, "name the same field"),
+            (r#""Foo":1,"foo":2"#, "name the same field"),
+        ] {
+            let err = inspect_state(with(extra).as_bytes()).unwrap_err().to_string();
+            assert!(err.contains(msg), "{extra}: {err}");
+        }
+        assert!(inspect_state(with(r#""Foo":1"#).as_bytes()).is_ok());
     }
 
     #[test]

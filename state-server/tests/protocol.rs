@@ -483,7 +483,7 @@ fn health_metrics_audit_file_and_no_secrets_in_logs() {
     assert_eq!(request(a, "POST", "/states/m?ID=M", Auth::User("writer"), &body).status, 200);
     assert_eq!(request(a, "UNLOCK", "/states/m", Auth::User("writer"), lock_info("M", "w").as_bytes()).status, 200);
     assert_eq!(request(a, "GET", "/states/m", Auth::User("reader"), b"").status, 200);
-    let metrics = request(a, "GET", "/metrics", Auth::User("reader"), b"").text();
+    let metrics = request(a, "GET", "/metrics", Auth::User("admin"), b"").text();
     for line in [
         "kvm_state_http_requests_total{method=\"LOCK\",status=\"423\"} 1",
         "kvm_state_http_requests_total{method=\"POST\",status=\"200\"} 1",

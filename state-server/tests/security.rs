@@ -216,3 +216,89 @@ fn restore_keeps_every_byte_but_the_serial_and_never_overflows() {
     assert_eq!(versions["current"], 4, "nothing was written: {versions}");
     assert_eq!(versions["versions"][3]["serial"].as_u64(), Some(i64::MAX as u64 - 1));
 }
+
+/// Sends a request with the given raw header lines and returns the status.
+fn raw_status(addr: std::net::SocketAddr, head: &str) -> u16 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
+    s.write_all(head.as_bytes()).unwrap();
+    let mut buf = [0u8; 12];
+    s.read_exact(&mut buf).unwrap();
+    String::from_utf8_lossy(&buf[9..12]).parse().unwrap()
+}
+
+fn basic(user: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{}", password(user)))
+}
+
+// Item 12: the small ones.
+#[test]
+fn ambiguous_requests_and_names_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("server.toml");
+    let prom = kvm_state_server::auth::hash_password("prom-pw").unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\n{}\n[[user]]\nname = \"prom\"\npassword_hash = \"{prom}\"\nmetrics = true\n",
+            users_toml()
+        ),
+    )
+    .unwrap();
+    let server = Server::start_with_file(dir.path(), &config);
+    let a = server.addr;
+
+    // A second Authorization header was ignored; now the request is refused.
+    let two = format!(
+        "GET /states/x HTTP/1.1\r\nHost: a\r\nAuthorization: Basic {}\r\nAuthorization: Basic {}\r\nContent-Length: 0\r\n\r\n",
+        basic("reader"),
+        basic("admin")
+    );
+    let status = raw_status(a, &two);
+    println!("two Authorization headers: {status}");
+    assert_eq!(status, 401);
+    let one = format!(
+        "GET /states/x HTTP/1.1\r\nHost: a\r\nAuthorization: Basic {}\r\nContent-Length: 0\r\n\r\n",
+        basic("reader")
+    );
+    assert_eq!(raw_status(a, &one), 404);
+
+    // `Serial` beside `serial`: Go's decoder (Terraform) would read 99, the server 1.
+    let body = String::from_utf8(state_body(1, "lin", "m", 1)).unwrap().replacen('{', "{\"Serial\":99,", 1);
+    let r = request(a, "POST", "/states/case", Auth::User("writer"), body.as_bytes());
+    println!("Serial beside serial: {} {}", r.status, r.json()["error"]);
+    assert_eq!(r.status, 400);
+    assert!(r.json()["error"].as_str().unwrap().contains("\"Serial\""));
+
+    // UNLOCK naming a lock that another user held and released is not "ok".
+    let info = lock_info("L1", "w");
+    assert_eq!(request(a, "LOCK", "/states/u", Auth::User("writer"), info.as_bytes()).status, 200);
+    assert_eq!(request(a, "UNLOCK", "/states/u", Auth::User("writer"), info.as_bytes()).status, 200);
+    let r = request(a, "UNLOCK", "/states/u", Auth::User("writer2"), info.as_bytes());
+    println!("UNLOCK of writer's released lock by writer2: {} {}", r.status, r.json()["error"]);
+    assert_eq!(r.status, 409);
+    assert_eq!(request(a, "UNLOCK", "/states/u", Auth::User("writer"), info.as_bytes()).status, 200, "holder's retry");
+    let events = audit(a, "state=u&action=unlock&user=writer2");
+    assert_eq!(events[0]["outcome"], "conflict");
+
+    // /metrics: counters over every team, for admins of `*` and `metrics = true` users only.
+    assert_eq!(request(a, "GET", "/metrics", Auth::User("reader"), b"").status, 403);
+    assert_eq!(request(a, "GET", "/metrics", Auth::User("team"), b"").status, 403, "admin of a prefix only");
+    assert_eq!(request(a, "GET", "/metrics", Auth::User("admin"), b"").status, 200);
+    assert_eq!(request(a, "GET", "/metrics", Auth::Raw("prom", "prom-pw"), b"").status, 200);
+    drop(server);
+
+    // A user named `anonymous` would be taken for requests without credentials.
+    std::fs::write(&config, format!("{}[[user]]\nname = \"anonymous\"\npassword_hash = \"{prom}\"\n", users_toml()))
+        .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kvm-state-server"))
+        .args(["check-config", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    println!("user anonymous: {}", err.trim());
+    assert!(!out.status.success() && err.contains("reserved"), "{err}");
+}

@@ -25,6 +25,7 @@ CREATE TABLE IF NOT EXISTS kvm_states (
     lock_info TEXT,
     lock_since TEXT,
     released_lock_id TEXT,
+    released_lock_user TEXT,
     current_version BIGINT,
     next_version BIGINT NOT NULL DEFAULT 1
 );
@@ -56,6 +57,7 @@ CREATE TABLE IF NOT EXISTS kvm_audit (
     detail TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS kvm_audit_state ON kvm_audit (state, id);
+ALTER TABLE kvm_states ADD COLUMN IF NOT EXISTS released_lock_user TEXT;
 CREATE OR REPLACE FUNCTION kvm_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN RAISE EXCEPTION 'the audit log is append-only'; END $$;
 DROP TRIGGER IF EXISTS kvm_audit_no_change ON kvm_audit;
@@ -152,6 +154,7 @@ fn row_from(r: &Row) -> StateRow {
     StateRow {
         lock,
         released_lock_id: r.get(4),
+        released_lock_user: r.get(14),
         next_version: r.get::<_, i64>(5) as u64,
         current: r.get::<_, Option<i64>>(6).map(|_| meta_from(r, 6)),
     }
@@ -159,7 +162,8 @@ fn row_from(r: &Row) -> StateRow {
 
 fn state_row_sql(for_update: bool) -> String {
     format!(
-        "SELECT s.lock_id, s.lock_user, s.lock_info, s.lock_since, s.released_lock_id, s.next_version, {META_COLUMNS}
+        "SELECT s.lock_id, s.lock_user, s.lock_info, s.lock_since, s.released_lock_id, s.next_version, {META_COLUMNS},
+             s.released_lock_user
          FROM kvm_states s LEFT JOIN kvm_versions v ON v.name = s.name AND v.version = s.current_version
          WHERE s.name = $1{}",
         if for_update { " FOR UPDATE OF s" } else { "" }
@@ -207,21 +211,31 @@ async fn insert_audit(c: &impl GenericClient, mut event: AuditEvent) -> Result<A
     Ok(event)
 }
 
+// `released`: (ID, user) of the lock its holder just released.
 async fn set_lock(
     tx: &deadpool_postgres::Transaction<'_>,
     name: &str,
     lock: Option<&LockRequest>,
-    released: Option<&str>,
+    released: Option<(&str, &str)>,
 ) -> Result<(), StorageError> {
     let stmt = tx
         .prepare_cached(
-            "UPDATE kvm_states SET lock_id = $2, lock_user = $3, lock_info = $4, lock_since = $5, released_lock_id = $6
+            "UPDATE kvm_states SET lock_id = $2, lock_user = $3, lock_info = $4, lock_since = $5, released_lock_id = $6,
+                 released_lock_user = $7
              WHERE name = $1",
         )
         .await?;
     tx.execute(
         &stmt,
-        &[&name, &lock.map(|l| &l.id), &lock.map(|l| &l.user), &lock.map(|l| &l.info), &lock.map(|l| &l.at), &released],
+        &[
+            &name,
+            &lock.map(|l| &l.id),
+            &lock.map(|l| &l.user),
+            &lock.map(|l| &l.info),
+            &lock.map(|l| &l.at),
+            &released.map(|r| r.0),
+            &released.map(|r| r.1),
+        ],
     )
     .await?;
     Ok(())
@@ -285,7 +299,7 @@ impl Storage for PostgresStorage {
         let value = rules::decide_unlock(&row, req);
         let event = audit.finish(rules::unlock_verdict(&value));
         let released = match &value {
-            UnlockOutcome::Released => Some(req.id.as_deref()),
+            UnlockOutcome::Released => Some(req.id.as_deref().map(|id| (id, req.user.as_str()))),
             UnlockOutcome::ForceReleased(_) => Some(None),
             _ => None,
         };

@@ -11,8 +11,10 @@ use crate::audit::{Action, Outcome, Verdict};
 pub struct StateRow {
     /// The lock, if held.
     pub lock: Option<LockHolder>,
-    /// ID of the lock last released by its holder (makes a retried UNLOCK succeed).
+    /// ID of the lock last released by its holder (makes the holder's retried UNLOCK succeed).
     pub released_lock_id: Option<String>,
+    /// Who released it (a retried UNLOCK comes from the same user; anyone else's is refused).
+    pub released_lock_user: Option<String>,
     /// Current version.
     pub current: Option<VersionMeta>,
     /// Number the next version gets.
@@ -29,10 +31,15 @@ pub fn decide_lock(row: &StateRow, req: &LockRequest) -> LockOutcome {
 }
 
 /// UNLOCK. A lock is the holder's (ID and user); anyone else releasing it is a force-unlock,
-/// which needs `may_force`.
+/// which needs `may_force`. Only the user who released a lock hears 200 again for its ID.
 pub fn decide_unlock(row: &StateRow, req: &UnlockRequest) -> UnlockOutcome {
     match (&row.lock, &req.id) {
-        (None, Some(id)) if row.released_lock_id.as_deref() == Some(id.as_str()) => UnlockOutcome::AlreadyReleased,
+        (None, Some(id))
+            if row.released_lock_id.as_deref() == Some(id.as_str())
+                && row.released_lock_user.as_deref() == Some(req.user.as_str()) =>
+        {
+            UnlockOutcome::AlreadyReleased
+        }
         (None, _) => UnlockOutcome::NotLocked,
         (Some(h), Some(id)) if *id == h.id && h.user == req.user => UnlockOutcome::Released,
         (Some(h), None) if req.may_force => UnlockOutcome::ForceReleased(h.clone()),
@@ -256,8 +263,12 @@ mod tests {
         assert!(matches!(decide_unlock(&held, &by(Some("1"), "b", true)), UnlockOutcome::ForceReleased(_)));
         assert!(matches!(decide_unlock(&held, &by(None, "b", true)), UnlockOutcome::ForceReleased(_)));
         assert!(matches!(decide_unlock(&held, &by(None, "a", false)), UnlockOutcome::Conflict(_)));
-        let released = StateRow { released_lock_id: Some("1".into()), ..Default::default() };
+        let released =
+            StateRow { released_lock_id: Some("1".into()), released_lock_user: Some("a".into()), ..Default::default() };
         assert_eq!(decide_unlock(&released, &by(Some("1"), "a", false)), UnlockOutcome::AlreadyReleased);
+        // Someone else naming the released ID is not told "ok".
+        assert_eq!(decide_unlock(&released, &by(Some("1"), "b", false)), UnlockOutcome::NotLocked);
+        assert_eq!(decide_unlock(&released, &by(Some("1"), "b", true)), UnlockOutcome::NotLocked);
         assert_eq!(decide_unlock(&released, &by(Some("9"), "a", false)), UnlockOutcome::NotLocked);
         assert_eq!(decide_unlock(&released, &by(None, "a", true)), UnlockOutcome::NotLocked);
     }

@@ -29,6 +29,7 @@ CREATE TABLE IF NOT EXISTS kvm_states (
     lock_info TEXT,
     lock_since TEXT,
     released_lock_id TEXT,
+    released_lock_user TEXT,
     current_version INTEGER,
     next_version INTEGER NOT NULL DEFAULT 1
 );
@@ -119,12 +120,26 @@ fn make_private(path: &Path) -> Result<(), StorageError> {
     Ok(())
 }
 
+// Columns added after a database may have been created (`CREATE TABLE IF NOT EXISTS` leaves an
+// existing table as it was).
+fn migrate(conn: &Connection) -> Result<(), rusqlite::Error> {
+    let has = |table: &str, column: &str| -> Result<bool, rusqlite::Error> {
+        let mut stmt = conn.prepare(&format!("SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1"))?;
+        stmt.exists([column])
+    };
+    if !has("kvm_states", "released_lock_user")? {
+        conn.execute_batch("ALTER TABLE kvm_states ADD COLUMN released_lock_user TEXT")?;
+    }
+    Ok(())
+}
+
 impl SqliteStorage {
     /// Opens (creating if needed) the database file at `path`, readable by its owner only.
     pub fn open(path: &Path) -> Result<SqliteStorage, StorageError> {
         make_private(path)?;
         let conn = open(path)?;
         conn.execute_batch(SCHEMA)?;
+        migrate(&conn)?;
         let (jobs, queue) = mpsc::channel();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
@@ -258,7 +273,8 @@ fn audit_from(row: &Row<'_>) -> Result<AuditEvent, rusqlite::Error> {
 
 fn state_row(tx: &Connection, name: &str) -> Result<StateRow, rusqlite::Error> {
     let sql = format!(
-        "SELECT s.lock_id, s.lock_user, s.lock_info, s.lock_since, s.released_lock_id, s.next_version, {META_COLUMNS}
+        "SELECT s.lock_id, s.lock_user, s.lock_info, s.lock_since, s.released_lock_id, s.next_version, {META_COLUMNS},
+             s.released_lock_user
          FROM kvm_states s LEFT JOIN kvm_versions v ON v.name = s.name AND v.version = s.current_version
          WHERE s.name = ?1"
     );
@@ -273,6 +289,7 @@ fn state_row(tx: &Connection, name: &str) -> Result<StateRow, rusqlite::Error> {
             Ok(StateRow {
                 lock,
                 released_lock_id: r.get(4)?,
+                released_lock_user: r.get(14)?,
                 next_version: r.get::<_, i64>(5)? as u64,
                 current: if has_current { Some(meta_from(r, 6)?) } else { None },
             })
@@ -303,19 +320,28 @@ fn insert_audit(tx: &Connection, mut event: AuditEvent) -> Result<AuditEvent, ru
     Ok(event)
 }
 
+// `released`: (ID, user) of the lock its holder just released.
 fn set_lock(
     tx: &Connection,
     name: &str,
     lock: Option<&LockRequest>,
-    released: Option<&str>,
+    released: Option<(&str, &str)>,
 ) -> Result<(), rusqlite::Error> {
     tx.execute(
-        "INSERT INTO kvm_states (name, lock_id, lock_user, lock_info, lock_since, released_lock_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+        "INSERT INTO kvm_states (name, lock_id, lock_user, lock_info, lock_since, released_lock_id, released_lock_user)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
          ON CONFLICT (name) DO UPDATE SET lock_id = excluded.lock_id, lock_user = excluded.lock_user,
              lock_info = excluded.lock_info, lock_since = excluded.lock_since,
-             released_lock_id = excluded.released_lock_id",
-        params![name, lock.map(|l| &l.id), lock.map(|l| &l.user), lock.map(|l| &l.info), lock.map(|l| &l.at), released],
+             released_lock_id = excluded.released_lock_id, released_lock_user = excluded.released_lock_user",
+        params![
+            name,
+            lock.map(|l| &l.id),
+            lock.map(|l| &l.user),
+            lock.map(|l| &l.info),
+            lock.map(|l| &l.at),
+            released.map(|r| r.0),
+            released.map(|r| r.1)
+        ],
     )?;
     Ok(())
 }
@@ -374,7 +400,9 @@ impl Storage for SqliteStorage {
             let row = state_row(tx, &name)?;
             let value = rules::decide_unlock(&row, &req);
             match &value {
-                UnlockOutcome::Released => set_lock(tx, &name, None, req.id.as_deref())?,
+                UnlockOutcome::Released => {
+                    set_lock(tx, &name, None, req.id.as_deref().map(|id| (id, req.user.as_str())))?
+                }
                 UnlockOutcome::ForceReleased(_) => set_lock(tx, &name, None, None)?,
                 _ => {}
             }
@@ -513,5 +541,29 @@ impl Storage for SqliteStorage {
             Ok(n == 1)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_older_database_gains_the_new_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(
+                "CREATE TABLE kvm_states (name TEXT PRIMARY KEY, lock_id TEXT, lock_user TEXT, lock_info TEXT,
+                 lock_since TEXT, released_lock_id TEXT, current_version INTEGER,
+                 next_version INTEGER NOT NULL DEFAULT 1);
+                 INSERT INTO kvm_states (name, released_lock_id) VALUES ('s', 'L1');",
+            )
+            .unwrap();
+        drop(SqliteStorage::open(&path).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        let row = state_row(&conn, "s").unwrap();
+        assert_eq!((row.released_lock_id.as_deref(), row.released_lock_user), (Some("L1"), None));
     }
 }
