@@ -20,7 +20,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use aws_lc_rs::digest;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Body, Incoming};
@@ -30,12 +29,12 @@ use serde_json::{json, Value};
 
 use crate::audit::{self, Action, AuditDraft, AuditEvent, AuditFile, AuditQuery, Outcome};
 use crate::auth::{AuthError, Authenticator, Principal, Role};
-use crate::crypto::AtRest;
+use crate::crypto::{AtRest, Binding};
 use crate::metrics::{method_label, Metrics};
 use crate::names::{self, StateName};
 use crate::storage::{
-    Audited, DeleteOutcome, LockOutcome, LockRequest, NewVersion, PutOutcome, PutRequest, Storage, StorageError,
-    UnlockOutcome, UnlockRequest,
+    Audited, DeleteOutcome, LockOutcome, LockRequest, NewVersion, PutOutcome, PutRequest, Sealer, Storage,
+    StorageError, StoredVersion, UnlockOutcome, UnlockRequest,
 };
 use crate::{log, tfstate};
 
@@ -209,8 +208,11 @@ async fn read_body(body: Incoming, declared: Option<u64>, limit: u64) -> Result<
     }
 }
 
-fn sha256_hex(data: &[u8]) -> String {
-    hex::encode(digest::digest(&digest::SHA256, data))
+// Encrypts a body for the version number storage gives it (encryption binds name, version and
+// digest together).
+fn sealer(ctx: &Ctx<'_>, name: &StateName, digest: &str) -> Sealer {
+    let (at_rest, name, digest) = (ctx.app.at_rest.clone(), name.as_str().to_string(), digest.to_string());
+    Sealer::new(move |version, plain| at_rest.seal_bound(&Binding { name: &name, version, digest: &digest }, plain))
 }
 
 // Keeps client-supplied text in the audit log short and printable.
@@ -459,8 +461,10 @@ fn declared_length(req: &Request<Incoming>) -> Option<u64> {
     req.headers().get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
 
-fn open_body(ctx: &Ctx<'_>, name: &StateName, stored: Vec<u8>) -> Result<Vec<u8>, ApiError> {
-    ctx.app.at_rest.open(name.as_str(), stored).map_err(|e| {
+// The plain body of a stored version, decrypted for its place and checked against its digest.
+fn open_body(ctx: &Ctx<'_>, name: &StateName, stored: StoredVersion) -> Result<Vec<u8>, ApiError> {
+    let at = Binding { name: name.as_str(), version: stored.meta.version, digest: &stored.meta.sha256 };
+    ctx.app.at_rest.open_bound(&at, stored.body).map_err(|e| {
         log::error("cannot decrypt a stored state", json!({ "state": name.as_str(), "error": e.to_string() }));
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("stored state cannot be read: {e}"))
     })
@@ -474,7 +478,7 @@ async fn get_state(ctx: &Ctx<'_>, name: &StateName) -> Result<Response<ResponseB
         return Err((draft, ApiError::absent(format!("no state stored under \"{name}\""))));
     };
     let version = current.meta.version;
-    let body = open_body(ctx, name, current.body).map_err(|e| (draft.clone(), e))?;
+    let body = open_body(ctx, name, current).map_err(|e| (draft.clone(), e))?;
     if ctx.app.audit_reads {
         let verdict = audit::Verdict { version: Some(version), ..audit::Verdict::new(Outcome::Ok, 200, "state read") };
         ctx.record(draft.finish(verdict)).await.map_err(|e| (draft.clone(), e))?;
@@ -494,14 +498,15 @@ async fn put_state(ctx: &Ctx<'_>, name: &StateName, req: Request<Incoming>) -> R
     let meta = NewVersion {
         serial: head.serial,
         lineage: head.lineage,
-        sha256: sha256_hex(&body),
+        sha256: ctx.app.at_rest.digest(&body),
         size: body.len() as u64,
         created_by: ctx.user.clone(),
         created_at: draft.at.clone(),
         restored_from: None,
     };
     let put = PutRequest {
-        body: ctx.app.at_rest.seal(name.as_str(), body.to_vec()),
+        body: body.to_vec(),
+        seal: Some(sealer(ctx, name, &meta.sha256)),
         meta,
         lock_id: draft.lock_id.clone(),
         expect_current: None,
@@ -680,7 +685,7 @@ async fn versions(ctx: &Ctx<'_>, name: &StateName, query: Option<&str>) -> Resul
             let Some(v) = storage.version(name, n).await.map_err(|e| (draft.clone(), e.into()))? else {
                 return Err((draft, ApiError::absent(format!("\"{name}\" has no version {n}"))));
             };
-            let body = open_body(ctx, name, v.body).map_err(|e| (draft.clone(), e))?;
+            let body = open_body(ctx, name, v).map_err(|e| (draft.clone(), e))?;
             let mut resp = bytes_response(StatusCode::OK, "application/json", body);
             resp.headers_mut().insert("x-state-version", HeaderValue::from(n));
             resp
@@ -704,9 +709,10 @@ async fn restore(ctx: &Ctx<'_>, name: &StateName, query: Option<&str>) -> Result
         return Err((draft, ApiError::absent(format!("\"{name}\" has no version {wanted}"))));
     };
     let current = storage.current(name).await.map_err(|e| (draft.clone(), e.into()))?.map(|c| c.meta);
-    let plain = open_body(ctx, name, old.body).map_err(|e| (draft.clone(), e))?;
+    let old_meta = old.meta.clone();
+    let plain = open_body(ctx, name, old).map_err(|e| (draft.clone(), e))?;
     // The restored copy gets a serial above the current one (`tfstate::next_serial`).
-    let new_serial = match (old.meta.serial, current.as_ref().and_then(|c| c.serial)) {
+    let new_serial = match (old_meta.serial, current.as_ref().and_then(|c| c.serial)) {
         (Some(old_serial), Some(cur)) => Some(tfstate::next_serial(old_serial, Some(cur)).map_err(|e| {
             let message = format!("cannot restore version {wanted}: {e}; start a new lineage instead");
             (draft.clone(), ApiError::new(StatusCode::CONFLICT, message))
@@ -714,22 +720,23 @@ async fn restore(ctx: &Ctx<'_>, name: &StateName, query: Option<&str>) -> Result
         (serial, _) => serial,
     };
     let body = match new_serial {
-        Some(s) if Some(s) != old.meta.serial => {
+        Some(s) if Some(s) != old_meta.serial => {
             tfstate::with_serial(&plain, s).map_err(|e| (draft.clone(), ApiError::bad_request(e.to_string())))?
         }
         _ => plain,
     };
     let meta = NewVersion {
         serial: new_serial,
-        lineage: old.meta.lineage.clone(),
-        sha256: sha256_hex(&body),
+        lineage: old_meta.lineage.clone(),
+        sha256: ctx.app.at_rest.digest(&body),
         size: body.len() as u64,
         created_by: ctx.user.clone(),
         created_at: draft.at.clone(),
         restored_from: Some(wanted),
     };
     let put = PutRequest {
-        body: ctx.app.at_rest.seal(name.as_str(), body),
+        body,
+        seal: Some(sealer(ctx, name, &meta.sha256)),
         meta,
         lock_id: None,
         expect_current: Some(current.as_ref().map(|c| c.version)),

@@ -8,7 +8,7 @@
 //! * [`audit`]: the append-only trail, in the database and as JSON lines;
 //! * [`crypto`]: AES-256-GCM at rest; [`tls`]: rustls; [`metrics`]: Prometheus text;
 //! * [`config`], [`names`], [`tfstate`]: the configuration file, state names, Terraform's documents;
-//! * [`perms`]: modes of the files that hold secrets.
+//! * [`perms`]: modes of the files that hold secrets; [`maintenance`]: `reencrypt`.
 
 pub mod audit;
 pub mod auth;
@@ -16,6 +16,7 @@ pub mod config;
 pub mod crypto;
 pub mod http;
 pub mod log;
+pub mod maintenance;
 pub mod metrics;
 pub mod names;
 pub mod perms;

@@ -302,3 +302,88 @@ fn ambiguous_requests_and_names_are_refused() {
     println!("user anonymous: {}", err.trim());
     assert!(!out.status.success() && err.contains("reserved"), "{err}");
 }
+
+fn sql(dir: &Path, statement: &str) {
+    rusqlite::Connection::open(dir.join("state.db")).unwrap().execute_batch(statement).unwrap();
+}
+
+fn sql_text(dir: &Path, query: &str) -> String {
+    rusqlite::Connection::open(dir.join("state.db")).unwrap().query_row(query, [], |r| r.get(0)).unwrap()
+}
+
+// Item 7: with write access to the database file, v1's ciphertext copied into v2 was served as
+// v2, a plaintext body placed in an encrypted store was served, and the bare SHA-256 of each
+// plain body let a reader of the database confirm a guessed state.
+#[test]
+fn stored_versions_are_bound_to_their_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_private(&d.join("k"), [5u8; 32]);
+    let plain_config = "listen = \"127.0.0.1:0\"\n[storage]\nkind = \"sqlite\"\npath = \"state.db\"\n";
+    let enc_config = format!("{plain_config}[encryption]\nkey_file = \"k\"\n");
+
+    // Before encryption: version 1 of "old" is stored plain.
+    let mut s = Server::start(d, plain_config);
+    let old_body = state_body(1, "lin-old", "OLD", 10);
+    assert_eq!(request(s.addr, "POST", "/states/old", Auth::User("writer"), &old_body).status, 200);
+    s.kill();
+
+    let mut s = Server::start(d, &enc_config);
+    let a = s.addr;
+    let (v1, v2) = (state_body(1, "lin", "FIRST", 10), state_body(2, "lin", "SECOND", 10));
+    assert_eq!(request(a, "POST", "/states/s", Auth::User("writer"), &v1).status, 200);
+    let r = request(a, "POST", "/states/s", Auth::User("writer"), &v2);
+    assert_eq!(r.status, 200);
+    let digest = r.json()["sha256"].as_str().unwrap().to_string();
+    println!("recorded digest with encryption on: {digest}");
+    assert!(digest.starts_with("hmac-sha256:"), "{digest}");
+    let bare = hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &v2));
+    // A plain body stored before encryption is refused now, until `reencrypt`.
+    let r = request(a, "GET", "/states/old", Auth::User("reader"), b"");
+    println!("plain version in an encrypted store: {} {}", r.status, r.json()["error"]);
+    assert_eq!(r.status, 500);
+    s.kill();
+    assert_eq!(sql_text(d, "SELECT sha256 FROM kvm_versions WHERE name = 's' AND version = 2"), digest);
+    assert!(!std::fs::read(d.join("state.db")).unwrap().windows(bare.len()).any(|w| w == bare.as_bytes()));
+
+    let get_v2 = |what: &str| {
+        let s = Server::start(d, &enc_config);
+        let r = request(s.addr, "GET", "/states/s", Auth::User("reader"), b"");
+        println!("{what}: {} {}", r.status, r.text());
+        r.status
+    };
+    let save = "CREATE TABLE keep AS SELECT * FROM kvm_versions WHERE name = 's' AND version = 2";
+    sql(d, save);
+    // v1's ciphertext in v2's row; then v1's ciphertext and digest.
+    sql(d, "UPDATE kvm_versions SET body = (SELECT body FROM kvm_versions WHERE name = 's' AND version = 1) WHERE name = 's' AND version = 2");
+    assert_eq!(get_v2("v1's ciphertext in v2"), 500);
+    sql(d, "UPDATE kvm_versions SET sha256 = (SELECT sha256 FROM kvm_versions WHERE name = 's' AND version = 1) WHERE name = 's' AND version = 2");
+    assert_eq!(get_v2("v1's ciphertext and digest in v2"), 500);
+    // A plain body, with its bare SHA-256.
+    let forged = state_body(2, "lin", "FORGED", 10);
+    let forged_sha = hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &forged));
+    rusqlite::Connection::open(d.join("state.db"))
+        .unwrap()
+        .execute(
+            "UPDATE kvm_versions SET body = ?1, sha256 = ?2 WHERE name = 's' AND version = 2",
+            rusqlite::params![forged, forged_sha],
+        )
+        .unwrap();
+    assert_eq!(get_v2("plain body placed in v2"), 500);
+    sql(d, "UPDATE kvm_versions SET body = (SELECT body FROM keep), sha256 = (SELECT sha256 FROM keep) WHERE name = 's' AND version = 2; DROP TABLE keep");
+    assert_eq!(get_v2("v2 put back"), 200);
+
+    // `reencrypt` encrypts the plain version (checked against its recorded SHA-256) and keys its digest.
+    std::fs::write(d.join("re.toml"), format!("{enc_config}{}", users_toml())).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kvm-state-server"))
+        .args(["reencrypt", "--config"])
+        .arg(d.join("re.toml"))
+        .output()
+        .unwrap();
+    println!("reencrypt: {}", String::from_utf8_lossy(&out.stdout).trim());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("re-encrypted 1 of 3"));
+    let s = Server::start(d, &enc_config);
+    assert_eq!(request(s.addr, "GET", "/states/old", Auth::User("reader"), b"").body, old_body);
+    assert!(sql_text(d, "SELECT sha256 FROM kvm_versions WHERE name = 'old'").starts_with("hmac-sha256:"));
+}

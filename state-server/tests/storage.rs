@@ -38,6 +38,7 @@ fn put(serial: u64, lineage: &str, keep: u64) -> PutRequest {
             restored_from: None,
         },
         body,
+        seal: None,
         lock_id: None,
         expect_current: None,
         keep_versions: keep,

@@ -135,11 +135,35 @@ pub enum UnlockOutcome {
     Conflict(LockHolder),
 }
 
+/// Makes a body's stored form once storage has numbered its version: encryption binds the
+/// number in ([`crate::crypto::Binding`]), and only storage knows it, inside its transaction.
+pub struct Sealer(Box<dyn FnOnce(u64, Vec<u8>) -> Vec<u8> + Send>);
+
+impl Sealer {
+    /// A sealer from `f(version, body)`.
+    pub fn new(f: impl FnOnce(u64, Vec<u8>) -> Vec<u8> + Send + 'static) -> Sealer {
+        Sealer(Box::new(f))
+    }
+
+    /// The stored form of `body` as version `version`.
+    pub fn seal(self, version: u64, body: Vec<u8>) -> Vec<u8> {
+        (self.0)(version, body)
+    }
+}
+
+impl std::fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sealer")
+    }
+}
+
 /// A write of a new version.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct PutRequest {
-    /// Body in stored form.
+    /// Body: in stored form, or plain when `seal` is set.
     pub body: Vec<u8>,
+    /// Turns `body` into its stored form once the version number is known.
+    pub seal: Option<Sealer>,
     /// `serial`, `lineage`, hash and size of the plain body; created_by/at/restored_from.
     pub meta: NewVersion,
     /// `?ID=` of the request.
@@ -273,8 +297,18 @@ pub trait Storage: Send + Sync + 'static {
     /// Every stored version's state name and number (for maintenance such as re-encryption).
     async fn all_versions(&self) -> Result<Vec<(StateName, u64)>, StorageError>;
     /// Replaces the stored form of one version's body; the plain content must be the same.
-    /// Returns false if the version no longer exists (pruned meanwhile).
+    /// Returns false if the version no longer exists (pruned meanwhile). Legacy: used only by
+    /// `server::reencrypt`, which [`crate::maintenance::reencrypt`] replaces; remove with it.
     async fn replace_body(&self, name: &StateName, version: u64, body: Vec<u8>) -> Result<bool, StorageError>;
+    /// Replaces the stored form of one version's body and its recorded digest (`sha256`); the
+    /// plain content must be the same (re-encryption). False if the version no longer exists.
+    async fn replace_stored(
+        &self,
+        name: &StateName,
+        version: u64,
+        body: Vec<u8>,
+        digest: String,
+    ) -> Result<bool, StorageError>;
 }
 
 /// The audit query as SQL for both backends, which differ only in how parameters are written

@@ -316,7 +316,7 @@ impl Storage for PostgresStorage {
     async fn put(
         &self,
         name: &StateName,
-        req: PutRequest,
+        mut req: PutRequest,
         audit: AuditDraft,
     ) -> Result<Audited<PutOutcome>, StorageError> {
         let mut client = self.client().await?;
@@ -326,6 +326,11 @@ impl Storage for PostgresStorage {
         let event = audit.finish(rules::put_verdict(&value));
         let event = if let PutOutcome::Stored(m) = &value {
             let v = m.version as i64;
+            let body = std::mem::take(&mut req.body);
+            let body = match req.seal.take() {
+                Some(sealer) => sealer.seal(m.version, body),
+                None => body,
+            };
             let insert = tx
                 .prepare_cached(
                     "INSERT INTO kvm_versions
@@ -351,7 +356,7 @@ impl Storage for PostgresStorage {
                 &m.created_by,
                 &m.created_at,
                 &m.restored_from.map(|r| r as i64),
-                &req.body,
+                &body,
             ];
             let pg = |e: tokio_postgres::Error| StorageError::from(e);
             // One pipelined round trip for the four statements.
@@ -424,6 +429,23 @@ impl Storage for PostgresStorage {
         let client = self.client().await?;
         let rows = client.query("SELECT name, version FROM kvm_versions ORDER BY name, version", &[]).await?;
         rows.iter().map(|r| Ok((super::parse_stored_name(r.get(0))?, r.get::<_, i64>(1) as u64))).collect()
+    }
+
+    async fn replace_stored(
+        &self,
+        name: &StateName,
+        version: u64,
+        body: Vec<u8>,
+        digest: String,
+    ) -> Result<bool, StorageError> {
+        let client = self.client().await?;
+        let n = client
+            .execute(
+                "UPDATE kvm_versions SET body = $3, sha256 = $4 WHERE name = $1 AND version = $2",
+                &[&name.as_str(), &(version as i64), &body, &digest],
+            )
+            .await?;
+        Ok(n == 1)
     }
 
     async fn replace_body(&self, name: &StateName, version: u64, body: Vec<u8>) -> Result<bool, StorageError> {

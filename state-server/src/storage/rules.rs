@@ -217,6 +217,7 @@ mod tests {
     fn put(serial: u64, lineage: &str, sha: &str, lock_id: Option<&str>, user: &str) -> PutRequest {
         PutRequest {
             body: Vec::new(),
+            seal: None,
             meta: NewVersion {
                 serial: Some(serial),
                 lineage: Some(lineage.into()),

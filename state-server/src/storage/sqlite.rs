@@ -420,10 +420,16 @@ impl Storage for SqliteStorage {
     ) -> Result<Audited<PutOutcome>, StorageError> {
         let name = name.as_str().to_string();
         self.write(move |tx| {
+            let mut req = req;
             let row = state_row(tx, &name)?;
             let value = rules::decide_put(&row, &req);
             if let PutOutcome::Stored(m) = &value {
                 let v = m.version as i64;
+                let body = std::mem::take(&mut req.body);
+                let body = match req.seal.take() {
+                    Some(sealer) => sealer.seal(m.version, body),
+                    None => body,
+                };
                 tx.execute(
                     "INSERT INTO kvm_versions
                      (name, version, serial, lineage, sha256, size, created_by, created_at, restored_from, body)
@@ -438,7 +444,7 @@ impl Storage for SqliteStorage {
                         m.created_by,
                         m.created_at,
                         m.restored_from.map(|r| r as i64),
-                        req.body,
+                        body,
                     ],
                 )?;
                 tx.execute(
@@ -529,6 +535,24 @@ impl Storage for SqliteStorage {
             })
             .await?;
         rows.into_iter().map(|(n, v)| Ok((super::parse_stored_name(n)?, v))).collect()
+    }
+
+    async fn replace_stored(
+        &self,
+        name: &StateName,
+        version: u64,
+        body: Vec<u8>,
+        digest: String,
+    ) -> Result<bool, StorageError> {
+        let name = name.as_str().to_string();
+        self.write(move |tx| {
+            let n = tx.execute(
+                "UPDATE kvm_versions SET body = ?3, sha256 = ?4 WHERE name = ?1 AND version = ?2",
+                params![name, version as i64, body, digest],
+            )?;
+            Ok(n == 1)
+        })
+        .await
     }
 
     async fn replace_body(&self, name: &StateName, version: u64, body: Vec<u8>) -> Result<bool, StorageError> {
