@@ -38,6 +38,8 @@ pub enum Action {
     Request,
     /// Stored bodies re-encrypted with the current key (`kvm-state-server reencrypt`).
     Reencrypt,
+    /// A deleted state's versions removed for good.
+    Purge,
 }
 
 impl Action {
@@ -55,6 +57,7 @@ impl Action {
             Action::ReadAudit => "read-audit",
             Action::Request => "request",
             Action::Reencrypt => "reencrypt",
+            Action::Purge => "purge",
         }
     }
 

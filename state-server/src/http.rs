@@ -7,7 +7,7 @@
 //! |---|---|---|
 //! | `/states/{name}` | `GET` read; `POST`/`PUT` write (`?ID=` when locked); `DELETE` (admin); `LOCK`, `UNLOCK` | read / write / admin |
 //! | `/locks/{name}` | `GET` status; `POST` or `LOCK` locks; `DELETE` or `UNLOCK` unlocks (GitLab-style methods) | read / write |
-//! | `/versions/{name}` | `GET` list; `GET ?version=N` body of version N | read |
+//! | `/versions/{name}` | `GET` list; `GET ?version=N` body of version N; `DELETE` purges a deleted state's versions | read / admin |
 //! | `/restore/{name}?version=N` | `POST`: version N becomes current, as a new version | admin |
 //! | `/audit` | `GET ?state=&user=&action=&outcome=&after_id=&limit=` | admin on `state` (default `*`) |
 //! | `/healthz` | `GET`, no credentials | — |
@@ -33,8 +33,8 @@ use crate::crypto::{AtRest, Binding};
 use crate::metrics::{method_label, Metrics};
 use crate::names::{self, StateName};
 use crate::storage::{
-    Audited, DeleteOutcome, LockOutcome, LockRequest, NewVersion, PutOutcome, PutRequest, Sealer, Storage,
-    StorageError, StoredVersion, UnlockOutcome, UnlockRequest,
+    Audited, DeleteOutcome, LockOutcome, LockRequest, NewVersion, PurgeOutcome, PutOutcome, PutRequest, Sealer,
+    Storage, StorageError, StoredVersion, UnlockOutcome, UnlockRequest,
 };
 use crate::{log, tfstate};
 
@@ -424,12 +424,13 @@ async fn routed(ctx: &Ctx<'_>, route: Route<'_>, req: Request<Incoming>) -> Resu
         (Route::States(_), "UNLOCK") | (Route::Locks(_), "UNLOCK" | "DELETE") => unlock(ctx, &name, req).await,
         (Route::Locks(_), "GET") => lock_status(ctx, &name).await,
         (Route::Versions(_), "GET") => versions(ctx, &name, req.uri().query()).await,
+        (Route::Versions(_), "DELETE") => purge(ctx, &name).await,
         (Route::Restore(_), "POST") => restore(ctx, &name, req.uri().query()).await,
         (route, _) => {
             let allowed = match route {
                 Route::States(_) => "GET, POST, PUT, DELETE, LOCK, UNLOCK",
                 Route::Locks(_) => "GET, POST, DELETE, LOCK, UNLOCK",
-                Route::Versions(_) => "GET",
+                Route::Versions(_) => "GET, DELETE",
                 _ => "POST",
             };
             Err((ctx.draft(Action::Request, Some(&name)), method_not_allowed(&method, req.uri().path(), allowed)))
@@ -451,6 +452,7 @@ fn action_for(route: &Route<'_>, method: &str) -> Action {
         (Route::States(_), "DELETE") => Action::Delete,
         (Route::States(_), "LOCK") | (Route::Locks(_), "LOCK" | "POST") => Action::Lock,
         (Route::States(_), "UNLOCK") | (Route::Locks(_), "UNLOCK" | "DELETE") => Action::Unlock,
+        (Route::Versions(_), "DELETE") => Action::Purge,
         (Route::Versions(_), _) => Action::ReadVersions,
         (Route::Restore(_), _) => Action::Restore,
         _ => Action::Request,
@@ -696,6 +698,21 @@ async fn versions(ctx: &Ctx<'_>, name: &StateName, query: Option<&str>) -> Resul
         ctx.record(draft.finish(verdict)).await.map_err(|e| (draft.clone(), e))?;
     }
     Ok(resp)
+}
+
+async fn purge(ctx: &Ctx<'_>, name: &StateName) -> Result<Response<ResponseBody>, Refusal> {
+    let draft = ctx.draft(Action::Purge, Some(name));
+    ctx.require(Role::Admin, name, "purging a state's versions").map_err(|e| (draft.clone(), e))?;
+    let audited = ctx.app.storage.purge(name, draft.clone()).await.map_err(|e| (draft.clone(), e.into()))?;
+    let (outcome, event) = ctx.stored(audited);
+    let status = StatusCode::from_u16(event.status).unwrap_or(StatusCode::CONFLICT);
+    Ok(match outcome {
+        PurgeOutcome::Purged(n) => json_response(status, &json!({ "purged": name.as_str(), "versions": n })),
+        PurgeOutcome::NotDeleted => {
+            ApiError { status, message: event.detail, extra: None, outcome: Outcome::Conflict }.response()
+        }
+        PurgeOutcome::Locked(h) => holder_response(status, &h.info, event.detail),
+    })
 }
 
 async fn restore(ctx: &Ctx<'_>, name: &StateName, query: Option<&str>) -> Result<Response<ResponseBody>, Refusal> {

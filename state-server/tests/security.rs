@@ -387,3 +387,27 @@ fn stored_versions_are_bound_to_their_place() {
     assert_eq!(request(s.addr, "GET", "/states/old", Auth::User("reader"), b"").body, old_body);
     assert!(sql_text(d, "SELECT sha256 FROM kvm_versions WHERE name = 'old'").starts_with("hmac-sha256:"));
 }
+
+// Item 12: a deleted state's versions could not be removed (they hold the old secrets).
+#[test]
+fn an_admin_purges_a_deleted_states_versions() {
+    let (_dir, server) = server("");
+    let a = server.addr;
+    for serial in 1..=2 {
+        let body = state_body(serial, "lin", "m", 1);
+        assert_eq!(request(a, "POST", "/states/gone", Auth::User("writer"), &body).status, 200);
+    }
+    let r = request(a, "DELETE", "/versions/gone", Auth::User("admin"), b"");
+    assert_eq!(r.status, 409, "a live state is not purged: {}", r.text());
+    assert_eq!(request(a, "DELETE", "/states/gone", Auth::User("admin"), b"").status, 200);
+    assert_eq!(request(a, "DELETE", "/versions/gone", Auth::User("writer"), b"").status, 403);
+    let r = request(a, "DELETE", "/versions/gone", Auth::User("admin"), b"");
+    println!("purge: {} {}", r.status, r.text());
+    assert_eq!((r.status, r.json()["versions"].as_u64()), (200, Some(2)));
+    let list = request(a, "GET", "/versions/gone", Auth::User("reader"), b"").json();
+    assert_eq!(list["versions"].as_array().unwrap().len(), 0, "{list}");
+    // Version numbers are not reused.
+    let r = request(a, "POST", "/states/gone", Auth::User("writer"), &state_body(3, "lin", "m", 1));
+    assert_eq!(r.json()["version"], 3);
+    assert_eq!(audit(a, "state=gone&action=purge&outcome=ok").len(), 1);
+}

@@ -239,6 +239,17 @@ pub enum DeleteOutcome {
     Locked(LockHolder),
 }
 
+/// What a purge of a deleted state's versions did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PurgeOutcome {
+    /// This many versions were removed.
+    Purged(u64),
+    /// The state has a current version: delete it first.
+    NotDeleted,
+    /// The state is locked.
+    Locked(LockHolder),
+}
+
 /// A result with the audit event that was stored with it.
 #[derive(Debug, Clone)]
 pub struct Audited<T> {
@@ -286,6 +297,9 @@ pub trait Storage: Send + Sync + 'static {
         user: &str,
         audit: AuditDraft,
     ) -> Result<Audited<DeleteOutcome>, StorageError>;
+    /// Removes every version of a state that has no current version (was deleted) and no lock.
+    /// The version numbers stay used: a later write gets the next one.
+    async fn purge(&self, name: &StateName, audit: AuditDraft) -> Result<Audited<PurgeOutcome>, StorageError>;
     /// Versions of a state, oldest first.
     async fn versions(&self, name: &StateName) -> Result<Vec<VersionMeta>, StorageError>;
     /// One version.

@@ -393,6 +393,18 @@ impl Storage for PostgresStorage {
         Ok(Audited { value, event })
     }
 
+    async fn purge(&self, name: &StateName, audit: AuditDraft) -> Result<Audited<PurgeOutcome>, StorageError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let mut value = rules::decide_purge(&locked_row(&tx, name.as_str()).await?);
+        if let PurgeOutcome::Purged(n) = &mut value {
+            *n = tx.execute("DELETE FROM kvm_versions WHERE name = $1", &[&name.as_str()]).await?;
+        }
+        let event = insert_audit(&tx, audit.finish(rules::purge_verdict(&value))).await?;
+        tx.commit().await?;
+        Ok(Audited { value, event })
+    }
+
     async fn versions(&self, name: &StateName) -> Result<Vec<VersionMeta>, StorageError> {
         let client = self.client().await?;
         let stmt = client

@@ -2,7 +2,8 @@
 
 use super::VersionMeta;
 use super::{
-    DeleteOutcome, LockHolder, LockOutcome, LockRequest, PutOutcome, PutRequest, UnlockOutcome, UnlockRequest,
+    DeleteOutcome, LockHolder, LockOutcome, LockRequest, PurgeOutcome, PutOutcome, PutRequest, UnlockOutcome,
+    UnlockRequest,
 };
 use crate::audit::{Action, Outcome, Verdict};
 
@@ -85,6 +86,32 @@ pub fn decide_delete(row: &StateRow, lock_id: Option<&str>, user: &str) -> Delet
         DeleteOutcome::NoState
     } else {
         DeleteOutcome::Deleted
+    }
+}
+
+/// A purge: only of a deleted state (no current version) that nobody holds. Storage fills in
+/// the number of versions removed.
+pub fn decide_purge(row: &StateRow) -> PurgeOutcome {
+    match (&row.lock, &row.current) {
+        (Some(h), _) => PurgeOutcome::Locked(h.clone()),
+        (None, Some(_)) => PurgeOutcome::NotDeleted,
+        (None, None) => PurgeOutcome::Purged(0),
+    }
+}
+
+/// How a purge reads in the audit log.
+pub fn purge_verdict(outcome: &PurgeOutcome) -> Verdict {
+    match outcome {
+        PurgeOutcome::Purged(n) => Verdict::new(Outcome::Ok, 200, format!("{n} versions of a deleted state removed")),
+        PurgeOutcome::NotDeleted => Verdict::new(
+            Outcome::Conflict,
+            409,
+            "the state has a current version; delete the state first (DELETE /states/NAME)",
+        ),
+        PurgeOutcome::Locked(h) => Verdict {
+            lock: holder_id(h),
+            ..Verdict::new(Outcome::Conflict, 409, format!("state is locked by {} (lock ID {})", h.user, h.id))
+        },
     }
 }
 
@@ -296,6 +323,15 @@ mod tests {
         assert_eq!(decide_put(&row, &cas), PutOutcome::Moved);
         cas.expect_current = Some(Some(3));
         assert!(matches!(decide_put(&row, &cas), PutOutcome::Stored(_)));
+    }
+
+    #[test]
+    fn purge_rules() {
+        assert_eq!(decide_purge(&StateRow::default()), PurgeOutcome::Purged(0));
+        let live = StateRow { current: Some(meta(1, 1, "L", "h")), ..Default::default() };
+        assert_eq!(decide_purge(&live), PurgeOutcome::NotDeleted);
+        let locked = StateRow { lock: Some(holder("1", "a")), ..Default::default() };
+        assert!(matches!(decide_purge(&locked), PurgeOutcome::Locked(_)));
     }
 
     #[test]

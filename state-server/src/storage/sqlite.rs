@@ -486,6 +486,19 @@ impl Storage for SqliteStorage {
         .await
     }
 
+    async fn purge(&self, name: &StateName, audit: AuditDraft) -> Result<Audited<PurgeOutcome>, StorageError> {
+        let name = name.as_str().to_string();
+        self.write(move |tx| {
+            let mut value = rules::decide_purge(&state_row(tx, &name)?);
+            if let PurgeOutcome::Purged(n) = &mut value {
+                *n = tx.execute("DELETE FROM kvm_versions WHERE name = ?1", [&name])? as u64;
+            }
+            let event = insert_audit(tx, audit.finish(rules::purge_verdict(&value)))?;
+            Ok(Audited { value, event })
+        })
+        .await
+    }
+
     async fn versions(&self, name: &StateName) -> Result<Vec<VersionMeta>, StorageError> {
         let name = name.as_str().to_string();
         self.read(move |c| {
