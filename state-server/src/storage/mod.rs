@@ -64,7 +64,8 @@ pub struct VersionMeta {
     pub serial: Option<u64>,
     /// The state's `lineage`.
     pub lineage: Option<String>,
-    /// SHA-256 of the plain body, hex.
+    /// Digest of the plain body ([`crate::crypto::AtRest::digest`]): its SHA-256 in hex, or with
+    /// encryption on a keyed MAC (`hmac-sha256:KEYID:HEX`).
     pub sha256: String,
     /// Size of the plain body in bytes.
     pub size: u64,
@@ -181,7 +182,8 @@ pub struct NewVersion {
     pub serial: Option<u64>,
     /// `lineage`.
     pub lineage: Option<String>,
-    /// SHA-256 of the plain body, hex.
+    /// Digest of the plain body ([`crate::crypto::AtRest::digest`]): its SHA-256 in hex, or with
+    /// encryption on a keyed MAC (`hmac-sha256:KEYID:HEX`).
     pub sha256: String,
     /// Plain size.
     pub size: u64,
