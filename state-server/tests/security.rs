@@ -143,7 +143,10 @@ fn unknown_and_known_users_take_the_same_time() {
     let server = Server::start_with_file(dir.path(), &config);
     let a = server.addr;
     let mut conn = Conn::open(a);
-    // Interleaved, so that load from elsewhere on the machine falls on both alike.
+    // Warmed up, then interleaved, so that load from elsewhere on the machine falls on both alike.
+    for user in ["writer", "nobody", "writer", "nobody"] {
+        assert_eq!(conn.request("GET", "/states/x", Auth::Raw(user, "wrong"), b"").status, 401);
+    }
     let (mut known, mut unknown) = (Vec::new(), Vec::new());
     for _ in 0..15 {
         for (user, times) in [("writer", &mut known), ("nobody", &mut unknown)] {
@@ -155,7 +158,8 @@ fn unknown_and_known_users_take_the_same_time() {
     let (known, unknown) = (median(known), median(unknown));
     println!("wrong password, median of 15: known user {known:.2} ms, unknown user {unknown:.2} ms");
     let ratio = unknown / known;
-    assert!((0.33..3.0).contains(&ratio), "known {known:.2} ms vs unknown {unknown:.2} ms");
+    // The old fixed stand-in made the ratio about 40 here; noise on a loaded machine stays far below 4.
+    assert!((0.25..4.0).contains(&ratio), "known {known:.2} ms vs unknown {unknown:.2} ms");
 
     // Hashes that cannot be verified, or that cost differently, are refused at load.
     let check = |users: &str| {
