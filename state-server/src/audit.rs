@@ -38,6 +38,8 @@ pub enum Action {
     Request,
     /// Stored bodies re-encrypted with the current key (`kvm-state-server reencrypt`).
     Reencrypt,
+    /// A deleted state's versions removed for good.
+    Purge,
 }
 
 impl Action {
@@ -55,6 +57,7 @@ impl Action {
             Action::ReadAudit => "read-audit",
             Action::Request => "request",
             Action::Reencrypt => "reencrypt",
+            Action::Purge => "purge",
         }
     }
 
@@ -154,8 +157,11 @@ pub struct Verdict {
     pub status: u16,
     /// Version involved.
     pub version: Option<u64>,
-    /// The lock that decided the outcome (the holder's on a conflict), replacing the draft's.
-    pub lock: Option<(String, String)>,
+    /// The lock that decided the outcome, replacing the draft's: its ID and, when the lock was
+    /// broken, its LockInfo. A conflict names only the holder's ID: anyone with write access can
+    /// repeat conflicts at will, and copying the holder's LockInfo into each record would let a
+    /// few bytes of request store kilobytes.
+    pub lock: Option<(String, Option<String>)>,
     /// Human-readable detail.
     pub detail: String,
 }
@@ -171,7 +177,7 @@ impl AuditDraft {
     /// The finished event (id 0 until storage assigns one).
     pub fn finish(&self, verdict: Verdict) -> AuditEvent {
         let (lock_id, lock_info) = match verdict.lock {
-            Some((id, info)) => (Some(id), Some(info)),
+            Some((id, info)) => (Some(id), info),
             None => (self.lock_id.clone(), self.lock_info.clone()),
         };
         AuditEvent {
@@ -214,13 +220,16 @@ pub struct AuditFile {
 }
 
 impl AuditFile {
-    /// Opens (creating, mode 0600) `path` for appending.
+    /// Opens (creating, mode 0600; an existing file open to others is made 0600) `path` for
+    /// appending.
     pub fn open(path: &Path) -> std::io::Result<AuditFile> {
-        let mut options = OpenOptions::new();
-        options.append(true).create(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        Ok(AuditFile { file: Mutex::new(options.open(path)?) })
+        if crate::perms::ensure_private(path)? {
+            crate::log::warn(
+                "the audit file was readable by group or others; made it 0600",
+                serde_json::json!({ "file": path.display().to_string() }),
+            );
+        }
+        Ok(AuditFile { file: Mutex::new(OpenOptions::new().append(true).open(path)?) })
     }
 
     /// Appends one event as one line; a single write so lines from concurrent requests never mix.

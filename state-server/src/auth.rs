@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
+use argon2::{Algorithm, Argon2, Params, Version};
 use aws_lc_rs::hmac;
 use base64::Engine;
 use serde::Deserialize;
@@ -43,12 +43,17 @@ impl Role {
     }
 }
 
+/// The name of requests without credentials (where `[anonymous] grants` allow them); no
+/// configured user may have it, or their events would be mistaken for anonymous ones.
+pub const ANONYMOUS: &str = "anonymous";
+
 /// An authenticated caller.
 #[derive(Debug, Clone)]
 pub struct Principal {
-    /// User name (`anonymous` for requests without credentials, where allowed).
+    /// User name ([`ANONYMOUS`] for requests without credentials, where allowed).
     pub name: String,
     grants: Arc<[GrantConfig]>,
+    metrics: bool,
 }
 
 impl Principal {
@@ -60,6 +65,12 @@ impl Principal {
     /// Whether this principal has at least `role` on `state`.
     pub fn may(&self, role: Role, state: &str) -> bool {
         self.role_for(state).is_some_and(|r| r >= role)
+    }
+
+    /// Whether this principal may read `/metrics`: counters over every state and team, so an
+    /// admin of everything (`*`) or a user given `metrics = true`.
+    pub fn may_read_metrics(&self) -> bool {
+        self.metrics || self.may(Role::Admin, "*")
     }
 }
 
@@ -80,6 +91,9 @@ pub enum AuthError {
     /// A header that is not `Basic base64(user:password)`.
     #[error("malformed Authorization header; expected HTTP Basic")]
     Malformed,
+    /// More than one `Authorization` header: which one counts would depend on who reads it.
+    #[error("more than one Authorization header")]
+    Repeated,
     /// Unknown user or wrong password (not told apart, on purpose).
     #[error("invalid user name or password")]
     BadCredentials {
@@ -88,9 +102,122 @@ pub enum AuthError {
     },
 }
 
+/// Why a password hash is not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HashError {
+    /// Not a PHC string.
+    #[error("is not an argon2 PHC string ({0})")]
+    Parse(String),
+    /// Another algorithm than Argon2id.
+    #[error("uses {0}; only argon2id is accepted")]
+    Algorithm(String),
+    /// Another Argon2 version than 0x13.
+    #[error("has argon2 version {0}; only 19 (0x13) is accepted")]
+    Version(String),
+    /// Parameters argon2 does not accept, or a missing salt or output.
+    #[error("has invalid argon2 parameters ({0})")]
+    Params(String),
+}
+
+/// What one argon2 check of a hash costs: memory (KiB), passes, lanes and output length.
+/// Equal costs take equal time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HashCost {
+    /// Memory in KiB.
+    pub m: u32,
+    /// Passes.
+    pub t: u32,
+    /// Lanes.
+    pub p: u32,
+    /// Output bytes.
+    pub output_len: usize,
+}
+
+impl std::fmt::Display for HashCost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "m={},t={},p={} ({}-byte output)", self.m, self.t, self.p, self.output_len)
+    }
+}
+
+impl HashCost {
+    fn params(self) -> Params {
+        Params::new(self.m, self.t, self.p, Some(self.output_len)).expect("checked when the cost was read")
+    }
+}
+
+/// Why the users' hashes are not accepted together.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UsersHashError {
+    /// One hash is unusable.
+    #[error("user {user:?}: password_hash {error} (run `kvm-state-server hash-password`)")]
+    Hash {
+        /// The user.
+        user: String,
+        /// What is wrong.
+        error: HashError,
+    },
+    /// Two users' hashes cost differently, which response times would reveal.
+    #[error(
+        "user {user:?}'s password hash costs {cost}, user {first:?}'s costs {first_cost}: all users need the same \
+         argon2 parameters, or response times tell which users exist (re-hash with `kvm-state-server hash-password`)"
+    )]
+    MixedCost {
+        /// The first user.
+        first: String,
+        /// Their hash's cost.
+        first_cost: HashCost,
+        /// A user whose hash costs something else.
+        user: String,
+        /// That cost.
+        cost: HashCost,
+    },
+}
+
+/// Checks that `phc` is an Argon2id version 0x13 hash with a salt, an output and parameters
+/// argon2 accepts, and returns its cost.
+pub fn hash_cost(phc: &str) -> Result<HashCost, HashError> {
+    let hash = PasswordHash::new(phc).map_err(|e| HashError::Parse(e.to_string()))?;
+    if hash.algorithm.as_str() != "argon2id" {
+        return Err(HashError::Algorithm(hash.algorithm.as_str().to_string()));
+    }
+    if hash.version != Some(0x13) {
+        return Err(HashError::Version(hash.version.map_or_else(|| "none".into(), |v| v.to_string())));
+    }
+    let params = Params::try_from(&hash).map_err(|e| HashError::Params(e.to_string()))?;
+    let output_len = match (&hash.salt, &hash.hash) {
+        (Some(_), Some(output)) => output.len(),
+        _ => return Err(HashError::Params("no salt or no hash output".into())),
+    };
+    Ok(HashCost { m: params.m_cost(), t: params.t_cost(), p: params.p_cost(), output_len })
+}
+
+/// Checks every user's hash ([`hash_cost`]) and that all cost the same, and returns that cost
+/// (`None` without users). Unknown users are checked against a dummy hash of this cost, so a
+/// wrong password takes as long whether or not the user exists.
+pub fn common_cost(users: &[UserConfig]) -> Result<Option<HashCost>, UsersHashError> {
+    let mut first: Option<(&str, HashCost)> = None;
+    for u in users {
+        let cost = hash_cost(&u.password_hash).map_err(|error| UsersHashError::Hash { user: u.name.clone(), error })?;
+        match first {
+            None => first = Some((&u.name, cost)),
+            Some((name, first_cost)) if first_cost != cost => {
+                return Err(UsersHashError::MixedCost {
+                    first: name.to_string(),
+                    first_cost,
+                    user: u.name.clone(),
+                    cost,
+                })
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(first.map(|(_, cost)| cost))
+}
+
 struct User {
     hash: String,
     grants: Arc<[GrantConfig]>,
+    metrics: bool,
 }
 
 /// Checks credentials against the configured users.
@@ -100,26 +227,37 @@ pub struct Authenticator {
     cache_key: hmac::Key,
     verified: Mutex<HashMap<String, hmac::Tag>>,
     argon_slots: Semaphore,
-    // Checked when the user is unknown, so that unknown and known users take the same time.
-    // Made on first use: hashing costs as much as a check, and most servers never need it.
-    dummy_hash: std::sync::OnceLock<String>,
+    // Checked when the user is unknown, so that unknown and known users take the same time: it
+    // has the users' cost (`common_cost`). Made at start, so the first unknown user does not pay
+    // for making it either.
+    dummy_hash: String,
 }
 
 impl Authenticator {
-    /// Builds the user table. `anonymous` grants apply to requests without credentials.
+    /// Builds the user table. `anonymous` grants apply to requests without credentials. The
+    /// users' hashes should have passed [`common_cost`] (configuration loading checks it); if
+    /// they have not, the dummy hash takes the default cost.
     pub fn new(users: &[UserConfig], anonymous: &[GrantConfig]) -> Authenticator {
+        let cost = common_cost(users).ok().flatten();
+        let mut random = [0u8; 32];
+        aws_lc_rs::rand::fill(&mut random).expect("system randomness");
+        let dummy_hash = hash_password_with(&hex::encode(random), cost).expect("argon2 hashing");
         let rng = aws_lc_rs::rand::SystemRandom::new();
         let cache_key = hmac::Key::generate(hmac::HMAC_SHA256, &rng).expect("system randomness");
         Authenticator {
             users: users
                 .iter()
-                .map(|u| (u.name.clone(), User { hash: u.password_hash.clone(), grants: u.grants.clone().into() }))
+                .map(|u| {
+                    let user =
+                        User { hash: u.password_hash.clone(), grants: u.grants.clone().into(), metrics: u.metrics };
+                    (u.name.clone(), user)
+                })
                 .collect(),
             anonymous: (!anonymous.is_empty()).then(|| anonymous.to_vec().into()),
             cache_key,
             verified: Mutex::new(HashMap::new()),
             argon_slots: Semaphore::new(2),
-            dummy_hash: std::sync::OnceLock::new(),
+            dummy_hash,
         }
     }
 
@@ -127,7 +265,7 @@ impl Authenticator {
     pub async fn authenticate(&self, header: Option<&[u8]>) -> Result<Principal, AuthError> {
         let Some(header) = header else {
             return match &self.anonymous {
-                Some(grants) => Ok(Principal { name: "anonymous".into(), grants: grants.clone() }),
+                Some(grants) => Ok(Principal { name: ANONYMOUS.into(), grants: grants.clone(), metrics: false }),
                 None => Err(AuthError::Missing),
             };
         };
@@ -138,9 +276,7 @@ impl Authenticator {
         }
         let hash = match self.users.get(&user) {
             Some(u) => u.hash.clone(),
-            None => {
-                self.dummy_hash.get_or_init(|| hash_password("not a real password").expect("argon2 hashing")).clone()
-            }
+            None => self.dummy_hash.clone(),
         };
         let _slot = self.argon_slots.acquire().await.expect("semaphore never closed");
         // Requests that queued behind the one that checked this password need no check of
@@ -153,7 +289,7 @@ impl Authenticator {
         match self.users.get(&user) {
             Some(u) if ok => {
                 self.verified.lock().expect("auth cache").insert(user.clone(), tag);
-                Ok(Principal { name: user, grants: u.grants.clone() })
+                Ok(Principal { name: user, grants: u.grants.clone(), metrics: u.metrics })
             }
             _ => Err(AuthError::BadCredentials { user }),
         }
@@ -164,7 +300,7 @@ impl Authenticator {
         let u = self.users.get(user)?;
         let remembered = self.verified.lock().expect("auth cache").get(user).cloned()?;
         constant_time_eq(remembered.as_ref(), tag.as_ref())
-            .then(|| Principal { name: user.to_string(), grants: u.grants.clone() })
+            .then(|| Principal { name: user.to_string(), grants: u.grants.clone(), metrics: u.metrics })
     }
 
     fn tag(&self, user: &str, password: &str) -> hmac::Tag {
@@ -195,10 +331,17 @@ pub fn parse_basic(header: &[u8]) -> Result<(String, String), AuthError> {
 
 /// Hashes a password with Argon2id and the crate's recommended parameters (19 MiB, t=2, p=1).
 pub fn hash_password(password: &str) -> Result<String, argon2::password_hash::Error> {
+    hash_password_with(password, None)
+}
+
+// Argon2id v0x13 with `cost`, or the recommended parameters.
+fn hash_password_with(password: &str, cost: Option<HashCost>) -> Result<String, argon2::password_hash::Error> {
     let mut salt_bytes = [0u8; 16];
     aws_lc_rs::rand::fill(&mut salt_bytes).expect("system randomness");
     let salt = SaltString::encode_b64(&salt_bytes)?;
-    Ok(Argon2::default().hash_password(password.as_bytes(), &salt)?.to_string())
+    let params = cost.map_or_else(Params::default, HashCost::params);
+    let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+    Ok(argon.hash_password(password.as_bytes(), &salt)?.to_string())
 }
 
 /// Checks `password` against a PHC string; a malformed hash never matches.
@@ -216,6 +359,7 @@ mod tests {
 
     fn authenticator() -> Authenticator {
         let users = vec![UserConfig {
+            metrics: false,
             name: "alice".into(),
             password_hash: hash_password("s3cret").unwrap(),
             grants: vec![
@@ -256,6 +400,40 @@ mod tests {
         // Audit queries ask about prefixes: only a grant covering all of it counts.
         assert!(p.may(Role::Admin, "team/"));
         assert!(!p.may(Role::Admin, "*"));
+    }
+
+    fn cheap_hash(password: &str, m: u32) -> String {
+        let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::new(m, 1, 1, None).unwrap());
+        argon.hash_password(password.as_bytes(), &SaltString::encode_b64(b"saltsaltsalt").unwrap()).unwrap().to_string()
+    }
+
+    fn user(name: &str, hash: String) -> UserConfig {
+        UserConfig { name: name.into(), password_hash: hash, grants: Vec::new(), metrics: false }
+    }
+
+    #[test]
+    fn hashes_are_checked_and_must_cost_the_same() {
+        let strong = hash_password("x").unwrap();
+        let cost = hash_cost(&strong).unwrap();
+        assert_eq!((cost.m, cost.t, cost.p, cost.output_len), (19456, 2, 1, 32));
+        assert!(matches!(hash_cost("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA"), Err(HashError::Params(_))));
+        assert!(matches!(hash_cost("plain"), Err(HashError::Parse(_))));
+        assert!(matches!(hash_cost(&strong.replace("argon2id", "argon2i")), Err(HashError::Algorithm(_))));
+        assert!(matches!(hash_cost(&strong.replace("v=19", "v=16")), Err(HashError::Version(_))));
+        assert!(matches!(hash_cost(&strong.replace("m=19456", "m=1")), Err(HashError::Params(_))));
+        let same = [user("a", strong.clone()), user("b", hash_password("y").unwrap())];
+        assert_eq!(common_cost(&same).unwrap(), Some(cost));
+        let mixed = [user("a", strong), user("weak", cheap_hash("y", 1024))];
+        let err = common_cost(&mixed).unwrap_err().to_string();
+        assert!(err.contains("\"weak\"") && err.contains("m=1024,t=1,p=1"), "{err}");
+        assert_eq!(common_cost(&[]).unwrap(), None);
+    }
+
+    #[test]
+    fn the_dummy_hash_costs_what_the_users_cost() {
+        let auth = Authenticator::new(&[user("a", cheap_hash("pw", 2048))], &[]);
+        let dummy = hash_cost(&auth.dummy_hash).unwrap();
+        assert_eq!((dummy.m, dummy.t, dummy.p), (2048, 1, 1));
     }
 
     #[test]

@@ -36,6 +36,9 @@ pub enum ConfigError {
         /// The parser's message, with line and column.
         message: String,
     },
+    /// The users file is open to others.
+    #[error(transparent)]
+    Permissions(#[from] crate::perms::PermissionError),
     /// The values do not make sense together.
     #[error("{path}: {message}")]
     Invalid {
@@ -230,6 +233,9 @@ pub struct UserConfig {
     /// What the user may do, by state-name prefix.
     #[serde(default)]
     pub grants: Vec<GrantConfig>,
+    /// May read `/metrics` (which admins of `*` may anyway): for a Prometheus scraper.
+    #[serde(default)]
+    pub metrics: bool,
 }
 
 /// A role on the states under a prefix.
@@ -447,6 +453,8 @@ impl Config {
         let mut users = raw.user;
         if let Some(file) = raw.users_file {
             let file = resolve(&file);
+            // Hashes are slow to crack, not impossible: only the server's user reads them.
+            crate::perms::check_private(&file, "users file")?;
             let extra: RawUsersFile = parse(&file, &read(&file)?)?;
             users.extend(extra.user);
         }
@@ -458,16 +466,17 @@ impl Config {
                     user.name
                 )));
             }
-            if !seen.insert(user.name.as_str()) {
-                return Err(invalid(format!("user {:?} is defined twice", user.name)));
-            }
-            if !user.password_hash.starts_with("$argon2") {
+            if user.name == crate::auth::ANONYMOUS {
                 return Err(invalid(format!(
-                    "user {:?}: password_hash must be an argon2 PHC string (run `kvm-state-server hash-password`)",
+                    "user name {:?} is reserved for requests without credentials ([anonymous] grants)",
                     user.name
                 )));
             }
+            if !seen.insert(user.name.as_str()) {
+                return Err(invalid(format!("user {:?} is defined twice", user.name)));
+            }
         }
+        crate::auth::common_cost(&users).map_err(|e| invalid(e.to_string()))?;
         let anonymous_grants = raw.anonymous.map(|a| a.grants).unwrap_or_default();
         for grant in users.iter().flat_map(|u| &u.grants).chain(&anonymous_grants) {
             names::validate_prefix(&grant.prefix)
@@ -583,6 +592,21 @@ grants = [{{ prefix = "prod", role = "admin" }}, {{ prefix = "*", role = "read" 
     }
 
     #[test]
+    fn users_file_others_can_read_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let users = dir.path().join("users.toml");
+        std::fs::write(&users, format!("[[user]]\nname = \"a\"\npassword_hash = \"{HASH}\"\n")).unwrap();
+        std::fs::set_permissions(&users, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let path = dir.path().join("server.toml");
+        std::fs::write(&path, "users_file = \"users.toml\"\n").unwrap();
+        let err = Config::load(&path).unwrap_err().to_string();
+        assert!(err.contains(&format!("chmod 600 {}", users.display())), "{err}");
+        std::fs::set_permissions(&users, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(Config::load(&path).unwrap().users.len(), 1);
+    }
+
+    #[test]
     fn refuses_unsafe_or_wrong_settings() {
         let err = load("listen = \"0.0.0.0:8443\"").unwrap_err().to_string();
         assert!(err.contains("not a loopback address"), "{err}");
@@ -613,5 +637,7 @@ grants = [{{ prefix = "prod", role = "admin" }}, {{ prefix = "*", role = "read" 
         assert!(err.contains("unknown variant"), "{err}");
         let err = load("[storage]\nkind = \"sqlite\"\nca_file = \"ca.pem\"").unwrap_err().to_string();
         assert!(err.contains("takes only `path`"), "{err}");
+        let err = load(&format!("[[user]]\nname = \"anonymous\"\npassword_hash = \"{HASH}\"")).unwrap_err().to_string();
+        assert!(err.contains("reserved"), "{err}");
     }
 }

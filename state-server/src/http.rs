@@ -7,11 +7,11 @@
 //! |---|---|---|
 //! | `/states/{name}` | `GET` read; `POST`/`PUT` write (`?ID=` when locked); `DELETE` (admin); `LOCK`, `UNLOCK` | read / write / admin |
 //! | `/locks/{name}` | `GET` status; `POST` or `LOCK` locks; `DELETE` or `UNLOCK` unlocks (GitLab-style methods) | read / write |
-//! | `/versions/{name}` | `GET` list; `GET ?version=N` body of version N | read |
+//! | `/versions/{name}` | `GET` list; `GET ?version=N` body of version N; `DELETE` purges a deleted state's versions | read / admin |
 //! | `/restore/{name}?version=N` | `POST`: version N becomes current, as a new version | admin |
 //! | `/audit` | `GET ?state=&user=&action=&outcome=&after_id=&limit=` | admin on `state` (default `*`) |
 //! | `/healthz` | `GET`, no credentials | — |
-//! | `/metrics` | `GET`, Prometheus text; credentials unless `[metrics] public = true` | any |
+//! | `/metrics` | `GET`, Prometheus text; credentials unless `[metrics] public = true` | admin on `*`, or `metrics = true` |
 //!
 //! Every refusal is answered with a JSON body `{"error": "…"}` and recorded in the audit log.
 
@@ -20,7 +20,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use aws_lc_rs::digest;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Incoming};
@@ -34,17 +33,17 @@ use crate::audit::{self, Action, AuditDraft, AuditEvent, AuditFile, AuditQuery, 
 use crate::auth::{AuthError, Authenticator, Principal, Role};
 use crate::config::Limits;
 use crate::conn::{self, ClientKey, Notices};
-use crate::crypto::AtRest;
+use crate::crypto::{AtRest, Binding};
 use crate::metrics::{method_label, ConnEvent, Metrics};
 use crate::names::{self, StateName};
 use crate::storage::{
-    Audited, DeleteOutcome, LockOutcome, LockRequest, NewVersion, PutOutcome, PutRequest, Storage, StorageError,
-    UnlockOutcome, UnlockRequest,
+    Audited, DeleteOutcome, LockOutcome, LockRequest, NewVersion, PurgeOutcome, PutOutcome, PutRequest, Sealer,
+    Storage, StorageError, StoredVersion, UnlockOutcome, UnlockRequest,
 };
 use crate::{log, tfstate};
 
-/// Largest LockInfo body accepted.
-pub const LOCK_BODY_LIMIT: u64 = 64 * 1024;
+/// Largest LockInfo body accepted (the LockInfo cap: larger ones are answered 413).
+pub const LOCK_BODY_LIMIT: u64 = tfstate::MAX_LOCK_INFO_LEN as u64;
 
 /// Everything a request needs.
 pub struct App {
@@ -262,8 +261,11 @@ async fn read_body(ctx: &Ctx<'_>, req: Request<Incoming>, limit: u64) -> Result<
     Ok(Bytes::from(buf))
 }
 
-fn sha256_hex(data: &[u8]) -> String {
-    hex::encode(digest::digest(&digest::SHA256, data))
+// Encrypts a body for the version number storage gives it (encryption binds name, version and
+// digest together).
+fn sealer(ctx: &Ctx<'_>, name: &StateName, digest: &str) -> Sealer {
+    let (at_rest, name, digest) = (ctx.app.at_rest.clone(), name.as_str().to_string(), digest.to_string());
+    Sealer::new(move |version, plain| at_rest.seal_bound(&Binding { name: &name, version, digest: &digest }, plain))
 }
 
 // Keeps client-supplied text in the audit log short and printable.
@@ -382,8 +384,11 @@ async fn dispatch(app: &App, remote: SocketAddr, req: Request<Incoming>) -> (Res
             ctx.user,
         );
     }
-    let header = req.headers().get(AUTHORIZATION).map(HeaderValue::as_bytes);
-    match app.auth.authenticate(header).await {
+    let mut headers = req.headers().get_all(AUTHORIZATION).iter();
+    let header = headers.next().map(HeaderValue::as_bytes);
+    let authenticated =
+        if headers.next().is_some() { Err(AuthError::Repeated) } else { app.auth.authenticate(header).await };
+    match authenticated {
         Ok(p) => {
             ctx.user = p.name.clone();
             ctx.principal = Some(p);
@@ -434,6 +439,15 @@ async fn routed(ctx: &Ctx<'_>, route: Route<'_>, req: Request<Incoming>) -> Resu
     let method = req.method().as_str().to_string();
     let raw_name = match route {
         Route::Metrics => {
+            let p = ctx.principal();
+            if !p.may_read_metrics() {
+                let message = format!(
+                    "user {:?} may not read /metrics (counters over every state): it needs the admin role on \"*\" \
+                     or `metrics = true`",
+                    p.name
+                );
+                return Err((ctx.draft(Action::Request, None), ApiError::new(StatusCode::FORBIDDEN, message)));
+            }
             return if req.method() == Method::GET {
                 Ok(bytes_response(StatusCode::OK, "text/plain; version=0.0.4", ctx.app.metrics.render().into_bytes()))
             } else {
@@ -465,12 +479,13 @@ async fn routed(ctx: &Ctx<'_>, route: Route<'_>, req: Request<Incoming>) -> Resu
         (Route::States(_), "UNLOCK") | (Route::Locks(_), "UNLOCK" | "DELETE") => unlock(ctx, &name, req).await,
         (Route::Locks(_), "GET") => lock_status(ctx, &name).await,
         (Route::Versions(_), "GET") => versions(ctx, &name, req.uri().query()).await,
+        (Route::Versions(_), "DELETE") => purge(ctx, &name).await,
         (Route::Restore(_), "POST") => restore(ctx, &name, req.uri().query()).await,
         (route, _) => {
             let allowed = match route {
                 Route::States(_) => "GET, POST, PUT, DELETE, LOCK, UNLOCK",
                 Route::Locks(_) => "GET, POST, DELETE, LOCK, UNLOCK",
-                Route::Versions(_) => "GET",
+                Route::Versions(_) => "GET, DELETE",
                 _ => "POST",
             };
             Err((ctx.draft(Action::Request, Some(&name)), method_not_allowed(&method, req.uri().path(), allowed)))
@@ -492,6 +507,7 @@ fn action_for(route: &Route<'_>, method: &str) -> Action {
         (Route::States(_), "DELETE") => Action::Delete,
         (Route::States(_), "LOCK") | (Route::Locks(_), "LOCK" | "POST") => Action::Lock,
         (Route::States(_), "UNLOCK") | (Route::Locks(_), "UNLOCK" | "DELETE") => Action::Unlock,
+        (Route::Versions(_), "DELETE") => Action::Purge,
         (Route::Versions(_), _) => Action::ReadVersions,
         (Route::Restore(_), _) => Action::Restore,
         _ => Action::Request,
@@ -502,8 +518,10 @@ fn declared_length(req: &Request<Incoming>) -> Option<u64> {
     req.headers().get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
 
-fn open_body(ctx: &Ctx<'_>, name: &StateName, stored: Vec<u8>) -> Result<Vec<u8>, ApiError> {
-    ctx.app.at_rest.open(name.as_str(), stored).map_err(|e| {
+// The plain body of a stored version, decrypted for its place and checked against its digest.
+fn open_body(ctx: &Ctx<'_>, name: &StateName, stored: StoredVersion) -> Result<Vec<u8>, ApiError> {
+    let at = Binding { name: name.as_str(), version: stored.meta.version, digest: &stored.meta.sha256 };
+    ctx.app.at_rest.open_bound(&at, stored.body).map_err(|e| {
         log::error("cannot decrypt a stored state", json!({ "state": name.as_str(), "error": e.to_string() }));
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("stored state cannot be read: {e}"))
     })
@@ -517,7 +535,7 @@ async fn get_state(ctx: &Ctx<'_>, name: &StateName) -> Result<Response<ResponseB
         return Err((draft, ApiError::absent(format!("no state stored under \"{name}\""))));
     };
     let version = current.meta.version;
-    let body = open_body(ctx, name, current.body).map_err(|e| (draft.clone(), e))?;
+    let body = open_body(ctx, name, current).map_err(|e| (draft.clone(), e))?;
     if ctx.app.audit_reads {
         let verdict = audit::Verdict { version: Some(version), ..audit::Verdict::new(Outcome::Ok, 200, "state read") };
         ctx.record(draft.finish(verdict)).await.map_err(|e| (draft.clone(), e))?;
@@ -536,14 +554,15 @@ async fn put_state(ctx: &Ctx<'_>, name: &StateName, req: Request<Incoming>) -> R
     let meta = NewVersion {
         serial: head.serial,
         lineage: head.lineage,
-        sha256: sha256_hex(&body),
+        sha256: ctx.app.at_rest.digest(&body),
         size: body.len() as u64,
         created_by: ctx.user.clone(),
         created_at: draft.at.clone(),
         restored_from: None,
     };
     let put = PutRequest {
-        body: ctx.app.at_rest.seal(name.as_str(), body.to_vec()),
+        body: body.to_vec(),
+        seal: Some(sealer(ctx, name, &meta.sha256)),
         meta,
         lock_id: draft.lock_id.clone(),
         expect_current: None,
@@ -726,7 +745,7 @@ async fn versions(ctx: &Ctx<'_>, name: &StateName, query: Option<&str>) -> Resul
             let Some(v) = storage.version(name, n).await.map_err(|e| (draft.clone(), e.into()))? else {
                 return Err((draft, ApiError::absent(format!("\"{name}\" has no version {n}"))));
             };
-            let body = open_body(ctx, name, v.body).map_err(|e| (draft.clone(), e))?;
+            let body = open_body(ctx, name, v).map_err(|e| (draft.clone(), e))?;
             let mut resp = bytes_response(StatusCode::OK, "application/json", body);
             resp.headers_mut().insert("x-state-version", HeaderValue::from(n));
             resp
@@ -737,6 +756,21 @@ async fn versions(ctx: &Ctx<'_>, name: &StateName, query: Option<&str>) -> Resul
         ctx.record(draft.finish(verdict)).await.map_err(|e| (draft.clone(), e))?;
     }
     Ok(resp)
+}
+
+async fn purge(ctx: &Ctx<'_>, name: &StateName) -> Result<Response<ResponseBody>, Refusal> {
+    let draft = ctx.draft(Action::Purge, Some(name));
+    ctx.require(Role::Admin, name, "purging a state's versions").map_err(|e| (draft.clone(), e))?;
+    let audited = ctx.app.storage.purge(name, draft.clone()).await.map_err(|e| (draft.clone(), e.into()))?;
+    let (outcome, event) = ctx.stored(audited);
+    let status = StatusCode::from_u16(event.status).unwrap_or(StatusCode::CONFLICT);
+    Ok(match outcome {
+        PurgeOutcome::Purged(n) => json_response(status, &json!({ "purged": name.as_str(), "versions": n })),
+        PurgeOutcome::NotDeleted => {
+            ApiError { status, message: event.detail, extra: None, outcome: Outcome::Conflict, close: false }.response()
+        }
+        PurgeOutcome::Locked(h) => holder_response(status, &h.info, event.detail),
+    })
 }
 
 async fn restore(ctx: &Ctx<'_>, name: &StateName, query: Option<&str>) -> Result<Response<ResponseBody>, Refusal> {
@@ -750,30 +784,34 @@ async fn restore(ctx: &Ctx<'_>, name: &StateName, query: Option<&str>) -> Result
         return Err((draft, ApiError::absent(format!("\"{name}\" has no version {wanted}"))));
     };
     let current = storage.current(name).await.map_err(|e| (draft.clone(), e.into()))?.map(|c| c.meta);
-    let plain = open_body(ctx, name, old.body).map_err(|e| (draft.clone(), e))?;
-    // The restored copy gets a serial above the current one, so it is the newest in its lineage
-    // and the next `terraform apply` (which writes serial + 1 of what it read) is accepted.
-    let new_serial = match (old.meta.serial, current.as_ref().and_then(|c| c.serial)) {
-        (Some(old_serial), Some(cur)) => Some(old_serial.max(cur) + 1),
+    let old_meta = old.meta.clone();
+    let plain = open_body(ctx, name, old).map_err(|e| (draft.clone(), e))?;
+    // The restored copy gets a serial above the current one (`tfstate::next_serial`).
+    let new_serial = match (old_meta.serial, current.as_ref().and_then(|c| c.serial)) {
+        (Some(old_serial), Some(cur)) => Some(tfstate::next_serial(old_serial, Some(cur)).map_err(|e| {
+            let message = format!("cannot restore version {wanted}: {e}; start a new lineage instead");
+            (draft.clone(), ApiError::new(StatusCode::CONFLICT, message))
+        })?),
         (serial, _) => serial,
     };
     let body = match new_serial {
-        Some(s) if Some(s) != old.meta.serial => {
+        Some(s) if Some(s) != old_meta.serial => {
             tfstate::with_serial(&plain, s).map_err(|e| (draft.clone(), ApiError::bad_request(e.to_string())))?
         }
         _ => plain,
     };
     let meta = NewVersion {
         serial: new_serial,
-        lineage: old.meta.lineage.clone(),
-        sha256: sha256_hex(&body),
+        lineage: old_meta.lineage.clone(),
+        sha256: ctx.app.at_rest.digest(&body),
         size: body.len() as u64,
         created_by: ctx.user.clone(),
         created_at: draft.at.clone(),
         restored_from: Some(wanted),
     };
     let put = PutRequest {
-        body: ctx.app.at_rest.seal(name.as_str(), body),
+        body,
+        seal: Some(sealer(ctx, name, &meta.sha256)),
         meta,
         lock_id: None,
         expect_current: Some(current.as_ref().map(|c| c.version)),

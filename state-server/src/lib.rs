@@ -8,7 +8,8 @@
 //! * [`audit`]: the append-only trail, in the database and as JSON lines;
 //! * [`crypto`]: AES-256-GCM at rest; [`tls`]: rustls; [`metrics`]: Prometheus text;
 //! * [`conn`]: connection caps and timeouts against stalled or abusive clients;
-//! * [`config`], [`names`], [`tfstate`]: the configuration file, state names, Terraform's documents.
+//! * [`config`], [`names`], [`tfstate`]: the configuration file, state names, Terraform's documents;
+//! * [`perms`]: modes of the files that hold secrets; [`maintenance`]: `reencrypt`.
 
 pub mod audit;
 pub mod auth;
@@ -17,8 +18,10 @@ pub mod conn;
 pub mod crypto;
 pub mod http;
 pub mod log;
+pub mod maintenance;
 pub mod metrics;
 pub mod names;
+pub mod perms;
 pub mod server;
 pub mod storage;
 pub mod tfstate;

@@ -12,8 +12,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use kvm_state_server::config::Config;
-use kvm_state_server::server::{self, Server};
-use kvm_state_server::{auth, log};
+use kvm_state_server::server::Server;
+use kvm_state_server::{auth, log, maintenance};
 use serde_json::json;
 
 const USAGE: &str = "usage:
@@ -75,7 +75,7 @@ fn hash_password() -> Result<(), String> {
 fn reencrypt(path: PathBuf) -> Result<(), String> {
     let config = Config::load(&path).map_err(|e| e.to_string())?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
-    let (changed, total) = runtime.block_on(server::reencrypt(&config)).map_err(|e| e.to_string())?;
+    let (changed, total) = runtime.block_on(maintenance::reencrypt(&config)).map_err(|e| e.to_string())?;
     println!("re-encrypted {changed} of {total} stored versions");
     Ok(())
 }

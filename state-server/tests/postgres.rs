@@ -15,7 +15,7 @@ fn replicas(test: &str) -> Option<(tempfile::TempDir, Server, Server)> {
     let (without_password, password) = split_password(&url);
     // The test cluster listens on loopback without TLS: say so (TLS is tests/pg_tls.rs's subject).
     let without_password = format!("{without_password}?sslmode=disable");
-    std::fs::write(dir.path().join("pg.pass"), password).unwrap();
+    write_private(&dir.path().join("pg.pass"), password);
     let config = |audit: &str| {
         format!(
             "listen = \"127.0.0.1:0\"\n[storage]\nkind = \"postgres\"\nurl = \"{without_password}\"\npassword_file = \"pg.pass\"\npool_size = 8\n[audit]\nfile = \"{audit}\"\n"

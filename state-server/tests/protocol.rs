@@ -405,8 +405,8 @@ fn files_contain(dir: &std::path::Path, needle: &[u8]) -> bool {
 fn encryption_at_rest_with_key_rotation() {
     let marker = "SECRET-MARKER-8f3a";
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("k1"), [1u8; 32]).unwrap();
-    std::fs::write(dir.path().join("k2"), hex::encode([2u8; 32])).unwrap();
+    write_private(&dir.path().join("k1"), [1u8; 32]);
+    write_private(&dir.path().join("k2"), hex::encode([2u8; 32]));
     let config =
         |enc: &str| format!("listen = \"127.0.0.1:0\"\n[storage]\nkind = \"sqlite\"\npath = \"state.db\"\n{enc}");
 
@@ -483,7 +483,7 @@ fn health_metrics_audit_file_and_no_secrets_in_logs() {
     assert_eq!(request(a, "POST", "/states/m?ID=M", Auth::User("writer"), &body).status, 200);
     assert_eq!(request(a, "UNLOCK", "/states/m", Auth::User("writer"), lock_info("M", "w").as_bytes()).status, 200);
     assert_eq!(request(a, "GET", "/states/m", Auth::User("reader"), b"").status, 200);
-    let metrics = request(a, "GET", "/metrics", Auth::User("reader"), b"").text();
+    let metrics = request(a, "GET", "/metrics", Auth::User("admin"), b"").text();
     for line in [
         "kvm_state_http_requests_total{method=\"LOCK\",status=\"423\"} 1",
         "kvm_state_http_requests_total{method=\"POST\",status=\"200\"} 1",

@@ -39,6 +39,7 @@ fn put(serial: u64, lineage: &str, keep: u64) -> PutRequest {
             restored_from: None,
         },
         body,
+        seal: None,
         lock_id: None,
         expect_current: None,
         keep_versions: keep,
@@ -117,6 +118,32 @@ async fn contract(a: Arc<dyn Storage>, b: Arc<dyn Storage>) {
     let q =
         AuditQuery { prefix: "contract/lock".into(), action: Some(Action::Lock), limit: 1000, ..Default::default() };
     assert_eq!(b.audit(&q).await.unwrap().len(), 40);
+
+    // A sealer sees the version number storage assigns (encryption binds it in).
+    let p = StateName::parse("contract/p").unwrap();
+    for serial in 1..=2 {
+        let mut req = put(serial, "lin-p", 0);
+        req.seal = Some(Sealer::new(|version, body| [format!("v{version}:").into_bytes(), body].concat()));
+        a.put(&p, req, draft(Action::Write, "contract/p")).await.unwrap();
+    }
+    assert!(b.current(&p).await.unwrap().unwrap().body.starts_with(b"v2:{"));
+
+    // A retried UNLOCK is "released already" for the user who released the lock only.
+    let req = LockRequest { id: "P".into(), info: "{\"ID\":\"P\"}".into(), user: "writer".into(), at: String::new() };
+    assert_eq!(a.lock(&p, &req, draft(Action::Lock, "contract/p")).await.unwrap().value, LockOutcome::Acquired);
+    let unlock = |user: &str| UnlockRequest { id: Some("P".into()), user: user.into(), may_force: false };
+    let d = || draft(Action::Unlock, "contract/p");
+    assert_eq!(b.unlock(&p, &unlock("writer"), d()).await.unwrap().value, UnlockOutcome::Released);
+    assert_eq!(a.unlock(&p, &unlock("other"), d()).await.unwrap().value, UnlockOutcome::NotLocked);
+    assert_eq!(a.unlock(&p, &unlock("writer"), d()).await.unwrap().value, UnlockOutcome::AlreadyReleased);
+
+    // Purge: only once deleted; numbers are not reused.
+    assert_eq!(a.purge(&p, draft(Action::Purge, "contract/p")).await.unwrap().value, PurgeOutcome::NotDeleted);
+    a.delete(&p, None, "writer", draft(Action::Delete, "contract/p")).await.unwrap();
+    assert_eq!(b.purge(&p, draft(Action::Purge, "contract/p")).await.unwrap().value, PurgeOutcome::Purged(2));
+    assert!(a.versions(&p).await.unwrap().is_empty());
+    let r = b.put(&p, put(1, "lin-q", 0), draft(Action::Write, "contract/p")).await.unwrap();
+    assert!(matches!(r.value, PutOutcome::Stored(ref m) if m.version == 3), "{:?}", r.value);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

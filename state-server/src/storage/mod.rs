@@ -31,6 +31,12 @@ pub enum StorageError {
     /// A group of SQLite writes could not be committed; none of them happened.
     #[error("commit failed: {0}")]
     Commit(String),
+    /// A file of the store could not be created or its mode set.
+    #[error("storage file: {0}")]
+    Io(String),
+    /// A secret file (the PostgreSQL password file) is open to others.
+    #[error(transparent)]
+    Permissions(#[from] crate::perms::PermissionError),
     /// The data does not make sense (a bug or outside tampering).
     #[error("inconsistent storage: {0}")]
     Corrupt(String),
@@ -58,7 +64,8 @@ pub struct VersionMeta {
     pub serial: Option<u64>,
     /// The state's `lineage`.
     pub lineage: Option<String>,
-    /// SHA-256 of the plain body, hex.
+    /// Digest of the plain body ([`crate::crypto::AtRest::digest`]): its SHA-256 in hex, or with
+    /// encryption on a keyed MAC (`hmac-sha256:KEYID:HEX`).
     pub sha256: String,
     /// Size of the plain body in bytes.
     pub size: u64,
@@ -129,11 +136,35 @@ pub enum UnlockOutcome {
     Conflict(LockHolder),
 }
 
+/// Makes a body's stored form once storage has numbered its version: encryption binds the
+/// number in ([`crate::crypto::Binding`]), and only storage knows it, inside its transaction.
+pub struct Sealer(Box<dyn FnOnce(u64, Vec<u8>) -> Vec<u8> + Send>);
+
+impl Sealer {
+    /// A sealer from `f(version, body)`.
+    pub fn new(f: impl FnOnce(u64, Vec<u8>) -> Vec<u8> + Send + 'static) -> Sealer {
+        Sealer(Box::new(f))
+    }
+
+    /// The stored form of `body` as version `version`.
+    pub fn seal(self, version: u64, body: Vec<u8>) -> Vec<u8> {
+        (self.0)(version, body)
+    }
+}
+
+impl std::fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sealer")
+    }
+}
+
 /// A write of a new version.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct PutRequest {
-    /// Body in stored form.
+    /// Body: in stored form, or plain when `seal` is set.
     pub body: Vec<u8>,
+    /// Turns `body` into its stored form once the version number is known.
+    pub seal: Option<Sealer>,
     /// `serial`, `lineage`, hash and size of the plain body; created_by/at/restored_from.
     pub meta: NewVersion,
     /// `?ID=` of the request.
@@ -151,7 +182,8 @@ pub struct NewVersion {
     pub serial: Option<u64>,
     /// `lineage`.
     pub lineage: Option<String>,
-    /// SHA-256 of the plain body, hex.
+    /// Digest of the plain body ([`crate::crypto::AtRest::digest`]): its SHA-256 in hex, or with
+    /// encryption on a keyed MAC (`hmac-sha256:KEYID:HEX`).
     pub sha256: String,
     /// Plain size.
     pub size: u64,
@@ -209,6 +241,17 @@ pub enum DeleteOutcome {
     Locked(LockHolder),
 }
 
+/// What a purge of a deleted state's versions did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PurgeOutcome {
+    /// This many versions were removed.
+    Purged(u64),
+    /// The state has a current version: delete it first.
+    NotDeleted,
+    /// The state is locked.
+    Locked(LockHolder),
+}
+
 /// A result with the audit event that was stored with it.
 #[derive(Debug, Clone)]
 pub struct Audited<T> {
@@ -256,6 +299,9 @@ pub trait Storage: Send + Sync + 'static {
         user: &str,
         audit: AuditDraft,
     ) -> Result<Audited<DeleteOutcome>, StorageError>;
+    /// Removes every version of a state that has no current version (was deleted) and no lock.
+    /// The version numbers stay used: a later write gets the next one.
+    async fn purge(&self, name: &StateName, audit: AuditDraft) -> Result<Audited<PurgeOutcome>, StorageError>;
     /// Versions of a state, oldest first.
     async fn versions(&self, name: &StateName) -> Result<Vec<VersionMeta>, StorageError>;
     /// One version.
@@ -266,9 +312,15 @@ pub trait Storage: Send + Sync + 'static {
     async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, StorageError>;
     /// Every stored version's state name and number (for maintenance such as re-encryption).
     async fn all_versions(&self) -> Result<Vec<(StateName, u64)>, StorageError>;
-    /// Replaces the stored form of one version's body; the plain content must be the same.
-    /// Returns false if the version no longer exists (pruned meanwhile).
-    async fn replace_body(&self, name: &StateName, version: u64, body: Vec<u8>) -> Result<bool, StorageError>;
+    /// Replaces the stored form of one version's body and its recorded digest (`sha256`); the
+    /// plain content must be the same (re-encryption). False if the version no longer exists.
+    async fn replace_stored(
+        &self,
+        name: &StateName,
+        version: u64,
+        body: Vec<u8>,
+        digest: String,
+    ) -> Result<bool, StorageError>;
 }
 
 /// The audit query as SQL for both backends, which differ only in how parameters are written

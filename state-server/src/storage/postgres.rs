@@ -31,6 +31,7 @@ CREATE TABLE IF NOT EXISTS kvm_states (
     lock_info TEXT,
     lock_since TEXT,
     released_lock_id TEXT,
+    released_lock_user TEXT,
     current_version BIGINT,
     next_version BIGINT NOT NULL DEFAULT 1
 );
@@ -62,6 +63,7 @@ CREATE TABLE IF NOT EXISTS kvm_audit (
     detail TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS kvm_audit_state ON kvm_audit (state, id);
+ALTER TABLE kvm_states ADD COLUMN IF NOT EXISTS released_lock_user TEXT;
 CREATE OR REPLACE FUNCTION kvm_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN RAISE EXCEPTION 'the audit log is append-only'; END $$;
 DROP TRIGGER IF EXISTS kvm_audit_no_change ON kvm_audit;
@@ -106,6 +108,7 @@ impl PostgresStorage {
         let plan = transport::Plan::new(url, security).map_err(pool_err)?;
         let mut config = plan.config.clone();
         if let Some(file) = password_file {
+            crate::perms::check_private(file, "PostgreSQL password file")?;
             let password = std::fs::read_to_string(file)
                 .map_err(|e| pool_err(format!("cannot read password file {}: {e}", file.display())))?;
             config.password(password.trim_end_matches(['\r', '\n']));
@@ -165,6 +168,7 @@ fn row_from(r: &Row) -> StateRow {
     StateRow {
         lock,
         released_lock_id: r.get(4),
+        released_lock_user: r.get(14),
         next_version: r.get::<_, i64>(5) as u64,
         current: r.get::<_, Option<i64>>(6).map(|_| meta_from(r, 6)),
     }
@@ -172,7 +176,8 @@ fn row_from(r: &Row) -> StateRow {
 
 fn state_row_sql(for_update: bool) -> String {
     format!(
-        "SELECT s.lock_id, s.lock_user, s.lock_info, s.lock_since, s.released_lock_id, s.next_version, {META_COLUMNS}
+        "SELECT s.lock_id, s.lock_user, s.lock_info, s.lock_since, s.released_lock_id, s.next_version, {META_COLUMNS},
+             s.released_lock_user
          FROM kvm_states s LEFT JOIN kvm_versions v ON v.name = s.name AND v.version = s.current_version
          WHERE s.name = $1{}",
         if for_update { " FOR UPDATE OF s" } else { "" }
@@ -220,21 +225,31 @@ async fn insert_audit(c: &impl GenericClient, mut event: AuditEvent) -> Result<A
     Ok(event)
 }
 
+// `released`: (ID, user) of the lock its holder just released.
 async fn set_lock(
     tx: &deadpool_postgres::Transaction<'_>,
     name: &str,
     lock: Option<&LockRequest>,
-    released: Option<&str>,
+    released: Option<(&str, &str)>,
 ) -> Result<(), StorageError> {
     let stmt = tx
         .prepare_cached(
-            "UPDATE kvm_states SET lock_id = $2, lock_user = $3, lock_info = $4, lock_since = $5, released_lock_id = $6
+            "UPDATE kvm_states SET lock_id = $2, lock_user = $3, lock_info = $4, lock_since = $5, released_lock_id = $6,
+                 released_lock_user = $7
              WHERE name = $1",
         )
         .await?;
     tx.execute(
         &stmt,
-        &[&name, &lock.map(|l| &l.id), &lock.map(|l| &l.user), &lock.map(|l| &l.info), &lock.map(|l| &l.at), &released],
+        &[
+            &name,
+            &lock.map(|l| &l.id),
+            &lock.map(|l| &l.user),
+            &lock.map(|l| &l.info),
+            &lock.map(|l| &l.at),
+            &released.map(|r| r.0),
+            &released.map(|r| r.1),
+        ],
     )
     .await?;
     Ok(())
@@ -298,7 +313,7 @@ impl Storage for PostgresStorage {
         let value = rules::decide_unlock(&row, req);
         let event = audit.finish(rules::unlock_verdict(&value));
         let released = match &value {
-            UnlockOutcome::Released => Some(req.id.as_deref()),
+            UnlockOutcome::Released => Some(req.id.as_deref().map(|id| (id, req.user.as_str()))),
             UnlockOutcome::ForceReleased(_) => Some(None),
             _ => None,
         };
@@ -315,7 +330,7 @@ impl Storage for PostgresStorage {
     async fn put(
         &self,
         name: &StateName,
-        req: PutRequest,
+        mut req: PutRequest,
         audit: AuditDraft,
     ) -> Result<Audited<PutOutcome>, StorageError> {
         let mut client = self.client().await?;
@@ -325,6 +340,11 @@ impl Storage for PostgresStorage {
         let event = audit.finish(rules::put_verdict(&value));
         let event = if let PutOutcome::Stored(m) = &value {
             let v = m.version as i64;
+            let body = std::mem::take(&mut req.body);
+            let body = match req.seal.take() {
+                Some(sealer) => sealer.seal(m.version, body),
+                None => body,
+            };
             let insert = tx
                 .prepare_cached(
                     "INSERT INTO kvm_versions
@@ -350,7 +370,7 @@ impl Storage for PostgresStorage {
                 &m.created_by,
                 &m.created_at,
                 &m.restored_from.map(|r| r as i64),
-                &req.body,
+                &body,
             ];
             let pg = |e: tokio_postgres::Error| StorageError::from(e);
             // One pipelined round trip for the four statements.
@@ -383,6 +403,18 @@ impl Storage for PostgresStorage {
             tx.execute("UPDATE kvm_states SET current_version = NULL WHERE name = $1", &[&name.as_str()]).await?;
         }
         let event = insert_audit(&tx, audit.finish(rules::delete_verdict(&value))).await?;
+        tx.commit().await?;
+        Ok(Audited { value, event })
+    }
+
+    async fn purge(&self, name: &StateName, audit: AuditDraft) -> Result<Audited<PurgeOutcome>, StorageError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let mut value = rules::decide_purge(&locked_row(&tx, name.as_str()).await?);
+        if let PurgeOutcome::Purged(n) = &mut value {
+            *n = tx.execute("DELETE FROM kvm_versions WHERE name = $1", &[&name.as_str()]).await?;
+        }
+        let event = insert_audit(&tx, audit.finish(rules::purge_verdict(&value))).await?;
         tx.commit().await?;
         Ok(Audited { value, event })
     }
@@ -425,14 +457,21 @@ impl Storage for PostgresStorage {
         rows.iter().map(|r| Ok((super::parse_stored_name(r.get(0))?, r.get::<_, i64>(1) as u64))).collect()
     }
 
-    async fn replace_body(&self, name: &StateName, version: u64, body: Vec<u8>) -> Result<bool, StorageError> {
+    async fn replace_stored(
+        &self,
+        name: &StateName,
+        version: u64,
+        body: Vec<u8>,
+        digest: String,
+    ) -> Result<bool, StorageError> {
         let client = self.client().await?;
         let n = client
             .execute(
-                "UPDATE kvm_versions SET body = $3 WHERE name = $1 AND version = $2",
-                &[&name.as_str(), &(version as i64), &body],
+                "UPDATE kvm_versions SET body = $3, sha256 = $4 WHERE name = $1 AND version = $2",
+                &[&name.as_str(), &(version as i64), &body, &digest],
             )
             .await?;
         Ok(n == 1)
     }
+
 }

@@ -2,7 +2,8 @@
 
 use super::VersionMeta;
 use super::{
-    DeleteOutcome, LockHolder, LockOutcome, LockRequest, PutOutcome, PutRequest, UnlockOutcome, UnlockRequest,
+    DeleteOutcome, LockHolder, LockOutcome, LockRequest, PurgeOutcome, PutOutcome, PutRequest, UnlockOutcome,
+    UnlockRequest,
 };
 use crate::audit::{Action, Outcome, Verdict};
 
@@ -11,8 +12,10 @@ use crate::audit::{Action, Outcome, Verdict};
 pub struct StateRow {
     /// The lock, if held.
     pub lock: Option<LockHolder>,
-    /// ID of the lock last released by its holder (makes a retried UNLOCK succeed).
+    /// ID of the lock last released by its holder (makes the holder's retried UNLOCK succeed).
     pub released_lock_id: Option<String>,
+    /// Who released it (a retried UNLOCK comes from the same user; anyone else's is refused).
+    pub released_lock_user: Option<String>,
     /// Current version.
     pub current: Option<VersionMeta>,
     /// Number the next version gets.
@@ -29,10 +32,15 @@ pub fn decide_lock(row: &StateRow, req: &LockRequest) -> LockOutcome {
 }
 
 /// UNLOCK. A lock is the holder's (ID and user); anyone else releasing it is a force-unlock,
-/// which needs `may_force`.
+/// which needs `may_force`. Only the user who released a lock hears 200 again for its ID.
 pub fn decide_unlock(row: &StateRow, req: &UnlockRequest) -> UnlockOutcome {
     match (&row.lock, &req.id) {
-        (None, Some(id)) if row.released_lock_id.as_deref() == Some(id.as_str()) => UnlockOutcome::AlreadyReleased,
+        (None, Some(id))
+            if row.released_lock_id.as_deref() == Some(id.as_str())
+                && row.released_lock_user.as_deref() == Some(req.user.as_str()) =>
+        {
+            UnlockOutcome::AlreadyReleased
+        }
         (None, _) => UnlockOutcome::NotLocked,
         (Some(h), Some(id)) if *id == h.id && h.user == req.user => UnlockOutcome::Released,
         (Some(h), None) if req.may_force => UnlockOutcome::ForceReleased(h.clone()),
@@ -81,8 +89,40 @@ pub fn decide_delete(row: &StateRow, lock_id: Option<&str>, user: &str) -> Delet
     }
 }
 
-fn holder_lock(h: &LockHolder) -> Option<(String, String)> {
-    Some((h.id.clone(), h.info.clone()))
+/// A purge: only of a deleted state (no current version) that nobody holds. Storage fills in
+/// the number of versions removed.
+pub fn decide_purge(row: &StateRow) -> PurgeOutcome {
+    match (&row.lock, &row.current) {
+        (Some(h), _) => PurgeOutcome::Locked(h.clone()),
+        (None, Some(_)) => PurgeOutcome::NotDeleted,
+        (None, None) => PurgeOutcome::Purged(0),
+    }
+}
+
+/// How a purge reads in the audit log.
+pub fn purge_verdict(outcome: &PurgeOutcome) -> Verdict {
+    match outcome {
+        PurgeOutcome::Purged(n) => Verdict::new(Outcome::Ok, 200, format!("{n} versions of a deleted state removed")),
+        PurgeOutcome::NotDeleted => Verdict::new(
+            Outcome::Conflict,
+            409,
+            "the state has a current version; delete the state first (DELETE /states/NAME)",
+        ),
+        PurgeOutcome::Locked(h) => Verdict {
+            lock: holder_id(h),
+            ..Verdict::new(Outcome::Conflict, 409, format!("state is locked by {} (lock ID {})", h.user, h.id))
+        },
+    }
+}
+
+// A conflict records the holder's lock ID only (see `Verdict::lock`).
+fn holder_id(h: &LockHolder) -> Option<(String, Option<String>)> {
+    Some((h.id.clone(), None))
+}
+
+// A broken lock is recorded with its LockInfo: once per lock, by an admin.
+fn broken_lock(h: &LockHolder) -> Option<(String, Option<String>)> {
+    Some((h.id.clone(), Some(h.info.clone())))
 }
 
 /// How a LOCK reads in the audit log.
@@ -91,7 +131,7 @@ pub fn lock_verdict(outcome: &LockOutcome) -> Verdict {
         LockOutcome::Acquired => Verdict::new(Outcome::Ok, 200, "lock acquired"),
         LockOutcome::AlreadyHeld => Verdict::new(Outcome::Ok, 200, "lock already held by this client (retried LOCK)"),
         LockOutcome::Conflict(h) => Verdict {
-            lock: holder_lock(h),
+            lock: holder_id(h),
             ..Verdict::new(Outcome::Conflict, 423, format!("state is locked by {} (lock ID {})", h.user, h.id))
         },
     }
@@ -104,12 +144,12 @@ pub fn unlock_verdict(outcome: &UnlockOutcome) -> Verdict {
         UnlockOutcome::AlreadyReleased => Verdict::new(Outcome::Ok, 200, "lock already released (retried UNLOCK)"),
         UnlockOutcome::ForceReleased(h) => Verdict {
             action: Some(Action::ForceUnlock),
-            lock: holder_lock(h),
+            lock: broken_lock(h),
             ..Verdict::new(Outcome::Ok, 200, format!("lock of {} with ID {} broken", h.user, h.id))
         },
         UnlockOutcome::NotLocked => Verdict::new(Outcome::Conflict, 409, "the state is not locked"),
         UnlockOutcome::Conflict(h) => Verdict {
-            lock: holder_lock(h),
+            lock: holder_id(h),
             ..Verdict::new(
                 Outcome::Conflict,
                 409,
@@ -131,7 +171,7 @@ pub fn put_verdict(outcome: &PutOutcome) -> Verdict {
             ..Verdict::new(Outcome::Ok, 200, "identical to the current version (retried POST)")
         },
         PutOutcome::Locked(h) => Verdict {
-            lock: holder_lock(h),
+            lock: holder_id(h),
             ..Verdict::new(
                 Outcome::Conflict,
                 409,
@@ -169,7 +209,7 @@ pub fn delete_verdict(outcome: &DeleteOutcome) -> Verdict {
         DeleteOutcome::Deleted => Verdict::new(Outcome::Ok, 200, "current state removed (versions kept)"),
         DeleteOutcome::NoState => Verdict::new(Outcome::Ok, 404, "no state stored"),
         DeleteOutcome::Locked(h) => Verdict {
-            lock: holder_lock(h),
+            lock: holder_id(h),
             ..Verdict::new(Outcome::Conflict, 409, format!("state is locked by {} (lock ID {})", h.user, h.id))
         },
     }
@@ -204,6 +244,7 @@ mod tests {
     fn put(serial: u64, lineage: &str, sha: &str, lock_id: Option<&str>, user: &str) -> PutRequest {
         PutRequest {
             body: Vec::new(),
+            seal: None,
             meta: NewVersion {
                 serial: Some(serial),
                 lineage: Some(lineage.into()),
@@ -229,7 +270,10 @@ mod tests {
         let other_user = LockRequest { user: "b".into(), ..req.clone() };
         assert_eq!(decide_lock(&held, &other_user), LockOutcome::Conflict(holder("1", "a")));
         let other_id = LockRequest { id: "2".into(), ..req };
-        assert!(matches!(decide_lock(&held, &other_id), LockOutcome::Conflict(_)));
+        let conflict = decide_lock(&held, &other_id);
+        assert!(matches!(conflict, LockOutcome::Conflict(_)));
+        // A conflict names the holder's ID, never copies its LockInfo.
+        assert_eq!(lock_verdict(&conflict).lock, Some(("1".to_string(), None)));
     }
 
     #[test]
@@ -247,8 +291,12 @@ mod tests {
         assert!(matches!(decide_unlock(&held, &by(Some("1"), "b", true)), UnlockOutcome::ForceReleased(_)));
         assert!(matches!(decide_unlock(&held, &by(None, "b", true)), UnlockOutcome::ForceReleased(_)));
         assert!(matches!(decide_unlock(&held, &by(None, "a", false)), UnlockOutcome::Conflict(_)));
-        let released = StateRow { released_lock_id: Some("1".into()), ..Default::default() };
+        let released =
+            StateRow { released_lock_id: Some("1".into()), released_lock_user: Some("a".into()), ..Default::default() };
         assert_eq!(decide_unlock(&released, &by(Some("1"), "a", false)), UnlockOutcome::AlreadyReleased);
+        // Someone else naming the released ID is not told "ok".
+        assert_eq!(decide_unlock(&released, &by(Some("1"), "b", false)), UnlockOutcome::NotLocked);
+        assert_eq!(decide_unlock(&released, &by(Some("1"), "b", true)), UnlockOutcome::NotLocked);
         assert_eq!(decide_unlock(&released, &by(Some("9"), "a", false)), UnlockOutcome::NotLocked);
         assert_eq!(decide_unlock(&released, &by(None, "a", true)), UnlockOutcome::NotLocked);
     }
@@ -275,6 +323,15 @@ mod tests {
         assert_eq!(decide_put(&row, &cas), PutOutcome::Moved);
         cas.expect_current = Some(Some(3));
         assert!(matches!(decide_put(&row, &cas), PutOutcome::Stored(_)));
+    }
+
+    #[test]
+    fn purge_rules() {
+        assert_eq!(decide_purge(&StateRow::default()), PurgeOutcome::Purged(0));
+        let live = StateRow { current: Some(meta(1, 1, "L", "h")), ..Default::default() };
+        assert_eq!(decide_purge(&live), PurgeOutcome::NotDeleted);
+        let locked = StateRow { lock: Some(holder("1", "a")), ..Default::default() };
+        assert!(matches!(decide_purge(&locked), PurgeOutcome::Locked(_)));
     }
 
     #[test]

@@ -19,6 +19,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use super::rules::{self, StateRow};
 use super::*;
 use crate::audit::{Action, AuditQuery, Outcome};
+use crate::{log, perms};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS kvm_states (
@@ -28,6 +29,7 @@ CREATE TABLE IF NOT EXISTS kvm_states (
     lock_info TEXT,
     lock_since TEXT,
     released_lock_id TEXT,
+    released_lock_user TEXT,
     current_version INTEGER,
     next_version INTEGER NOT NULL DEFAULT 1
 );
@@ -93,11 +95,51 @@ fn open(path: &Path) -> Result<Connection, rusqlite::Error> {
     Ok(conn)
 }
 
+// The database holds every state (secrets included, unless encrypted) and the audit log. SQLite
+// creates its `-wal` and `-shm` files with the database file's mode, so creating the database 0600
+// covers all three; files left open to others by an earlier version are tightened.
+fn make_private(path: &Path) -> Result<(), StorageError> {
+    let io = |e: std::io::Error| StorageError::Io(format!("{}: {e}", path.display()));
+    let mut tightened = Vec::new();
+    if perms::ensure_private(path).map_err(io)? {
+        tightened.push(path.to_path_buf());
+    }
+    for suffix in ["-wal", "-shm"] {
+        let companion = PathBuf::from(format!("{}{suffix}", path.display()));
+        if companion.exists() && perms::ensure_private(&companion).map_err(io)? {
+            tightened.push(companion);
+        }
+    }
+    if !tightened.is_empty() {
+        let files: Vec<String> = tightened.iter().map(|p| p.display().to_string()).collect();
+        log::warn(
+            "database files were readable by group or others; made them 0600",
+            serde_json::json!({ "files": files }),
+        );
+    }
+    Ok(())
+}
+
+// Columns added after a database may have been created (`CREATE TABLE IF NOT EXISTS` leaves an
+// existing table as it was).
+fn migrate(conn: &Connection) -> Result<(), rusqlite::Error> {
+    let has = |table: &str, column: &str| -> Result<bool, rusqlite::Error> {
+        let mut stmt = conn.prepare(&format!("SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1"))?;
+        stmt.exists([column])
+    };
+    if !has("kvm_states", "released_lock_user")? {
+        conn.execute_batch("ALTER TABLE kvm_states ADD COLUMN released_lock_user TEXT")?;
+    }
+    Ok(())
+}
+
 impl SqliteStorage {
-    /// Opens (creating if needed) the database file at `path`.
+    /// Opens (creating if needed) the database file at `path`, readable by its owner only.
     pub fn open(path: &Path) -> Result<SqliteStorage, StorageError> {
+        make_private(path)?;
         let conn = open(path)?;
         conn.execute_batch(SCHEMA)?;
+        migrate(&conn)?;
         let (jobs, queue) = mpsc::channel();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
@@ -231,7 +273,8 @@ fn audit_from(row: &Row<'_>) -> Result<AuditEvent, rusqlite::Error> {
 
 fn state_row(tx: &Connection, name: &str) -> Result<StateRow, rusqlite::Error> {
     let sql = format!(
-        "SELECT s.lock_id, s.lock_user, s.lock_info, s.lock_since, s.released_lock_id, s.next_version, {META_COLUMNS}
+        "SELECT s.lock_id, s.lock_user, s.lock_info, s.lock_since, s.released_lock_id, s.next_version, {META_COLUMNS},
+             s.released_lock_user
          FROM kvm_states s LEFT JOIN kvm_versions v ON v.name = s.name AND v.version = s.current_version
          WHERE s.name = ?1"
     );
@@ -246,6 +289,7 @@ fn state_row(tx: &Connection, name: &str) -> Result<StateRow, rusqlite::Error> {
             Ok(StateRow {
                 lock,
                 released_lock_id: r.get(4)?,
+                released_lock_user: r.get(14)?,
                 next_version: r.get::<_, i64>(5)? as u64,
                 current: if has_current { Some(meta_from(r, 6)?) } else { None },
             })
@@ -276,19 +320,28 @@ fn insert_audit(tx: &Connection, mut event: AuditEvent) -> Result<AuditEvent, ru
     Ok(event)
 }
 
+// `released`: (ID, user) of the lock its holder just released.
 fn set_lock(
     tx: &Connection,
     name: &str,
     lock: Option<&LockRequest>,
-    released: Option<&str>,
+    released: Option<(&str, &str)>,
 ) -> Result<(), rusqlite::Error> {
     tx.execute(
-        "INSERT INTO kvm_states (name, lock_id, lock_user, lock_info, lock_since, released_lock_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+        "INSERT INTO kvm_states (name, lock_id, lock_user, lock_info, lock_since, released_lock_id, released_lock_user)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
          ON CONFLICT (name) DO UPDATE SET lock_id = excluded.lock_id, lock_user = excluded.lock_user,
              lock_info = excluded.lock_info, lock_since = excluded.lock_since,
-             released_lock_id = excluded.released_lock_id",
-        params![name, lock.map(|l| &l.id), lock.map(|l| &l.user), lock.map(|l| &l.info), lock.map(|l| &l.at), released],
+             released_lock_id = excluded.released_lock_id, released_lock_user = excluded.released_lock_user",
+        params![
+            name,
+            lock.map(|l| &l.id),
+            lock.map(|l| &l.user),
+            lock.map(|l| &l.info),
+            lock.map(|l| &l.at),
+            released.map(|r| r.0),
+            released.map(|r| r.1)
+        ],
     )?;
     Ok(())
 }
@@ -347,7 +400,9 @@ impl Storage for SqliteStorage {
             let row = state_row(tx, &name)?;
             let value = rules::decide_unlock(&row, &req);
             match &value {
-                UnlockOutcome::Released => set_lock(tx, &name, None, req.id.as_deref())?,
+                UnlockOutcome::Released => {
+                    set_lock(tx, &name, None, req.id.as_deref().map(|id| (id, req.user.as_str())))?
+                }
                 UnlockOutcome::ForceReleased(_) => set_lock(tx, &name, None, None)?,
                 _ => {}
             }
@@ -365,10 +420,16 @@ impl Storage for SqliteStorage {
     ) -> Result<Audited<PutOutcome>, StorageError> {
         let name = name.as_str().to_string();
         self.write(move |tx| {
+            let mut req = req;
             let row = state_row(tx, &name)?;
             let value = rules::decide_put(&row, &req);
             if let PutOutcome::Stored(m) = &value {
                 let v = m.version as i64;
+                let body = std::mem::take(&mut req.body);
+                let body = match req.seal.take() {
+                    Some(sealer) => sealer.seal(m.version, body),
+                    None => body,
+                };
                 tx.execute(
                     "INSERT INTO kvm_versions
                      (name, version, serial, lineage, sha256, size, created_by, created_at, restored_from, body)
@@ -383,7 +444,7 @@ impl Storage for SqliteStorage {
                         m.created_by,
                         m.created_at,
                         m.restored_from.map(|r| r as i64),
-                        req.body,
+                        body,
                     ],
                 )?;
                 tx.execute(
@@ -420,6 +481,19 @@ impl Storage for SqliteStorage {
                 tx.execute("UPDATE kvm_states SET current_version = NULL WHERE name = ?1", [&name])?;
             }
             let event = insert_audit(tx, audit.finish(rules::delete_verdict(&value)))?;
+            Ok(Audited { value, event })
+        })
+        .await
+    }
+
+    async fn purge(&self, name: &StateName, audit: AuditDraft) -> Result<Audited<PurgeOutcome>, StorageError> {
+        let name = name.as_str().to_string();
+        self.write(move |tx| {
+            let mut value = rules::decide_purge(&state_row(tx, &name)?);
+            if let PurgeOutcome::Purged(n) = &mut value {
+                *n = tx.execute("DELETE FROM kvm_versions WHERE name = ?1", [&name])? as u64;
+            }
+            let event = insert_audit(tx, audit.finish(rules::purge_verdict(&value)))?;
             Ok(Audited { value, event })
         })
         .await
@@ -476,15 +550,46 @@ impl Storage for SqliteStorage {
         rows.into_iter().map(|(n, v)| Ok((super::parse_stored_name(n)?, v))).collect()
     }
 
-    async fn replace_body(&self, name: &StateName, version: u64, body: Vec<u8>) -> Result<bool, StorageError> {
+    async fn replace_stored(
+        &self,
+        name: &StateName,
+        version: u64,
+        body: Vec<u8>,
+        digest: String,
+    ) -> Result<bool, StorageError> {
         let name = name.as_str().to_string();
         self.write(move |tx| {
             let n = tx.execute(
-                "UPDATE kvm_versions SET body = ?3 WHERE name = ?1 AND version = ?2",
-                params![name, version as i64, body],
+                "UPDATE kvm_versions SET body = ?3, sha256 = ?4 WHERE name = ?1 AND version = ?2",
+                params![name, version as i64, body, digest],
             )?;
             Ok(n == 1)
         })
         .await
+    }
+
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_older_database_gains_the_new_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(
+                "CREATE TABLE kvm_states (name TEXT PRIMARY KEY, lock_id TEXT, lock_user TEXT, lock_info TEXT,
+                 lock_since TEXT, released_lock_id TEXT, current_version INTEGER,
+                 next_version INTEGER NOT NULL DEFAULT 1);
+                 INSERT INTO kvm_states (name, released_lock_id) VALUES ('s', 'L1');",
+            )
+            .unwrap();
+        drop(SqliteStorage::open(&path).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        let row = state_row(&conn, "s").unwrap();
+        assert_eq!((row.released_lock_id.as_deref(), row.released_lock_user), (Some("L1"), None));
     }
 }

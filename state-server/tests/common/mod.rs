@@ -58,6 +58,13 @@ pub fn users_toml_cheap() -> String {
         .collect()
 }
 
+/// Writes a secret file (key, password) with mode 0600: the server refuses ones others can read.
+pub fn write_private(path: &Path, data: impl AsRef<[u8]>) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, data).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
 /// A running `kvm-state-server` process; killed (SIGKILL) when dropped.
 pub struct Server {
     pub child: Child,
