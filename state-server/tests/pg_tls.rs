@@ -191,7 +191,7 @@ impl Drop for Cluster {
 /// A server directory holding the password file and `ca.pem`.
 fn server_dir(password: &str, ca_pem: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("pg.pass"), password).unwrap();
+    common::write_private(&dir.path().join("pg.pass"), password);
     std::fs::write(dir.path().join("ca.pem"), ca_pem).unwrap();
     dir
 }
