@@ -34,12 +34,14 @@ use crate::auth::{AuthError, Authenticator, Principal, Role};
 use crate::config::Limits;
 use crate::conn::{self, ClientKey, Notices};
 use crate::crypto::{AtRest, Binding};
+use crate::live::Swap;
 use crate::metrics::{method_label, ConnEvent, Metrics};
 use crate::names::{self, StateName};
 use crate::storage::{
     Audited, DeleteOutcome, LockOutcome, LockRequest, NewVersion, PurgeOutcome, PutOutcome, PutRequest, Sealer,
     Storage, StorageError, StoredVersion, UnlockOutcome, UnlockRequest,
 };
+use crate::tls::ClientCert;
 use crate::{log, tfstate};
 
 /// Largest LockInfo body accepted (the LockInfo cap: larger ones are answered 413).
@@ -49,8 +51,8 @@ pub const LOCK_BODY_LIMIT: u64 = tfstate::MAX_LOCK_INFO_LEN as u64;
 pub struct App {
     /// Where states live.
     pub storage: Arc<dyn Storage>,
-    /// Credentials and roles.
-    pub auth: Authenticator,
+    /// Credentials and roles (replaced on SIGHUP).
+    pub auth: Swap<Authenticator>,
     /// Encryption at rest.
     pub at_rest: AtRest,
     /// JSON-lines copy of the audit log.
@@ -345,12 +347,13 @@ impl Ctx<'_> {
 pub async fn handle(
     app: Arc<App>,
     remote: SocketAddr,
+    cert: Option<Arc<ClientCert>>,
     req: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Infallible> {
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let (resp, user) = dispatch(&app, remote, req).await;
+    let (resp, user) = dispatch(&app, remote, cert.as_deref(), req).await;
     let status = resp.status().as_u16();
     if status >= 500 {
         app.metrics.server_errors.add(1);
@@ -367,7 +370,12 @@ pub async fn handle(
     Ok(resp)
 }
 
-async fn dispatch(app: &App, remote: SocketAddr, req: Request<Incoming>) -> (Response<ResponseBody>, String) {
+async fn dispatch(
+    app: &App,
+    remote: SocketAddr,
+    cert: Option<&ClientCert>,
+    req: Request<Incoming>,
+) -> (Response<ResponseBody>, String) {
     let path = req.uri().path().to_string();
     let route = route(&path);
     if let Route::Health = route {
@@ -386,8 +394,12 @@ async fn dispatch(app: &App, remote: SocketAddr, req: Request<Incoming>) -> (Res
     }
     let mut headers = req.headers().get_all(AUTHORIZATION).iter();
     let header = headers.next().map(HeaderValue::as_bytes);
-    let authenticated =
-        if headers.next().is_some() { Err(AuthError::Repeated) } else { app.auth.authenticate(header).await };
+    let auth = app.auth.load();
+    let authenticated = match cert {
+        _ if headers.next().is_some() => Err(AuthError::Repeated),
+        Some(cert) => auth.authenticate_with_certificate(cert, header).await,
+        None => auth.authenticate(header).await,
+    };
     match authenticated {
         Ok(p) => {
             ctx.user = p.name.clone();
@@ -395,7 +407,7 @@ async fn dispatch(app: &App, remote: SocketAddr, req: Request<Incoming>) -> (Res
         }
         Err(e) => {
             app.metrics.auth_failures.add(1);
-            if let AuthError::BadCredentials { user } = &e {
+            if let Some(user) = e.claimed() {
                 ctx.user = clip(user);
             }
             let mut draft = ctx.draft(Action::Request, None);

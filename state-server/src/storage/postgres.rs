@@ -473,5 +473,4 @@ impl Storage for PostgresStorage {
             .await?;
         Ok(n == 1)
     }
-
 }

@@ -567,7 +567,6 @@ impl Storage for SqliteStorage {
         })
         .await
     }
-
 }
 
 #[cfg(test)]
