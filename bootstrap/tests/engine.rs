@@ -140,6 +140,20 @@ fn node_roles_get_their_own_configuration() {
 }
 
 #[test]
+fn the_server_certificate_names_the_address_nodes_join_through() {
+    // Clients use a load balancer; nodes join through the first server's own address.
+    let mut s = spec(2, 1, Reconciler::ArgoCd);
+    s.k3s.api_address = Some("k8s.example.net".into());
+    let join = s.node_config(2).unwrap().server.unwrap();
+    let join_host = join.trim_start_matches("https://").trim_end_matches(":6443").to_string();
+    for server in 0..2 {
+        let sans = s.node_config(server).unwrap().tls_san;
+        assert!(sans.contains(&"k8s.example.net".to_string()), "{sans:?}");
+        assert!(sans.contains(&join_host), "server {server} lacks the join host {join_host}: {sans:?}");
+    }
+}
+
+#[test]
 fn the_kubeconfig_is_known_before_the_cluster_and_points_at_the_api_address() {
     let mut s = spec(1, 0, Reconciler::ArgoCd);
     let sec = secrets(None);

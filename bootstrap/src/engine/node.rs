@@ -136,9 +136,10 @@ pub(crate) fn uninstall(session: &Session, role: Role, data_dir: &str) -> Result
         // The data directory too: without k3s installed it holds only the CAs the engine placed.
         session.exec_checked(
             &format!(
-                "if [ -x {script} ]; then {script}; fi; rm -rf {} {} /etc/rancher/k3s",
-                quote(STATE_DIR),
-                quote(data_dir)
+                // K3S_DATA_DIR: the scripts clean /var/lib/rancher/k3s unless told otherwise.
+                "if [ -x {script} ]; then K3S_DATA_DIR={dd} {script}; fi; rm -rf {state} {dd} /etc/rancher/k3s",
+                state = quote(STATE_DIR),
+                dd = quote(data_dir)
             ),
             "uninstalling k3s",
         )?;

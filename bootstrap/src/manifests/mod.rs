@@ -21,6 +21,7 @@ pub mod argocd;
 mod corev1;
 pub mod flux;
 mod git;
+pub mod offline;
 
 use std::collections::BTreeMap;
 
