@@ -337,7 +337,11 @@ impl<'a> Engine<'a> {
             placed = node::place_files(session, &plan, &extra)?;
             Ok(placed.files || placed.artifacts)
         })?;
-        let installed = step("install", &mut || node::install(session, &plan, &self.spec.k3s.install, placed))?;
+        let mut installed = node::Installed::Nothing;
+        step("install", &mut || {
+            installed = node::install(session, &plan, &self.spec.k3s.install, placed)?;
+            Ok(installed != node::Installed::Nothing)
+        })?;
         let digest = node::start_digest(&plan, &extra);
         step("service", &mut || node::ensure_running(session, plan.role, &digest, installed))?;
         Ok(())
