@@ -116,6 +116,13 @@ fn bad_specs_are_refused_before_connecting_with_the_setting_named() {
     bad_repo.repository.as_mut().unwrap().url = "git@git.example.com:platform/cluster.git".into();
     let e = Engine::new(&bad_repo, &ok).err().unwrap().to_string();
     assert!(e.contains("ssh://git@git.example.com/platform/cluster.git"), "{e}");
+    // Flux cannot follow HEAD (it would look for a branch of that name); Argo CD can.
+    let mut head = spec(1, 0, Reconciler::Flux);
+    head.repository.as_mut().unwrap().revision = "HEAD".into();
+    let e = Engine::new(&head, &ok).err().unwrap().to_string();
+    assert!(e.contains("revision \"HEAD\"") && e.contains("name the default branch"), "{e}");
+    head.reconciler.kind = Reconciler::ArgoCd;
+    Engine::new(&head, &ok).unwrap();
     // A valid spec passes.
     Engine::new(&spec(3, 2, Reconciler::Flux), &ok).unwrap();
 }

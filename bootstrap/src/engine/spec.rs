@@ -400,7 +400,7 @@ impl ClusterSpec {
             }
             Reconciler::Flux => {
                 objects.push(Namespace::new(ns)?.into());
-                let mut source = flux::GitRepository::new(ns, &repo.name, &repo.url, flux_ref(&repo.revision))?;
+                let mut source = flux::GitRepository::new(ns, &repo.name, &repo.url, flux_ref(&repo.revision)?)?;
                 if let Some(creds) = &secrets.git {
                     let secret_name = format!("{}-auth", repo.name);
                     objects.push(flux::auth_secret(ns, &secret_name, &repo.url, creds)?.into());
@@ -416,14 +416,23 @@ impl ClusterSpec {
 }
 
 /// Flux needs to know what kind of reference a revision is (Argo CD does not): a full commit
-/// hash, `refs/tags/NAME` for a tag, anything else a branch.
-fn flux_ref(revision: &str) -> flux::GitRef {
+/// hash, `refs/tags/NAME` for a tag, anything else a branch. `HEAD` is not a branch: Flux would
+/// look for a branch named HEAD and never find it.
+fn flux_ref(revision: &str) -> Result<flux::GitRef, crate::manifests::ManifestError> {
     let is_hash = matches!(revision.len(), 40 | 64) && revision.bytes().all(|b| b.is_ascii_hexdigit());
-    if is_hash {
+    Ok(if is_hash {
         flux::GitRef::Commit(revision.to_ascii_lowercase())
     } else if let Some(tag) = revision.strip_prefix("refs/tags/") {
         flux::GitRef::Tag(tag.to_string())
     } else {
-        flux::GitRef::Branch(revision.strip_prefix("refs/heads/").unwrap_or(revision).to_string())
-    }
+        let branch = revision.strip_prefix("refs/heads/").unwrap_or(revision);
+        if branch == "HEAD" {
+            return Err(crate::manifests::ManifestError::InvalidRevision {
+                revision: revision.to_string(),
+                reason: "Flux follows a branch, tag or commit, not HEAD: name the default branch (e.g. \"main\")"
+                    .into(),
+            });
+        }
+        flux::GitRef::Branch(branch.to_string())
+    })
 }

@@ -69,6 +69,14 @@ pub enum ManifestError {
         /// Why.
         reason: String,
     },
+    /// A Git revision the reconciler cannot follow.
+    #[error("revision {revision:?}: {reason}")]
+    InvalidRevision {
+        /// The revision as given.
+        revision: String,
+        /// Why, and what to give instead.
+        reason: String,
+    },
     /// A Git repository URL is not usable (or not usable with the given credentials).
     #[error("repository URL {url:?}: {reason}")]
     InvalidUrl {
