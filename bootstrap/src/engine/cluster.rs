@@ -12,7 +12,7 @@ use super::spec::{ManifestSource, ReconcilerSettings, SEALED_SECRETS_CONTROLLER,
 use super::EngineError;
 use crate::k3s::{MODE_PUBLIC, MODE_SECRET};
 use crate::manifests::offline::{pull_only_if_missing, OfflineError};
-use crate::manifests::{to_yaml_stream, Object};
+use crate::manifests::{to_yaml_stream, Manifest, Object};
 use crate::readiness::{self, ProbeError, ReadinessError, Reconciler, Stage, Verdict};
 use crate::shell::quote;
 use crate::ssh::{Session, SshError};
@@ -84,15 +84,56 @@ pub(crate) fn apply_objects(k: &Kubectl, file: &str, objects: &[Object]) -> Resu
     Ok(changed)
 }
 
-/// The sealing key Secrets, before the controller: it loads keys only at start. When the keys
-/// changed under a running controller, it is restarted to load them.
+/// Value of the key label on key Secrets that are no longer in the spec: the controller loads
+/// only `active` keys, so a retired key neither opens nor seals anything, yet stays in the
+/// cluster for whoever needs it back (relabel it `active`, or put it in the spec again).
+pub const RETIRED_KEY_LABEL_VALUE: &str = "retired";
+/// Marks a controller restart that is owed: written before restarting, removed after, so that a
+/// run that failed in between restarts on the next run even though the keys no longer change.
+const RESTART_PENDING: &str = "/var/lib/kvm-bootstrap/sealed-secrets-restart-pending";
+
+/// The sealing key Secrets, before the controller: it loads keys only at start. Key Secrets the
+/// spec no longer lists are relabelled [`RETIRED_KEY_LABEL_VALUE`] (the controller would go on
+/// opening with them and, if one is the newest, sealing with it). When the keys changed under a
+/// running controller, it is restarted to load them.
 pub(crate) fn apply_sealing_keys(k: &Kubectl, objects: &[Object]) -> Result<bool, EngineError> {
-    let changed = apply_objects(k, "sealing-keys.yaml", objects)?;
-    if changed && controller_exists(k)? {
+    let mut changed = apply_objects(k, "sealing-keys.yaml", objects)?;
+    let wanted: std::collections::BTreeSet<&str> = objects.iter().map(|o| o.metadata().name()).collect();
+    let selector = format!("{}=active", crate::sealing::KEY_SECRET_LABEL);
+    let active = k.get_json(Some(SEALED_SECRETS_NAMESPACE), &["secrets", "-l", &selector])?;
+    for name in secret_names(active.as_deref()) {
+        if !wanted.contains(name.as_str()) {
+            tracing::warn!(secret = %name, "sealing key not in the spec: relabelled retired, so the controller no longer loads it");
+            k.label(
+                SEALED_SECRETS_NAMESPACE,
+                &format!("secret/{name}"),
+                &format!("{}={RETIRED_KEY_LABEL_VALUE}", crate::sealing::KEY_SECRET_LABEL),
+            )?;
+            changed = true;
+        }
+    }
+    let session = k.session();
+    let owed = session.exec(&format!("[ -e {} ]", quote(RESTART_PENDING)))?.success();
+    if (changed || owed) && controller_exists(k)? {
         tracing::info!("sealing keys changed: restarting the Sealed Secrets controller to load them");
+        session.write_file(RESTART_PENDING, b"", MODE_PUBLIC, Some(("root", "root")))?;
         k.restart_deployment(SEALED_SECRETS_NAMESPACE, SEALED_SECRETS_CONTROLLER)?;
+        session.exec_checked(&format!("rm -f {}", quote(RESTART_PENDING)), "clearing the restart marker")?;
+        changed = true;
     }
     Ok(changed)
+}
+
+// Names of the objects in a `kubectl get -o json` answer (a List, or one object).
+fn secret_names(json: Option<&str>) -> Vec<String> {
+    let Some(value) = json.and_then(|j| serde_json::from_str::<serde_json::Value>(j).ok()) else {
+        return Vec::new();
+    };
+    let items = match value.get("items").and_then(|i| i.as_array()) {
+        Some(items) => items.clone(),
+        None => vec![value],
+    };
+    items.iter().filter_map(|i| i.pointer("/metadata/name")?.as_str().map(str::to_string)).collect()
 }
 
 fn controller_exists(k: &Kubectl) -> Result<bool, SshError> {
@@ -330,6 +371,15 @@ mod tests {
         assert!(matches!(classify(command_failed(126)), ProbeError::Permanent(_)), "not executable");
         // kubectl failing while the API server starts is worth another try.
         assert!(matches!(classify(command_failed(1)), ProbeError::Transient(_)));
+    }
+
+    #[test]
+    fn names_of_listed_secrets() {
+        let list =
+            r#"{"kind":"List","items":[{"metadata":{"name":"sealed-secrets-keyabc"}},{"metadata":{"name":"b"}}]}"#;
+        assert_eq!(secret_names(Some(list)), vec!["sealed-secrets-keyabc", "b"]);
+        assert!(secret_names(None).is_empty());
+        assert!(secret_names(Some(r#"{"kind":"List","items":[]}"#)).is_empty());
     }
 
     #[test]

@@ -60,6 +60,20 @@ impl<'a> Kubectl<'a> {
         self.session.exec_checked(&command, &format!("applying {path}"))
     }
 
+    /// Sets one label on one object (`--overwrite`).
+    pub(crate) fn label(&self, namespace: &str, object: &str, label: &str) -> Result<(), SshError> {
+        self.session.exec_checked(
+            &format!(
+                "{REMOTE_BINARY} kubectl -n {} label --overwrite {} {}",
+                quote(namespace),
+                quote(object),
+                quote(label)
+            ),
+            &format!("labelling {namespace}/{object}"),
+        )?;
+        Ok(())
+    }
+
     /// `kubectl rollout restart` of a Deployment, so it reads Secrets it only loads at start.
     pub(crate) fn restart_deployment(&self, namespace: &str, name: &str) -> Result<(), SshError> {
         self.session.exec_checked(
