@@ -80,7 +80,7 @@ pub(crate) fn apply_objects(k: &Kubectl, file: &str, objects: &[Object]) -> Resu
     let path = format!("{MANIFEST_DIR}/{file}");
     let changed =
         k.session().write_file(&path, to_yaml_stream(objects).as_bytes(), MODE_SECRET, Some(("root", "root")))?;
-    k.apply(&path, None, false)?;
+    k.apply(file.trim_end_matches(".yaml"), &path, None, false)?;
     Ok(changed)
 }
 
@@ -161,7 +161,7 @@ pub(crate) fn install_sealed_secrets(
         MODE_PUBLIC,
         Some(("root", "root")),
     )?;
-    k.apply(&dir, None, true)?;
+    k.apply("sealed-secrets", &dir, None, true)?;
     wait(Stage::SealedSecretsCrd, timeout, || {
         let json = k.get_json(None, &["crd", "sealedsecrets.bitnami.com"]).map_err(classify)?;
         judged(readiness::kube::crds(json.as_deref().map(as_list).as_deref(), &["sealedsecrets.bitnami.com"]))
@@ -198,22 +198,51 @@ fn sealed_secrets_kustomization() -> serde_json::Value {
     })
 }
 
+/// The kustomization around a reconciler's upstream `install.yaml`: into `namespace` (upstream
+/// leaves namespaced objects without one), with each override as a strategic-merge patch.
+fn install_kustomization(namespace: &str, overrides: &[&Object]) -> serde_json::Value {
+    let patches: Vec<serde_json::Value> =
+        overrides.iter().map(|o| json!({ "patch": crate::yaml::to_yaml(&o.to_value()) })).collect();
+    let mut k = json!({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "namespace": namespace,
+        "resources": ["install.yaml"],
+    });
+    if !patches.is_empty() {
+        k["patches"] = serde_json::Value::Array(patches);
+    }
+    k
+}
+
 /// The reconciler from its upstream manifest, applied server-side (Argo CD's CRDs exceed the
-/// annotation limit of client-side apply), into its namespace.
+/// annotation limit of client-side apply), into its namespace, through a kustomization. Objects
+/// the engine also sets (`overrides`: Argo CD's `argocd-ssh-known-hosts-cm` with the pinned host
+/// keys) are patched into the install, so that re-applying it does not reset them to upstream's
+/// values before the engine's own apply puts them back.
 pub(crate) fn install_reconciler(
     k: &Kubectl,
     settings: &ReconcilerSettings,
+    overrides: &[&Object],
     offline: bool,
     timeout: Duration,
 ) -> Result<bool, EngineError> {
     let kind = settings.kind;
     let ns = kind.namespace();
     let session = k.session();
-    let path = format!("{MANIFEST_DIR}/{}-install.yaml", kind.as_str());
+    let dir = format!("{MANIFEST_DIR}/{}", kind.as_str());
+    session.exec_checked(&format!("mkdir -p {}", quote(&dir)), "creating the manifest directory")?;
     let namespace = crate::manifests::Namespace::new(ns).map_err(super::spec::SpecError::from)?;
     let mut changed = apply_objects(k, &format!("{}-namespace.yaml", kind.as_str()), &[namespace.into()])?;
-    changed |= place_manifest(session, &settings.manifest, &path, offline)?;
-    k.apply(&path, Some(ns), false)?;
+    changed |= place_manifest(session, &settings.manifest, &format!("{dir}/install.yaml"), offline)?;
+    let kustomization = crate::yaml::to_yaml(&install_kustomization(ns, overrides));
+    changed |= session.write_file(
+        &format!("{dir}/kustomization.yaml"),
+        kustomization.as_bytes(),
+        MODE_SECRET,
+        Some(("root", "root")),
+    )?;
+    k.apply(&format!("{}-install", kind.as_str()), &dir, None, true)?;
     wait(Stage::ReconcilerCrds(kind), timeout, || {
         let mut args = vec!["crd"];
         args.extend(kind.crds());
@@ -371,6 +400,20 @@ mod tests {
         assert!(matches!(classify(command_failed(126)), ProbeError::Permanent(_)), "not executable");
         // kubectl failing while the API server starts is worth another try.
         assert!(matches!(classify(command_failed(1)), ProbeError::Transient(_)));
+    }
+
+    #[test]
+    fn the_install_kustomization_carries_the_engines_own_objects_as_patches() {
+        let cm: Object = crate::manifests::argocd::known_hosts_config_map("argocd", "git.example.net ssh-ed25519 AAAA")
+            .unwrap()
+            .into();
+        let k = install_kustomization("argocd", &[&cm]);
+        assert_eq!(k["namespace"], "argocd");
+        assert_eq!(k["resources"], json!(["install.yaml"]));
+        let patch: serde_json::Value = serde_norway::from_str(k["patches"][0]["patch"].as_str().unwrap()).unwrap();
+        assert_eq!(patch["metadata"]["name"], "argocd-ssh-known-hosts-cm");
+        assert_eq!(patch["data"]["ssh_known_hosts"], "git.example.net ssh-ed25519 AAAA");
+        assert!(install_kustomization("flux-system", &[]).get("patches").is_none());
     }
 
     #[test]

@@ -12,8 +12,11 @@ use crate::k3s::config::REMOTE_BINARY;
 use crate::shell::quote;
 use crate::ssh::{Session, SshError};
 
-/// Field manager named in server-side applies, so `kubectl get --show-managed-fields` shows who
-/// set a field.
+/// Prefix of the field managers named in server-side applies (`kvm-bootstrap-<set>`), so
+/// `kubectl get --show-managed-fields` shows who set a field. Each apply set has its own
+/// manager: with one manager for all, applying a bare Namespace after Flux's `install.yaml`
+/// (which labels that Namespace) would drop the labels the install set, and the next install
+/// would add them again, on every run.
 pub const FIELD_MANAGER: &str = "kvm-bootstrap";
 
 /// kubectl through one SSH session.
@@ -47,11 +50,20 @@ impl<'a> Kubectl<'a> {
         Ok(if out.trim().is_empty() { None } else { Some(out) })
     }
 
-    /// Server-side apply of a file or (with `kustomize`) a kustomization directory on the node.
-    /// `--force-conflicts`: the engine owns what it applies, also when someone changed it by hand.
-    pub(crate) fn apply(&self, path: &str, namespace: Option<&str>, kustomize: bool) -> Result<String, SshError> {
-        let mut command =
-            format!("{REMOTE_BINARY} kubectl apply --server-side --force-conflicts --field-manager={FIELD_MANAGER}");
+    /// Server-side apply of a file or (with `kustomize`) a kustomization directory on the node,
+    /// as field manager `kvm-bootstrap-<set>`. `--force-conflicts`: the engine owns what it
+    /// applies, also when someone changed it by hand.
+    pub(crate) fn apply(
+        &self,
+        set: &str,
+        path: &str,
+        namespace: Option<&str>,
+        kustomize: bool,
+    ) -> Result<String, SshError> {
+        let mut command = format!(
+            "{REMOTE_BINARY} kubectl apply --server-side --force-conflicts --field-manager={}",
+            quote(&format!("{FIELD_MANAGER}-{set}"))
+        );
         if let Some(ns) = namespace {
             command.push_str(&format!(" -n {}", quote(ns)));
         }

@@ -31,6 +31,7 @@ pub use spec::*;
 
 use crate::k3s::config::{InstallPlan, Role};
 use crate::k3s::FilePlacement;
+use crate::manifests::{Manifest, Object};
 use crate::readiness::{ProbeError, Verdict, WaitError};
 use crate::ssh::{ConnectOptions, Session, SshError, Sudo};
 use kubectl::Kubectl;
@@ -294,11 +295,21 @@ impl<'a> Engine<'a> {
         self.cluster_step(&mut report, observe, "sealed secrets controller", || {
             cluster::install_sealed_secrets(&k, &self.spec.sealed_secrets.manifest, offline, t.controllers)
         })?;
+        let objects = match &self.spec.repository {
+            Some(_) => self.spec.root_objects(self.secrets)?,
+            None => Vec::new(),
+        };
+        // Root objects that upstream's install also defines: carried into the install as patches.
+        let overrides: Vec<&Object> = objects
+            .iter()
+            .filter(|o| {
+                o.kind() == "ConfigMap" && o.metadata().name() == crate::manifests::argocd::KNOWN_HOSTS_CONFIG_MAP
+            })
+            .collect();
         self.cluster_step(&mut report, observe, "reconciler", || {
-            cluster::install_reconciler(&k, &self.spec.reconciler, offline, t.controllers)
+            cluster::install_reconciler(&k, &self.spec.reconciler, &overrides, offline, t.controllers)
         })?;
         if let Some(repo) = &self.spec.repository {
-            let objects = self.spec.root_objects(self.secrets)?;
             let mut summary = String::new();
             self.cluster_step(&mut report, observe, "root sync", || {
                 let (changed, s) =
