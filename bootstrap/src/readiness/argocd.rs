@@ -35,6 +35,8 @@ struct AppStatus {
     operation_state: Option<OperationState>,
     conditions: Vec<AppCondition>,
     resources: Vec<ResourceStatus>,
+    // `appTree` in Argo CD 3: per-resource health is no longer written to `resources[].health`.
+    resource_health_source: String,
 }
 
 /// An entry of `status.resources`: one object the Application manages.
@@ -233,6 +235,15 @@ pub fn application(
             Some(out)
         })
         .collect();
+    if unhealthy.is_empty()
+        && !matches!(status.health.status.as_str(), "Healthy" | "")
+        && status.resource_health_source == "appTree"
+    {
+        seen.push_str(&format!(
+            "; Argo CD 3 keeps per-resource health out of the Application's status \
+             (resourceHealthSource: appTree): `argocd app get {id}` or the UI names the unhealthy resources"
+        ));
+    }
     if !unhealthy.is_empty() {
         let more = unhealthy.len().saturating_sub(MAX_RESOURCES);
         seen.push_str(&format!("; not healthy: {}", unhealthy[..unhealthy.len() - more].join(", ")));
@@ -310,6 +321,20 @@ mod tests {
         ));
         let v = application(Some(&json), "argocd", "root", None).unwrap();
         assert!(matches!(&v, Verdict::Waiting { last_seen } if last_seen.contains("sync operation Failed")), "{v}");
+    }
+
+    #[test]
+    fn argo_cd_3_says_where_per_resource_health_is() {
+        let json = app(r#"{"sync":{"status":"Synced"},"health":{"status":"Degraded"},"resourceHealthSource":"appTree",
+            "resources":[{"kind":"Deployment","namespace":"web","name":"api"}]}"#);
+        let v = application(Some(&json), "argocd", "root", None).unwrap();
+        assert!(v.message().contains("`argocd app get argocd/root`"), "{v}");
+        // Argo CD 2 (or persisted health): the resources themselves are named.
+        let json = app(r#"{"sync":{"status":"Synced"},"health":{"status":"Degraded"},
+            "resources":[{"kind":"Deployment","namespace":"web","name":"api","health":{"status":"Degraded"}}]}"#);
+        let v = application(Some(&json), "argocd", "root", None).unwrap();
+        assert!(v.message().contains("not healthy: Deployment web/api Degraded"), "{v}");
+        assert!(!v.message().contains("argocd app get"), "{v}");
     }
 
     #[test]
