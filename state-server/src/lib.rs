@@ -8,6 +8,8 @@
 //! * [`audit`]: the append-only trail, in the database and as JSON lines;
 //! * [`crypto`]: AES-256-GCM at rest; [`tls`]: rustls; [`metrics`]: Prometheus text;
 //! * [`conn`]: connection caps and timeouts against stalled or abusive clients;
+//! * [`throttle`]: what clients without valid credentials may cost (refusal sampling and rate,
+//!   password-guessing backoff, a bounded argon2 queue);
 //! * [`config`], [`names`], [`tfstate`]: the configuration file, state names, Terraform's documents;
 //! * [`perms`]: modes of the files that hold secrets; [`maintenance`]: `reencrypt`.
 
@@ -25,4 +27,5 @@ pub mod perms;
 pub mod server;
 pub mod storage;
 pub mod tfstate;
+pub mod throttle;
 pub mod tls;
