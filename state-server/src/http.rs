@@ -425,9 +425,15 @@ enum Unauthenticated {
 }
 
 // Credentials checked under the throttle: a remembered password costs one HMAC and is never
-// throttled; any other password check takes a place in the bounded argon2 queue, if the
-// throttle gives it one.
+// throttled; any other waits for its turn (one check per user name and address at a time), then
+// takes a place in the bounded argon2 queue, if the throttle gives it one.
 async fn authenticate(app: &App, client: ClientKey, header: Option<&[u8]>) -> Result<Principal, Unauthenticated> {
+    let check = match app.auth.check(header).map_err(Unauthenticated::Auth)? {
+        Checked::Known(p) => return Ok(p),
+        Checked::Password(check) => check,
+    };
+    let _turn = app.throttle.turn(client, check.user()).await;
+    // Whoever had the turn before may have verified these very credentials.
     let check = match app.auth.check(header).map_err(Unauthenticated::Auth)? {
         Checked::Known(p) => return Ok(p),
         Checked::Password(check) => check,

@@ -14,7 +14,9 @@
 //! * **Backoff** ([`Throttle::admit`]): after `auth_failures_per_client` wrong passwords from an
 //!   address, or `auth_failures_per_user` for a user name, further checks for it are answered 429
 //!   without running argon2, for 1 s, then 2 s, 4 s… up to `auth_backoff_max` (each failure after
-//!   the wait doubles it). A success clears the count; so do twice `auth_backoff_max` without one.
+//!   the wait doubles it). A check counts as a failure from the moment it is admitted, until it
+//!   succeeds: a client that hangs up before its answer has still cost an argon2 run. A success
+//!   clears the count; so do twice `auth_backoff_max` without a failure.
 //! * **Bounded queue** ([`Throttle::admit`]): at most `argon2_queue` password checks running or
 //!   waiting, at most `argon2_queue_per_client` of them from one address; beyond, 503 with
 //!   `Retry-After` at once, so a legitimate first login waits behind a bounded, shared queue
@@ -225,6 +227,30 @@ pub struct Throttle {
     limits: Limits,
     state: Mutex<State>,
     metrics: Arc<Metrics>,
+    // One password check at a time per (address, user name): see `Throttle::turn`.
+    turns: Mutex<HashMap<(ClientKey, String), TurnLock>>,
+}
+
+// Held by the request whose password for one user name, from one address, is being checked.
+type TurnLock = Arc<tokio::sync::Mutex<()>>;
+
+/// The turn of one request to have its password checked (see [`Throttle::turn`]); the next
+/// request for the same user name from the same address goes on when it is dropped.
+pub struct Turn<'a> {
+    throttle: &'a Throttle,
+    key: (ClientKey, String),
+    lock: TurnLock,
+    _guard: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        let mut turns = self.throttle.turns.lock().unwrap_or_else(|p| p.into_inner());
+        // The table, this turn and its guard hold the lock: nobody else waits for it.
+        if Arc::strong_count(&self.lock) <= 3 {
+            turns.remove(&self.key);
+        }
+    }
 }
 
 /// A place in the password-check queue (see [`Throttle::admit`]); report how the check ended
@@ -236,25 +262,18 @@ pub struct Ticket<'a> {
 }
 
 impl Ticket<'_> {
-    /// Records how the check ended: a wrong password counts towards the address's and the user
-    /// name's backoff; a right one clears both.
+    /// Records how the check ended. Each check was counted as a failure of the address and the
+    /// user name when it was admitted (so that a check whose client went away before the answer
+    /// counts too); a right password clears both.
     pub fn finish(self, ok: bool) {
-        let limits = &self.throttle.limits;
-        let now = Instant::now();
+        if !ok {
+            return;
+        }
         let mut state = self.throttle.lock();
         if let Some(c) = state.clients.get_mut(&self.client) {
-            if ok {
-                c.backoff = Backoff::default();
-            } else {
-                c.backoff.fail(now, limits.auth_failures_per_client, limits.auth_backoff_max);
-            }
+            c.backoff = Backoff::default();
         }
-        if ok {
-            state.users.remove(&self.user);
-        } else if state.users.len() < MAX_TRACKED || state.users.contains_key(&self.user) {
-            let b = state.users.entry(self.user.clone()).or_default();
-            b.fail(now, limits.auth_failures_per_user, limits.auth_backoff_max);
-        }
+        state.users.remove(&self.user);
     }
 }
 
@@ -273,7 +292,22 @@ impl Drop for Ticket<'_> {
 impl Throttle {
     /// A throttle with the `[limits]` in force, counting what it does in `metrics`.
     pub fn new(limits: &Limits, metrics: Arc<Metrics>) -> Throttle {
-        Throttle { limits: limits.clone(), state: Mutex::new(State::default()), metrics }
+        Throttle { limits: limits.clone(), state: Mutex::new(State::default()), metrics, turns: Mutex::default() }
+    }
+
+    /// Waits until no other password check for `user` from `client` is running or waiting. A
+    /// client that sends several requests at once with new credentials (parallel CI jobs, a
+    /// retry) has them checked once: the others find them remembered when their turn comes,
+    /// instead of each taking a place in the queue and counting as a failure until it ends.
+    /// An attacker's parallel guesses at one name go one by one into the backoff.
+    pub async fn turn(&self, client: ClientKey, user: &str) -> Turn<'_> {
+        let key = (client, user.to_string());
+        let lock = {
+            let mut turns = self.turns.lock().unwrap_or_else(|p| p.into_inner());
+            turns.entry(key.clone()).or_default().clone()
+        };
+        let guard = lock.clone().lock_owned().await;
+        Turn { throttle: self, key, lock, _guard: guard }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -333,6 +367,10 @@ impl Throttle {
                 return Err(Throttled { reason: Reason::ClientQueueFull, retry_after: QUEUE_RETRY });
             }
             c.queued += 1;
+            c.backoff.fail(now, l.auth_failures_per_client, l.auth_backoff_max);
+        }
+        if state.users.len() < MAX_TRACKED || state.users.contains_key(user) {
+            state.users.entry(user.to_string()).or_default().fail(now, l.auth_failures_per_user, l.auth_backoff_max);
         }
         state.queued += 1;
         Ok(Ticket { throttle: self, client, user: user.to_string() })
@@ -498,6 +536,22 @@ mod tests {
         t.admit(key(1), "alice").unwrap().finish(true);
         t.admit(key(1), "x").unwrap().finish(false);
         assert!(t.admit(key(1), "x").is_ok());
+    }
+
+    #[tokio::test]
+    async fn checks_of_one_name_from_one_address_take_turns() {
+        let t = Throttle::new(&limits(), Arc::default());
+        let first = t.turn(key(1), "u").await;
+        // Another name or address: at once.
+        let other = t.turn(key(1), "v").await;
+        let elsewhere = t.turn(key(2), "u").await;
+        let second = tokio::time::timeout(Duration::from_millis(50), t.turn(key(1), "u")).await;
+        assert!(second.is_err(), "waits while the first check runs");
+        drop(first);
+        let second = tokio::time::timeout(Duration::from_secs(5), t.turn(key(1), "u")).await.unwrap();
+        drop(second);
+        drop((other, elsewhere));
+        assert!(t.turns.lock().unwrap().is_empty(), "finished turns are forgotten");
     }
 
     #[test]
