@@ -14,9 +14,9 @@
 //! * **Backoff** ([`Throttle::admit`]): after `auth_failures_per_client` wrong passwords from an
 //!   address, or `auth_failures_per_user` for a user name, further checks for it are answered 429
 //!   without running argon2, for 1 s, then 2 s, 4 s… up to `auth_backoff_max` (each failure after
-//!   the wait doubles it). A check counts as a failure from the moment it is admitted, until it
-//!   succeeds: a client that hangs up before its answer has still cost an argon2 run. A success
-//!   clears the count; so do twice `auth_backoff_max` without a failure.
+//!   the wait doubles it). A check whose client hangs up before its answer counts as a failure
+//!   (its argon2 run happened anyway). A success clears the count; so do twice
+//!   `auth_backoff_max` without a failure.
 //! * **Bounded queue** ([`Throttle::admit`]): at most `argon2_queue` password checks running or
 //!   waiting, at most `argon2_queue_per_client` of them from one address; beyond, 503 with
 //!   `Retry-After` at once, so a legitimate first login waits behind a bounded, shared queue
@@ -254,31 +254,29 @@ impl Drop for Turn<'_> {
 }
 
 /// A place in the password-check queue (see [`Throttle::admit`]); report how the check ended
-/// with [`Ticket::finish`]. Dropping it frees the place.
+/// with [`Ticket::finish`]. Dropping it frees the place; dropped unfinished (the client hung up
+/// before its answer, while its argon2 run may go on), it counts as a wrong password.
 pub struct Ticket<'a> {
     throttle: &'a Throttle,
     client: ClientKey,
     user: String,
+    finished: bool,
 }
 
 impl Ticket<'_> {
-    /// Records how the check ended. Each check was counted as a failure of the address and the
-    /// user name when it was admitted (so that a check whose client went away before the answer
-    /// counts too); a right password clears both.
-    pub fn finish(self, ok: bool) {
-        if !ok {
-            return;
-        }
-        let mut state = self.throttle.lock();
-        if let Some(c) = state.clients.get_mut(&self.client) {
-            c.backoff = Backoff::default();
-        }
-        state.users.remove(&self.user);
+    /// Records how the check ended: a wrong password counts towards the address's and the user
+    /// name's backoff; a right one clears both.
+    pub fn finish(mut self, ok: bool) {
+        self.finished = true;
+        self.throttle.checked(self.client, &self.user, ok);
     }
 }
 
 impl Drop for Ticket<'_> {
     fn drop(&mut self) {
+        if !self.finished {
+            self.throttle.checked(self.client, &self.user, false);
+        }
         self.throttle.metrics.password_check_queue.dec();
         let mut state = self.throttle.lock();
         state.queued -= 1;
@@ -298,8 +296,8 @@ impl Throttle {
     /// Waits until no other password check for `user` from `client` is running or waiting. A
     /// client that sends several requests at once with new credentials (parallel CI jobs, a
     /// retry) has them checked once: the others find them remembered when their turn comes,
-    /// instead of each taking a place in the queue and counting as a failure until it ends.
-    /// An attacker's parallel guesses at one name go one by one into the backoff.
+    /// instead of each taking a place in the queue. An attacker's parallel guesses at one name
+    /// from one address go one by one into the backoff.
     pub async fn turn(&self, client: ClientKey, user: &str) -> Turn<'_> {
         let key = (client, user.to_string());
         let lock = {
@@ -367,13 +365,29 @@ impl Throttle {
                 return Err(Throttled { reason: Reason::ClientQueueFull, retry_after: QUEUE_RETRY });
             }
             c.queued += 1;
-            c.backoff.fail(now, l.auth_failures_per_client, l.auth_backoff_max);
-        }
-        if state.users.len() < MAX_TRACKED || state.users.contains_key(user) {
-            state.users.entry(user.to_string()).or_default().fail(now, l.auth_failures_per_user, l.auth_backoff_max);
         }
         state.queued += 1;
-        Ok(Ticket { throttle: self, client, user: user.to_string() })
+        Ok(Ticket { throttle: self, client, user: user.to_string(), finished: false })
+    }
+
+    // A password check ended: a failure counts towards the address's and the user name's
+    // backoff, a success clears both.
+    fn checked(&self, client: ClientKey, user: &str, ok: bool) {
+        let l = &self.limits;
+        let now = Instant::now();
+        let mut state = self.lock();
+        if let Some(c) = state.clients.get_mut(&client) {
+            if ok {
+                c.backoff = Backoff::default();
+            } else {
+                c.backoff.fail(now, l.auth_failures_per_client, l.auth_backoff_max);
+            }
+        }
+        if ok {
+            state.users.remove(user);
+        } else if state.users.len() < MAX_TRACKED || state.users.contains_key(user) {
+            state.users.entry(user.to_string()).or_default().fail(now, l.auth_failures_per_user, l.auth_backoff_max);
+        }
     }
 
     /// Takes one token from `client`'s refusal budget for a refusal about to be answered 401;
@@ -439,7 +453,7 @@ impl Throttle {
     }
 
     /// Summaries of the windows that have ended with refusals not recorded one by one (to be
-    /// recorded now), and forgets clients and user names with nothing left to remember.
+    /// recorded now), and forgets clients, user names and turns with nothing left to remember.
     pub fn sweep(&self) -> Vec<Summary> {
         let now = Instant::now();
         let l = &self.limits;
@@ -461,6 +475,9 @@ impl Throttle {
             true
         });
         state.users.retain(|_, b| !b.forgotten(now, l.auth_backoff_max));
+        drop(state);
+        // Turns whose last waiter went away (its client hung up) are held by the table alone.
+        self.turns.lock().unwrap_or_else(|p| p.into_inner()).retain(|_, lock| Arc::strong_count(lock) > 1);
         out
     }
 
@@ -552,6 +569,16 @@ mod tests {
         drop(second);
         drop((other, elsewhere));
         assert!(t.turns.lock().unwrap().is_empty(), "finished turns are forgotten");
+    }
+
+    #[test]
+    fn a_check_dropped_unfinished_counts_as_a_failure() {
+        let t = Throttle::new(&limits(), Arc::default());
+        for _ in 0..3 {
+            drop(t.admit(key(1), "u").unwrap());
+        }
+        assert_eq!(t.admit(key(1), "u").err().unwrap().reason, Reason::ClientBackoff);
+        assert_eq!(t.queued(), 0);
     }
 
     #[test]
