@@ -13,7 +13,8 @@
 //! | `/healthz` | `GET`, no credentials | — |
 //! | `/metrics` | `GET`, Prometheus text; credentials unless `[metrics] public = true` | admin on `*`, or `metrics = true` |
 //!
-//! Every refusal is answered with a JSON body `{"error": "…"}` and recorded in the audit log.
+//! Every refusal is answered with a JSON body `{"error": "…"}` and recorded in the audit log;
+//! refusals before authentication within each client address's sample (see `throttle`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
