@@ -65,7 +65,7 @@ echo "[test] Terraform matrix: $legacy ($legacy_tf); ${modern:-no current Terraf
 run_tests legacy "$legacy_tf" --workspace "$@"
 if [[ -n $modern ]]; then
   run_tests modern "$KVM_TERRAFORM_MODERN" -p acceptance-tests "$@"
-  run_tests modern "$KVM_TERRAFORM_MODERN" -p kvm-state-server --test terraform --test postgres "$@"
+  run_tests modern "$KVM_TERRAFORM_MODERN" -p kvm-state-server --test terraform --test mtls --test postgres "$@"
 else
   echo "SKIPPED: the current-Terraform half of the matrix: no Terraform newer than 1.0.3 on PATH and" \
     "KVM_TERRAFORM_MODERN unset (scripts/setup.sh looks for the machine image's own terraform)"

@@ -116,6 +116,13 @@ fn bad_specs_are_refused_before_connecting_with_the_setting_named() {
     bad_repo.repository.as_mut().unwrap().url = "git@git.example.com:platform/cluster.git".into();
     let e = Engine::new(&bad_repo, &ok).err().unwrap().to_string();
     assert!(e.contains("ssh://git@git.example.com/platform/cluster.git"), "{e}");
+    // Flux cannot follow HEAD (it would look for a branch of that name); Argo CD can.
+    let mut head = spec(1, 0, Reconciler::Flux);
+    head.repository.as_mut().unwrap().revision = "HEAD".into();
+    let e = Engine::new(&head, &ok).err().unwrap().to_string();
+    assert!(e.contains("revision \"HEAD\"") && e.contains("name the default branch"), "{e}");
+    head.reconciler.kind = Reconciler::ArgoCd;
+    Engine::new(&head, &ok).unwrap();
     // A valid spec passes.
     Engine::new(&spec(3, 2, Reconciler::Flux), &ok).unwrap();
 }
@@ -137,6 +144,20 @@ fn node_roles_get_their_own_configuration() {
     assert!(agent.tls_san.is_empty() && agent.disable.is_empty(), "server-only settings stay off agents");
     // A single server keeps k3s' SQLite datastore.
     assert!(!spec(1, 0, Reconciler::ArgoCd).node_config(0).unwrap().cluster_init);
+}
+
+#[test]
+fn the_server_certificate_names_the_address_nodes_join_through() {
+    // Clients use a load balancer; nodes join through the first server's own address.
+    let mut s = spec(2, 1, Reconciler::ArgoCd);
+    s.k3s.api_address = Some("k8s.example.net".into());
+    let join = s.node_config(2).unwrap().server.unwrap();
+    let join_host = join.trim_start_matches("https://").trim_end_matches(":6443").to_string();
+    for server in 0..2 {
+        let sans = s.node_config(server).unwrap().tls_san;
+        assert!(sans.contains(&"k8s.example.net".to_string()), "{sans:?}");
+        assert!(sans.contains(&join_host), "server {server} lacks the join host {join_host}: {sans:?}");
+    }
 }
 
 #[test]

@@ -19,8 +19,9 @@ use base64::Engine;
 use serde::Deserialize;
 use tokio::sync::Semaphore;
 
-use crate::config::{GrantConfig, UserConfig};
+use crate::config::{AuthMethod, GrantConfig, UserConfig};
 use crate::names::prefix_covers;
+use crate::tls::ClientCert;
 
 /// What a user may do with the states a grant covers. Each role includes the ones before it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
@@ -102,6 +103,40 @@ pub enum AuthError {
         /// The user name that was claimed.
         user: String,
     },
+    /// A client certificate that did not verify (another CA, expired, not for client
+    /// authentication) or is ambiguous.
+    #[error("client certificate {subject:?} refused: {reason}")]
+    BadCertificate {
+        /// The certificate's subject.
+        subject: String,
+        /// Why.
+        reason: String,
+    },
+    /// A valid client certificate that names no configured user.
+    #[error("client certificate {subject:?} names no user of this server")]
+    UnknownCertificate {
+        /// The certificate's subject.
+        subject: String,
+    },
+    /// The user exists but may not sign in this way (`auth` in the users file).
+    #[error("user {user:?} may not sign in with {method}")]
+    MethodNotAllowed {
+        /// The user.
+        user: String,
+        /// The way that was tried.
+        method: &'static str,
+    },
+}
+
+impl AuthError {
+    /// The user name to record in the audit log, if one was claimed or shown.
+    pub fn claimed(&self) -> Option<&str> {
+        match self {
+            AuthError::BadCredentials { user } | AuthError::MethodNotAllowed { user, .. } => Some(user),
+            AuthError::BadCertificate { subject, .. } | AuthError::UnknownCertificate { subject } => Some(subject),
+            _ => None,
+        }
+    }
 }
 
 /// Why a password hash is not accepted.
@@ -199,7 +234,8 @@ pub fn hash_cost(phc: &str) -> Result<HashCost, HashError> {
 pub fn common_cost(users: &[UserConfig]) -> Result<Option<HashCost>, UsersHashError> {
     let mut first: Option<(&str, HashCost)> = None;
     for u in users {
-        let cost = hash_cost(&u.password_hash).map_err(|error| UsersHashError::Hash { user: u.name.clone(), error })?;
+        let Some(hash) = &u.password_hash else { continue };
+        let cost = hash_cost(hash).map_err(|error| UsersHashError::Hash { user: u.name.clone(), error })?;
         match first {
             None => first = Some((&u.name, cost)),
             Some((name, first_cost)) if first_cost != cost => {
@@ -217,7 +253,9 @@ pub fn common_cost(users: &[UserConfig]) -> Result<Option<HashCost>, UsersHashEr
 }
 
 struct User {
-    hash: String,
+    // None: the user signs in only with a certificate.
+    hash: Option<String>,
+    methods: Vec<AuthMethod>,
     grants: Arc<[GrantConfig]>,
     metrics: bool,
 }
@@ -247,6 +285,8 @@ impl PasswordCheck {
 /// Checks credentials against the configured users.
 pub struct Authenticator {
     users: HashMap<String, User>,
+    // Certificate name → user name.
+    by_certificate: HashMap<String, String>,
     anonymous: Option<Arc<[GrantConfig]>>,
     cache_key: hmac::Key,
     verified: Mutex<HashMap<String, hmac::Tag>>,
@@ -272,11 +312,16 @@ impl Authenticator {
             users: users
                 .iter()
                 .map(|u| {
-                    let user =
-                        User { hash: u.password_hash.clone(), grants: u.grants.clone().into(), metrics: u.metrics };
+                    let user = User {
+                        hash: u.password_hash.clone(),
+                        methods: u.methods(),
+                        grants: u.grants.clone().into(),
+                        metrics: u.metrics,
+                    };
                     (u.name.clone(), user)
                 })
                 .collect(),
+            by_certificate: users.iter().filter_map(|u| Some((u.certificate.clone()?, u.name.clone()))).collect(),
             anonymous: (!anonymous.is_empty()).then(|| anonymous.to_vec().into()),
             cache_key,
             verified: Mutex::new(HashMap::new()),
@@ -316,8 +361,9 @@ impl Authenticator {
     /// Runs a password check [`Authenticator::check`] left, a few at a time.
     pub async fn verify(&self, check: PasswordCheck) -> Result<Principal, AuthError> {
         let PasswordCheck { user, password, tag } = check;
-        let hash = match self.users.get(&user) {
-            Some(u) => u.hash.clone(),
+        let hash = match self.users.get(&user).and_then(|u| u.hash.clone()) {
+            Some(hash) => hash,
+            // Unknown, or a certificate-only user: the same work, the same answer.
             None => self.dummy_hash.clone(),
         };
         let _slot = self.argon_slots.acquire().await.expect("semaphore never closed");
@@ -329,12 +375,60 @@ impl Authenticator {
         let ok =
             tokio::task::spawn_blocking(move || verify_password(&password, &hash)).await.expect("argon2 task panicked");
         match self.users.get(&user) {
-            Some(u) if ok => {
+            Some(u) if ok && u.hash.is_some() => {
+                if !u.methods.contains(&AuthMethod::Password) {
+                    // Said only to whoever knows the password.
+                    return Err(AuthError::MethodNotAllowed { user, method: "a password" });
+                }
                 self.verified.lock().expect("auth cache").insert(user.clone(), tag);
                 Ok(Principal { name: user, grants: u.grants.clone(), metrics: u.metrics })
             }
             _ => Err(AuthError::BadCredentials { user }),
         }
+    }
+
+    /// Authenticates a request that came with a client certificate (and perhaps also an
+    /// `Authorization` header, which must then name the same user).
+    pub async fn authenticate_with_certificate(
+        &self,
+        cert: &ClientCert,
+        header: Option<&[u8]>,
+    ) -> Result<Principal, AuthError> {
+        let subject = cert.subject.clone();
+        if let Some(reason) = &cert.problem {
+            return Err(AuthError::BadCertificate { subject, reason: reason.clone() });
+        }
+        let mut matched: Vec<&str> =
+            cert.names.iter().filter_map(|n| self.by_certificate.get(n)).map(String::as_str).collect();
+        matched.sort_unstable();
+        matched.dedup();
+        let name = match matched.as_slice() {
+            [one] => one.to_string(),
+            [] => return Err(AuthError::UnknownCertificate { subject }),
+            _ => {
+                return Err(AuthError::BadCertificate {
+                    subject,
+                    reason: format!("it names several users ({})", matched.join(", ")),
+                })
+            }
+        };
+        let u = self.users.get(&name).ok_or_else(|| AuthError::UnknownCertificate { subject: subject.clone() })?;
+        if !u.methods.contains(&AuthMethod::Certificate) {
+            return Err(AuthError::MethodNotAllowed { user: name, method: "a client certificate" });
+        }
+        if let Some(header) = header {
+            let basic = self.authenticate(Some(header)).await?;
+            if basic.name != name {
+                return Err(AuthError::BadCertificate {
+                    subject,
+                    reason: format!(
+                        "the certificate is user {name:?}'s but the Authorization header is {:?}'s",
+                        basic.name
+                    ),
+                });
+            }
+        }
+        Ok(Principal { name, grants: u.grants.clone(), metrics: u.metrics })
     }
 
     // The principal, if this exact (user, password) was verified before.
@@ -406,7 +500,9 @@ mod tests {
         let users = vec![UserConfig {
             metrics: false,
             name: "alice".into(),
-            password_hash: hash_password("s3cret").unwrap(),
+            password_hash: Some(hash_password("s3cret").unwrap()),
+            certificate: None,
+            auth: None,
             grants: vec![
                 GrantConfig { prefix: "team".into(), role: Role::Admin },
                 GrantConfig { prefix: "*".into(), role: Role::Read },
@@ -453,7 +549,14 @@ mod tests {
     }
 
     fn user(name: &str, hash: String) -> UserConfig {
-        UserConfig { name: name.into(), password_hash: hash, grants: Vec::new(), metrics: false }
+        UserConfig {
+            name: name.into(),
+            password_hash: Some(hash),
+            certificate: None,
+            auth: None,
+            grants: Vec::new(),
+            metrics: false,
+        }
     }
 
     #[test]

@@ -157,6 +157,8 @@ pub struct TlsConfig {
     pub cert_file: PathBuf,
     /// PEM private key (PKCS#8, PKCS#1 or SEC1).
     pub key_file: PathBuf,
+    /// PEM CA certificate(s) that issue client certificates; without it, none are asked for.
+    pub client_ca_file: Option<PathBuf>,
 }
 
 /// Which storage backend, with its settings.
@@ -257,14 +259,53 @@ pub struct AuditConfig {
 pub struct UserConfig {
     /// Login name.
     pub name: String,
-    /// Argon2 PHC string (`kvm-state-server hash-password` prints one).
-    pub password_hash: String,
+    /// Argon2 PHC string (`kvm-state-server hash-password` prints one); none for a user who
+    /// signs in only with a client certificate.
+    #[serde(default)]
+    pub password_hash: Option<String>,
+    /// The name a client certificate must carry (its subject CN, or one of its DNS, URI or
+    /// e-mail subject alternative names) to sign in as this user; needs `[tls] client_ca_file`.
+    #[serde(default)]
+    pub certificate: Option<String>,
+    /// The ways this user may sign in (`password`, `certificate`); by default every way the
+    /// user has configured. Listing one alone requires it.
+    #[serde(default)]
+    pub auth: Option<Vec<AuthMethod>>,
     /// What the user may do, by state-name prefix.
     #[serde(default)]
     pub grants: Vec<GrantConfig>,
     /// May read `/metrics` (which admins of `*` may anyway): for a Prometheus scraper.
     #[serde(default)]
     pub metrics: bool,
+}
+
+/// A way to sign in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMethod {
+    /// HTTP Basic with the user's password.
+    Password,
+    /// A TLS client certificate issued by `[tls] client_ca_file`.
+    Certificate,
+}
+
+impl UserConfig {
+    /// The ways this user may sign in, after defaults.
+    pub fn methods(&self) -> Vec<AuthMethod> {
+        match &self.auth {
+            Some(m) => m.clone(),
+            None => {
+                let mut m = Vec::new();
+                if self.password_hash.is_some() {
+                    m.push(AuthMethod::Password);
+                }
+                if self.certificate.is_some() {
+                    m.push(AuthMethod::Certificate);
+                }
+                m
+            }
+        }
+    }
 }
 
 /// A role on the states under a prefix.
@@ -380,6 +421,7 @@ impl RawLimits {
 struct RawTls {
     cert_file: PathBuf,
     key_file: PathBuf,
+    client_ca_file: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -437,6 +479,38 @@ struct RawUsersFile {
     user: Vec<UserConfig>,
 }
 
+// Every way a user may sign in must be set up, and a user must have at least one.
+fn check_methods(user: &UserConfig, client_ca: bool) -> Result<(), String> {
+    let methods = user.methods();
+    if methods.is_empty() {
+        return Err(format!("user {:?} has neither password_hash nor certificate: it could never sign in", user.name));
+    }
+    if methods.contains(&AuthMethod::Password) && user.password_hash.is_none() {
+        return Err(format!("user {:?}: auth includes \"password\" but password_hash is not set", user.name));
+    }
+    if methods.contains(&AuthMethod::Certificate) {
+        match &user.certificate {
+            None => {
+                return Err(format!(
+                    "user {:?}: auth includes \"certificate\" but certificate (the name it must carry) is not set",
+                    user.name
+                ))
+            }
+            Some(name) if name.trim().is_empty() => {
+                return Err(format!("user {:?}: certificate must not be empty", user.name))
+            }
+            Some(_) if !client_ca => {
+                return Err(format!(
+                    "user {:?} signs in with a certificate, but [tls] client_ca_file is not set",
+                    user.name
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
 fn read(path: &Path) -> Result<String, ConfigError> {
     std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })
 }
@@ -457,7 +531,11 @@ impl Config {
         let listen: SocketAddr = listen_text
             .parse()
             .map_err(|_| invalid(format!("listen = {listen_text:?} is not an IP address and port")))?;
-        let tls = raw.tls.map(|t| TlsConfig { cert_file: resolve(&t.cert_file), key_file: resolve(&t.key_file) });
+        let tls = raw.tls.map(|t| TlsConfig {
+            cert_file: resolve(&t.cert_file),
+            key_file: resolve(&t.key_file),
+            client_ca_file: t.client_ca_file.as_deref().map(resolve),
+        });
         if tls.is_none() && !listen.ip().is_loopback() && !raw.allow_plain_http {
             return Err(invalid(format!(
                 "listen = {listen} is not a loopback address and [tls] is not configured; plain HTTP would send \
@@ -516,6 +594,7 @@ impl Config {
         }
 
         let mut users = raw.user;
+        // (`tls` is resolved above; certificate users need its client CA.)
         if let Some(file) = raw.users_file {
             let file = resolve(&file);
             // Hashes are slow to crack, not impossible: only the server's user reads them.
@@ -539,6 +618,18 @@ impl Config {
             }
             if !seen.insert(user.name.as_str()) {
                 return Err(invalid(format!("user {:?} is defined twice", user.name)));
+            }
+            check_methods(user, tls.as_ref().is_some_and(|t| t.client_ca_file.is_some())).map_err(invalid)?;
+        }
+        let mut certificate_names = std::collections::HashMap::new();
+        for user in &users {
+            if let Some(name) = &user.certificate {
+                if let Some(other) = certificate_names.insert(name.as_str(), user.name.as_str()) {
+                    return Err(invalid(format!(
+                        "users {other:?} and {:?} both claim certificate {name:?}: a certificate must name one user",
+                        user.name
+                    )));
+                }
             }
         }
         crate::auth::common_cost(&users).map_err(|e| invalid(e.to_string()))?;

@@ -35,6 +35,7 @@ use crate::auth::{AuthError, Authenticator, Checked, Principal, Role};
 use crate::config::Limits;
 use crate::conn::{self, ClientKey, Notices};
 use crate::crypto::{AtRest, Binding};
+use crate::live::Swap;
 use crate::metrics::{method_label, ConnEvent, Metrics};
 use crate::names::{self, StateName};
 use crate::storage::{
@@ -42,6 +43,7 @@ use crate::storage::{
     Storage, StorageError, StoredVersion, UnlockOutcome, UnlockRequest,
 };
 use crate::throttle::{Throttle, Throttled};
+use crate::tls::ClientCert;
 use crate::{log, tfstate};
 
 /// Largest LockInfo body accepted (the LockInfo cap: larger ones are answered 413).
@@ -51,8 +53,8 @@ pub const LOCK_BODY_LIMIT: u64 = tfstate::MAX_LOCK_INFO_LEN as u64;
 pub struct App {
     /// Where states live.
     pub storage: Arc<dyn Storage>,
-    /// Credentials and roles.
-    pub auth: Authenticator,
+    /// Credentials and roles (replaced on SIGHUP).
+    pub auth: Swap<Authenticator>,
     /// Encryption at rest.
     pub at_rest: AtRest,
     /// JSON-lines copy of the audit log.
@@ -355,12 +357,13 @@ impl Ctx<'_> {
 pub async fn handle(
     app: Arc<App>,
     remote: SocketAddr,
+    cert: Option<Arc<ClientCert>>,
     req: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Infallible> {
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let (resp, user) = dispatch(&app, remote, req).await;
+    let (resp, user) = dispatch(&app, remote, cert.as_deref(), req).await;
     let status = resp.status().as_u16();
     if status >= 500 {
         app.metrics.server_errors.add(1);
@@ -377,7 +380,12 @@ pub async fn handle(
     Ok(resp)
 }
 
-async fn dispatch(app: &App, remote: SocketAddr, req: Request<Incoming>) -> (Response<ResponseBody>, String) {
+async fn dispatch(
+    app: &App,
+    remote: SocketAddr,
+    cert: Option<&ClientCert>,
+    req: Request<Incoming>,
+) -> (Response<ResponseBody>, String) {
     let path = req.uri().path().to_string();
     let route = route(&path);
     if let Route::Health = route {
@@ -396,10 +404,11 @@ async fn dispatch(app: &App, remote: SocketAddr, req: Request<Incoming>) -> (Res
     }
     let mut headers = req.headers().get_all(AUTHORIZATION).iter();
     let header = headers.next().map(HeaderValue::as_bytes);
-    let authenticated = if headers.next().is_some() {
-        Err(Unauthenticated::Auth(AuthError::Repeated))
-    } else {
-        authenticate(app, ctx.client, header).await
+    let auth = app.auth.load();
+    let authenticated = match cert {
+        _ if headers.next().is_some() => Err(Unauthenticated::Auth(AuthError::Repeated)),
+        Some(cert) => auth.authenticate_with_certificate(cert, header).await.map_err(Unauthenticated::Auth),
+        None => authenticate(app, &auth, ctx.client, header).await,
     };
     match authenticated {
         Ok(p) => {
@@ -428,14 +437,19 @@ enum Unauthenticated {
 // Credentials checked under the throttle: a remembered password costs one HMAC and is never
 // throttled; any other waits for its turn (one check per user name and address at a time), then
 // takes a place in the bounded argon2 queue, if the throttle gives it one.
-async fn authenticate(app: &App, client: ClientKey, header: Option<&[u8]>) -> Result<Principal, Unauthenticated> {
-    let check = match app.auth.check(header).map_err(Unauthenticated::Auth)? {
+async fn authenticate(
+    app: &App,
+    auth: &Authenticator,
+    client: ClientKey,
+    header: Option<&[u8]>,
+) -> Result<Principal, Unauthenticated> {
+    let check = match auth.check(header).map_err(Unauthenticated::Auth)? {
         Checked::Known(p) => return Ok(p),
         Checked::Password(check) => check,
     };
     let _turn = app.throttle.turn(client, check.user()).await;
     // Whoever had the turn before may have verified these very credentials.
-    let check = match app.auth.check(header).map_err(Unauthenticated::Auth)? {
+    let check = match auth.check(header).map_err(Unauthenticated::Auth)? {
         Checked::Known(p) => return Ok(p),
         Checked::Password(check) => check,
     };
@@ -443,7 +457,7 @@ async fn authenticate(app: &App, client: ClientKey, header: Option<&[u8]>) -> Re
         .throttle
         .admit(client, check.user())
         .map_err(|why| Unauthenticated::Throttled { user: check.user().to_string(), why })?;
-    let result = app.auth.verify(check).await;
+    let result = auth.verify(check).await;
     ticket.finish(result.is_ok());
     result.map_err(Unauthenticated::Auth)
 }
@@ -465,7 +479,7 @@ async fn refuse_unauthenticated(
             (why.to_string(), Some(why))
         }
         Unauthenticated::Auth(e) => {
-            if let AuthError::BadCredentials { user } = &e {
+            if let Some(user) = e.claimed() {
                 ctx.user = clip(user);
             }
             match app.throttle.take_token(ctx.client) {

@@ -7,6 +7,7 @@
 //! * [`auth`]: HTTP Basic with argon2 hashes, roles per state-name prefix;
 //! * [`audit`]: the append-only trail, in the database and as JSON lines;
 //! * [`crypto`]: AES-256-GCM at rest; [`tls`]: rustls; [`metrics`]: Prometheus text;
+//! * [`live`]: what SIGHUP replaces (users, TLS files) while the server runs;
 //! * [`conn`]: connection caps and timeouts against stalled or abusive clients;
 //! * [`throttle`]: what clients without valid credentials may cost (refusal sampling and rate,
 //!   password-guessing backoff, a bounded argon2 queue);
@@ -19,6 +20,7 @@ pub mod config;
 pub mod conn;
 pub mod crypto;
 pub mod http;
+pub mod live;
 pub mod log;
 pub mod maintenance;
 pub mod metrics;

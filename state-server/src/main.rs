@@ -91,6 +91,20 @@ fn serve(path: PathBuf) -> Result<(), String> {
         println!("listening on {scheme}://{addr}");
         let _ = std::io::stdout().flush();
         log::info("listening", json!({ "addr": addr.to_string(), "scheme": scheme }));
+        let reloader = server.reloader(&path);
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .map_err(|e| format!("SIGHUP handler: {e}"))?;
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                match reloader.reload().await {
+                    Ok(users) => log::info("configuration reloaded (SIGHUP)", json!({ "users": users })),
+                    Err(e) => log::error(
+                        "reload failed (SIGHUP); the previous configuration stays in force",
+                        json!({ "error": e }),
+                    ),
+                }
+            }
+        });
         server.run(shutdown_signal()).await;
         Ok(())
     })

@@ -20,12 +20,14 @@ use crate::config::{Config, StorageConfig};
 use crate::conn::{self, Activity, Caps, ClientKey, Gate, Notices, Watched};
 use crate::crypto::{AtRest, CryptoError};
 use crate::http::{self, App};
+use crate::live::Swap;
 use crate::log;
 use crate::metrics::{ConnEvent, Metrics};
 use crate::storage::postgres::PostgresStorage;
 use crate::storage::sqlite::SqliteStorage;
 use crate::storage::{Storage, StorageError};
-use crate::tls::{self, TlsError};
+use crate::tls::ClientCert;
+use crate::tls::{TlsError, TlsSetup};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -84,7 +86,7 @@ pub async fn build_app(config: &Config) -> Result<App, StartError> {
         throttle: crate::throttle::Throttle::new(&config.limits, metrics.clone()),
         metrics,
         storage,
-        auth: Authenticator::new(&config.users, &config.anonymous_grants),
+        auth: Swap::new(Authenticator::new(&config.users, &config.anonymous_grants)),
         at_rest,
         audit_file,
         limits: config.limits.clone(),
@@ -96,11 +98,38 @@ pub async fn build_app(config: &Config) -> Result<App, StartError> {
     })
 }
 
+// The per-connection service: counts requests in flight for the watchdog and passes the
+// connection's client certificate (if any) to every request.
+fn service(
+    app: &Arc<App>,
+    activity: &Arc<Activity>,
+    remote: SocketAddr,
+    cert: Option<Arc<ClientCert>>,
+) -> impl hyper::service::Service<
+    hyper::Request<hyper::body::Incoming>,
+    Response = hyper::Response<http::ResponseBody>,
+    Error = std::convert::Infallible,
+    Future = impl Future<Output = Result<hyper::Response<http::ResponseBody>, std::convert::Infallible>> + Send,
+> + Clone {
+    let app = app.clone();
+    let activity = activity.clone();
+    service_fn(move |req| {
+        let in_flight = activity.begin();
+        let app = app.clone();
+        let cert = cert.clone();
+        async move {
+            let resp = http::handle(app, remote, cert, req).await;
+            drop(in_flight);
+            resp
+        }
+    })
+}
+
 /// A bound, not yet serving, server.
 pub struct Server {
     app: Arc<App>,
     listener: TcpListener,
-    tls: Option<TlsAcceptor>,
+    tls: Option<Arc<Swap<TlsSetup>>>,
     gate: Arc<Gate>,
 }
 
@@ -108,7 +137,7 @@ impl Server {
     /// Builds the app and binds the listening socket.
     pub async fn bind(config: &Config) -> Result<Server, StartError> {
         let tls = match &config.tls {
-            Some(t) => Some(TlsAcceptor::from(tls::server_config(&t.cert_file, &t.key_file)?)),
+            Some(t) => Some(Arc::new(Swap::new(TlsSetup::load(t)?))),
             None => None,
         };
         let app = Arc::new(build_app(config).await?);
@@ -151,6 +180,11 @@ impl Server {
     /// Whether connections use TLS.
     pub fn is_tls(&self) -> bool {
         self.tls.is_some()
+    }
+
+    /// What re-reads `config_path` on SIGHUP: users, grants and the TLS files.
+    pub fn reloader(&self, config_path: &std::path::Path) -> Reloader {
+        Reloader { path: config_path.to_path_buf(), app: self.app.clone(), tls: self.tls.clone() }
     }
 
     /// The connection caps in force.
@@ -200,7 +234,8 @@ impl Server {
             };
             let _ = stream.set_nodelay(true);
             let app = self.app.clone();
-            let tls = self.tls.clone();
+            // The TLS files current at accept time serve this connection to its end.
+            let tls = self.tls.as_ref().map(|t| t.load());
             let builder = builder.clone();
             let graceful = graceful.clone();
             tokio::spawn(async move {
@@ -208,23 +243,12 @@ impl Server {
                 let activity = Activity::new();
                 let watchdog = conn::watchdog(activity.clone(), app.limits.clone());
                 let stream = Watched::new(stream, activity.clone());
-                let service = {
-                    let app = app.clone();
-                    let activity = activity.clone();
-                    service_fn(move |req| {
-                        let in_flight = activity.begin();
-                        let app = app.clone();
-                        async move {
-                            let resp = http::handle(app, remote, req).await;
-                            drop(in_flight);
-                            resp
-                        }
-                    })
-                };
                 let serve = async {
                     match tls {
-                        Some(acceptor) => match acceptor.accept(stream).await {
+                        Some(setup) => match TlsAcceptor::from(setup.config.clone()).accept(stream).await {
                             Ok(s) => {
+                                let cert = s.get_ref().1.peer_certificates().and_then(|c| setup.judge(c)).map(Arc::new);
+                                let service = service(&app, &activity, remote, cert);
                                 graceful.watch(builder.serve_connection(TokioIo::new(s), service).into_owned()).await
                             }
                             Err(e) => {
@@ -233,6 +257,7 @@ impl Server {
                             }
                         },
                         None => {
+                            let service = service(&app, &activity, remote, None);
                             graceful.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned()).await
                         }
                     }
@@ -265,5 +290,38 @@ impl Server {
         log::info("shutting down", json!({}));
         let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_| GracefulShutdown::new());
         let _ = tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await;
+    }
+}
+
+/// Re-reads the configuration file and replaces what can change while serving: the users and
+/// their grants (a removed user's next request is refused), the anonymous grants, and the TLS
+/// certificate, key and client CA (new connections use them; open ones finish with the old).
+/// Everything else (listen address, storage, limits, encryption keys) needs a restart.
+pub struct Reloader {
+    path: std::path::PathBuf,
+    app: Arc<App>,
+    tls: Option<Arc<Swap<TlsSetup>>>,
+}
+
+impl Reloader {
+    /// Reloads, all or nothing: on any error the previous configuration stays in force, and the
+    /// error says why. Returns the number of users now configured.
+    pub async fn reload(&self) -> Result<usize, String> {
+        let config = Config::load(&self.path).map_err(|e| e.to_string())?;
+        let tls = match (&self.tls, &config.tls) {
+            (Some(_), Some(t)) => Some(TlsSetup::load(t).map_err(|e| format!("tls: {e}"))?),
+            (None, None) => None,
+            _ => return Err("turning TLS on or off needs a restart".into()),
+        };
+        let users = config.users.len();
+        // Making the authenticator costs one argon2 hash (the unknown-user stand-in).
+        let auth = tokio::task::spawn_blocking(move || Authenticator::new(&config.users, &config.anonymous_grants))
+            .await
+            .map_err(|e| format!("building the user table: {e}"))?;
+        self.app.auth.store(auth);
+        if let (Some(swap), Some(setup)) = (&self.tls, tls) {
+            swap.store(setup);
+        }
+        Ok(users)
     }
 }

@@ -11,6 +11,7 @@ use super::node::STATE_DIR;
 use super::spec::{ManifestSource, ReconcilerSettings, SEALED_SECRETS_CONTROLLER, SEALED_SECRETS_NAMESPACE};
 use super::EngineError;
 use crate::k3s::{MODE_PUBLIC, MODE_SECRET};
+use crate::manifests::offline::{pull_only_if_missing, OfflineError};
 use crate::manifests::{to_yaml_stream, Object};
 use crate::readiness::{self, ProbeError, ReadinessError, Reconciler, Stage, Verdict};
 use crate::shell::quote;
@@ -37,8 +38,15 @@ type Probe = Result<Verdict, ProbeError<CheckFailure>>;
 
 /// kubectl failing (the API server restarting after a config change, not serving yet) is worth
 /// another poll; so are connection problems. Unreadable output is not.
+// A failed command is worth retrying while k3s comes up (the API server refuses connections for
+// a while), but not when the shell could not find or run it (126, 127): that will not change by
+// waiting, and retrying would only hide the cause until the timeout.
 fn classify(e: SshError) -> ProbeError<CheckFailure> {
-    if e.is_retryable() || matches!(e, SshError::Command { .. }) {
+    let retry = match &e {
+        SshError::Command { status, .. } => !matches!(status, 126 | 127),
+        other => other.is_retryable(),
+    };
+    if retry {
         ProbeError::Transient(e.into())
     } else {
         ProbeError::Permanent(e.into())
@@ -98,12 +106,13 @@ fn controller_exists(k: &Kubectl) -> Result<bool, SshError> {
 pub(crate) fn install_sealed_secrets(
     k: &Kubectl,
     source: &ManifestSource,
+    offline: bool,
     timeout: Duration,
 ) -> Result<bool, EngineError> {
     let dir = format!("{MANIFEST_DIR}/sealed-secrets");
     let session = k.session();
     session.exec_checked(&format!("mkdir -p {}", quote(&dir)), "creating the manifest directory")?;
-    let mut changed = place_manifest(session, source, &format!("{dir}/controller.yaml"))?;
+    let mut changed = place_manifest(session, source, &format!("{dir}/controller.yaml"), offline)?;
     let kustomization = crate::yaml::to_yaml(&sealed_secrets_kustomization());
     changed |= session.write_file(
         &format!("{dir}/kustomization.yaml"),
@@ -153,6 +162,7 @@ fn sealed_secrets_kustomization() -> serde_json::Value {
 pub(crate) fn install_reconciler(
     k: &Kubectl,
     settings: &ReconcilerSettings,
+    offline: bool,
     timeout: Duration,
 ) -> Result<bool, EngineError> {
     let kind = settings.kind;
@@ -161,7 +171,7 @@ pub(crate) fn install_reconciler(
     let path = format!("{MANIFEST_DIR}/{}-install.yaml", kind.as_str());
     let namespace = crate::manifests::Namespace::new(ns).map_err(super::spec::SpecError::from)?;
     let mut changed = apply_objects(k, &format!("{}-namespace.yaml", kind.as_str()), &[namespace.into()])?;
-    changed |= place_manifest(session, &settings.manifest, &path)?;
+    changed |= place_manifest(session, &settings.manifest, &path, offline)?;
     k.apply(&path, Some(ns), false)?;
     wait(Stage::ReconcilerCrds(kind), timeout, || {
         let mut args = vec!["crd"];
@@ -246,9 +256,22 @@ fn as_list(json: &str) -> String {
 /// Puts an install manifest at `path` on the node: fetched there with curl (only when the URL or
 /// checksum changed since the last fetch) or uploaded from a local file. Returns whether it
 /// changed.
-pub(crate) fn place_manifest(session: &Session, source: &ManifestSource, path: &str) -> Result<bool, SshError> {
+pub(crate) fn place_manifest(
+    session: &Session,
+    source: &ManifestSource,
+    path: &str,
+    offline: bool,
+) -> Result<bool, EngineError> {
     match source {
-        ManifestSource::File(local) => session.upload_file(local, path, MODE_PUBLIC, Some(("root", "root"))),
+        ManifestSource::File(local) if offline => {
+            let what = local.display().to_string();
+            let text = std::fs::read_to_string(local)
+                .map_err(|e| OfflineError { what: what.clone(), reason: e.to_string() })?;
+            let (text, changed) = pull_only_if_missing(&what, &text)?;
+            tracing::info!(node = %session.addr(), manifest = %what, containers = changed, "imagePullPolicy set to IfNotPresent (air-gapped)");
+            Ok(session.write_file(path, text.as_bytes(), MODE_PUBLIC, Some(("root", "root")))?)
+        }
+        ManifestSource::File(local) => Ok(session.upload_file(local, path, MODE_PUBLIC, Some(("root", "root")))?),
         ManifestSource::Url { url, sha256 } => {
             let stamp_path = format!("{path}.source");
             let stamp = format!("{url} {}\n", sha256.as_deref().unwrap_or("-"));
@@ -296,6 +319,18 @@ pub(crate) fn prepare_manifest_dir(session: &Session) -> Result<(), SshError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn command_failed(status: i32) -> SshError {
+        SshError::Command { addr: "n:22".into(), what: "reading nodes".into(), status, stderr: String::new() }
+    }
+
+    #[test]
+    fn a_command_the_shell_cannot_find_is_not_waited_for() {
+        assert!(matches!(classify(command_failed(127)), ProbeError::Permanent(_)), "command not found");
+        assert!(matches!(classify(command_failed(126)), ProbeError::Permanent(_)), "not executable");
+        // kubectl failing while the API server starts is worth another try.
+        assert!(matches!(classify(command_failed(1)), ProbeError::Transient(_)));
+    }
 
     #[test]
     fn single_objects_become_lists() {

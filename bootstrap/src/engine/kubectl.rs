@@ -3,7 +3,12 @@
 //! The engine never talks to the Kubernetes API from the machine it runs on: the API address
 //! may not be reachable from there (a CI runner, a NAT network), while SSH to the nodes must
 //! work anyway. `k3s kubectl` as root uses the admin kubeconfig k3s writes on every server.
+//!
+//! k3s is called by its absolute path: `sudo`'s `secure_path` on RHEL-family systems leaves out
+//! `/usr/local/bin`, where the installer puts it, so a bare `k3s` is "command not found" for a
+//! non-root SSH user there.
 
+use crate::k3s::config::REMOTE_BINARY;
 use crate::shell::quote;
 use crate::ssh::{Session, SshError};
 
@@ -29,7 +34,7 @@ impl<'a> Kubectl<'a> {
     /// `kubectl get ARGS -o json --ignore-not-found`: `None` when the object does not exist (or,
     /// for a list of names, the list of those that do).
     pub(crate) fn get_json(&self, namespace: Option<&str>, args: &[&str]) -> Result<Option<String>, SshError> {
-        let mut command = String::from("k3s kubectl get");
+        let mut command = format!("{REMOTE_BINARY} kubectl get");
         if let Some(ns) = namespace {
             command.push_str(&format!(" -n {}", quote(ns)));
         }
@@ -45,7 +50,8 @@ impl<'a> Kubectl<'a> {
     /// Server-side apply of a file or (with `kustomize`) a kustomization directory on the node.
     /// `--force-conflicts`: the engine owns what it applies, also when someone changed it by hand.
     pub(crate) fn apply(&self, path: &str, namespace: Option<&str>, kustomize: bool) -> Result<String, SshError> {
-        let mut command = format!("k3s kubectl apply --server-side --force-conflicts --field-manager={FIELD_MANAGER}");
+        let mut command =
+            format!("{REMOTE_BINARY} kubectl apply --server-side --force-conflicts --field-manager={FIELD_MANAGER}");
         if let Some(ns) = namespace {
             command.push_str(&format!(" -n {}", quote(ns)));
         }
@@ -57,7 +63,7 @@ impl<'a> Kubectl<'a> {
     /// `kubectl rollout restart` of a Deployment, so it reads Secrets it only loads at start.
     pub(crate) fn restart_deployment(&self, namespace: &str, name: &str) -> Result<(), SshError> {
         self.session.exec_checked(
-            &format!("k3s kubectl -n {} rollout restart deployment/{}", quote(namespace), quote(name)),
+            &format!("{REMOTE_BINARY} kubectl -n {} rollout restart deployment/{}", quote(namespace), quote(name)),
             &format!("restarting deployment {namespace}/{name}"),
         )?;
         Ok(())

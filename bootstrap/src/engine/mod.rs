@@ -63,6 +63,9 @@ pub enum EngineError {
     /// The k3s settings were refused.
     #[error(transparent)]
     Config(#[from] crate::k3s::config::ConfigError),
+    /// An install manifest could not be made to start offline.
+    #[error(transparent)]
+    Offline(#[from] crate::manifests::offline::OfflineError),
 }
 
 impl EngineError {
@@ -284,13 +287,15 @@ impl<'a> Engine<'a> {
         self.cluster_step(&mut report, observe, "cluster ready", || {
             cluster::wait_cluster(&k, nodes.len(), t.cluster).map(|()| false)
         })?;
+        // Air-gapped nodes have their images imported, and no registry to pull from.
+        let offline = matches!(self.spec.k3s.install, crate::k3s::config::InstallMode::Airgap { .. });
         let keys = self.spec.sealing_key_objects(self.secrets)?;
         self.cluster_step(&mut report, observe, "sealing keys", || cluster::apply_sealing_keys(&k, &keys))?;
         self.cluster_step(&mut report, observe, "sealed secrets controller", || {
-            cluster::install_sealed_secrets(&k, &self.spec.sealed_secrets.manifest, t.controllers)
+            cluster::install_sealed_secrets(&k, &self.spec.sealed_secrets.manifest, offline, t.controllers)
         })?;
         self.cluster_step(&mut report, observe, "reconciler", || {
-            cluster::install_reconciler(&k, &self.spec.reconciler, t.controllers)
+            cluster::install_reconciler(&k, &self.spec.reconciler, offline, t.controllers)
         })?;
         if let Some(repo) = &self.spec.repository {
             let objects = self.spec.root_objects(self.secrets)?;
@@ -332,7 +337,11 @@ impl<'a> Engine<'a> {
             placed = node::place_files(session, &plan, &extra)?;
             Ok(placed.files || placed.artifacts)
         })?;
-        let installed = step("install", &mut || node::install(session, &plan, &self.spec.k3s.install, placed))?;
+        let mut installed = node::Installed::Nothing;
+        step("install", &mut || {
+            installed = node::install(session, &plan, &self.spec.k3s.install, placed)?;
+            Ok(installed != node::Installed::Nothing)
+        })?;
         let digest = node::start_digest(&plan, &extra);
         step("service", &mut || node::ensure_running(session, plan.role, &digest, installed))?;
         Ok(())

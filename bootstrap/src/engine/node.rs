@@ -51,14 +51,25 @@ pub(crate) struct Placed {
     pub artifacts: bool,
 }
 
-/// Runs the k3s installer unless this node already has k3s installed the same way. Returns
-/// whether it ran.
+/// What [`install`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Installed {
+    /// Nothing: k3s was already installed as wanted.
+    #[default]
+    Nothing,
+    /// A first install: the installer started the service with the files in place.
+    Fresh,
+    /// Over an existing k3s (an upgrade, new air-gap artifacts, another role).
+    OverExisting,
+}
+
+/// Runs the k3s installer unless this node already has k3s installed the same way.
 pub(crate) fn install(
     session: &Session,
     plan: &InstallPlan,
     mode: &InstallMode,
     placed: Placed,
-) -> Result<bool, SshError> {
+) -> Result<Installed, SshError> {
     let wanted = install_fingerprint(plan.role, mode);
     let current = session.read_file(INSTALLED_STAMP)?.map(|b| String::from_utf8_lossy(&b).into_owned());
     let binary_present = session.exec(&format!("[ -x {} ]", quote(crate::k3s::config::REMOTE_BINARY)))?.success();
@@ -67,14 +78,24 @@ pub(crate) fn install(
     let fresh = current.as_deref() == Some(wanted.as_str()) && binary_present && unit_present && !placed.artifacts;
     if fresh {
         tracing::debug!(node = %session.addr(), "k3s already installed as wanted");
-        return Ok(false);
+        return Ok(Installed::Nothing);
     }
-    tracing::info!(node = %session.addr(), role = ?plan.role, "installing k3s");
+    tracing::info!(node = %session.addr(), role = ?plan.role, upgrade = binary_present, "installing k3s");
+    if binary_present {
+        // Until the service restarts on the new install, what runs is not what was applied: if
+        // this run fails before that restart, the next one must still restart.
+        session.exec_checked(&format!("rm -f {}", quote(APPLIED_STAMP)), "forgetting the applied configuration")?;
+    }
     for command in &plan.commands {
-        session.exec_checked(command, "installing k3s")?;
+        // Over an existing k3s the installer compares the binary it would install with the one
+        // in place; air-gapped, the engine has already uploaded the new one there, so it sees
+        // no change and skips the restart ("No change detected so skipping service start").
+        let command =
+            if binary_present { format!("INSTALL_K3S_FORCE_RESTART=true {command}") } else { command.clone() };
+        session.exec_checked(&command, "installing k3s")?;
     }
     session.write_file(INSTALLED_STAMP, wanted.as_bytes(), MODE_SECRET, Some(("root", "root")))?;
-    Ok(true)
+    Ok(if binary_present { Installed::OverExisting } else { Installed::Fresh })
 }
 
 /// Makes sure the service runs with the configuration just placed: restarts it when the
@@ -85,16 +106,19 @@ pub(crate) fn ensure_running(
     session: &Session,
     role: Role,
     digest: &str,
-    just_installed: bool,
+    installed: Installed,
 ) -> Result<bool, SshError> {
     let service = role.service_name();
     let applied = session.read_file(APPLIED_STAMP)?.map(|b| String::from_utf8_lossy(&b).into_owned());
     let active = session.exec(&format!("systemctl is-active --quiet {service}"))?.success();
-    let action = if just_installed && active {
-        // install.sh started (or restarted) the service with the files already in place.
+    let action = if installed == Installed::Fresh && active {
+        // install.sh started the service with the files already in place.
         None
     } else if !active {
         Some("start")
+    } else if installed == Installed::OverExisting {
+        // Whatever the installer decided, the running process may be the old binary.
+        Some("restart")
     } else if applied.as_deref() != Some(digest) {
         Some("restart")
     } else {
@@ -136,9 +160,10 @@ pub(crate) fn uninstall(session: &Session, role: Role, data_dir: &str) -> Result
         // The data directory too: without k3s installed it holds only the CAs the engine placed.
         session.exec_checked(
             &format!(
-                "if [ -x {script} ]; then {script}; fi; rm -rf {} {} /etc/rancher/k3s",
-                quote(STATE_DIR),
-                quote(data_dir)
+                // K3S_DATA_DIR: the scripts clean /var/lib/rancher/k3s unless told otherwise.
+                "if [ -x {script} ]; then K3S_DATA_DIR={dd} {script}; fi; rm -rf {state} {dd} /etc/rancher/k3s",
+                state = quote(STATE_DIR),
+                dd = quote(data_dir)
             ),
             "uninstalling k3s",
         )?;

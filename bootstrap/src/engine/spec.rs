@@ -336,8 +336,13 @@ impl ClusterSpec {
         config.node_taints = node.taints.clone();
         config.data_dir = self.k3s.data_dir.clone();
         if is_server {
+            // Clients come through the API address; joining nodes through the first server's
+            // own address (see `join_host`): the certificate must name both.
             let mut sans = self.k3s.tls_san.clone();
             sans.push(self.api_address().to_string());
+            if self.join_host() != self.api_address() {
+                sans.push(self.join_host().to_string());
+            }
             config.tls_san = sans;
             config.disable = self.k3s.disable.clone();
             config.secrets_encryption = self.k3s.secrets_encryption;
@@ -351,12 +356,17 @@ impl ClusterSpec {
     /// that only forwards 6443, while joining also needs the supervisor on the same port of a
     /// real server.
     fn join_url(&self) -> String {
-        let first = &self.servers[0];
-        server_url(first.node_ip.as_deref().unwrap_or(&first.ssh.host))
+        server_url(self.join_host())
     }
 
-    /// The sealing key Secrets, named `sealed-secrets-key-<first 10 hex of the certificate
-    /// fingerprint>` so that re-applying the same key changes nothing and adding one adds a Secret.
+    /// The first server's node IP, else its SSH host: where other nodes join.
+    fn join_host(&self) -> &str {
+        let first = &self.servers[0];
+        first.node_ip.as_deref().unwrap_or(&first.ssh.host)
+    }
+
+    /// The sealing key Secrets, named `sealed-secrets-key<first 10 hex of the certificate
+    /// fingerprint>` (no dash, as the controller names the keys it makes itself) so that re-applying the same key changes nothing and adding one adds a Secret.
     pub fn sealing_key_objects(&self, secrets: &ClusterSecrets) -> Result<Vec<Object>, SpecError> {
         let mut objects = Vec::new();
         for key in &secrets.sealing_keys {
@@ -390,7 +400,7 @@ impl ClusterSpec {
             }
             Reconciler::Flux => {
                 objects.push(Namespace::new(ns)?.into());
-                let mut source = flux::GitRepository::new(ns, &repo.name, &repo.url, flux_ref(&repo.revision))?;
+                let mut source = flux::GitRepository::new(ns, &repo.name, &repo.url, flux_ref(&repo.revision)?)?;
                 if let Some(creds) = &secrets.git {
                     let secret_name = format!("{}-auth", repo.name);
                     objects.push(flux::auth_secret(ns, &secret_name, &repo.url, creds)?.into());
@@ -406,14 +416,23 @@ impl ClusterSpec {
 }
 
 /// Flux needs to know what kind of reference a revision is (Argo CD does not): a full commit
-/// hash, `refs/tags/NAME` for a tag, anything else a branch.
-fn flux_ref(revision: &str) -> flux::GitRef {
+/// hash, `refs/tags/NAME` for a tag, anything else a branch. `HEAD` is not a branch: Flux would
+/// look for a branch named HEAD and never find it.
+fn flux_ref(revision: &str) -> Result<flux::GitRef, crate::manifests::ManifestError> {
     let is_hash = matches!(revision.len(), 40 | 64) && revision.bytes().all(|b| b.is_ascii_hexdigit());
-    if is_hash {
+    Ok(if is_hash {
         flux::GitRef::Commit(revision.to_ascii_lowercase())
     } else if let Some(tag) = revision.strip_prefix("refs/tags/") {
         flux::GitRef::Tag(tag.to_string())
     } else {
-        flux::GitRef::Branch(revision.strip_prefix("refs/heads/").unwrap_or(revision).to_string())
-    }
+        let branch = revision.strip_prefix("refs/heads/").unwrap_or(revision);
+        if branch == "HEAD" {
+            return Err(crate::manifests::ManifestError::InvalidRevision {
+                revision: revision.to_string(),
+                reason: "Flux follows a branch, tag or commit, not HEAD: name the default branch (e.g. \"main\")"
+                    .into(),
+            });
+        }
+        flux::GitRef::Branch(branch.to_string())
+    })
 }

@@ -21,6 +21,7 @@ pub mod argocd;
 mod corev1;
 pub mod flux;
 mod git;
+pub mod offline;
 
 use std::collections::BTreeMap;
 
@@ -66,6 +67,14 @@ pub enum ManifestError {
         /// The data key.
         key: String,
         /// Why.
+        reason: String,
+    },
+    /// A Git revision the reconciler cannot follow.
+    #[error("revision {revision:?}: {reason}")]
+    InvalidRevision {
+        /// The revision as given.
+        revision: String,
+        /// Why, and what to give instead.
         reason: String,
     },
     /// A Git repository URL is not usable (or not usable with the given credentials).

@@ -211,8 +211,9 @@ pub fn deployments(json: Option<&str>, namespace: &str, required: &[&str]) -> Re
                 Some(c) => why.push(c.to_string()),
                 None => why.push("no Available condition yet".to_string()),
             }
-            // Reported, not judged: past its progress deadline a Deployment still converges if
-            // the image or node shows up, and ReplicaFailure (quota, admission) can clear.
+            // These keep the Deployment waiting and say why, but never end the wait as a failure:
+            // past its progress deadline a Deployment still converges if the image or node shows
+            // up, and ReplicaFailure (quota, admission) can clear.
             if let Some(c) = condition(&s.conditions, "Progressing").filter(|c| !c.is_true()) {
                 why.push(c.to_string());
             }

@@ -433,6 +433,11 @@ impl Tf {
         self.env.push(("TF_HTTP_PASSWORD".into(), password(user).into()));
     }
 
+    /// No Basic credentials (for a user who signs in with a client certificate).
+    pub fn no_password(&mut self) {
+        self.env.retain(|(k, _)| k != "TF_HTTP_USERNAME" && k != "TF_HTTP_PASSWORD");
+    }
+
     pub fn set_env(&mut self, k: &str, v: &str) {
         self.env.push((k.into(), v.into()));
     }
@@ -492,4 +497,51 @@ pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Optio
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// One HTTP/1.1 request over TLS (`Connection: close`), with an optional client certificate and Basic user.
+pub fn tls_request(
+    addr: SocketAddr,
+    server_ca: &str,
+    client: Option<&(String, String)>,
+    basic: Option<(&str, &str)>,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> (u16, String) {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use std::sync::Arc;
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in CertificateDer::pem_slice_iter(server_ca.as_bytes()) {
+        roots.add(ca.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let config = match client {
+        Some((cert, key)) => builder
+            .with_client_auth_cert(
+                vec![CertificateDer::from_pem_slice(cert.as_bytes()).unwrap()],
+                PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
+            )
+            .unwrap(),
+        None => builder.with_no_client_auth(),
+    };
+    let conn = rustls::ClientConnection::new(Arc::new(config), ServerName::try_from("localhost").unwrap()).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, TcpStream::connect(addr).unwrap());
+    let mut head =
+        format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    if let Some((u, p)) = basic {
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
+        head += &format!("Authorization: Basic {token}\r\n");
+    }
+    tls.write_all(format!("{head}\r\n{body}").as_bytes()).unwrap();
+    let mut out = Vec::new();
+    let _ = tls.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, text)
 }
