@@ -242,7 +242,12 @@ impl AuditFile {
 
 /// Current time as RFC 3339 UTC with microseconds.
 pub fn now() -> String {
-    let t = time::OffsetDateTime::now_utc();
+    format_time(time::OffsetDateTime::now_utc())
+}
+
+/// `t` as in [`AuditEvent::at`] (RFC 3339 UTC with microseconds; such times sort as text).
+pub fn format_time(t: time::OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
     let format =
         time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
     t.format(&format).expect("formattable time")

@@ -5,7 +5,9 @@
 //! request. A successful check is therefore remembered as an HMAC of (user, password) under a key
 //! that lives only in this process; a later request with the same password costs one HMAC. Wrong
 //! passwords are never remembered, so guessing stays as slow as argon2 makes it, and only a few
-//! argon2 checks run at once so that guessing cannot starve the server.
+//! argon2 checks run at once so that guessing cannot starve the server. Who may ask for a check
+//! at all, and how many may wait, is decided by `throttle` between [`Authenticator::check`] and
+//! [`Authenticator::verify`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -258,6 +260,28 @@ struct User {
     metrics: bool,
 }
 
+/// What [`Authenticator::check`] found.
+pub enum Checked {
+    /// Anonymous access, or a password verified before.
+    Known(Principal),
+    /// A password still to be checked with [`Authenticator::verify`].
+    Password(PasswordCheck),
+}
+
+/// A user name and password still to be checked (no `Debug`: it holds the password).
+pub struct PasswordCheck {
+    user: String,
+    password: String,
+    tag: hmac::Tag,
+}
+
+impl PasswordCheck {
+    /// The user name claimed.
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+}
+
 /// Checks credentials against the configured users.
 pub struct Authenticator {
     users: HashMap<String, User>,
@@ -308,17 +332,35 @@ impl Authenticator {
 
     /// Authenticates from the value of the `Authorization` header, if any.
     pub async fn authenticate(&self, header: Option<&[u8]>) -> Result<Principal, AuthError> {
+        match self.check(header)? {
+            Checked::Known(p) => Ok(p),
+            Checked::Password(check) => self.verify(check).await,
+        }
+    }
+
+    /// The cheap part of [`Authenticator::authenticate`]: the header parsed, anonymous access,
+    /// a password verified before. What is left is a password check (argon2), which the caller
+    /// may refuse to run (see `throttle`).
+    pub fn check(&self, header: Option<&[u8]>) -> Result<Checked, AuthError> {
         let Some(header) = header else {
             return match &self.anonymous {
-                Some(grants) => Ok(Principal { name: ANONYMOUS.into(), grants: grants.clone(), metrics: false }),
+                Some(grants) => {
+                    Ok(Checked::Known(Principal { name: ANONYMOUS.into(), grants: grants.clone(), metrics: false }))
+                }
                 None => Err(AuthError::Missing),
             };
         };
         let (user, password) = parse_basic(header)?;
         let tag = self.tag(&user, &password);
-        if let Some(p) = self.remembered(&user, &tag) {
-            return Ok(p);
+        match self.remembered(&user, &tag) {
+            Some(p) => Ok(Checked::Known(p)),
+            None => Ok(Checked::Password(PasswordCheck { user, password, tag })),
         }
+    }
+
+    /// Runs a password check [`Authenticator::check`] left, a few at a time.
+    pub async fn verify(&self, check: PasswordCheck) -> Result<Principal, AuthError> {
+        let PasswordCheck { user, password, tag } = check;
         let hash = match self.users.get(&user).and_then(|u| u.hash.clone()) {
             Some(hash) => hash,
             // Unknown, or a certificate-only user: the same work, the same answer.

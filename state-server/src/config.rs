@@ -104,6 +104,26 @@ pub struct Limits {
     pub max_connections: usize,
     /// Connections open at once from one client address (0: no per-client cap).
     pub max_connections_per_client: usize,
+    /// Wrong passwords from one client address before it must wait (0: no per-address limit).
+    pub auth_failures_per_client: u32,
+    /// Wrong passwords for one user name before it must wait (0: no per-user limit).
+    pub auth_failures_per_user: u32,
+    /// The longest wait after repeated wrong passwords (the wait starts at 1 s and doubles).
+    pub auth_backoff_max: Duration,
+    /// Password checks (argon2) running or waiting at once, all clients; beyond, 503.
+    pub argon2_queue: usize,
+    /// Password checks running or waiting at once for one client address; beyond, 503.
+    pub argon2_queue_per_client: usize,
+    /// Refused unauthenticated requests per minute from one client address (also the burst);
+    /// beyond, 429 (0: no limit).
+    pub refusals_per_minute_per_client: u32,
+    /// Refused unauthenticated requests recorded one by one per client address and window; the
+    /// rest are counted and summarised in one event when the window ends.
+    pub refusal_audit_per_window: u32,
+    /// The window of `refusal_audit_per_window`.
+    pub refusal_audit_window: Duration,
+    /// Events of refused unauthenticated requests are deleted after this long (`None`: kept).
+    pub refusal_retention: Option<Duration>,
 }
 
 impl Default for Limits {
@@ -117,6 +137,15 @@ impl Default for Limits {
             write_timeout: Duration::from_secs(30),
             max_connections: 4096,
             max_connections_per_client: 128,
+            auth_failures_per_client: 5,
+            auth_failures_per_user: 10,
+            auth_backoff_max: Duration::from_secs(300),
+            argon2_queue: 32,
+            argon2_queue_per_client: 2,
+            refusals_per_minute_per_client: 120,
+            refusal_audit_per_window: 10,
+            refusal_audit_window: Duration::from_secs(60),
+            refusal_retention: Some(Duration::from_secs(30 * 86_400)),
         }
     }
 }
@@ -320,6 +349,15 @@ struct RawLimits {
     write_timeout_secs: Option<u64>,
     max_connections: Option<usize>,
     max_connections_per_client: Option<usize>,
+    auth_failures_per_client: Option<u32>,
+    auth_failures_per_user: Option<u32>,
+    auth_backoff_max_secs: Option<u64>,
+    argon2_queue: Option<usize>,
+    argon2_queue_per_client: Option<usize>,
+    refusals_per_minute_per_client: Option<u32>,
+    refusal_audit_per_window: Option<u32>,
+    refusal_audit_window_secs: Option<u64>,
+    refusal_retention_days: Option<u64>,
 }
 
 impl RawLimits {
@@ -330,6 +368,10 @@ impl RawLimits {
             Some(0) => Err(format!("[limits] {key} must be at least 1")),
             Some(n) if n > 86_400 => Err(format!("[limits] {key} = {n} is more than a day")),
             Some(n) => Ok(Duration::from_secs(n)),
+        };
+        let at_least_1 = |value: Option<usize>, key: &str, default: usize| match value {
+            Some(0) => Err(format!("[limits] {key} must be at least 1")),
+            other => Ok(other.unwrap_or(default)),
         };
         Ok(Limits {
             first_byte_timeout: secs(self.first_byte_timeout_secs, "first_byte_timeout_secs", d.first_byte_timeout)?,
@@ -347,6 +389,29 @@ impl RawLimits {
             write_timeout: secs(self.write_timeout_secs, "write_timeout_secs", d.write_timeout)?,
             max_connections: self.max_connections.unwrap_or(d.max_connections),
             max_connections_per_client: self.max_connections_per_client.unwrap_or(d.max_connections_per_client),
+            auth_failures_per_client: self.auth_failures_per_client.unwrap_or(d.auth_failures_per_client),
+            auth_failures_per_user: self.auth_failures_per_user.unwrap_or(d.auth_failures_per_user),
+            auth_backoff_max: secs(self.auth_backoff_max_secs, "auth_backoff_max_secs", d.auth_backoff_max)?,
+            argon2_queue: at_least_1(self.argon2_queue, "argon2_queue", d.argon2_queue)?,
+            argon2_queue_per_client: at_least_1(
+                self.argon2_queue_per_client,
+                "argon2_queue_per_client",
+                d.argon2_queue_per_client,
+            )?,
+            refusals_per_minute_per_client: self
+                .refusals_per_minute_per_client
+                .unwrap_or(d.refusals_per_minute_per_client),
+            refusal_audit_per_window: self.refusal_audit_per_window.unwrap_or(d.refusal_audit_per_window),
+            refusal_audit_window: secs(
+                self.refusal_audit_window_secs,
+                "refusal_audit_window_secs",
+                d.refusal_audit_window,
+            )?,
+            refusal_retention: match self.refusal_retention_days {
+                None => d.refusal_retention,
+                Some(0) => None,
+                Some(days) => Some(Duration::from_secs(days.saturating_mul(86_400))),
+            },
         })
     }
 }
@@ -643,6 +708,10 @@ mod tests {
         let err = load("[limits]\nmin_body_rate_bytes_per_sec = 0").unwrap_err().to_string();
         assert!(err.contains("min_body_rate"), "{err}");
         assert!(load("[limits]\nbody_timeout = 1").unwrap_err().to_string().contains("unknown field"));
+        let c = load("[limits]\nauth_failures_per_user = 0\nrefusal_retention_days = 0\nargon2_queue = 3").unwrap();
+        assert_eq!((c.limits.auth_failures_per_user, c.limits.refusal_retention, c.limits.argon2_queue), (0, None, 3));
+        let err = load("[limits]\nargon2_queue_per_client = 0").unwrap_err().to_string();
+        assert!(err.contains("argon2_queue_per_client must be at least 1"), "{err}");
     }
 
     #[test]

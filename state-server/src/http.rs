@@ -13,7 +13,8 @@
 //! | `/healthz` | `GET`, no credentials | — |
 //! | `/metrics` | `GET`, Prometheus text; credentials unless `[metrics] public = true` | admin on `*`, or `metrics = true` |
 //!
-//! Every refusal is answered with a JSON body `{"error": "…"}` and recorded in the audit log.
+//! Every refusal is answered with a JSON body `{"error": "…"}` and recorded in the audit log;
+//! refusals before authentication within each client address's sample (see `throttle`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -24,13 +25,13 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Incoming};
 use hyper::header::{
-    HeaderValue, AUTHORIZATION, CACHE_CONTROL, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, WWW_AUTHENTICATE,
+    HeaderValue, AUTHORIZATION, CACHE_CONTROL, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE,
 };
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 
 use crate::audit::{self, Action, AuditDraft, AuditEvent, AuditFile, AuditQuery, Outcome};
-use crate::auth::{AuthError, Authenticator, Principal, Role};
+use crate::auth::{AuthError, Authenticator, Checked, Principal, Role};
 use crate::config::Limits;
 use crate::conn::{self, ClientKey, Notices};
 use crate::crypto::{AtRest, Binding};
@@ -41,6 +42,7 @@ use crate::storage::{
     Audited, DeleteOutcome, LockOutcome, LockRequest, NewVersion, PurgeOutcome, PutOutcome, PutRequest, Sealer,
     Storage, StorageError, StoredVersion, UnlockOutcome, UnlockRequest,
 };
+use crate::throttle::{Throttle, Throttled};
 use crate::tls::ClientCert;
 use crate::{log, tfstate};
 
@@ -63,6 +65,9 @@ pub struct App {
     pub limits: Limits,
     /// Events at the limits, logged once per client.
     pub notices: Notices,
+    /// What clients without valid credentials may cost: refusal sampling and rate, password
+    /// backoff, the argon2 queue.
+    pub throttle: Throttle,
     /// Largest state body.
     pub body_limit: u64,
     /// Versions kept per state.
@@ -130,6 +135,16 @@ impl From<StorageError> for ApiError {
     fn from(e: StorageError) -> ApiError {
         log::error("storage failure", json!({ "error": e.to_string() }));
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal storage error (see the server log)")
+    }
+}
+
+// Copies a stored event to the audit file, if there is one.
+fn file_event(app: &App, event: &AuditEvent) {
+    if let Some(file) = &app.audit_file {
+        if let Err(e) = file.append(event) {
+            app.metrics.audit_file_errors.add(1);
+            log::error("cannot append to the audit file", json!({ "error": e.to_string() }));
+        }
     }
 }
 
@@ -303,12 +318,7 @@ impl Ctx<'_> {
 
     /// Copies a stored event to the audit file.
     fn file(&self, event: &AuditEvent) {
-        if let Some(file) = &self.app.audit_file {
-            if let Err(e) = file.append(event) {
-                self.app.metrics.audit_file_errors.add(1);
-                log::error("cannot append to the audit file", json!({ "error": e.to_string() }));
-            }
-        }
+        file_event(self.app, event);
     }
 
     /// Records an event that goes with no change.
@@ -396,35 +406,17 @@ async fn dispatch(
     let header = headers.next().map(HeaderValue::as_bytes);
     let auth = app.auth.load();
     let authenticated = match cert {
-        _ if headers.next().is_some() => Err(AuthError::Repeated),
-        Some(cert) => auth.authenticate_with_certificate(cert, header).await,
-        None => auth.authenticate(header).await,
+        _ if headers.next().is_some() => Err(Unauthenticated::Auth(AuthError::Repeated)),
+        Some(cert) => auth.authenticate_with_certificate(cert, header).await.map_err(Unauthenticated::Auth),
+        None => authenticate(app, &auth, ctx.client, header).await,
     };
     match authenticated {
         Ok(p) => {
             ctx.user = p.name.clone();
             ctx.principal = Some(p);
         }
-        Err(e) => {
-            app.metrics.auth_failures.add(1);
-            if let Some(user) = e.claimed() {
-                ctx.user = clip(user);
-            }
-            let mut draft = ctx.draft(Action::Request, None);
-            draft.state = state_of(&route);
-            let mut resp = ctx
-                .refuse(
-                    draft,
-                    ApiError::new(
-                        StatusCode::UNAUTHORIZED,
-                        format!("{e} ({} {})", req.method(), clip(req.uri().path())),
-                    ),
-                )
-                .await;
-            resp.headers_mut().insert(
-                WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"kvm-state-server\", charset=\"UTF-8\""),
-            );
+        Err(denied) => {
+            let resp = refuse_unauthenticated(&mut ctx, &route, &req, denied).await;
             return (resp, ctx.user);
         }
     }
@@ -433,6 +425,139 @@ async fn dispatch(
         Err((draft, err)) => ctx.refuse(draft, err).await,
     };
     (resp, ctx.user)
+}
+
+/// Why a request is not authenticated: its credentials, or the throttle (which answered before
+/// checking them).
+enum Unauthenticated {
+    Auth(AuthError),
+    Throttled { user: String, why: Throttled },
+}
+
+// Credentials checked under the throttle: a remembered password costs one HMAC and is never
+// throttled; any other waits for its turn (one check per user name and address at a time), then
+// takes a place in the bounded argon2 queue, if the throttle gives it one.
+async fn authenticate(
+    app: &App,
+    auth: &Authenticator,
+    client: ClientKey,
+    header: Option<&[u8]>,
+) -> Result<Principal, Unauthenticated> {
+    let check = match auth.check(header).map_err(Unauthenticated::Auth)? {
+        Checked::Known(p) => return Ok(p),
+        Checked::Password(check) => check,
+    };
+    let _turn = app.throttle.turn(client, check.user()).await;
+    // Whoever had the turn before may have verified these very credentials.
+    let check = match auth.check(header).map_err(Unauthenticated::Auth)? {
+        Checked::Known(p) => return Ok(p),
+        Checked::Password(check) => check,
+    };
+    let ticket = app
+        .throttle
+        .admit(client, check.user())
+        .map_err(|why| Unauthenticated::Throttled { user: check.user().to_string(), why })?;
+    let result = auth.verify(check).await;
+    ticket.finish(result.is_ok());
+    result.map_err(Unauthenticated::Auth)
+}
+
+// Answers a request that did not authenticate: 401, or 429/503 from the throttle, with
+// `Retry-After`. The refusal is recorded in the audit log if it is within the client's sample,
+// else only counted (the throttle's summary event records it later).
+async fn refuse_unauthenticated(
+    ctx: &mut Ctx<'_>,
+    route: &Route<'_>,
+    req: &Request<Incoming>,
+    denied: Unauthenticated,
+) -> Response<ResponseBody> {
+    let app = ctx.app;
+    app.metrics.auth_failures.add(1);
+    let (message, throttled) = match denied {
+        Unauthenticated::Throttled { user, why } => {
+            ctx.user = clip(&user);
+            (why.to_string(), Some(why))
+        }
+        Unauthenticated::Auth(e) => {
+            if let Some(user) = e.claimed() {
+                ctx.user = clip(user);
+            }
+            match app.throttle.take_token(ctx.client) {
+                Ok(()) => (e.to_string(), None),
+                Err(why) => (format!("{e}; {why}"), Some(why)),
+            }
+        }
+    };
+    let status = throttled.as_ref().map_or(StatusCode::UNAUTHORIZED, |t| {
+        StatusCode::from_u16(t.reason.status()).unwrap_or(StatusCode::TOO_MANY_REQUESTS)
+    });
+    let err = ApiError {
+        outcome: Outcome::Refused,
+        ..ApiError::new(status, format!("{message} ({} {})", req.method(), clip(req.uri().path())))
+    };
+    let mut draft = ctx.draft(Action::Request, None);
+    draft.state = state_of(route);
+    let mut resp = if app.throttle.sample(ctx.client, status.as_u16(), &draft.at) {
+        ctx.refuse(draft, err).await
+    } else {
+        err.response()
+    };
+    match throttled {
+        None => {
+            resp.headers_mut().insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"kvm-state-server\", charset=\"UTF-8\""),
+            );
+        }
+        Some(t) => {
+            resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from(t.retry_after_secs()));
+        }
+    }
+    resp
+}
+
+/// Background upkeep for the throttle, until the process ends: every second, records the
+/// summaries of refusals that were counted and not recorded one by one; every hour (and at
+/// start), deletes refusal events older than `[limits] refusal_retention_days`.
+pub async fn housekeeping(app: Arc<App>) {
+    const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+    let mut pruned_at: Option<Instant> = None;
+    loop {
+        for summary in app.throttle.sweep() {
+            let draft = AuditDraft {
+                at: audit::now(),
+                user: "-".into(),
+                addr: summary.client.to_string(),
+                action: Action::Request,
+                state: None,
+                lock_id: None,
+                lock_info: None,
+            };
+            let event = draft.finish(audit::Verdict::new(Outcome::Refused, summary.status(), summary.detail()));
+            match app.storage.record(event).await {
+                Ok(event) => file_event(&app, &event),
+                Err(e) => log::error("cannot record a refusal summary", json!({ "error": e.to_string() })),
+            }
+        }
+        if let Some(keep) = app.limits.refusal_retention {
+            if pruned_at.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
+                pruned_at = Some(Instant::now());
+                let before = audit::format_time(time::OffsetDateTime::now_utc() - keep);
+                match app.storage.prune_refusals(&before).await {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        app.metrics.refusals_pruned.add(n);
+                        log::info(
+                            "deleted refusal events past their retention",
+                            json!({ "events": n, "before": before }),
+                        );
+                    }
+                    Err(e) => log::error("cannot delete old refusal events", json!({ "error": e.to_string() })),
+                }
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
 }
 
 // The state name a refused request named, if it is a valid one (for the audit log).

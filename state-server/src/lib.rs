@@ -9,6 +9,8 @@
 //! * [`crypto`]: AES-256-GCM at rest; [`tls`]: rustls; [`metrics`]: Prometheus text;
 //! * [`live`]: what SIGHUP replaces (users, TLS files) while the server runs;
 //! * [`conn`]: connection caps and timeouts against stalled or abusive clients;
+//! * [`throttle`]: what clients without valid credentials may cost (refusal sampling and rate,
+//!   password-guessing backoff, a bounded argon2 queue);
 //! * [`config`], [`names`], [`tfstate`]: the configuration file, state names, Terraform's documents;
 //! * [`perms`]: modes of the files that hold secrets; [`maintenance`]: `reencrypt`.
 
@@ -27,4 +29,5 @@ pub mod perms;
 pub mod server;
 pub mod storage;
 pub mod tfstate;
+pub mod throttle;
 pub mod tls;

@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::throttle::Reason;
+
 const BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
 
 /// A counter.
@@ -153,6 +155,17 @@ pub struct Metrics {
     /// Client connections accepted (including those refused at a cap).
     pub connections_accepted: Counter,
     connection_events: [Counter; ConnEvent::ALL.len()],
+    throttled: [Counter; Reason::ALL.len()],
+    /// Password checks (argon2) run for credentials that were not remembered.
+    pub password_checks: Counter,
+    /// Password checks running or waiting now.
+    pub password_check_queue: Gauge,
+    /// Refusals of unauthenticated requests written to the audit log one by one.
+    pub refusals_recorded: Counter,
+    /// Refusals of unauthenticated requests only counted (beyond the sample; see `throttle`).
+    pub refusals_summarised: Counter,
+    /// Audit events of refused unauthenticated requests deleted after their retention.
+    pub refusals_pruned: Counter,
 }
 
 /// The method label: only the methods the server knows, so clients cannot invent series.
@@ -178,6 +191,16 @@ impl Metrics {
     /// How many of `event` have happened.
     pub fn connection_events(&self, event: ConnEvent) -> u64 {
         self.connection_events[event.index()].get()
+    }
+
+    /// Counts one request answered by the throttle.
+    pub fn throttled(&self, reason: Reason) {
+        self.throttled[Reason::ALL.iter().position(|r| *r == reason).unwrap_or(0)].add(1);
+    }
+
+    /// How many requests the throttle answered for `reason`.
+    pub fn throttled_count(&self, reason: Reason) -> u64 {
+        self.throttled[Reason::ALL.iter().position(|r| *r == reason).unwrap_or(0)].get()
     }
 
     /// Records one answered request.
@@ -232,6 +255,22 @@ impl Metrics {
             ),
             ("kvm_state_audit_file_errors_total", "Failed appends to the audit file.", &self.audit_file_errors),
             ("kvm_state_server_errors_total", "Requests answered with a 5xx status.", &self.server_errors),
+            ("kvm_state_password_checks_total", "Password checks (argon2) run.", &self.password_checks),
+            (
+                "kvm_state_refusals_recorded_total",
+                "Refused unauthenticated requests recorded one by one in the audit log.",
+                &self.refusals_recorded,
+            ),
+            (
+                "kvm_state_refusals_summarised_total",
+                "Refused unauthenticated requests counted in a summary event instead of one each.",
+                &self.refusals_summarised,
+            ),
+            (
+                "kvm_state_refusals_pruned_total",
+                "Audit events of refused unauthenticated requests deleted after their retention.",
+                &self.refusals_pruned,
+            ),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", counter.get());
         }
@@ -247,6 +286,22 @@ impl Metrics {
              # TYPE kvm_state_connections_accepted_total counter\nkvm_state_connections_accepted_total {}",
             self.connections_accepted.get()
         );
+        let _ = writeln!(
+            out,
+            "# HELP kvm_state_password_check_queue Password checks running or waiting now.\n\
+             # TYPE kvm_state_password_check_queue gauge\nkvm_state_password_check_queue {}",
+            self.password_check_queue.get()
+        );
+        out += "# HELP kvm_state_throttled_total Requests answered 429 or 503 by the throttle, by reason.\n";
+        out += "# TYPE kvm_state_throttled_total counter\n";
+        for reason in Reason::ALL {
+            let _ = writeln!(
+                out,
+                "kvm_state_throttled_total{{reason=\"{}\"}} {}",
+                reason.label(),
+                self.throttled_count(reason)
+            );
+        }
         out += "# HELP kvm_state_connection_events_total Connections refused or closed at a limit of [limits].\n";
         out += "# TYPE kvm_state_connection_events_total counter\n";
         for event in ConnEvent::ALL {

@@ -81,12 +81,14 @@ pub async fn build_app(config: &Config) -> Result<App, StartError> {
     if config.users.is_empty() && config.anonymous_grants.is_empty() {
         log::warn("no users are configured: every request will be refused", json!({}));
     }
+    let metrics = Arc::new(Metrics::default());
     Ok(App {
+        throttle: crate::throttle::Throttle::new(&config.limits, metrics.clone()),
+        metrics,
         storage,
         auth: Swap::new(Authenticator::new(&config.users, &config.anonymous_grants)),
         at_rest,
         audit_file,
-        metrics: Arc::new(Metrics::default()),
         limits: config.limits.clone(),
         notices: Notices::default(),
         body_limit: config.body_limit,
@@ -204,6 +206,7 @@ impl Server {
             .keep_alive_timeout(limits.write_timeout);
         let builder = Arc::new(builder);
         let graceful = Arc::new(GracefulShutdown::new());
+        tokio::spawn(http::housekeeping(self.app.clone()));
         tokio::pin!(shutdown);
         loop {
             let (stream, remote) = tokio::select! {

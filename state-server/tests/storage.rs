@@ -7,7 +7,7 @@ mod common;
 
 use std::sync::Arc;
 
-use kvm_state_server::audit::{Action, AuditDraft, AuditQuery};
+use kvm_state_server::audit::{Action, AuditDraft, AuditQuery, Outcome, Verdict};
 use kvm_state_server::config::PostgresSecurity;
 use kvm_state_server::names::StateName;
 use kvm_state_server::storage::postgres::PostgresStorage;
@@ -144,6 +144,22 @@ async fn contract(a: Arc<dyn Storage>, b: Arc<dyn Storage>) {
     assert!(a.versions(&p).await.unwrap().is_empty());
     let r = b.put(&p, put(1, "lin-q", 0), draft(Action::Write, "contract/p")).await.unwrap();
     assert!(matches!(r.value, PutOutcome::Stored(ref m) if m.version == 3), "{:?}", r.value);
+
+    // Refusals of unauthenticated requests have a retention; nothing else can be deleted.
+    let old = |user: &str, status: u16| {
+        let mut d = draft(Action::Request, "contract/old");
+        d.at = "2020-01-01T00:00:00.000000Z".into();
+        d.user = user.into();
+        d.finish(Verdict::new(Outcome::Refused, status, "old"))
+    };
+    for (user, status) in [("-", 401), ("-", 429), ("-", 503), ("writer", 403)] {
+        a.record(old(user, status)).await.unwrap();
+    }
+    assert_eq!(b.prune_refusals("2020-01-02T00:00:00.000000Z").await.unwrap(), 3);
+    assert_eq!(a.prune_refusals("2020-01-02T00:00:00.000000Z").await.unwrap(), 0);
+    let q = AuditQuery { prefix: "contract/old".into(), limit: 1000, ..Default::default() };
+    let left: Vec<u16> = a.audit(&q).await.unwrap().iter().map(|e| e.status).collect();
+    assert_eq!(left, [403]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

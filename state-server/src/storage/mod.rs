@@ -310,6 +310,9 @@ pub trait Storage: Send + Sync + 'static {
     async fn record(&self, event: AuditEvent) -> Result<AuditEvent, StorageError>;
     /// Reads the audit log.
     async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, StorageError>;
+    /// Deletes the events of refused unauthenticated requests ([`prunable_refusal`]) recorded
+    /// before `before` (an RFC 3339 time as in [`AuditEvent::at`]); returns how many.
+    async fn prune_refusals(&self, before: &str) -> Result<u64, StorageError>;
     /// Every stored version's state name and number (for maintenance such as re-encryption).
     async fn all_versions(&self) -> Result<Vec<(StateName, u64)>, StorageError>;
     /// Replaces the stored form of one version's body and its recorded digest (`sha256`); the
@@ -321,6 +324,16 @@ pub trait Storage: Send + Sync + 'static {
         body: Vec<u8>,
         digest: String,
     ) -> Result<bool, StorageError>;
+}
+
+/// The audit events that may be deleted (after `[limits] refusal_retention_days`), as an SQL
+/// condition on the row `row` (`OLD.` in a trigger, empty in a query): refusals of requests that
+/// never authenticated (401, and the throttle's 429 and 503, all recorded as action `request`).
+/// Whoever sends them needs no account, so keeping them for ever would let anyone fill the disk;
+/// every event of an authenticated user stays append-only. Both backends' triggers and prune
+/// statements are built from this one rule.
+pub fn prunable_refusal(row: &str) -> String {
+    format!("{row}action = 'request' AND {row}outcome = 'refused' AND {row}status IN (401, 429, 503)")
 }
 
 /// The audit query as SQL for both backends, which differ only in how parameters are written

@@ -64,8 +64,6 @@ CREATE TABLE IF NOT EXISTS kvm_audit (
 );
 CREATE INDEX IF NOT EXISTS kvm_audit_state ON kvm_audit (state, id);
 ALTER TABLE kvm_states ADD COLUMN IF NOT EXISTS released_lock_user TEXT;
-CREATE OR REPLACE FUNCTION kvm_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN RAISE EXCEPTION 'the audit log is append-only'; END $$;
 DROP TRIGGER IF EXISTS kvm_audit_no_change ON kvm_audit;
 CREATE TRIGGER kvm_audit_no_change BEFORE UPDATE OR DELETE ON kvm_audit
     FOR EACH ROW EXECUTE FUNCTION kvm_audit_append_only();
@@ -121,6 +119,8 @@ impl PostgresStorage {
         let mut client = storage.pool.get().await.map_err(pool_get_err)?;
         let tx = client.transaction().await?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await?;
+        // The function first: SCHEMA's triggers name it.
+        tx.batch_execute(&append_only_function()).await?;
         tx.batch_execute(SCHEMA).await?;
         tx.commit().await?;
         Ok(storage)
@@ -129,6 +129,22 @@ impl PostgresStorage {
     async fn client(&self) -> Result<deadpool_postgres::Object, StorageError> {
         self.pool.get().await.map_err(pool_get_err)
     }
+}
+
+// The triggers' function: every UPDATE, DELETE and TRUNCATE of the audit log is refused, except
+// the DELETE of a refusal past its retention (`prunable_refusal`). TG_OP is tested first, on its
+// own: a TRUNCATE trigger has no OLD row to look at.
+fn append_only_function() -> String {
+    format!(
+        "CREATE OR REPLACE FUNCTION kvm_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+           IF TG_OP = 'DELETE' THEN
+             IF {} THEN RETURN OLD; END IF;
+           END IF;
+           RAISE EXCEPTION 'the audit log is append-only';
+         END $$;",
+        super::prunable_refusal("OLD.")
+    )
 }
 
 fn meta_from(r: &Row, at: usize) -> VersionMeta {
@@ -441,6 +457,12 @@ impl Storage for PostgresStorage {
     async fn record(&self, event: AuditEvent) -> Result<AuditEvent, StorageError> {
         let client = self.client().await?;
         insert_audit(&client, event).await
+    }
+
+    async fn prune_refusals(&self, before: &str) -> Result<u64, StorageError> {
+        let client = self.client().await?;
+        let sql = format!("DELETE FROM kvm_audit WHERE {} AND at < $1", super::prunable_refusal(""));
+        Ok(client.execute(&sql, &[&before]).await?)
     }
 
     async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, StorageError> {

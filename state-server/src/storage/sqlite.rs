@@ -63,8 +63,6 @@ CREATE TABLE IF NOT EXISTS kvm_audit (
 CREATE INDEX IF NOT EXISTS kvm_audit_state ON kvm_audit (state, id);
 CREATE TRIGGER IF NOT EXISTS kvm_audit_no_update BEFORE UPDATE ON kvm_audit
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS kvm_audit_no_delete BEFORE DELETE ON kvm_audit
-BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 ";
 
 const META_COLUMNS: &str =
@@ -130,6 +128,14 @@ fn migrate(conn: &Connection) -> Result<(), rusqlite::Error> {
     if !has("kvm_states", "released_lock_user")? {
         conn.execute_batch("ALTER TABLE kvm_states ADD COLUMN released_lock_user TEXT")?;
     }
+    // Recreated at every start: databases made before refusals had a retention refuse every
+    // DELETE, and the rule lives in one place (`prunable_refusal`).
+    conn.execute_batch(&format!(
+        "DROP TRIGGER IF EXISTS kvm_audit_no_delete;
+         CREATE TRIGGER kvm_audit_no_delete BEFORE DELETE ON kvm_audit WHEN NOT ({})
+         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;",
+        super::prunable_refusal("OLD.")
+    ))?;
     Ok(())
 }
 
@@ -524,6 +530,12 @@ impl Storage for SqliteStorage {
 
     async fn record(&self, event: AuditEvent) -> Result<AuditEvent, StorageError> {
         self.write(move |tx| Ok(insert_audit(tx, event)?)).await
+    }
+
+    async fn prune_refusals(&self, before: &str) -> Result<u64, StorageError> {
+        let sql = format!("DELETE FROM kvm_audit WHERE {} AND at < ?1", super::prunable_refusal(""));
+        let before = before.to_string();
+        self.write(move |tx| Ok(tx.execute(&sql, [&before])? as u64)).await
     }
 
     async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, StorageError> {

@@ -268,6 +268,19 @@ impl Conn {
     }
 }
 
+/// A connection to `addr` from the local address `from` (another loopback address: tests that
+/// play attackers use 127.1.x.y, so that per-address limits fall on them and not on 127.0.0.1).
+pub fn connect_from(from: std::net::IpAddr, addr: SocketAddr) -> Conn {
+    assert!(from.is_loopback() && addr.ip().is_loopback(), "tests talk to loopback only");
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.bind(&SocketAddr::new(from, 0).into()).unwrap();
+    socket.connect(&addr.into()).expect("connect");
+    let stream: TcpStream = socket.into();
+    stream.set_nodelay(true).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    Conn { stream: BufReader::new(stream), addr }
+}
+
 /// Connects without panicking.
 pub fn try_connect(addr: SocketAddr) -> std::io::Result<Conn> {
     let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
