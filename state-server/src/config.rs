@@ -14,6 +14,8 @@ use crate::names;
 
 /// Default body limit: 32 MiB.
 pub const DEFAULT_BODY_LIMIT: u64 = 32 << 20;
+/// Default `[limits] max_body_bytes_in_flight`: 256 MiB (eight bodies at the default body limit).
+pub const DEFAULT_BODY_BYTES_IN_FLIGHT: u64 = 256 << 20;
 /// Default number of versions kept per state.
 pub const DEFAULT_KEEP_VERSIONS: u64 = 100;
 
@@ -104,6 +106,9 @@ pub struct Limits {
     pub max_connections: usize,
     /// Connections open at once from one client address (0: no per-client cap).
     pub max_connections_per_client: usize,
+    /// Request-body bytes being read or held by all requests together; a request that cannot
+    /// get its share in time is answered 503. At least `body_limit_bytes`.
+    pub max_body_bytes_in_flight: u64,
 }
 
 impl Default for Limits {
@@ -117,6 +122,7 @@ impl Default for Limits {
             write_timeout: Duration::from_secs(30),
             max_connections: 4096,
             max_connections_per_client: 128,
+            max_body_bytes_in_flight: DEFAULT_BODY_BYTES_IN_FLIGHT,
         }
     }
 }
@@ -320,10 +326,15 @@ struct RawLimits {
     write_timeout_secs: Option<u64>,
     max_connections: Option<usize>,
     max_connections_per_client: Option<usize>,
+    max_body_bytes_in_flight: Option<u64>,
 }
 
+// Beyond this the budget would not be a limit (and its KiB count must fit the semaphore's u32 steps).
+const MAX_BODY_BYTES_IN_FLIGHT: u64 = 1 << 40;
+
 impl RawLimits {
-    fn resolve(self) -> Result<Limits, String> {
+    // `body_limit`: one body of the largest size must fit in the in-flight budget.
+    fn resolve(self, body_limit: u64) -> Result<Limits, String> {
         let d = Limits::default();
         let secs = |value: Option<u64>, key: &str, default: Duration| match value {
             None => Ok(default),
@@ -347,6 +358,19 @@ impl RawLimits {
             write_timeout: secs(self.write_timeout_secs, "write_timeout_secs", d.write_timeout)?,
             max_connections: self.max_connections.unwrap_or(d.max_connections),
             max_connections_per_client: self.max_connections_per_client.unwrap_or(d.max_connections_per_client),
+            max_body_bytes_in_flight: match self.max_body_bytes_in_flight {
+                Some(n) if n < body_limit => {
+                    return Err(format!(
+                        "[limits] max_body_bytes_in_flight = {n} is less than body_limit_bytes = {body_limit}: a body \
+                         of the largest size could never be read"
+                    ))
+                }
+                Some(n) if n > MAX_BODY_BYTES_IN_FLIGHT => {
+                    return Err(format!("[limits] max_body_bytes_in_flight = {n} is more than 1 TiB"))
+                }
+                Some(n) => n,
+                None => d.max_body_bytes_in_flight.max(body_limit),
+            },
         })
     }
 }
@@ -575,8 +599,11 @@ impl Config {
         }
 
         let limits = match raw.limits {
-            Some(l) => l.resolve().map_err(invalid)?,
-            None => Limits::default(),
+            Some(l) => l.resolve(body_limit).map_err(invalid)?,
+            None => Limits {
+                max_body_bytes_in_flight: Limits::default().max_body_bytes_in_flight.max(body_limit),
+                ..Limits::default()
+            },
         };
 
         let audit = raw.audit.map_or(AuditConfig { file: None, reads: true }, |a| AuditConfig {
@@ -643,6 +670,14 @@ mod tests {
         let err = load("[limits]\nmin_body_rate_bytes_per_sec = 0").unwrap_err().to_string();
         assert!(err.contains("min_body_rate"), "{err}");
         assert!(load("[limits]\nbody_timeout = 1").unwrap_err().to_string().contains("unknown field"));
+        assert_eq!(c.limits.max_body_bytes_in_flight, DEFAULT_BODY_BYTES_IN_FLIGHT);
+        let c = load("[limits]\nmax_body_bytes_in_flight = 100000000").unwrap();
+        assert_eq!(c.limits.max_body_bytes_in_flight, 100_000_000);
+        let err = load("[limits]\nmax_body_bytes_in_flight = 1000000").unwrap_err().to_string();
+        assert!(err.contains("less than body_limit_bytes"), "{err}");
+        // A body limit above the default budget raises the budget with it.
+        let c = load("body_limit_bytes = 1073741824").unwrap();
+        assert_eq!(c.limits.max_body_bytes_in_flight, 1 << 30);
     }
 
     #[test]
