@@ -14,6 +14,8 @@ use crate::names;
 
 /// Default body limit: 32 MiB.
 pub const DEFAULT_BODY_LIMIT: u64 = 32 << 20;
+/// Default `[limits] max_body_bytes_in_flight`: 256 MiB (eight bodies at the default body limit).
+pub const DEFAULT_BODY_BYTES_IN_FLIGHT: u64 = 256 << 20;
 /// Default number of versions kept per state.
 pub const DEFAULT_KEEP_VERSIONS: u64 = 100;
 
@@ -124,6 +126,9 @@ pub struct Limits {
     pub refusal_audit_window: Duration,
     /// Events of refused unauthenticated requests are deleted after this long (`None`: kept).
     pub refusal_retention: Option<Duration>,
+    /// Request-body bytes being read or held by all requests together; a request that cannot
+    /// get its share in time is answered 503. At least `body_limit_bytes`.
+    pub max_body_bytes_in_flight: u64,
 }
 
 impl Default for Limits {
@@ -146,6 +151,7 @@ impl Default for Limits {
             refusal_audit_per_window: 10,
             refusal_audit_window: Duration::from_secs(60),
             refusal_retention: Some(Duration::from_secs(30 * 86_400)),
+            max_body_bytes_in_flight: DEFAULT_BODY_BYTES_IN_FLIGHT,
         }
     }
 }
@@ -358,10 +364,15 @@ struct RawLimits {
     refusal_audit_per_window: Option<u32>,
     refusal_audit_window_secs: Option<u64>,
     refusal_retention_days: Option<u64>,
+    max_body_bytes_in_flight: Option<u64>,
 }
 
+// Beyond this the budget would not be a limit (and its KiB count must fit the semaphore's u32 steps).
+const MAX_BODY_BYTES_IN_FLIGHT: u64 = 1 << 40;
+
 impl RawLimits {
-    fn resolve(self) -> Result<Limits, String> {
+    // `body_limit`: one body of the largest size must fit in the in-flight budget.
+    fn resolve(self, body_limit: u64) -> Result<Limits, String> {
         let d = Limits::default();
         let secs = |value: Option<u64>, key: &str, default: Duration| match value {
             None => Ok(default),
@@ -411,6 +422,19 @@ impl RawLimits {
                 None => d.refusal_retention,
                 Some(0) => None,
                 Some(days) => Some(Duration::from_secs(days.saturating_mul(86_400))),
+            },
+            max_body_bytes_in_flight: match self.max_body_bytes_in_flight {
+                Some(n) if n < body_limit => {
+                    return Err(format!(
+                        "[limits] max_body_bytes_in_flight = {n} is less than body_limit_bytes = {body_limit}: a body \
+                         of the largest size could never be read"
+                    ))
+                }
+                Some(n) if n > MAX_BODY_BYTES_IN_FLIGHT => {
+                    return Err(format!("[limits] max_body_bytes_in_flight = {n} is more than 1 TiB"))
+                }
+                Some(n) => n,
+                None => d.max_body_bytes_in_flight.max(body_limit),
             },
         })
     }
@@ -640,8 +664,11 @@ impl Config {
         }
 
         let limits = match raw.limits {
-            Some(l) => l.resolve().map_err(invalid)?,
-            None => Limits::default(),
+            Some(l) => l.resolve(body_limit).map_err(invalid)?,
+            None => Limits {
+                max_body_bytes_in_flight: Limits::default().max_body_bytes_in_flight.max(body_limit),
+                ..Limits::default()
+            },
         };
 
         let audit = raw.audit.map_or(AuditConfig { file: None, reads: true }, |a| AuditConfig {
@@ -712,6 +739,14 @@ mod tests {
         assert_eq!((c.limits.auth_failures_per_user, c.limits.refusal_retention, c.limits.argon2_queue), (0, None, 3));
         let err = load("[limits]\nargon2_queue_per_client = 0").unwrap_err().to_string();
         assert!(err.contains("argon2_queue_per_client must be at least 1"), "{err}");
+        assert_eq!(c.limits.max_body_bytes_in_flight, DEFAULT_BODY_BYTES_IN_FLIGHT);
+        let c = load("[limits]\nmax_body_bytes_in_flight = 100000000").unwrap();
+        assert_eq!(c.limits.max_body_bytes_in_flight, 100_000_000);
+        let err = load("[limits]\nmax_body_bytes_in_flight = 1000000").unwrap_err().to_string();
+        assert!(err.contains("less than body_limit_bytes"), "{err}");
+        // A body limit above the default budget raises the budget with it.
+        let c = load("body_limit_bytes = 1073741824").unwrap();
+        assert_eq!(c.limits.max_body_bytes_in_flight, 1 << 30);
     }
 
     #[test]

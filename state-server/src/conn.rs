@@ -13,6 +13,9 @@
 //!   a response that cannot be written for `write_timeout` is abandoned;
 //! * [`body_deadline`]: a request body may take `body_read_timeout`, then must have averaged
 //!   `min_body_rate` (applied by the HTTP layer while it reads bodies);
+//! * [`BodyBudget`]: request bodies being read or held, all requests together, stay under
+//!   `max_body_bytes_in_flight`; a request that cannot get its share within
+//!   [`BODY_BUDGET_WAIT`] is answered 503 (applied by the HTTP layer while it reads bodies);
 //! * [`Notices`]: each kind of event is logged once per client address per ten minutes, and
 //!   always counted in `/metrics`, so a flood cannot fill the log.
 
@@ -328,6 +331,87 @@ pub fn body_deadline(limits: &Limits, received: u64) -> Duration {
     limits.body_read_timeout.max(Duration::from_secs_f64(received as f64 / limits.min_body_rate as f64))
 }
 
+/// How long a request waits for its share of [`BodyBudget`] before it is answered 503: long
+/// enough to ride out a burst of large writes, short enough that a client is not left hanging.
+pub const BODY_BUDGET_WAIT: Duration = Duration::from_secs(3);
+
+/// Request-body bytes all requests together may hold at once (`[limits]
+/// max_body_bytes_in_flight`), counted in KiB.
+///
+/// Each body is limited by `body_limit_bytes` on its own, but memory is spent by the sum: twenty
+/// 30 MiB bodies at once are 600 MiB before any work on them. A request takes its share as its
+/// bytes arrive (in doubling steps) and gives it back when it has been answered.
+pub struct BodyBudget {
+    permits: tokio::sync::Semaphore,
+    bytes: u64,
+}
+
+/// A request's share of the [`BodyBudget`]; given back when dropped.
+pub struct BodyShare<'a> {
+    budget: &'a BodyBudget,
+    kib: u32,
+}
+
+/// The budget could not spare a share within [`BODY_BUDGET_WAIT`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{wanted} bytes of request body would pass max_body_bytes_in_flight = {budget} bytes, all requests together")]
+pub struct BudgetExhausted {
+    /// The share asked for, in bytes.
+    pub wanted: u64,
+    /// The whole budget, in bytes.
+    pub budget: u64,
+}
+
+impl BodyBudget {
+    /// A budget of `bytes` (rounded down to whole KiB, at least one).
+    pub fn new(bytes: u64) -> BodyBudget {
+        let kib = usize::try_from(bytes / 1024).unwrap_or(usize::MAX).clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
+        BodyBudget { permits: tokio::sync::Semaphore::new(kib), bytes }
+    }
+
+    /// An empty share, to grow with [`BodyShare::grow`].
+    pub fn share(&self) -> BodyShare<'_> {
+        BodyShare { budget: self, kib: 0 }
+    }
+
+    /// Bytes held by requests now.
+    pub fn in_flight(&self) -> u64 {
+        (self.bytes / 1024).saturating_sub(self.permits.available_permits() as u64) * 1024
+    }
+}
+
+impl BodyShare<'_> {
+    /// Bytes this share covers.
+    pub fn bytes(&self) -> u64 {
+        u64::from(self.kib) * 1024
+    }
+
+    /// Grows the share to cover `bytes`, waiting at most `wait` for others to give theirs back.
+    pub async fn grow(&mut self, bytes: u64, wait: Duration) -> Result<(), BudgetExhausted> {
+        let exhausted = BudgetExhausted { wanted: bytes, budget: self.budget.bytes };
+        let want = u32::try_from(bytes.div_ceil(1024)).map_err(|_| exhausted)?;
+        let more = want.saturating_sub(self.kib);
+        if more == 0 {
+            return Ok(());
+        }
+        match tokio::time::timeout(wait, self.budget.permits.acquire_many(more)).await {
+            Ok(Ok(permit)) => {
+                // Given back in one piece by `drop`, however many steps the share grew in.
+                permit.forget();
+                self.kib += more;
+                Ok(())
+            }
+            _ => Err(exhausted),
+        }
+    }
+}
+
+impl Drop for BodyShare<'_> {
+    fn drop(&mut self) {
+        self.budget.permits.add_permits(self.kib as usize);
+    }
+}
+
 /// A socket that reports to an [`Activity`]: every byte read or written is activity, and a
 /// write that cannot proceed marks the time it started waiting.
 pub struct Watched<S> {
@@ -489,6 +573,24 @@ mod tests {
         assert_eq!(body_deadline(&l, 0), Duration::from_secs(30));
         assert_eq!(body_deadline(&l, 30_000), Duration::from_secs(30));
         assert_eq!(body_deadline(&l, 60_000), Duration::from_secs(60));
+    }
+
+    #[tokio::test]
+    async fn body_shares_are_capped_and_given_back() {
+        let budget = BodyBudget::new(10 * 1024);
+        let mut a = budget.share();
+        a.grow(6000, Duration::ZERO).await.unwrap();
+        assert_eq!((a.bytes(), budget.in_flight()), (6144, 6144));
+        let mut b = budget.share();
+        let wait = Duration::from_millis(20);
+        assert_eq!(b.grow(5000, wait).await, Err(BudgetExhausted { wanted: 5000, budget: 10240 }));
+        b.grow(4096, wait).await.unwrap();
+        drop(a);
+        b.grow(8192, wait).await.unwrap();
+        assert_eq!(budget.in_flight(), 8192);
+        drop(b);
+        assert_eq!(budget.in_flight(), 0);
+        assert!(budget.share().grow(u64::MAX, wait).await.is_err());
     }
 
     #[test]

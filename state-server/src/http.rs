@@ -33,7 +33,7 @@ use serde_json::{json, Value};
 use crate::audit::{self, Action, AuditDraft, AuditEvent, AuditFile, AuditQuery, Outcome};
 use crate::auth::{AuthError, Authenticator, Checked, Principal, Role};
 use crate::config::Limits;
-use crate::conn::{self, ClientKey, Notices};
+use crate::conn::{self, BodyBudget, BodyShare, ClientKey, Notices};
 use crate::crypto::{AtRest, Binding};
 use crate::live::Swap;
 use crate::metrics::{method_label, ConnEvent, Metrics};
@@ -48,6 +48,14 @@ use crate::{log, tfstate};
 
 /// Largest LockInfo body accepted (the LockInfo cap: larger ones are answered 413).
 pub const LOCK_BODY_LIMIT: u64 = tfstate::MAX_LOCK_INFO_LEN as u64;
+
+/// Bodies larger than this are parsed, hashed and decrypted on tokio's blocking threads: tens of
+/// milliseconds of CPU on an async worker would hold up every request queued on it (`/healthz`
+/// included), and smaller ones are not worth a thread hand-off.
+pub const OFF_WORKER_BYTES: usize = 256 << 10;
+
+/// `Retry-After` on a 503, in seconds.
+const RETRY_AFTER_SECS: u32 = 2;
 
 /// Everything a request needs.
 pub struct App {
@@ -70,6 +78,8 @@ pub struct App {
     pub throttle: Throttle,
     /// Largest state body.
     pub body_limit: u64,
+    /// Request-body bytes in flight, all requests together (`[limits] max_body_bytes_in_flight`).
+    pub body_budget: BodyBudget,
     /// Versions kept per state.
     pub keep_versions: u64,
     /// Audit successful reads too.
@@ -124,6 +134,10 @@ impl ApiError {
         };
         body.insert("error".into(), Value::String(self.message.clone()));
         let mut resp = json_response(self.status, &Value::Object(body));
+        // Every 503 this server answers is a momentary refusal (the body budget is full).
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        }
         if self.close {
             resp.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
         }
@@ -227,7 +241,15 @@ fn percent_decode(s: &str) -> String {
 /// Reads a request body of at most `limit` bytes, at the pace `[limits]` asks for: a body that
 /// is slower than `min_body_rate` once `body_read_timeout` has passed is dropped with 408 (and
 /// the connection closed), so a client trickling bytes cannot hold a request open for ever.
-async fn read_body(ctx: &Ctx<'_>, req: Request<Incoming>, limit: u64) -> Result<Bytes, ApiError> {
+///
+/// State bodies take their share of the body budget as their bytes arrive and are answered 503
+/// when it cannot be had in time; the share comes back with the body, to be held until the
+/// request has been answered.
+async fn read_body<'a>(
+    ctx: &Ctx<'a>,
+    req: Request<Incoming>,
+    limit: u64,
+) -> Result<(Vec<u8>, BodyShare<'a>), ApiError> {
     let declared = declared_length(&req);
     let mut body = req.into_body();
     let too_large = || {
@@ -237,6 +259,10 @@ async fn read_body(ctx: &Ctx<'_>, req: Request<Incoming>, limit: u64) -> Result<
         return Err(too_large());
     }
     let limits = &ctx.app.limits;
+    // LockInfo bodies (4 KiB at most, one per connection, so bounded by the connection caps)
+    // stay out of the budget: locks and unlocks go on while large writes wait their turn.
+    let budgeted = limit > LOCK_BODY_LIMIT;
+    let mut share = ctx.app.body_budget.share();
     let started = tokio::time::Instant::now();
     // Grown as bytes arrive, never sized from Content-Length: a stalled body must cost only
     // what it has sent.
@@ -269,13 +295,52 @@ async fn read_body(ctx: &Ctx<'_>, req: Request<Incoming>, limit: u64) -> Result<
             Ok(Some(Ok(frame))) => frame,
         };
         if let Ok(data) = frame.into_data() {
-            if buf.len() as u64 + data.len() as u64 > limit {
+            let needed = buf.len() as u64 + data.len() as u64;
+            if needed > limit {
                 return Err(too_large());
+            }
+            if budgeted && needed > share.bytes() {
+                // Taken as bytes arrive, not from Content-Length up front: a stalled body then
+                // holds at most twice what it has sent, and thousands of them hold next to
+                // nothing. Doubling (up to the declared length) keeps the steps few.
+                let step = (share.bytes() * 2).min(declared.unwrap_or(limit)).max(needed);
+                take_share(ctx, &mut share, step).await?;
+            }
+            if needed > buf.capacity() as u64 {
+                // Doubling, but never past the share: the budget is what the buffer may hold.
+                let cap = if budgeted { share.bytes() } else { limit };
+                let target = (buf.capacity() as u64 * 2).min(cap).max(needed);
+                buf.reserve_exact((target - buf.len() as u64) as usize);
             }
             buf.extend_from_slice(&data);
         }
     }
-    Ok(Bytes::from(buf))
+    Ok((buf, share))
+}
+
+// Grows a request's share of the body budget to `bytes`, or refuses the request with 503.
+async fn take_share(ctx: &Ctx<'_>, share: &mut BodyShare<'_>, bytes: u64) -> Result<(), ApiError> {
+    share.grow(bytes, conn::BODY_BUDGET_WAIT).await.map_err(|e| {
+        ctx.app.notices.report(&ctx.app.metrics, ctx.client, ConnEvent::BodyBudget, &e.to_string());
+        let message = format!(
+            "the server is reading as many request bodies as it may hold ({e}, [limits] \
+             max_body_bytes_in_flight); retry in a moment"
+        );
+        // The body was not read: the connection cannot be reused.
+        ApiError { outcome: Outcome::Refused, close: true, ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message) }
+    })
+}
+
+// Runs per-body CPU work (parsing, hashing, decryption) where it does not hold up other
+// requests: on a blocking thread when the body is over [`OFF_WORKER_BYTES`].
+async fn cpu_bound<T: Send + 'static>(len: usize, work: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
+    if len <= OFF_WORKER_BYTES {
+        return Ok(work());
+    }
+    tokio::task::spawn_blocking(work).await.map_err(|e| {
+        log::error("a body check failed", json!({ "error": e.to_string() }));
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error (see the server log)")
+    })
 }
 
 // Encrypts a body for the version number storage gives it (encryption binds name, version and
@@ -656,9 +721,14 @@ fn declared_length(req: &Request<Incoming>) -> Option<u64> {
 }
 
 // The plain body of a stored version, decrypted for its place and checked against its digest.
-fn open_body(ctx: &Ctx<'_>, name: &StateName, stored: StoredVersion) -> Result<Vec<u8>, ApiError> {
-    let at = Binding { name: name.as_str(), version: stored.meta.version, digest: &stored.meta.sha256 };
-    ctx.app.at_rest.open_bound(&at, stored.body).map_err(|e| {
+async fn open_body(ctx: &Ctx<'_>, name: &StateName, stored: StoredVersion) -> Result<Vec<u8>, ApiError> {
+    let (at_rest, state) = (ctx.app.at_rest.clone(), name.as_str().to_string());
+    let opened = cpu_bound(stored.body.len(), move || {
+        let at = Binding { name: &state, version: stored.meta.version, digest: &stored.meta.sha256 };
+        at_rest.open_bound(&at, stored.body)
+    })
+    .await?;
+    opened.map_err(|e| {
         log::error("cannot decrypt a stored state", json!({ "state": name.as_str(), "error": e.to_string() }));
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("stored state cannot be read: {e}"))
     })
@@ -672,7 +742,7 @@ async fn get_state(ctx: &Ctx<'_>, name: &StateName) -> Result<Response<ResponseB
         return Err((draft, ApiError::absent(format!("no state stored under \"{name}\""))));
     };
     let version = current.meta.version;
-    let body = open_body(ctx, name, current).map_err(|e| (draft.clone(), e))?;
+    let body = open_body(ctx, name, current).await.map_err(|e| (draft.clone(), e))?;
     if ctx.app.audit_reads {
         let verdict = audit::Verdict { version: Some(version), ..audit::Verdict::new(Outcome::Ok, 200, "state read") };
         ctx.record(draft.finish(verdict)).await.map_err(|e| (draft.clone(), e))?;
@@ -686,19 +756,28 @@ async fn put_state(ctx: &Ctx<'_>, name: &StateName, req: Request<Incoming>) -> R
     let mut draft = ctx.draft(Action::Write, Some(name));
     draft.lock_id = query_param(req.uri().query(), "ID").filter(|id| !id.is_empty());
     ctx.require(Role::Write, name, "writing a state").map_err(|e| (draft.clone(), e))?;
-    let body = read_body(ctx, req, ctx.app.body_limit).await.map_err(|e| (draft.clone(), e))?;
-    let head = tfstate::inspect_state(&body).map_err(|e| (draft.clone(), ApiError::bad_request(e.to_string())))?;
+    // The share is held until the answer: the body lives on in storage's write.
+    let (body, _share) = read_body(ctx, req, ctx.app.body_limit).await.map_err(|e| (draft.clone(), e))?;
+    let at_rest = ctx.app.at_rest.clone();
+    let checked = cpu_bound(body.len(), move || {
+        let head = tfstate::inspect_state(&body)?;
+        let sha256 = at_rest.digest(&body);
+        Ok::<_, tfstate::StateError>((body, head, sha256))
+    })
+    .await
+    .map_err(|e| (draft.clone(), e))?;
+    let (body, head, sha256) = checked.map_err(|e| (draft.clone(), ApiError::bad_request(e.to_string())))?;
     let meta = NewVersion {
         serial: head.serial,
         lineage: head.lineage,
-        sha256: ctx.app.at_rest.digest(&body),
+        sha256,
         size: body.len() as u64,
         created_by: ctx.user.clone(),
         created_at: draft.at.clone(),
         restored_from: None,
     };
     let put = PutRequest {
-        body: body.to_vec(),
+        body,
         seal: Some(sealer(ctx, name, &meta.sha256)),
         meta,
         lock_id: draft.lock_id.clone(),
@@ -765,7 +844,7 @@ async fn delete_state(
 async fn lock(ctx: &Ctx<'_>, name: &StateName, req: Request<Incoming>) -> Result<Response<ResponseBody>, Refusal> {
     let mut draft = ctx.draft(Action::Lock, Some(name));
     ctx.require(Role::Write, name, "locking a state").map_err(|e| (draft.clone(), e))?;
-    let body = read_body(ctx, req, LOCK_BODY_LIMIT).await.map_err(|e| (draft.clone(), e))?;
+    let (body, _) = read_body(ctx, req, LOCK_BODY_LIMIT).await.map_err(|e| (draft.clone(), e))?;
     let info = match tfstate::parse_lock_info(&body) {
         Ok(Some(info)) => info,
         Ok(None) => return Err((draft, ApiError::bad_request("LOCK needs a LockInfo JSON body with an \"ID\""))),
@@ -793,7 +872,7 @@ async fn lock(ctx: &Ctx<'_>, name: &StateName, req: Request<Incoming>) -> Result
 async fn unlock(ctx: &Ctx<'_>, name: &StateName, req: Request<Incoming>) -> Result<Response<ResponseBody>, Refusal> {
     let mut draft = ctx.draft(Action::Unlock, Some(name));
     ctx.require(Role::Write, name, "unlocking a state").map_err(|e| (draft.clone(), e))?;
-    let body = read_body(ctx, req, LOCK_BODY_LIMIT).await.map_err(|e| (draft.clone(), e))?;
+    let (body, _) = read_body(ctx, req, LOCK_BODY_LIMIT).await.map_err(|e| (draft.clone(), e))?;
     let info = tfstate::parse_lock_info(&body).map_err(|e| (draft.clone(), ApiError::bad_request(e.to_string())))?;
     let may_force = ctx.principal().may(Role::Admin, name.as_str());
     if info.is_none() {
@@ -882,7 +961,7 @@ async fn versions(ctx: &Ctx<'_>, name: &StateName, query: Option<&str>) -> Resul
             let Some(v) = storage.version(name, n).await.map_err(|e| (draft.clone(), e.into()))? else {
                 return Err((draft, ApiError::absent(format!("\"{name}\" has no version {n}"))));
             };
-            let body = open_body(ctx, name, v).map_err(|e| (draft.clone(), e))?;
+            let body = open_body(ctx, name, v).await.map_err(|e| (draft.clone(), e))?;
             let mut resp = bytes_response(StatusCode::OK, "application/json", body);
             resp.headers_mut().insert("x-state-version", HeaderValue::from(n));
             resp
@@ -922,7 +1001,7 @@ async fn restore(ctx: &Ctx<'_>, name: &StateName, query: Option<&str>) -> Result
     };
     let current = storage.current(name).await.map_err(|e| (draft.clone(), e.into()))?.map(|c| c.meta);
     let old_meta = old.meta.clone();
-    let plain = open_body(ctx, name, old).map_err(|e| (draft.clone(), e))?;
+    let plain = open_body(ctx, name, old).await.map_err(|e| (draft.clone(), e))?;
     // The restored copy gets a serial above the current one (`tfstate::next_serial`).
     let new_serial = match (old_meta.serial, current.as_ref().and_then(|c| c.serial)) {
         (Some(old_serial), Some(cur)) => Some(tfstate::next_serial(old_serial, Some(cur)).map_err(|e| {
@@ -931,16 +1010,22 @@ async fn restore(ctx: &Ctx<'_>, name: &StateName, query: Option<&str>) -> Result
         })?),
         (serial, _) => serial,
     };
-    let body = match new_serial {
-        Some(s) if Some(s) != old_meta.serial => {
-            tfstate::with_serial(&plain, s).map_err(|e| (draft.clone(), ApiError::bad_request(e.to_string())))?
-        }
-        _ => plain,
-    };
+    let (at_rest, old_serial) = (ctx.app.at_rest.clone(), old_meta.serial);
+    let rewritten = cpu_bound(plain.len(), move || {
+        let body = match new_serial {
+            Some(s) if Some(s) != old_serial => tfstate::with_serial(&plain, s)?,
+            _ => plain,
+        };
+        let sha256 = at_rest.digest(&body);
+        Ok::<_, tfstate::StateError>((body, sha256))
+    })
+    .await
+    .map_err(|e| (draft.clone(), e))?;
+    let (body, sha256) = rewritten.map_err(|e| (draft.clone(), ApiError::bad_request(e.to_string())))?;
     let meta = NewVersion {
         serial: new_serial,
         lineage: old_meta.lineage.clone(),
-        sha256: ctx.app.at_rest.digest(&body),
+        sha256,
         size: body.len() as u64,
         created_by: ctx.user.clone(),
         created_at: draft.at.clone(),

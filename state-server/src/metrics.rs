@@ -71,11 +71,13 @@ pub enum ConnEvent {
     Idle,
     /// The TLS handshake failed.
     TlsHandshake,
+    /// Answered 503: the request's body did not fit under `max_body_bytes_in_flight` in time.
+    BodyBudget,
 }
 
 impl ConnEvent {
     /// Every event, in the order `/metrics` lists them.
-    pub const ALL: [ConnEvent; 9] = [
+    pub const ALL: [ConnEvent; 10] = [
         ConnEvent::RefusedTotal,
         ConnEvent::RefusedPerClient,
         ConnEvent::FirstByteTimeout,
@@ -85,6 +87,7 @@ impl ConnEvent {
         ConnEvent::WriteStalled,
         ConnEvent::Idle,
         ConnEvent::TlsHandshake,
+        ConnEvent::BodyBudget,
     ];
 
     /// The `event` label.
@@ -99,6 +102,7 @@ impl ConnEvent {
             ConnEvent::WriteStalled => "write_timeout",
             ConnEvent::Idle => "idle_timeout",
             ConnEvent::TlsHandshake => "tls_handshake_failed",
+            ConnEvent::BodyBudget => "body_budget_exhausted",
         }
     }
 
@@ -114,6 +118,7 @@ impl ConnEvent {
             ConnEvent::WriteStalled => "connection closed: the client did not read its response within write_timeout",
             ConnEvent::Idle => "connection closed: idle",
             ConnEvent::TlsHandshake => "TLS handshake failed",
+            ConnEvent::BodyBudget => "request body refused: max_body_bytes_in_flight reached, answered 503",
         }
     }
 

@@ -92,6 +92,7 @@ pub async fn build_app(config: &Config) -> Result<App, StartError> {
         limits: config.limits.clone(),
         notices: Notices::default(),
         body_limit: config.body_limit,
+        body_budget: conn::BodyBudget::new(config.limits.max_body_bytes_in_flight),
         keep_versions: config.keep_versions,
         audit_reads: config.audit.reads,
         metrics_public: config.metrics_public,

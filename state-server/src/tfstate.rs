@@ -3,8 +3,10 @@
 //! The server keeps the bytes it was sent; these checks only decide whether a body is a
 //! Terraform state (and read the `serial` and `lineage` that versioning needs) or a LockInfo.
 
+use std::borrow::Cow;
 use std::ops::Range;
 
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 /// What the server needs to know about a state body.
@@ -34,45 +36,279 @@ pub enum StateError {
 ///
 /// An OpenTofu client-side encrypted state (`{"meta":…,"encrypted_data":…,"encryption_version":…}`)
 /// is accepted as opaque: the server cannot and must not read inside it.
+///
+/// The body is read in one pass that keeps only the top-level fields checked here and skips
+/// every other value without building it ([`IgnoredAny`]): a state is mostly resources and
+/// outputs the server never looks at, and a tree of them costs ~16 times the body (32 bytes per
+/// 2-byte number in an array).
 pub fn inspect_state(body: &[u8]) -> Result<StateHead, StateError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(StateError::Empty);
     }
-    let value: Value = serde_json::from_slice(body).map_err(|e| StateError::Json(e.to_string()))?;
-    let Value::Object(obj) = value else {
+    // Skipped strings are not checked for UTF-8 by serde_json's slice reader, and JSON must be
+    // UTF-8 throughout (a tree built from the whole body refused invalid bytes anywhere).
+    let text = std::str::from_utf8(body).map_err(|e| StateError::Json(invalid_utf8(body, &e)))?;
+    let mut de = serde_json::Deserializer::from_str(text);
+    let top = de.deserialize_any(TopVisitor).map_err(|e| StateError::Json(e.to_string()))?;
+    de.end().map_err(|e| StateError::Json(e.to_string()))?;
+    let Some(obj) = top else {
         return Err(StateError::NotState("expected a JSON object at the top level".into()));
     };
-    refuse_ambiguous_keys(body)?;
-    if obj.get("encrypted_data").is_some_and(Value::is_string) && obj.get("encryption_version").is_some() {
+    // Refusals of keys come after the whole body has proved to be JSON, as they always have.
+    if let Some(e) = obj.refused {
+        return Err(e);
+    }
+    if matches!(obj.encrypted_data, Some(Seen::String(_))) && obj.encryption_version.is_some() {
         return Ok(StateHead { serial: None, lineage: None });
     }
-    let version = match obj.get("version") {
-        Some(Value::Number(n)) => n.as_u64(),
+    let version = match &obj.version {
+        Some(Seen::Unsigned(n)) => Some(*n),
         Some(_) => None,
         None => return Err(StateError::NotState("missing \"version\"".into())),
     };
     if !matches!(version, Some(3 | 4)) {
+        let shown = obj.version.as_ref().map_or_else(String::new, Seen::to_string);
         return Err(StateError::NotState(format!(
-            "\"version\" is {}; supported state format versions are 3 and 4",
-            obj["version"]
+            "\"version\" is {shown}; supported state format versions are 3 and 4"
         )));
     }
-    let serial = match obj.get("serial") {
-        Some(Value::Number(n)) => n.as_u64().filter(|&s| s <= MAX_SERIAL).ok_or_else(|| {
-            StateError::NotState(format!("\"serial\" must be a non-negative integer at most {MAX_SERIAL} (2^63 - 2)"))
-        })?,
+    let serial = match obj.serial {
+        Some(Seen::Unsigned(s)) if s <= MAX_SERIAL => s,
+        Some(Seen::Unsigned(_) | Seen::Signed(_) | Seen::Float(_)) => {
+            return Err(StateError::NotState(format!(
+                "\"serial\" must be a non-negative integer at most {MAX_SERIAL} (2^63 - 2)"
+            )))
+        }
         Some(_) => return Err(not_state("\"serial\" must be a non-negative integer")),
         None => return Err(not_state("missing \"serial\"")),
     };
-    let lineage = match obj.get("lineage") {
-        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+    let lineage = match obj.lineage {
+        Some(Seen::String(Some(s))) if !s.is_empty() => s,
         Some(_) => return Err(not_state("\"lineage\" must be a non-empty string")),
         None => return Err(not_state("missing \"lineage\"")),
     };
-    expect_kind(&obj, "resources", Value::is_array, "an array")?;
-    expect_kind(&obj, "outputs", Value::is_object, "an object")?;
-    expect_kind(&obj, "terraform_version", Value::is_string, "a string")?;
+    expect_kind("resources", obj.resources.as_ref(), |v| matches!(v, Seen::Array), "an array")?;
+    expect_kind("outputs", obj.outputs.as_ref(), |v| matches!(v, Seen::Object), "an object")?;
+    expect_kind("terraform_version", obj.terraform_version.as_ref(), |v| matches!(v, Seen::String(_)), "a string")?;
     Ok(StateHead { serial: Some(serial), lineage: Some(lineage) })
+}
+
+/// Most top-level keys a state may have. Terraform writes seven; each distinct key is remembered
+/// for the case-folding check below, so their number must be bounded, not their bytes alone.
+pub const MAX_TOP_LEVEL_KEYS: usize = 1024;
+
+// Where serde_json would have said it: "invalid unicode code point at line L column C".
+fn invalid_utf8(body: &[u8], e: &std::str::Utf8Error) -> String {
+    let before = &body[..e.valid_up_to()];
+    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    let column = before.len() - before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1) + 1;
+    format!("invalid unicode code point at line {line} column {column}")
+}
+
+// What a top-level value was, keeping only what the checks need.
+#[derive(Debug)]
+enum Seen {
+    Unsigned(u64),
+    Signed(i64),
+    Float(f64),
+    // The text when it was asked for (`lineage`, `version`), else only that it was a string.
+    String(Option<String>),
+    Bool(bool),
+    Null,
+    Array,
+    Object,
+}
+
+impl std::fmt::Display for Seen {
+    // As the value reads in JSON, for messages (arrays and objects by their kind: they were
+    // skipped, not kept).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Seen::Unsigned(n) => write!(f, "{n}"),
+            Seen::Signed(n) => write!(f, "{n}"),
+            Seen::Float(x) => match serde_json::Number::from_f64(*x) {
+                Some(n) => write!(f, "{n}"),
+                None => f.write_str("null"),
+            },
+            Seen::String(Some(s)) => write!(f, "{}", serde_json::Value::from(s.as_str())),
+            Seen::String(None) => f.write_str("a string"),
+            Seen::Bool(b) => write!(f, "{b}"),
+            Seen::Null => f.write_str("null"),
+            Seen::Array => f.write_str("an array"),
+            Seen::Object => f.write_str("an object"),
+        }
+    }
+}
+
+// Reads one value into a [`Seen`]; arrays and objects are walked with [`IgnoredAny`], so nothing
+// inside them is built.
+struct Probe {
+    keep_text: bool,
+}
+
+impl<'de> DeserializeSeed<'de> for Probe {
+    type Value = Seen;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Seen, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Probe {
+    type Value = Seen;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_u64<E>(self, n: u64) -> Result<Seen, E> {
+        Ok(Seen::Unsigned(n))
+    }
+
+    fn visit_i64<E>(self, n: i64) -> Result<Seen, E> {
+        // serde_json gives non-negative integers as u64; this is only ever negative.
+        Ok(u64::try_from(n).map_or(Seen::Signed(n), Seen::Unsigned))
+    }
+
+    fn visit_f64<E>(self, x: f64) -> Result<Seen, E> {
+        Ok(Seen::Float(x))
+    }
+
+    fn visit_str<E>(self, s: &str) -> Result<Seen, E> {
+        Ok(Seen::String(self.keep_text.then(|| s.to_string())))
+    }
+
+    fn visit_bool<E>(self, b: bool) -> Result<Seen, E> {
+        Ok(Seen::Bool(b))
+    }
+
+    fn visit_unit<E>(self) -> Result<Seen, E> {
+        Ok(Seen::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Seen, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Seen::Array)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Seen, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Seen::Object)
+    }
+}
+
+// The top-level fields the checks read, and the first refusal of a key.
+#[derive(Default)]
+struct TopFields {
+    version: Option<Seen>,
+    serial: Option<Seen>,
+    lineage: Option<Seen>,
+    resources: Option<Seen>,
+    outputs: Option<Seen>,
+    terraform_version: Option<Seen>,
+    encrypted_data: Option<Seen>,
+    encryption_version: Option<IgnoredAny>,
+    refused: Option<StateError>,
+}
+
+struct TopVisitor;
+
+impl<'de> Visitor<'de> for TopVisitor {
+    // `None` for a value that is not an object.
+    type Value = Option<TopFields>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<TopFields>, A::Error> {
+        let mut fields = TopFields::default();
+        let mut keys = KeyCheck::default();
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            if fields.refused.is_none() {
+                fields.refused = keys.check(key.clone()).err();
+            }
+            // Exact names only: a case variant has been refused above.
+            let slot = match &*key {
+                "version" => &mut fields.version,
+                "serial" => &mut fields.serial,
+                "lineage" => &mut fields.lineage,
+                "resources" => &mut fields.resources,
+                "outputs" => &mut fields.outputs,
+                "terraform_version" => &mut fields.terraform_version,
+                "encrypted_data" => &mut fields.encrypted_data,
+                "encryption_version" => {
+                    fields.encryption_version = Some(map.next_value()?);
+                    continue;
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                    continue;
+                }
+            };
+            // Texts are kept only where a check reads them.
+            let keep_text = matches!(&*key, "version" | "lineage");
+            *slot = Some(map.next_value_seed(Probe { keep_text })?);
+        }
+        Ok(Some(fields))
+    }
+
+    // Anything else is walked to its end (so that a JSON error anywhere is reported as one) and
+    // then refused as not an object.
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Option<TopFields>, A::Error> {
+        Probe { keep_text: false }.visit_seq(seq).map(|_| None)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Option<TopFields>, E> {
+        Ok(None)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Option<TopFields>, E> {
+        Ok(None)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Option<TopFields>, E> {
+        Ok(None)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Option<TopFields>, E> {
+        Ok(None)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Option<TopFields>, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E>(self) -> Result<Option<TopFields>, E> {
+        Ok(None)
+    }
+}
+
+// A top-level key, borrowed from the body unless it had escapes.
+struct KeySeed;
+
+impl<'de> DeserializeSeed<'de> for KeySeed {
+    type Value = Cow<'de, str>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Cow<'de, str>, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed {
+    type Value = Cow<'de, str>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a key")
+    }
+
+    fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Cow<'de, str>, E> {
+        Ok(Cow::Borrowed(s))
+    }
+
+    fn visit_str<E>(self, s: &str) -> Result<Cow<'de, str>, E> {
+        Ok(Cow::Owned(s.to_string()))
+    }
 }
 
 /// Top-level fields of a state (and of an OpenTofu encrypted one), as Terraform spells them.
@@ -93,11 +329,16 @@ const STATE_FIELDS: [&str; 10] = [
 // (and the last of several matching keys wins), while this server reads keys exactly: with
 // `"serial": 1, "Serial": 9` the two would disagree on the serial. So top-level keys that Go
 // would fold together, and variants of the state's fields (`Serial`), are refused.
-fn refuse_ambiguous_keys(body: &[u8]) -> Result<(), StateError> {
-    let mut seen: std::collections::HashMap<String, String> = std::collections::HashMap::new();
-    for (key, _) in top_level_members(body)? {
+#[derive(Default)]
+struct KeyCheck<'de> {
+    // Folded key → the key as first written.
+    seen: std::collections::HashMap<String, Cow<'de, str>>,
+}
+
+impl<'de> KeyCheck<'de> {
+    fn check(&mut self, key: Cow<'de, str>) -> Result<(), StateError> {
         let folded = fold_case(&key);
-        if let Some(first) = seen.get(&folded) {
+        if let Some(first) = self.seen.get(&folded) {
             return Err(StateError::NotState(format!(
                 "keys {first:?} and {key:?} name the same field for Terraform, which ignores case; keep one"
             )));
@@ -107,9 +348,14 @@ fn refuse_ambiguous_keys(body: &[u8]) -> Result<(), StateError> {
                 "key {key:?}: Terraform would read it as {field:?}, this server would not; write {field:?}"
             )));
         }
-        seen.insert(folded, key);
+        if self.seen.len() >= MAX_TOP_LEVEL_KEYS {
+            return Err(StateError::NotState(format!(
+                "more than {MAX_TOP_LEVEL_KEYS} top-level keys; a Terraform state has a handful"
+            )));
+        }
+        self.seen.insert(folded, key);
+        Ok(())
     }
-    Ok(())
 }
 
 // Case folding close to Go's (`ſ` folds to `s`, the Kelvin sign to `k`): lower case of upper case.
@@ -121,8 +367,8 @@ fn not_state(msg: &str) -> StateError {
     StateError::NotState(msg.to_string())
 }
 
-fn expect_kind(obj: &Map<String, Value>, key: &str, ok: fn(&Value) -> bool, what: &str) -> Result<(), StateError> {
-    match obj.get(key) {
+fn expect_kind(key: &str, seen: Option<&Seen>, ok: fn(&Seen) -> bool, what: &str) -> Result<(), StateError> {
+    match seen {
         Some(v) if !ok(v) => Err(StateError::NotState(format!("\"{key}\" must be {what}"))),
         _ => Ok(()),
     }
@@ -399,6 +645,39 @@ mod tests {
             assert!(err.contains(msg), "{extra}: {err}");
         }
         assert!(inspect_state(with(r#""Foo":1"#).as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn skips_what_it_does_not_check_but_still_needs_valid_json() {
+        let with = |extra: &str| STATE.replacen('{', &format!("{{{extra},"), 1);
+        let big = with(&format!(r#""pad":[{}0],"deep":{}{}"#, "1,".repeat(10_000), "[".repeat(500), "]".repeat(500)));
+        assert!(inspect_state(big.as_bytes()).is_ok());
+        // Invalid UTF-8 inside a skipped string, and a syntax error after a refused key: JSON
+        // errors come first, as when the whole body was parsed into a tree.
+        let mut bad = with(r#""pad":"xx""#).into_bytes();
+        let at = bad.iter().position(|&b| b == b'x').unwrap();
+        bad[at] = 0xff;
+        assert!(matches!(inspect_state(&bad), Err(StateError::Json(m)) if m.contains("line 1 column")));
+        assert!(matches!(
+            inspect_state(with(r#""Serial":9"#).trim_end_matches('}').as_bytes()),
+            Err(StateError::Json(_))
+        ));
+        assert!(matches!(inspect_state(b"[1, {\"a\": 2}]"), Err(StateError::NotState(_))));
+        assert!(matches!(inspect_state(format!("{STATE} x").as_bytes()), Err(StateError::Json(_))));
+        let err = inspect_state(STATE.replace(":4,", ":\"4\",").as_bytes()).unwrap_err().to_string();
+        assert!(err.contains(r#""version" is "4"; supported"#), "{err}");
+        let err = inspect_state(STATE.replace(":7,", ":7.5,").as_bytes()).unwrap_err().to_string();
+        assert!(err.contains("non-negative integer at most"), "{err}");
+    }
+
+    #[test]
+    fn top_level_keys_are_bounded() {
+        let keys = |n: usize| (0..n).map(|i| format!(r#""k{i}":0,"#)).collect::<String>();
+        let ok = STATE.replacen('{', &format!("{{{}", keys(MAX_TOP_LEVEL_KEYS - 6)), 1);
+        assert!(inspect_state(ok.as_bytes()).is_ok());
+        let over = STATE.replacen('{', &format!("{{{}", keys(MAX_TOP_LEVEL_KEYS)), 1);
+        let err = inspect_state(over.as_bytes()).unwrap_err().to_string();
+        assert!(err.contains("top-level keys"), "{err}");
     }
 
     #[test]
