@@ -181,7 +181,7 @@ fn thousands_of_stalled_connections_do_not_lock_anyone_out() {
 
     // After the timeouts the server holds none of them.
     let dropped_in = wait_for(Duration::from_secs(40), || {
-        (metric(&server, "kvm_state_connections_open") <= 1 && open_fds(&server) <= baseline_fds + 2)
+        (metric(&server, "kvm_state_connections_open") <= 1 && open_fds(&server) <= baseline_fds + 4)
             .then(|| attack_started.elapsed())
     })
     .unwrap_or_else(|| {
@@ -365,11 +365,13 @@ fn a_client_that_never_reads_is_dropped_and_loses_nothing() {
     }
     let started = Instant::now();
     let closed = wait_for(Duration::from_secs(20), || {
-        (event(&server, "write_timeout") >= 1 && open_fds(&server) <= baseline_fds + 1).then(|| started.elapsed())
+        (event(&server, "write_timeout") >= 1 && metric(&server, "kvm_state_connections_open") <= 1).then(|| started.elapsed())
     });
     assert!(
         closed.is_some(),
-        "the non-reading client is still held: {} descriptors (baseline {baseline_fds}), write_timeout events {}",
+        "the non-reading client is still held: {} connections open, {} descriptors (baseline {baseline_fds}), \
+         write_timeout events {}",
+        metric(&server, "kvm_state_connections_open"),
         open_fds(&server),
         event(&server, "write_timeout")
     );
