@@ -12,7 +12,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use common::{lock_info, state_body, wait_for, Auth, Conn, Server};
+use common::{lock_info, metric, state_body, wait_for, Auth, Conn, Server};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream as AsyncStream};
 
@@ -58,15 +58,6 @@ fn rss_mib(server: &Server) -> f64 {
     kib / 1024.0
 }
 
-fn metric(server: &Server, name: &str) -> u64 {
-    let resp = Conn::open(server.addr).request("GET", "/metrics", Auth::User("admin"), b"");
-    assert_eq!(resp.status, 200, "{}", resp.text());
-    resp.text()
-        .lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no metric {name} in:\n{}", resp.text()))
-}
 
 fn event(server: &Server, label: &str) -> u64 {
     metric(server, &format!("kvm_state_connection_events_total{{event=\"{label}\"}}"))

@@ -48,15 +48,6 @@ fn kept(dir: &Path) -> u64 {
     file_len(&dir.join("state.db"))
 }
 
-fn metric(server: &Server, name: &str) -> u64 {
-    let resp = request(server.addr, "GET", "/metrics", Auth::User("admin"), b"");
-    assert_eq!(resp.status, 200, "{}", resp.text());
-    resp.text()
-        .lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no metric {name} in:\n{}", resp.text()))
-}
 
 /// Every audit event, paged.
 fn all_events(server: &Server, query: &str) -> Vec<serde_json::Value> {

@@ -545,3 +545,14 @@ pub fn tls_request(
     let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
     (status, text)
 }
+
+/// The value of one line of `/metrics` (`name` with its labels), read as admin.
+pub fn metric(server: &Server, name: &str) -> u64 {
+    let resp = request(server.addr, "GET", "/metrics", Auth::User("admin"), b"");
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    resp.text()
+        .lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no metric {name} in:\n{}", resp.text()))
+}
