@@ -58,7 +58,6 @@ fn rss_mib(server: &Server) -> f64 {
     kib / 1024.0
 }
 
-
 fn event(server: &Server, label: &str) -> u64 {
     metric(server, &format!("kvm_state_connection_events_total{{event=\"{label}\"}}"))
 }
@@ -356,7 +355,8 @@ fn a_client_that_never_reads_is_dropped_and_loses_nothing() {
     }
     let started = Instant::now();
     let closed = wait_for(Duration::from_secs(20), || {
-        (event(&server, "write_timeout") >= 1 && metric(&server, "kvm_state_connections_open") <= 1).then(|| started.elapsed())
+        (event(&server, "write_timeout") >= 1 && metric(&server, "kvm_state_connections_open") <= 1)
+            .then(|| started.elapsed())
     });
     assert!(
         closed.is_some(),

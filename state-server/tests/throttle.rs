@@ -48,7 +48,6 @@ fn kept(dir: &Path) -> u64 {
     file_len(&dir.join("state.db"))
 }
 
-
 /// Every audit event, paged.
 fn all_events(server: &Server, query: &str) -> Vec<serde_json::Value> {
     let mut out = Vec::new();
