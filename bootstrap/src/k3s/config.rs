@@ -277,7 +277,7 @@ impl K3sConfig {
         }
         if !self.disable.is_empty() {
             for d in &self.disable {
-                if !is_dns_subdomain(d) {
+                if kvm_validate::k8s_name(d).is_err() {
                     return Err(ConfigError::InvalidDisable(d.clone()));
                 }
             }
@@ -312,8 +312,8 @@ impl K3sConfig {
             entries.push(("node-label", Value::List(canonical(&self.node_labels))));
         }
         if let Some(name) = &self.node_name {
-            if let Err(reason) = check_dns_subdomain(name) {
-                return Err(ConfigError::InvalidNodeName { value: name.clone(), reason });
+            if let Err(e) = kvm_validate::k8s_name(name) {
+                return Err(ConfigError::InvalidNodeName { value: name.clone(), reason: e.to_string() });
             }
             entries.push(("node-name", Value::Str(name.clone())));
         }
@@ -769,7 +769,7 @@ pub fn check_server_url(url: &str) -> Result<(), ConfigError> {
     if host.is_empty() {
         return Err(fail("the host is empty"));
     }
-    if !rest.starts_with('[') && host.parse::<IpAddr>().is_err() && check_dns_name(host).is_err() {
+    if !rest.starts_with('[') && host.parse::<IpAddr>().is_err() && kvm_validate::dns_name(host).is_err() {
         return Err(fail("the host is neither an IP address nor a DNS name"));
     }
     if let Some(p) = port {
@@ -795,71 +795,9 @@ fn check_tls_san(value: &str) -> Result<String, ConfigError> {
         return Ok(ip.to_string());
     }
     let name = value.strip_prefix("*.").unwrap_or(value);
-    check_dns_name(name).map_err(|reason| ConfigError::InvalidTlsSan { value: value.to_string(), reason })?;
+    kvm_validate::dns_name(name)
+        .map_err(|e| ConfigError::InvalidTlsSan { value: value.to_string(), reason: e.to_string() })?;
     Ok(value.to_ascii_lowercase())
-}
-
-/// A DNS name: labels of letters, digits and `-`, not starting or ending with `-`, each at most
-/// 63 characters, at most 253 in all.
-fn check_dns_name(name: &str) -> Result<(), String> {
-    if name.is_empty() || name.len() > 253 {
-        return Err("a DNS name must have 1 to 253 characters".into());
-    }
-    for label in name.split('.') {
-        if label.is_empty() || label.len() > 63 {
-            return Err(format!("DNS label {label:?} must have 1 to 63 characters"));
-        }
-        if !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
-            return Err(format!("DNS label {label:?} may contain only letters, digits and '-'"));
-        }
-        if label.starts_with('-') || label.ends_with('-') {
-            return Err(format!("DNS label {label:?} must not start or end with '-'"));
-        }
-    }
-    Ok(())
-}
-
-/// A Kubernetes DNS-1123 subdomain: lowercase, digits, `-` and `.`, alphanumeric at both ends of
-/// every label, at most 253 characters (node names, addon names).
-fn check_dns_subdomain(name: &str) -> Result<(), String> {
-    if name.bytes().any(|b| b.is_ascii_uppercase()) {
-        return Err("must be lowercase (RFC 1123 subdomain)".into());
-    }
-    check_dns_name(name).map_err(|e| format!("{e} (RFC 1123 subdomain)"))
-}
-
-fn is_dns_subdomain(name: &str) -> bool {
-    check_dns_subdomain(name).is_ok()
-}
-
-/// Label names (and the name part of keys) and values: at most 63 characters of `[A-Za-z0-9_.-]`,
-/// alphanumeric at both ends (k8s.io/apimachinery validation).
-fn check_label_part(s: &str, what: &str, allow_empty: bool) -> Result<(), String> {
-    if s.is_empty() {
-        return if allow_empty { Ok(()) } else { Err(format!("the {what} is empty")) };
-    }
-    if s.len() > 63 {
-        return Err(format!("the {what} {s:?} is longer than 63 characters"));
-    }
-    if !s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')) {
-        return Err(format!("the {what} {s:?} may contain only letters, digits, '-', '_' and '.'"));
-    }
-    let ends_ok = |b: Option<u8>| b.is_some_and(|b| b.is_ascii_alphanumeric());
-    if !ends_ok(s.bytes().next()) || !ends_ok(s.bytes().last()) {
-        return Err(format!("the {what} {s:?} must start and end with a letter or digit"));
-    }
-    Ok(())
-}
-
-/// A qualified key `[prefix/]name`, prefix a lowercase DNS subdomain.
-fn check_qualified_key(key: &str) -> Result<(), String> {
-    match key.split_once('/') {
-        Some((prefix, name)) => {
-            check_dns_subdomain(prefix).map_err(|e| format!("the key prefix {prefix:?} {e}"))?;
-            check_label_part(name, "key name", false)
-        }
-        None => check_label_part(key, "key", false),
-    }
 }
 
 /// Labels the kubelet may set on its own node in the `kubernetes.io` / `k8s.io` namespaces
@@ -891,8 +829,8 @@ fn is_kubelet_label(key: &str) -> bool {
 fn check_label(label: &str) -> Result<&str, ConfigError> {
     let fail = |reason: String| ConfigError::InvalidLabel { value: label.to_string(), reason };
     let (key, value) = label.split_once('=').ok_or_else(|| fail("expected key=value".into()))?;
-    check_qualified_key(key).map_err(fail)?;
-    check_label_part(value, "value", true).map_err(fail)?;
+    kvm_validate::k8s_qualified_name(key).map_err(|e| fail(e.to_string()))?;
+    kvm_validate::k8s_label_value(value).map_err(|e| fail(e.to_string()))?;
     let ns = key.split_once('/').map(|(p, _)| p).unwrap_or("");
     let restricted = ["kubernetes.io", "k8s.io"].iter().any(|r| ns == *r || ns.ends_with(&format!(".{r}")));
     if restricted && !is_kubelet_label(key) {
@@ -914,6 +852,6 @@ fn check_taint(taint: &str) -> Result<(), ConfigError> {
         return Err(fail(format!("the effect {effect:?} must be NoSchedule, PreferNoSchedule or NoExecute")));
     }
     let (key, value) = kv.split_once('=').unwrap_or((kv, ""));
-    check_qualified_key(key).map_err(fail)?;
-    check_label_part(value, "value", true).map_err(fail)
+    kvm_validate::k8s_qualified_name(key).map_err(|e| fail(e.to_string()))?;
+    kvm_validate::k8s_label_value(value).map_err(|e| fail(e.to_string()))
 }

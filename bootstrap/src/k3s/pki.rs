@@ -270,22 +270,12 @@ fn now() -> Result<OffsetDateTime, PkiError> {
     OffsetDateTime::from_unix_timestamp(i64::try_from(secs).unwrap_or(i64::MAX)).map_err(|e| gen_err("current time", e))
 }
 
-/// Checks a cluster name: it names the kubeconfig cluster/context and goes into certificate
-/// subjects (O, at most 64 characters by X.520), so a lowercase RFC 1123 label.
-/// Checks a cluster name: 1 to 63 lowercase letters, digits and `-`, not starting or ending with `-`
-/// (it becomes CA subjects and kubeconfig names).
+/// Checks a cluster name: it names the kubeconfig cluster and context and goes into certificate
+/// subjects (O, at most 64 characters by X.520), so a lower case RFC 1123 label
+/// ([`kvm_validate::dns_label`]).
 pub fn check_cluster_name(name: &str) -> Result<(), PkiError> {
-    let fail = |reason: &str| PkiError::InvalidClusterName { name: name.to_string(), reason: reason.to_string() };
-    if name.is_empty() || name.len() > 63 {
-        return Err(fail("it must have 1 to 63 characters"));
-    }
-    if !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
-        return Err(fail("it may contain only lowercase letters, digits and '-'"));
-    }
-    if name.starts_with('-') || name.ends_with('-') {
-        return Err(fail("it must not start or end with '-'"));
-    }
-    Ok(())
+    kvm_validate::dns_label(name)
+        .map_err(|e| PkiError::InvalidClusterName { name: name.to_string(), reason: e.problem.to_string() })
 }
 
 /// Start of validity: one hour back, because freshly booted VMs often run a little behind the

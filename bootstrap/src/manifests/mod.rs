@@ -30,7 +30,7 @@ use serde_json::{json, Map, Value};
 pub use corev1::{sealing_key_secret, ConfigMap, Namespace, Secret, SecretType, SEALING_KEY_NAME_PREFIX};
 pub use git::GitCredentials;
 
-use crate::sealing::{validate_data_key, validate_name, validate_namespace, SealingError};
+use crate::sealing::SealingError;
 
 /// Why an object could not be built. Messages name the offending field and never contain secret
 /// values.
@@ -174,15 +174,17 @@ impl ObjectMeta {
 
     /// Adds (or replaces) a label after checking key and value.
     pub fn insert_label(&mut self, key: &str, value: &str) -> Result<(), ManifestError> {
-        validate_qualified_name(key).map_err(|reason| ManifestError::InvalidLabel { key: key.into(), reason })?;
-        validate_label_value(value).map_err(|reason| ManifestError::InvalidLabel { key: key.into(), reason })?;
+        let label = |e: kvm_validate::Invalid| ManifestError::InvalidLabel { key: key.into(), reason: e.to_string() };
+        kvm_validate::k8s_qualified_name(key).map_err(label)?;
+        kvm_validate::k8s_label_value(value).map_err(label)?;
         self.labels.insert(key.to_string(), value.to_string());
         Ok(())
     }
 
     /// Adds (or replaces) an annotation after checking the key (values are free text).
     pub fn insert_annotation(&mut self, key: &str, value: &str) -> Result<(), ManifestError> {
-        validate_qualified_name(key).map_err(|reason| ManifestError::InvalidAnnotation { key: key.into(), reason })?;
+        kvm_validate::k8s_qualified_name(key)
+            .map_err(|e| ManifestError::InvalidAnnotation { key: key.into(), reason: e.to_string() })?;
         self.annotations.insert(key.to_string(), value.to_string());
         Ok(())
     }
@@ -337,57 +339,16 @@ pub fn to_yaml_stream(objects: &[Object]) -> String {
 }
 
 fn check_name(field: &'static str, name: &str) -> Result<(), ManifestError> {
-    validate_name(name).map_err(|reason| ManifestError::InvalidName { field, reason })
+    kvm_validate::k8s_name(name).map_err(|e| ManifestError::InvalidName { field, reason: e.to_string() })
 }
 
 fn check_namespace(field: &'static str, namespace: &str) -> Result<(), ManifestError> {
-    validate_namespace(namespace).map_err(|reason| ManifestError::InvalidName { field, reason })
+    kvm_validate::k8s_namespace(namespace).map_err(|e| ManifestError::InvalidName { field, reason: e.to_string() })
 }
 
 fn check_data_key(key: &str) -> Result<(), ManifestError> {
-    validate_data_key(key).map_err(|reason| ManifestError::InvalidDataKey { key: key.into(), reason })
-}
-
-/// `([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]`, at most 63 characters: the name part of a label
-/// or annotation key, and a non-empty label value.
-fn is_label_name(s: &str) -> bool {
-    let b = s.as_bytes();
-    let alnum = |c: u8| c.is_ascii_alphanumeric();
-    !b.is_empty()
-        && b.len() <= 63
-        && alnum(b[0])
-        && alnum(b[b.len() - 1])
-        && b.iter().all(|&c| alnum(c) || matches!(c, b'-' | b'_' | b'.'))
-}
-
-/// A label or annotation key: `[prefix/]name`, prefix a DNS-1123 subdomain (Kubernetes
-/// `IsQualifiedName`).
-fn validate_qualified_name(key: &str) -> Result<(), String> {
-    let (prefix, name) = match key.split_once('/') {
-        Some((prefix, name)) => (Some(prefix), name),
-        None => (None, key),
-    };
-    if let Some(prefix) = prefix {
-        validate_name(prefix).map_err(|e| format!("the prefix before '/' must be a DNS subdomain: {e}"))?;
-    }
-    if !is_label_name(name) {
-        return Err("the name part must be 1 to 63 characters of alphanumerics, '-', '_' or '.', starting and \
-                    ending with an alphanumeric character, optionally prefixed by a DNS subdomain and '/'"
-            .into());
-    }
-    Ok(())
-}
-
-/// A label value: empty, or like the name part of a key.
-fn validate_label_value(value: &str) -> Result<(), String> {
-    if value.is_empty() || is_label_name(value) {
-        Ok(())
-    } else {
-        Err(format!(
-            "value {value:?} must be at most 63 characters of alphanumerics, '-', '_' or '.', starting and ending \
-             with an alphanumeric character (or empty)"
-        ))
-    }
+    kvm_validate::k8s_data_key(key)
+        .map_err(|e| ManifestError::InvalidDataKey { key: key.into(), reason: e.to_string() })
 }
 
 /// A path inside a repository: relative, without `..`, so it cannot point outside the checkout.

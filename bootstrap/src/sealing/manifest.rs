@@ -7,10 +7,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 use super::keys::{now_unix, SealingCertificate, SealingKey};
-use super::{
-    validate_data_key, validate_name, validate_namespace, Scope, SealingError, ANNOTATION_CLUSTER_WIDE,
-    ANNOTATION_NAMESPACE_WIDE,
-};
+use super::{Scope, SealingError, ANNOTATION_CLUSTER_WIDE, ANNOTATION_NAMESPACE_WIDE};
 
 /// `apiVersion` of SealedSecret manifests.
 pub const API_VERSION: &str = "bitnami.com/v1alpha1";
@@ -123,8 +120,8 @@ pub struct TemplateMetadata {
 /// SealedSecret's metadata and on the template's, name/namespace/labels/annotations/type in the
 /// template. Refuses an expired certificate (as kubeseal), invalid names and data keys.
 pub fn seal_secret(cert: &SealingCertificate, spec: &SecretSpec) -> Result<SealedSecret, SealingError> {
-    validate_namespace(spec.namespace).map_err(|e| SealingError::InvalidName(format!("namespace: {e}")))?;
-    validate_name(spec.name).map_err(|e| SealingError::InvalidName(format!("name: {e}")))?;
+    kvm_validate::k8s_namespace(spec.namespace).map_err(|e| SealingError::InvalidName(format!("namespace: {e}")))?;
+    kvm_validate::k8s_name(spec.name).map_err(|e| SealingError::InvalidName(format!("name: {e}")))?;
     if cert.is_expired_at(now_unix()) {
         return Err(SealingError::CertificateExpired { not_after: cert.not_after() });
     }
@@ -146,7 +143,8 @@ pub fn seal_secret(cert: &SealingCertificate, spec: &SecretSpec) -> Result<Seale
     let label = spec.scope.label(spec.namespace, spec.name);
     let mut encrypted_data = BTreeMap::new();
     for (key, value) in spec.values {
-        validate_data_key(key).map_err(|reason| SealingError::SealValue { key: key.clone(), reason })?;
+        kvm_validate::k8s_data_key(key)
+            .map_err(|e| SealingError::SealValue { key: key.clone(), reason: e.to_string() })?;
         let sealed = cert
             .seal(value, &label)
             .map_err(|e| SealingError::SealValue { key: key.clone(), reason: e.to_string() })?;

@@ -202,84 +202,6 @@ impl SealingError {
     }
 }
 
-const NAME_CHARS_HELP: &str =
-    "lower case alphanumeric characters ('a'-'z', '0'-'9'), '-' or '.', starting and ending with an alphanumeric character";
-
-/// Validates a DNS-1123 label part (no dots): `[a-z0-9]([-a-z0-9]*[a-z0-9])?`.
-fn is_dns1123_label_chars(s: &str) -> bool {
-    let b = s.as_bytes();
-    let alnum = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
-    !b.is_empty() && alnum(b[0]) && alnum(b[b.len() - 1]) && b.iter().all(|&c| alnum(c) || c == b'-')
-}
-
-/// Validates a Kubernetes object name (a Secret's or SealedSecret's `metadata.name`): a DNS-1123
-/// subdomain, i.e. at most 253 characters of lower case alphanumerics, `-` and `.`, each
-/// dot-separated part starting and ending with an alphanumeric character.
-pub fn validate_name(s: &str) -> Result<(), String> {
-    if s.is_empty() {
-        return Err("a Kubernetes name must not be empty".into());
-    }
-    if s.len() > 253 {
-        return Err(format!(
-            "{s:?} is not a valid Kubernetes name: it is {} characters long, at most 253 are allowed",
-            s.len()
-        ));
-    }
-    if !s.split('.').all(is_dns1123_label_chars) {
-        return Err(format!(
-            "{s:?} is not a valid Kubernetes name: it must consist of {NAME_CHARS_HELP}, at most 253 characters \
-             (an RFC 1123 subdomain, e.g. \"db-credentials\" or \"tls.example.com\")"
-        ));
-    }
-    Ok(())
-}
-
-/// Validates a Kubernetes namespace: a DNS-1123 label, i.e. at most 63 characters of lower case
-/// alphanumerics and `-`, starting and ending with an alphanumeric character (no dots).
-pub fn validate_namespace(s: &str) -> Result<(), String> {
-    if s.is_empty() {
-        return Err("a Kubernetes namespace must not be empty".into());
-    }
-    if s.len() > 63 {
-        return Err(format!(
-            "{s:?} is not a valid Kubernetes namespace: it is {} characters long, at most 63 are allowed",
-            s.len()
-        ));
-    }
-    if !is_dns1123_label_chars(s) {
-        return Err(format!(
-            "{s:?} is not a valid Kubernetes namespace: it must consist of lower case alphanumeric characters \
-             ('a'-'z', '0'-'9') or '-', start and end with an alphanumeric character, at most 63 characters \
-             (an RFC 1123 label, e.g. \"payments\")"
-        ));
-    }
-    Ok(())
-}
-
-/// Validates a Kubernetes object name or namespace with the rules every Kubernetes name obeys:
-/// a DNS-1123 subdomain (at most 253 characters of lower case alphanumerics, `-` and `.`, each
-/// dot-separated part starting and ending with an alphanumeric character).
-///
-/// Namespaces are stricter (a DNS-1123 label: no dots, at most 63 characters); use
-/// [`validate_namespace`] when you know the string is a namespace. [`seal_secret`] applies the
-/// precise rule to each.
-pub fn validate_namespace_or_name(s: &str) -> Result<(), String> {
-    validate_name(s)
-}
-
-/// Validates a Secret data key: at most 253 characters of alphanumerics, `-`, `_` and `.`, and
-/// not `.` or `..` (Kubernetes `IsConfigMapKey`).
-pub fn validate_data_key(s: &str) -> Result<(), String> {
-    let ok_chars = s.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'));
-    if s.is_empty() || s.len() > 253 || !ok_chars || s == "." || s == ".." {
-        return Err(format!(
-            "{s:?} is not a valid Secret data key: it must consist of alphanumeric characters, '-', '_' or '.', \
-             be 1 to 253 characters long and not be \".\" or \"..\""
-        ));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,35 +241,5 @@ mod tests {
         assert_eq!(Scope::from_annotations(&a), Scope::ClusterWide);
         a.insert(ANNOTATION_CLUSTER_WIDE.to_string(), "yes".to_string());
         assert_eq!(Scope::from_annotations(&a), Scope::NamespaceWide);
-    }
-
-    #[test]
-    fn names_and_namespaces() {
-        for ok in ["a", "db-credentials", "tls.example.com", "0abc", &"a".repeat(253)] {
-            validate_name(ok).unwrap();
-            validate_namespace_or_name(ok).unwrap();
-        }
-        for bad in ["", "A", "-a", "a-", "a..b", ".a", "a_b", "a/b", &"a".repeat(254)] {
-            let e = validate_name(bad).unwrap_err();
-            assert!(e.contains("Kubernetes name"), "{e}");
-        }
-        validate_namespace("payments").unwrap();
-        validate_namespace(&"a".repeat(63)).unwrap();
-        for bad in ["", "a.b", "Payments", &"a".repeat(64), "-x"] {
-            let e = validate_namespace(bad).unwrap_err();
-            assert!(e.contains("namespace"), "{e}");
-        }
-        let e = validate_name("Db").unwrap_err();
-        assert!(e.contains("lower case alphanumeric"), "{e}");
-    }
-
-    #[test]
-    fn data_keys() {
-        for ok in ["password", "tls.crt", "A_B-c.d", ".hidden"] {
-            validate_data_key(ok).unwrap();
-        }
-        for bad in ["", ".", "..", "a/b", "a b", &"k".repeat(254)] {
-            validate_data_key(bad).unwrap_err();
-        }
     }
 }

@@ -101,23 +101,11 @@ impl Network {
     }
 }
 
+// The interface's rule (a DHCP host entry names an interface): unicast, lower case as libvirt
+// stores it, so the state matches the configuration.
 fn mac(v: &Value) -> Result<(), String> {
-    match v.as_str() {
-        Some(m)
-            if m.len() == 17
-                && m.split(':').count() == 6
-                && m.split(':').all(|p| p.len() == 2 && u8::from_str_radix(p, 16).is_ok()) =>
-        {
-            // libvirt stores MACs in lowercase; the state must match the configuration.
-            if m.bytes().any(|b| b.is_ascii_uppercase()) {
-                Err(format!("write MAC addresses in lowercase: {:?}.", m.to_lowercase()))
-            } else {
-                Ok(())
-            }
-        }
-        Some(m) => Err(format!("{m:?} is not a MAC address; write it like \"52:54:00:12:34:56\".")),
-        None => Err("expected a string".into()),
-    }
+    let Some(m) = v.as_str() else { return Err("expected a string".into()) };
+    kvm_validate::mac_address(m).map(|_| ()).map_err(|e| format!("{e}."))
 }
 
 /// A subnet: network address and prefix length.

@@ -39,13 +39,13 @@ impl SealedSecret {
         .attribute(
             Attribute::required("namespace", Type::String)
                 .force_new()
-                .validate(|v: &Value| dns_check(v, sealing::validate_namespace))
+                .validate(|v: &Value| dns_check(v, kvm_validate::k8s_namespace))
                 .describe("Namespace of the Secret the controller will create."),
         )
         .attribute(
             Attribute::required("name", Type::String)
                 .force_new()
-                .validate(|v: &Value| dns_check(v, sealing::validate_name))
+                .validate(|v: &Value| dns_check(v, kvm_validate::k8s_name))
                 .describe("Name of the Secret the controller will create."),
         )
         .attribute(
@@ -106,8 +106,8 @@ impl Default for SealedSecret {
     }
 }
 
-fn dns_check(v: &Value, check: fn(&str) -> Result<(), String>) -> Result<(), String> {
-    v.as_str().map_or(Ok(()), check)
+fn dns_check(v: &Value, check: fn(&str) -> Result<(), kvm_validate::Invalid>) -> Result<(), String> {
+    v.as_str().map_or(Ok(()), |s| check(s).map_err(|e| e.to_string()))
 }
 
 fn check_certificate(v: &Value) -> Result<(), String> {

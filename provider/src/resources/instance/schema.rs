@@ -293,19 +293,7 @@ fn timeouts_block() -> Block {
 
 fn mac_address(v: &Value) -> Result<(), String> {
     let Some(s) = v.as_str() else { return Err("expected a string".into()) };
-    let parts: Vec<&str> = s.split(':').collect();
-    let ok = parts.len() == 6 && parts.iter().all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit()));
-    if !ok {
-        return Err(format!("{s:?} is not a MAC address: write it like \"52:54:00:12:34:56\"."));
-    }
-    if s.chars().any(|c| c.is_ascii_uppercase()) {
-        return Err(format!("write the MAC address in lowercase, as libvirt reports it: {:?}.", s.to_lowercase()));
-    }
-    let first = u8::from_str_radix(parts[0], 16).unwrap_or(1);
-    if first & 1 == 1 {
-        return Err(format!("{s:?} is a multicast address; a NIC needs a unicast one (even first octet)."));
-    }
-    Ok(())
+    kvm_validate::mac_address(s).map(|_| ()).map_err(|e| format!("{e}."))
 }
 
 fn ipv4(v: &Value) -> Result<(), String> {

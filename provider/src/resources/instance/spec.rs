@@ -487,11 +487,11 @@ pub fn validate(config: &Value) -> Diagnostics {
     if let Some(hostname) =
         items(a.get("cloud_init")).first().and_then(|c| c.get_attr("hostname")).and_then(Value::as_str)
     {
-        if !super::seed::valid_hostname(hostname) {
+        if let Err(e) = kvm_validate::dns_name(hostname) {
             diags.push(Diagnostic::attribute_error(
                 Path::attr("cloud_init").join_index(0).join_attr("hostname"),
                 "Invalid hostname",
-                format!("{hostname:?} is not a hostname: letters, digits and '-' in labels of at most 63 characters, separated by dots."),
+                format!("{e}. A hostname has letters, digits and '-' in labels of at most 63 characters, separated by dots."),
             ));
         }
     }
