@@ -96,11 +96,13 @@ serve() {
   server_pid >/dev/null && return 0
   rm -f "$pidfile"
   # Detached: nothing inherited but the log on 1-2, so no caller waits on a pipe it holds.
+  # (No redirection on the loop: bash would park fd 2 on a high fd the loop then closes.)
   (
-    for fd in /proc/self/fd/*; do
+    fds=(/proc/"$BASHPID"/fd/*)
+    for fd in "${fds[@]}"; do
       n=${fd##*/}
-      ((n > 2)) && eval "exec $n>&-"
-    done 2>/dev/null
+      if ((n > 2)) && [[ -e $fd ]]; then eval "exec $n>&-"; fi
+    done
     exec ip netns exec "$ns" python3 "$root/scripts/git-http.py" --listen "$gateway:$port" --root "$work/git" --pid-file "$pidfile"
   ) </dev/null >>"$work/git-http.log" 2>&1 &
   local i
