@@ -1,5 +1,7 @@
+# The outputs the script reads between its two applies refer to resources, not only to
+# variables: a targeted apply (-target=kvm_instance.server ...) updates only those.
 output "server_ip" {
-  value = local.server_ip
+  value = kvm_instance.server.ip_address
 }
 
 output "known_hosts" {
@@ -9,7 +11,7 @@ output "known_hosts" {
 
 output "repo_url" {
   description = "Where the nodes clone the demo repository from."
-  value       = local.repo_url
+  value       = "http://${cidrhost(kvm_network.lan.cidr, 1)}:${var.git_port}/gitops.git"
 }
 
 output "sealed_secret" {
