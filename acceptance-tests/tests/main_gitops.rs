@@ -12,7 +12,8 @@
 //!   that the `kvm_sealing_key` in the state unseals, and the guest itself reaches the server;
 //! * the output ends with exactly one `gitops: stopped after the VMs: …` line naming what is
 //!   needed, and the exit code is 0;
-//! * running it again changes nothing (no Terraform change, same commit, same Git server);
+//! * running it again changes nothing (no Terraform change, same commit, same Git server), also
+//!   with `KVM_GITOPS_ONLINE=1`, whose line then says the namespace has no route out;
 //! * destroy leaves no domain, volume, pool or network, and no Git server.
 //!
 //! The path with artifacts (k3s, Argo CD syncing, the Secret unsealed) is
@@ -93,14 +94,36 @@ fn gitops_without_internet_or_artifacts_stops_after_the_vms_with_one_line() {
     let answer = ssh_ok(qs.work(), &ip, known_hosts.trim(), &fetch);
     assert!(answer.contains("service=git-upload-pack"), "{answer}");
 
-    // Again: nothing changes.
+    // Again, this time opting in to the online install: nothing changes, and since the namespace
+    // has no route out (the decision reads the routing table, it sends nothing), the line says
+    // why the opt-in was not enough.
+    let ns = libvirt::netns().unwrap();
+    let route = Command::new("ip").args(["-n", &ns, "route", "show", "default"]).output().unwrap();
+    let uplink = !String::from_utf8_lossy(&route.stdout).trim().is_empty();
+    if !uplink {
+        qs.set_env("KVM_GITOPS_ONLINE", "1");
+    }
     let pid = qs.server_pid().expect("the Git server's pid file");
     let again = qs.run("up");
     assert_eq!(again.code, 0);
     assert!(again.stdout.contains("0 added, 0 changed, 0 destroyed"), "a second run changes nothing");
     assert_eq!(git(&["-C", qs.work().join("repo").to_str().unwrap(), "rev-parse", "HEAD"]), head);
     assert_eq!(qs.server_pid(), Some(pid), "the same Git server goes on serving");
-    assert_eq!(again.stdout.lines().last(), Some(last));
+    let again_last = again.stdout.lines().last().unwrap_or_default();
+    if uplink {
+        assert_eq!(again_last, last);
+    } else {
+        assert_eq!(
+            again_last,
+            last.replace(
+                "stopped after the VMs: ",
+                &format!(
+                    "stopped after the VMs: KVM_GITOPS_ONLINE=1 is set but network namespace {ns} has no default \
+                     route, so the NAT network has no uplink; "
+                )
+            )
+        );
+    }
 
     // Destroy: nothing left, the Git server stopped.
     qs.destroy();
