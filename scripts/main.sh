@@ -7,7 +7,17 @@
 #   bash scripts/main.sh                    # the quickstart
 #   bash scripts/main.sh examples/sealing   # another example (applied as is)
 #   bash scripts/main.sh destroy            # remove the quickstart's resources
+#   bash scripts/main.sh gitops             # the mission: a k3s cluster pulling from Git (below)
+#   bash scripts/main.sh gitops destroy     # remove it, its Git server included
 #   TERRAFORM=/usr/local/bin/terraform bash scripts/main.sh   # with another Terraform than 1.0.3
+#
+# `gitops` applies examples/gitops-quickstart through scripts/gitops-quickstart.sh: a network like the
+# quickstart's, one k3s server (KVM_GITOPS_AGENTS=N adds agents), a sealing key, a demo GitOps
+# repository (an app and a SealedSecret sealed with that key) served over Git's smart HTTP on the
+# network's gateway address, then k3s (air-gapped from KVM_GITOPS_ARTIFACTS=DIR, or online with
+# KVM_GITOPS_ONLINE=1 when the namespace has a route out), the Sealed Secrets controller and Argo CD
+# syncing the repository; it prints the kubeconfig path and what synced. With neither it stops after
+# the machines with one line `gitops: stopped after the VMs: …` saying what it needs, exit code 0.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/libvirt.sh"
@@ -15,7 +25,7 @@ root=$(repo_root)
 setup_tools
 libvirt_install
 cargo build --release --locked -p terraform-provider-kvm --manifest-path "$root/Cargo.toml"
-provider_mirror "$root/target/release/terraform-provider-kvm" "$root/target/terraform"
+provider_mirror "${CARGO_TARGET_DIR:-$root/target}/release/terraform-provider-kvm" "$root/target/terraform"
 # The Terraform to use: $TERRAFORM, else the one scripts/setup.sh put first on PATH (1.0.3).
 terraform() { command "${TERRAFORM:-terraform}" "$@"; }
 
@@ -25,7 +35,7 @@ init() {
   terraform init -input=false -upgrade >/dev/null
 }
 
-if [[ "${1:-}" != "" && "${1:-}" != "destroy" ]]; then
+if [[ "${1:-}" != "" && "${1:-}" != "destroy" && "${1:-}" != "gitops" ]]; then
   cd "$1"
   init
   terraform apply -input=false -auto-approve
@@ -39,6 +49,10 @@ fi
 
 libvirt_start # exports KVM_TEST_NETNS, LIBVIRT_DEFAULT_URI
 image_dir=$(bash "$root/scripts/guest-image.sh" | tail -n1)
+if [[ "${1:-}" == "gitops" ]]; then
+  [[ "${2:-}" == "" || "${2:-}" == "destroy" ]] || { echo "usage: $0 gitops [destroy]" >&2; exit 1; }
+  KVM_TEST_IMAGE_DIR=$image_dir exec bash "$root/scripts/gitops-quickstart.sh" "${2:-up}"
+fi
 work="$root/target/quickstart"
 mkdir -p "$work"
 [[ -f "$work/id_ed25519" ]] || ssh-keygen -q -t ed25519 -N '' -C quickstart -f "$work/id_ed25519"

@@ -21,6 +21,7 @@
 pub mod http;
 pub mod lab;
 pub mod libvirt;
+pub mod quickstart;
 
 use std::fs;
 use std::path::{Path, PathBuf};

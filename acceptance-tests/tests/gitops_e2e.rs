@@ -1,10 +1,14 @@
-//! The whole GitOps bootstrap, end to end, twice:
+//! The whole GitOps bootstrap, end to end, three times:
 //!
 //! * through the command line: one guest, `kvm-gitops install` of k3s (air-gapped), the sealing
 //!   key, the Sealed Secrets controller and Argo CD, a root Application pulling a Git repository
 //!   that holds a SealedSecret, then `kvm-gitops uninstall --yes` and a destroy with a leak check;
 //! * through Terraform: `kvm_gitops_cluster` on a guest, then `kvm-gitops drill`, which rebuilds
-//!   guest and cluster around the kept sealing key and PKI; the SealedSecret unseals again.
+//!   guest and cluster around the kept sealing key and PKI; the SealedSecret unseals again;
+//! * through `bash scripts/main.sh gitops` (its steps, `scripts/gitops-quickstart.sh`, with the
+//!   test run's provider): the quickstart's machine, the demo repository served from the gateway,
+//!   k3s air-gapped from the artifacts, Argo CD synced, the demo Secret unsealed; again (no
+//!   change), then destroy with a leak check. Its path without artifacts is `main_gitops.rs`.
 //!
 //! # Gated: `KVM_GITOPS_ARTIFACTS`
 //!
@@ -58,6 +62,7 @@ use std::time::{Duration, Instant};
 
 use acceptance_tests::lab::{client_key, cloud_init, ssh, ssh_ok, Lab};
 use acceptance_tests::libvirt::{self, in_netns, netns_command};
+use acceptance_tests::quickstart::GitopsQuickstart;
 use kvm_bootstrap::sealing::{seal_secret, KeyOptions, Scope, SealingKey, SecretSpec};
 
 /// The files `KVM_GITOPS_ARTIFACTS` must hold (the k3s image archive is checked separately: it
@@ -355,6 +360,59 @@ output "sync" {{ value = kvm_gitops_cluster.c.sync_status }}
     lab.ws.destroy().ok();
     cleanup.done = true;
     libvirt::assert_nothing_leaked(lab.prefix.as_str());
+}
+
+/// `bash scripts/main.sh gitops` with artifacts: the script air-gaps k3s, the Sealed Secrets
+/// controller and Argo CD onto its server, Argo CD syncs the demo repository the script serves on
+/// the gateway, and the SealedSecret there (sealed with the `kvm_sealing_key` in the script's
+/// state) becomes the Secret demo/demo-credentials. The script prints the kubeconfig path and what
+/// synced; a second run changes nothing; destroy removes everything, the Git server included.
+#[test]
+fn main_gitops_syncs_the_demo_repository() {
+    let Some((artifacts, _)) = artifacts() else { return };
+    let mut qs = GitopsQuickstart::new("main-gitops-e2e", 12);
+    qs.set_env("KVM_GITOPS_ARTIFACTS", artifacts.to_str().unwrap());
+    let up = qs.run("up");
+    assert_eq!(up.code, 0, "gitops-quickstart.sh up failed");
+    assert!(!up.stdout.contains("stopped after the VMs"), "artifacts were given: {}", up.stdout);
+    let synced = up.stdout.lines().find(|l| l.starts_with("gitops: Argo CD: ")).expect("what synced is printed");
+    assert!(synced.contains("Synced"), "{synced}");
+    for object in ["Namespace/demo", "ConfigMap/demo-app", "SealedSecret/demo-credentials"] {
+        assert!(synced.contains(object), "{object} synced: {synced}");
+    }
+    assert!(up.stdout.contains("gitops: Secret demo/demo-credentials unsealed"), "{}", up.stdout);
+    let kubeconfig = qs.work().join("kubeconfig");
+    assert!(up.stdout.contains(&format!("gitops: kubeconfig: {}", kubeconfig.display())), "{}", up.stdout);
+    let text = std::fs::read_to_string(&kubeconfig).unwrap();
+    assert!(text.contains(&format!("server: https://{}.10:6443", qs.net)), "{text}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&kubeconfig).unwrap().permissions().mode() & 0o777, 0o600);
+
+    let dir = qs.work().to_path_buf();
+    let ip = format!("{}.10", qs.net);
+    let known_hosts = std::fs::read_to_string(dir.join("known_hosts")).unwrap();
+    let on_server = |command: &str| ssh_ok(&dir, &ip, known_hosts.trim(), command);
+    assert_eq!(
+        on_server("k3s kubectl -n argocd get applications.argoproj.io root -o jsonpath='{.status.sync.status}/{.status.health.status}'"),
+        "Synced/Healthy"
+    );
+    assert_eq!(
+        on_server("k3s kubectl -n demo get secret demo-credentials -o jsonpath='{.data.password}' | base64 -d"),
+        "gitops-quickstart-demo"
+    );
+
+    // Again: no Terraform change (neither the machines' apply nor the cluster's), same server.
+    let pid = qs.server_pid().expect("the Git server's pid file");
+    let again = qs.run("up");
+    assert_eq!(again.code, 0);
+    let applies: Vec<&str> = again.stdout.lines().filter(|l| l.contains("Apply complete!")).collect();
+    assert_eq!(applies.len(), 2, "{applies:?}");
+    assert!(applies.iter().all(|l| l.contains("0 added, 0 changed, 0 destroyed")), "{applies:?}");
+    assert_eq!(qs.server_pid(), Some(pid));
+
+    qs.destroy();
+    assert!(!Path::new(&format!("/proc/{pid}")).exists(), "the Git server (pid {pid}) is gone");
+    libvirt::assert_nothing_leaked(qs.prefix.as_str());
 }
 
 /// The Git server of the gated test, checked on loopback without any artifact: `git clone` over
