@@ -21,6 +21,7 @@ use tokio_postgres::Row;
 use super::rules::{self, StateRow};
 use super::*;
 use crate::audit::{Action, AuditQuery, Outcome};
+use crate::audit_chain::{self, AuditScan, ChainKeys};
 use crate::config::PostgresSecurity;
 
 const SCHEMA: &str = "
@@ -64,6 +65,9 @@ CREATE TABLE IF NOT EXISTS kvm_audit (
 );
 CREATE INDEX IF NOT EXISTS kvm_audit_state ON kvm_audit (state, id);
 ALTER TABLE kvm_states ADD COLUMN IF NOT EXISTS released_lock_user TEXT;
+ALTER TABLE kvm_audit ADD COLUMN IF NOT EXISTS seq BIGINT;
+ALTER TABLE kvm_audit ADD COLUMN IF NOT EXISTS mac TEXT;
+CREATE TABLE IF NOT EXISTS kvm_audit_chains (chain TEXT PRIMARY KEY, seq BIGINT NOT NULL, mac TEXT NOT NULL);
 DROP TRIGGER IF EXISTS kvm_audit_no_change ON kvm_audit;
 CREATE TRIGGER kvm_audit_no_change BEFORE UPDATE OR DELETE ON kvm_audit
     FOR EACH ROW EXECUTE FUNCTION kvm_audit_append_only();
@@ -78,11 +82,12 @@ const MIGRATION_LOCK: i64 = 0x6b766d_7374617465;
 const META_COLUMNS: &str =
     "v.version, v.serial, v.lineage, v.sha256, v.size, v.created_by, v.created_at, v.restored_from";
 const AUDIT_COLUMNS: &str =
-    "id, at, \"user\", addr, action, state, lock_id, lock_info, outcome, status, version, detail";
+    "id, at, \"user\", addr, action, state, lock_id, lock_info, outcome, status, version, detail, seq, mac";
 
 /// The PostgreSQL backend.
 pub struct PostgresStorage {
     pool: Pool,
+    chain: ChainKeys,
 }
 
 fn pool_err(e: impl std::fmt::Display) -> StorageError {
@@ -115,7 +120,7 @@ impl PostgresStorage {
         let connect = plan.connector().map_err(pool_err)?;
         let manager = Manager::from_connect(config, connect, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager).max_size(pool_size).build().map_err(pool_err)?;
-        let storage = PostgresStorage { pool };
+        let storage = PostgresStorage { pool, chain: ChainKeys::unkeyed() };
         let mut client = storage.pool.get().await.map_err(pool_get_err)?;
         let tx = client.transaction().await?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await?;
@@ -124,6 +129,12 @@ impl PostgresStorage {
         tx.batch_execute(SCHEMA).await?;
         tx.commit().await?;
         Ok(storage)
+    }
+
+    /// Makes the audit chain's MACs with `keys` (the default is a bare SHA-256 chain).
+    pub fn with_audit_chain(mut self, keys: ChainKeys) -> PostgresStorage {
+        self.chain = keys;
+        self
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StorageError> {
@@ -175,6 +186,8 @@ fn audit_from(r: &Row) -> AuditEvent {
         status: r.get::<_, i32>(9) as u16,
         version: r.get::<_, Option<i64>>(10).map(|v| v as u64),
         detail: r.get(11),
+        seq: r.get(12),
+        mac: r.get(13),
     }
 }
 
@@ -210,11 +223,37 @@ async fn locked_row(tx: &deadpool_postgres::Transaction<'_>, name: &str) -> Resu
     Ok(row_from(&tx.query_one(&select, &[&name]).await?))
 }
 
-async fn insert_audit(c: &impl GenericClient, mut event: AuditEvent) -> Result<AuditEvent, StorageError> {
+// The event goes at the end of its chain (crate::audit_chain). The upsert takes the chain's head
+// row under a row lock until the transaction ends (so a chained event must be inside one) and
+// gives the number and the MAC to link to; the insert stores the event and moves the head. The
+// chain of a state is taken after the state's own row, so the order of row locks is always the same.
+async fn insert_audit(
+    c: &impl GenericClient,
+    chain: &ChainKeys,
+    mut event: AuditEvent,
+) -> Result<AuditEvent, StorageError> {
+    let name = if audit_chain::in_chain(&event) {
+        let name = audit_chain::chain_of(&event).to_string();
+        let head = c
+            .prepare_cached(
+                "INSERT INTO kvm_audit_chains (chain, seq, mac) VALUES ($1, 1, '')
+                 ON CONFLICT (chain) DO UPDATE SET seq = kvm_audit_chains.seq + 1 RETURNING seq, mac",
+            )
+            .await?;
+        let head = c.query_one(&head, &[&name]).await?;
+        let seq: i64 = head.get(0);
+        event.mac = Some(chain.seal(&name, seq, head.get(1), &event));
+        event.seq = Some(seq);
+        Some(name)
+    } else {
+        None
+    };
     let stmt = c
         .prepare_cached(
-            "INSERT INTO kvm_audit (at, \"user\", addr, action, state, lock_id, lock_info, outcome, status, version, detail)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+            "WITH head AS (UPDATE kvm_audit_chains SET mac = $13 WHERE chain = $14)
+             INSERT INTO kvm_audit (at, \"user\", addr, action, state, lock_id, lock_info, outcome, status, version,
+                 detail, seq, mac)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
         )
         .await?;
     let lock_info = event.lock_info.as_ref().map(|v| v.to_string());
@@ -234,6 +273,9 @@ async fn insert_audit(c: &impl GenericClient, mut event: AuditEvent) -> Result<A
                 &(event.status as i32),
                 &version,
                 &event.detail,
+                &event.seq,
+                &event.mac,
+                &name,
             ],
         )
         .await?;
@@ -309,9 +351,9 @@ impl Storage for PostgresStorage {
         let event = audit.finish(rules::lock_verdict(&value));
         // Statements issued together are pipelined on the connection: one round trip, not two.
         let event = if value == LockOutcome::Acquired {
-            tokio::try_join!(set_lock(&tx, name.as_str(), Some(req), None), insert_audit(&tx, event))?.1
+            tokio::try_join!(set_lock(&tx, name.as_str(), Some(req), None), insert_audit(&tx, &self.chain, event))?.1
         } else {
-            insert_audit(&tx, event).await?
+            insert_audit(&tx, &self.chain, event).await?
         };
         tx.commit().await?;
         Ok(Audited { value, event })
@@ -335,9 +377,9 @@ impl Storage for PostgresStorage {
         };
         let event = match released {
             Some(released) => {
-                tokio::try_join!(set_lock(&tx, name.as_str(), None, released), insert_audit(&tx, event))?.1
+                tokio::try_join!(set_lock(&tx, name.as_str(), None, released), insert_audit(&tx, &self.chain, event))?.1
             }
-            None => insert_audit(&tx, event).await?,
+            None => insert_audit(&tx, &self.chain, event).await?,
         };
         tx.commit().await?;
         Ok(Audited { value, event })
@@ -394,11 +436,11 @@ impl Storage for PostgresStorage {
                 async { tx.execute(&insert, &params).await.map_err(pg) },
                 async { tx.execute(&advance, &[&name.as_str(), &v]).await.map_err(pg) },
                 async { tx.execute(&prune, &[&name.as_str(), &prune_below]).await.map_err(pg) },
-                insert_audit(&tx, event),
+                insert_audit(&tx, &self.chain, event),
             )?;
             event
         } else {
-            insert_audit(&tx, event).await?
+            insert_audit(&tx, &self.chain, event).await?
         };
         tx.commit().await?;
         Ok(Audited { value, event })
@@ -418,7 +460,7 @@ impl Storage for PostgresStorage {
         if value == DeleteOutcome::Deleted {
             tx.execute("UPDATE kvm_states SET current_version = NULL WHERE name = $1", &[&name.as_str()]).await?;
         }
-        let event = insert_audit(&tx, audit.finish(rules::delete_verdict(&value))).await?;
+        let event = insert_audit(&tx, &self.chain, audit.finish(rules::delete_verdict(&value))).await?;
         tx.commit().await?;
         Ok(Audited { value, event })
     }
@@ -430,7 +472,7 @@ impl Storage for PostgresStorage {
         if let PurgeOutcome::Purged(n) = &mut value {
             *n = tx.execute("DELETE FROM kvm_versions WHERE name = $1", &[&name.as_str()]).await?;
         }
-        let event = insert_audit(&tx, audit.finish(rules::purge_verdict(&value))).await?;
+        let event = insert_audit(&tx, &self.chain, audit.finish(rules::purge_verdict(&value))).await?;
         tx.commit().await?;
         Ok(Audited { value, event })
     }
@@ -455,8 +497,15 @@ impl Storage for PostgresStorage {
     }
 
     async fn record(&self, event: AuditEvent) -> Result<AuditEvent, StorageError> {
-        let client = self.client().await?;
-        insert_audit(&client, event).await
+        let mut client = self.client().await?;
+        if !audit_chain::in_chain(&event) {
+            return insert_audit(&client, &self.chain, event).await;
+        }
+        // The chain's head stays locked until the event is in.
+        let tx = client.transaction().await?;
+        let event = insert_audit(&tx, &self.chain, event).await?;
+        tx.commit().await?;
+        Ok(event)
     }
 
     async fn prune_refusals(&self, before: &str) -> Result<u64, StorageError> {
@@ -471,6 +520,36 @@ impl Storage for PostgresStorage {
         params.extend(texts.iter().map(|t| t as &(dyn ToSql + Sync)));
         let client = self.client().await?;
         Ok(client.query(&sql, &params).await?.iter().map(audit_from).collect())
+    }
+
+    async fn scan_audit(&self, mut visit: Box<dyn FnMut(AuditScan) + Send>) -> Result<(), StorageError> {
+        let mut client = self.client().await?;
+        // One snapshot for heads and rows, however long the scan and whatever other replicas write.
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await?;
+        for r in tx.query("SELECT chain, seq, mac FROM kvm_audit_chains", &[]).await? {
+            visit(AuditScan::Head { chain: r.get(0), seq: r.get(1), mac: r.get(2) });
+        }
+        let page =
+            tx.prepare(&format!("SELECT {AUDIT_COLUMNS} FROM kvm_audit WHERE id > $1 ORDER BY id LIMIT 10000")).await?;
+        let mut after = 0i64;
+        loop {
+            let rows = tx.query(&page, &[&after]).await?;
+            for r in &rows {
+                let event = audit_from(r);
+                after = event.id;
+                visit(AuditScan::Row(event));
+            }
+            if rows.len() < 10000 {
+                break;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn all_versions(&self) -> Result<Vec<(StateName, u64)>, StorageError> {
