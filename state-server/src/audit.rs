@@ -44,6 +44,8 @@ pub enum Action {
     /// The audit chain (re)started: at the first start with chaining, or after an operator
     /// accepted a break (`kvm-state-server audit reanchor`). See [`crate::audit_chain`].
     AuditAnchor,
+    /// An audit chain carried on under the current key after a key rotation.
+    AuditRekey,
 }
 
 impl Action {
@@ -63,6 +65,7 @@ impl Action {
             Action::Reencrypt => "reencrypt",
             Action::Purge => "purge",
             Action::AuditAnchor => "audit-anchor",
+            Action::AuditRekey => "audit-rekey",
         }
     }
 

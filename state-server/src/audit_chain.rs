@@ -120,24 +120,21 @@ impl ChainKeys {
         }
     }
 
-    // Checks a recorded MAC; Ok(keyed) or why not.
-    fn check(&self, mac: &str, chain: &str, seq: i64, head: &str, event: &AuditEvent) -> Result<bool, String> {
+    // Checks a recorded MAC.
+    fn check(&self, mac: &str, chain: &str, seq: i64, head: &str, event: &AuditEvent) -> Result<Checked, String> {
         let message = message(link(event, head), chain, seq, event);
         if let Some(rest) = mac.strip_prefix(KEYED) {
             let (id, hexed) = rest.split_once(':').ok_or("its MAC is malformed")?;
             let Some((_, key)) = self.keys.iter().find(|(k, _)| k == id) else {
-                return Err(format!(
-                    "its MAC was made with key {id}, which is not configured (keep retired keys in \
-                     [encryption] previous_key_files, or set the same [audit] chain_key_file)"
-                ));
+                return Ok(Checked::UnknownKey(id.to_string()));
             };
             let tag = hex::decode(hexed).map_err(|_| "its MAC is malformed")?;
             hmac::verify(key, &message, &tag)
-                .map(|()| true)
+                .map(|()| Checked::Keyed)
                 .map_err(|_| "it does not match its MAC: it was changed after it was written".into())
         } else if let Some(hexed) = mac.strip_prefix(BARE) {
             if hex::encode(digest::digest(&digest::SHA256, &message)) == hexed {
-                Ok(false)
+                Ok(Checked::Bare)
             } else {
                 Err("it does not match its hash: it was changed after it was written".into())
             }
@@ -145,6 +142,29 @@ impl ChainKeys {
             Err("its MAC is malformed".into())
         }
     }
+
+    // The id of the key new MACs are made with.
+    fn current_id(&self) -> Option<&str> {
+        self.keys.first().map(|(id, _)| id.as_str())
+    }
+}
+
+// What a MAC check found (mismatches are errors).
+enum Checked {
+    // A keyed MAC under a configured key: it holds.
+    Keyed,
+    // A bare hash: it holds.
+    Bare,
+    // A keyed MAC under a key that is not configured: it cannot be checked.
+    UnknownKey(String),
+}
+
+fn unknown_key(id: &str) -> String {
+    format!(
+        "its MAC was made with key {id}, which is not configured (keep a retired key in [encryption] \
+         previous_key_files until the server has started once with the new one, or set [audit] chain_key_file \
+         to the same file everywhere)"
+    )
 }
 
 /// The chain an event belongs to: its state's, or (empty name) the one of events without a state.
@@ -240,6 +260,12 @@ pub struct Report {
     pub verified: u64,
     /// Of those, rows with a keyed MAC.
     pub keyed: u64,
+    /// Rows under a key no longer configured (or any key, when none is): their links are followed
+    /// but their MACs cannot be checked.
+    pub unverifiable: u64,
+    /// Chains whose last row is under another key than the current one ([`check_at_start`]
+    /// re-keys them, so that the older key can be retired).
+    pub stale_key: Vec<String>,
     /// Rows from before chaining (the unverified prefix).
     pub legacy: u64,
     /// The last of them.
@@ -282,6 +308,10 @@ struct ChainState {
     mac: String,
     last_id: Option<i64>,
     broken: Option<Break>,
+    // A row under a configured key was verified in this chain.
+    known: bool,
+    // Rows under an unknown key since the last verified one: the first, and why it is not checked.
+    pending: Option<Break>,
 }
 
 /// Checks rows as a storage scan hands them over ([`AuditScan`]).
@@ -369,7 +399,9 @@ impl Verifier {
         state.last_id = Some(e.id);
         if e.action == Action::AuditAnchor {
             match self.keys.check(&mac, &chain, seq, "", &e) {
-                Ok(keyed) => {
+                Ok(Checked::UnknownKey(id)) => self.broke(&chain, e.id, unknown_key(&id)),
+                Ok(checked) => {
+                    let keyed = matches!(checked, Checked::Keyed);
                     let accepted = match state.broken.take() {
                         Some(b) => Some(b),
                         None if seq != state.seq + 1 => Some(Break {
@@ -382,7 +414,14 @@ impl Verifier {
                     if let Some(b) = accepted {
                         self.report.accepted.push((b, e.id));
                     }
-                    *state = ChainState { seq, mac, last_id: Some(e.id), broken: None };
+                    *state = ChainState {
+                        seq,
+                        mac,
+                        last_id: Some(e.id),
+                        broken: None,
+                        known: state.known || keyed,
+                        pending: None,
+                    };
                     self.report.verified += 1;
                     self.report.keyed += u64::from(keyed);
                     self.keyed_seen |= keyed;
@@ -407,15 +446,33 @@ impl Verifier {
             };
             return self.broke(&chain, e.id, reason);
         }
+        let keyed_config = self.keys.is_keyed();
         match self.keys.check(&mac, &chain, seq, &state.mac, &e) {
-            Ok(false) if self.keyed_seen => self.broke(
+            Ok(Checked::Bare) if keyed_config && self.keyed_seen => self.broke(
                 &chain,
                 e.id,
                 "it has a bare hash although keyed MACs began before it: it was rewritten without the key".into(),
             ),
-            Ok(keyed) => {
+            // Followed, not checked: a retired key's rows before the first row under a configured
+            // key (whose MAC covers their last MAC), or any keyed row when no key is configured.
+            Ok(Checked::UnknownKey(id)) if !(keyed_config && state.known) => {
+                if keyed_config && state.pending.is_none() {
+                    state.pending = Some(Break { chain: chain.clone(), row: Some(e.id), reason: unknown_key(&id) });
+                }
                 state.seq = seq;
                 state.mac = mac;
+                self.report.unverifiable += 1;
+                self.keyed_seen |= keyed_config;
+            }
+            Ok(Checked::UnknownKey(id)) => self.broke(&chain, e.id, unknown_key(&id)),
+            Ok(checked) => {
+                let keyed = matches!(checked, Checked::Keyed);
+                state.seq = seq;
+                state.mac = mac;
+                state.known |= keyed;
+                if keyed {
+                    state.pending = None;
+                }
                 self.report.verified += 1;
                 self.report.keyed += u64::from(keyed);
                 self.keyed_seen |= keyed;
@@ -430,9 +487,15 @@ impl Verifier {
         self.report.chains = self.chains.len() as u64;
         for (chain, state) in self.chains {
             let head = self.heads.remove(&chain);
-            if let Some(b) = state.broken {
+            if let Some(b) = state.broken.or(state.pending) {
                 breaks.push(b);
                 continue;
+            }
+            if let Some(current) = self.keys.current_id() {
+                let key = state.mac.strip_prefix(KEYED).and_then(|rest| rest.split_once(':')).map(|(id, _)| id);
+                if key.is_some_and(|id| id != current) {
+                    self.report.stale_key.push(chain.clone());
+                }
             }
             if state.seq == 0 {
                 continue;
@@ -563,6 +626,23 @@ pub async fn check_at_start(
             report.chained
         );
         record_anchor(storage, audit_file, detail).await?;
+    }
+    // After a key rotation: one row under the current key at the end of each chain that ends under
+    // an older one, so that the older key can be retired (its rows are then followed, not checked).
+    for chain in &report.stale_key {
+        let detail = format!(
+            "audit chain continues under {}; its earlier rows were MACed with an older key, which may now be retired",
+            keys.describe()
+        );
+        let mut event = anchor((!chain.is_empty()).then(|| chain.clone()), "kvm-state-server", detail);
+        event.action = Action::AuditRekey;
+        let event = storage.record(event).await.map_err(|e| format!("cannot re-key the audit chain: {e}"))?;
+        if let Some(file) = audit_file {
+            let _ = file.append(&event);
+        }
+    }
+    if !report.stale_key.is_empty() {
+        log::info("audit chains re-keyed with the current key", json!({ "chains": report.stale_key.len() }));
     }
     Ok(report)
 }
@@ -710,5 +790,37 @@ mod tests {
         assert!(r.breaks.is_empty(), "{:?}", r.breaks);
         assert_eq!(r.accepted.len(), 1);
         assert_eq!(r.accepted[0].0.row, Some(1));
+    }
+
+    #[test]
+    fn a_retired_key_is_followed_once_the_chain_is_rekeyed() {
+        let old = ChainKeys::from_keys(&[([1; 8], [1; 32])]);
+        let both = ChainKeys::from_keys(&[([2; 8], [2; 32]), ([1; 8], [1; 32])]);
+        let new = ChainKeys::from_keys(&[([2; 8], [2; 32])]);
+        let (mut rows, mut heads) = chain(&old, sample());
+        let r = check(&both, &rows, &heads);
+        assert!(r.breaks.is_empty(), "{:?}", r.breaks);
+        assert_eq!(r.stale_key.len(), 3, "every chain ends under the older key");
+        // Without the re-key rows, retiring the old key breaks the start.
+        assert!(check(&new, &rows, &heads).breaks[0].reason.contains("not configured"));
+        for chain_name in ["a", "b", ""] {
+            let mut e = event((!chain_name.is_empty()).then_some(chain_name), "rekey");
+            e.action = Action::AuditRekey;
+            let (seq, head) = heads[chain_name].clone();
+            e.id = rows.len() as i64 + 1;
+            e.seq = Some(seq + 1);
+            e.mac = Some(both.seal(chain_name, seq + 1, &head, &e));
+            heads.insert(chain_name.to_string(), (seq + 1, e.mac.clone().unwrap()));
+            rows.push(e);
+        }
+        let r = check(&new, &rows, &heads);
+        assert!(r.breaks.is_empty(), "{:?}", r.breaks);
+        assert_eq!((r.unverifiable, r.verified), (4, 3));
+        // The retired key's rows are still linked: deleting one is found.
+        let mut gap = rows.clone();
+        gap.remove(3);
+        assert!(!check(&new, &gap, &heads).breaks.is_empty());
+        // With no key at all, keyed rows are followed and not checked.
+        assert!(check(&ChainKeys::unkeyed(), &rows, &heads).breaks.is_empty());
     }
 }
