@@ -322,7 +322,7 @@ pub struct Verifier {
     chained_seen: bool,
     // A keyed MAC was seen: bare hashes after it (in id order, any chain) are rewrites.
     keyed_seen: bool,
-    copy: Option<HashMap<i64, (String, String)>>,
+    copy: Option<HashMap<i64, AuditEvent>>,
     report: Report,
 }
 
@@ -340,9 +340,8 @@ impl Verifier {
         }
     }
 
-    /// Also compares each row with a copy of the log (id → (chain, MAC)), as read from the JSON
-    /// lines of `[audit] file` shipped elsewhere.
-    pub fn with_copy(mut self, copy: HashMap<i64, (String, String)>) -> Verifier {
+    /// Also compares each row with a copy of the log ([`read_copy`]).
+    pub fn with_copy(mut self, copy: HashMap<i64, AuditEvent>) -> Verifier {
         self.copy = Some(copy);
         self
     }
@@ -368,11 +367,12 @@ impl Verifier {
     fn row(&mut self, e: AuditEvent) {
         self.report.rows += 1;
         let chain = chain_of(&e).to_string();
-        if let Some((_, shipped)) = self.copy.as_mut().and_then(|c| c.remove(&e.id)) {
+        if let Some(shipped) = self.copy.as_mut().and_then(|c| c.remove(&e.id)) {
             self.report.compared += 1;
-            if e.mac.as_deref() != Some(shipped.as_str()) {
-                let reason = "it differs from the copy shipped off the machine (its MAC there is another)";
-                self.broke(&chain, e.id, reason.into());
+            if shipped != e {
+                let what = if shipped.mac != e.mac { "its MAC" } else { "its fields" };
+                let reason = format!("it differs from the copy shipped off the machine ({what})");
+                self.broke(&chain, e.id, reason);
             }
         }
         let (mac, seq) = match (&e.mac, e.seq) {
@@ -521,9 +521,9 @@ impl Verifier {
                 reason: format!("its head says it has {seq} row(s), but none is left: they were deleted"),
             });
         }
-        for (id, (chain, _)) in self.copy.take().unwrap_or_default() {
+        for (id, shipped) in self.copy.take().unwrap_or_default() {
             breaks.push(Break {
-                chain,
+                chain: chain_of(&shipped).to_string(),
                 row: Some(id),
                 reason: "it is in the copy shipped off the machine but not in the database: it was deleted".into(),
             });
@@ -538,7 +538,7 @@ impl Verifier {
 pub async fn verify(
     storage: &dyn Storage,
     keys: &ChainKeys,
-    copy: Option<HashMap<i64, (String, String)>>,
+    copy: Option<HashMap<i64, AuditEvent>>,
 ) -> Result<Report, StorageError> {
     let mut verifier = Verifier::new(keys.clone());
     if let Some(copy) = copy {
@@ -558,13 +558,15 @@ pub async fn verify(
 }
 
 /// Reads a copy of the log (JSON lines of `[audit] file`, possibly several files' lines together)
-/// as id → (chain, MAC); lines without a MAC (refusals outside the chain) are left out.
-pub fn read_copy(text: &str) -> Result<HashMap<i64, (String, String)>, String> {
+/// by id. Refusals that retention deletes are left out: their absence from the database proves
+/// nothing. Every other row must be in the database exactly as in the copy, MAC and fields: that
+/// also covers rows a chain cannot check (from before chaining, or under a retired key).
+pub fn read_copy(text: &str) -> Result<HashMap<i64, AuditEvent>, String> {
     let mut copy = HashMap::new();
     for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         let event: AuditEvent = serde_json::from_str(line).map_err(|e| format!("line {}: {e}", n + 1))?;
-        if let Some(mac) = event.mac.clone() {
-            copy.insert(event.id, (chain_of(&event).to_string(), mac));
+        if in_chain(&event) || event.mac.is_some() {
+            copy.insert(event.id, event);
         }
     }
     Ok(copy)
