@@ -587,6 +587,7 @@ pub async fn check_at_start(
         json!({
             "rows": report.rows,
             "verified": report.verified,
+            "unverifiable": report.unverifiable,
             "before_chaining": report.legacy,
             "outside_chain": report.outside,
             "chains": report.chains,

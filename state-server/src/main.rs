@@ -104,10 +104,11 @@ fn audit_command(args: &[String]) -> Result<(), String> {
                 println!("BROKEN: {b}");
             }
             println!(
-                "{} rows: {} verified, {} before chaining, {} refusals outside the chain, {} after accepted breaks; \
-                 {} chains{}",
+                "{} rows: {} verified, {} under a retired key (followed, not checked), {} before chaining, {} refusals \
+                 outside the chain, {} after accepted breaks; {} chains{}",
                 report.rows,
                 report.verified,
+                report.unverifiable,
                 report.legacy,
                 report.outside,
                 report.skipped,

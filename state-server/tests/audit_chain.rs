@@ -471,3 +471,41 @@ async fn sqlite_verification_speed() {
     assert_eq!(report.verified, ROWS as u64);
     println!("verified {ROWS} rows in {:.2} s ({:.0} rows/s)", took.as_secs_f64(), ROWS as f64 / took.as_secs_f64());
 }
+
+// Key rotation with the chain keyed by the encryption key: the first start under the new key
+// re-keys every chain, after which the old key can go; a start with neither key is refused and
+// names the key.
+#[test]
+fn sqlite_key_rotation_rekeys_the_chains() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, byte) in [("k1", 1u8), ("k2", 2), ("k3", 3)] {
+        write_private(&dir.path().join(name), [byte; 32]);
+    }
+    let mut server = Server::start(dir.path(), &sqlite_config("[encryption]\nkey_file = \"k1\""));
+    traffic(&server, 1);
+    server.kill();
+    let mut server =
+        Server::start(dir.path(), &sqlite_config("[encryption]\nkey_file = \"k2\"\nprevious_key_files = [\"k1\"]"));
+    let rekeyed: Vec<String> = audit(server.addr, "action=audit-rekey")
+        .iter()
+        .map(|e| e["state"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert!(rekeyed.contains(&"chain/a".to_string()) && rekeyed.contains(&"chain/b".to_string()), "{rekeyed:?}");
+    server.kill();
+    let mut server = Server::start(dir.path(), &sqlite_config("[encryption]\nkey_file = \"k2\""));
+    traffic(&server, 2);
+    let mut server = restart(&mut server);
+    assert_eq!(audit(server.addr, "action=audit-rekey").len(), rekeyed.len(), "re-keyed once");
+    server.kill();
+    let (ok, out) = audit_cli(dir.path(), "verify", &[]);
+    assert!(ok && !out.contains(" 0 under a retired key"), "{out}");
+    println!("after rotation: {out}");
+    // Neither key: nothing can be checked under the configured one, and the start says which key.
+    std::fs::write(
+        dir.path().join("server.toml"),
+        format!("{}\n{}", sqlite_config("[encryption]\nkey_file = \"k3\""), users_toml()),
+    )
+    .unwrap();
+    let refused = start_refused(dir.path());
+    assert!(refused.contains("which is not configured") && refused.contains("previous_key_files"), "{refused}");
+}
