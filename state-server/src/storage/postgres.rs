@@ -223,44 +223,50 @@ async fn locked_row(tx: &deadpool_postgres::Transaction<'_>, name: &str) -> Resu
     Ok(row_from(&tx.query_one(&select, &[&name]).await?))
 }
 
-// The event goes at the end of its chain (crate::audit_chain). The upsert takes the chain's head
-// row under a row lock until the transaction ends (so a chained event must be inside one) and
-// gives the number and the MAC to link to; the insert stores the event and moves the head. The
-// chain of a state is taken after the state's own row, so the order of row locks is always the same.
-async fn insert_audit(
+// Takes an event's place at the end of its chain (crate::audit_chain): the upsert takes the
+// chain's head row under a row lock until the transaction ends (so a chained event must be inside
+// one) and gives the number and the MAC to link to. The chain of a state is taken after the
+// state's own row, so the order of row locks is always the same. Returns the chain's name; none
+// for an event outside the chain.
+async fn take_place(
     c: &impl GenericClient,
     chain: &ChainKeys,
-    mut event: AuditEvent,
-) -> Result<AuditEvent, StorageError> {
-    let name = if audit_chain::in_chain(&event) {
-        let name = audit_chain::chain_of(&event).to_string();
-        let head = c
-            .prepare_cached(
-                "INSERT INTO kvm_audit_chains (chain, seq, mac) VALUES ($1, 1, '')
-                 ON CONFLICT (chain) DO UPDATE SET seq = kvm_audit_chains.seq + 1 RETURNING seq, mac",
-            )
-            .await?;
-        let head = c.query_one(&head, &[&name]).await?;
-        let seq: i64 = head.get(0);
-        event.mac = Some(chain.seal(&name, seq, head.get(1), &event));
-        event.seq = Some(seq);
-        Some(name)
-    } else {
-        None
-    };
-    let stmt = c
+    event: &mut AuditEvent,
+) -> Result<Option<String>, StorageError> {
+    if !audit_chain::in_chain(event) {
+        return Ok(None);
+    }
+    let name = audit_chain::chain_of(event).to_string();
+    let head = c
         .prepare_cached(
-            "WITH head AS (UPDATE kvm_audit_chains SET mac = $13 WHERE chain = $14)
-             INSERT INTO kvm_audit (at, \"user\", addr, action, state, lock_id, lock_info, outcome, status, version,
-                 detail, seq, mac)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
+            "INSERT INTO kvm_audit_chains (chain, seq, mac) VALUES ($1, 1, '')
+             ON CONFLICT (chain) DO UPDATE SET seq = kvm_audit_chains.seq + 1 RETURNING seq, mac",
         )
         .await?;
+    let head = c.query_one(&head, &[&name]).await?;
+    let seq: i64 = head.get(0);
+    event.mac = Some(chain.seal(&name, seq, head.get(1), event));
+    event.seq = Some(seq);
+    Ok(Some(name))
+}
+
+// Stores the event and moves its chain's head (`chain`, from take_place) to it.
+const INSERT_AUDIT: &str = "WITH head AS (UPDATE kvm_audit_chains SET mac = $13 WHERE chain = $14)
+     INSERT INTO kvm_audit (at, \"user\", addr, action, state, lock_id, lock_info, outcome, status, version,
+         detail, seq, mac)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id";
+
+async fn insert_row(
+    c: &impl GenericClient,
+    stmt: &tokio_postgres::Statement,
+    mut event: AuditEvent,
+    chain: Option<String>,
+) -> Result<AuditEvent, StorageError> {
     let lock_info = event.lock_info.as_ref().map(|v| v.to_string());
     let version = event.version.map(|v| v as i64);
     let row = c
         .query_one(
-            &stmt,
+            stmt,
             &[
                 &event.at,
                 &event.user,
@@ -275,12 +281,22 @@ async fn insert_audit(
                 &event.detail,
                 &event.seq,
                 &event.mac,
-                &name,
+                &chain,
             ],
         )
         .await?;
     event.id = row.get(0);
     Ok(event)
+}
+
+async fn insert_audit(
+    c: &impl GenericClient,
+    chain: &ChainKeys,
+    mut event: AuditEvent,
+) -> Result<AuditEvent, StorageError> {
+    let name = take_place(c, chain, &mut event).await?;
+    let stmt = c.prepare_cached(INSERT_AUDIT).await?;
+    insert_row(c, &stmt, event, name).await
 }
 
 // `released`: (ID, user) of the lock its holder just released.
@@ -497,15 +513,33 @@ impl Storage for PostgresStorage {
     }
 
     async fn record(&self, event: AuditEvent) -> Result<AuditEvent, StorageError> {
-        let mut client = self.client().await?;
+        let client = self.client().await?;
+        let insert = client.prepare_cached(INSERT_AUDIT).await?;
         if !audit_chain::in_chain(&event) {
-            return insert_audit(&client, &self.chain, event).await;
+            return insert_row(&client, &insert, event, None).await;
         }
-        // The chain's head stays locked until the event is in.
-        let tx = client.transaction().await?;
-        let event = insert_audit(&tx, &self.chain, event).await?;
-        tx.commit().await?;
-        Ok(event)
+        // A transaction, so that the chain's head stays locked until the event is in, in two round
+        // trips: BEGIN with the head's upsert, then the insert with COMMIT (statements sent
+        // together run in order; the insert is prepared already, so it goes out before COMMIT).
+        let pg = |e: tokio_postgres::Error| StorageError::from(e);
+        let mut event = event;
+        let done = async {
+            let (_, name) = tokio::try_join!(
+                async { client.batch_execute("BEGIN").await.map_err(pg) },
+                take_place(&client, &self.chain, &mut event)
+            )?;
+            let (event, _) = tokio::try_join!(insert_row(&client, &insert, event, name), async {
+                client.batch_execute("COMMIT").await.map_err(pg)
+            })?;
+            Ok(event)
+        }
+        .await;
+        if done.is_err() {
+            // A failed statement left the transaction aborted (COMMIT then rolls back), or COMMIT
+            // never ran: either way the connection goes back to the pool outside a transaction.
+            let _ = client.batch_execute("ROLLBACK").await;
+        }
+        done
     }
 
     async fn prune_refusals(&self, before: &str) -> Result<u64, StorageError> {
