@@ -329,6 +329,33 @@ async fn set_lock(
     Ok(())
 }
 
+// A chained event recorded on its own (reads, refusals of signed-in users): a transaction, so
+// that the chain's head stays locked until the row is in, in two round trips: BEGIN with the head's
+// upsert, then the insert with COMMIT (statements sent together run in order; the insert is
+// prepared beforehand, so it goes out before COMMIT). Must run to its end (see `record`).
+async fn record_chained(pool: &Pool, chain: &ChainKeys, mut event: AuditEvent) -> Result<AuditEvent, StorageError> {
+    let client = pool.get().await.map_err(pool_get_err)?;
+    let insert = client.prepare_cached(INSERT_AUDIT).await?;
+    let pg = |e: tokio_postgres::Error| StorageError::from(e);
+    let done = async {
+        let (_, name) = tokio::try_join!(
+            async { client.batch_execute("BEGIN").await.map_err(pg) },
+            take_place(&client, chain, &mut event)
+        )?;
+        let (event, _) = tokio::try_join!(insert_row(&client, &insert, event, name), async {
+            client.batch_execute("COMMIT").await.map_err(pg)
+        })?;
+        Ok(event)
+    }
+    .await;
+    if done.is_err() {
+        // A failed statement left the transaction aborted (COMMIT then rolls back), or COMMIT never
+        // ran: either way the connection goes back to the pool outside a transaction.
+        let _ = client.batch_execute("ROLLBACK").await;
+    }
+    done
+}
+
 #[async_trait]
 impl Storage for PostgresStorage {
     async fn ping(&self) -> Result<(), StorageError> {
@@ -513,33 +540,17 @@ impl Storage for PostgresStorage {
     }
 
     async fn record(&self, event: AuditEvent) -> Result<AuditEvent, StorageError> {
-        let client = self.client().await?;
-        let insert = client.prepare_cached(INSERT_AUDIT).await?;
         if !audit_chain::in_chain(&event) {
+            let client = self.client().await?;
+            let insert = client.prepare_cached(INSERT_AUDIT).await?;
             return insert_row(&client, &insert, event, None).await;
         }
-        // A transaction, so that the chain's head stays locked until the event is in, in two round
-        // trips: BEGIN with the head's upsert, then the insert with COMMIT (statements sent
-        // together run in order; the insert is prepared already, so it goes out before COMMIT).
-        let pg = |e: tokio_postgres::Error| StorageError::from(e);
-        let mut event = event;
-        let done = async {
-            let (_, name) = tokio::try_join!(
-                async { client.batch_execute("BEGIN").await.map_err(pg) },
-                take_place(&client, &self.chain, &mut event)
-            )?;
-            let (event, _) = tokio::try_join!(insert_row(&client, &insert, event, name), async {
-                client.batch_execute("COMMIT").await.map_err(pg)
-            })?;
-            Ok(event)
-        }
-        .await;
-        if done.is_err() {
-            // A failed statement left the transaction aborted (COMMIT then rolls back), or COMMIT
-            // never ran: either way the connection goes back to the pool outside a transaction.
-            let _ = client.batch_execute("ROLLBACK").await;
-        }
-        done
+        // A task of its own: record_chained opens and closes its transaction by hand, and a caller
+        // that goes away (a client hanging up) must not leave it open on a pooled connection.
+        let (pool, chain) = (self.pool.clone(), self.chain.clone());
+        tokio::spawn(async move { record_chained(&pool, &chain, event).await })
+            .await
+            .map_err(|e| StorageError::Pool(format!("audit record task: {e}")))?
     }
 
     async fn prune_refusals(&self, before: &str) -> Result<u64, StorageError> {
