@@ -212,7 +212,10 @@ fn main() {
     let mut results = Vec::new();
     println!("lock + POST ({} KiB) + unlock cycles, {} s per point", STATE_SIZE / 1024, DURATION.as_secs());
     println!("{:<34} {:>7} {:>9} {:>9} {:>9} {:>10}", "backend", "clients", "cycles", "cycles/s", "p50 ms", "p99 ms");
-    for &clients in &CONCURRENCY {
+    // KVM_BENCH_CLIENTS=16 measures one point; KVM_BENCH_CYCLES_ONLY=1 skips the Terraform applies
+    // (both for profiling; the published figures come from a full run).
+    let only: Option<usize> = std::env::var("KVM_BENCH_CLIENTS").ok().and_then(|c| c.parse().ok());
+    for &clients in CONCURRENCY.iter().filter(|&&c| only.is_none_or(|o| o == c)) {
         let mut row = |label: &str, f: Figures| {
             println!(
                 "{label:<34} {clients:>7} {:>9} {:>9.1} {:>9.2} {:>10.2}",
@@ -234,6 +237,9 @@ fn main() {
         }
     }
 
+    if std::env::var_os("KVM_BENCH_CYCLES_ONLY").is_some() {
+        return;
+    }
     let mut applies = Vec::new();
     println!(
         "\nterraform apply, 200 null_resource, median of {RUNS} interleaved runs (create, then apply again), seconds"

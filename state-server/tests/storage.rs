@@ -27,7 +27,11 @@ fn draft(action: Action, state: &str) -> AuditDraft {
 }
 
 fn put(serial: u64, lineage: &str, keep: u64) -> PutRequest {
-    let body = common::state_body(serial, lineage, "m", 10);
+    put_sized(serial, lineage, keep, 10)
+}
+
+fn put_sized(serial: u64, lineage: &str, keep: u64, size: usize) -> PutRequest {
+    let body = common::state_body(serial, lineage, "m", size);
     PutRequest {
         meta: NewVersion {
             serial: Some(serial),
@@ -200,4 +204,92 @@ async fn postgres_contract_with_two_pools_on_one_database() {
         let msg = err.as_db_error().map(|e| e.message().to_string()).unwrap_or_default();
         assert!(msg.contains("append-only"), "{sql}: {err:?}");
     }
+}
+
+// Committed pages reach the database file through the checkpoint thread, not the writer's own
+// automatic checkpoint (set far off, at 20,000 pages = 80 MB): 30 MB of versions must show up in
+// the main file without anything else asking for a checkpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_checkpoints_beside_the_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let storage = SqliteStorage::open(&path).unwrap();
+    let name = StateName::parse("checkpoint/s").unwrap();
+    for serial in 1..=300 {
+        let put = put_sized(serial, "lin", 0, 100 * 1024);
+        storage.put(&name, put, draft(Action::Write, "checkpoint/s")).await.unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let size = || std::fs::metadata(&path).unwrap().len();
+    while size() < 25 << 20 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(size() >= 25 << 20, "database file is {} bytes after 30 MB of committed versions", size());
+}
+
+// A PostgreSQL operation dropped between its BEGIN and its COMMIT (a client gone, a timeout)
+// must not hand a connection with an open transaction, and the state's row lock, to the next
+// request: the connection is closed instead. Operations are cut off at random points; afterwards
+// no connection is left inside a transaction, and the state locks and unlocks as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_operation_dropped_mid_transaction_leaves_nothing_open() {
+    let Some(base) = common::pg_url("postgres_operation_dropped_mid_transaction_leaves_nothing_open") else {
+        return;
+    };
+    let url = tokio::task::spawn_blocking(move || common::fresh_pg_database(&base, "dropped")).await.unwrap();
+    let plain = format!("{url}?sslmode=disable");
+    let storage = PostgresStorage::connect(&plain, None, 2, &PostgresSecurity::default()).await.unwrap();
+    let name = StateName::parse("dropped/s").unwrap();
+    let req = |id: &str| LockRequest { id: id.into(), info: "{}".into(), user: "writer".into(), at: "now".into() };
+    // How long one LOCK takes here (debug builds, a busy machine), to cut the others anywhere
+    // from before their BEGIN to after their COMMIT.
+    let t = std::time::Instant::now();
+    storage.lock(&name, &req("probe"), draft(Action::Lock, "dropped/s")).await.unwrap();
+    let whole = t.elapsed();
+    let probe = UnlockRequest { id: Some("probe".into()), user: "writer".into(), may_force: false };
+    storage.unlock(&name, &probe, draft(Action::Unlock, "dropped/s")).await.unwrap();
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    let in_transaction = || async {
+        client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+                 AND application_name = 'kvm-state-server' AND state LIKE 'idle in transaction%'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+    };
+    let mut cut = 0;
+    for i in 0..300u32 {
+        let limit = whole * ((i * 7919) % 400) / 100;
+        let request = req(&format!("l{i}"));
+        let lock = storage.lock(&name, &request, draft(Action::Lock, "dropped/s"));
+        match tokio::time::timeout(limit, lock).await {
+            Err(_) => {
+                cut += 1;
+                // A connection closed by the cut-off ends its transaction at once; one handed
+                // back to the pool would sit inside it until its next use.
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+                while in_transaction().await > 0 && std::time::Instant::now() < deadline {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                assert_eq!(in_transaction().await, 0, "a pooled connection was left inside a transaction");
+            }
+            Ok(r) => {
+                if r.unwrap().value == LockOutcome::Acquired {
+                    let unlock = UnlockRequest { id: Some(format!("l{i}")), user: "writer".into(), may_force: false };
+                    storage.unlock(&name, &unlock, draft(Action::Unlock, "dropped/s")).await.unwrap();
+                }
+            }
+        }
+    }
+    assert!(cut > 0 && cut < 300, "{cut} of 300 operations cut off; the test proves nothing");
+    // Whatever lock a cut-off LOCK may have committed is force-released; then the usual cycle.
+    let force = UnlockRequest { id: None, user: "admin".into(), may_force: true };
+    storage.unlock(&name, &force, draft(Action::ForceUnlock, "dropped/s")).await.unwrap();
+    let got = storage.lock(&name, &req("final"), draft(Action::Lock, "dropped/s")).await.unwrap();
+    assert_eq!(got.value, LockOutcome::Acquired);
+    println!("{cut} of 300 operations cut off");
 }

@@ -3,20 +3,23 @@
 //! Each operation is one transaction that first takes the state's row with `SELECT … FOR UPDATE`
 //! (creating the row if needed), so two replicas deciding about the same state queue on that row
 //! lock: there is exactly one lock holder whichever replica each client reached, and a version
-//! number is never handed out twice.
+//! number is never handed out twice. Such a transaction costs two round trips ([`Txn`]): `BEGIN`
+//! travels with the row's `SELECT`, `COMMIT` with the writes and the audit row.
 //!
 //! Connections are made by [`transport`]: TLS checked against the configured CA (`verify-full`
 //! unless the URL says otherwise), and the password kept from servers asking for it in a weak form.
 
 pub mod transport;
 
+use std::future::Future;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::types::ToSql;
-use tokio_postgres::Row;
+use tokio_postgres::{Row, Statement};
 
 use super::rules::{self, StateRow};
 use super::*;
@@ -122,11 +125,12 @@ impl PostgresStorage {
         let pool = Pool::builder(manager).max_size(pool_size).build().map_err(pool_err)?;
         let storage = PostgresStorage { pool, chain: ChainKeys::unkeyed() };
         let mut client = storage.pool.get().await.map_err(pool_get_err)?;
-        let tx = client.transaction().await?;
+        let mut tx = client.transaction().await?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await?;
         // The function first: SCHEMA's triggers name it.
         tx.batch_execute(&append_only_function()).await?;
         tx.batch_execute(SCHEMA).await?;
+        prefer_lz4(&mut tx).await?;
         tx.commit().await?;
         Ok(storage)
     }
@@ -140,6 +144,39 @@ impl PostgresStorage {
     async fn client(&self) -> Result<deadpool_postgres::Object, StorageError> {
         self.pool.get().await.map_err(pool_get_err)
     }
+}
+
+// State bodies are compressed by PostgreSQL (TOAST); its default, pglz, costs several times the
+// CPU of lz4 for a similar size, and under load that CPU is the database's main cost of a write.
+// PostgreSQL 14+ built with lz4 (as the Debian and upstream packages are) can use lz4 per column;
+// elsewhere bodies stay with pglz. Only new values use the new method: nothing is rewritten.
+async fn prefer_lz4(tx: &mut deadpool_postgres::Transaction<'_>) -> Result<(), StorageError> {
+    let version: i32 = tx.query_one("SELECT current_setting('server_version_num')::int", &[]).await?.get(0);
+    if version < 140000 {
+        return Ok(());
+    }
+    let method: String = tx
+        .query_one(
+            "SELECT attcompression::text FROM pg_attribute WHERE attrelid = 'kvm_versions'::regclass AND attname = 'body'",
+            &[],
+        )
+        .await?
+        .get(0);
+    if method == "l" {
+        return Ok(());
+    }
+    let attempt = tx.savepoint("lz4").await?;
+    match attempt.batch_execute("ALTER TABLE kvm_versions ALTER COLUMN body SET COMPRESSION lz4").await {
+        Ok(()) => attempt.commit().await?,
+        Err(e) => {
+            attempt.rollback().await?;
+            crate::log::info(
+                "PostgreSQL cannot compress with lz4; state bodies stay with pglz",
+                serde_json::json!({ "error": e.to_string() }),
+            );
+        }
+    }
+    Ok(())
 }
 
 // The triggers' function: every UPDATE, DELETE and TRUNCATE of the audit log is refused, except
@@ -213,21 +250,119 @@ fn state_row_sql(for_update: bool) -> String {
     )
 }
 
-/// Reads the state's row under a row lock, creating it first if it does not exist.
-async fn locked_row(tx: &deadpool_postgres::Transaction<'_>, name: &str) -> Result<StateRow, StorageError> {
-    let select = tx.prepare_cached(&state_row_sql(true)).await?;
-    if let Some(r) = tx.query_opt(&select, &[&name]).await? {
-        return Ok(row_from(&r));
-    }
-    tx.execute("INSERT INTO kvm_states (name) VALUES ($1) ON CONFLICT (name) DO NOTHING", &[&name]).await?;
-    Ok(row_from(&tx.query_one(&select, &[&name]).await?))
+/// The statements of the write paths, prepared on the connection before a transaction starts.
+///
+/// Every statement sent in a pipelined group must be prepared already: one that still needs its
+/// own round trip to be prepared would reach the server after the COMMIT sent beside it, outside
+/// the transaction. Preparing is cached per connection, so after a connection's first use this
+/// costs nothing.
+struct Prepared {
+    row: Statement,
+    create_row: Statement,
+    set_lock: Statement,
+    audit: Statement,
+    insert_version: Statement,
+    advance: Statement,
+    prune: Statement,
 }
 
-// Takes an event's place at the end of its chain (crate::audit_chain): the upsert takes the
-// chain's head row under a row lock until the transaction ends (so a chained event must be inside
-// one) and gives the number and the MAC to link to. The chain of a state is taken after the
-// state's own row, so the order of row locks is always the same. Returns the chain's name; none
-// for an event outside the chain.
+impl Prepared {
+    async fn on(c: &deadpool_postgres::Object) -> Result<Prepared, StorageError> {
+        Ok(Prepared {
+            row: c.prepare_cached(&state_row_sql(true)).await?,
+            create_row: c
+                .prepare_cached("INSERT INTO kvm_states (name) VALUES ($1) ON CONFLICT (name) DO NOTHING")
+                .await?,
+            set_lock: c
+                .prepare_cached(
+                    "UPDATE kvm_states SET lock_id = $2, lock_user = $3, lock_info = $4, lock_since = $5,
+                         released_lock_id = $6, released_lock_user = $7
+                     WHERE name = $1",
+                )
+                .await?,
+            audit: c.prepare_cached(INSERT_AUDIT).await?,
+            insert_version: c
+                .prepare_cached(
+                    "INSERT INTO kvm_versions
+                     (name, version, serial, lineage, sha256, size, created_by, created_at, restored_from, body)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                )
+                .await?,
+            advance: c
+                .prepare_cached(
+                    "UPDATE kvm_states SET current_version = $2::bigint, next_version = $2::bigint + 1 WHERE name = $1",
+                )
+                .await?,
+            prune: c.prepare_cached("DELETE FROM kvm_versions WHERE name = $1 AND version <= $2").await?,
+        })
+    }
+}
+
+/// One read-decide-write transaction on a state's row, in two round trips: `BEGIN` travels with
+/// the `SELECT … FOR UPDATE` that takes the row ([`Txn::begin`]), `COMMIT` with the writes
+/// ([`Txn::commit_with`]). Statements on one connection are answered in the order sent, and
+/// tokio-postgres sends a statement when its future is first polled, so futures joined in order
+/// are pipelined in that order.
+///
+/// Dropped before its commit (an error, or the request's future dropped), it takes its
+/// connection out of the pool and closes it: PostgreSQL then rolls the transaction back, and no
+/// later request can find itself inside it.
+struct Txn {
+    client: Option<deadpool_postgres::Object>,
+    st: Prepared,
+    committed: AtomicBool,
+}
+
+impl Txn {
+    /// Starts the transaction and takes the row of `name` (creating it first if needed).
+    async fn begin(pool: &PostgresStorage, name: &str) -> Result<(Txn, StateRow), StorageError> {
+        let client = pool.client().await?;
+        let st = Prepared::on(&client).await?;
+        let txn = Txn { client: Some(client), st, committed: AtomicBool::new(false) };
+        let c = txn.client();
+        let key: [&(dyn ToSql + Sync); 1] = [&name];
+        let (_, row) = tokio::try_join!(c.batch_execute("BEGIN"), c.query_opt(&txn.st.row, &key))?;
+        let row = match row {
+            Some(row) => row,
+            // A state's first operation: one more round trip, once.
+            None => tokio::try_join!(c.execute(&txn.st.create_row, &key), c.query_one(&txn.st.row, &key))?.1,
+        };
+        let row = row_from(&row);
+        Ok((txn, row))
+    }
+
+    fn client(&self) -> &deadpool_postgres::Object {
+        self.client.as_ref().expect("open transaction")
+    }
+
+    /// Awaits `writes` with `COMMIT` pipelined after them. `writes` must use only
+    /// [`Txn::client`] and the prepared statements ([`Txn::st`]), so that each statement is sent
+    /// at its first poll, before the `COMMIT`. After a failed statement PostgreSQL answers the
+    /// `COMMIT` with a rollback, and the statement's error is returned.
+    async fn commit_with<T>(&self, writes: impl Future<Output = Result<T, StorageError>>) -> Result<T, StorageError> {
+        let (out, commit) = tokio::join!(writes, self.client().batch_execute("COMMIT"));
+        let out = out?;
+        commit?;
+        self.committed.store(true, Ordering::Release);
+        Ok(out)
+    }
+}
+
+impl Drop for Txn {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            if !self.committed.load(Ordering::Acquire) {
+                drop(deadpool_postgres::Object::take(client));
+            }
+        }
+    }
+}
+
+// Takes an event's place at the end of its chain (crate::audit_chain), one round trip before the
+// commit (the MAC needs the head's): the upsert takes the chain's head row under a row lock until
+// the transaction ends (so a chained event must be inside one) and gives the number and the MAC to
+// link to. In the write paths the state's own row is taken first, so the order of row locks is
+// always the same. Returns the chain's name; none for an event outside the chain.
 async fn take_place(
     c: &impl GenericClient,
     chain: &ChainKeys,
@@ -250,20 +385,24 @@ async fn take_place(
     Ok(Some(name))
 }
 
-// Stores the event and moves its chain's head (`chain`, from take_place) to it.
+// Stores the event and, for a chained one (take_place gave it its seq and mac), moves its chain's
+// head to it.
 const INSERT_AUDIT: &str = "WITH head AS (UPDATE kvm_audit_chains SET mac = $13 WHERE chain = $14)
      INSERT INTO kvm_audit (at, \"user\", addr, action, state, lock_id, lock_info, outcome, status, version,
          detail, seq, mac)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id";
 
-async fn insert_row(
-    c: &impl GenericClient,
-    stmt: &tokio_postgres::Statement,
-    mut event: AuditEvent,
-    chain: Option<String>,
-) -> Result<AuditEvent, StorageError> {
+async fn insert_audit(c: &impl GenericClient, mut event: AuditEvent) -> Result<AuditEvent, StorageError> {
+    let stmt = c.prepare_cached(INSERT_AUDIT).await?;
+    event.id = insert_audit_with(c, &stmt, &event).await?;
+    Ok(event)
+}
+
+// The statement's future sends at its first poll (see `Txn`): nothing awaits before the query.
+async fn insert_audit_with(c: &impl GenericClient, stmt: &Statement, event: &AuditEvent) -> Result<i64, StorageError> {
     let lock_info = event.lock_info.as_ref().map(|v| v.to_string());
     let version = event.version.map(|v| v as i64);
+    let chain = event.seq.map(|_| audit_chain::chain_of(event));
     let row = c
         .query_one(
             stmt,
@@ -285,36 +424,19 @@ async fn insert_row(
             ],
         )
         .await?;
-    event.id = row.get(0);
-    Ok(event)
-}
-
-async fn insert_audit(
-    c: &impl GenericClient,
-    chain: &ChainKeys,
-    mut event: AuditEvent,
-) -> Result<AuditEvent, StorageError> {
-    let name = take_place(c, chain, &mut event).await?;
-    let stmt = c.prepare_cached(INSERT_AUDIT).await?;
-    insert_row(c, &stmt, event, name).await
+    Ok(row.get(0))
 }
 
 // `released`: (ID, user) of the lock its holder just released.
 async fn set_lock(
-    tx: &deadpool_postgres::Transaction<'_>,
+    c: &impl GenericClient,
+    stmt: &Statement,
     name: &str,
     lock: Option<&LockRequest>,
     released: Option<(&str, &str)>,
 ) -> Result<(), StorageError> {
-    let stmt = tx
-        .prepare_cached(
-            "UPDATE kvm_states SET lock_id = $2, lock_user = $3, lock_info = $4, lock_since = $5, released_lock_id = $6,
-                 released_lock_user = $7
-             WHERE name = $1",
-        )
-        .await?;
-    tx.execute(
-        &stmt,
+    c.execute(
+        stmt,
         &[
             &name,
             &lock.map(|l| &l.id),
@@ -338,13 +460,14 @@ async fn record_chained(pool: &Pool, chain: &ChainKeys, mut event: AuditEvent) -
     let insert = client.prepare_cached(INSERT_AUDIT).await?;
     let pg = |e: tokio_postgres::Error| StorageError::from(e);
     let done = async {
-        let (_, name) = tokio::try_join!(
+        tokio::try_join!(
             async { client.batch_execute("BEGIN").await.map_err(pg) },
             take_place(&client, chain, &mut event)
         )?;
-        let (event, _) = tokio::try_join!(insert_row(&client, &insert, event, name), async {
+        let (id, _) = tokio::try_join!(insert_audit_with(&client, &insert, &event), async {
             client.batch_execute("COMMIT").await.map_err(pg)
         })?;
+        event.id = id;
         Ok(event)
     }
     .await;
@@ -387,18 +510,21 @@ impl Storage for PostgresStorage {
         req: &LockRequest,
         audit: AuditDraft,
     ) -> Result<Audited<LockOutcome>, StorageError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let row = locked_row(&tx, name.as_str()).await?;
+        let (txn, row) = Txn::begin(self, name.as_str()).await?;
         let value = rules::decide_lock(&row, req);
-        let event = audit.finish(rules::lock_verdict(&value));
-        // Statements issued together are pipelined on the connection: one round trip, not two.
-        let event = if value == LockOutcome::Acquired {
-            tokio::try_join!(set_lock(&tx, name.as_str(), Some(req), None), insert_audit(&tx, &self.chain, event))?.1
-        } else {
-            insert_audit(&tx, &self.chain, event).await?
-        };
-        tx.commit().await?;
+        let mut event = audit.finish(rules::lock_verdict(&value));
+        let (c, st) = (txn.client(), &txn.st);
+        take_place(c, &self.chain, &mut event).await?;
+        event.id = txn
+            .commit_with(async {
+                if value == LockOutcome::Acquired {
+                    let set = set_lock(c, &st.set_lock, name.as_str(), Some(req), None);
+                    Ok(tokio::try_join!(set, insert_audit_with(c, &st.audit, &event))?.1)
+                } else {
+                    insert_audit_with(c, &st.audit, &event).await
+                }
+            })
+            .await?;
         Ok(Audited { value, event })
     }
 
@@ -408,23 +534,27 @@ impl Storage for PostgresStorage {
         req: &UnlockRequest,
         audit: AuditDraft,
     ) -> Result<Audited<UnlockOutcome>, StorageError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let row = locked_row(&tx, name.as_str()).await?;
+        let (txn, row) = Txn::begin(self, name.as_str()).await?;
         let value = rules::decide_unlock(&row, req);
-        let event = audit.finish(rules::unlock_verdict(&value));
+        let mut event = audit.finish(rules::unlock_verdict(&value));
         let released = match &value {
             UnlockOutcome::Released => Some(req.id.as_deref().map(|id| (id, req.user.as_str()))),
             UnlockOutcome::ForceReleased(_) => Some(None),
             _ => None,
         };
-        let event = match released {
-            Some(released) => {
-                tokio::try_join!(set_lock(&tx, name.as_str(), None, released), insert_audit(&tx, &self.chain, event))?.1
-            }
-            None => insert_audit(&tx, &self.chain, event).await?,
-        };
-        tx.commit().await?;
+        let (c, st) = (txn.client(), &txn.st);
+        take_place(c, &self.chain, &mut event).await?;
+        event.id = txn
+            .commit_with(async {
+                match released {
+                    Some(released) => {
+                        let set = set_lock(c, &st.set_lock, name.as_str(), None, released);
+                        Ok(tokio::try_join!(set, insert_audit_with(c, &st.audit, &event))?.1)
+                    }
+                    None => insert_audit_with(c, &st.audit, &event).await,
+                }
+            })
+            .await?;
         Ok(Audited { value, event })
     }
 
@@ -434,58 +564,50 @@ impl Storage for PostgresStorage {
         mut req: PutRequest,
         audit: AuditDraft,
     ) -> Result<Audited<PutOutcome>, StorageError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let row = locked_row(&tx, name.as_str()).await?;
+        let (txn, row) = Txn::begin(self, name.as_str()).await?;
         let value = rules::decide_put(&row, &req);
-        let event = audit.finish(rules::put_verdict(&value));
-        let event = if let PutOutcome::Stored(m) = &value {
-            let v = m.version as i64;
-            let body = std::mem::take(&mut req.body);
-            let body = match req.seal.take() {
-                Some(sealer) => sealer.seal(m.version, body),
-                None => body,
-            };
-            let insert = tx
-                .prepare_cached(
-                    "INSERT INTO kvm_versions
-                     (name, version, serial, lineage, sha256, size, created_by, created_at, restored_from, body)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                )
-                .await?;
-            let advance = tx
-                .prepare_cached(
-                    "UPDATE kvm_states SET current_version = $2::bigint, next_version = $2::bigint + 1 WHERE name = $1",
-                )
-                .await?;
-            // Versions at or below 0 do not exist, so "keep all" prunes nothing.
-            let prune_below = if req.keep_versions > 0 { v - req.keep_versions as i64 } else { 0 };
-            let prune = tx.prepare_cached("DELETE FROM kvm_versions WHERE name = $1 AND version <= $2").await?;
-            let params: [&(dyn ToSql + Sync); 10] = [
-                &name.as_str(),
-                &v,
-                &m.serial.map(|s| s as i64),
-                &m.lineage,
-                &m.sha256,
-                &(m.size as i64),
-                &m.created_by,
-                &m.created_at,
-                &m.restored_from.map(|r| r as i64),
-                &body,
-            ];
-            let pg = |e: tokio_postgres::Error| StorageError::from(e);
-            // One pipelined round trip for the four statements.
-            let (_, _, _, event) = tokio::try_join!(
-                async { tx.execute(&insert, &params).await.map_err(pg) },
-                async { tx.execute(&advance, &[&name.as_str(), &v]).await.map_err(pg) },
-                async { tx.execute(&prune, &[&name.as_str(), &prune_below]).await.map_err(pg) },
-                insert_audit(&tx, &self.chain, event),
-            )?;
-            event
-        } else {
-            insert_audit(&tx, &self.chain, event).await?
+        let mut event = audit.finish(rules::put_verdict(&value));
+        let (c, st) = (txn.client(), &txn.st);
+        take_place(c, &self.chain, &mut event).await?;
+        let Some(m) = (match &value {
+            PutOutcome::Stored(m) => Some(m),
+            _ => None,
+        }) else {
+            event.id = txn.commit_with(insert_audit_with(c, &st.audit, &event)).await?;
+            return Ok(Audited { value, event });
         };
-        tx.commit().await?;
+        let v = m.version as i64;
+        let body = std::mem::take(&mut req.body);
+        let body = match req.seal.take() {
+            Some(sealer) => sealer.seal(m.version, body),
+            None => body,
+        };
+        // Versions at or below 0 do not exist, so "keep all" prunes nothing.
+        let prune_below = if req.keep_versions > 0 { v - req.keep_versions as i64 } else { 0 };
+        let params: [&(dyn ToSql + Sync); 10] = [
+            &name.as_str(),
+            &v,
+            &m.serial.map(|s| s as i64),
+            &m.lineage,
+            &m.sha256,
+            &(m.size as i64),
+            &m.created_by,
+            &m.created_at,
+            &m.restored_from.map(|r| r as i64),
+            &body,
+        ];
+        let pg = |e: tokio_postgres::Error| StorageError::from(e);
+        event.id = txn
+            .commit_with(async {
+                let (_, _, _, id) = tokio::try_join!(
+                    async { c.execute(&st.insert_version, &params).await.map_err(pg) },
+                    async { c.execute(&st.advance, &[&name.as_str(), &v]).await.map_err(pg) },
+                    async { c.execute(&st.prune, &[&name.as_str(), &prune_below]).await.map_err(pg) },
+                    insert_audit_with(c, &st.audit, &event),
+                )?;
+                Ok(id)
+            })
+            .await?;
         Ok(Audited { value, event })
     }
 
@@ -496,27 +618,28 @@ impl Storage for PostgresStorage {
         user: &str,
         audit: AuditDraft,
     ) -> Result<Audited<DeleteOutcome>, StorageError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let row = locked_row(&tx, name.as_str()).await?;
+        let (txn, row) = Txn::begin(self, name.as_str()).await?;
         let value = rules::decide_delete(&row, lock_id, user);
+        let mut event = audit.finish(rules::delete_verdict(&value));
+        let c = txn.client();
         if value == DeleteOutcome::Deleted {
-            tx.execute("UPDATE kvm_states SET current_version = NULL WHERE name = $1", &[&name.as_str()]).await?;
+            c.execute("UPDATE kvm_states SET current_version = NULL WHERE name = $1", &[&name.as_str()]).await?;
         }
-        let event = insert_audit(&tx, &self.chain, audit.finish(rules::delete_verdict(&value))).await?;
-        tx.commit().await?;
+        take_place(c, &self.chain, &mut event).await?;
+        event.id = txn.commit_with(insert_audit_with(c, &txn.st.audit, &event)).await?;
         Ok(Audited { value, event })
     }
 
     async fn purge(&self, name: &StateName, audit: AuditDraft) -> Result<Audited<PurgeOutcome>, StorageError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let mut value = rules::decide_purge(&locked_row(&tx, name.as_str()).await?);
+        let (txn, row) = Txn::begin(self, name.as_str()).await?;
+        let mut value = rules::decide_purge(&row);
+        let c = txn.client();
         if let PurgeOutcome::Purged(n) = &mut value {
-            *n = tx.execute("DELETE FROM kvm_versions WHERE name = $1", &[&name.as_str()]).await?;
+            *n = c.execute("DELETE FROM kvm_versions WHERE name = $1", &[&name.as_str()]).await?;
         }
-        let event = insert_audit(&tx, &self.chain, audit.finish(rules::purge_verdict(&value))).await?;
-        tx.commit().await?;
+        let mut event = audit.finish(rules::purge_verdict(&value));
+        take_place(c, &self.chain, &mut event).await?;
+        event.id = txn.commit_with(insert_audit_with(c, &txn.st.audit, &event)).await?;
         Ok(Audited { value, event })
     }
 
@@ -542,8 +665,7 @@ impl Storage for PostgresStorage {
     async fn record(&self, event: AuditEvent) -> Result<AuditEvent, StorageError> {
         if !audit_chain::in_chain(&event) {
             let client = self.client().await?;
-            let insert = client.prepare_cached(INSERT_AUDIT).await?;
-            return insert_row(&client, &insert, event, None).await;
+            return insert_audit(&client, event).await;
         }
         // A task of its own: record_chained opens and closes its transaction by hand, and a caller
         // that goes away (a client hanging up) must not leave it open on a pooled connection.
