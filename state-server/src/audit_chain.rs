@@ -27,6 +27,11 @@
 //! into it may accept it with `kvm-state-server audit reanchor`, which appends an anchor event
 //! (action `audit-anchor`) to each broken chain: an anchor links to nothing before it, so the
 //! chain restarts there, and the break stays visible in the log and in every later verification.
+//!
+//! Key rotation: the first start under a new key appends an `audit-rekey` event under it to each
+//! chain that ends under an older key. Once the older key is retired, its rows are followed
+//! (numbers and links, which the re-key event's MAC covers) but cannot be checked; a row under an
+//! unknown key after one under a configured key is a break.
 
 use std::collections::HashMap;
 use std::path::Path;
