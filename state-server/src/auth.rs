@@ -387,13 +387,10 @@ impl Authenticator {
         }
     }
 
-    /// Authenticates a request that came with a client certificate (and perhaps also an
-    /// `Authorization` header, which must then name the same user).
-    pub async fn authenticate_with_certificate(
-        &self,
-        cert: &ClientCert,
-        header: Option<&[u8]>,
-    ) -> Result<Principal, AuthError> {
+    /// The user a client certificate identifies. A request that also carries an `Authorization`
+    /// header is checked like any other (through the caller's throttle), and then both must name
+    /// the same user ([`Authenticator::agree`]).
+    pub fn identify_certificate(&self, cert: &ClientCert) -> Result<Principal, AuthError> {
         let subject = cert.subject.clone();
         if let Some(reason) = &cert.problem {
             return Err(AuthError::BadCertificate { subject, reason: reason.clone() });
@@ -416,19 +413,22 @@ impl Authenticator {
         if !u.methods.contains(&AuthMethod::Certificate) {
             return Err(AuthError::MethodNotAllowed { user: name, method: "a client certificate" });
         }
-        if let Some(header) = header {
-            let basic = self.authenticate(Some(header)).await?;
-            if basic.name != name {
-                return Err(AuthError::BadCertificate {
-                    subject,
-                    reason: format!(
-                        "the certificate is user {name:?}'s but the Authorization header is {:?}'s",
-                        basic.name
-                    ),
-                });
-            }
-        }
         Ok(Principal { name, grants: u.grants.clone(), metrics: u.metrics })
+    }
+
+    /// A request with both a client certificate and an `Authorization` header: both must name
+    /// the same user.
+    pub fn agree(cert: &ClientCert, by_certificate: Principal, by_header: &Principal) -> Result<Principal, AuthError> {
+        if by_certificate.name == by_header.name {
+            return Ok(by_certificate);
+        }
+        Err(AuthError::BadCertificate {
+            subject: cert.subject.clone(),
+            reason: format!(
+                "the certificate is user {:?}'s but the Authorization header is {:?}'s",
+                by_certificate.name, by_header.name
+            ),
+        })
     }
 
     // The principal, if this exact (user, password) was verified before.

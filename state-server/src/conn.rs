@@ -158,11 +158,6 @@ impl Gate {
         self.caps
     }
 
-    /// Connections open now.
-    pub fn open(&self) -> usize {
-        self.total.load(Ordering::Relaxed)
-    }
-
     /// Admits a connection from `key`, or says which cap it hit.
     pub fn admit(self: &Arc<Self>, key: ClientKey) -> Result<Ticket, ConnEvent> {
         let mut map = self.per_client.lock().unwrap_or_else(|p| p.into_inner());
@@ -523,7 +518,6 @@ mod tests {
         assert_eq!(gate.admit(b).err(), Some(ConnEvent::RefusedTotal));
         assert_eq!(metrics.connections_open.get(), 3);
         drop(t1);
-        assert_eq!(gate.open(), 2);
         assert_eq!(metrics.connections_open.get(), 2);
         assert!(gate.admit(a).is_ok());
     }

@@ -472,7 +472,13 @@ async fn dispatch(
     let auth = app.auth.load();
     let authenticated = match cert {
         _ if headers.next().is_some() => Err(Unauthenticated::Auth(AuthError::Repeated)),
-        Some(cert) => auth.authenticate_with_certificate(cert, header).await.map_err(Unauthenticated::Auth),
+        Some(cert) => match auth.identify_certificate(cert).map_err(Unauthenticated::Auth) {
+            // A password beside the certificate is checked like any other: under the throttle.
+            Ok(by_cert) if header.is_some() => authenticate(app, &auth, ctx.client, header)
+                .await
+                .and_then(|by_header| Authenticator::agree(cert, by_cert, &by_header).map_err(Unauthenticated::Auth)),
+            identified => identified,
+        },
         None => authenticate(app, &auth, ctx.client, header).await,
     };
     match authenticated {

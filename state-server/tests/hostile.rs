@@ -12,7 +12,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use common::{lock_info, metric, state_body, wait_for, Auth, Conn, Server};
+use common::{lock_info, metric, metric_in, state_body, tls_client_config, tls_request, wait_for, Auth, Conn, Server};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream as AsyncStream};
 
@@ -292,7 +292,7 @@ fn silent_connections_under_a_small_descriptor_limit() {
     });
     assert!(health.starts_with("HTTP/1.1 200"), "{health}\nlog:\n{}", server.log());
     let dropped = wait_for(Duration::from_secs(20), || {
-        (event_tls(&server, &tls, &runtime, "first_byte_timeout") >= 1 && open_fds(&server) < 40)
+        (event_tls(&server, &cert.cert.pem(), "first_byte_timeout") >= 1 && open_fds(&server) < 40)
             .then(|| started.elapsed())
     });
     eprintln!(
@@ -305,35 +305,15 @@ fn silent_connections_under_a_small_descriptor_limit() {
 }
 
 fn tls_client(ca_pem: &str) -> tokio_rustls::TlsConnector {
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(rustls::pki_types::CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap()).unwrap();
-    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls_client_config(ca_pem, None)))
 }
 
 // A metric read over TLS (the server of that test speaks only TLS).
-fn event_tls(server: &Server, tls: &tokio_rustls::TlsConnector, runtime: &tokio::runtime::Runtime, label: &str) -> u64 {
-    let text = runtime.block_on(async {
-        let s = AsyncStream::connect(server.addr).await.unwrap();
-        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-        let mut t = tls.connect(name, s).await.unwrap();
-        let req = format!(
-            "GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {}\r\nConnection: close\r\n\r\n",
-            basic("admin")
-        );
-        t.write_all(req.as_bytes()).await.unwrap();
-        let mut out = Vec::new();
-        tokio::io::AsyncReadExt::read_to_end(&mut t, &mut out).await.ok();
-        String::from_utf8_lossy(&out).into_owned()
-    });
-    let key = format!("kvm_state_connection_events_total{{event=\"{label}\"}} ");
-    text.lines().find_map(|l| l.strip_prefix(&key)).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
+fn event_tls(server: &Server, ca_pem: &str, label: &str) -> u64 {
+    let admin = Some(("admin", common::password("admin")));
+    let (status, text) = tls_request(server.addr, ca_pem, None, admin, "GET", "/metrics", "");
+    assert_eq!(status, 200, "{text}");
+    metric_in(&text, &format!("kvm_state_connection_events_total{{event=\"{label}\"}}"))
 }
 
 #[test]

@@ -124,6 +124,37 @@ fn certificates_sign_users_in_and_bad_ones_are_refused_and_audited() {
     }
 }
 
+// A certificate does not open a side door for guessing passwords: with a valid client
+// certificate, an Authorization header's password is checked under the same throttle as any
+// other (it used to be checked directly, without backoff, so a certificate holder could guess
+// another password at argon2's full rate).
+#[test]
+fn passwords_beside_a_certificate_are_throttled() {
+    let ca = Ca::new("kvm test client CA");
+    let (_dir, server, server_ca) = server(&ca);
+    let ops = ca.client("ops-laptop", false);
+    let checks = || {
+        let admin = Some(("admin", password("admin")));
+        let (status, text) = tls_request(server.addr, &server_ca, None, admin, "GET", "/metrics", "");
+        assert_eq!(status, 200, "{text}");
+        metric_in(&text, "kvm_state_password_checks_total")
+    };
+    let checks_before = checks();
+    let mut statuses = std::collections::BTreeMap::<u16, u32>::new();
+    for n in 0..30 {
+        let guess = format!("guess-{n}");
+        let (status, _) =
+            tls_request(server.addr, &server_ca, Some(&ops), Some(("ops", &guess)), "GET", "/locks/team/app", "");
+        *statuses.entry(status).or_default() += 1;
+    }
+    let checks = checks() - checks_before;
+    println!("30 wrong passwords beside a valid certificate: {statuses:?}, {checks} argon2 checks");
+    assert!(statuses.get(&429).copied().unwrap_or(0) > 0, "never throttled: {statuses:?}");
+    assert!(checks < 30, "{checks} argon2 checks for 30 guesses");
+    // The certificate alone still signs ops in.
+    assert_eq!(tls_request(server.addr, &server_ca, Some(&ops), None, "GET", "/locks/team/app", "").0, 200);
+}
+
 fn mtls_backend(server: &Server, name: &str, server_ca: &str, client: Option<&(String, String)>) -> String {
     let url = format!("{}/states/{name}", server.base());
     let client = client.map_or(String::new(), |(cert, key)| {

@@ -42,7 +42,7 @@ fn disk(dir: &Path) -> (u64, u64) {
 }
 
 /// Bytes the database keeps: its WAL checkpointed into it and truncated (the server runs on; a
-/// checkpoint is what SQLite does on its own every 1,000 pages).
+/// checkpoint is what the server's checkpoint thread does as the log grows).
 fn kept(dir: &Path) -> u64 {
     let db = rusqlite::Connection::open(dir.join("state.db")).unwrap();
     db.busy_timeout(Duration::from_secs(10)).unwrap();

@@ -3,7 +3,7 @@
 //! Each operation is one transaction that first takes the state's row with `SELECT … FOR UPDATE`
 //! (creating the row if needed), so two replicas deciding about the same state queue on that row
 //! lock: there is exactly one lock holder whichever replica each client reached, and a version
-//! number is never handed out twice. Such a transaction costs two round trips ([`Txn`]): `BEGIN`
+//! number is never handed out twice. Such a transaction costs two round trips (see `Txn`): `BEGIN`
 //! travels with the row's `SELECT`, `COMMIT` with the writes and the audit row.
 //!
 //! Connections are made by [`transport`]: TLS checked against the configured CA (`verify-full`

@@ -499,6 +499,31 @@ pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Optio
     }
 }
 
+/// A TLS client configuration trusting `server_ca` (PEM), presenting `client` (certificate and
+/// key PEM) if given.
+pub fn tls_client_config(server_ca: &str, client: Option<&(String, String)>) -> rustls::ClientConfig {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in CertificateDer::pem_slice_iter(server_ca.as_bytes()) {
+        roots.add(ca.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    match client {
+        Some((cert, key)) => builder
+            .with_client_auth_cert(
+                vec![CertificateDer::from_pem_slice(cert.as_bytes()).unwrap()],
+                PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
+            )
+            .unwrap(),
+        None => builder.with_no_client_auth(),
+    }
+}
+
 /// One HTTP/1.1 request over TLS (`Connection: close`), with an optional client certificate and Basic user.
 pub fn tls_request(
     addr: SocketAddr,
@@ -509,28 +534,9 @@ pub fn tls_request(
     path: &str,
     body: &str,
 ) -> (u16, String) {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-    use std::sync::Arc;
-    let mut roots = rustls::RootCertStore::empty();
-    for ca in CertificateDer::pem_slice_iter(server_ca.as_bytes()) {
-        roots.add(ca.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots);
-    let config = match client {
-        Some((cert, key)) => builder
-            .with_client_auth_cert(
-                vec![CertificateDer::from_pem_slice(cert.as_bytes()).unwrap()],
-                PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
-            )
-            .unwrap(),
-        None => builder.with_no_client_auth(),
-    };
-    let conn = rustls::ClientConnection::new(Arc::new(config), ServerName::try_from("localhost").unwrap()).unwrap();
+    use rustls::pki_types::ServerName;
+    let config = std::sync::Arc::new(tls_client_config(server_ca, client));
+    let conn = rustls::ClientConnection::new(config, ServerName::try_from("localhost").unwrap()).unwrap();
     let mut tls = rustls::StreamOwned::new(conn, TcpStream::connect(addr).unwrap());
     let mut head =
         format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
@@ -550,9 +556,13 @@ pub fn tls_request(
 pub fn metric(server: &Server, name: &str) -> u64 {
     let resp = request(server.addr, "GET", "/metrics", Auth::User("admin"), b"");
     assert_eq!(resp.status, 200, "{}", resp.text());
-    resp.text()
-        .lines()
+    metric_in(&resp.text(), name)
+}
+
+/// The value of one line (`name` with its labels) of a `/metrics` text.
+pub fn metric_in(text: &str, name: &str) -> u64 {
+    text.lines()
         .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
         .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no metric {name} in:\n{}", resp.text()))
+        .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
 }
