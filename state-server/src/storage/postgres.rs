@@ -3,8 +3,9 @@
 //! Each operation is one transaction that first takes the state's row with `SELECT … FOR UPDATE`
 //! (creating the row if needed), so two replicas deciding about the same state queue on that row
 //! lock: there is exactly one lock holder whichever replica each client reached, and a version
-//! number is never handed out twice. Such a transaction costs two round trips (see `Txn`): `BEGIN`
-//! travels with the row's `SELECT`, `COMMIT` with the writes and the audit row.
+//! number is never handed out twice. Such a transaction costs three round trips (see `Txn`): `BEGIN`
+//! travels with the row's `SELECT`, then the audit chain's head is taken (`take_place`: the audit
+//! row's MAC needs it), and `COMMIT` travels with the writes and the audit row.
 //!
 //! Connections are made by [`transport`]: TLS checked against the configured CA (`verify-full`
 //! unless the URL says otherwise), and the password kept from servers asking for it in a weak form.
