@@ -2,7 +2,8 @@
 //!
 //! Events are stored by the storage backend, in the same transaction as the change they describe
 //! (so a change is never without its record), in a table that refuses UPDATE and DELETE. A copy
-//! of each event is appended to a JSON-lines file when one is configured. Events never hold a
+//! of each event is appended to a JSON-lines file when one is configured, with the event's place
+//! in the hash chain that makes edits of the table visible ([`crate::audit_chain`]). Events never hold a
 //! password, an Authorization header or a state body.
 
 use std::fs::{File, OpenOptions};
@@ -40,6 +41,11 @@ pub enum Action {
     Reencrypt,
     /// A deleted state's versions removed for good.
     Purge,
+    /// The audit chain (re)started: at the first start with chaining, or after an operator
+    /// accepted a break (`kvm-state-server audit reanchor`). See [`crate::audit_chain`].
+    AuditAnchor,
+    /// An audit chain carried on under the current key after a key rotation.
+    AuditRekey,
 }
 
 impl Action {
@@ -58,6 +64,8 @@ impl Action {
             Action::Request => "request",
             Action::Reencrypt => "reencrypt",
             Action::Purge => "purge",
+            Action::AuditAnchor => "audit-anchor",
+            Action::AuditRekey => "audit-rekey",
         }
     }
 
@@ -125,6 +133,13 @@ pub struct AuditEvent {
     pub version: Option<u64>,
     /// Human-readable detail.
     pub detail: String,
+    /// Position in its chain (the chain of its state, or of events without one), assigned by
+    /// storage; none for events outside the chain ([`crate::audit_chain`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<i64>,
+    /// The chain's MAC of this event and the one before it ([`crate::audit_chain`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
 }
 
 /// The parts of an event known before the operation runs.
@@ -193,6 +208,8 @@ impl AuditDraft {
             status: verdict.status,
             version: verdict.version,
             detail: verdict.detail,
+            seq: None,
+            mac: None,
         }
     }
 }

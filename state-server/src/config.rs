@@ -257,6 +257,9 @@ pub struct AuditConfig {
     pub file: Option<PathBuf>,
     /// Also audit successful reads (state bodies hold secrets, so who read them matters).
     pub reads: bool,
+    /// Key of the audit log's hash chain ([`crate::audit_chain`]); without it the chain is keyed
+    /// by a key derived from the `[encryption]` key, or, without encryption, a bare SHA-256 chain.
+    pub chain_key_file: Option<PathBuf>,
 }
 
 /// One user.
@@ -480,6 +483,7 @@ struct RawEncryption {
 struct RawAudit {
     file: Option<PathBuf>,
     reads: Option<bool>,
+    chain_key_file: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -671,9 +675,10 @@ impl Config {
             },
         };
 
-        let audit = raw.audit.map_or(AuditConfig { file: None, reads: true }, |a| AuditConfig {
+        let audit = raw.audit.map_or(AuditConfig { file: None, reads: true, chain_key_file: None }, |a| AuditConfig {
             file: a.file.map(|p| resolve(&p)),
             reads: a.reads.unwrap_or(true),
+            chain_key_file: a.chain_key_file.map(|p| resolve(&p)),
         });
 
         Ok(Config {

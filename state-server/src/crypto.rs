@@ -83,33 +83,49 @@ struct Key {
     id: [u8; KEY_ID_LEN],
     aead: LessSafeKey,
     mac: hmac::Key,
+    audit: [u8; 32],
+}
+
+/// Reads a 256-bit key file (32 raw bytes, or 64 hex digits), which must be private to its owner.
+/// `what` names the file in a permissions error.
+pub fn read_key_file(path: &Path, what: &'static str) -> Result<[u8; 32], CryptoError> {
+    crate::perms::check_private(path, what)?;
+    let raw =
+        std::fs::read(path).map_err(|source| CryptoError::ReadKey { path: path.display().to_string(), source })?;
+    let text = std::str::from_utf8(&raw).ok().map(str::trim);
+    let bytes = match text {
+        Some(t) if t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()) => hex::decode(t).expect("hex"),
+        _ if raw.len() == 32 => raw,
+        _ => return Err(CryptoError::BadKey(path.display().to_string())),
+    };
+    Ok(bytes.try_into().expect("32 bytes"))
+}
+
+/// The public id of a key (hex of 8 bytes of a hash of it), as recorded beside what it made.
+pub fn key_id(bytes: &[u8]) -> [u8; KEY_ID_LEN] {
+    let digest = digest::digest(&digest::SHA256, &[b"kvm-state-server key id\0".as_slice(), bytes].concat());
+    let mut id = [0u8; KEY_ID_LEN];
+    id.copy_from_slice(&digest.as_ref()[..KEY_ID_LEN]);
+    id
 }
 
 impl Key {
     fn from_bytes(bytes: &[u8]) -> Key {
-        let digest = digest::digest(&digest::SHA256, &[b"kvm-state-server key id\0".as_slice(), bytes].concat());
-        let mut id = [0u8; KEY_ID_LEN];
-        id.copy_from_slice(&digest.as_ref()[..KEY_ID_LEN]);
-        // A separate key for digests, so the AES key is used for nothing else.
-        let mac_key = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, bytes), b"kvm-state-server digest key");
+        // Separate keys for digests and for the audit chain, so the AES key is used for nothing else.
+        let base = hmac::Key::new(hmac::HMAC_SHA256, bytes);
+        let mac_key = hmac::sign(&base, b"kvm-state-server digest key");
+        let mut audit = [0u8; 32];
+        audit.copy_from_slice(hmac::sign(&base, b"kvm-state-server audit chain key").as_ref());
         Key {
-            id,
+            id: key_id(bytes),
             aead: LessSafeKey::new(UnboundKey::new(&AES_256_GCM, bytes).expect("32-byte key")),
             mac: hmac::Key::new(hmac::HMAC_SHA256, mac_key.as_ref()),
+            audit,
         }
     }
 
     fn load(path: &Path) -> Result<Key, CryptoError> {
-        crate::perms::check_private(path, "encryption key file")?;
-        let raw =
-            std::fs::read(path).map_err(|source| CryptoError::ReadKey { path: path.display().to_string(), source })?;
-        let text = std::str::from_utf8(&raw).ok().map(str::trim);
-        let bytes = match text {
-            Some(t) if t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()) => hex::decode(t).expect("hex"),
-            _ if raw.len() == 32 => raw,
-            _ => return Err(CryptoError::BadKey(path.display().to_string())),
-        };
-        Ok(Key::from_bytes(&bytes))
+        Ok(Key::from_bytes(&read_key_file(path, "encryption key file")?))
     }
 }
 
@@ -142,6 +158,12 @@ impl AtRest {
     /// Whether bodies are encrypted.
     pub fn enabled(&self) -> bool {
         !self.keys.is_empty()
+    }
+
+    /// The audit chain's keys derived from the configured keys, current first: (key id, key).
+    /// Each is derived from its encryption key and used for nothing else ([`crate::audit_chain`]).
+    pub fn audit_chain_keys(&self) -> Vec<([u8; KEY_ID_LEN], [u8; 32])> {
+        self.keys.iter().map(|k| (k.id, k.audit)).collect()
     }
 
     /// Hex id of the current key, for logs.

@@ -5,7 +5,8 @@
 //! * [`storage`]: SQLite (embedded) or PostgreSQL (shared by replicas), locks and versions as
 //!   atomic storage operations;
 //! * [`auth`]: HTTP Basic with argon2 hashes, roles per state-name prefix;
-//! * [`audit`]: the append-only trail, in the database and as JSON lines;
+//! * [`audit`]: the append-only trail, in the database and as JSON lines; [`audit_chain`]: the
+//!   hash chain that makes edits of it visible;
 //! * [`crypto`]: AES-256-GCM at rest; [`tls`]: rustls; [`metrics`]: Prometheus text;
 //! * [`live`]: what SIGHUP replaces (users, TLS files) while the server runs;
 //! * [`conn`]: connection caps and timeouts against stalled or abusive clients;
@@ -15,6 +16,7 @@
 //! * [`perms`]: modes of the files that hold secrets; [`maintenance`]: `reencrypt`.
 
 pub mod audit;
+pub mod audit_chain;
 pub mod auth;
 pub mod config;
 pub mod conn;

@@ -4,6 +4,8 @@
 //! kvm-state-server serve --config FILE     run the server
 //! kvm-state-server check-config --config FILE
 //! kvm-state-server reencrypt --config FILE  re-write stored states with the current key
+//! kvm-state-server audit verify --config FILE [--copy FILE]
+//! kvm-state-server audit reanchor --config FILE
 //! kvm-state-server hash-password           read a password on stdin, print its argon2 hash
 //! ```
 
@@ -20,6 +22,10 @@ const USAGE: &str = "usage:
   kvm-state-server serve --config FILE         run the server
   kvm-state-server check-config --config FILE  check a configuration and its users file
   kvm-state-server reencrypt --config FILE     re-write stored states with the current key (key rotation)
+  kvm-state-server audit verify --config FILE [--copy FILE]
+                                               check the audit log's hash chain (and a copy shipped elsewhere)
+  kvm-state-server audit reanchor --config FILE
+                                               accept the chain breaks found, recording each in the audit log
   kvm-state-server hash-password               read a password from stdin, print its argon2 hash
   kvm-state-server --version";
 
@@ -40,6 +46,7 @@ fn main() -> ExitCode {
             Ok(())
         }),
         Some("reencrypt") => config_arg(&args[1..]).and_then(reencrypt),
+        Some("audit") => audit_command(&args[1..]),
         Some("hash-password") if args.len() == 1 => hash_password(),
         Some("--version" | "-V") => {
             println!("kvm-state-server {}", env!("CARGO_PKG_VERSION"));
@@ -78,6 +85,58 @@ fn reencrypt(path: PathBuf) -> Result<(), String> {
     let (changed, total) = runtime.block_on(maintenance::reencrypt(&config)).map_err(|e| e.to_string())?;
     println!("re-encrypted {changed} of {total} stored versions");
     Ok(())
+}
+
+fn audit_command(args: &[String]) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    match args {
+        [verb, rest @ ..] if verb == "verify" => {
+            let (config_args, copy) = match rest {
+                [a, b, flag, copy] if flag == "--copy" => (vec![a.clone(), b.clone()], Some(PathBuf::from(copy))),
+                _ => (rest.to_vec(), None),
+            };
+            let config = Config::load(&config_arg(&config_args)?).map_err(|e| e.to_string())?;
+            let report = runtime.block_on(maintenance::audit_verify(&config, copy.as_deref()))?;
+            for (b, anchor) in &report.accepted {
+                println!("accepted by anchor row {anchor}: {b}");
+            }
+            for b in &report.breaks {
+                println!("BROKEN: {b}");
+            }
+            println!(
+                "{} rows: {} verified, {} under a retired key (followed, not checked), {} before chaining, {} refusals \
+                 outside the chain, {} after accepted breaks; {} chains{}",
+                report.rows,
+                report.verified,
+                report.unverifiable,
+                report.legacy,
+                report.outside,
+                report.skipped,
+                report.chains,
+                if copy.is_some() {
+                    format!("; {} rows compared with the copy", report.compared)
+                } else {
+                    String::new()
+                }
+            );
+            if report.breaks.is_empty() {
+                println!("audit chain: ok");
+                Ok(())
+            } else {
+                Err(format!("audit chain broken in {} place(s)", report.breaks.len()))
+            }
+        }
+        [verb, rest @ ..] if verb == "reanchor" => {
+            let config = Config::load(&config_arg(rest)?).map_err(|e| e.to_string())?;
+            let accepted = runtime.block_on(maintenance::audit_reanchor(&config))?;
+            for b in &accepted {
+                println!("re-anchored: {b}");
+            }
+            println!("{} break(s) accepted and recorded in the audit log", accepted.len());
+            Ok(())
+        }
+        _ => Err(USAGE.to_string()),
+    }
 }
 
 fn serve(path: PathBuf) -> Result<(), String> {

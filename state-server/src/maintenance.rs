@@ -1,9 +1,13 @@
-//! Operator tasks run from the command line beside the serving replicas.
+//! Operator tasks run from the command line beside the serving replicas: re-encryption, and the
+//! audit chain's verification and re-anchoring.
+
+use std::path::Path;
 
 use crate::audit::{self, Action, AuditDraft, Outcome, Verdict};
+use crate::audit_chain;
 use crate::config::Config;
 use crate::crypto::{Binding, CryptoError};
-use crate::server::{build_app, StartError};
+use crate::server::{build_app, open_audit_file, open_storage, StartError};
 use crate::storage::StorageError;
 
 /// Why re-encryption stopped.
@@ -73,4 +77,28 @@ pub async fn reencrypt(config: &Config) -> Result<(u64, u64), ReencryptError> {
         let _ = file.append(&event);
     }
     Ok((changed, keys.len() as u64))
+}
+
+/// `kvm-state-server audit verify`: checks every chain of the audit log, and with `copy` (the JSON
+/// lines of `[audit] file`, shipped elsewhere) also that each row still has the MAC the copy
+/// recorded and that no row of the copy is missing: that finds rewrites by someone who
+/// recomputed the chain. Writes nothing.
+pub async fn audit_verify(config: &Config, copy: Option<&Path>) -> Result<audit_chain::Report, String> {
+    let copy = match copy {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            Some(audit_chain::read_copy(&text).map_err(|e| format!("{}: {e}", path.display()))?)
+        }
+        None => None,
+    };
+    let (storage, _, keys) = open_storage(config).await.map_err(|e| e.to_string())?;
+    audit_chain::verify(&*storage, &keys, copy).await.map_err(|e| e.to_string())
+}
+
+/// `kvm-state-server audit reanchor`: accepts the breaks of the audit chain found now, appending
+/// to each broken chain an anchor event that records the break. Returns the breaks accepted.
+pub async fn audit_reanchor(config: &Config) -> Result<Vec<audit_chain::Break>, String> {
+    let (storage, _, keys) = open_storage(config).await.map_err(|e| e.to_string())?;
+    let file = open_audit_file(config).map_err(|e| e.to_string())?;
+    audit_chain::reanchor(&*storage, &keys, file.as_ref()).await.map_err(|e| e.to_string())
 }

@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::audit::AuditFile;
+use crate::audit_chain::{self, ChainKeys};
 use crate::auth::Authenticator;
 use crate::config::{Config, StorageConfig};
 use crate::conn::{self, Activity, Caps, ClientKey, Gate, Notices, Watched};
@@ -41,6 +42,9 @@ pub enum StartError {
     /// TLS could not be set up.
     #[error("tls: {0}")]
     Tls(#[from] TlsError),
+    /// The audit log's hash chain is broken (the message says where and what to do).
+    #[error("{0}")]
+    AuditChain(String),
     /// The audit file could not be opened.
     #[error("audit file {path}: {source}")]
     AuditFile {
@@ -59,25 +63,42 @@ pub enum StartError {
     },
 }
 
-/// Opens storage, keys and audit file as configured.
-pub async fn build_app(config: &Config) -> Result<App, StartError> {
-    let storage: Arc<dyn Storage> = match &config.storage {
-        StorageConfig::Sqlite { path } => Arc::new(SqliteStorage::open(path)?),
-        StorageConfig::Postgres { url, password_file, pool_size, security } => {
-            Arc::new(PostgresStorage::connect(url, password_file.as_deref(), *pool_size, security).await?)
-        }
-    };
+/// Storage as configured: keys, audit chain keys and the database, whose audit chain is not
+/// checked yet ([`build_app`] does; the `audit` commands look at it as it is).
+pub async fn open_storage(config: &Config) -> Result<(Arc<dyn Storage>, AtRest, ChainKeys), StartError> {
     let at_rest = match &config.encryption {
         Some(e) => AtRest::from_files(&e.key_file, &e.previous_key_files)?,
         None => AtRest::plain(),
     };
-    let audit_file = match &config.audit.file {
-        Some(path) => Some(
+    let chain = ChainKeys::configured(config.audit.chain_key_file.as_deref(), &at_rest)?;
+    let storage: Arc<dyn Storage> = match &config.storage {
+        StorageConfig::Sqlite { path } => Arc::new(SqliteStorage::open(path)?.with_audit_chain(chain.clone())),
+        StorageConfig::Postgres { url, password_file, pool_size, security } => Arc::new(
+            PostgresStorage::connect(url, password_file.as_deref(), *pool_size, security)
+                .await?
+                .with_audit_chain(chain.clone()),
+        ),
+    };
+    Ok((storage, at_rest, chain))
+}
+
+/// The JSON-lines copy of the audit log, when configured.
+pub fn open_audit_file(config: &Config) -> Result<Option<AuditFile>, StartError> {
+    match &config.audit.file {
+        Some(path) => Ok(Some(
             AuditFile::open(path)
                 .map_err(|source| StartError::AuditFile { path: path.display().to_string(), source })?,
-        ),
-        None => None,
-    };
+        )),
+        None => Ok(None),
+    }
+}
+
+/// Opens storage, keys and audit file as configured, and verifies the audit chain: a broken one
+/// stops the start ([`crate::audit_chain::check_at_start`]).
+pub async fn build_app(config: &Config) -> Result<App, StartError> {
+    let (storage, at_rest, chain) = open_storage(config).await?;
+    let audit_file = open_audit_file(config)?;
+    audit_chain::check_at_start(&*storage, &chain, audit_file.as_ref()).await.map_err(StartError::AuditChain)?;
     if config.users.is_empty() && config.anonymous_grants.is_empty() {
         log::warn("no users are configured: every request will be refused", json!({}));
     }

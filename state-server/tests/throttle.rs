@@ -15,6 +15,8 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
+use kvm_state_server::audit::{Action, AuditDraft, Outcome, Verdict};
+use kvm_state_server::storage::Storage;
 
 fn server(limits: &str) -> (tempfile::TempDir, Server) {
     let dir = tempfile::tempdir().unwrap();
@@ -153,9 +155,27 @@ fn old_refusals_are_pruned_and_the_rest_of_the_log_stays() {
     };
     insert("-", "request", "refused", 401);
     insert("-", "request", "refused", 429);
-    insert("writer", "request", "refused", 403);
-    insert("writer", "write", "refused", 403);
-    insert("writer", "write", "ok", 200);
+    // Everything else is hash-chained (a row slipped in by hand would stop the start): through storage.
+    let storage = kvm_state_server::storage::sqlite::SqliteStorage::open(&dir.path().join("state.db")).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let old = [
+        (Action::Request, Outcome::Refused, 403),
+        (Action::Write, Outcome::Refused, 403),
+        (Action::Write, Outcome::Ok, 200),
+    ];
+    for (action, outcome, status) in old {
+        let draft = AuditDraft {
+            at: "2020-01-01T00:00:00.000000Z".into(),
+            user: "writer".into(),
+            addr: "127.1.9.9:1".into(),
+            action,
+            state: None,
+            lock_id: None,
+            lock_info: None,
+        };
+        rt.block_on(storage.record(draft.finish(Verdict::new(outcome, status, "old")))).unwrap();
+    }
+    drop(storage);
     // The triggers (set up by the server) refuse deleting anything but a refusal without credentials.
     let err = db.execute("DELETE FROM kvm_audit WHERE status = 403", []).unwrap_err().to_string();
     assert!(err.contains("append-only"), "{err}");

@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use serde::Serialize;
 
 use crate::audit::{AuditDraft, AuditEvent, AuditQuery};
+use crate::audit_chain::AuditScan;
 use crate::names::StateName;
 
 /// A storage failure (not a refusal: refusals are outcomes).
@@ -310,6 +311,9 @@ pub trait Storage: Send + Sync + 'static {
     async fn record(&self, event: AuditEvent) -> Result<AuditEvent, StorageError>;
     /// Reads the audit log.
     async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, StorageError>;
+    /// Hands every audit chain head, then every audit row by increasing id, to `visit`, all as of
+    /// one moment (one read transaction), for [`crate::audit_chain::verify`].
+    async fn scan_audit(&self, visit: Box<dyn FnMut(AuditScan) + Send>) -> Result<(), StorageError>;
     /// Deletes the events of refused unauthenticated requests ([`prunable_refusal`]) recorded
     /// before `before` (an RFC 3339 time as in [`AuditEvent::at`]); returns how many.
     async fn prune_refusals(&self, before: &str) -> Result<u64, StorageError>;
@@ -334,6 +338,14 @@ pub trait Storage: Send + Sync + 'static {
 /// statements are built from this one rule.
 pub fn prunable_refusal(row: &str) -> String {
     format!("{row}action = 'request' AND {row}outcome = 'refused' AND {row}status IN (401, 429, 503)")
+}
+
+/// [`prunable_refusal`] for an event not yet stored. Such events stay out of the audit chain
+/// ([`crate::audit_chain`]): retention deletes them, and a chain must not depend on them.
+pub fn is_prunable_refusal(event: &AuditEvent) -> bool {
+    event.action == crate::audit::Action::Request
+        && event.outcome == crate::audit::Outcome::Refused
+        && matches!(event.status, 401 | 429 | 503)
 }
 
 /// The audit query as SQL for both backends, which differ only in how parameters are written

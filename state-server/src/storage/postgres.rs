@@ -3,8 +3,9 @@
 //! Each operation is one transaction that first takes the state's row with `SELECT … FOR UPDATE`
 //! (creating the row if needed), so two replicas deciding about the same state queue on that row
 //! lock: there is exactly one lock holder whichever replica each client reached, and a version
-//! number is never handed out twice. Such a transaction costs two round trips (see `Txn`): `BEGIN`
-//! travels with the row's `SELECT`, `COMMIT` with the writes and the audit row.
+//! number is never handed out twice. Such a transaction costs three round trips (see `Txn`): `BEGIN`
+//! travels with the row's `SELECT`, then the audit chain's head is taken (`take_place`: the audit
+//! row's MAC needs it), and `COMMIT` travels with the writes and the audit row.
 //!
 //! Connections are made by [`transport`]: TLS checked against the configured CA (`verify-full`
 //! unless the URL says otherwise), and the password kept from servers asking for it in a weak form.
@@ -24,6 +25,7 @@ use tokio_postgres::{Row, Statement};
 use super::rules::{self, StateRow};
 use super::*;
 use crate::audit::{Action, AuditQuery, Outcome};
+use crate::audit_chain::{self, AuditScan, ChainKeys};
 use crate::config::PostgresSecurity;
 
 const SCHEMA: &str = "
@@ -67,6 +69,9 @@ CREATE TABLE IF NOT EXISTS kvm_audit (
 );
 CREATE INDEX IF NOT EXISTS kvm_audit_state ON kvm_audit (state, id);
 ALTER TABLE kvm_states ADD COLUMN IF NOT EXISTS released_lock_user TEXT;
+ALTER TABLE kvm_audit ADD COLUMN IF NOT EXISTS seq BIGINT;
+ALTER TABLE kvm_audit ADD COLUMN IF NOT EXISTS mac TEXT;
+CREATE TABLE IF NOT EXISTS kvm_audit_chains (chain TEXT PRIMARY KEY, seq BIGINT NOT NULL, mac TEXT NOT NULL);
 DROP TRIGGER IF EXISTS kvm_audit_no_change ON kvm_audit;
 CREATE TRIGGER kvm_audit_no_change BEFORE UPDATE OR DELETE ON kvm_audit
     FOR EACH ROW EXECUTE FUNCTION kvm_audit_append_only();
@@ -81,11 +86,12 @@ const MIGRATION_LOCK: i64 = 0x6b766d_7374617465;
 const META_COLUMNS: &str =
     "v.version, v.serial, v.lineage, v.sha256, v.size, v.created_by, v.created_at, v.restored_from";
 const AUDIT_COLUMNS: &str =
-    "id, at, \"user\", addr, action, state, lock_id, lock_info, outcome, status, version, detail";
+    "id, at, \"user\", addr, action, state, lock_id, lock_info, outcome, status, version, detail, seq, mac";
 
 /// The PostgreSQL backend.
 pub struct PostgresStorage {
     pool: Pool,
+    chain: ChainKeys,
 }
 
 fn pool_err(e: impl std::fmt::Display) -> StorageError {
@@ -118,7 +124,7 @@ impl PostgresStorage {
         let connect = plan.connector().map_err(pool_err)?;
         let manager = Manager::from_connect(config, connect, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager).max_size(pool_size).build().map_err(pool_err)?;
-        let storage = PostgresStorage { pool };
+        let storage = PostgresStorage { pool, chain: ChainKeys::unkeyed() };
         let mut client = storage.pool.get().await.map_err(pool_get_err)?;
         let mut tx = client.transaction().await?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await?;
@@ -128,6 +134,12 @@ impl PostgresStorage {
         prefer_lz4(&mut tx).await?;
         tx.commit().await?;
         Ok(storage)
+    }
+
+    /// Makes the audit chain's MACs with `keys` (the default is a bare SHA-256 chain).
+    pub fn with_audit_chain(mut self, keys: ChainKeys) -> PostgresStorage {
+        self.chain = keys;
+        self
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StorageError> {
@@ -212,6 +224,8 @@ fn audit_from(r: &Row) -> AuditEvent {
         status: r.get::<_, i32>(9) as u16,
         version: r.get::<_, Option<i64>>(10).map(|v| v as u64),
         detail: r.get(11),
+        seq: r.get(12),
+        mac: r.get(13),
     }
 }
 
@@ -345,9 +359,39 @@ impl Drop for Txn {
     }
 }
 
-const INSERT_AUDIT: &str =
-    "INSERT INTO kvm_audit (at, \"user\", addr, action, state, lock_id, lock_info, outcome, status, version, detail)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id";
+// Takes an event's place at the end of its chain (crate::audit_chain), one round trip before the
+// commit (the MAC needs the head's): the upsert takes the chain's head row under a row lock until
+// the transaction ends (so a chained event must be inside one) and gives the number and the MAC to
+// link to. In the write paths the state's own row is taken first, so the order of row locks is
+// always the same. Returns the chain's name; none for an event outside the chain.
+async fn take_place(
+    c: &impl GenericClient,
+    chain: &ChainKeys,
+    event: &mut AuditEvent,
+) -> Result<Option<String>, StorageError> {
+    if !audit_chain::in_chain(event) {
+        return Ok(None);
+    }
+    let name = audit_chain::chain_of(event).to_string();
+    let head = c
+        .prepare_cached(
+            "INSERT INTO kvm_audit_chains (chain, seq, mac) VALUES ($1, 1, '')
+             ON CONFLICT (chain) DO UPDATE SET seq = kvm_audit_chains.seq + 1 RETURNING seq, mac",
+        )
+        .await?;
+    let head = c.query_one(&head, &[&name]).await?;
+    let seq: i64 = head.get(0);
+    event.mac = Some(chain.seal(&name, seq, head.get(1), event));
+    event.seq = Some(seq);
+    Ok(Some(name))
+}
+
+// Stores the event and, for a chained one (take_place gave it its seq and mac), moves its chain's
+// head to it.
+const INSERT_AUDIT: &str = "WITH head AS (UPDATE kvm_audit_chains SET mac = $13 WHERE chain = $14)
+     INSERT INTO kvm_audit (at, \"user\", addr, action, state, lock_id, lock_info, outcome, status, version,
+         detail, seq, mac)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id";
 
 async fn insert_audit(c: &impl GenericClient, mut event: AuditEvent) -> Result<AuditEvent, StorageError> {
     let stmt = c.prepare_cached(INSERT_AUDIT).await?;
@@ -359,6 +403,7 @@ async fn insert_audit(c: &impl GenericClient, mut event: AuditEvent) -> Result<A
 async fn insert_audit_with(c: &impl GenericClient, stmt: &Statement, event: &AuditEvent) -> Result<i64, StorageError> {
     let lock_info = event.lock_info.as_ref().map(|v| v.to_string());
     let version = event.version.map(|v| v as i64);
+    let chain = event.seq.map(|_| audit_chain::chain_of(event));
     let row = c
         .query_one(
             stmt,
@@ -374,6 +419,9 @@ async fn insert_audit_with(c: &impl GenericClient, stmt: &Statement, event: &Aud
                 &(event.status as i32),
                 &version,
                 &event.detail,
+                &event.seq,
+                &event.mac,
+                &chain,
             ],
         )
         .await?;
@@ -402,6 +450,34 @@ async fn set_lock(
     )
     .await?;
     Ok(())
+}
+
+// A chained event recorded on its own (reads, refusals of signed-in users): a transaction, so
+// that the chain's head stays locked until the row is in, in two round trips: BEGIN with the head's
+// upsert, then the insert with COMMIT (statements sent together run in order; the insert is
+// prepared beforehand, so it goes out before COMMIT). Must run to its end (see `record`).
+async fn record_chained(pool: &Pool, chain: &ChainKeys, mut event: AuditEvent) -> Result<AuditEvent, StorageError> {
+    let client = pool.get().await.map_err(pool_get_err)?;
+    let insert = client.prepare_cached(INSERT_AUDIT).await?;
+    let pg = |e: tokio_postgres::Error| StorageError::from(e);
+    let done = async {
+        tokio::try_join!(
+            async { client.batch_execute("BEGIN").await.map_err(pg) },
+            take_place(&client, chain, &mut event)
+        )?;
+        let (id, _) = tokio::try_join!(insert_audit_with(&client, &insert, &event), async {
+            client.batch_execute("COMMIT").await.map_err(pg)
+        })?;
+        event.id = id;
+        Ok(event)
+    }
+    .await;
+    if done.is_err() {
+        // A failed statement left the transaction aborted (COMMIT then rolls back), or COMMIT never
+        // ran: either way the connection goes back to the pool outside a transaction.
+        let _ = client.batch_execute("ROLLBACK").await;
+    }
+    done
 }
 
 #[async_trait]
@@ -439,6 +515,7 @@ impl Storage for PostgresStorage {
         let value = rules::decide_lock(&row, req);
         let mut event = audit.finish(rules::lock_verdict(&value));
         let (c, st) = (txn.client(), &txn.st);
+        take_place(c, &self.chain, &mut event).await?;
         event.id = txn
             .commit_with(async {
                 if value == LockOutcome::Acquired {
@@ -467,6 +544,7 @@ impl Storage for PostgresStorage {
             _ => None,
         };
         let (c, st) = (txn.client(), &txn.st);
+        take_place(c, &self.chain, &mut event).await?;
         event.id = txn
             .commit_with(async {
                 match released {
@@ -491,6 +569,7 @@ impl Storage for PostgresStorage {
         let value = rules::decide_put(&row, &req);
         let mut event = audit.finish(rules::put_verdict(&value));
         let (c, st) = (txn.client(), &txn.st);
+        take_place(c, &self.chain, &mut event).await?;
         let Some(m) = (match &value {
             PutOutcome::Stored(m) => Some(m),
             _ => None,
@@ -547,6 +626,7 @@ impl Storage for PostgresStorage {
         if value == DeleteOutcome::Deleted {
             c.execute("UPDATE kvm_states SET current_version = NULL WHERE name = $1", &[&name.as_str()]).await?;
         }
+        take_place(c, &self.chain, &mut event).await?;
         event.id = txn.commit_with(insert_audit_with(c, &txn.st.audit, &event)).await?;
         Ok(Audited { value, event })
     }
@@ -559,6 +639,7 @@ impl Storage for PostgresStorage {
             *n = c.execute("DELETE FROM kvm_versions WHERE name = $1", &[&name.as_str()]).await?;
         }
         let mut event = audit.finish(rules::purge_verdict(&value));
+        take_place(c, &self.chain, &mut event).await?;
         event.id = txn.commit_with(insert_audit_with(c, &txn.st.audit, &event)).await?;
         Ok(Audited { value, event })
     }
@@ -583,8 +664,16 @@ impl Storage for PostgresStorage {
     }
 
     async fn record(&self, event: AuditEvent) -> Result<AuditEvent, StorageError> {
-        let client = self.client().await?;
-        insert_audit(&client, event).await
+        if !audit_chain::in_chain(&event) {
+            let client = self.client().await?;
+            return insert_audit(&client, event).await;
+        }
+        // A task of its own: record_chained opens and closes its transaction by hand, and a caller
+        // that goes away (a client hanging up) must not leave it open on a pooled connection.
+        let (pool, chain) = (self.pool.clone(), self.chain.clone());
+        tokio::spawn(async move { record_chained(&pool, &chain, event).await })
+            .await
+            .map_err(|e| StorageError::Pool(format!("audit record task: {e}")))?
     }
 
     async fn prune_refusals(&self, before: &str) -> Result<u64, StorageError> {
@@ -599,6 +688,36 @@ impl Storage for PostgresStorage {
         params.extend(texts.iter().map(|t| t as &(dyn ToSql + Sync)));
         let client = self.client().await?;
         Ok(client.query(&sql, &params).await?.iter().map(audit_from).collect())
+    }
+
+    async fn scan_audit(&self, mut visit: Box<dyn FnMut(AuditScan) + Send>) -> Result<(), StorageError> {
+        let mut client = self.client().await?;
+        // One snapshot for heads and rows, however long the scan and whatever other replicas write.
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await?;
+        for r in tx.query("SELECT chain, seq, mac FROM kvm_audit_chains", &[]).await? {
+            visit(AuditScan::Head { chain: r.get(0), seq: r.get(1), mac: r.get(2) });
+        }
+        let page =
+            tx.prepare(&format!("SELECT {AUDIT_COLUMNS} FROM kvm_audit WHERE id > $1 ORDER BY id LIMIT 10000")).await?;
+        let mut after = 0i64;
+        loop {
+            let rows = tx.query(&page, &[&after]).await?;
+            for r in &rows {
+                let event = audit_from(r);
+                after = event.id;
+                visit(AuditScan::Row(event));
+            }
+            if rows.len() < 10000 {
+                break;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn all_versions(&self) -> Result<Vec<(StateName, u64)>, StorageError> {

@@ -20,6 +20,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use super::rules::{self, StateRow};
 use super::*;
 use crate::audit::{Action, AuditQuery, Outcome};
+use crate::audit_chain::{self, AuditScan, ChainKeys};
 use crate::{log, perms};
 
 const SCHEMA: &str = "
@@ -68,7 +69,8 @@ BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 
 const META_COLUMNS: &str =
     "v.version, v.serial, v.lineage, v.sha256, v.size, v.created_by, v.created_at, v.restored_from";
-const AUDIT_COLUMNS: &str = "id, at, user, addr, action, state, lock_id, lock_info, outcome, status, version, detail";
+const AUDIT_COLUMNS: &str =
+    "id, at, user, addr, action, state, lock_id, lock_info, outcome, status, version, detail, seq, mac";
 const READERS: usize = 4;
 // Most operations committed together; bounds the latency a group adds to its first member.
 const MAX_GROUP: usize = 64;
@@ -87,6 +89,7 @@ type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
 /// The SQLite backend.
 pub struct SqliteStorage {
     path: PathBuf,
+    chain: ChainKeys,
     jobs: Mutex<mpsc::Sender<Job>>,
     readers: Arc<Mutex<Vec<Connection>>>,
 }
@@ -134,6 +137,14 @@ fn migrate(conn: &Connection) -> Result<(), rusqlite::Error> {
     if !has("kvm_states", "released_lock_user")? {
         conn.execute_batch("ALTER TABLE kvm_states ADD COLUMN released_lock_user TEXT")?;
     }
+    // The audit chain (crate::audit_chain): rows of older databases keep NULL, the unverified
+    // prefix; each chain's head is one row here.
+    if !has("kvm_audit", "mac")? {
+        conn.execute_batch("ALTER TABLE kvm_audit ADD COLUMN seq INTEGER; ALTER TABLE kvm_audit ADD COLUMN mac TEXT;")?;
+    }
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS kvm_audit_chains (chain TEXT PRIMARY KEY, seq INTEGER NOT NULL, mac TEXT NOT NULL)",
+    )?;
     // Recreated at every start: databases made before refusals had a retention refuse every
     // DELETE, and the rule lives in one place (`prunable_refusal`).
     conn.execute_batch(&format!(
@@ -167,9 +178,16 @@ impl SqliteStorage {
             .map_err(thread_err)?;
         Ok(SqliteStorage {
             path: path.to_path_buf(),
+            chain: ChainKeys::unkeyed(),
             jobs: Mutex::new(jobs),
             readers: Arc::new(Mutex::new(Vec::new())),
         })
+    }
+
+    /// Makes the audit chain's MACs with `keys` (the default is a bare SHA-256 chain).
+    pub fn with_audit_chain(mut self, keys: ChainKeys) -> SqliteStorage {
+        self.chain = keys;
+        self
     }
 
     async fn write<T: Send + 'static>(
@@ -309,6 +327,8 @@ fn audit_from(row: &Row<'_>) -> Result<AuditEvent, rusqlite::Error> {
         status: row.get::<_, i64>(9)? as u16,
         version: row.get::<_, Option<i64>>(10)?.map(|v| v as u64),
         detail: row.get(11)?,
+        seq: row.get(12)?,
+        mac: row.get(13)?,
     })
 }
 
@@ -340,10 +360,25 @@ fn state_row(tx: &Connection, name: &str) -> Result<StateRow, rusqlite::Error> {
     Ok(row.unwrap_or(StateRow { next_version: 1, ..Default::default() }))
 }
 
-fn insert_audit(tx: &Connection, mut event: AuditEvent) -> Result<AuditEvent, rusqlite::Error> {
+// The event goes at the end of its chain (crate::audit_chain): the head row gives the number and
+// the MAC to link to, and takes the new ones. One writer, so the head needs no lock of its own.
+fn insert_audit(tx: &Connection, chain: &ChainKeys, mut event: AuditEvent) -> Result<AuditEvent, rusqlite::Error> {
+    if audit_chain::in_chain(&event) {
+        let name = audit_chain::chain_of(&event).to_string();
+        let (seq, head): (i64, String) = tx
+            .prepare_cached(
+                "INSERT INTO kvm_audit_chains (chain, seq, mac) VALUES (?1, 1, '')
+                 ON CONFLICT (chain) DO UPDATE SET seq = kvm_audit_chains.seq + 1 RETURNING seq, mac",
+            )?
+            .query_row([&name], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let mac = chain.seal(&name, seq, &head, &event);
+        tx.prepare_cached("UPDATE kvm_audit_chains SET mac = ?2 WHERE chain = ?1")?.execute(params![name, mac])?;
+        (event.seq, event.mac) = (Some(seq), Some(mac));
+    }
     tx.prepare_cached(
-        "INSERT INTO kvm_audit (at, user, addr, action, state, lock_id, lock_info, outcome, status, version, detail)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        "INSERT INTO kvm_audit (at, user, addr, action, state, lock_id, lock_info, outcome, status, version, detail,
+             seq, mac)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     )?
     .execute(params![
         event.at,
@@ -357,6 +392,8 @@ fn insert_audit(tx: &Connection, mut event: AuditEvent) -> Result<AuditEvent, ru
         event.status,
         event.version.map(|v| v as i64),
         event.detail,
+        event.seq,
+        event.mac,
     ])?;
     event.id = tx.last_insert_rowid();
     Ok(event)
@@ -419,13 +456,14 @@ impl Storage for SqliteStorage {
         audit: AuditDraft,
     ) -> Result<Audited<LockOutcome>, StorageError> {
         let (name, req) = (name.as_str().to_string(), req.clone());
+        let chain = self.chain.clone();
         self.write(move |tx| {
             let row = state_row(tx, &name)?;
             let value = rules::decide_lock(&row, &req);
             if value == LockOutcome::Acquired {
                 set_lock(tx, &name, Some(&req), None)?;
             }
-            let event = insert_audit(tx, audit.finish(rules::lock_verdict(&value)))?;
+            let event = insert_audit(tx, &chain, audit.finish(rules::lock_verdict(&value)))?;
             Ok(Audited { value, event })
         })
         .await
@@ -438,6 +476,7 @@ impl Storage for SqliteStorage {
         audit: AuditDraft,
     ) -> Result<Audited<UnlockOutcome>, StorageError> {
         let (name, req) = (name.as_str().to_string(), req.clone());
+        let chain = self.chain.clone();
         self.write(move |tx| {
             let row = state_row(tx, &name)?;
             let value = rules::decide_unlock(&row, &req);
@@ -448,7 +487,7 @@ impl Storage for SqliteStorage {
                 UnlockOutcome::ForceReleased(_) => set_lock(tx, &name, None, None)?,
                 _ => {}
             }
-            let event = insert_audit(tx, audit.finish(rules::unlock_verdict(&value)))?;
+            let event = insert_audit(tx, &chain, audit.finish(rules::unlock_verdict(&value)))?;
             Ok(Audited { value, event })
         })
         .await
@@ -461,6 +500,7 @@ impl Storage for SqliteStorage {
         audit: AuditDraft,
     ) -> Result<Audited<PutOutcome>, StorageError> {
         let name = name.as_str().to_string();
+        let chain = self.chain.clone();
         self.write(move |tx| {
             let mut req = req;
             let row = state_row(tx, &name)?;
@@ -500,7 +540,7 @@ impl Storage for SqliteStorage {
                         .execute(params![name, v - req.keep_versions as i64])?;
                 }
             }
-            let event = insert_audit(tx, audit.finish(rules::put_verdict(&value)))?;
+            let event = insert_audit(tx, &chain, audit.finish(rules::put_verdict(&value)))?;
             Ok(Audited { value, event })
         })
         .await
@@ -514,13 +554,14 @@ impl Storage for SqliteStorage {
         audit: AuditDraft,
     ) -> Result<Audited<DeleteOutcome>, StorageError> {
         let (name, lock_id, user) = (name.as_str().to_string(), lock_id.map(str::to_string), user.to_string());
+        let chain = self.chain.clone();
         self.write(move |tx| {
             let row = state_row(tx, &name)?;
             let value = rules::decide_delete(&row, lock_id.as_deref(), &user);
             if value == DeleteOutcome::Deleted {
                 tx.execute("UPDATE kvm_states SET current_version = NULL WHERE name = ?1", [&name])?;
             }
-            let event = insert_audit(tx, audit.finish(rules::delete_verdict(&value)))?;
+            let event = insert_audit(tx, &chain, audit.finish(rules::delete_verdict(&value)))?;
             Ok(Audited { value, event })
         })
         .await
@@ -528,12 +569,13 @@ impl Storage for SqliteStorage {
 
     async fn purge(&self, name: &StateName, audit: AuditDraft) -> Result<Audited<PurgeOutcome>, StorageError> {
         let name = name.as_str().to_string();
+        let chain = self.chain.clone();
         self.write(move |tx| {
             let mut value = rules::decide_purge(&state_row(tx, &name)?);
             if let PurgeOutcome::Purged(n) = &mut value {
                 *n = tx.execute("DELETE FROM kvm_versions WHERE name = ?1", [&name])? as u64;
             }
-            let event = insert_audit(tx, audit.finish(rules::purge_verdict(&value)))?;
+            let event = insert_audit(tx, &chain, audit.finish(rules::purge_verdict(&value)))?;
             Ok(Audited { value, event })
         })
         .await
@@ -563,7 +605,8 @@ impl Storage for SqliteStorage {
     }
 
     async fn record(&self, event: AuditEvent) -> Result<AuditEvent, StorageError> {
-        self.write(move |tx| Ok(insert_audit(tx, event)?)).await
+        let chain = self.chain.clone();
+        self.write(move |tx| Ok(insert_audit(tx, &chain, event)?)).await
     }
 
     async fn prune_refusals(&self, before: &str) -> Result<u64, StorageError> {
@@ -581,6 +624,29 @@ impl Storage for SqliteStorage {
             let mut stmt = c.prepare(&sql)?;
             let rows = stmt.query_map(rusqlite::params_from_iter(args), audit_from)?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn scan_audit(&self, mut visit: Box<dyn FnMut(AuditScan) + Send>) -> Result<(), StorageError> {
+        self.read(move |c| {
+            // One read transaction: heads and rows as of one moment.
+            c.execute_batch("BEGIN")?;
+            let scan = (|| -> Result<(), rusqlite::Error> {
+                let mut heads = c.prepare("SELECT chain, seq, mac FROM kvm_audit_chains")?;
+                let mut rows = heads.query([])?;
+                while let Some(r) = rows.next()? {
+                    visit(AuditScan::Head { chain: r.get(0)?, seq: r.get(1)?, mac: r.get(2)? });
+                }
+                let mut events = c.prepare(&format!("SELECT {AUDIT_COLUMNS} FROM kvm_audit ORDER BY id"))?;
+                let mut rows = events.query([])?;
+                while let Some(r) = rows.next()? {
+                    visit(AuditScan::Row(audit_from(r)?));
+                }
+                Ok(())
+            })();
+            let _ = c.execute_batch("COMMIT");
+            Ok(scan?)
         })
         .await
     }
