@@ -3,9 +3,10 @@
 //! Each operation is one transaction that first takes the state's row with `SELECT … FOR UPDATE`
 //! (creating the row if needed), so two replicas deciding about the same state queue on that row
 //! lock: there is exactly one lock holder whichever replica each client reached, and a version
-//! number is never handed out twice. Such a transaction costs three round trips (see `Txn`): `BEGIN`
-//! travels with the row's `SELECT`, then the audit chain's head is taken (`take_place`: the audit
-//! row's MAC needs it), and `COMMIT` travels with the writes and the audit row.
+//! number is never handed out twice. Such a transaction costs two round trips (see `Txn`): `BEGIN`
+//! travels with one statement that takes the row and, after it, the head of the state's audit
+//! chain (the audit row's MAC needs it); `COMMIT` travels with the writes and the audit row. A
+//! state's first operation takes one more, to create its row.
 //!
 //! Connections are made by [`transport`]: TLS checked against the configured CA (`verify-full`
 //! unless the URL says otherwise), and the password kept from servers asking for it in a weak form.
@@ -241,6 +242,22 @@ fn row_from(r: &Row) -> StateRow {
     }
 }
 
+// Column of `row_and_head_sql` where the chain head (seq, mac) starts.
+const HEAD_AT: usize = 15;
+
+// The state's row under a row lock and, only if there is one, its audit chain's head moved on by
+// one under the head row's lock: the upsert reads from the locked row, so it runs after it (the
+// lock order of `take_place`), and takes nothing for a state without a row yet.
+fn row_and_head_sql() -> String {
+    format!(
+        "WITH s AS ({}),
+              h AS (INSERT INTO kvm_audit_chains (chain, seq, mac) SELECT $1, 1, '' FROM s
+                    ON CONFLICT (chain) DO UPDATE SET seq = kvm_audit_chains.seq + 1 RETURNING seq, mac)
+         SELECT s.*, h.seq, h.mac FROM s CROSS JOIN h",
+        state_row_sql(true)
+    )
+}
+
 fn state_row_sql(for_update: bool) -> String {
     format!(
         "SELECT s.lock_id, s.lock_user, s.lock_info, s.lock_since, s.released_lock_id, s.next_version, {META_COLUMNS},
@@ -259,6 +276,7 @@ fn state_row_sql(for_update: bool) -> String {
 /// costs nothing.
 struct Prepared {
     row: Statement,
+    row_and_head: Statement,
     create_row: Statement,
     set_lock: Statement,
     audit: Statement,
@@ -271,6 +289,7 @@ impl Prepared {
     async fn on(c: &deadpool_postgres::Object) -> Result<Prepared, StorageError> {
         Ok(Prepared {
             row: c.prepare_cached(&state_row_sql(true)).await?,
+            row_and_head: c.prepare_cached(&row_and_head_sql()).await?,
             create_row: c
                 .prepare_cached("INSERT INTO kvm_states (name) VALUES ($1) ON CONFLICT (name) DO NOTHING")
                 .await?,
@@ -312,24 +331,60 @@ struct Txn {
     client: Option<deadpool_postgres::Object>,
     st: Prepared,
     committed: AtomicBool,
+    // The state's audit chain: its name, and the head (number taken, MAC to link to) when it
+    // came with the row.
+    chain: String,
+    head: Option<(i64, String)>,
 }
 
 impl Txn {
-    /// Starts the transaction and takes the row of `name` (creating it first if needed).
+    /// Starts the transaction and takes the row of `name` (creating it first if needed) and,
+    /// with it, the head of the state's audit chain: every operation on a state records one
+    /// chained event, so its place is taken at once, after the state's row (the lock order of
+    /// `take_place`), and costs no round trip of its own.
     async fn begin(pool: &PostgresStorage, name: &str) -> Result<(Txn, StateRow), StorageError> {
         let client = pool.client().await?;
         let st = Prepared::on(&client).await?;
-        let txn = Txn { client: Some(client), st, committed: AtomicBool::new(false) };
+        let mut txn =
+            Txn { client: Some(client), st, committed: AtomicBool::new(false), chain: name.to_string(), head: None };
         let c = txn.client();
         let key: [&(dyn ToSql + Sync); 1] = [&name];
-        let (_, row) = tokio::try_join!(c.batch_execute("BEGIN"), c.query_opt(&txn.st.row, &key))?;
-        let row = match row {
-            Some(row) => row,
-            // A state's first operation: one more round trip, once.
-            None => tokio::try_join!(c.execute(&txn.st.create_row, &key), c.query_one(&txn.st.row, &key))?.1,
+        let (_, row) = tokio::try_join!(c.batch_execute("BEGIN"), c.query_opt(&txn.st.row_and_head, &key))?;
+        let (row, head) = match row {
+            Some(row) => {
+                let head = (row.get::<_, i64>(HEAD_AT), row.get::<_, String>(HEAD_AT + 1));
+                (row_from(&row), Some(head))
+            }
+            // A state's first operation: one more round trip, once; its chain's place is then
+            // taken by `place` (after this row, as always).
+            None => {
+                let row = tokio::try_join!(c.execute(&txn.st.create_row, &key), c.query_one(&txn.st.row, &key))?.1;
+                (row_from(&row), None)
+            }
         };
-        let row = row_from(&row);
+        txn.head = head;
         Ok((txn, row))
+    }
+
+    /// Gives `event` (the operation's own, on this state) its place in the state's chain: from
+    /// the head taken with the row, else with a round trip (`take_place`).
+    async fn place(&self, keys: &ChainKeys, event: &mut AuditEvent) -> Result<(), StorageError> {
+        let Some((seq, head)) = &self.head else {
+            take_place(self.client(), keys, event).await?;
+            return Ok(());
+        };
+        // The head's number is taken already: an event of another chain, or none, would leave a
+        // gap that reads as deleted rows. Refused, the transaction rolls back and the number too.
+        if !audit_chain::in_chain(event) || audit_chain::chain_of(event) != self.chain {
+            return Err(StorageError::Corrupt(format!(
+                "internal error: a {} event recorded in the transaction of state {:?}",
+                event.action.as_str(),
+                self.chain
+            )));
+        }
+        event.mac = Some(keys.seal(&self.chain, *seq, head, event));
+        event.seq = Some(*seq);
+        Ok(())
     }
 
     fn client(&self) -> &deadpool_postgres::Object {
@@ -515,7 +570,7 @@ impl Storage for PostgresStorage {
         let value = rules::decide_lock(&row, req);
         let mut event = audit.finish(rules::lock_verdict(&value));
         let (c, st) = (txn.client(), &txn.st);
-        take_place(c, &self.chain, &mut event).await?;
+        txn.place(&self.chain, &mut event).await?;
         event.id = txn
             .commit_with(async {
                 if value == LockOutcome::Acquired {
@@ -544,7 +599,7 @@ impl Storage for PostgresStorage {
             _ => None,
         };
         let (c, st) = (txn.client(), &txn.st);
-        take_place(c, &self.chain, &mut event).await?;
+        txn.place(&self.chain, &mut event).await?;
         event.id = txn
             .commit_with(async {
                 match released {
@@ -569,7 +624,7 @@ impl Storage for PostgresStorage {
         let value = rules::decide_put(&row, &req);
         let mut event = audit.finish(rules::put_verdict(&value));
         let (c, st) = (txn.client(), &txn.st);
-        take_place(c, &self.chain, &mut event).await?;
+        txn.place(&self.chain, &mut event).await?;
         let Some(m) = (match &value {
             PutOutcome::Stored(m) => Some(m),
             _ => None,
@@ -626,7 +681,7 @@ impl Storage for PostgresStorage {
         if value == DeleteOutcome::Deleted {
             c.execute("UPDATE kvm_states SET current_version = NULL WHERE name = $1", &[&name.as_str()]).await?;
         }
-        take_place(c, &self.chain, &mut event).await?;
+        txn.place(&self.chain, &mut event).await?;
         event.id = txn.commit_with(insert_audit_with(c, &txn.st.audit, &event)).await?;
         Ok(Audited { value, event })
     }
@@ -639,7 +694,7 @@ impl Storage for PostgresStorage {
             *n = c.execute("DELETE FROM kvm_versions WHERE name = $1", &[&name.as_str()]).await?;
         }
         let mut event = audit.finish(rules::purge_verdict(&value));
-        take_place(c, &self.chain, &mut event).await?;
+        txn.place(&self.chain, &mut event).await?;
         event.id = txn.commit_with(insert_audit_with(c, &txn.st.audit, &event)).await?;
         Ok(Audited { value, event })
     }
