@@ -207,30 +207,7 @@ fn pg_config(url: &str, extra: &str) -> String {
 fn refused_start(dir: &Path, config: &str) -> String {
     let path = dir.join("server.toml");
     std::fs::write(&path, config).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kvm-state-server"))
-        .args(["serve", "--config"])
-        .arg(&path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            let mut out = String::new();
-            child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
-            let mut err = String::new();
-            child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
-            assert!(!status.success(), "the server started:\n{out}\n{err}");
-            assert!(!out.contains("listening on"), "{out}");
-            return err;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the server neither started nor failed in 60 s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    start_refused(&path)
 }
 
 fn lock_write_read_unlock(server: &Server, name: &str) {

@@ -566,3 +566,31 @@ pub fn metric_in(text: &str, name: &str) -> u64 {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
 }
+
+/// Runs `serve` on the configuration file `config`, which must not start: it must exit with an
+/// error, never having said "listening on". Returns its stderr.
+pub fn start_refused(config: &Path) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kvm-state-server"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let out = child.wait_with_output().unwrap();
+            let (stdout, stderr) =
+                (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
+            assert!(!status.success(), "the server started:\n{stdout}\n{stderr}");
+            assert!(!stdout.contains("listening on"), "{stdout}");
+            return stderr;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the server neither started nor failed in 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
