@@ -131,10 +131,8 @@ fn install_sync_unseal_uninstall() {
     let repo_url = format!("http://{gateway}:{port}/gitops.git");
 
     let config = dir.join("cluster.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"name: e2e
+    let config_text = format!(
+        r#"name: e2e
 servers:
   - host: {ip}
     private_key_file: {key}
@@ -166,12 +164,11 @@ timeouts:
   controllers: 40m
   sync: 20m
 "#,
-            key = dir.join("id_ed25519").display(),
-            artifacts = artifacts.display(),
-            images = k3s_images.display(),
-        ),
-    )
-    .unwrap();
+        key = dir.join("id_ed25519").display(),
+        artifacts = artifacts.display(),
+        images = k3s_images.display(),
+    );
+    std::fs::write(&config, &config_text).unwrap();
 
     // Install: everything in sync, the SealedSecret unsealed into a Secret with the right value.
     let install = kvm_gitops(&["install", "-f", config.to_str().unwrap(), "--output", "json"]);
@@ -206,6 +203,61 @@ timeouts:
     assert_eq!(again.0, 0, "second install:\n{}\n{}", again.1, again.2);
     let report: serde_json::Value = serde_json::from_str(&again.1).unwrap();
     assert_eq!(report["changed"], false, "a second install changes nothing: {report}");
+
+    // Issue 20 item 1: air-gapped, every container of the controllers pulls only if not present.
+    let policies = guest_ssh(
+        "k3s kubectl get deploy,statefulset -n argocd -o jsonpath='{range .items[*].spec.template.spec.containers[*]}{.imagePullPolicy}{\"\\n\"}{end}'; \
+         k3s kubectl -n kube-system get deploy sealed-secrets-controller -o jsonpath='{range .spec.template.spec.containers[*]}{.imagePullPolicy}{\"\\n\"}{end}'",
+    );
+    assert!(!policies.is_empty() && policies.lines().all(|p| p == "IfNotPresent"), "pull policies:\n{policies}");
+    // Item 5: what the bootstrap applied has only its own field managers, so two applies of the
+    // known-hosts ConfigMap (the reconciler's kustomization and the engine's) agree.
+    let managers = guest_ssh(
+        "k3s kubectl -n argocd get configmap argocd-ssh-known-hosts-cm --show-managed-fields \
+         -o jsonpath='{range .metadata.managedFields[*]}{.manager}{\"\\n\"}{end}'",
+    );
+    assert!(
+        !managers.is_empty()
+            && managers.lines().all(|m| m.starts_with(&format!("{}-", kvm_bootstrap::engine::FIELD_MANAGER))),
+        "field managers of argocd-ssh-known-hosts-cm:\n{managers}"
+    );
+    // Item 3: a changed node configuration reinstalls k3s over itself and restarts it.
+    let started = || guest_ssh("systemctl show -p ActiveEnterTimestampMonotonic --value k3s");
+    let before = started();
+    std::fs::write(
+        &config,
+        config_text.replace("    node_ip: ", "    labels: [e2e.example.com/relabelled=yes]\n    node_ip: "),
+    )
+    .unwrap();
+    let relabel = kvm_gitops(&["install", "-f", config.to_str().unwrap(), "--output", "json"]);
+    assert_eq!(relabel.0, 0, "install with a new label:\n{}\n{}", relabel.1, relabel.2);
+    assert_ne!(started(), before, "k3s was not restarted after its configuration changed");
+    assert_eq!(
+        guest_ssh("k3s kubectl get node srv-1 -o jsonpath='{.metadata.labels.e2e\\.example\\.com/relabelled}'"),
+        "yes"
+    );
+    // Item 4: a sealing key left out of the spec is kept but relabelled retired; put back, it
+    // is active again.
+    let keys = |state: &str| -> usize {
+        guest_ssh(&format!(
+            "k3s kubectl -n kube-system get secrets -l sealedsecrets.bitnami.com/sealed-secrets-key={state} -o name | wc -l"
+        ))
+        .parse()
+        .unwrap()
+    };
+    let (active_before, retired_before) = (keys("active"), keys("retired"));
+    let other = SealingKey::generate(&KeyOptions::default()).unwrap();
+    std::fs::write(dir.join("other.pem"), format!("{}{}", other.private_key_pem(), other.certificate_pem())).unwrap();
+    let relabelled =
+        config_text.replace("    node_ip: ", "    labels: [e2e.example.com/relabelled=yes]\n    node_ip: ");
+    std::fs::write(&config, relabelled.replace("sealing_keys: [sealing.pem]", "sealing_keys: [other.pem]")).unwrap();
+    let rotated = kvm_gitops(&["install", "-f", config.to_str().unwrap(), "--output", "json"]);
+    assert_eq!(rotated.0, 0, "install with another sealing key:\n{}\n{}", rotated.1, rotated.2);
+    assert_eq!(keys("retired"), retired_before + 1, "the left-out key is kept, relabelled retired");
+    std::fs::write(&config, &relabelled).unwrap();
+    let restored = kvm_gitops(&["install", "-f", config.to_str().unwrap(), "--output", "json"]);
+    assert_eq!(restored.0, 0, "install with the first key again:\n{}\n{}", restored.1, restored.2);
+    assert_eq!(keys("active"), active_before, "the first key is active again");
 
     // Uninstall: k3s and its data are gone from the guest.
     let uninstall = kvm_gitops(&["uninstall", "-f", config.to_str().unwrap(), "--yes"]);

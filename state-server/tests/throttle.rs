@@ -295,10 +295,9 @@ fn password_guessing_is_throttled_and_a_first_login_does_not_wait_behind_it() {
         after.as_secs_f64(),
         seen.statuses
     );
-    assert!(
-        after < Duration::from_secs(1) && after < before / 2,
-        "first login {after:?} under attack (throttle off: {before:?})"
-    );
+    // Judged against the unprotected run on the same machine in the same test, not a clock
+    // figure: a busy CI machine slows both.
+    assert!(after < before / 2, "first login {after:?} under attack (throttle off: {before:?})");
     assert!(seen.statuses.get(&429).copied().unwrap_or(0) > 0, "{seen:?}");
     assert_eq!(seen.without_retry_after, 0, "every 429/503 carries Retry-After");
     let guesses: u64 = seen.statuses.values().sum();
