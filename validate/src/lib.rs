@@ -2,11 +2,11 @@
 //! `kvm-gitops` CLI share, each rule written once with one test table.
 //!
 //! * DNS: [`dns_name`] (RFC 1123 host and domain names, any case: TLS SANs, hostnames, join
-//!   addresses), [`dns_label`] (one lower case label: cluster names);
+//!   addresses), [`dns_label`] (one lowercase label: cluster names);
 //! * Kubernetes: [`k8s_name`] (object names, `IsDNS1123Subdomain`), [`k8s_namespace`]
 //!   (`IsDNS1123Label`), [`k8s_qualified_name`] (label and annotation keys), [`k8s_label_value`],
 //!   [`k8s_data_key`] (Secret and ConfigMap keys);
-//! * [`mac_address`]: a NIC's MAC address, unicast, lower case as libvirt writes it.
+//! * [`mac_address`]: a NIC's MAC address, unicast, lowercase as libvirt writes it.
 //!
 //! Every check returns [`Invalid`], whose message names the value, the kind of name expected and
 //! what is wrong; callers add where the value came from.

@@ -4,7 +4,7 @@ use crate::{invalid, Invalid, Problem};
 
 const KIND: &str = "MAC address";
 
-/// A NIC's MAC address, as libvirt writes it: six lower case hex pairs joined by `:`, and
+/// A NIC's MAC address, as libvirt writes it: six lowercase hex pairs joined by `:`, and
 /// unicast (the first octet even). A multicast address cannot be an interface's own, and a DHCP
 /// host entry names an interface, so both refuse one. Returns the six octets.
 pub fn mac_address(s: &str) -> Result<[u8; 6], Invalid> {
@@ -19,7 +19,7 @@ pub fn mac_address(s: &str) -> Result<[u8; 6], Invalid> {
         return Err(invalid(
             s,
             KIND,
-            Problem::Other(format!("write it in lower case, as libvirt reports it: {lower:?}")),
+            Problem::Other(format!("write it in lowercase, as libvirt reports it: {lower:?}")),
         ));
     }
     let mut octets = [0u8; 6];

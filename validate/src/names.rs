@@ -54,7 +54,7 @@ fn is_lower_label(s: &str) -> bool {
     !b.is_empty() && alnum(b[0]) && alnum(b[b.len() - 1]) && b.iter().all(|&c| alnum(c) || c == b'-')
 }
 
-/// A Kubernetes object name (`IsDNS1123Subdomain`): at most 253 characters of lower case letters,
+/// A Kubernetes object name (`IsDNS1123Subdomain`): at most 253 characters of lowercase letters,
 /// digits, `-` and `.`, every dot-separated part starting and ending with a letter or digit.
 /// Secrets, SealedSecrets, nodes, addons.
 pub fn k8s_name(s: &str) -> Result<(), Invalid> {
@@ -73,7 +73,7 @@ fn subdomain(s: &str, kind: &'static str) -> Result<(), Invalid> {
             s,
             kind,
             Problem::Characters(
-                "it must consist of lower case alphanumeric characters ('a'-'z', '0'-'9'), '-' or '.', each \
+                "it must consist of lowercase alphanumeric characters ('a'-'z', '0'-'9'), '-' or '.', each \
                  dot-separated part starting and ending with an alphanumeric character (an RFC 1123 subdomain, \
                  e.g. \"db-credentials\" or \"tls.example.com\")",
             ),
@@ -82,13 +82,13 @@ fn subdomain(s: &str, kind: &'static str) -> Result<(), Invalid> {
     Ok(())
 }
 
-/// A Kubernetes namespace (`IsDNS1123Label`): 1 to 63 lower case letters, digits and `-`,
+/// A Kubernetes namespace (`IsDNS1123Label`): 1 to 63 lowercase letters, digits and `-`,
 /// starting and ending with a letter or digit.
 pub fn k8s_namespace(s: &str) -> Result<(), Invalid> {
     label(s, K8S_NAMESPACE)
 }
 
-/// A lower case RFC 1123 label, the rule of [`k8s_namespace`] for other names that must fit
+/// A lowercase RFC 1123 label, the rule of [`k8s_namespace`] for other names that must fit
 /// where a namespace would: cluster names (certificate subjects, kubeconfig contexts).
 pub fn dns_label(s: &str) -> Result<(), Invalid> {
     label(s, DNS_LABEL)
@@ -106,7 +106,7 @@ fn label(s: &str, kind: &'static str) -> Result<(), Invalid> {
             s,
             kind,
             Problem::Characters(
-                "it must consist of lower case alphanumeric characters ('a'-'z', '0'-'9') or '-', start and end \
+                "it must consist of lowercase alphanumeric characters ('a'-'z', '0'-'9') or '-', start and end \
                  with an alphanumeric character (an RFC 1123 label, e.g. \"payments\")",
             ),
         ));
