@@ -1,16 +1,18 @@
 //! The shared backend: a PostgreSQL database that any number of server replicas use at once.
 //!
-//! Each operation is one transaction that first takes the state's row with `SELECT … FOR UPDATE`
-//! (creating the row if needed), so two replicas deciding about the same state queue on that row
-//! lock: there is exactly one lock holder whichever replica each client reached, and a version
-//! number is never handed out twice. Such a transaction costs two round trips (see `Txn`): `BEGIN`
+//! Each operation on a state takes the state's row with `SELECT … FOR UPDATE` (creating the row
+//! if needed), so two replicas deciding about the same state queue on that row lock: there is
+//! exactly one lock holder whichever replica each client reached, and a version number is never
+//! handed out twice. LOCK, UNLOCK and POST run in groups ([`group`]): the operations on different
+//! states that arrive together share one transaction, two round trips and one commit, as the
+//! SQLite writer's groups do. DELETE and purge run alone, in two round trips (see `Txn`): `BEGIN`
 //! travels with one statement that takes the row and, after it, the head of the state's audit
-//! chain (the audit row's MAC needs it); `COMMIT` travels with the writes and the audit row. A
-//! state's first operation takes one more, to create its row.
+//! chain (the audit row's MAC needs it); `COMMIT` travels with the writes and the audit row.
 //!
 //! Connections are made by [`transport`]: TLS checked against the configured CA (`verify-full`
 //! unless the URL says otherwise), and the password kept from servers asking for it in a weak form.
 
+mod group;
 pub mod transport;
 
 use std::future::Future;
@@ -93,6 +95,9 @@ const AUDIT_COLUMNS: &str =
 pub struct PostgresStorage {
     pool: Pool,
     chain: ChainKeys,
+    pool_size: usize,
+    // Started at the first write, with the chain keys then set (`with_audit_chain`).
+    groups: std::sync::OnceLock<group::Groups>,
 }
 
 fn pool_err(e: impl std::fmt::Display) -> StorageError {
@@ -125,7 +130,7 @@ impl PostgresStorage {
         let connect = plan.connector().map_err(pool_err)?;
         let manager = Manager::from_connect(config, connect, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager).max_size(pool_size).build().map_err(pool_err)?;
-        let storage = PostgresStorage { pool, chain: ChainKeys::unkeyed() };
+        let storage = PostgresStorage { pool, chain: ChainKeys::unkeyed(), pool_size, groups: Default::default() };
         let mut client = storage.pool.get().await.map_err(pool_get_err)?;
         let mut tx = client.transaction().await?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await?;
@@ -145,6 +150,14 @@ impl PostgresStorage {
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StorageError> {
         self.pool.get().await.map_err(pool_get_err)
+    }
+
+    // Groups in flight at once: half the pool (reads and single transactions keep the rest), at
+    // most 4; more only makes smaller groups that queue on the same fsync.
+    fn groups(&self) -> &group::Groups {
+        self.groups.get_or_init(|| {
+            group::Groups::start(self.pool.clone(), self.chain.clone(), (self.pool_size / 2).clamp(1, 4))
+        })
     }
 }
 
@@ -259,12 +272,16 @@ fn row_and_head_sql() -> String {
 }
 
 fn state_row_sql(for_update: bool) -> String {
+    format!("{}{}", state_columns_sql("s.name = $1", ""), if for_update { " FOR UPDATE OF s" } else { "" })
+}
+
+// The columns `row_from` reads (then `extra`), of the states `filter` selects.
+fn state_columns_sql(filter: &str, extra: &str) -> String {
     format!(
         "SELECT s.lock_id, s.lock_user, s.lock_info, s.lock_since, s.released_lock_id, s.next_version, {META_COLUMNS},
-             s.released_lock_user
+             s.released_lock_user{extra}
          FROM kvm_states s LEFT JOIN kvm_versions v ON v.name = s.name AND v.version = s.current_version
-         WHERE s.name = $1{}",
-        if for_update { " FOR UPDATE OF s" } else { "" }
+         WHERE {filter}"
     )
 }
 
@@ -277,6 +294,8 @@ fn state_row_sql(for_update: bool) -> String {
 struct Prepared {
     row: Statement,
     row_and_head: Statement,
+    group_rows: Statement,
+    create_rows: Statement,
     create_row: Statement,
     set_lock: Statement,
     audit: Statement,
@@ -290,6 +309,13 @@ impl Prepared {
         Ok(Prepared {
             row: c.prepare_cached(&state_row_sql(true)).await?,
             row_and_head: c.prepare_cached(&row_and_head_sql()).await?,
+            group_rows: c.prepare_cached(&group::group_rows_sql()).await?,
+            create_rows: c
+                .prepare_cached(
+                    "INSERT INTO kvm_states (name) SELECT n FROM unnest($1::text[]) AS n ORDER BY n
+                     ON CONFLICT (name) DO NOTHING",
+                )
+                .await?,
             create_row: c
                 .prepare_cached("INSERT INTO kvm_states (name) VALUES ($1) ON CONFLICT (name) DO NOTHING")
                 .await?,
@@ -345,8 +371,8 @@ impl Txn {
     async fn begin(pool: &PostgresStorage, name: &str) -> Result<(Txn, StateRow), StorageError> {
         let client = pool.client().await?;
         let st = Prepared::on(&client).await?;
-        let mut txn =
-            Txn { client: Some(client), st, committed: AtomicBool::new(false), chain: name.to_string(), head: None };
+        let mut txn = Txn::open(client, st);
+        txn.chain = name.to_string();
         let c = txn.client();
         let key: [&(dyn ToSql + Sync); 1] = [&name];
         let (_, row) = tokio::try_join!(c.batch_execute("BEGIN"), c.query_opt(&txn.st.row_and_head, &key))?;
@@ -385,6 +411,11 @@ impl Txn {
         event.mac = Some(keys.seal(&self.chain, *seq, head, event));
         event.seq = Some(*seq);
         Ok(())
+    }
+
+    /// A transaction on `client`, to be begun by the caller (see `begin`, and `group`).
+    fn open(client: deadpool_postgres::Object, st: Prepared) -> Txn {
+        Txn { client: Some(client), st, committed: AtomicBool::new(false), chain: String::new(), head: None }
     }
 
     fn client(&self) -> &deadpool_postgres::Object {
@@ -566,22 +597,10 @@ impl Storage for PostgresStorage {
         req: &LockRequest,
         audit: AuditDraft,
     ) -> Result<Audited<LockOutcome>, StorageError> {
-        let (txn, row) = Txn::begin(self, name.as_str()).await?;
-        let value = rules::decide_lock(&row, req);
-        let mut event = audit.finish(rules::lock_verdict(&value));
-        let (c, st) = (txn.client(), &txn.st);
-        txn.place(&self.chain, &mut event).await?;
-        event.id = txn
-            .commit_with(async {
-                if value == LockOutcome::Acquired {
-                    let set = set_lock(c, &st.set_lock, name.as_str(), Some(req), None);
-                    Ok(tokio::try_join!(set, insert_audit_with(c, &st.audit, &event))?.1)
-                } else {
-                    insert_audit_with(c, &st.audit, &event).await
-                }
-            })
-            .await?;
-        Ok(Audited { value, event })
+        match self.groups().run(name.as_str(), group::Op::Lock(req.clone()), audit).await? {
+            (group::Done::Lock(value), event) => Ok(Audited { value, event }),
+            _ => Err(StorageError::Corrupt("internal error: a LOCK answered as another operation".into())),
+        }
     }
 
     async fn unlock(
@@ -590,81 +609,22 @@ impl Storage for PostgresStorage {
         req: &UnlockRequest,
         audit: AuditDraft,
     ) -> Result<Audited<UnlockOutcome>, StorageError> {
-        let (txn, row) = Txn::begin(self, name.as_str()).await?;
-        let value = rules::decide_unlock(&row, req);
-        let mut event = audit.finish(rules::unlock_verdict(&value));
-        let released = match &value {
-            UnlockOutcome::Released => Some(req.id.as_deref().map(|id| (id, req.user.as_str()))),
-            UnlockOutcome::ForceReleased(_) => Some(None),
-            _ => None,
-        };
-        let (c, st) = (txn.client(), &txn.st);
-        txn.place(&self.chain, &mut event).await?;
-        event.id = txn
-            .commit_with(async {
-                match released {
-                    Some(released) => {
-                        let set = set_lock(c, &st.set_lock, name.as_str(), None, released);
-                        Ok(tokio::try_join!(set, insert_audit_with(c, &st.audit, &event))?.1)
-                    }
-                    None => insert_audit_with(c, &st.audit, &event).await,
-                }
-            })
-            .await?;
-        Ok(Audited { value, event })
+        match self.groups().run(name.as_str(), group::Op::Unlock(req.clone()), audit).await? {
+            (group::Done::Unlock(value), event) => Ok(Audited { value, event }),
+            _ => Err(StorageError::Corrupt("internal error: an UNLOCK answered as another operation".into())),
+        }
     }
 
     async fn put(
         &self,
         name: &StateName,
-        mut req: PutRequest,
+        req: PutRequest,
         audit: AuditDraft,
     ) -> Result<Audited<PutOutcome>, StorageError> {
-        let (txn, row) = Txn::begin(self, name.as_str()).await?;
-        let value = rules::decide_put(&row, &req);
-        let mut event = audit.finish(rules::put_verdict(&value));
-        let (c, st) = (txn.client(), &txn.st);
-        txn.place(&self.chain, &mut event).await?;
-        let Some(m) = (match &value {
-            PutOutcome::Stored(m) => Some(m),
-            _ => None,
-        }) else {
-            event.id = txn.commit_with(insert_audit_with(c, &st.audit, &event)).await?;
-            return Ok(Audited { value, event });
-        };
-        let v = m.version as i64;
-        let body = std::mem::take(&mut req.body);
-        let body = match req.seal.take() {
-            Some(sealer) => sealer.seal(m.version, body),
-            None => body,
-        };
-        // Versions at or below 0 do not exist, so "keep all" prunes nothing.
-        let prune_below = if req.keep_versions > 0 { v - req.keep_versions as i64 } else { 0 };
-        let params: [&(dyn ToSql + Sync); 10] = [
-            &name.as_str(),
-            &v,
-            &m.serial.map(|s| s as i64),
-            &m.lineage,
-            &m.sha256,
-            &(m.size as i64),
-            &m.created_by,
-            &m.created_at,
-            &m.restored_from.map(|r| r as i64),
-            &body,
-        ];
-        let pg = |e: tokio_postgres::Error| StorageError::from(e);
-        event.id = txn
-            .commit_with(async {
-                let (_, _, _, id) = tokio::try_join!(
-                    async { c.execute(&st.insert_version, &params).await.map_err(pg) },
-                    async { c.execute(&st.advance, &[&name.as_str(), &v]).await.map_err(pg) },
-                    async { c.execute(&st.prune, &[&name.as_str(), &prune_below]).await.map_err(pg) },
-                    insert_audit_with(c, &st.audit, &event),
-                )?;
-                Ok(id)
-            })
-            .await?;
-        Ok(Audited { value, event })
+        match self.groups().run(name.as_str(), group::Op::Put(req), audit).await? {
+            (group::Done::Put(value), event) => Ok(Audited { value, event }),
+            _ => Err(StorageError::Corrupt("internal error: a POST answered as another operation".into())),
+        }
     }
 
     async fn delete(
