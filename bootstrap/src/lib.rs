@@ -7,6 +7,8 @@
 //! * [`manifests`]: typed Kubernetes objects (Secrets, Argo CD, Flux) the bootstrap applies, as YAML;
 //! * [`readiness`]: verdicts on `kubectl get -o json` output (nodes, CRDs, controllers, the root
 //!   Application or Kustomization) and the staged wait loop with timeouts that say what was last seen;
+//! * [`engine`]: the bootstrap itself over SSH (nodes, k3s install, keys, controllers, the
+//!   reconciler and its root, the staged waits), used by the CLI and the provider;
 //! * [`drill`]: the disaster-recovery drill (destroy and recreate a deployment, keys must survive);
 //! * [`cli`]: the `kvm-gitops` command line (`install`, `status`, `uninstall`, `seal`, `drill`).
 

@@ -27,15 +27,6 @@ use tf_cty::{Path, Value};
 
 use super::{Attribute, Block, Nesting, Schema};
 
-/// The outcome of planning one resource instance.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PlannedChange {
-    /// The planned new state (null when the object is to be destroyed).
-    pub planned: Value,
-    /// Paths whose change forces replacement.
-    pub requires_replace: Vec<Path>,
-}
-
 /// Plans a change from Terraform's proposed new state (see the module docs).
 pub fn plan_resource_change(schema: &Schema, prior: &Value, proposed: &Value, config: &Value) -> Value {
     if proposed.is_null() {
