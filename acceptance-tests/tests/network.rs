@@ -187,7 +187,7 @@ fn bad_network_input_fails_at_plan_time() {
             "is listed twice",
         ),
         ("cidr = \"10.1.2.0/24\"\n  host {\n    mac = \"52:54:00:00:00:01\"\n    ip = \"10.9.9.9\"\n  }", "not a guest address"),
-        ("cidr = \"10.1.2.0/24\"\n  host {\n    mac = \"not-a-mac\"\n    ip = \"10.1.2.10\"\n  }", "not a MAC address"),
+        ("cidr = \"10.1.2.0/24\"\n  host {\n    mac = \"not-a-mac\"\n    ip = \"10.1.2.10\"\n  }", "not a valid MAC address"),
     ];
     for (attrs, expected) in cases {
         let ws = Workspace::new(&format!(
