@@ -240,56 +240,123 @@ async fn postgres_operation_dropped_mid_transaction_leaves_nothing_open() {
     let plain = format!("{url}?sslmode=disable");
     let storage = PostgresStorage::connect(&plain, None, 2, &PostgresSecurity::default()).await.unwrap();
     let name = StateName::parse("dropped/s").unwrap();
-    let req = |id: &str| LockRequest { id: id.into(), info: "{}".into(), user: "writer".into(), at: "now".into() };
-    // How long one LOCK takes here (debug builds, a busy machine), to cut the others anywhere
-    // from before their BEGIN to after their COMMIT.
+    // LOCK, UNLOCK and POST run in a group task that outlives a dropped caller; DELETE and purge
+    // run in the caller's own transaction (`Txn`), so those are the ones to cut. How long one
+    // DELETE takes here (debug builds, a busy machine), to cut the others anywhere from before
+    // their BEGIN to after their COMMIT.
+    storage.put(&name, put(1, "dropped", 0), draft(Action::Write, "dropped/s")).await.unwrap();
     let t = std::time::Instant::now();
-    storage.lock(&name, &req("probe"), draft(Action::Lock, "dropped/s")).await.unwrap();
+    storage.delete(&name, None, "writer", draft(Action::Delete, "dropped/s")).await.unwrap();
     let whole = t.elapsed();
-    let probe = UnlockRequest { id: Some("probe".into()), user: "writer".into(), may_force: false };
-    storage.unlock(&name, &probe, draft(Action::Unlock, "dropped/s")).await.unwrap();
     let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
     tokio::spawn(conn);
     let in_transaction = || async {
         client
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+            .query(
+                "SELECT query FROM pg_stat_activity WHERE datname = current_database()
                  AND application_name = 'kvm-state-server' AND state LIKE 'idle in transaction%'",
                 &[],
             )
             .await
             .unwrap()
-            .get::<_, i64>(0)
+            .iter()
+            .map(|r| r.get::<_, String>(0))
+            .collect::<Vec<_>>()
     };
     let mut cut = 0;
     for i in 0..300u32 {
         let limit = whole * ((i * 7919) % 400) / 100;
-        let request = req(&format!("l{i}"));
-        let lock = storage.lock(&name, &request, draft(Action::Lock, "dropped/s"));
-        match tokio::time::timeout(limit, lock).await {
+        let operation: std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>> = if i % 2 == 0 {
+            storage.put(&name, put(u64::from(i) + 2, "dropped", 0), draft(Action::Write, "dropped/s")).await.unwrap();
+            Box::pin(async {
+                storage.delete(&name, None, "writer", draft(Action::Delete, "dropped/s")).await.map(drop)
+            })
+        } else {
+            Box::pin(async { storage.purge(&name, draft(Action::Purge, "dropped/s")).await.map(drop) })
+        };
+        let finished = tokio::time::timeout(limit, operation).await;
+        match finished {
             Err(_) => {
                 cut += 1;
                 // A connection closed by the cut-off ends its transaction at once; one handed
                 // back to the pool would sit inside it until its next use.
-                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-                while in_transaction().await > 0 && std::time::Instant::now() < deadline {
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+                while !in_transaction().await.is_empty() && std::time::Instant::now() < deadline {
                     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                 }
-                assert_eq!(in_transaction().await, 0, "a pooled connection was left inside a transaction");
+                let left = in_transaction().await;
+                assert!(left.is_empty(), "connections left inside a transaction (last statements): {left:?}");
             }
-            Ok(r) => {
-                if r.unwrap().value == LockOutcome::Acquired {
-                    let unlock = UnlockRequest { id: Some(format!("l{i}")), user: "writer".into(), may_force: false };
-                    storage.unlock(&name, &unlock, draft(Action::Unlock, "dropped/s")).await.unwrap();
-                }
-            }
+            Ok(r) => r.unwrap(),
         }
     }
     assert!(cut > 0 && cut < 300, "{cut} of 300 operations cut off; the test proves nothing");
-    // Whatever lock a cut-off LOCK may have committed is force-released; then the usual cycle.
-    let force = UnlockRequest { id: None, user: "admin".into(), may_force: true };
-    storage.unlock(&name, &force, draft(Action::ForceUnlock, "dropped/s")).await.unwrap();
-    let got = storage.lock(&name, &req("final"), draft(Action::Lock, "dropped/s")).await.unwrap();
-    assert_eq!(got.value, LockOutcome::Acquired);
+    // Whatever a cut-off operation may have committed, the state still works: lock, write, unlock.
+    let req = LockRequest { id: "final".into(), info: "{}".into(), user: "writer".into(), at: "now".into() };
+    assert_eq!(storage.lock(&name, &req, draft(Action::Lock, "dropped/s")).await.unwrap().value, LockOutcome::Acquired);
+    let mut last = put(1000, "dropped", 0);
+    last.lock_id = Some("final".into());
+    assert!(matches!(
+        storage.put(&name, last, draft(Action::Write, "dropped/s")).await.unwrap().value,
+        PutOutcome::Stored(_)
+    ));
     println!("{cut} of 300 operations cut off");
+}
+
+// A replica that starts beside busy ones must not stall them, nor be stalled: with the schema
+// current it takes no table lock at all (a transaction holding the locks writers hold stays
+// unblocked, and so does the start). Whoever drops the audit log's append-only trigger or
+// weakens its function finds both put back at the next start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_start_takes_no_table_lock_and_restores_the_audit_guards() {
+    let Some(base) = common::pg_url("postgres_start_takes_no_table_lock_and_restores_the_audit_guards") else {
+        return;
+    };
+    let url = tokio::task::spawn_blocking(move || common::fresh_pg_database(&base, "migrate")).await.unwrap();
+    let plain = format!("{url}?sslmode=disable");
+    let security = PostgresSecurity::default();
+    PostgresStorage::connect(&plain, None, 2, &security).await.unwrap();
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    // What a write in flight holds: its tables in ROW EXCLUSIVE mode (DDL needs them exclusively).
+    client
+        .batch_execute("BEGIN; LOCK TABLE kvm_states, kvm_versions, kvm_audit_chains, kvm_audit IN ROW EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let start = PostgresStorage::connect(&plain, None, 2, &security);
+    let started = tokio::time::timeout(std::time::Duration::from_secs(10), start).await;
+    assert!(started.is_ok_and(|s| s.is_ok()), "a start with the schema current waited for the writes in flight");
+    client.batch_execute("COMMIT").await.unwrap();
+
+    let guards = || async {
+        client
+            .query_one(
+                "SELECT (SELECT count(*) FROM pg_trigger WHERE tgrelid = 'kvm_audit'::regclass
+                           AND tgname IN ('kvm_audit_no_change', 'kvm_audit_no_truncate'))::int,
+                        (SELECT prosrc FROM pg_proc WHERE proname = 'kvm_audit_append_only')",
+                &[],
+            )
+            .await
+            .map(|r| (r.get::<_, i32>(0), r.get::<_, String>(1)))
+            .unwrap()
+    };
+    let (triggers, function) = guards().await;
+    assert_eq!(triggers, 2);
+    client
+        .batch_execute(
+            "DROP TRIGGER kvm_audit_no_truncate ON kvm_audit;
+             CREATE OR REPLACE FUNCTION kvm_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN RETURN OLD; END $$;",
+        )
+        .await
+        .unwrap();
+    assert_eq!(guards().await.0, 1);
+    PostgresStorage::connect(&plain, None, 2, &security).await.unwrap();
+    assert_eq!(guards().await, (2, function), "the start did not put the audit guards back");
+    // The function works again: an audit row cannot be changed.
+    let storage = PostgresStorage::connect(&plain, None, 2, &security).await.unwrap();
+    let name = StateName::parse("migrate/s").unwrap();
+    storage.put(&name, put(1, "m", 0), draft(Action::Write, "migrate/s")).await.unwrap();
+    let refused = client.batch_execute("UPDATE kvm_audit SET detail = 'x'").await;
+    assert!(refused.is_err(), "an UPDATE of the audit log was not refused");
 }

@@ -24,7 +24,7 @@ pub enum StorageError {
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
     /// PostgreSQL said no.
-    #[error("postgres: {0}")]
+    #[error("postgres: {}", postgres_message(.0))]
     Postgres(#[from] tokio_postgres::Error),
     /// No PostgreSQL connection could be had.
     #[error("postgres pool: {0}")]
@@ -41,6 +41,16 @@ pub enum StorageError {
     /// The data does not make sense (a bug or outside tampering).
     #[error("inconsistent storage: {0}")]
     Corrupt(String),
+}
+
+// tokio-postgres says only "db error" for an error the server sent; what the server said (and
+// its SQLSTATE, for looking it up) is in the source.
+fn postgres_message(e: &tokio_postgres::Error) -> String {
+    match (e.as_db_error(), std::error::Error::source(e)) {
+        (Some(db), _) => format!("{}: {} (SQLSTATE {})", db.severity(), db.message(), db.code().code()),
+        (None, Some(source)) => format!("{e}: {source}"),
+        (None, None) => e.to_string(),
+    }
 }
 
 /// Who holds a state's lock.

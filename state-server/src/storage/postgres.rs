@@ -25,7 +25,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Row, Statement};
 
-use super::rules::{self, StateRow};
+use super::rules::{self, Op, StateRow};
 use super::*;
 use crate::audit::{Action, AuditQuery, Outcome};
 use crate::audit_chain::{self, AuditScan, ChainKeys};
@@ -75,6 +75,7 @@ ALTER TABLE kvm_states ADD COLUMN IF NOT EXISTS released_lock_user TEXT;
 ALTER TABLE kvm_audit ADD COLUMN IF NOT EXISTS seq BIGINT;
 ALTER TABLE kvm_audit ADD COLUMN IF NOT EXISTS mac TEXT;
 CREATE TABLE IF NOT EXISTS kvm_audit_chains (chain TEXT PRIMARY KEY, seq BIGINT NOT NULL, mac TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS kvm_schema (id INT PRIMARY KEY CHECK (id = 1), fingerprint TEXT NOT NULL);
 DROP TRIGGER IF EXISTS kvm_audit_no_change ON kvm_audit;
 CREATE TRIGGER kvm_audit_no_change BEFORE UPDATE OR DELETE ON kvm_audit
     FOR EACH ROW EXECUTE FUNCTION kvm_audit_append_only();
@@ -85,6 +86,73 @@ CREATE TRIGGER kvm_audit_no_truncate BEFORE TRUNCATE ON kvm_audit
 
 // Serialises schema set-up between replicas that start together (CREATE … IF NOT EXISTS races).
 const MIGRATION_LOCK: i64 = 0x6b766d_7374617465;
+
+// The tables in the order every write transaction first touches them (the state's row, the
+// current version joined to it, the audit chain's head, the audit log); a migration locks them in
+// this order, so it queues behind writes in flight instead of deadlocking with them.
+const WRITE_ORDER: [&str; 4] = ["kvm_states", "kvm_versions", "kvm_audit_chains", "kvm_audit"];
+
+// Brings the schema up to date. A database already at this schema (its fingerprint recorded, the
+// append-only triggers in place) takes no DDL at all: DDL takes table locks that stall every write,
+// and a replica restarting beside busy ones (or after a `kill -9` whose transactions the database
+// is still finishing) should not.
+async fn migrate(client: &mut deadpool_postgres::Object) -> Result<(), StorageError> {
+    let fingerprint = hex::encode(aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        format!("{}{SCHEMA}", append_only_function()).as_bytes(),
+    ));
+    // The triggers and their function are checked as they are, not by the fingerprint: whoever
+    // dropped or weakened them is undone at the next start, as when every start made them anew.
+    let function = append_only_function();
+    let function_body = function.split("$$").nth(1).unwrap_or_default();
+    // The server's major version is part of it: `prefer_lz4` decides by it.
+    let stamp = "$1 || ' pg' || (current_setting('server_version_num')::int / 10000)";
+    let current = client
+        .query_one(
+            "SELECT to_regclass('kvm_schema') IS NOT NULL
+               AND (SELECT count(*) FROM pg_trigger WHERE tgrelid = to_regclass('kvm_audit') AND tgenabled <> 'D'
+                      AND tgname IN ('kvm_audit_no_change', 'kvm_audit_no_truncate')) = 2
+               AND coalesce((SELECT prosrc = $1 FROM pg_proc WHERE oid = to_regproc('kvm_audit_append_only')), false)",
+            &[&function_body],
+        )
+        .await?
+        .get::<_, bool>(0)
+        && client
+            .query_opt(&format!("SELECT 1 FROM kvm_schema WHERE id = 1 AND fingerprint = {stamp}"), &[&fingerprint])
+            .await?
+            .is_some();
+    if current {
+        return Ok(());
+    }
+    let mut tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await?;
+    let existing: Vec<String> = tx
+        .query(
+            "SELECT t FROM unnest($1::text[]) WITH ORDINALITY AS u(t, i) WHERE to_regclass(t) IS NOT NULL ORDER BY i",
+            &[&WRITE_ORDER.as_slice()],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if !existing.is_empty() {
+        tx.batch_execute(&format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", existing.join(", "))).await?;
+    }
+    // The function first: SCHEMA's triggers name it.
+    tx.batch_execute(&append_only_function()).await?;
+    tx.batch_execute(SCHEMA).await?;
+    prefer_lz4(&mut tx).await?;
+    tx.execute(
+        &format!(
+            "INSERT INTO kvm_schema (id, fingerprint) VALUES (1, {stamp})
+             ON CONFLICT (id) DO UPDATE SET fingerprint = excluded.fingerprint"
+        ),
+        &[&fingerprint],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
 
 const META_COLUMNS: &str =
     "v.version, v.serial, v.lineage, v.sha256, v.size, v.created_by, v.created_at, v.restored_from";
@@ -132,13 +200,7 @@ impl PostgresStorage {
         let pool = Pool::builder(manager).max_size(pool_size).build().map_err(pool_err)?;
         let storage = PostgresStorage { pool, chain: ChainKeys::unkeyed(), pool_size, groups: Default::default() };
         let mut client = storage.pool.get().await.map_err(pool_get_err)?;
-        let mut tx = client.transaction().await?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await?;
-        // The function first: SCHEMA's triggers name it.
-        tx.batch_execute(&append_only_function()).await?;
-        tx.batch_execute(SCHEMA).await?;
-        prefer_lz4(&mut tx).await?;
-        tx.commit().await?;
+        migrate(&mut client).await?;
         Ok(storage)
     }
 
@@ -297,11 +359,12 @@ struct Prepared {
     group_rows: Statement,
     create_rows: Statement,
     create_row: Statement,
-    set_lock: Statement,
     audit: Statement,
-    insert_version: Statement,
-    advance: Statement,
-    prune: Statement,
+    group_set_lock: Statement,
+    group_insert_versions: Statement,
+    group_advance: Statement,
+    group_prune: Statement,
+    group_audit: Statement,
 }
 
 impl Prepared {
@@ -319,27 +382,12 @@ impl Prepared {
             create_row: c
                 .prepare_cached("INSERT INTO kvm_states (name) VALUES ($1) ON CONFLICT (name) DO NOTHING")
                 .await?,
-            set_lock: c
-                .prepare_cached(
-                    "UPDATE kvm_states SET lock_id = $2, lock_user = $3, lock_info = $4, lock_since = $5,
-                         released_lock_id = $6, released_lock_user = $7
-                     WHERE name = $1",
-                )
-                .await?,
             audit: c.prepare_cached(INSERT_AUDIT).await?,
-            insert_version: c
-                .prepare_cached(
-                    "INSERT INTO kvm_versions
-                     (name, version, serial, lineage, sha256, size, created_by, created_at, restored_from, body)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                )
-                .await?,
-            advance: c
-                .prepare_cached(
-                    "UPDATE kvm_states SET current_version = $2::bigint, next_version = $2::bigint + 1 WHERE name = $1",
-                )
-                .await?,
-            prune: c.prepare_cached("DELETE FROM kvm_versions WHERE name = $1 AND version <= $2").await?,
+            group_set_lock: c.prepare_cached(group::GROUP_SET_LOCK).await?,
+            group_insert_versions: c.prepare_cached(group::GROUP_INSERT_VERSIONS).await?,
+            group_advance: c.prepare_cached(group::GROUP_ADVANCE).await?,
+            group_prune: c.prepare_cached(group::GROUP_PRUNE).await?,
+            group_audit: c.prepare_cached(group::GROUP_AUDIT).await?,
         })
     }
 }
@@ -514,30 +562,6 @@ async fn insert_audit_with(c: &impl GenericClient, stmt: &Statement, event: &Aud
     Ok(row.get(0))
 }
 
-// `released`: (ID, user) of the lock its holder just released.
-async fn set_lock(
-    c: &impl GenericClient,
-    stmt: &Statement,
-    name: &str,
-    lock: Option<&LockRequest>,
-    released: Option<(&str, &str)>,
-) -> Result<(), StorageError> {
-    c.execute(
-        stmt,
-        &[
-            &name,
-            &lock.map(|l| &l.id),
-            &lock.map(|l| &l.user),
-            &lock.map(|l| &l.info),
-            &lock.map(|l| &l.at),
-            &released.map(|r| r.0),
-            &released.map(|r| r.1),
-        ],
-    )
-    .await?;
-    Ok(())
-}
-
 // A chained event recorded on its own (reads, refusals of signed-in users): a transaction, so
 // that the chain's head stays locked until the row is in, in two round trips: BEGIN with the head's
 // upsert, then the insert with COMMIT (statements sent together run in order; the insert is
@@ -597,10 +621,8 @@ impl Storage for PostgresStorage {
         req: &LockRequest,
         audit: AuditDraft,
     ) -> Result<Audited<LockOutcome>, StorageError> {
-        match self.groups().run(name.as_str(), group::Op::Lock(req.clone()), audit).await? {
-            (group::Done::Lock(value), event) => Ok(Audited { value, event }),
-            _ => Err(StorageError::Corrupt("internal error: a LOCK answered as another operation".into())),
-        }
+        let (done, event) = self.groups().run(name.as_str(), Op::Lock(req.clone()), audit).await?;
+        Ok(Audited { value: done.lock()?, event })
     }
 
     async fn unlock(
@@ -609,10 +631,8 @@ impl Storage for PostgresStorage {
         req: &UnlockRequest,
         audit: AuditDraft,
     ) -> Result<Audited<UnlockOutcome>, StorageError> {
-        match self.groups().run(name.as_str(), group::Op::Unlock(req.clone()), audit).await? {
-            (group::Done::Unlock(value), event) => Ok(Audited { value, event }),
-            _ => Err(StorageError::Corrupt("internal error: an UNLOCK answered as another operation".into())),
-        }
+        let (done, event) = self.groups().run(name.as_str(), Op::Unlock(req.clone()), audit).await?;
+        Ok(Audited { value: done.unlock()?, event })
     }
 
     async fn put(
@@ -621,10 +641,8 @@ impl Storage for PostgresStorage {
         req: PutRequest,
         audit: AuditDraft,
     ) -> Result<Audited<PutOutcome>, StorageError> {
-        match self.groups().run(name.as_str(), group::Op::Put(req), audit).await? {
-            (group::Done::Put(value), event) => Ok(Audited { value, event }),
-            _ => Err(StorageError::Corrupt("internal error: a POST answered as another operation".into())),
-        }
+        let (done, event) = self.groups().run(name.as_str(), Op::Put(req), audit).await?;
+        Ok(Audited { value: done.put()?, event })
     }
 
     async fn delete(

@@ -1,11 +1,12 @@
-//! The decisions every backend makes the same way, on a state's row read inside its transaction.
+//! The decisions every backend makes the same way, on a state's row read inside its transaction,
+//! and what each decision writes ([`decide`]: the backends only carry out its [`Effect`]).
 
 use super::VersionMeta;
 use super::{
-    DeleteOutcome, LockHolder, LockOutcome, LockRequest, PurgeOutcome, PutOutcome, PutRequest, UnlockOutcome,
-    UnlockRequest,
+    DeleteOutcome, LockHolder, LockOutcome, LockRequest, PurgeOutcome, PutOutcome, PutRequest, StorageError,
+    UnlockOutcome, UnlockRequest,
 };
-use crate::audit::{Action, Outcome, Verdict};
+use crate::audit::{Action, AuditDraft, AuditEvent, Outcome, Verdict};
 
 /// A state's row, as read under the write lock.
 #[derive(Debug, Clone, Default)]
@@ -20,6 +21,126 @@ pub struct StateRow {
     pub current: Option<VersionMeta>,
     /// Number the next version gets.
     pub next_version: u64,
+}
+
+/// A write that changes at most one state's row and records one audit event: what the backends
+/// decide with [`decide`] and may group into one transaction.
+pub enum Op {
+    /// LOCK.
+    Lock(LockRequest),
+    /// UNLOCK (by the holder, or forced).
+    Unlock(UnlockRequest),
+    /// POST of a new version.
+    Put(PutRequest),
+}
+
+/// What an [`Op`] decided: its outcome, of the same kind as the operation.
+pub enum Done {
+    /// Outcome of a LOCK.
+    Lock(LockOutcome),
+    /// Outcome of an UNLOCK.
+    Unlock(UnlockOutcome),
+    /// Outcome of a POST.
+    Put(PutOutcome),
+}
+
+impl Done {
+    /// The outcome of a LOCK (an error if this answers another operation).
+    pub fn lock(self) -> Result<LockOutcome, StorageError> {
+        match self {
+            Done::Lock(v) => Ok(v),
+            _ => Err(mismatch("LOCK")),
+        }
+    }
+
+    /// The outcome of an UNLOCK (an error if this answers another operation).
+    pub fn unlock(self) -> Result<UnlockOutcome, StorageError> {
+        match self {
+            Done::Unlock(v) => Ok(v),
+            _ => Err(mismatch("UNLOCK")),
+        }
+    }
+
+    /// The outcome of a POST (an error if this answers another operation).
+    pub fn put(self) -> Result<PutOutcome, StorageError> {
+        match self {
+            Done::Put(v) => Ok(v),
+            _ => Err(mismatch("POST")),
+        }
+    }
+}
+
+fn mismatch(op: &str) -> StorageError {
+    StorageError::Corrupt(format!("internal error: a {op} answered as another operation"))
+}
+
+/// What a decided [`Op`] writes to the state's rows, besides its audit event.
+pub enum Effect {
+    /// Nothing (a refusal, or a retry that finds its work done).
+    None,
+    /// Set or clear the lock; `released` is (ID, user) of a lock its holder just released.
+    SetLock {
+        /// The new holder, or none to clear the lock.
+        lock: Option<LockRequest>,
+        /// The released lock's ID and user (a retried UNLOCK of it succeeds again).
+        released: Option<(String, String)>,
+    },
+    /// Store a version (`body` sealed already), make it current, and remove versions at or below
+    /// `prune_below` when some are to be pruned.
+    Store {
+        /// The version's metadata, its number included.
+        meta: VersionMeta,
+        /// The body as stored.
+        body: Vec<u8>,
+        /// Versions at or below this number are removed (`keep_versions`).
+        prune_below: Option<i64>,
+    },
+}
+
+/// Decides `op` against `row` and says what to write: the outcome, the effect on the rows, and
+/// the finished audit event (without its place in the chain, which the backend gives it).
+pub fn decide(row: &StateRow, op: Op, audit: AuditDraft) -> (Done, Effect, AuditEvent) {
+    match op {
+        Op::Lock(req) => {
+            let value = decide_lock(row, &req);
+            let event = audit.finish(lock_verdict(&value));
+            let effect = if value == LockOutcome::Acquired {
+                Effect::SetLock { lock: Some(req), released: None }
+            } else {
+                Effect::None
+            };
+            (Done::Lock(value), effect, event)
+        }
+        Op::Unlock(req) => {
+            let value = decide_unlock(row, &req);
+            let event = audit.finish(unlock_verdict(&value));
+            let effect = match &value {
+                UnlockOutcome::Released => {
+                    Effect::SetLock { lock: None, released: req.id.clone().map(|id| (id, req.user.clone())) }
+                }
+                UnlockOutcome::ForceReleased(_) => Effect::SetLock { lock: None, released: None },
+                _ => Effect::None,
+            };
+            (Done::Unlock(value), effect, event)
+        }
+        Op::Put(mut req) => {
+            let value = decide_put(row, &req);
+            let event = audit.finish(put_verdict(&value));
+            let effect = match &value {
+                PutOutcome::Stored(m) => {
+                    let body = std::mem::take(&mut req.body);
+                    let body = match req.seal.take() {
+                        Some(sealer) => sealer.seal(m.version, body),
+                        None => body,
+                    };
+                    let prune_below = (req.keep_versions > 0).then(|| m.version as i64 - req.keep_versions as i64);
+                    Effect::Store { meta: m.clone(), body, prune_below }
+                }
+                _ => Effect::None,
+            };
+            (Done::Put(value), effect, event)
+        }
+    }
 }
 
 /// LOCK: free → acquired; same ID and user → held already (retry); otherwise conflict.

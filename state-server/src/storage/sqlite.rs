@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use super::rules::{self, StateRow};
+use super::rules::{self, Done, Effect, Op, StateRow};
 use super::*;
 use crate::audit::{Action, AuditQuery, Outcome};
 use crate::audit_chain::{self, AuditScan, ChainKeys};
@@ -188,6 +188,18 @@ impl SqliteStorage {
     pub fn with_audit_chain(mut self, keys: ChainKeys) -> SqliteStorage {
         self.chain = keys;
         self
+    }
+
+    /// Decides `op` on the row of `name` and writes its effect and audit event in one transaction.
+    async fn run(&self, name: &StateName, op: Op, audit: AuditDraft) -> Result<(Done, AuditEvent), StorageError> {
+        let name = name.as_str().to_string();
+        let chain = self.chain.clone();
+        self.write(move |tx| {
+            let (done, effect, event) = rules::decide(&state_row(tx, &name)?, op, audit);
+            apply(tx, &name, effect)?;
+            Ok((done, insert_audit(tx, &chain, event)?))
+        })
+        .await
     }
 
     async fn write<T: Send + 'static>(
@@ -399,6 +411,47 @@ fn insert_audit(tx: &Connection, chain: &ChainKeys, mut event: AuditEvent) -> Re
     Ok(event)
 }
 
+// Writes what `rules::decide` decided.
+fn apply(tx: &Connection, name: &str, effect: Effect) -> Result<(), rusqlite::Error> {
+    match effect {
+        Effect::None => {}
+        Effect::SetLock { lock, released } => {
+            set_lock(tx, name, lock.as_ref(), released.as_ref().map(|(id, user)| (id.as_str(), user.as_str())))?
+        }
+        Effect::Store { meta: m, body, prune_below } => {
+            let v = m.version as i64;
+            tx.prepare_cached(
+                "INSERT INTO kvm_versions
+                 (name, version, serial, lineage, sha256, size, created_by, created_at, restored_from, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )?
+            .execute(params![
+                name,
+                v,
+                m.serial.map(|s| s as i64),
+                m.lineage,
+                m.sha256,
+                m.size as i64,
+                m.created_by,
+                m.created_at,
+                m.restored_from.map(|r| r as i64),
+                body,
+            ])?;
+            tx.prepare_cached(
+                "INSERT INTO kvm_states (name, current_version, next_version) VALUES (?1, ?2, ?2 + 1)
+                 ON CONFLICT (name) DO UPDATE SET current_version = excluded.current_version,
+                     next_version = excluded.next_version",
+            )?
+            .execute(params![name, v])?;
+            if let Some(below) = prune_below {
+                tx.prepare_cached("DELETE FROM kvm_versions WHERE name = ?1 AND version <= ?2")?
+                    .execute(params![name, below])?;
+            }
+        }
+    }
+    Ok(())
+}
+
 // `released`: (ID, user) of the lock its holder just released.
 fn set_lock(
     tx: &Connection,
@@ -455,18 +508,8 @@ impl Storage for SqliteStorage {
         req: &LockRequest,
         audit: AuditDraft,
     ) -> Result<Audited<LockOutcome>, StorageError> {
-        let (name, req) = (name.as_str().to_string(), req.clone());
-        let chain = self.chain.clone();
-        self.write(move |tx| {
-            let row = state_row(tx, &name)?;
-            let value = rules::decide_lock(&row, &req);
-            if value == LockOutcome::Acquired {
-                set_lock(tx, &name, Some(&req), None)?;
-            }
-            let event = insert_audit(tx, &chain, audit.finish(rules::lock_verdict(&value)))?;
-            Ok(Audited { value, event })
-        })
-        .await
+        let (done, event) = self.run(name, Op::Lock(req.clone()), audit).await?;
+        Ok(Audited { value: done.lock()?, event })
     }
 
     async fn unlock(
@@ -475,22 +518,8 @@ impl Storage for SqliteStorage {
         req: &UnlockRequest,
         audit: AuditDraft,
     ) -> Result<Audited<UnlockOutcome>, StorageError> {
-        let (name, req) = (name.as_str().to_string(), req.clone());
-        let chain = self.chain.clone();
-        self.write(move |tx| {
-            let row = state_row(tx, &name)?;
-            let value = rules::decide_unlock(&row, &req);
-            match &value {
-                UnlockOutcome::Released => {
-                    set_lock(tx, &name, None, req.id.as_deref().map(|id| (id, req.user.as_str())))?
-                }
-                UnlockOutcome::ForceReleased(_) => set_lock(tx, &name, None, None)?,
-                _ => {}
-            }
-            let event = insert_audit(tx, &chain, audit.finish(rules::unlock_verdict(&value)))?;
-            Ok(Audited { value, event })
-        })
-        .await
+        let (done, event) = self.run(name, Op::Unlock(req.clone()), audit).await?;
+        Ok(Audited { value: done.unlock()?, event })
     }
 
     async fn put(
@@ -499,51 +528,8 @@ impl Storage for SqliteStorage {
         req: PutRequest,
         audit: AuditDraft,
     ) -> Result<Audited<PutOutcome>, StorageError> {
-        let name = name.as_str().to_string();
-        let chain = self.chain.clone();
-        self.write(move |tx| {
-            let mut req = req;
-            let row = state_row(tx, &name)?;
-            let value = rules::decide_put(&row, &req);
-            if let PutOutcome::Stored(m) = &value {
-                let v = m.version as i64;
-                let body = std::mem::take(&mut req.body);
-                let body = match req.seal.take() {
-                    Some(sealer) => sealer.seal(m.version, body),
-                    None => body,
-                };
-                tx.prepare_cached(
-                    "INSERT INTO kvm_versions
-                     (name, version, serial, lineage, sha256, size, created_by, created_at, restored_from, body)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                )?
-                .execute(params![
-                    name,
-                    v,
-                    m.serial.map(|s| s as i64),
-                    m.lineage,
-                    m.sha256,
-                    m.size as i64,
-                    m.created_by,
-                    m.created_at,
-                    m.restored_from.map(|r| r as i64),
-                    body,
-                ])?;
-                tx.prepare_cached(
-                    "INSERT INTO kvm_states (name, current_version, next_version) VALUES (?1, ?2, ?2 + 1)
-                     ON CONFLICT (name) DO UPDATE SET current_version = excluded.current_version,
-                         next_version = excluded.next_version",
-                )?
-                .execute(params![name, v])?;
-                if req.keep_versions > 0 {
-                    tx.prepare_cached("DELETE FROM kvm_versions WHERE name = ?1 AND version <= ?2")?
-                        .execute(params![name, v - req.keep_versions as i64])?;
-                }
-            }
-            let event = insert_audit(tx, &chain, audit.finish(rules::put_verdict(&value)))?;
-            Ok(Audited { value, event })
-        })
-        .await
+        let (done, event) = self.run(name, Op::Put(req), audit).await?;
+        Ok(Audited { value: done.put()?, event })
     }
 
     async fn delete(

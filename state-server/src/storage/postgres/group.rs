@@ -14,18 +14,16 @@
 //! every operation in it fails (none is applied) and its caller gets the error.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use deadpool_postgres::Pool;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_postgres::types::ToSql;
 
-use super::{insert_audit_with, pool_get_err, row_from, set_lock, Prepared, Txn};
+use super::{pool_get_err, row_from, Prepared, Txn};
 use crate::audit::AuditEvent;
 use crate::audit_chain::{self, ChainKeys};
-use crate::storage::rules::{self, StateRow};
+use crate::storage::rules::{self, Done, Effect, Op, StateRow};
 use crate::storage::*;
 
 // Most operations in one group: bounds the statements sent with one COMMIT.
@@ -36,20 +34,6 @@ const KNOWN_ROWS: usize = 100_000;
 
 /// Names of states whose row exists.
 type Known = std::sync::Mutex<HashSet<String>>;
-
-/// An operation a group can carry.
-pub(super) enum Op {
-    Lock(LockRequest),
-    Unlock(UnlockRequest),
-    Put(PutRequest),
-}
-
-/// What an [`Op`] did.
-pub(super) enum Done {
-    Lock(LockOutcome),
-    Unlock(UnlockOutcome),
-    Put(PutOutcome),
-}
 
 type Answer = Result<(Done, AuditEvent), StorageError>;
 
@@ -149,62 +133,6 @@ async fn run_group(pool: &Pool, keys: &ChainKeys, known: &Known, mut group: Vec<
     }
 }
 
-/// What an operation writes, besides its audit row.
-enum Effect {
-    None,
-    SetLock { lock: Option<LockRequest>, released: Option<(String, String)> },
-    Store { meta: VersionMeta, body: Vec<u8>, prune_below: i64 },
-}
-
-/// An operation decided against its state's row (the rules of `storage::rules`).
-fn decide(row: &StateRow, op: Op, audit: AuditDraft) -> (Done, Effect, AuditEvent) {
-    match op {
-        Op::Lock(req) => {
-            let value = rules::decide_lock(row, &req);
-            let event = audit.finish(rules::lock_verdict(&value));
-            let effect = if value == LockOutcome::Acquired {
-                Effect::SetLock { lock: Some(req), released: None }
-            } else {
-                Effect::None
-            };
-            (Done::Lock(value), effect, event)
-        }
-        Op::Unlock(req) => {
-            let value = rules::decide_unlock(row, &req);
-            let event = audit.finish(rules::unlock_verdict(&value));
-            let effect = match &value {
-                UnlockOutcome::Released => {
-                    Effect::SetLock { lock: None, released: req.id.clone().map(|id| (id, req.user.clone())) }
-                }
-                UnlockOutcome::ForceReleased(_) => Effect::SetLock { lock: None, released: None },
-                _ => Effect::None,
-            };
-            (Done::Unlock(value), effect, event)
-        }
-        Op::Put(mut req) => {
-            let value = rules::decide_put(row, &req);
-            let event = audit.finish(rules::put_verdict(&value));
-            let effect = match &value {
-                PutOutcome::Stored(m) => {
-                    let body = std::mem::take(&mut req.body);
-                    let body = match req.seal.take() {
-                        Some(sealer) => sealer.seal(m.version, body),
-                        None => body,
-                    };
-                    // Versions at or below 0 do not exist, so "keep all" prunes nothing.
-                    let v = m.version as i64;
-                    let prune_below = if req.keep_versions > 0 { v - req.keep_versions as i64 } else { 0 };
-                    Effect::Store { meta: m.clone(), body, prune_below }
-                }
-                _ => Effect::None,
-            };
-            (Done::Put(value), effect, event)
-        }
-    }
-}
-
-type Write<'a> = Pin<Box<dyn Future<Output = Result<Option<i64>, StorageError>> + Send + 'a>>;
-
 async fn commit_group(
     pool: &Pool,
     keys: &ChainKeys,
@@ -242,11 +170,12 @@ async fn commit_group(
         .map(|r| (r.get::<_, String>(GROUP_NAME_AT), (row_from(r), r.get(GROUP_NAME_AT + 1), r.get(GROUP_NAME_AT + 2))))
         .collect();
     let mut decided = Vec::with_capacity(work.len());
+    let mut writes = Writes::default();
     for (name, op, audit) in work {
         let (row, seq, head) = found
             .remove(&name)
             .ok_or_else(|| StorageError::Corrupt(format!("the row of state {name:?} was not found in its group")))?;
-        let (done, effect, mut event) = decide(&row, op, audit);
+        let (done, effect, mut event) = rules::decide(&row, op, audit);
         // The head's number is taken: an event outside this chain would leave a gap that reads
         // as deleted rows (see `Txn::place`).
         if !audit_chain::in_chain(&event) || audit_chain::chain_of(&event) != name {
@@ -257,62 +186,218 @@ async fn commit_group(
         }
         event.mac = Some(keys.seal(&name, seq, &head, &event));
         event.seq = Some(seq);
-        decided.push((name, done, effect, event));
+        writes.add(&name, effect, &event);
+        decided.push((done, event));
     }
-    let mut writes: Vec<Write<'_>> = Vec::new();
-    for (name, _, effect, event) in &decided {
-        let name = name.as_str();
+    let mut ids = txn.commit_with(writes.send(c, st)).await?;
+    decided
+        .into_iter()
+        .map(|(done, mut event)| {
+            event.id = ids.remove(audit_chain::chain_of(&event)).ok_or_else(|| {
+                StorageError::Corrupt(format!("the audit row of state {:?} was not returned", event.state))
+            })?;
+            Ok((done, event))
+        })
+        .collect()
+}
+
+/// A group's writes, one array per column: each kind of write goes out as one statement over
+/// `unnest` of its arrays, however many states the group holds (a statement per operation cost
+/// the database more than the rows themselves). Every state is in the group once, so no two
+/// entries touch one row.
+#[derive(Default)]
+struct Writes {
+    lock: Columns<7>,
+    version: VersionColumns,
+    advance: (Vec<String>, Vec<i64>),
+    prune: (Vec<String>, Vec<i64>),
+    audit: Columns<10>,
+    audit_status: Vec<i32>,
+    audit_version: Vec<Option<i64>>,
+    audit_seq: Vec<Option<i64>>,
+}
+
+/// `N` text columns.
+struct Columns<const N: usize>([Vec<Option<String>>; N]);
+
+impl<const N: usize> Default for Columns<N> {
+    fn default() -> Self {
+        Columns(std::array::from_fn(|_| Vec::new()))
+    }
+}
+
+impl<const N: usize> Columns<N> {
+    fn push(&mut self, row: [Option<String>; N]) {
+        for (column, value) in self.0.iter_mut().zip(row) {
+            column.push(value);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0[0].is_empty()
+    }
+}
+
+#[derive(Default)]
+struct VersionColumns {
+    name: Vec<String>,
+    version: Vec<i64>,
+    serial: Vec<Option<i64>>,
+    lineage: Vec<Option<String>>,
+    sha256: Vec<String>,
+    size: Vec<i64>,
+    created_by: Vec<String>,
+    created_at: Vec<String>,
+    restored_from: Vec<Option<i64>>,
+    body: Vec<Vec<u8>>,
+}
+
+impl Writes {
+    fn add(&mut self, name: &str, effect: Effect, event: &AuditEvent) {
         match effect {
             Effect::None => {}
             Effect::SetLock { lock, released } => {
-                let released = released.as_ref().map(|(id, user)| (id.as_str(), user.as_str()));
-                writes.push(Box::pin(async move {
-                    set_lock(c, &st.set_lock, name, lock.as_ref(), released).await.map(|()| None)
-                }));
+                let (released_id, released_user) = released.unzip();
+                self.lock.push([
+                    Some(name.to_string()),
+                    lock.as_ref().map(|l| l.id.clone()),
+                    lock.as_ref().map(|l| l.user.clone()),
+                    lock.as_ref().map(|l| l.info.clone()),
+                    lock.as_ref().map(|l| l.at.clone()),
+                    released_id,
+                    released_user,
+                ]);
             }
             Effect::Store { meta, body, prune_below } => {
-                writes.push(Box::pin(async move {
-                    let v = meta.version as i64;
-                    let params: [&(dyn ToSql + Sync); 10] = [
-                        &name,
-                        &v,
-                        &meta.serial.map(|s| s as i64),
-                        &meta.lineage,
-                        &meta.sha256,
-                        &(meta.size as i64),
-                        &meta.created_by,
-                        &meta.created_at,
-                        &meta.restored_from.map(|r| r as i64),
-                        body,
-                    ];
-                    c.execute(&st.insert_version, &params).await?;
-                    Ok(None)
-                }));
-                writes.push(Box::pin(async move {
-                    let v = meta.version as i64;
-                    c.execute(&st.advance, &[&name, &v]).await?;
-                    Ok(None)
-                }));
-                writes.push(Box::pin(async move {
-                    c.execute(&st.prune, &[&name, prune_below]).await?;
-                    Ok(None)
-                }));
+                let v = &mut self.version;
+                let version = meta.version as i64;
+                v.name.push(name.to_string());
+                v.version.push(version);
+                v.serial.push(meta.serial.map(|s| s as i64));
+                v.lineage.push(meta.lineage);
+                v.sha256.push(meta.sha256);
+                v.size.push(meta.size as i64);
+                v.created_by.push(meta.created_by);
+                v.created_at.push(meta.created_at);
+                v.restored_from.push(meta.restored_from.map(|r| r as i64));
+                v.body.push(body);
+                self.advance.0.push(name.to_string());
+                self.advance.1.push(version);
+                if let Some(below) = prune_below {
+                    self.prune.0.push(name.to_string());
+                    self.prune.1.push(below);
+                }
             }
         }
-        writes.push(Box::pin(async move { insert_audit_with(c, &st.audit, event).await.map(Some) }));
+        self.audit.push([
+            Some(event.at.clone()),
+            Some(event.user.clone()),
+            Some(event.addr.clone()),
+            Some(event.action.as_str().to_string()),
+            event.state.clone(),
+            event.lock_id.clone(),
+            event.lock_info.as_ref().map(|v| v.to_string()),
+            Some(event.outcome.as_str().to_string()),
+            Some(event.detail.clone()),
+            event.mac.clone(),
+        ]);
+        self.audit_status.push(event.status as i32);
+        self.audit_version.push(event.version.map(|v| v as i64));
+        self.audit_seq.push(event.seq);
     }
-    // try_join_all polls the writes in order at once: each is sent before the COMMIT.
-    let ids: Vec<i64> =
-        txn.commit_with(futures_util::future::try_join_all(writes)).await?.into_iter().flatten().collect();
-    Ok(decided
-        .into_iter()
-        .zip(ids)
-        .map(|((_, done, _, mut event), id)| {
-            event.id = id;
-            (done, event)
-        })
-        .collect())
+
+    /// Sends every statement (each at its first poll, in order, so all go out before the
+    /// `COMMIT` that `Txn::commit_with` pipelines behind them) and gives the audit rows' IDs by
+    /// state.
+    async fn send(&self, c: &deadpool_postgres::Object, st: &Prepared) -> Result<HashMap<String, i64>, StorageError> {
+        let l = &self.lock.0;
+        let lock: [&(dyn ToSql + Sync); 7] = [&l[0], &l[1], &l[2], &l[3], &l[4], &l[5], &l[6]];
+        let v = &self.version;
+        let version: [&(dyn ToSql + Sync); 10] = [
+            &v.name,
+            &v.version,
+            &v.serial,
+            &v.lineage,
+            &v.sha256,
+            &v.size,
+            &v.created_by,
+            &v.created_at,
+            &v.restored_from,
+            &v.body,
+        ];
+        let advance: [&(dyn ToSql + Sync); 2] = [&self.advance.0, &self.advance.1];
+        let prune: [&(dyn ToSql + Sync); 2] = [&self.prune.0, &self.prune.1];
+        let a = &self.audit.0;
+        let audit: [&(dyn ToSql + Sync); 13] = [
+            &a[0],
+            &a[1],
+            &a[2],
+            &a[3],
+            &a[4],
+            &a[5],
+            &a[6],
+            &a[7],
+            &self.audit_status,
+            &self.audit_version,
+            &a[8],
+            &self.audit_seq,
+            &a[9],
+        ];
+        let (_, _, _, _, rows) = tokio::try_join!(
+            execute_if(c, !self.lock.is_empty(), &st.group_set_lock, &lock),
+            execute_if(c, !v.name.is_empty(), &st.group_insert_versions, &version),
+            execute_if(c, !self.advance.0.is_empty(), &st.group_advance, &advance),
+            execute_if(c, !self.prune.0.is_empty(), &st.group_prune, &prune),
+            async { Ok::<_, StorageError>(c.query(&st.group_audit, &audit).await?) },
+        )?;
+        Ok(rows.iter().map(|r| (r.get::<_, String>(1), r.get::<_, i64>(0))).collect())
+    }
 }
+
+// Sends `stmt` at the first poll, when there is something to send.
+async fn execute_if(
+    c: &deadpool_postgres::Object,
+    send: bool,
+    stmt: &tokio_postgres::Statement,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<(), StorageError> {
+    if send {
+        c.execute(stmt, params).await?;
+    }
+    Ok(())
+}
+
+/// The statements of a group's writes, each over `unnest` of one array per column (see `Writes`).
+pub(super) const GROUP_SET_LOCK: &str = "UPDATE kvm_states s SET lock_id = u.lock_id, lock_user = u.lock_user,
+         lock_info = u.lock_info, lock_since = u.lock_since, released_lock_id = u.released_lock_id,
+         released_lock_user = u.released_lock_user
+     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
+         AS u(name, lock_id, lock_user, lock_info, lock_since, released_lock_id, released_lock_user)
+     WHERE s.name = u.name";
+/// See [`GROUP_SET_LOCK`].
+pub(super) const GROUP_INSERT_VERSIONS: &str = "INSERT INTO kvm_versions
+         (name, version, serial, lineage, sha256, size, created_by, created_at, restored_from, body)
+     SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::bigint[], $7::text[],
+         $8::text[], $9::bigint[], $10::bytea[])";
+/// See [`GROUP_SET_LOCK`].
+pub(super) const GROUP_ADVANCE: &str = "UPDATE kvm_states s SET current_version = u.v, next_version = u.v + 1
+     FROM unnest($1::text[], $2::bigint[]) AS u(name, v) WHERE s.name = u.name";
+/// See [`GROUP_SET_LOCK`].
+pub(super) const GROUP_PRUNE: &str =
+    "DELETE FROM kvm_versions v USING unnest($1::text[], $2::bigint[]) AS u(name, below)
+     WHERE v.name = u.name AND v.version <= u.below";
+/// See [`GROUP_SET_LOCK`]. Each event moves its chain's head (the state's: a group's events are
+/// all chained, one per state) to its MAC; the rows come back as (id, state).
+pub(super) const GROUP_AUDIT: &str = "WITH e AS (
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+             $8::text[], $9::int[], $10::bigint[], $11::text[], $12::bigint[], $13::text[])
+             AS e(at, usr, addr, action, state, lock_id, lock_info, outcome, status, version, detail, seq, mac)),
+     head AS (UPDATE kvm_audit_chains c SET mac = e.mac FROM e WHERE c.chain = e.state)
+     INSERT INTO kvm_audit (at, \"user\", addr, action, state, lock_id, lock_info, outcome, status, version, detail,
+         seq, mac)
+     SELECT at, usr, addr, action, state, lock_id, lock_info, outcome, status, version, detail, seq, mac FROM e
+     ORDER BY state
+     RETURNING id, state";
 
 // Columns of `group_rows_sql`: the state's row (as `state_row_sql`), then its name, the chain head's
 // number and MAC.
