@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::cpu::CpuTopology;
 use crate::{Capacity, Document, Error};
 
 /// What the host is and which guests it can run.
@@ -111,26 +112,6 @@ pub struct HostCpu {
     /// Socket, die, core and thread counts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topology: Option<CpuTopology>,
-}
-
-/// The CPU `<topology>` element.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct CpuTopology {
-    /// Sockets (per NUMA node in libvirt's accounting).
-    #[serde(rename = "@sockets")]
-    pub sockets: u32,
-    /// Dies per socket; absent in libvirt before 6.0.
-    #[serde(rename = "@dies", default, skip_serializing_if = "Option::is_none")]
-    pub dies: Option<u32>,
-    /// Clusters per die; absent in libvirt before 10.1.
-    #[serde(rename = "@clusters", default, skip_serializing_if = "Option::is_none")]
-    pub clusters: Option<u32>,
-    /// Cores per die (or cluster).
-    #[serde(rename = "@cores")]
-    pub cores: u32,
-    /// Threads per core.
-    #[serde(rename = "@threads")]
-    pub threads: u32,
 }
 
 /// The host's NUMA `<topology>` element.

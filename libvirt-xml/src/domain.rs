@@ -27,6 +27,7 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::cpu::{CpuModel, CpuTopology};
 use crate::pool::Format;
 use crate::{Capacity, Document, Flag, Fragment};
 
@@ -155,37 +156,6 @@ pub struct Cpu {
     /// CPU flags added or removed.
     #[serde(rename = "feature", default, skip_serializing_if = "Vec::is_empty")]
     pub features: Vec<CpuFeature>,
-}
-
-/// The `<model>` of a `<cpu>`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct CpuModel {
-    /// `allow` or `forbid` falling back to another model when this one is unavailable.
-    #[serde(rename = "@fallback", default, skip_serializing_if = "Option::is_none")]
-    pub fallback: Option<String>,
-    /// Model name, e.g. `Skylake-Server-v1`.
-    #[serde(rename = "$text")]
-    pub value: String,
-}
-
-/// The `<topology>` of a `<cpu>`; the product must equal the vCPU count.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct CpuTopology {
-    /// Sockets.
-    #[serde(rename = "@sockets")]
-    pub sockets: u32,
-    /// Dies per socket; libvirt adds `1` on readback.
-    #[serde(rename = "@dies", default, skip_serializing_if = "Option::is_none")]
-    pub dies: Option<u32>,
-    /// Clusters per die; libvirt adds `1` on readback.
-    #[serde(rename = "@clusters", default, skip_serializing_if = "Option::is_none")]
-    pub clusters: Option<u32>,
-    /// Cores per die.
-    #[serde(rename = "@cores")]
-    pub cores: u32,
-    /// Threads per core.
-    #[serde(rename = "@threads")]
-    pub threads: u32,
 }
 
 /// A `<feature policy='...' name='...'/>` of a `<cpu>`.

@@ -8,6 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::cpu::CpuModel;
 use crate::Document;
 
 /// What a domain of one emulator / domain type / machine / architecture may use.
@@ -26,7 +27,7 @@ pub struct DomainCapabilities {
     pub arch: String,
     /// vCPU limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vcpu: Option<Vcpu>,
+    pub vcpu: Option<VcpuCaps>,
     /// Whether I/O threads are supported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iothreads: Option<Support>,
@@ -154,7 +155,7 @@ impl Support {
 
 /// The `<vcpu max='...'/>` element.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct Vcpu {
+pub struct VcpuCaps {
     /// Most vCPUs a domain may have.
     #[serde(rename = "@max")]
     pub max: u32,
@@ -171,7 +172,7 @@ pub struct OsCaps {
     pub enums: Vec<Enum>,
     /// Firmware loader choices.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub loader: Option<Loader>,
+    pub loader: Option<LoaderCaps>,
 }
 
 impl OsCaps {
@@ -183,7 +184,7 @@ impl OsCaps {
 
 /// The `<loader>` element of `<os>`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct Loader {
+pub struct LoaderCaps {
     /// `supported='yes'`.
     #[serde(rename = "@supported", with = "crate::yes_no", default)]
     pub supported: bool,
@@ -195,7 +196,7 @@ pub struct Loader {
     pub enums: Vec<Enum>,
 }
 
-impl Loader {
+impl LoaderCaps {
     /// The values of enum `name`; empty if there is no such enum.
     pub fn enum_values(&self, name: &str) -> Vec<String> {
         Enum::values_of(&self.enums, name)
@@ -235,26 +236,6 @@ impl CpuMode {
     pub fn values(&self, name: &str) -> Vec<String> {
         Enum::values_of(&self.enums, name)
     }
-}
-
-/// A CPU `<model>` of a mode.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct CpuModel {
-    /// `yes`, `no` or `unknown`: whether the host can run the model.
-    #[serde(rename = "@usable", default, skip_serializing_if = "Option::is_none")]
-    pub usable: Option<String>,
-    /// CPU vendor of the model.
-    #[serde(rename = "@vendor", default, skip_serializing_if = "Option::is_none")]
-    pub vendor: Option<String>,
-    /// For an alias, the versioned model it stands for.
-    #[serde(rename = "@canonical", default, skip_serializing_if = "Option::is_none")]
-    pub canonical: Option<String>,
-    /// For `host-model`, what happens when the model is unavailable (`forbid`, `allow`).
-    #[serde(rename = "@fallback", default, skip_serializing_if = "Option::is_none")]
-    pub fallback: Option<String>,
-    /// Model name, e.g. `Skylake-Server-v1`.
-    #[serde(rename = "$text")]
-    pub name: String,
 }
 
 /// The `<devices>` element: one entry per device kind.

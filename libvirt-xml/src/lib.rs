@@ -28,6 +28,7 @@
 #![warn(missing_docs)]
 
 pub mod capabilities;
+pub mod cpu;
 pub mod domain;
 pub mod domcaps;
 pub mod network;

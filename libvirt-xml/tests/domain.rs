@@ -142,7 +142,7 @@ fn main_domain() -> Domain {
         cpu: Some(Cpu {
             mode: Some("custom".into()),
             cpu_match: Some("exact".into()),
-            model: Some(CpuModel { fallback: Some("allow".into()), value: "qemu64".into() }),
+            model: Some(CpuModel::named("qemu64", Some("allow"))),
             topology: Some(CpuTopology { sockets: 1, dies: None, clusters: None, cores: 2, threads: 1 }),
             ..Default::default()
         }),
@@ -418,7 +418,7 @@ fn in_libvirt_spelling(mut domain: Domain) -> Domain {
         domain.cpu = Some(Cpu {
             mode: Some("custom".into()),
             cpu_match: Some("exact".into()),
-            model: Some(CpuModel { fallback: Some("forbid".into()), value: "qemu64".into() }),
+            model: Some(CpuModel::named("qemu64", Some("forbid"))),
             ..Default::default()
         });
     }
@@ -733,7 +733,7 @@ fn explicit_firmware_and_seed_disk_readback() {
     assert_eq!(back.disk("vda").and_then(|d| d.readonly), Some(Flag {}));
     // A KVM domain without <cpu> gets a qemu64 custom CPU.
     let cpu = back.cpu.as_ref().expect("cpu");
-    assert_eq!(cpu.model, Some(CpuModel { fallback: Some("forbid".into()), value: "qemu64".into() }));
+    assert_eq!(cpu.model, Some(CpuModel::named("qemu64", Some("forbid"))));
     assert_eq!(back.vcpu, Vcpu { placement: Some("static".into()), current: Some(1), value: 2 });
     assert_eq!(back.devices.memballoon, Some(MemBalloon { model: "none".into(), ..Default::default() }));
 }

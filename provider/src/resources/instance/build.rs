@@ -129,7 +129,7 @@ pub fn cpu(spec: &Spec) -> Cpu {
         Some(model) if spec.cpu_mode == "custom" => Cpu {
             mode: Some("custom".into()),
             cpu_match: Some("exact".into()),
-            model: Some(CpuModel { fallback: Some("forbid".into()), value: model.clone() }),
+            model: Some(CpuModel::named(model.clone(), Some("forbid"))),
             ..Default::default()
         },
         _ => Cpu { mode: Some(spec.cpu_mode.clone()), ..Default::default() },
@@ -376,7 +376,7 @@ mod tests {
         assert_eq!(d.os.firmware.as_deref(), Some("efi"));
         let features = &d.os.firmware_features.as_ref().unwrap().features;
         assert!(features.iter().any(|f| f.name == "secure-boot" && f.enabled == "no"));
-        assert_eq!(d.cpu.as_ref().unwrap().model.as_ref().unwrap().value, "Skylake-Server");
+        assert_eq!(d.cpu.as_ref().unwrap().model.as_ref().unwrap().name, "Skylake-Server");
         let nvme = &d.devices.disks[0];
         assert_eq!(nvme.disk_type, "nvme");
         let src = nvme.source.as_ref().unwrap();

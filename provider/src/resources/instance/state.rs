@@ -27,7 +27,7 @@ pub fn fill(state: &mut Value, observed: &Observed) {
     set_attr(state, "memory", Value::string(memory_text));
     let cpu = doc.cpu.as_ref();
     let mode = cpu.and_then(|c| c.mode.clone()).unwrap_or_else(|| "custom".into());
-    let model = cpu.and_then(|c| c.model.as_ref()).map(|m| m.value.clone());
+    let model = cpu.and_then(|c| c.model.as_ref()).map(|m| m.name.clone());
     set_attr(
         state,
         "cpu_model",
