@@ -12,43 +12,16 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
 use aws_lc_rs::hmac;
 use base64::Engine;
-use serde::Deserialize;
 use tokio::sync::Semaphore;
 
 use crate::config::{AuthMethod, GrantConfig, UserConfig};
+pub use crate::config::{Role, ANONYMOUS};
 use crate::names::prefix_covers;
+use crate::password::{common_cost, hash_password_with};
+pub use crate::password::{hash_password, verify_password};
 use crate::tls::ClientCert;
-
-/// What a user may do with the states a grant covers. Each role includes the ones before it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Read states, their versions and lock status.
-    Read,
-    /// Also lock, write and unlock one's own locks.
-    Write,
-    /// Also force-unlock, restore versions, delete states and read the audit log.
-    Admin,
-}
-
-impl Role {
-    /// Lower-case name, as in the configuration.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Read => "read",
-            Role::Write => "write",
-            Role::Admin => "admin",
-        }
-    }
-}
-
-/// The name of requests without credentials (where `[anonymous] grants` allow them); no
-/// configured user may have it, or their events would be mistaken for anonymous ones.
-pub const ANONYMOUS: &str = "anonymous";
 
 /// An authenticated caller.
 #[derive(Debug, Clone)]
@@ -139,119 +112,6 @@ impl AuthError {
     }
 }
 
-/// Why a password hash is not accepted.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum HashError {
-    /// Not a PHC string.
-    #[error("is not an argon2 PHC string ({0})")]
-    Parse(String),
-    /// Another algorithm than Argon2id.
-    #[error("uses {0}; only argon2id is accepted")]
-    Algorithm(String),
-    /// Another Argon2 version than 0x13.
-    #[error("has argon2 version {0}; only 19 (0x13) is accepted")]
-    Version(String),
-    /// Parameters argon2 does not accept, or a missing salt or output.
-    #[error("has invalid argon2 parameters ({0})")]
-    Params(String),
-}
-
-/// What one argon2 check of a hash costs: memory (KiB), passes, lanes and output length.
-/// Equal costs take equal time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HashCost {
-    /// Memory in KiB.
-    pub m: u32,
-    /// Passes.
-    pub t: u32,
-    /// Lanes.
-    pub p: u32,
-    /// Output bytes.
-    pub output_len: usize,
-}
-
-impl std::fmt::Display for HashCost {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "m={},t={},p={} ({}-byte output)", self.m, self.t, self.p, self.output_len)
-    }
-}
-
-impl HashCost {
-    fn params(self) -> Params {
-        Params::new(self.m, self.t, self.p, Some(self.output_len)).expect("checked when the cost was read")
-    }
-}
-
-/// Why the users' hashes are not accepted together.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum UsersHashError {
-    /// One hash is unusable.
-    #[error("user {user:?}: password_hash {error} (run `kvm-state-server hash-password`)")]
-    Hash {
-        /// The user.
-        user: String,
-        /// What is wrong.
-        error: HashError,
-    },
-    /// Two users' hashes cost differently, which response times would reveal.
-    #[error(
-        "user {user:?}'s password hash costs {cost}, user {first:?}'s costs {first_cost}: all users need the same \
-         argon2 parameters, or response times tell which users exist (re-hash with `kvm-state-server hash-password`)"
-    )]
-    MixedCost {
-        /// The first user.
-        first: String,
-        /// Their hash's cost.
-        first_cost: HashCost,
-        /// A user whose hash costs something else.
-        user: String,
-        /// That cost.
-        cost: HashCost,
-    },
-}
-
-/// Checks that `phc` is an Argon2id version 0x13 hash with a salt, an output and parameters
-/// argon2 accepts, and returns its cost.
-pub fn hash_cost(phc: &str) -> Result<HashCost, HashError> {
-    let hash = PasswordHash::new(phc).map_err(|e| HashError::Parse(e.to_string()))?;
-    if hash.algorithm.as_str() != "argon2id" {
-        return Err(HashError::Algorithm(hash.algorithm.as_str().to_string()));
-    }
-    if hash.version != Some(0x13) {
-        return Err(HashError::Version(hash.version.map_or_else(|| "none".into(), |v| v.to_string())));
-    }
-    let params = Params::try_from(&hash).map_err(|e| HashError::Params(e.to_string()))?;
-    let output_len = match (&hash.salt, &hash.hash) {
-        (Some(_), Some(output)) => output.len(),
-        _ => return Err(HashError::Params("no salt or no hash output".into())),
-    };
-    Ok(HashCost { m: params.m_cost(), t: params.t_cost(), p: params.p_cost(), output_len })
-}
-
-/// Checks every user's hash ([`hash_cost`]) and that all cost the same, and returns that cost
-/// (`None` without users). Unknown users are checked against a dummy hash of this cost, so a
-/// wrong password takes as long whether or not the user exists.
-pub fn common_cost(users: &[UserConfig]) -> Result<Option<HashCost>, UsersHashError> {
-    let mut first: Option<(&str, HashCost)> = None;
-    for u in users {
-        let Some(hash) = &u.password_hash else { continue };
-        let cost = hash_cost(hash).map_err(|error| UsersHashError::Hash { user: u.name.clone(), error })?;
-        match first {
-            None => first = Some((&u.name, cost)),
-            Some((name, first_cost)) if first_cost != cost => {
-                return Err(UsersHashError::MixedCost {
-                    first: name.to_string(),
-                    first_cost,
-                    user: u.name.clone(),
-                    cost,
-                })
-            }
-            Some(_) => {}
-        }
-    }
-    Ok(first.map(|(_, cost)| cost))
-}
-
 struct User {
     // None: the user signs in only with a certificate.
     hash: Option<String>,
@@ -302,7 +162,7 @@ impl Authenticator {
     /// users' hashes should have passed [`common_cost`] (configuration loading checks it); if
     /// they have not, the dummy hash takes the default cost.
     pub fn new(users: &[UserConfig], anonymous: &[GrantConfig]) -> Authenticator {
-        let cost = common_cost(users).ok().flatten();
+        let cost = common_cost(users.iter().map(UserConfig::name_and_hash)).ok().flatten();
         let mut random = [0u8; 32];
         aws_lc_rs::rand::fill(&mut random).expect("system randomness");
         let dummy_hash = hash_password_with(&hex::encode(random), cost).expect("argon2 hashing");
@@ -468,29 +328,10 @@ pub fn parse_basic(header: &[u8]) -> Result<(String, String), AuthError> {
     Ok((user.to_string(), password.to_string()))
 }
 
-/// Hashes a password with Argon2id and the crate's recommended parameters (19 MiB, t=2, p=1).
-pub fn hash_password(password: &str) -> Result<String, argon2::password_hash::Error> {
-    hash_password_with(password, None)
-}
-
-// Argon2id v0x13 with `cost`, or the recommended parameters.
-fn hash_password_with(password: &str, cost: Option<HashCost>) -> Result<String, argon2::password_hash::Error> {
-    let mut salt_bytes = [0u8; 16];
-    aws_lc_rs::rand::fill(&mut salt_bytes).expect("system randomness");
-    let salt = SaltString::encode_b64(&salt_bytes)?;
-    let params = cost.map_or_else(Params::default, HashCost::params);
-    let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
-    Ok(argon.hash_password(password.as_bytes(), &salt)?.to_string())
-}
-
-/// Checks `password` against a PHC string; a malformed hash never matches.
-pub fn verify_password(password: &str, phc: &str) -> bool {
-    PasswordHash::new(phc).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::password::{hash_cost, HashCost};
 
     fn basic(user: &str, password: &str) -> Vec<u8> {
         format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))).into_bytes()
@@ -544,8 +385,7 @@ mod tests {
     }
 
     fn cheap_hash(password: &str, m: u32) -> String {
-        let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::new(m, 1, 1, None).unwrap());
-        argon.hash_password(password.as_bytes(), &SaltString::encode_b64(b"saltsaltsalt").unwrap()).unwrap().to_string()
+        hash_password_with(password, Some(HashCost { m, t: 1, p: 1, output_len: 32 })).unwrap()
     }
 
     fn user(name: &str, hash: String) -> UserConfig {
@@ -557,24 +397,6 @@ mod tests {
             grants: Vec::new(),
             metrics: false,
         }
-    }
-
-    #[test]
-    fn hashes_are_checked_and_must_cost_the_same() {
-        let strong = hash_password("x").unwrap();
-        let cost = hash_cost(&strong).unwrap();
-        assert_eq!((cost.m, cost.t, cost.p, cost.output_len), (19456, 2, 1, 32));
-        assert!(matches!(hash_cost("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA"), Err(HashError::Params(_))));
-        assert!(matches!(hash_cost("plain"), Err(HashError::Parse(_))));
-        assert!(matches!(hash_cost(&strong.replace("argon2id", "argon2i")), Err(HashError::Algorithm(_))));
-        assert!(matches!(hash_cost(&strong.replace("v=19", "v=16")), Err(HashError::Version(_))));
-        assert!(matches!(hash_cost(&strong.replace("m=19456", "m=1")), Err(HashError::Params(_))));
-        let same = [user("a", strong.clone()), user("b", hash_password("y").unwrap())];
-        assert_eq!(common_cost(&same).unwrap(), Some(cost));
-        let mixed = [user("a", strong), user("weak", cheap_hash("y", 1024))];
-        let err = common_cost(&mixed).unwrap_err().to_string();
-        assert!(err.contains("\"weak\"") && err.contains("m=1024,t=1,p=1"), "{err}");
-        assert_eq!(common_cost(&[]).unwrap(), None);
     }
 
     #[test]

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::auth::Role;
 use crate::names;
 
 /// Default body limit: 32 MiB.
@@ -288,6 +287,33 @@ pub struct UserConfig {
     pub metrics: bool,
 }
 
+/// What a user may do with the states a grant covers. Each role includes the ones before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Read states, their versions and lock status.
+    Read,
+    /// Also lock, write and unlock one's own locks.
+    Write,
+    /// Also force-unlock, restore versions, delete states and read the audit log.
+    Admin,
+}
+
+impl Role {
+    /// Lower-case name, as in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Read => "read",
+            Role::Write => "write",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// The name of requests without credentials (where `[anonymous] grants` allow them); no
+/// configured user may have it, or their events would be mistaken for anonymous ones.
+pub const ANONYMOUS: &str = "anonymous";
+
 /// A way to sign in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -299,6 +325,11 @@ pub enum AuthMethod {
 }
 
 impl UserConfig {
+    /// (name, password hash): what `password::common_cost` checks.
+    pub fn name_and_hash(&self) -> (&str, Option<&str>) {
+        (&self.name, self.password_hash.as_deref())
+    }
+
     /// The ways this user may sign in, after defaults.
     pub fn methods(&self) -> Vec<AuthMethod> {
         match &self.auth {
@@ -638,7 +669,7 @@ impl Config {
                     user.name
                 )));
             }
-            if user.name == crate::auth::ANONYMOUS {
+            if user.name == ANONYMOUS {
                 return Err(invalid(format!(
                     "user name {:?} is reserved for requests without credentials ([anonymous] grants)",
                     user.name
@@ -660,7 +691,8 @@ impl Config {
                 }
             }
         }
-        crate::auth::common_cost(&users).map_err(|e| invalid(e.to_string()))?;
+        crate::password::common_cost(users.iter().map(UserConfig::name_and_hash))
+            .map_err(|e| invalid(e.to_string()))?;
         let anonymous_grants = raw.anonymous.map(|a| a.grants).unwrap_or_default();
         for grant in users.iter().flat_map(|u| &u.grants).chain(&anonymous_grants) {
             names::validate_prefix(&grant.prefix)

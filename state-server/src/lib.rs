@@ -27,6 +27,7 @@ pub mod log;
 pub mod maintenance;
 pub mod metrics;
 pub mod names;
+pub mod password;
 pub mod perms;
 pub mod server;
 pub mod storage;
