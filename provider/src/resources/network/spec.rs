@@ -1,0 +1,167 @@
+//! Reading a `kvm_network` configuration: the subnet, the DHCP range and the host entries,
+//! checked against each other (diagnostics name the attribute).
+
+use std::net::Ipv4Addr;
+
+use libvirt_xml::network::{DhcpHost, DnsHost};
+use tf_cty::{Path, Value};
+
+use super::super::Attrs;
+use crate::diag::Diagnostic;
+
+/// A subnet: network address and prefix length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Cidr {
+    pub(super) network: u32,
+    pub(super) prefix: u8,
+}
+
+impl Cidr {
+    pub(super) fn mask(self) -> u32 {
+        if self.prefix == 0 {
+            0
+        } else {
+            u32::MAX << (32 - self.prefix)
+        }
+    }
+    pub(super) fn contains(self, ip: Ipv4Addr) -> bool {
+        u32::from(ip) & self.mask() == self.network
+    }
+    pub(super) fn gateway(self) -> Ipv4Addr {
+        Ipv4Addr::from(self.network + 1)
+    }
+    pub(super) fn broadcast(self) -> u32 {
+        self.network | !self.mask()
+    }
+    /// The default DHCP range: everything after the gateway up to the broadcast address.
+    pub(super) fn default_range(self) -> (Ipv4Addr, Ipv4Addr) {
+        (Ipv4Addr::from(self.network + 2), Ipv4Addr::from(self.broadcast() - 1))
+    }
+}
+
+impl std::fmt::Display for Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", Ipv4Addr::from(self.network), self.prefix)
+    }
+}
+
+pub(super) fn parse_cidr(text: &str) -> Result<Cidr, String> {
+    let (addr, prefix) =
+        text.split_once('/').ok_or_else(|| format!("{text:?} is not a CIDR; write it like \"10.17.3.0/24\"."))?;
+    let addr: Ipv4Addr = addr.parse().map_err(|_| format!("{text:?}: {addr:?} is not an IPv4 address."))?;
+    let prefix: u8 =
+        prefix.parse().ok().filter(|p| *p <= 32).ok_or_else(|| format!("{text:?}: the prefix must be 0 to 32."))?;
+    if prefix > 29 {
+        return Err(format!(
+            "{text:?} is too small: a network needs room for the host and at least one guest (at most /29)."
+        ));
+    }
+    if prefix < 8 {
+        return Err(format!("{text:?} is too large for a libvirt network (at least /8)."));
+    }
+    let cidr = Cidr { network: u32::from(addr) & if prefix == 0 { 0 } else { u32::MAX << (32 - prefix) }, prefix };
+    if cidr.network != u32::from(addr) {
+        return Err(format!("{text:?} is not a network address; did you mean \"{cidr}\"?"));
+    }
+    Ok(cidr)
+}
+
+pub(super) fn parse_ip(text: &str) -> Result<Ipv4Addr, String> {
+    text.parse().map_err(|_| format!("{text:?} is not an IPv4 address."))
+}
+
+/// The DHCP settings of a configuration: `None` when DHCP is off.
+pub(super) fn dhcp_range(attrs: &Attrs<'_>, cidr: Cidr) -> Result<Option<(Ipv4Addr, Ipv4Addr)>, Diagnostic> {
+    let block = match attrs.get("dhcp") {
+        Value::List(items) => items.first().cloned(),
+        _ => None,
+    };
+    let Some(block) = block else { return Ok(Some(cidr.default_range())) };
+    let d = Attrs::of(&block)?;
+    if d.opt_bool("enabled") == Some(false) {
+        return Ok(None);
+    }
+    let (default_start, default_end) = cidr.default_range();
+    let path = |a: &str| Path::attr("dhcp").join_index(0).join_attr(a);
+    let start = d
+        .opt_str("start")
+        .map(parse_ip)
+        .transpose()
+        .map_err(|e| Diagnostic::attribute_error(path("start"), "Invalid DHCP range", e))?
+        .unwrap_or(default_start);
+    let end = d
+        .opt_str("end")
+        .map(parse_ip)
+        .transpose()
+        .map_err(|e| Diagnostic::attribute_error(path("end"), "Invalid DHCP range", e))?
+        .unwrap_or(default_end);
+    let usable = |ip: Ipv4Addr| {
+        cidr.contains(ip) && u32::from(ip) > u32::from(cidr.gateway()) && u32::from(ip) < cidr.broadcast()
+    };
+    for (name, ip) in [("start", start), ("end", end)] {
+        if !usable(ip) {
+            return Err(Diagnostic::attribute_error(
+                path(name),
+                "Invalid DHCP range",
+                format!(
+                    "{ip} is not a usable guest address of {cidr}: the range must lie between {} and {} (the gateway {} and the broadcast address are taken).",
+                    default_start, default_end, cidr.gateway()
+                ),
+            ));
+        }
+    }
+    if u32::from(start) > u32::from(end) {
+        return Err(Diagnostic::attribute_error(
+            path("start"),
+            "Invalid DHCP range",
+            format!("the range starts at {start}, after its end {end}."),
+        ));
+    }
+    Ok(Some((start, end)))
+}
+
+pub(super) fn hosts(attrs: &Attrs<'_>) -> Result<Vec<DhcpHost>, Diagnostic> {
+    let Value::Set(items) = attrs.get("host") else { return Ok(Vec::new()) };
+    items
+        .iter()
+        .map(|h| {
+            let h = Attrs::of(h)?;
+            Ok(DhcpHost {
+                mac: h.opt_str("mac").map(str::to_lowercase),
+                name: h.opt_str("name").map(str::to_string),
+                ip: h.str("ip")?.to_string(),
+            })
+        })
+        .collect()
+}
+
+pub(super) fn dns_hosts(attrs: &Attrs<'_>) -> Result<Vec<DnsHost>, Diagnostic> {
+    let Value::Set(items) = attrs.get("dns_host") else { return Ok(Vec::new()) };
+    items
+        .iter()
+        .map(|h| {
+            let h = Attrs::of(h)?;
+            let hostnames = match h.get("hostnames") {
+                Value::List(names) => names.iter().filter_map(|n| n.as_str().map(str::to_string)).collect(),
+                _ => Vec::new(),
+            };
+            Ok(DnsHost { ip: h.str("ip")?.to_string(), hostnames })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidr_rules() {
+        let c = parse_cidr("10.17.3.0/24").unwrap();
+        assert_eq!(c.gateway(), Ipv4Addr::new(10, 17, 3, 1));
+        assert_eq!(c.default_range(), (Ipv4Addr::new(10, 17, 3, 2), Ipv4Addr::new(10, 17, 3, 254)));
+        assert!(parse_cidr("10.17.3.5/24").unwrap_err().contains("did you mean \"10.17.3.0/24\""));
+        assert!(parse_cidr("10.17.3.0/30").unwrap_err().contains("too small"));
+        assert!(parse_cidr("10.17.3.0").is_err());
+        assert!(parse_cidr("300.1.1.0/24").is_err());
+    }
+}
