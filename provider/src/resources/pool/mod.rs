@@ -1,15 +1,24 @@
-//! `kvm_pool`: a directory storage pool on the libvirt host.
+//! `kvm_pool`: a directory storage pool (the NVMe-backed filesystem the volumes live on).
+//!
+//! Laid out as `kvm_instance` is: [`schema`] (attributes and their single-value rules), [`build`]
+//! (the libvirt document), [`state`] (what the host reports, written into the state), [`ops`]
+//! (host calls); this file is the resource's life cycle.
+
+mod build;
+mod ops;
+mod schema;
+mod state;
 
 use async_trait::async_trait;
-use libvirt_xml::pool::{Permissions, PoolTarget, StoragePool};
-use libvirt_xml::{Capacity, Document};
-use tf_cty::{Type, Value};
-use virt::storage_pool::StoragePool as VirPool;
+use tf_cty::Value;
 
-use super::{bytes, empty_object, set_attr, Attrs, Context, Outcome, Resource};
+use super::{empty_object, set_attr, Attrs, Context, Outcome, Resource};
 use crate::diag::{Diagnostic, Diagnostics};
-use crate::libvirt::{name_validator, Found, HostError};
-use crate::schema::{Attribute, Block, Schema};
+use crate::libvirt::HostError;
+use crate::schema::Schema;
+use build::pool_xml;
+use ops::{lookup, observe};
+use state::fill;
 
 /// How many volume names an error message lists before saying "and N more".
 const LISTED_VOLUMES: usize = 5;
@@ -23,159 +32,6 @@ impl Default for Pool {
     fn default() -> Self {
         Self::new()
     }
-}
-
-impl Pool {
-    /// The resource with its schema.
-    pub fn new() -> Self {
-        let block =
-            Block::new(
-                "A directory storage pool: a directory on the libvirt host that holds volumes. The directory is \
-             created with the given permissions; the pool is started and (by default) started with the host.",
-            )
-            .attribute(Attribute::computed("id", Type::String).describe("The pool's UUID."))
-            .attribute(
-                Attribute::required("name", Type::String)
-                    .describe("Pool name, unique on the host.")
-                    .force_new()
-                    .validate(name_validator()),
-            )
-            .attribute(
-                Attribute::required("path", Type::String)
-                    .describe("Absolute path of the directory on the libvirt host.")
-                    .force_new()
-                    .validate(absolute_path),
-            )
-            .attribute(
-                Attribute::optional_computed("mode", Type::String)
-                    .describe("Octal permissions of the directory, e.g. `0711`. Default: libvirt's (`0711`).")
-                    .validate(octal_mode),
-            )
-            .attribute(Attribute::optional_computed("owner", Type::Number).describe("Owner UID of the directory."))
-            .attribute(Attribute::optional_computed("group", Type::Number).describe("Group GID of the directory."))
-            .attribute(
-                Attribute::optional("autostart", Type::Bool)
-                    .describe("Start the pool when libvirtd starts. Default `true`.")
-                    .default_value(Value::Bool(true)),
-            )
-            .attribute(
-                Attribute::optional("force_destroy", Type::Bool)
-                    .describe(
-                        "Delete the pool's volumes when the pool is destroyed. Default `false`: destroying a pool \
-                     that still holds volumes fails and lists them.",
-                    )
-                    .default_value(Value::Bool(false)),
-            )
-            .attribute(Attribute::computed("active", Type::Bool).describe(
-                "Whether the pool is running. A pool stopped outside Terraform is started by the next apply.",
-            ))
-            .attribute(Attribute::computed("capacity", Type::Number).describe("Size of the filesystem, in bytes."))
-            .attribute(Attribute::computed("allocation", Type::Number).describe("Bytes allocated to volumes."))
-            .attribute(Attribute::computed("available", Type::Number).describe("Bytes free for new volumes."));
-        Pool { schema: Schema::new(0, block) }
-    }
-}
-
-fn absolute_path(v: &Value) -> Result<(), String> {
-    match v.as_str() {
-        // libvirt cleans paths up ("/a//b/" becomes "/a/b"); asking for the clean form keeps the
-        // state equal to the configuration.
-        Some(p)
-            if p.starts_with('/')
-                && p.len() > 1
-                && !p[1..].split('/').any(|s| s.is_empty() || s == "." || s == "..") =>
-        {
-            Ok(())
-        }
-        Some(p) => Err(format!("{p:?} must be a clean absolute path: no \"..\", \".\", \"//\" or trailing \"/\".")),
-        None => Err("expected a string".into()),
-    }
-}
-
-fn octal_mode(v: &Value) -> Result<(), String> {
-    match v.as_str() {
-        // Written the way libvirt reports it (four octal digits), so the state matches the config.
-        Some(m) if u32::from_str_radix(m, 8).is_ok_and(|n| n <= 0o7777 && format!("{n:04o}") == m) => Ok(()),
-        Some(m) => Err(format!("{m:?} is not a four-digit octal mode; write it like \"0711\" or \"0755\".")),
-        None => Err("expected a string".into()),
-    }
-}
-
-/// The pool as configured, as libvirt XML.
-fn pool_xml(attrs: &Attrs<'_>, uuid: Option<&str>) -> Result<String, Diagnostic> {
-    let permissions = Permissions {
-        mode: attrs.opt_str("mode").map(str::to_string),
-        owner: attrs.opt_i64("owner").map(|n| n.to_string()),
-        group: attrs.opt_i64("group").map(|n| n.to_string()),
-        ..Default::default()
-    };
-    let has_permissions = permissions != Permissions::default();
-    let pool = StoragePool {
-        pool_type: "dir".into(),
-        name: attrs.str("name")?.to_string(),
-        // Redefining an existing pool must name its UUID, or libvirt sees a second pool.
-        uuid: uuid.map(str::to_string),
-        target: Some(PoolTarget {
-            path: attrs.str("path")?.to_string(),
-            permissions: has_permissions.then_some(permissions),
-        }),
-        ..Default::default()
-    };
-    pool.to_xml().map_err(|e| Diagnostic::error("Internal error", format!("cannot build the pool's XML: {e}")))
-}
-
-/// What the host reports about a pool.
-struct Observed {
-    doc: StoragePool,
-    autostart: bool,
-    active: bool,
-}
-
-fn observe(pool: &VirPool, name: &str) -> Result<Observed, HostError> {
-    let active = pool.is_active().map_err(|e| HostError::call(format!("read state of pool {name:?}"), e))?;
-    // A refresh picks up volumes and free space changed behind libvirt's back; it fails while
-    // an upload is running, and the figures from before the refresh are then good enough.
-    if active {
-        let _ = pool.refresh(0);
-    }
-    let xml = pool.xml_desc(0).map_err(|e| HostError::call(format!("read pool {name:?}"), e))?;
-    let doc = StoragePool::from_xml(&xml).map_err(|e| HostError::Other(format!("pool {name:?}: {e}")))?;
-    let autostart = pool.autostart().map_err(|e| HostError::call(format!("read pool {name:?} autostart"), e))?;
-    Ok(Observed { doc, autostart, active })
-}
-
-async fn lookup(ctx: &Context, name: &str) -> Result<Option<Observed>, Diagnostic> {
-    let host = ctx.host()?;
-    let owned = name.to_string();
-    let result = host
-        .call(move |conn| {
-            let pool = conn
-                .lookup_storage_pool_by_name(&owned)
-                .map_err(|e| HostError::call(format!("look up pool {owned:?}"), e))?;
-            observe(&pool, &owned)
-        })
-        .await;
-    result.found().map_err(|e| e.diagnostic("Cannot read storage pool"))
-}
-
-/// Fills the state's host-reported attributes from `observed`.
-fn fill(state: &mut Value, observed: &Observed) {
-    let doc = &observed.doc;
-    set_attr(state, "id", doc.uuid.clone().map(Value::string).unwrap_or(Value::Null));
-    set_attr(state, "name", Value::string(doc.name.clone()));
-    let target = doc.target.clone().unwrap_or_default();
-    set_attr(state, "path", Value::string(target.path));
-    let perms = target.permissions.unwrap_or_default();
-    set_attr(state, "mode", perms.mode.map(Value::string).unwrap_or(Value::Null));
-    let number = |s: Option<String>| s.and_then(|s| s.parse::<i64>().ok()).map(super::int).unwrap_or(Value::Null);
-    set_attr(state, "owner", number(perms.owner));
-    set_attr(state, "group", number(perms.group));
-    set_attr(state, "autostart", Value::Bool(observed.autostart));
-    set_attr(state, "active", Value::Bool(observed.active));
-    let size = |c: &Option<Capacity>| c.as_ref().and_then(|c| c.bytes().ok()).map(bytes).unwrap_or(bytes(0));
-    set_attr(state, "capacity", size(&doc.capacity));
-    set_attr(state, "allocation", size(&doc.allocation));
-    set_attr(state, "available", size(&doc.available));
 }
 
 #[async_trait]

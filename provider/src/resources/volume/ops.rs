@@ -1,0 +1,288 @@
+//! Host calls of `kvm_volume`: looking volumes and pools up, creating each kind of volume, and
+//! removing a half-made one after a failure.
+
+use libvirt_xml::volume::{BackingStore, StorageVolume};
+use libvirt_xml::Document;
+use tf_cty::Path;
+use virt::storage_pool::StoragePool;
+use virt::storage_vol::StorageVol;
+
+use super::super::{Attrs, Context, Outcome};
+use super::build::volume_xml;
+use super::Volume;
+use crate::diag::Diagnostic;
+use crate::image;
+use crate::libvirt::upload::{self, UploadError};
+use crate::libvirt::HostError;
+use crate::units::{format_size, parse_size};
+
+/// What the host reports about a volume.
+pub(super) struct Observed {
+    pub(super) doc: StorageVolume,
+    /// `(pool, name)` of the backing volume, when the backing file is a volume libvirt knows.
+    pub(super) base: Option<(String, String)>,
+}
+
+pub(super) fn observe(conn: &virt::connect::Connect, vol: &StorageVol, label: &str) -> Result<Observed, HostError> {
+    let xml = vol.xml_desc(0).map_err(|e| HostError::call(format!("read volume {label}"), e))?;
+    let doc = StorageVolume::from_xml(&xml).map_err(|e| HostError::Other(format!("volume {label}: {e}")))?;
+    let base = doc.backing_store.as_ref().and_then(|b| {
+        let base = conn.lookup_storage_vol_by_path(&b.path).ok()?;
+        let pool = base.lookup_storage_pool().ok()?;
+        Some((pool.name().ok()?, base.name().ok()?))
+    });
+    Ok(Observed { doc, base })
+}
+
+pub(super) fn lookup_vol(pool: &StoragePool, pool_name: &str, name: &str) -> Result<StorageVol, HostError> {
+    pool.lookup_storage_vol_by_name(name).map_err(|e| HostError::call(format!("look up volume {pool_name}/{name}"), e))
+}
+
+pub(super) fn lookup_pool(conn: &virt::connect::Connect, name: &str) -> Result<StoragePool, HostError> {
+    conn.lookup_storage_pool_by_name(name).map_err(|e| HostError::call(format!("look up pool {name:?}"), e))
+}
+
+pub(super) fn capacity_of(doc: &StorageVolume) -> u64 {
+    doc.capacity.as_ref().and_then(|c| c.bytes().ok()).unwrap_or(0)
+}
+
+impl Volume {
+    pub(super) async fn create_blank(&self, ctx: &Context, attrs: &Attrs<'_>) -> Outcome<Observed> {
+        let (pool, name) = (attrs.str("pool")?.to_string(), attrs.str("name")?.to_string());
+        let size = parse_size(attrs.str("size")?)
+            .map_err(|e| Diagnostic::attribute_error(Path::attr("size"), "Invalid size", e))?;
+        let format = attrs.opt_str("format").unwrap_or("qcow2");
+        let xml = volume_xml(&name, size, format, None)?;
+        let host = ctx.host()?;
+        let _guard = host.lock_pool(&pool).await;
+        tracing::info!(volume = %format!("{pool}/{name}"), size = %format_size(size), format, "creating blank volume");
+        let observed = host
+            .call(move |conn| {
+                let p = lookup_pool(conn, &pool)?;
+                let vol = StorageVol::create_xml(&p, &xml, 0)
+                    .map_err(|e| HostError::call(format!("create volume {pool}/{name}"), e))?;
+                observe(conn, &vol, &format!("{pool}/{name}"))
+            })
+            .await
+            .map_err(|e| e.diagnostic("Cannot create volume"))?;
+        Ok(observed)
+    }
+
+    pub(super) async fn create_clone(
+        &self,
+        ctx: &Context,
+        attrs: &Attrs<'_>,
+        base_pool: &str,
+        base: &str,
+    ) -> Outcome<Observed> {
+        let (pool, name) = (attrs.str("pool")?.to_string(), attrs.str("name")?.to_string());
+        if attrs.opt_str("format").is_some_and(|f| f != "qcow2") {
+            return Err(Diagnostic::attribute_error(
+                Path::attr("format"),
+                "Clones are qcow2",
+                "A copy-on-write clone is a qcow2 overlay; remove `format` or set it to \"qcow2\".",
+            )
+            .into());
+        }
+        let wanted = attrs
+            .opt_str("size")
+            .map(parse_size)
+            .transpose()
+            .map_err(|e| Diagnostic::attribute_error(Path::attr("size"), "Invalid size", e))?;
+        let (base_pool, base) = (base_pool.to_string(), base.to_string());
+        let host = ctx.host()?;
+        let _guard = host.lock_pool(&pool).await;
+        tracing::info!(volume = %format!("{pool}/{name}"), base = %format!("{base_pool}/{base}"), "creating copy-on-write clone");
+        let result = host
+            .call(move |conn| {
+                let bp = lookup_pool(conn, &base_pool)?;
+                let base_vol = lookup_vol(&bp, &base_pool, &base)?;
+                let base_doc = observe(conn, &base_vol, &format!("{base_pool}/{base}"))?.doc;
+                let base_size = capacity_of(&base_doc);
+                let capacity = match wanted {
+                    Some(w) if w < base_size => {
+                        return Ok(Err(format!(
+                            "size {} is smaller than the base volume {base_pool}/{base} ({}); a clone can only be as large or larger.",
+                            format_size(w),
+                            format_size(base_size)
+                        )))
+                    }
+                    Some(w) => w,
+                    None => base_size,
+                };
+                let backing = BackingStore {
+                    path: base_vol.path().map_err(|e| HostError::call("read the base volume's path", e))?,
+                    format: base_doc.target.as_ref().and_then(|t| t.format.clone()),
+                    ..Default::default()
+                };
+                let xml = volume_xml(&name, capacity, "qcow2", Some(backing)).map_err(|d| HostError::Other(d.detail))?;
+                let p = lookup_pool(conn, &pool)?;
+                let vol = StorageVol::create_xml(&p, &xml, 0)
+                    .map_err(|e| HostError::call(format!("create volume {pool}/{name}"), e))?;
+                Ok(Ok(observe(conn, &vol, &format!("{pool}/{name}"))?))
+            })
+            .await;
+        match result {
+            Ok(Ok(observed)) => Ok(observed),
+            Ok(Err(message)) => Err(Diagnostic::attribute_error(Path::attr("size"), "Size too small", message).into()),
+            Err(e) if e.is_not_found() => Err(Diagnostic::attribute_error(
+                Path::attr("base_volume"),
+                "Base volume not found",
+                format!("{e}. Create the base volume first (reference it, e.g. base_volume = kvm_volume.base.name, so Terraform orders them)."),
+            )
+            .into()),
+            Err(e) => Err(e.diagnostic("Cannot create volume").into()),
+        }
+    }
+
+    pub(super) async fn create_image(
+        &self,
+        ctx: &Context,
+        attrs: &Attrs<'_>,
+        source: &str,
+        sha256: Option<&str>,
+    ) -> Outcome<Observed> {
+        let (pool, name) = (attrs.str("pool")?.to_string(), attrs.str("name")?.to_string());
+        let label = format!("{pool}/{name}");
+        let opened = image::open(source)
+            .await
+            .map_err(|e| Diagnostic::attribute_error(Path::attr("source"), "Cannot read image", e.0))?;
+        let header = opened.header;
+        if let Some(wanted) = attrs.opt_str("format") {
+            if wanted != header.format.as_str() {
+                return Err(Diagnostic::attribute_error(
+                    Path::attr("format"),
+                    "Format does not match the image",
+                    format!(
+                        "{source} is a {} image but format = {wanted:?}; remove `format` (it is read from the image) or convert the image.",
+                        header.format.as_str()
+                    ),
+                )
+                .into());
+            }
+        }
+        let wanted = attrs
+            .opt_str("size")
+            .map(parse_size)
+            .transpose()
+            .map_err(|e| Diagnostic::attribute_error(Path::attr("size"), "Invalid size", e))?;
+        if let Some(w) = wanted {
+            if w < header.virtual_size {
+                return Err(Diagnostic::attribute_error(
+                    Path::attr("size"),
+                    "Size too small",
+                    format!(
+                        "size {} is smaller than the image ({}); remove `size` or make it at least that.",
+                        format_size(w),
+                        format_size(header.virtual_size)
+                    ),
+                )
+                .into());
+            }
+        }
+        // The volume is created with the image's own format, so that the upload replaces its
+        // content byte for byte (libvirt re-reads the header afterwards); a larger `size` is
+        // applied once the image is in.
+        let xml = volume_xml(&name, header.virtual_size.max(opened.length), header.format.as_str(), None)?;
+        let host = ctx.host()?;
+        {
+            let _guard = host.lock_pool(&pool).await;
+            let (p, n) = (pool.clone(), name.clone());
+            host.call(move |conn| {
+                StorageVol::create_xml(&lookup_pool(conn, &p)?, &xml, 0)
+                    .map(drop)
+                    .map_err(|e| HostError::call(format!("create volume {p}/{n}"), e))
+            })
+            .await
+            .map_err(|e| e.diagnostic("Cannot create volume"))?;
+        }
+        tracing::info!(volume = %label, %source, bytes = opened.length, format = header.format.as_str(), "uploading image");
+        let cancel = ctx.cancel.clone();
+        let expected = sha256.map(str::to_string);
+        let (p, n, l) = (pool.clone(), name.clone(), label.clone());
+        let uploaded = host
+            .call_once(move |conn| {
+                let vol = lookup_vol(&lookup_pool(conn, &p)?, &p, &n)?;
+                Ok(upload::upload(
+                    conn,
+                    &vol,
+                    opened.reader,
+                    opened.length,
+                    opened.sparse,
+                    expected.as_deref(),
+                    &cancel,
+                    &l,
+                ))
+            })
+            .await;
+        match uploaded {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                self.remove_after_failure(ctx, &pool, &name).await;
+                return Err(upload_diagnostic(source, e).into());
+            }
+            Err(e) => {
+                self.remove_after_failure(ctx, &pool, &name).await;
+                return Err(e.diagnostic("Image upload failed").into());
+            }
+        }
+        let (p, n) = (pool.clone(), name.clone());
+        let observed = host
+            .call(move |conn| {
+                let vol = lookup_vol(&lookup_pool(conn, &p)?, &p, &n)?;
+                let label = format!("{p}/{n}");
+                if let Some(w) = wanted {
+                    if w > capacity_of(&observe(conn, &vol, &label)?.doc) {
+                        vol.resize(w, 0).map_err(|e| HostError::call(format!("grow volume {label}"), e))?;
+                    }
+                }
+                observe(conn, &vol, &label)
+            })
+            .await;
+        match observed {
+            Ok(o) => Ok(o),
+            Err(e) => {
+                self.remove_after_failure(ctx, &pool, &name).await;
+                Err(e.diagnostic("Cannot finish volume").into())
+            }
+        }
+    }
+
+    /// Deletes a volume whose creation failed, so nothing is left behind untracked.
+    pub(super) async fn remove_after_failure(&self, ctx: &Context, pool: &str, name: &str) {
+        let Ok(host) = ctx.host() else { return };
+        let (p, n) = (pool.to_string(), name.to_string());
+        let _guard = host.lock_pool(pool).await;
+        let result = host
+            .call(move |conn| {
+                lookup_vol(&lookup_pool(conn, &p)?, &p, &n)?.delete(0).map_err(|e| HostError::call("delete", e))
+            })
+            .await;
+        match result {
+            Ok(()) => tracing::info!(volume = %format!("{pool}/{name}"), "removed the half-created volume"),
+            Err(e) => {
+                tracing::error!(volume = %format!("{pool}/{name}"), error = %e, "could not remove the half-created volume")
+            }
+        }
+    }
+}
+
+/// An upload failure as a diagnostic pointing at the attribute to fix.
+pub(super) fn upload_diagnostic(source: &str, e: UploadError) -> Diagnostic {
+    match e {
+        UploadError::Checksum { .. } => Diagnostic::attribute_error(
+            Path::attr("source_sha256"),
+            "Checksum mismatch",
+            format!("{source}: {e}. The volume was removed; check the image or the checksum."),
+        ),
+        UploadError::Cancelled { .. } => {
+            Diagnostic::error("Upload cancelled", format!("{source}: {e}. The half-written volume was removed."))
+        }
+        UploadError::Source { .. } | UploadError::Length { .. } => Diagnostic::attribute_error(
+            Path::attr("source"),
+            "Cannot read image",
+            format!("{source}: {e}. The half-written volume was removed."),
+        ),
+        UploadError::Host(h) => h.diagnostic("Image upload failed"),
+    }
+}
