@@ -81,7 +81,7 @@ fn a_failing_terraform_fails_the_first_step_and_shows_its_output() {
 fn bad_flags_are_usage_errors() {
     let (code, _, stderr) = drill(&["--dir", ".", "--timeout", "5d"]);
     assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("unit must be s, m or h"), "{stderr}");
+    assert!(stderr.contains("\"5d\" is not a duration: write it like \"30s\", \"10m\" or \"1h30m\""), "{stderr}");
     let (code, _, stderr) = drill(&[]);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("--dir"), "{stderr}");

@@ -6,15 +6,17 @@
 //! * Kubernetes: [`k8s_name`] (object names, `IsDNS1123Subdomain`), [`k8s_namespace`]
 //!   (`IsDNS1123Label`), [`k8s_qualified_name`] (label and annotation keys), [`k8s_label_value`],
 //!   [`k8s_data_key`] (Secret and ConfigMap keys);
-//! * [`mac_address`]: a NIC's MAC address, unicast, lowercase as libvirt writes it.
+//! * [`mac_address`]: a NIC's MAC address, unicast, lowercase as libvirt writes it;
+//! * [`units`]: sizes (`20GiB`) and durations (`1h30m`), parsed and written back.
 //!
-//! Every check returns [`Invalid`], whose message names the value, the kind of name expected and
+//! Every name and address check returns [`Invalid`], whose message names the value, the kind of name expected and
 //! what is wrong; callers add where the value came from.
 
 #![warn(missing_docs)]
 
 mod mac;
 mod names;
+pub mod units;
 
 pub use mac::mac_address;
 pub use names::{dns_label, dns_name, k8s_data_key, k8s_label_value, k8s_name, k8s_namespace, k8s_qualified_name};

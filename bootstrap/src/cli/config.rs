@@ -212,7 +212,8 @@ struct RawTimeouts {
     sync: Option<Duration>,
 }
 
-/// A duration written as `90`, `90s`, `10m` or `2h` (the same syntax as `--timeout`). The error
+/// A duration written as `90s`, `10m` or `1h30m` (the same syntax as `--timeout`), or a number of
+/// seconds (a YAML integer, e.g. `90`). The error
 /// is raised inside the value's own deserialisation, so the YAML parser names the field path
 /// (`timeouts.sync`) and line.
 fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
@@ -220,16 +221,17 @@ fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, 
     impl serde::de::Visitor<'_> for Visitor {
         type Value = Duration;
         fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("a duration such as 90s, 10m or 2h")
+            f.write_str("a duration such as 90s, 10m or 1h30m, or a number of seconds")
         }
         fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Duration, E> {
             super::parse_duration(s).map_err(E::custom)
         }
         fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Duration, E> {
-            super::parse_duration(&n.to_string()).map_err(E::custom)
+            super::seconds(n).map_err(E::custom)
         }
         fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Duration, E> {
-            super::parse_duration(&n.to_string()).map_err(E::custom)
+            let n = u64::try_from(n).map_err(|_| E::custom("a duration must be more than zero"))?;
+            super::seconds(n).map_err(E::custom)
         }
     }
     d.deserialize_any(Visitor).map(Some)

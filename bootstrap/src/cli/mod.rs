@@ -184,24 +184,23 @@ where
     }
 }
 
-/// A duration as the command line and config files write it: `90` (seconds), `90s`, `45m`, `2h`.
+/// A duration as the command line and config files write it: `90s`, `45m`, `1h30m` (the grammar
+/// of `kvm_validate::units`, which the provider's `timeouts` use too); more than zero.
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let s = s.trim();
-    let (number, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => s.split_at(i),
-        None => (s, "s"),
-    };
-    let n: u64 = number.parse().map_err(|_| format!("{s:?} is not a duration: use e.g. 90s, 45m or 2h"))?;
-    let factor = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        _ => return Err(format!("{s:?} is not a duration: the unit must be s, m or h")),
-    };
-    if n == 0 {
+    let d = kvm_validate::units::duration(s).map_err(|e| e.to_string())?;
+    positive(d)
+}
+
+/// A number of seconds, as a config file may give a duration (a YAML integer).
+fn seconds(n: u64) -> Result<std::time::Duration, String> {
+    positive(std::time::Duration::from_secs(n))
+}
+
+fn positive(d: std::time::Duration) -> Result<std::time::Duration, String> {
+    if d.is_zero() {
         return Err("a duration must be more than zero".to_string());
     }
-    Ok(std::time::Duration::from_secs(n.saturating_mul(factor)))
+    Ok(d)
 }
 
 /// Reads a file, or stdin for `None` / `-`.
@@ -263,11 +262,15 @@ mod tests {
     #[test]
     fn durations() {
         use std::time::Duration;
-        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
         assert_eq!(parse_duration("45m").unwrap(), Duration::from_secs(2700));
-        assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
-        assert!(parse_duration("0").is_err());
-        assert!(parse_duration("5d").unwrap_err().contains("unit"));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(seconds(90).unwrap(), Duration::from_secs(90));
+        assert!(parse_duration("0s").unwrap_err().contains("more than zero"));
+        assert!(seconds(0).is_err());
+        // A bare number is refused (seconds or minutes?), as in the provider's timeouts.
+        assert!(parse_duration("90").unwrap_err().contains("write it like \"30s\""));
+        assert!(parse_duration("5d").unwrap_err().contains("not a duration"));
         assert!(parse_duration("abc").is_err());
     }
 

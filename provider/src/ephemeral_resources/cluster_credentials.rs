@@ -120,7 +120,7 @@ fn server_url() -> impl Validator {
 
 /// A `ttl` text as a duration within the bounds.
 fn parse_ttl(text: &str) -> Result<Duration, String> {
-    let d = parse_duration(text)?;
+    let d = parse_duration(text).map_err(|e| e.to_string())?;
     if d < CLIENT_CERT_MIN_TTL || d > CLIENT_CERT_MAX_TTL {
         return Err(format!(
             "{text:?} is out of range: a short-lived credential lasts from {} to {}.",

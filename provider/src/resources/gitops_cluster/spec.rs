@@ -377,7 +377,7 @@ fn either(v: &Value, name: &str) -> Result<Option<String>, Diagnostic> {
 
 fn duration(v: &Value, name: &str, default: &str) -> Result<Duration, Diagnostic> {
     let text = v.get_attr(name).and_then(Value::as_str).unwrap_or(default);
-    parse_duration(text).map_err(|e| err(Path::attr("timeouts").join_attr(name), "Invalid duration", e))
+    parse_duration(text).map_err(|e| err(Path::attr("timeouts").join_attr(name), "Invalid duration", e.to_string()))
 }
 
 /// Stage limits for `op`: each waiting stage gets the operation's timeout; reaching a node

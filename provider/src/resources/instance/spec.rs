@@ -11,6 +11,7 @@ use crate::diag::{Diagnostic, Diagnostics};
 use crate::resources::{items, Attrs};
 use crate::units::{parse_duration, parse_size};
 
+use super::metadata::FixedIp;
 use super::schema::{DEFAULT_CREATE_TIMEOUT, DEFAULT_DELETE_TIMEOUT};
 
 /// What the apply waits for before it returns.
@@ -135,6 +136,20 @@ pub struct Spec {
 }
 
 impl Spec {
+    /// The fixed addresses the instance reserves in its networks' DHCP (a NIC on a libvirt
+    /// network with an `ip`).
+    pub fn fixed_ips(&self) -> Vec<FixedIp> {
+        self.nics
+            .iter()
+            .filter_map(|n| match (&n.network, n.ip) {
+                (Some(network), Some(ip)) => {
+                    Some(FixedIp { network: network.clone(), mac: n.mac.clone(), ip: ip.to_string() })
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Reads a planned or prior state. Errors name the attribute; they only occur for values
     /// the validators let through, i.e. not for a plan Terraform accepted.
     pub fn from_value(value: &Value) -> Result<Spec, Diagnostic> {
@@ -149,7 +164,7 @@ impl Spec {
         };
         let memory_text = a.opt_str("memory").unwrap_or("1GiB");
         let memory = parse_size(memory_text)
-            .map_err(|e| Diagnostic::attribute_error(Path::attr("memory"), "Invalid memory", e))?;
+            .map_err(|e| Diagnostic::attribute_error(Path::attr("memory"), "Invalid memory", e.to_string()))?;
         let vcpu = a.opt_i64("vcpu").unwrap_or(1).clamp(1, 512) as u32;
         let disks =
             items(a.get("disk")).iter().enumerate().map(|(i, d)| disk(d, i, vcpu)).collect::<Result<Vec<_>, _>>()?;
@@ -227,7 +242,7 @@ pub fn derived_mac(instance: &str, index: usize) -> String {
 }
 
 fn duration(text: &str, path: Path) -> Result<Duration, Diagnostic> {
-    parse_duration(text).map_err(|e| Diagnostic::attribute_error(path, "Invalid duration", e))
+    parse_duration(text).map_err(|e| Diagnostic::attribute_error(path, "Invalid duration", e.to_string()))
 }
 
 fn timeouts(v: &Value) -> Result<Timeouts, Diagnostic> {

@@ -174,7 +174,7 @@ impl Resource for Volume {
         let attrs = Attrs::of(planned)?;
         let (pool, name) = (attrs.str("pool")?.to_string(), attrs.str("name")?.to_string());
         let size = parse_size(attrs.str("size")?)
-            .map_err(|e| Diagnostic::attribute_error(Path::attr("size"), "Invalid size", e))?;
+            .map_err(|e| Diagnostic::attribute_error(Path::attr("size"), "Invalid size", e.to_string()))?;
         let host = ctx.host()?;
         tracing::info!(volume = %format!("{pool}/{name}"), size = %format_size(size), "growing volume in place");
         let observed = host

@@ -50,7 +50,7 @@ impl Volume {
     pub(super) async fn create_blank(&self, ctx: &Context, attrs: &Attrs<'_>) -> Outcome<Observed> {
         let (pool, name) = (attrs.str("pool")?.to_string(), attrs.str("name")?.to_string());
         let size = parse_size(attrs.str("size")?)
-            .map_err(|e| Diagnostic::attribute_error(Path::attr("size"), "Invalid size", e))?;
+            .map_err(|e| Diagnostic::attribute_error(Path::attr("size"), "Invalid size", e.to_string()))?;
         let format = attrs.opt_str("format").unwrap_or("qcow2");
         let xml = volume_xml(&name, size, format, None)?;
         let host = ctx.host()?;
@@ -88,7 +88,7 @@ impl Volume {
             .opt_str("size")
             .map(parse_size)
             .transpose()
-            .map_err(|e| Diagnostic::attribute_error(Path::attr("size"), "Invalid size", e))?;
+            .map_err(|e| Diagnostic::attribute_error(Path::attr("size"), "Invalid size", e.to_string()))?;
         let (base_pool, base) = (base_pool.to_string(), base.to_string());
         let host = ctx.host()?;
         let _guard = host.lock_pool(&pool).await;
@@ -165,7 +165,7 @@ impl Volume {
             .opt_str("size")
             .map(parse_size)
             .transpose()
-            .map_err(|e| Diagnostic::attribute_error(Path::attr("size"), "Invalid size", e))?;
+            .map_err(|e| Diagnostic::attribute_error(Path::attr("size"), "Invalid size", e.to_string()))?;
         if let Some(w) = wanted {
             if w < header.virtual_size {
                 return Err(Diagnostic::attribute_error(
