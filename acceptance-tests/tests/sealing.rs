@@ -446,3 +446,138 @@ fn write_only_values_are_refused_by_a_terraform_that_cannot_send_them() {
     assert_eq!(ws.state_list(), vec!["kvm_sealed_secret.s".to_string()]);
     ws.destroy().ok();
 }
+
+/// A GitOps tree in `ws/gitops`: three SealedSecrets sealed to the public test key, one per
+/// scope, in a multi-document YAML file and a JSON file, next to a ConfigMap. Returns the path
+/// of the JSON file.
+fn write_gitops_tree(ws: &Workspace) -> std::path::PathBuf {
+    use kvm_bootstrap::sealing::{seal_secret, Scope, SealingCertificate, SecretSpec};
+    let cert = SealingCertificate::from_pem(&test_cert()).unwrap();
+    let values = BTreeMap::from([("password".to_string(), MARKER.as_bytes().to_vec())]);
+    let empty = BTreeMap::new();
+    let sealed = |name: &str, scope: Scope| {
+        let spec = SecretSpec {
+            namespace: "payments",
+            name,
+            scope,
+            secret_type: "Opaque",
+            values: &values,
+            labels: &empty,
+            annotations: &empty,
+        };
+        seal_secret(&cert, &spec).unwrap()
+    };
+    let dir = ws.path().join("gitops/apps");
+    std::fs::create_dir_all(&dir).unwrap();
+    let yaml = format!(
+        "# payments\n{}---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n---\n{}",
+        sealed("db", Scope::Strict).to_yaml(),
+        sealed("wide", Scope::NamespaceWide).to_yaml()
+    );
+    std::fs::write(dir.join("payments.yaml"), yaml).unwrap();
+    let json_file = dir.join("cluster.json");
+    std::fs::write(&json_file, sealed("everywhere", Scope::ClusterWide).to_json()).unwrap();
+    json_file
+}
+
+fn check_config(postcondition: bool) -> String {
+    let lifecycle = if postcondition {
+        r#"
+  lifecycle {
+    postcondition {
+      condition     = self.ok
+      error_message = "Some SealedSecrets in gitops/ would not unseal in the new cluster: run kvm-gitops verify."
+    }
+  }"#
+    } else {
+        ""
+    };
+    format!(
+        r#"{REQUIRED_PROVIDERS}
+data "kvm_sealed_secrets_check" "gitops" {{
+  directory    = "${{path.module}}/gitops"
+  private_keys = [file("${{path.module}}/key.pem")]{lifecycle}
+}}
+
+output "ok" {{
+  value = data.kvm_sealed_secrets_check.gitops.ok
+}}
+
+output "secret_count" {{
+  value = data.kvm_sealed_secrets_check.gitops.secret_count
+}}
+
+output "failures" {{
+  value = data.kvm_sealed_secrets_check.gitops.failures
+}}
+"#
+    )
+}
+
+/// Flips one base64 character in the middle of the first ciphertext of `file`.
+fn corrupt_first_ciphertext(file: &std::path::Path) {
+    let text = std::fs::read_to_string(file).unwrap();
+    let sealed = SealedSecret::from_yaml(&text).unwrap();
+    let old = sealed.spec.encrypted_data.values().next().unwrap().clone();
+    let mid = old.len() / 2;
+    let flipped = if &old[mid..mid + 1] == "A" { "B" } else { "A" };
+    std::fs::write(file, text.replace(&old, &format!("{}{flipped}{}", &old[..mid], &old[mid + 1..]))).unwrap();
+}
+
+#[test]
+fn sealed_secrets_check_reports_ok_count_and_failures() {
+    let ws = Workspace::new(&check_config(false));
+    ws.write_file("key.pem", &test_key());
+    let json_file = write_gitops_tree(&ws);
+    ws.init().ok();
+    ws.apply(&[]).ok();
+    let out = ws.outputs();
+    assert_eq!(out["ok"]["value"], true, "{out:#}");
+    assert_eq!(out["secret_count"]["value"], 3);
+    assert_eq!(out["failures"]["value"], serde_json::json!([]));
+
+    corrupt_first_ciphertext(&json_file);
+    let apply = ws.apply(&[]).ok();
+    assert!(!apply.all().contains(MARKER));
+    let out = ws.outputs();
+    assert_eq!(out["ok"]["value"], false, "{out:#}");
+    assert_eq!(out["secret_count"]["value"], 3);
+    let failures = out["failures"]["value"].as_array().unwrap();
+    assert_eq!(failures.len(), 1, "{out:#}");
+    assert_eq!(failures[0]["file"], "apps/cluster.json");
+    assert_eq!(failures[0]["name"], "everywhere");
+    assert_eq!(failures[0]["namespace"], "payments");
+    assert!(failures[0]["reason"].as_str().unwrap().contains("none of the 1 given keys"), "{out:#}");
+
+    // Plan-time validation points at the attribute and never quotes the value.
+    ws.write_main(&check_config(false).replace(r#"[file("${path.module}/key.pem")]"#, r#"["hunter2-not-a-key"]"#));
+    let plan = ws.plan(&[]).failed();
+    assert!(plan.stderr.contains("Invalid value for \"private_keys\""), "{}", plan.stderr);
+    assert!(plan.stderr.contains("private_keys[0]"), "{}", plan.stderr);
+    // Terraform quotes the configuration line itself; the provider's message must not add the value.
+    let ours: Vec<&str> = plan.stderr.lines().filter(|l| !l.contains("private_keys = [")).collect();
+    assert!(!ours.join("\n").contains("hunter2"), "{}", plan.stderr);
+    ws.write_main(&check_config(false).replace("/gitops\"", "/no-such-dir\""));
+    let plan = ws.plan(&[]).failed();
+    assert!(plan.stderr.contains("Cannot read the directory"), "{}", plan.stderr);
+}
+
+#[test]
+fn sealed_secrets_check_postcondition_stops_the_plan() {
+    if !terraform_at_least(1, 2, "postconditions on a data source") {
+        return;
+    }
+    let ws = Workspace::new(&check_config(true));
+    ws.write_file("key.pem", &test_key());
+    let json_file = write_gitops_tree(&ws);
+    ws.init().ok();
+    let plan = ws.plan(&[]);
+    assert_ne!(plan.code, 1, "a good tree passes the postcondition:\n{}", plan.all());
+
+    corrupt_first_ciphertext(&json_file);
+    let plan = ws.plan(&[]).failed();
+    let words = plan.stderr.split_whitespace().filter(|w| *w != "│").collect::<Vec<_>>().join(" ");
+    assert!(words.contains("Resource postcondition failed"), "{}", plan.stderr);
+    assert!(words.contains("would not unseal in the new cluster"), "{}", plan.stderr);
+    assert!(!plan.all().contains(MARKER));
+}

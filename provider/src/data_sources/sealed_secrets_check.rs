@@ -100,7 +100,8 @@ impl SealedSecretsCheck {
                 .validate(validate_certificate),
         )
         .attribute(Attribute::computed("ok", Type::Bool).describe("True when every SealedSecret passed."))
-        .attribute(Attribute::computed("count", Type::Number).describe("Number of SealedSecrets found."))
+        // Not `count`: Terraform reserves `<resource>.count` and refuses to read such an attribute.
+        .attribute(Attribute::computed("secret_count", Type::Number).describe("Number of SealedSecrets found."))
         .attribute(Attribute::computed("failures", Type::list(failure_type())).describe(
             "One object per SealedSecret that failed (and per unreadable file that mentions SealedSecret): `file` \
              (relative to `directory`), `name`, `namespace` (empty when unset) and `reason`.",
@@ -195,7 +196,7 @@ impl DataSource for SealedSecretsCheck {
         let mut state = config.clone();
         set_attr(&mut state, "id", Value::string(directory.display().to_string()));
         set_attr(&mut state, "ok", Value::Bool(verification.ok()));
-        set_attr(&mut state, "count", int(verification.secrets.len() as i64));
+        set_attr(&mut state, "secret_count", int(verification.secrets.len() as i64));
         set_attr(&mut state, "failures", Value::List(failures(&verification, &directory)));
         Ok(state)
     }
