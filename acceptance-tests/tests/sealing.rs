@@ -581,3 +581,72 @@ fn sealed_secrets_check_postcondition_stops_the_plan() {
     assert!(words.contains("would not unseal in the new cluster"), "{}", plan.stderr);
     assert!(!plan.all().contains(MARKER));
 }
+
+/// The documented rotation (docs/resources/sealing_key.md, "Key rotation") with
+/// `examples/sealing-rotation` as it stands, the real Terraform and the real `kvm-gitops`: the
+/// postcondition stops the plan while a SealedSecret is sealed to the old key, `kvm-gitops reseal
+/// --state` fixes that, and after removing the old key the check still passes.
+#[test]
+fn sealing_rotation_example_blocks_the_plan_until_resealed() {
+    if !terraform_at_least(1, 2, "the postcondition of examples/sealing-rotation") {
+        return;
+    }
+    use kvm_bootstrap::sealing::{seal_secret, Scope, SecretSpec};
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/sealing-rotation/main.tf");
+    let main_tf = std::fs::read_to_string(example).unwrap();
+    let ws = Workspace::new(&main_tf);
+    std::fs::create_dir_all(ws.path().join("gitops/apps")).unwrap();
+    ws.init().ok();
+    ws.apply(&[]).ok();
+    assert_eq!(ws.outputs()["sealed_secret_count"]["value"], 0);
+
+    // Step 1 done: both keys exist. A secret sealed to the old key is in Git.
+    let old = ws.resource_values("kvm_sealing_key.old");
+    let old_key =
+        SealingKey::from_pem(old["private_key_pem"].as_str().unwrap(), old["certificate_pem"].as_str().unwrap())
+            .unwrap();
+    let values = BTreeMap::from([("password".to_string(), MARKER.as_bytes().to_vec())]);
+    let empty = BTreeMap::new();
+    let spec = SecretSpec {
+        namespace: "payments",
+        name: "db",
+        scope: Scope::Strict,
+        secret_type: "Opaque",
+        values: &values,
+        labels: &empty,
+        annotations: &empty,
+    };
+    let file = ws.path().join("gitops/apps/db.yaml");
+    std::fs::write(&file, format!("# db\n{}", seal_secret(old_key.certificate(), &spec).unwrap().to_yaml())).unwrap();
+    let plan = ws.plan(&[]).failed();
+    let words = plan.stderr.split_whitespace().filter(|w| *w != "│").collect::<Vec<_>>().join(" ");
+    assert!(words.contains("not yet sealed to the new key"), "{}", plan.stderr);
+
+    // Step 2: reseal from the state file to the new certificate.
+    let cert = ws.write_file("new.pem", ws.outputs()["new_certificate"]["value"].as_str().unwrap());
+    let reseal = std::process::Command::new(acceptance_tests::kvm_gitops_bin())
+        .current_dir(ws.path())
+        .args(["reseal", "--state", "terraform.tfstate", "--cert"])
+        .arg(&cert)
+        .arg("gitops")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&reseal.stdout);
+    assert!(reseal.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&reseal.stderr));
+    assert!(stdout.contains("payments/db") && stdout.contains("resealed"), "{stdout}");
+    assert!(std::fs::read_to_string(&file).unwrap().starts_with("# db\n"), "comment kept");
+
+    // Step 3: the check passes.
+    assert_ne!(ws.plan(&[]).code, 1, "the postcondition passes after the reseal");
+
+    // Step 4: remove the old key; the check (now with the new key only) still passes.
+    let without_old = main_tf.replace("resource \"kvm_sealing_key\" \"old\" {}", "").replace(
+        "[kvm_sealing_key.new.private_key_pem, kvm_sealing_key.old.private_key_pem]",
+        "[kvm_sealing_key.new.private_key_pem]",
+    );
+    assert_ne!(without_old, main_tf);
+    ws.write_main(&without_old);
+    ws.apply(&[]).ok();
+    assert_eq!(ws.outputs()["sealed_secret_count"]["value"], 1);
+    assert!(ws.state_list().iter().all(|a| a != "kvm_sealing_key.old"));
+}

@@ -246,6 +246,9 @@ pub struct FileChange {
     pub text: String,
 }
 
+/// New `encryptedData` of one SealedSecret: its `List` item (if any) and the new ciphertexts.
+type NewData = (Option<usize>, BTreeMap<String, String>);
+
 /// Options of [`plan_reseal`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ResealOptions {
@@ -270,7 +273,7 @@ pub fn plan_reseal(
     for file in files {
         plan.unreadable.extend(file.unreadable.iter().filter(|u| u.mentions_sealed_secret).map(UnreadableReport::from));
         // New encryptedData per (document index, item), applied per document below.
-        let mut new_data: BTreeMap<usize, Vec<(Option<usize>, BTreeMap<String, String>)>> = BTreeMap::new();
+        let mut new_data: BTreeMap<usize, Vec<NewData>> = BTreeMap::new();
         for secret in &file.secrets {
             let location = Location::of(file, secret);
             let row = match open(&secret.sealed, keys) {
@@ -353,12 +356,7 @@ fn seal_values(
 
 /// Replaces each old ciphertext of the re-sealed secrets of one document where it stands; `None`
 /// when some old value does not occur exactly once in the document's text.
-fn replace_in_place(
-    text: &str,
-    all: &[FoundSecret],
-    document_index: usize,
-    secrets: &[(Option<usize>, BTreeMap<String, String>)],
-) -> Option<String> {
+fn replace_in_place(text: &str, all: &[FoundSecret], document_index: usize, secrets: &[NewData]) -> Option<String> {
     let mut edits = Vec::new();
     for (item, data) in secrets {
         let found = all.iter().find(|s| s.document_index == document_index && s.item == *item)?;
@@ -391,7 +389,7 @@ fn replace_in_place(
 }
 
 /// Renders a document anew with the new ciphertexts (the fallback of [`replace_in_place`]).
-fn render(value: &Value, secrets: &[(Option<usize>, BTreeMap<String, String>)], format: FileFormat) -> String {
+fn render(value: &Value, secrets: &[NewData], format: FileFormat) -> String {
     let mut value = value.clone();
     for (item, data) in secrets {
         let object = match item {

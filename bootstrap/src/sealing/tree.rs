@@ -205,11 +205,8 @@ pub fn scan_text(path: &Path, format: FileFormat, text: String) -> ScannedFile {
         FileFormat::Json => {
             let start = text.len() - text.trim_start().len();
             let end = text.trim_end().len();
-            if start < end {
-                vec![start..end]
-            } else {
-                Vec::new()
-            }
+            // One JSON value: one span (none for a blank file).
+            std::iter::once(start..end).filter(|r| !r.is_empty()).collect()
         }
         FileFormat::Yaml => yaml_document_spans(&text),
     };
