@@ -322,6 +322,52 @@ mod tests {
         assert_eq!(parse_ui_line(r#"{"type":"version"}"#), None);
     }
 
+    fn test_pair() -> (&'static str, &'static str) {
+        (
+            include_str!("../../../testdata/sealed-secrets/sealing-key.pem"),
+            include_str!("../../../testdata/sealed-secrets/sealing-cert.pem"),
+        )
+    }
+
+    #[test]
+    fn unsealing_keys_from_every_terraform_document() {
+        let (key, cert) = test_pair();
+        let attrs = serde_json::json!({"private_key_pem": key, "certificate_pem": cert});
+        let fingerprint = SealingKey::from_pem(key, cert).unwrap().certificate().fingerprint();
+
+        // A state file: module path and index keys make the address.
+        let state = serde_json::json!({"version": 4, "resources": [
+            {"mode": "managed", "type": "kvm_sealing_key", "name": "k", "module": "module.c",
+             "instances": [{"index_key": "a", "attributes": attrs}, {"index_key": 1, "attributes": attrs}]},
+            {"mode": "data", "type": "kvm_sealing_key", "name": "ignored", "instances": []},
+        ]});
+        let keys = unsealing_keys_in_terraform_json(&state).unwrap();
+        let addresses: Vec<&str> = keys.iter().map(|(a, _)| a.as_str()).collect();
+        assert_eq!(addresses, ["module.c.kvm_sealing_key.k[\"a\"]", "module.c.kvm_sealing_key.k[1]"]);
+        assert!(keys.iter().all(|(_, k)| k.fingerprint() == fingerprint));
+
+        // `terraform show -json`.
+        let show = serde_json::json!({"values": {"root_module": {"resources": [
+            {"mode": "managed", "type": "kvm_sealing_key", "address": "kvm_sealing_key.k", "values": attrs}]}}});
+        assert_eq!(unsealing_keys_in_terraform_json(&show).unwrap()[0].0, "kvm_sealing_key.k");
+
+        // `terraform output -json`: a PEM string, or nested in an object.
+        let outputs = serde_json::json!({"whole": {"value": attrs}, "other": {"value": 3}});
+        let keys = unsealing_keys_in_terraform_json(&outputs).unwrap();
+        assert_eq!(keys.len(), 1);
+        assert_eq!(keys[0].0, "output.whole.private_key_pem");
+
+        // Nothing there, or a stale fingerprint: errors that say where.
+        let empty = serde_json::json!({"version": 4, "resources": []});
+        assert!(unsealing_keys_in_terraform_json(&empty).unwrap_err().contains("no kvm_sealing_key"));
+        let stale = serde_json::json!({"version": 4, "resources": [{"mode": "managed", "type": "kvm_sealing_key",
+            "name": "k", "instances": [{"attributes": {"private_key_pem": key, "certificate_pem": cert, "fingerprint": "00"}}]}]});
+        assert!(unsealing_keys_in_terraform_json(&stale)
+            .unwrap_err()
+            .starts_with("kvm_sealing_key.k: the fingerprint"));
+        assert!(unsealing_keys_in_terraform_json(&serde_json::json!([1])).is_err());
+    }
+
     #[test]
     fn deletions_of_a_plan() {
         let plan = serde_json::json!({"resource_changes": [
