@@ -446,3 +446,207 @@ fn write_only_values_are_refused_by_a_terraform_that_cannot_send_them() {
     assert_eq!(ws.state_list(), vec!["kvm_sealed_secret.s".to_string()]);
     ws.destroy().ok();
 }
+
+/// A GitOps tree in `ws/gitops`: three SealedSecrets sealed to the public test key, one per
+/// scope, in a multi-document YAML file and a JSON file, next to a ConfigMap. Returns the path
+/// of the JSON file.
+fn write_gitops_tree(ws: &Workspace) -> std::path::PathBuf {
+    use kvm_bootstrap::sealing::{seal_secret, Scope, SealingCertificate, SecretSpec};
+    let cert = SealingCertificate::from_pem(&test_cert()).unwrap();
+    let values = BTreeMap::from([("password".to_string(), MARKER.as_bytes().to_vec())]);
+    let empty = BTreeMap::new();
+    let sealed = |name: &str, scope: Scope| {
+        let spec = SecretSpec {
+            namespace: "payments",
+            name,
+            scope,
+            secret_type: "Opaque",
+            values: &values,
+            labels: &empty,
+            annotations: &empty,
+        };
+        seal_secret(&cert, &spec).unwrap()
+    };
+    let dir = ws.path().join("gitops/apps");
+    std::fs::create_dir_all(&dir).unwrap();
+    let yaml = format!(
+        "# payments\n{}---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n---\n{}",
+        sealed("db", Scope::Strict).to_yaml(),
+        sealed("wide", Scope::NamespaceWide).to_yaml()
+    );
+    std::fs::write(dir.join("payments.yaml"), yaml).unwrap();
+    let json_file = dir.join("cluster.json");
+    std::fs::write(&json_file, sealed("everywhere", Scope::ClusterWide).to_json()).unwrap();
+    json_file
+}
+
+fn check_config(postcondition: bool) -> String {
+    let lifecycle = if postcondition {
+        r#"
+  lifecycle {
+    postcondition {
+      condition     = self.ok
+      error_message = "Some SealedSecrets in gitops/ would not unseal in the new cluster: run kvm-gitops verify."
+    }
+  }"#
+    } else {
+        ""
+    };
+    format!(
+        r#"{REQUIRED_PROVIDERS}
+data "kvm_sealed_secrets_check" "gitops" {{
+  directory    = "${{path.module}}/gitops"
+  private_keys = [file("${{path.module}}/key.pem")]{lifecycle}
+}}
+
+output "ok" {{
+  value = data.kvm_sealed_secrets_check.gitops.ok
+}}
+
+output "secret_count" {{
+  value = data.kvm_sealed_secrets_check.gitops.secret_count
+}}
+
+output "failures" {{
+  value = data.kvm_sealed_secrets_check.gitops.failures
+}}
+"#
+    )
+}
+
+/// Flips one base64 character in the middle of the first ciphertext of `file`.
+fn corrupt_first_ciphertext(file: &std::path::Path) {
+    let text = std::fs::read_to_string(file).unwrap();
+    let sealed = SealedSecret::from_yaml(&text).unwrap();
+    let old = sealed.spec.encrypted_data.values().next().unwrap().clone();
+    let mid = old.len() / 2;
+    let flipped = if &old[mid..mid + 1] == "A" { "B" } else { "A" };
+    std::fs::write(file, text.replace(&old, &format!("{}{flipped}{}", &old[..mid], &old[mid + 1..]))).unwrap();
+}
+
+#[test]
+fn sealed_secrets_check_reports_ok_count_and_failures() {
+    let ws = Workspace::new(&check_config(false));
+    ws.write_file("key.pem", &test_key());
+    let json_file = write_gitops_tree(&ws);
+    ws.init().ok();
+    ws.apply(&[]).ok();
+    let out = ws.outputs();
+    assert_eq!(out["ok"]["value"], true, "{out:#}");
+    assert_eq!(out["secret_count"]["value"], 3);
+    assert_eq!(out["failures"]["value"], serde_json::json!([]));
+
+    corrupt_first_ciphertext(&json_file);
+    let apply = ws.apply(&[]).ok();
+    assert!(!apply.all().contains(MARKER));
+    let out = ws.outputs();
+    assert_eq!(out["ok"]["value"], false, "{out:#}");
+    assert_eq!(out["secret_count"]["value"], 3);
+    let failures = out["failures"]["value"].as_array().unwrap();
+    assert_eq!(failures.len(), 1, "{out:#}");
+    assert_eq!(failures[0]["file"], "apps/cluster.json");
+    assert_eq!(failures[0]["name"], "everywhere");
+    assert_eq!(failures[0]["namespace"], "payments");
+    assert!(failures[0]["reason"].as_str().unwrap().contains("none of the 1 given keys"), "{out:#}");
+
+    // Plan-time validation points at the attribute and never quotes the value.
+    ws.write_main(&check_config(false).replace(r#"[file("${path.module}/key.pem")]"#, r#"["hunter2-not-a-key"]"#));
+    let plan = ws.plan(&[]).failed();
+    assert!(plan.stderr.contains("Invalid value for \"private_keys\""), "{}", plan.stderr);
+    assert!(plan.stderr.contains("private_keys[0]"), "{}", plan.stderr);
+    // Terraform quotes the configuration line itself; the provider's message must not add the value.
+    let ours: Vec<&str> = plan.stderr.lines().filter(|l| !l.contains("private_keys = [")).collect();
+    assert!(!ours.join("\n").contains("hunter2"), "{}", plan.stderr);
+    ws.write_main(&check_config(false).replace("/gitops\"", "/no-such-dir\""));
+    let plan = ws.plan(&[]).failed();
+    assert!(plan.stderr.contains("Cannot read the directory"), "{}", plan.stderr);
+}
+
+#[test]
+fn sealed_secrets_check_postcondition_stops_the_plan() {
+    if !terraform_at_least(1, 2, "postconditions on a data source") {
+        return;
+    }
+    let ws = Workspace::new(&check_config(true));
+    ws.write_file("key.pem", &test_key());
+    let json_file = write_gitops_tree(&ws);
+    ws.init().ok();
+    let plan = ws.plan(&[]);
+    assert_ne!(plan.code, 1, "a good tree passes the postcondition:\n{}", plan.all());
+
+    corrupt_first_ciphertext(&json_file);
+    let plan = ws.plan(&[]).failed();
+    let words = plan.stderr.split_whitespace().filter(|w| *w != "│").collect::<Vec<_>>().join(" ");
+    assert!(words.contains("Resource postcondition failed"), "{}", plan.stderr);
+    assert!(words.contains("would not unseal in the new cluster"), "{}", plan.stderr);
+    assert!(!plan.all().contains(MARKER));
+}
+
+/// The documented rotation (docs/resources/sealing_key.md, "Key rotation") with
+/// `examples/sealing-rotation` as it stands, the real Terraform and the real `kvm-gitops`: the
+/// postcondition stops the plan while a SealedSecret is sealed to the old key, `kvm-gitops reseal
+/// --state` fixes that, and after removing the old key the check still passes.
+#[test]
+fn sealing_rotation_example_blocks_the_plan_until_resealed() {
+    if !terraform_at_least(1, 2, "the postcondition of examples/sealing-rotation") {
+        return;
+    }
+    use kvm_bootstrap::sealing::{seal_secret, Scope, SecretSpec};
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/sealing-rotation/main.tf");
+    let main_tf = std::fs::read_to_string(example).unwrap();
+    let ws = Workspace::new(&main_tf);
+    std::fs::create_dir_all(ws.path().join("gitops/apps")).unwrap();
+    ws.init().ok();
+    ws.apply(&[]).ok();
+    assert_eq!(ws.outputs()["sealed_secret_count"]["value"], 0);
+
+    // Step 1 done: both keys exist. A secret sealed to the old key is in Git.
+    let old = ws.resource_values("kvm_sealing_key.old");
+    let old_key =
+        SealingKey::from_pem(old["private_key_pem"].as_str().unwrap(), old["certificate_pem"].as_str().unwrap())
+            .unwrap();
+    let values = BTreeMap::from([("password".to_string(), MARKER.as_bytes().to_vec())]);
+    let empty = BTreeMap::new();
+    let spec = SecretSpec {
+        namespace: "payments",
+        name: "db",
+        scope: Scope::Strict,
+        secret_type: "Opaque",
+        values: &values,
+        labels: &empty,
+        annotations: &empty,
+    };
+    let file = ws.path().join("gitops/apps/db.yaml");
+    std::fs::write(&file, format!("# db\n{}", seal_secret(old_key.certificate(), &spec).unwrap().to_yaml())).unwrap();
+    let plan = ws.plan(&[]).failed();
+    let words = plan.stderr.split_whitespace().filter(|w| *w != "│").collect::<Vec<_>>().join(" ");
+    assert!(words.contains("not yet sealed to the new key"), "{}", plan.stderr);
+
+    // Step 2: reseal from the state file to the new certificate.
+    let cert = ws.write_file("new.pem", ws.outputs()["new_certificate"]["value"].as_str().unwrap());
+    let reseal = std::process::Command::new(acceptance_tests::kvm_gitops_bin())
+        .current_dir(ws.path())
+        .args(["reseal", "--state", "terraform.tfstate", "--cert"])
+        .arg(&cert)
+        .arg("gitops")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&reseal.stdout);
+    assert!(reseal.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&reseal.stderr));
+    assert!(stdout.contains("payments/db") && stdout.contains("resealed"), "{stdout}");
+    assert!(std::fs::read_to_string(&file).unwrap().starts_with("# db\n"), "comment kept");
+
+    // Step 3: the check passes.
+    assert_ne!(ws.plan(&[]).code, 1, "the postcondition passes after the reseal");
+
+    // Step 4: remove the old key; the check (now with the new key only) still passes.
+    let without_old = main_tf.replace("resource \"kvm_sealing_key\" \"old\" {}", "").replace(
+        "[kvm_sealing_key.new.private_key_pem, kvm_sealing_key.old.private_key_pem]",
+        "[kvm_sealing_key.new.private_key_pem]",
+    );
+    assert_ne!(without_old, main_tf);
+    ws.write_main(&without_old);
+    ws.apply(&[]).ok();
+    assert_eq!(ws.outputs()["sealed_secret_count"]["value"], 1);
+    assert!(ws.state_list().iter().all(|a| a != "kvm_sealing_key.old"));
+}

@@ -12,6 +12,7 @@
 mod cluster;
 mod config;
 mod drill;
+mod reseal;
 mod seal;
 mod state;
 
@@ -23,6 +24,7 @@ use clap::{Parser, Subcommand};
 pub use cluster::{ClusterArgs, InstallArgs, ReportOutput, StatusArgs, UninstallArgs};
 pub use config::{ClusterConfig, ConfigFileError};
 pub use drill::{DrillArgs, DrillOutput};
+pub use reseal::{KeySources, ResealArgs, VerifyArgs};
 pub use seal::{OutputFormat, SealArgs};
 pub use state::{ClusterState, StateError, KUBECONFIG_FILE, PKI_FILE, TOKEN_FILE};
 
@@ -39,7 +41,7 @@ pub const EXIT_INTERRUPTED: u8 = 130;
     name = "kvm-gitops",
     version,
     about = "GitOps for clusters built with the KVM Terraform provider: install k3s, Sealed Secrets and Argo CD or Flux \
-             over SSH, check and uninstall them, seal secrets offline, drill disaster recovery",
+             over SSH, check and uninstall them, seal, re-seal and verify secrets offline, drill disaster recovery",
     propagate_version = true
 )]
 pub struct Cli {
@@ -53,6 +55,10 @@ pub struct Cli {
 pub enum Command {
     /// Seal a Kubernetes Secret into a SealedSecret offline, like `kubeseal --cert`.
     Seal(SealArgs),
+    /// Re-seal every SealedSecret under the given paths to a new certificate, offline (key rotation).
+    Reseal(ResealArgs),
+    /// Check that every SealedSecret under the given paths unseals with the given keys (exit 1 if not).
+    Verify(VerifyArgs),
     /// Disaster-recovery drill: destroy and recreate a Terraform deployment, prove the sealing keys survive.
     Drill(DrillArgs),
     /// Install k3s, the sealing keys, Sealed Secrets and the reconciler over SSH, from a cluster config file.
@@ -151,6 +157,8 @@ impl CliError {
 pub fn run(cli: Cli) -> Result<Outcome, CliError> {
     match cli.command {
         Command::Seal(args) => seal::run_seal(&args),
+        Command::Reseal(args) => reseal::run_reseal(&args),
+        Command::Verify(args) => reseal::run_verify(&args),
         Command::Drill(args) => drill::run_drill(&args),
         Command::Install(args) => cluster::run_install(&args),
         Command::Status(args) => cluster::run_status(&args),

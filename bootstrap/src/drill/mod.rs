@@ -38,7 +38,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 pub use sealed::SealedSecretCheck;
-pub use state::{matches_prefix, resource_type, CLUSTER_PKI_TYPE, SEALING_KEY_TYPE};
+pub use state::{matches_prefix, resource_type, unsealing_keys_in_terraform_json, CLUSTER_PKI_TYPE, SEALING_KEY_TYPE};
 
 use state::{StateKey, UiMessage};
 use terraform::{Finished, Terraform};

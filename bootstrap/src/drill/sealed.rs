@@ -3,12 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
 use serde::Serialize;
-use serde_json::Value;
 
 use super::state::StateKey;
-use crate::sealing::{SealedSecret, API_VERSION, KIND};
+use crate::sealing::{tree, SealedSecret};
 
 /// One SealedSecret found in a file.
 #[derive(Debug, Clone)]
@@ -42,67 +40,30 @@ pub struct SealedSecretCheck {
 
 /// Files under the given paths: files as given, directories walked recursively for `.yaml`,
 /// `.yml` and `.json` files (hidden entries such as `.git` and `.terraform` skipped), sorted so
-/// reports are stable.
+/// reports are stable. The walk is [`crate::sealing::tree::manifest_files`], shared with
+/// `kvm-gitops reseal`/`verify`.
 pub fn manifest_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
-    let mut out = Vec::new();
-    for path in paths {
-        let meta = std::fs::metadata(path).map_err(|e| format!("--sealed-secrets {}: {e}", path.display()))?;
-        if meta.is_dir() {
-            walk(path, &mut out).map_err(|e| format!("--sealed-secrets {}: {e}", path.display()))?;
-        } else {
-            out.push(path.clone());
-        }
-    }
-    out.sort();
-    out.dedup();
-    Ok(out)
+    tree::manifest_files(paths).map_err(|e| format!("--sealed-secrets: {e}"))
 }
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let path = entry.path();
-        if entry.file_name().to_string_lossy().starts_with('.') {
-            continue;
-        }
-        if entry.file_type()?.is_dir() {
-            walk(&path, out)?;
-        } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml" || e == "json") {
-            out.push(path);
-        }
-    }
-    Ok(())
-}
-
-/// Every SealedSecret in a file (YAML, possibly multi-document, or JSON; `List` items included).
-/// Documents of other kinds are skipped: GitOps directories mix all sorts of manifests.
+/// Every SealedSecret in a file (YAML, possibly multi-document, or JSON; `List` items included),
+/// found by [`crate::sealing::tree::scan_file`]. Documents of other kinds are skipped: GitOps
+/// directories mix all sorts of manifests, and Helm templates that are not YAML; a document that
+/// cannot be read but mentions `SealedSecret` is an error, as it may hide one.
 pub fn sealed_secrets_in(file: &Path) -> Result<Vec<FoundSealedSecret>, String> {
-    let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
-    let mut out = Vec::new();
-    for (i, document) in serde_norway::Deserializer::from_str(&text).enumerate() {
-        let number = i + 1;
-        let value = Value::deserialize(document).map_err(|e| {
-            let at = e.location().map(|l| format!(" at line {}", l.line())).unwrap_or_default();
-            format!("{}: document {number} is not valid YAML{at}", file.display())
-        })?;
-        let mut objects = vec![value];
-        while let Some(object) = objects.pop() {
-            if let Some(items) = object.get("items").and_then(Value::as_array) {
-                objects.extend(items.iter().rev().cloned());
-                continue;
-            }
-            if object.get("kind").and_then(Value::as_str) != Some(KIND)
-                || object.get("apiVersion").and_then(Value::as_str) != Some(API_VERSION)
-            {
-                continue;
-            }
-            let sealed: SealedSecret = serde_json::from_value(object).map_err(|e| {
-                format!("{}: document {number} is a SealedSecret the drill cannot read: {e}", file.display())
-            })?;
-            out.push(FoundSealedSecret { file: file.to_path_buf(), document: number, sealed });
-        }
+    let scanned = tree::scan_file(file).map_err(|e| e.to_string())?;
+    if let Some(u) = scanned.unreadable.iter().find(|u| u.mentions_sealed_secret) {
+        return Err(format!("{}: document {}: {}", file.display(), u.document, u.reason));
     }
-    Ok(out)
+    Ok(scanned
+        .secrets
+        .iter()
+        .map(|s| FoundSealedSecret {
+            file: file.to_path_buf(),
+            document: scanned.documents[s.document_index].number,
+            sealed: s.sealed.clone(),
+        })
+        .collect())
 }
 
 /// Tries every key on a SealedSecret, as the controller does (no key id in the ciphertext).

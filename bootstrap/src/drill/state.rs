@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::sealing::SealingKey;
+use crate::sealing::{SealingKey, UnsealingKey};
 
 /// The resource type whose instances the drill always keeps.
 pub const SEALING_KEY_TYPE: &str = "kvm_sealing_key";
@@ -80,27 +80,109 @@ pub fn sealing_keys(show_json: &Value) -> Result<BTreeMap<String, StateKey>, Str
                 continue;
             }
             let address = resource["address"].as_str().unwrap_or("?").to_string();
-            let values = &resource["values"];
-            let (Some(key_pem), Some(cert_pem)) =
-                (values["private_key_pem"].as_str(), values["certificate_pem"].as_str())
-            else {
-                return Err(format!("{address}: the state holds no private_key_pem/certificate_pem"));
-            };
-            let key = SealingKey::from_pem(key_pem, cert_pem).map_err(|e| format!("{address}: {e}"))?;
-            let fingerprint = key.certificate().fingerprint();
-            if let Some(recorded) = values["fingerprint"].as_str() {
-                if recorded != fingerprint {
-                    return Err(format!(
-                        "{address}: the fingerprint attribute ({recorded}) does not match the certificate ({fingerprint})"
-                    ));
-                }
-            }
-            let not_after = key.certificate().not_after();
-            out.insert(address.clone(), StateKey { address, fingerprint, not_after, key });
+            let key = state_key(address.clone(), &resource["values"])?;
+            out.insert(address, key);
         }
         modules.extend(module["child_modules"].as_array().into_iter().flatten());
     }
     Ok(out)
+}
+
+/// One `kvm_sealing_key`'s attributes (the same in `terraform show -json` and in a state file)
+/// as a [`StateKey`], checked.
+fn state_key(address: String, values: &Value) -> Result<StateKey, String> {
+    let (Some(key_pem), Some(cert_pem)) = (values["private_key_pem"].as_str(), values["certificate_pem"].as_str())
+    else {
+        return Err(format!("{address}: the state holds no private_key_pem/certificate_pem"));
+    };
+    let key = SealingKey::from_pem(key_pem, cert_pem).map_err(|e| format!("{address}: {e}"))?;
+    let fingerprint = key.certificate().fingerprint();
+    if let Some(recorded) = values["fingerprint"].as_str() {
+        if recorded != fingerprint {
+            return Err(format!(
+                "{address}: the fingerprint attribute ({recorded}) does not match the certificate ({fingerprint})"
+            ));
+        }
+    }
+    let not_after = key.certificate().not_after();
+    Ok(StateKey { address, fingerprint, not_after, key })
+}
+
+/// Every `kvm_sealing_key` of a state file as Terraform writes it (`terraform.tfstate`, format
+/// version 4, or `terraform state pull`), by address.
+pub(crate) fn sealing_keys_in_state_file(state: &Value) -> Result<BTreeMap<String, StateKey>, String> {
+    let mut out = BTreeMap::new();
+    for resource in state["resources"].as_array().into_iter().flatten() {
+        if resource["mode"] != "managed" || resource["type"] != SEALING_KEY_TYPE {
+            continue;
+        }
+        let mut base = String::new();
+        if let Some(module) = resource["module"].as_str() {
+            base.push_str(module);
+            base.push('.');
+        }
+        base.push_str(&format!("{SEALING_KEY_TYPE}.{}", resource["name"].as_str().unwrap_or("?")));
+        for instance in resource["instances"].as_array().into_iter().flatten() {
+            let address = match &instance["index_key"] {
+                Value::Number(n) => format!("{base}[{n}]"),
+                Value::String(s) => format!("{base}[{}]", Value::String(s.clone())),
+                _ => base.clone(),
+            };
+            let key = state_key(address.clone(), &instance["attributes"])?;
+            out.insert(address, key);
+        }
+    }
+    Ok(out)
+}
+
+/// Unsealing keys from any of the JSON documents Terraform gives out: a state file, `terraform
+/// show -json`, or `terraform output -json` (every output that is a PEM private key, or an
+/// object or list holding `private_key_pem` values, e.g. a whole `kvm_sealing_key` exported).
+/// Each key comes with where it was found, for messages. No key found is an error saying where
+/// to look.
+pub fn unsealing_keys_in_terraform_json(json: &Value) -> Result<Vec<(String, UnsealingKey)>, String> {
+    let keys = if json.get("values").is_some_and(|v| v.get("root_module").is_some()) {
+        sealing_keys(json)?
+    } else if json.get("resources").is_some() && json.get("version").is_some() {
+        sealing_keys_in_state_file(json)?
+    } else if let Some(outputs) = json.as_object() {
+        let mut found = Vec::new();
+        for (name, output) in outputs {
+            collect_output_keys(&format!("output.{name}"), output.get("value").unwrap_or(&Value::Null), &mut found)?;
+        }
+        if found.is_empty() {
+            return Err("no private key found in the outputs: export the key, e.g. `output \"sealing_key\" { value = \
+                 kvm_sealing_key.main.private_key_pem, sensitive = true }`, or pass the state file instead"
+                .to_string());
+        }
+        return Ok(found);
+    } else {
+        return Err("not a Terraform state, `terraform show -json` or `terraform output -json` document".to_string());
+    };
+    if keys.is_empty() {
+        return Err(format!("the state holds no {SEALING_KEY_TYPE} resource"));
+    }
+    Ok(keys.into_values().map(|k| (k.address.clone(), UnsealingKey::from(&k.key))).collect())
+}
+
+fn collect_output_keys(at: &str, value: &Value, out: &mut Vec<(String, UnsealingKey)>) -> Result<(), String> {
+    match value {
+        Value::String(s) if s.contains("PRIVATE KEY-----") => {
+            out.push((at.to_string(), UnsealingKey::from_pem(s).map_err(|e| format!("{at}: {e}"))?));
+        }
+        Value::Object(map) => {
+            for (k, v) in map {
+                collect_output_keys(&format!("{at}.{k}"), v, out)?;
+            }
+        }
+        Value::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                collect_output_keys(&format!("{at}[{i}]"), v, out)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// Addresses a saved plan (`terraform show -json PLANFILE`) would delete.
@@ -238,6 +320,52 @@ mod tests {
         assert_eq!(parse_ui_line(summary), Some(UiMessage::ChangeSummary { add: 2, change: 0, remove: 0 }));
         assert_eq!(parse_ui_line("not json"), None);
         assert_eq!(parse_ui_line(r#"{"type":"version"}"#), None);
+    }
+
+    fn test_pair() -> (&'static str, &'static str) {
+        (
+            include_str!("../../../testdata/sealed-secrets/sealing-key.pem"),
+            include_str!("../../../testdata/sealed-secrets/sealing-cert.pem"),
+        )
+    }
+
+    #[test]
+    fn unsealing_keys_from_every_terraform_document() {
+        let (key, cert) = test_pair();
+        let attrs = serde_json::json!({"private_key_pem": key, "certificate_pem": cert});
+        let fingerprint = SealingKey::from_pem(key, cert).unwrap().certificate().fingerprint();
+
+        // A state file: module path and index keys make the address.
+        let state = serde_json::json!({"version": 4, "resources": [
+            {"mode": "managed", "type": "kvm_sealing_key", "name": "k", "module": "module.c",
+             "instances": [{"index_key": "a", "attributes": attrs}, {"index_key": 1, "attributes": attrs}]},
+            {"mode": "data", "type": "kvm_sealing_key", "name": "ignored", "instances": []},
+        ]});
+        let keys = unsealing_keys_in_terraform_json(&state).unwrap();
+        let addresses: Vec<&str> = keys.iter().map(|(a, _)| a.as_str()).collect();
+        assert_eq!(addresses, ["module.c.kvm_sealing_key.k[\"a\"]", "module.c.kvm_sealing_key.k[1]"]);
+        assert!(keys.iter().all(|(_, k)| k.fingerprint() == fingerprint));
+
+        // `terraform show -json`.
+        let show = serde_json::json!({"values": {"root_module": {"resources": [
+            {"mode": "managed", "type": "kvm_sealing_key", "address": "kvm_sealing_key.k", "values": attrs}]}}});
+        assert_eq!(unsealing_keys_in_terraform_json(&show).unwrap()[0].0, "kvm_sealing_key.k");
+
+        // `terraform output -json`: a PEM string, or nested in an object.
+        let outputs = serde_json::json!({"whole": {"value": attrs}, "other": {"value": 3}});
+        let keys = unsealing_keys_in_terraform_json(&outputs).unwrap();
+        assert_eq!(keys.len(), 1);
+        assert_eq!(keys[0].0, "output.whole.private_key_pem");
+
+        // Nothing there, or a stale fingerprint: errors that say where.
+        let empty = serde_json::json!({"version": 4, "resources": []});
+        assert!(unsealing_keys_in_terraform_json(&empty).unwrap_err().contains("no kvm_sealing_key"));
+        let stale = serde_json::json!({"version": 4, "resources": [{"mode": "managed", "type": "kvm_sealing_key",
+            "name": "k", "instances": [{"attributes": {"private_key_pem": key, "certificate_pem": cert, "fingerprint": "00"}}]}]});
+        assert!(unsealing_keys_in_terraform_json(&stale)
+            .unwrap_err()
+            .starts_with("kvm_sealing_key.k: the fingerprint"));
+        assert!(unsealing_keys_in_terraform_json(&serde_json::json!([1])).is_err());
     }
 
     #[test]

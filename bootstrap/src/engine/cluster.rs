@@ -179,7 +179,16 @@ pub(crate) fn install_sealed_secrets(
 }
 
 /// The kustomization around upstream controller.yaml: a strategic-merge patch adding the
-/// environment variable the controller reads for `--key-renew-period`.
+/// environment variables the controller reads for `--key-renew-period` (0: it never makes a key
+/// of its own, which no Terraform state would hold) and `--key-order-priority`.
+///
+/// The controller seals with its "most recent" key: the one whose ordering time is latest
+/// (pkg/controller/keyregistry.go, `mostRecentKey`). That time is the certificate's NotBefore by
+/// default (`CertNotBefore`, since v0.26) or the key Secret's creationTimestamp
+/// (`SecretCreationTimestamp`). It is pinned to `CertNotBefore` here: a rebuilt cluster creates
+/// all key Secrets in the same second, so creation timestamps would tie and the choice would
+/// depend on list order, while a kvm_sealing_key's NotBefore is when Terraform created it, so
+/// the key added last is the one sealed with, on a first install and after every rebuild.
 fn sealed_secrets_kustomization() -> serde_json::Value {
     let patch = json!({
         "apiVersion": "apps/v1",
@@ -187,7 +196,10 @@ fn sealed_secrets_kustomization() -> serde_json::Value {
         "metadata": {"name": SEALED_SECRETS_CONTROLLER, "namespace": SEALED_SECRETS_NAMESPACE},
         "spec": {"template": {"spec": {"containers": [{
             "name": SEALED_SECRETS_CONTROLLER,
-            "env": [{"name": "SEALED_SECRETS_KEY_RENEW_PERIOD", "value": "0"}],
+            "env": [
+                {"name": "SEALED_SECRETS_KEY_RENEW_PERIOD", "value": "0"},
+                {"name": "SEALED_SECRETS_KEY_ORDER_PRIORITY", "value": "CertNotBefore"},
+            ],
         }]}}},
     });
     json!({
@@ -444,5 +456,6 @@ mod tests {
         let container = &patch["spec"]["template"]["spec"]["containers"][0];
         assert_eq!(container["name"], SEALED_SECRETS_CONTROLLER);
         assert_eq!(container["env"][0], json!({"name": "SEALED_SECRETS_KEY_RENEW_PERIOD", "value": "0"}));
+        assert_eq!(container["env"][1], json!({"name": "SEALED_SECRETS_KEY_ORDER_PRIORITY", "value": "CertNotBefore"}));
     }
 }

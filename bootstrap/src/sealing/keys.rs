@@ -280,6 +280,52 @@ fn with_article(name: &str) -> String {
     format!("{} {name}", if vowel_sound { "an" } else { "a" })
 }
 
+/// Reads an RSA private key from PEM (PKCS#1 or PKCS#8; the first `... PRIVATE KEY` block, other
+/// blocks such as a certificate ignored), returning its PKCS#1 DER and the usable key.
+fn parse_private_key(private_key_pem: &str) -> Result<(Vec<u8>, PrivateDecryptingKey), SealingError> {
+    let blocks = pem::parse_many(private_key_pem).map_err(|e| SealingError::MalformedPrivateKey(e.to_string()))?;
+    let tags: Vec<String> = blocks.iter().map(|b| format!("{:?}", b.tag())).collect();
+    let block = blocks.iter().find(|b| b.tag().ends_with("PRIVATE KEY")).ok_or_else(|| {
+        SealingError::MalformedPrivateKey(if tags.is_empty() {
+            "no PEM block found (expected \"-----BEGIN RSA PRIVATE KEY-----\" or \"-----BEGIN PRIVATE KEY-----\")"
+                .into()
+        } else {
+            format!("expected an \"RSA PRIVATE KEY\" or \"PRIVATE KEY\" PEM block, found {}", tags.join(", "))
+        })
+    })?;
+    let (pkcs1, pkcs8) =
+        match block.tag() {
+            PEM_TAG_PKCS1 => {
+                let pkcs1 = block.contents().to_vec();
+                der::check_single_sequence(&pkcs1)
+                    .map_err(|e| SealingError::MalformedPrivateKey(format!("invalid PKCS#1 RSA key: {e}")))?;
+                let pkcs8 = der::pkcs1_to_pkcs8(&pkcs1);
+                (pkcs1, pkcs8)
+            }
+            PEM_TAG_PKCS8 => {
+                let pkcs1 = der::pkcs8_to_pkcs1(block.contents()).map_err(|e| match e {
+                    Pkcs8Error::NotRsa(alg) => SealingError::PrivateKeyNotRsa(with_article(&alg)),
+                    Pkcs8Error::Malformed(m) => SealingError::MalformedPrivateKey(format!("invalid PKCS#8 key: {m}")),
+                })?;
+                (pkcs1, block.contents().to_vec())
+            }
+            "ENCRYPTED PRIVATE KEY" => return Err(SealingError::MalformedPrivateKey(
+                "the key is encrypted with a passphrase; decrypt it first (openssl pkey -in key.pem -out plain.pem)"
+                    .into(),
+            )),
+            "EC PRIVATE KEY" => return Err(SealingError::PrivateKeyNotRsa("an EC (ECDSA)".into())),
+            "DSA PRIVATE KEY" => return Err(SealingError::PrivateKeyNotRsa("a DSA".into())),
+            other => {
+                return Err(SealingError::MalformedPrivateKey(format!(
+                    "unsupported PEM block {other:?}; expected \"RSA PRIVATE KEY\" or \"PRIVATE KEY\""
+                )))
+            }
+        };
+    let private_key = PrivateDecryptingKey::from_pkcs8(&pkcs8)
+        .map_err(|e| SealingError::MalformedPrivateKey(format!("the RSA key is not usable: {e}")))?;
+    Ok((pkcs1, private_key))
+}
+
 /// An RSA key pair with its self-signed certificate, as the controller keeps it in a
 /// `kubernetes.io/tls` Secret (`tls.key` = [`SealingKey::private_key_pem`], `tls.crt` =
 /// [`SealingKey::certificate_pem`]). `Debug` never shows the private key.
@@ -366,45 +412,7 @@ impl SealingKey {
     /// bring-your-own certificate. The key may be PKCS#1 (`RSA PRIVATE KEY`) or PKCS#8
     /// (`PRIVATE KEY`) PEM; it must be RSA and match the certificate's public key.
     pub fn from_pem(private_key_pem: &str, certificate_pem: &str) -> Result<SealingKey, SealingError> {
-        let blocks = pem::parse_many(private_key_pem).map_err(|e| SealingError::MalformedPrivateKey(e.to_string()))?;
-        let tags: Vec<String> = blocks.iter().map(|b| format!("{:?}", b.tag())).collect();
-        let block = blocks.iter().find(|b| b.tag().ends_with("PRIVATE KEY")).ok_or_else(|| {
-            SealingError::MalformedPrivateKey(if tags.is_empty() {
-                "no PEM block found (expected \"-----BEGIN RSA PRIVATE KEY-----\" or \"-----BEGIN PRIVATE KEY-----\")"
-                    .into()
-            } else {
-                format!("expected an \"RSA PRIVATE KEY\" or \"PRIVATE KEY\" PEM block, found {}", tags.join(", "))
-            })
-        })?;
-        let (pkcs1, pkcs8) = match block.tag() {
-            PEM_TAG_PKCS1 => {
-                let pkcs1 = block.contents().to_vec();
-                der::check_single_sequence(&pkcs1)
-                    .map_err(|e| SealingError::MalformedPrivateKey(format!("invalid PKCS#1 RSA key: {e}")))?;
-                let pkcs8 = der::pkcs1_to_pkcs8(&pkcs1);
-                (pkcs1, pkcs8)
-            }
-            PEM_TAG_PKCS8 => {
-                let pkcs1 = der::pkcs8_to_pkcs1(block.contents()).map_err(|e| match e {
-                    Pkcs8Error::NotRsa(alg) => SealingError::PrivateKeyNotRsa(with_article(&alg)),
-                    Pkcs8Error::Malformed(m) => SealingError::MalformedPrivateKey(format!("invalid PKCS#8 key: {m}")),
-                })?;
-                (pkcs1, block.contents().to_vec())
-            }
-            "ENCRYPTED PRIVATE KEY" => return Err(SealingError::MalformedPrivateKey(
-                "the key is encrypted with a passphrase; decrypt it first (openssl pkey -in key.pem -out plain.pem)"
-                    .into(),
-            )),
-            "EC PRIVATE KEY" => return Err(SealingError::PrivateKeyNotRsa("an EC (ECDSA)".into())),
-            "DSA PRIVATE KEY" => return Err(SealingError::PrivateKeyNotRsa("a DSA".into())),
-            other => {
-                return Err(SealingError::MalformedPrivateKey(format!(
-                    "unsupported PEM block {other:?}; expected \"RSA PRIVATE KEY\" or \"PRIVATE KEY\""
-                )))
-            }
-        };
-        let private_key = PrivateDecryptingKey::from_pkcs8(&pkcs8)
-            .map_err(|e| SealingError::MalformedPrivateKey(format!("the RSA key is not usable: {e}")))?;
+        let (pkcs1, private_key) = parse_private_key(private_key_pem)?;
         let certificate = SealingCertificate::from_pem(certificate_pem)?;
         Self::assemble(pkcs1, private_key, certificate)
     }
@@ -453,69 +461,143 @@ impl SealingKey {
     /// OAEP label. Fails if the value was sealed with another key or under another label, or was
     /// altered.
     pub fn unseal(&self, sealed: &[u8], label: &[u8]) -> Result<Vec<u8>, SealingError> {
-        let err = |m: String| SealingError::Unseal(m);
-        if sealed.len() < 2 {
-            return Err(err(format!(
-                "the sealed value is too short ({} bytes): it must start with a 2-byte RSA block length",
-                sealed.len()
-            )));
+        hybrid_unseal(&self.private_key, &self.certificate.fingerprint(), sealed, label)
+    }
+}
+
+/// The controller's hybrid decryption (see the module documentation of `sealing`), shared by
+/// [`SealingKey`] and [`UnsealingKey`]; `fingerprint` only names the key in errors.
+fn hybrid_unseal(
+    private_key: &PrivateDecryptingKey,
+    fingerprint: &str,
+    sealed: &[u8],
+    label: &[u8],
+) -> Result<Vec<u8>, SealingError> {
+    let err = |m: String| SealingError::Unseal(m);
+    if sealed.len() < 2 {
+        return Err(err(format!(
+            "the sealed value is too short ({} bytes): it must start with a 2-byte RSA block length",
+            sealed.len()
+        )));
+    }
+    let rsa_len = usize::from(u16::from_be_bytes([sealed[0], sealed[1]]));
+    let rest = &sealed[2..];
+    if rest.len() < rsa_len {
+        return Err(err(format!(
+            "the sealed value is too short: it declares a {rsa_len}-byte RSA block but only {} bytes follow",
+            rest.len()
+        )));
+    }
+    let (rsa_block, aes_block) = rest.split_at(rsa_len);
+    let key_bytes = private_key.key_size_bytes();
+    if rsa_len != key_bytes {
+        return Err(err(format!(
+            "the value was sealed with a {}-bit key, but this sealing key is {}-bit (fingerprint {}): \
+             it was sealed with another sealing key",
+            rsa_len * 8,
+            key_bytes * 8,
+            fingerprint
+        )));
+    }
+    let oaep = OaepPrivateDecryptingKey::new(private_key.clone())
+        .map_err(|_| err("RSA-OAEP setup failed in the crypto library".into()))?;
+    let mut session_key = vec![0u8; oaep.min_output_size()];
+    let session_len = oaep
+        .decrypt(&OAEP_SHA256_MGF1SHA256, rsa_block, &mut session_key, Some(label))
+        .map_err(|_| {
+            err(format!(
+                "RSA-OAEP decryption failed with {}: the value was sealed with another sealing key (this key's \
+                 fingerprint is {}), or for another namespace, name or scope",
+                describe_label(label),
+                fingerprint
+            ))
+        })?
+        .len();
+    session_key.truncate(session_len);
+    // The controller always uses 32 bytes, but its decrypter accepts any AES key size.
+    let algorithm = match session_key.len() {
+        16 => &AES_128_GCM,
+        24 => &AES_192_GCM,
+        32 => &AES_256_GCM,
+        n => return Err(err(format!("the session key has {n} bytes; AES needs 16, 24 or 32"))),
+    };
+    let aead =
+        LessSafeKey::new(UnboundKey::new(algorithm, &session_key).map_err(|_| err("AES-GCM setup failed".into()))?);
+    session_key.fill(0);
+    if aes_block.len() < GCM_TAG_LEN {
+        return Err(err(format!(
+            "the sealed value is too short: {} bytes after the RSA block, at least the 16-byte AES-GCM tag is needed",
+            aes_block.len()
+        )));
+    }
+    let mut buf = aes_block.to_vec();
+    let plain_len = aead
+        .open_in_place(Nonce::assume_unique_for_key([0u8; 12]), Aad::empty(), &mut buf)
+        .map_err(|_| err("AES-GCM authentication failed: the sealed value was altered or truncated".into()))?
+        .len();
+    buf.truncate(plain_len);
+    Ok(buf)
+}
+
+/// The private half of a sealing key on its own: enough to unseal, which is all a check or a
+/// re-seal needs from an old key. Terraform's `private_key_pem` and a controller's `tls.key` are
+/// private keys without their certificate, so this does not ask for one. `Debug` never shows
+/// the key.
+#[derive(Clone)]
+pub struct UnsealingKey {
+    private_key: PrivateDecryptingKey,
+    fingerprint: String,
+}
+
+impl fmt::Debug for UnsealingKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UnsealingKey")
+            .field("private_key", &"<redacted>")
+            .field("fingerprint", &self.fingerprint)
+            .finish()
+    }
+}
+
+impl UnsealingKey {
+    /// Reads an RSA private key from PEM (PKCS#1 `RSA PRIVATE KEY` or PKCS#8 `PRIVATE KEY`). If
+    /// the text also holds a `CERTIFICATE` block (`cat tls.key tls.crt`), it must belong to the
+    /// key: a mismatched pair is a sign of a mixed-up file, better refused than half used.
+    pub fn from_pem(pem_text: &str) -> Result<UnsealingKey, SealingError> {
+        let (_, private_key) = parse_private_key(pem_text)?;
+        let key_spki = private_key
+            .public_key()
+            .as_der()
+            .map_err(|_| SealingError::MalformedPrivateKey("cannot encode the key's public key".into()))?;
+        let fingerprint = sha256_hex(key_spki.as_ref());
+        let has_certificate = pem::parse_many(pem_text)
+            .map(|blocks| blocks.iter().any(|b| b.tag() == PEM_TAG_CERTIFICATE))
+            .unwrap_or(false);
+        if has_certificate {
+            let certificate = SealingCertificate::from_pem(pem_text)?;
+            if certificate.spki_der.as_slice() != key_spki.as_ref() {
+                return Err(SealingError::KeyCertificateMismatch {
+                    certificate: certificate.fingerprint(),
+                    key: fingerprint,
+                });
+            }
         }
-        let rsa_len = usize::from(u16::from_be_bytes([sealed[0], sealed[1]]));
-        let rest = &sealed[2..];
-        if rest.len() < rsa_len {
-            return Err(err(format!(
-                "the sealed value is too short: it declares a {rsa_len}-byte RSA block but only {} bytes follow",
-                rest.len()
-            )));
-        }
-        let (rsa_block, aes_block) = rest.split_at(rsa_len);
-        let key_bytes = self.private_key.key_size_bytes();
-        if rsa_len != key_bytes {
-            return Err(err(format!(
-                "the value was sealed with a {}-bit key, but this sealing key is {}-bit (fingerprint {}): \
-                 it was sealed with another sealing key",
-                rsa_len * 8,
-                key_bytes * 8,
-                self.certificate.fingerprint()
-            )));
-        }
-        let oaep = OaepPrivateDecryptingKey::new(self.private_key.clone())
-            .map_err(|_| err("RSA-OAEP setup failed in the crypto library".into()))?;
-        let mut session_key = vec![0u8; oaep.min_output_size()];
-        let session_len = oaep
-            .decrypt(&OAEP_SHA256_MGF1SHA256, rsa_block, &mut session_key, Some(label))
-            .map_err(|_| {
-                err(format!(
-                    "RSA-OAEP decryption failed with {}: the value was sealed with another sealing key (this key's \
-                     fingerprint is {}), or for another namespace, name or scope",
-                    describe_label(label),
-                    self.certificate.fingerprint()
-                ))
-            })?
-            .len();
-        session_key.truncate(session_len);
-        // The controller always uses 32 bytes, but its decrypter accepts any AES key size.
-        let algorithm = match session_key.len() {
-            16 => &AES_128_GCM,
-            24 => &AES_192_GCM,
-            32 => &AES_256_GCM,
-            n => return Err(err(format!("the session key has {n} bytes; AES needs 16, 24 or 32"))),
-        };
-        let aead =
-            LessSafeKey::new(UnboundKey::new(algorithm, &session_key).map_err(|_| err("AES-GCM setup failed".into()))?);
-        session_key.fill(0);
-        if aes_block.len() < GCM_TAG_LEN {
-            return Err(err(format!(
-                "the sealed value is too short: {} bytes after the RSA block, at least the 16-byte AES-GCM tag is needed",
-                aes_block.len()
-            )));
-        }
-        let mut buf = aes_block.to_vec();
-        let plain_len = aead
-            .open_in_place(Nonce::assume_unique_for_key([0u8; 12]), Aad::empty(), &mut buf)
-            .map_err(|_| err("AES-GCM authentication failed: the sealed value was altered or truncated".into()))?
-            .len();
-        buf.truncate(plain_len);
-        Ok(buf)
+        Ok(UnsealingKey { private_key, fingerprint })
+    }
+
+    /// Fingerprint of the key pair: the same value as [`SealingCertificate::fingerprint`] of its
+    /// certificate, so "which key sealed this" can be matched against a certificate.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    /// Unseals one value (raw bytes, not base64) with the given OAEP label; see [`SealingKey::unseal`].
+    pub fn unseal(&self, sealed: &[u8], label: &[u8]) -> Result<Vec<u8>, SealingError> {
+        hybrid_unseal(&self.private_key, &self.fingerprint, sealed, label)
+    }
+}
+
+impl From<&SealingKey> for UnsealingKey {
+    fn from(key: &SealingKey) -> UnsealingKey {
+        UnsealingKey { private_key: key.private_key.clone(), fingerprint: key.certificate.fingerprint() }
     }
 }

@@ -6,7 +6,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
-use super::keys::{now_unix, SealingCertificate, SealingKey};
+use super::keys::{now_unix, SealingCertificate, SealingKey, UnsealingKey};
 use super::{Scope, SealingError, ANNOTATION_CLUSTER_WIDE, ANNOTATION_NAMESPACE_WIDE};
 
 /// `apiVersion` of SealedSecret manifests.
@@ -235,6 +235,12 @@ impl SealedSecret {
     /// Unseals every value with `key`, the label coming from the SealedSecret's own metadata (as
     /// the controller). Fails on the first value that does not unseal, naming its data key.
     pub fn unseal(&self, key: &SealingKey) -> Result<BTreeMap<String, Vec<u8>>, SealingError> {
+        self.unseal_with(&UnsealingKey::from(key))
+    }
+
+    /// Like [`SealedSecret::unseal`], with only the private half of a key (what a check or a
+    /// re-seal has of an old key).
+    pub fn unseal_with(&self, key: &UnsealingKey) -> Result<BTreeMap<String, Vec<u8>>, SealingError> {
         let label = self.label()?;
         let mut out = BTreeMap::new();
         for (data_key, encoded) in &self.spec.encrypted_data {

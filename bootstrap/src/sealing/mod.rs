@@ -21,12 +21,14 @@ mod backup;
 mod der;
 mod keys;
 mod manifest;
+pub mod reseal;
 mod secret;
+pub mod tree;
 
 use std::fmt;
 use std::str::FromStr;
 
-pub use keys::{KeyOptions, SealingCertificate, SealingKey};
+pub use keys::{KeyOptions, SealingCertificate, SealingKey, UnsealingKey};
 pub use manifest::{
     seal_secret, SealedSecret, SealedSecretMetadata, SealedSecretSpec, SecretSpec, SecretTemplate, TemplateMetadata,
     API_VERSION, KIND,

@@ -7,6 +7,8 @@ mod crd;
 mod crd_schema;
 mod keys;
 mod python;
+#[path = "../support/python_checker.rs"]
+mod python_checker;
 #[path = "../support/testdata.rs"]
 mod testdata;
 mod vectors;

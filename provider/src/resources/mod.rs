@@ -220,7 +220,10 @@ impl Registry {
             Arc::new(cluster_pki::ClusterPkiResource::new()),
             Arc::new(gitops_cluster::GitopsCluster::new()),
         ])
-        .with_data_sources(vec![Arc::new(crate::data_sources::host::HostInfo::new())])
+        .with_data_sources(vec![
+            Arc::new(crate::data_sources::host::HostInfo::new()),
+            Arc::new(crate::data_sources::sealed_secrets_check::SealedSecretsCheck::new()),
+        ])
         .with_ephemeral_resources(vec![Arc::new(
             crate::ephemeral_resources::cluster_credentials::ClusterCredentials::new(),
         )])
