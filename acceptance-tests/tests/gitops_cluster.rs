@@ -180,7 +180,7 @@ fn plan_needs_no_cluster_knows_the_kubeconfig_and_refuses_bad_input() {
     // A cluster built with `kvm-gitops install` brings its CAs into Terraform from its state
     // directory.
     let cli_dir = other.path().join("cli-state");
-    let cli_state = kvm_bootstrap::cli::ClusterState::open_or_create(&cli_dir, "demo").unwrap();
+    let cli_state = kvm_bootstrap::k3s::state_dir::ClusterState::open_or_create(&cli_dir, "demo").unwrap();
     other.run(&["import", "-input=false", "kvm_cluster_pki.pki", cli_dir.to_str().unwrap()]).ok();
     assert_eq!(other.resource_values("kvm_cluster_pki.pki")["id"], cli_state.pki.server_ca_hash().as_str());
     assert_eq!(other.plan(&[]).code, 0, "the imported CLI PKI plans no change");

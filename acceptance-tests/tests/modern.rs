@@ -191,7 +191,7 @@ fn import_blocks_generate_config_for_sealing_key_sealed_secret_and_cluster_pki()
     let manifest = sealed_manifest(ws.path());
     // A cluster built with `kvm-gitops install`: its state directory holds the PKI and token.
     let cli_dir = ws.path().join("demo.kvm-gitops");
-    let cli_state = kvm_bootstrap::cli::ClusterState::open_or_create(&cli_dir, "demo").unwrap();
+    let cli_state = kvm_bootstrap::k3s::state_dir::ClusterState::open_or_create(&cli_dir, "demo").unwrap();
     ws.write_main(&format!(
         r#"{REQUIRED_PROVIDERS}
 import {{

@@ -10,11 +10,11 @@ use clap::{Args, ValueEnum};
 use serde_json::json;
 
 use super::config::ClusterConfig;
-use super::state::{self, ClusterState};
 use super::{write_output, CliError, Outcome};
 use crate::engine::{ClusterSecrets, ClusterStatus, Engine, Progress, Report};
 use crate::k3s::config::Token;
 use crate::k3s::pki::ClusterPki;
+use crate::k3s::state_dir::{self as state, ClusterState};
 use crate::readiness::Verdict;
 
 /// What `install`, `status` and `uninstall` print on stdout.

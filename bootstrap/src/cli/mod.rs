@@ -14,19 +14,18 @@ mod config;
 mod drill;
 mod reseal;
 mod seal;
-mod state;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
 
+pub use crate::k3s::state_dir::{ClusterState, StateError, KUBECONFIG_FILE, PKI_FILE, TOKEN_FILE};
 pub use cluster::{ClusterArgs, InstallArgs, ReportOutput, StatusArgs, UninstallArgs};
 pub use config::{ClusterConfig, ConfigFileError};
 pub use drill::{DrillArgs, DrillOutput};
 pub use reseal::{KeySources, ResealArgs, VerifyArgs};
 pub use seal::{OutputFormat, SealArgs};
-pub use state::{ClusterState, StateError, KUBECONFIG_FILE, PKI_FILE, TOKEN_FILE};
 
 /// Exit code for an operation that failed.
 pub const EXIT_FAILURE: u8 = 1;

@@ -12,6 +12,7 @@
 pub mod config;
 mod der;
 pub mod pki;
+pub mod state_dir;
 
 /// Mode for files that hold secrets (keys, token) or that k3s itself writes 0600.
 pub const MODE_SECRET: u32 = 0o600;

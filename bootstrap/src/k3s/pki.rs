@@ -380,6 +380,15 @@ impl ClusterPki {
         Token::new(format!("K10{}::server:{}", self.server_ca_hash(), password.expose()))
     }
 
+    /// Whether `token` may join this cluster: a short token always, a secure one only when it
+    /// names this cluster's server CA (the `<hash>` of [`ClusterPki::secure_token`]).
+    pub fn accepts_token(&self, token: &Token) -> bool {
+        match token.expose().strip_prefix("K10") {
+            Some(rest) => rest.split("::").next() == Some(self.server_ca_hash().as_str()),
+            None => true,
+        }
+    }
+
     /// The files to place under the default data directory (`/var/lib/rancher/k3s`).
     pub fn files(&self) -> Vec<FilePlacement> {
         self.files_for(DEFAULT_DATA_DIR).unwrap_or_default()

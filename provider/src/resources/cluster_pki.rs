@@ -10,6 +10,7 @@
 use async_trait::async_trait;
 use kvm_bootstrap::k3s::config::Token;
 use kvm_bootstrap::k3s::pki::{ClusterPki, PkiBundle, PkiOptions};
+use kvm_bootstrap::k3s::state_dir::ClusterState;
 use tf_cty::{Number, Path, Type, Value};
 
 use super::{empty_object, set_attr, Attrs, Context, Outcome, Resource};
@@ -178,29 +179,26 @@ impl Resource for ClusterPkiResource {
             std::fs::read_to_string(path).map_err(|e| fail(format!("reading {} failed: {e}", path.display())))
         };
         let dir = std::path::Path::new(id);
-        let file: serde_json::Value = if dir.is_dir() {
+        let (pki, token) = if dir.is_dir() {
             // A cluster built with `kvm-gitops install`: its bundle and token, adopted by Terraform.
-            let bundle = read(&dir.join(kvm_bootstrap::cli::PKI_FILE))?;
-            let bundle: serde_json::Value = serde_json::from_str(&bundle).map_err(|e| fail(format!("{id}: {e}")))?;
-            let token = read(&dir.join(kvm_bootstrap::cli::TOKEN_FILE))?;
-            serde_json::json!({"bundle": bundle, "token": token.trim()})
-        } else {
-            serde_json::from_str(&read(dir)?).map_err(|e| fail(format!("{id}: {e}")))?
-        };
-        let bundle: PkiBundle = match &file["bundle"] {
-            serde_json::Value::String(s) => serde_json::from_str(s),
-            other => serde_json::from_value(other.clone()),
-        }
-        .map_err(|e| fail(format!("{id}: bundle: {e}")))?;
-        let pki = ClusterPki::from_bundle(&bundle).map_err(|e| fail(format!("{id}: {e}")))?;
-        let token_text = file["token"].as_str().ok_or_else(|| fail(format!("{id}: no \"token\" string")))?;
-        let token = Token::new(token_text).map_err(|e| fail(format!("{id}: token: {e}")))?;
-        // A secure-form token names the server CA it trusts: it must be this one.
-        if let Some(rest) = token_text.strip_prefix("K10") {
-            let hash = rest.split("::").next().unwrap_or_default();
-            if hash != pki.server_ca_hash() {
-                return Err(fail(format!("{id}: the token was made for another server CA (hash {hash})")).into());
+            match ClusterState::read(dir).map_err(|e| fail(e.to_string()))? {
+                Some(state) => (state.pki, state.token),
+                None => return Err(fail(format!("{id} holds no token and no pki.json")).into()),
             }
+        } else {
+            let file: serde_json::Value = serde_json::from_str(&read(dir)?).map_err(|e| fail(format!("{id}: {e}")))?;
+            let bundle: PkiBundle = match &file["bundle"] {
+                serde_json::Value::String(s) => serde_json::from_str(s),
+                other => serde_json::from_value(other.clone()),
+            }
+            .map_err(|e| fail(format!("{id}: bundle: {e}")))?;
+            let pki = ClusterPki::from_bundle(&bundle).map_err(|e| fail(format!("{id}: {e}")))?;
+            let token_text = file["token"].as_str().ok_or_else(|| fail(format!("{id}: no \"token\" string")))?;
+            let token = Token::new(token_text).map_err(|e| fail(format!("{id}: token: {e}")))?;
+            (pki, token)
+        };
+        if !pki.accepts_token(&token) {
+            return Err(fail(format!("{id}: the token was made for another server CA than the bundle's")).into());
         }
         let mut state = empty_object(&self.schema.block);
         set_attr(&mut state, "cluster_name", Value::string(pki.cluster_name()));

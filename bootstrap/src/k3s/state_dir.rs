@@ -1,4 +1,6 @@
-//! The state directory of `kvm-gitops install`: the secrets a cluster must keep between runs and
+//! The state directory of `kvm-gitops install` (this module owns its format; the provider's
+//! `kvm_cluster_pki` import reads it through [`ClusterState::read`]): the secrets a cluster must
+//! keep between runs and
 //! that no config file holds — the k3s join token and the cluster PKI (CAs, service-account key,
 //! admin certificate).
 //!
@@ -90,6 +92,23 @@ impl ClusterState {
     /// Reads the state of cluster `name` from `dir`; `None` when the directory or both files are
     /// missing. Never writes.
     pub fn open(dir: &Path, name: &str) -> Result<Option<ClusterState>, StateError> {
+        let Some(state) = Self::read(dir)? else { return Ok(None) };
+        if state.pki.cluster_name() != name {
+            return Err(invalid(
+                &dir.join(PKI_FILE),
+                format!(
+                    "holds the PKI of cluster {:?}, not {name:?}: use another --state-dir for this cluster",
+                    state.pki.cluster_name()
+                ),
+            ));
+        }
+        Ok(Some(state))
+    }
+
+    /// Reads the state in `dir`, of whichever cluster it holds; `None` when the directory or both
+    /// files are missing. The token must be one the PKI's server CA would accept
+    /// ([`ClusterPki::accepts_token`]). Never writes.
+    pub fn read(dir: &Path) -> Result<Option<ClusterState>, StateError> {
         let token_path = dir.join(TOKEN_FILE);
         let pki_path = dir.join(PKI_FILE);
         let token_text = read_optional(&token_path)?;
@@ -109,16 +128,10 @@ impl ClusterState {
             Token::new(token_text.trim_end_matches(['\n', '\r'])).map_err(|e| invalid(&token_path, e.to_string()))?;
         let bundle: PkiBundle =
             serde_json::from_str(&pki_text).map_err(|e| invalid(&pki_path, format!("not a PKI bundle: {e}")))?;
-        if bundle.cluster_name != name {
-            return Err(invalid(
-                &pki_path,
-                format!(
-                    "holds the PKI of cluster {:?}, not {name:?}: use another --state-dir for this cluster",
-                    bundle.cluster_name
-                ),
-            ));
-        }
         let pki = ClusterPki::from_bundle(&bundle).map_err(|e| invalid(&pki_path, e.to_string()))?;
+        if !pki.accepts_token(&token) {
+            return Err(invalid(&token_path, "a secure token made for another server CA than pki.json's"));
+        }
         Ok(Some(ClusterState { dir: dir.to_path_buf(), token, pki, created: false }))
     }
 }
@@ -214,6 +227,16 @@ mod tests {
         let open = ClusterState::open_or_create(&dir, "lab").unwrap_err().to_string();
         assert!(open.contains("0755") && open.contains("chmod 700"), "{open}");
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        // A secure token is checked against the CA it names; the short one it replaces passes.
+        let state = ClusterState::read(&dir).unwrap().unwrap();
+        assert_eq!(state.pki.cluster_name(), "lab");
+        let secure = state.pki.secure_token(&state.token).unwrap();
+        write_private(&dir.join(TOKEN_FILE), format!("{}\n", secure.expose()).as_bytes()).unwrap();
+        assert!(ClusterState::read(&dir).is_ok());
+        let foreign = ClusterPki::generate("lab").unwrap().secure_token(&state.token).unwrap();
+        write_private(&dir.join(TOKEN_FILE), format!("{}\n", foreign.expose()).as_bytes()).unwrap();
+        let wrong = ClusterState::read(&dir).unwrap_err().to_string();
+        assert!(wrong.contains("another server CA"), "{wrong}");
         std::fs::remove_file(dir.join(PKI_FILE)).unwrap();
         let half = ClusterState::open_or_create(&dir, "lab").unwrap_err().to_string();
         assert!(half.contains("pki.json") && half.contains("missing"), "{half}");
