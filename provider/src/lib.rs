@@ -14,6 +14,7 @@ pub mod ephemeral_resources;
 pub mod image;
 pub mod libvirt;
 pub mod plugin;
+pub mod registry;
 pub mod resources;
 pub mod schema;
 pub mod server;

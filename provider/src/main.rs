@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use terraform_provider_kvm::plugin::{self, ServeOptions};
-use terraform_provider_kvm::resources::Registry;
+use terraform_provider_kvm::registry::Registry;
 use terraform_provider_kvm::server::ProviderService;
 
 #[global_allocator]
@@ -47,7 +47,7 @@ fn main() -> ExitCode {
     // One thread serves everything: Terraform's own walk is the bottleneck, and every extra
     // worker costs a thread stack and an allocator heap (measured: peak RSS over a plan of
     // 1,000 resources 17 MB on one thread, 24 MB on two). Blocking work (RSA key generation,
-    // later libvirt calls) goes to the blocking pool.
+    // libvirt calls, image uploads, SSH) goes to the blocking pool.
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

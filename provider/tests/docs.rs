@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use terraform_provider_kvm::resources::Registry;
+use terraform_provider_kvm::registry::Registry;
 use terraform_provider_kvm::schema::Block;
 
 fn names(block: &Block, out: &mut Vec<String>) {

@@ -17,7 +17,8 @@ use tonic::{Request, Response, Status};
 
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::libvirt::Host;
-use crate::resources::{Attrs, Context, DataSource, EphemeralResource, Registry, Resource};
+use crate::registry::Registry;
+use crate::resources::{Attrs, Context, DataSource, EphemeralResource, Resource};
 use crate::schema::{self, Attribute, Block, Schema};
 
 pub use convert::attribute_path;

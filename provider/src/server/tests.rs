@@ -9,7 +9,8 @@ use tfplugin_proto::tfplugin6::provider_server::Provider;
 use tonic::Request;
 
 use super::ProviderService;
-use crate::resources::{Context, Outcome, Registry, Resource};
+use crate::registry::Registry;
+use crate::resources::{Context, Outcome, Resource};
 use crate::schema::{Attribute, Block, Schema};
 
 /// A resource at schema version 2 whose version-1 state called `size` `size_gb`.
