@@ -9,6 +9,7 @@ use virt::storage_vol::StorageVol;
 
 use super::super::{Attrs, Context, Outcome};
 use super::build::volume_xml;
+use super::spec::size;
 use super::Volume;
 use crate::diag::Diagnostic;
 use crate::image;
@@ -84,11 +85,7 @@ impl Volume {
             )
             .into());
         }
-        let wanted = attrs
-            .opt_str("size")
-            .map(parse_size)
-            .transpose()
-            .map_err(|e| Diagnostic::attribute_error(Path::attr("size"), "Invalid size", e.to_string()))?;
+        let wanted = size(attrs)?;
         let (base_pool, base) = (base_pool.to_string(), base.to_string());
         let host = ctx.host()?;
         let _guard = host.lock_pool(&pool).await;
@@ -161,11 +158,7 @@ impl Volume {
                 .into());
             }
         }
-        let wanted = attrs
-            .opt_str("size")
-            .map(parse_size)
-            .transpose()
-            .map_err(|e| Diagnostic::attribute_error(Path::attr("size"), "Invalid size", e.to_string()))?;
+        let wanted = size(attrs)?;
         if let Some(w) = wanted {
             if w < header.virtual_size {
                 return Err(Diagnostic::attribute_error(

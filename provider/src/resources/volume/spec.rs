@@ -1,6 +1,10 @@
 //! How a `kvm_volume` configuration says the volume gets its content.
 
+use tf_cty::Path;
+
 use super::super::Attrs;
+use crate::diag::Diagnostic;
+use crate::units::parse_size;
 
 /// How the volume gets its content.
 pub(super) enum Content<'a> {
@@ -18,4 +22,13 @@ pub(super) fn content<'a>(attrs: &Attrs<'a>) -> Content<'a> {
     } else {
         Content::Blank
     }
+}
+
+/// The `size` asked for, in bytes (none when not given).
+pub(super) fn size(attrs: &Attrs<'_>) -> Result<Option<u64>, Diagnostic> {
+    attrs
+        .opt_str("size")
+        .map(parse_size)
+        .transpose()
+        .map_err(|e| Diagnostic::attribute_error(Path::attr("size"), "Invalid size", e.to_string()))
 }
