@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use kvm_bootstrap::sealing::{self, Scope, SealingCertificate, SecretSpec};
 use tf_cty::{Path, Type, Value};
 
-use super::{set_attr, Attrs, Context, Outcome, Resource};
+use super::{empty_object, set_attr, Attrs, Context, Outcome, Resource};
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::schema::{one_of, Attribute, Block, Schema};
 
@@ -217,8 +217,7 @@ impl Resource for SealedSecret {
         })?;
         let sealed = sealing::SealedSecret::from_yaml(&text)
             .map_err(|e| Diagnostic::error("Cannot import sealed secret", format!("{id}: {e}")))?;
-        let mut state =
-            Value::Object(self.schema.block.attributes.iter().map(|a| (a.name.clone(), Value::Null)).collect());
+        let mut state = empty_object(&self.schema.block);
         let namespace = sealed.metadata.namespace.clone().unwrap_or_default();
         let name = sealed.metadata.name.clone();
         set_attr(&mut state, "id", Value::string(format!("{namespace}/{name}")));

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use kvm_bootstrap::sealing::{KeyOptions, SealingCertificate, SealingKey as KeyPair};
 use tf_cty::{Number, Path, Type, Value};
 
-use super::{set_attr, Attrs, Context, Outcome, Resource};
+use super::{empty_object, set_attr, Attrs, Context, Outcome, Resource};
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::schema::{int_range, non_empty, Attribute, Block, Schema};
 
@@ -203,7 +203,7 @@ impl Resource for SealingKey {
         })?;
         let pair =
             import_pair(&text).map_err(|msg| Diagnostic::error("Cannot import sealing key", format!("{id}: {msg}")))?;
-        let mut state = self.empty_state();
+        let mut state = empty_object(&self.schema.block);
         set_attr(&mut state, "common_name", Value::string(DEFAULT_COMMON_NAME));
         set_attr(&mut state, "validity_days", Value::Number(Number::from_i64(DEFAULT_VALIDITY_DAYS)));
         fill_from_pair(&mut state, &pair);
@@ -211,21 +211,11 @@ impl Resource for SealingKey {
     }
 }
 
-impl SealingKey {
-    fn empty_state(&self) -> Value {
-        Value::Object(self.schema.block.attributes.iter().map(|a| (a.name.clone(), Value::Null)).collect())
-    }
-}
-
-/// Finds the key pair in an import file: PEM blocks, or the controller's Secret backup.
+/// Finds the key pair in an import file: PEM blocks (the private key and its certificate, in
+/// one file; the sealing library picks each block by its tag), or the controller's Secret backup.
 fn import_pair(text: &str) -> Result<KeyPair, String> {
     if text.contains("-----BEGIN") {
-        let key = pem_blocks(text).into_iter().find(|b| b.contains("PRIVATE KEY-----"));
-        let cert = pem_blocks(text).into_iter().find(|b| b.contains("BEGIN CERTIFICATE-----"));
-        return match (key, cert) {
-            (Some(key), Some(cert)) => KeyPair::from_pem(&key, &cert).map_err(|e| e.to_string()),
-            _ => Err("the file must hold both a private key PEM block and a CERTIFICATE block".into()),
-        };
+        return KeyPair::from_pem(text, text).map_err(|e| e.to_string());
     }
     let mut keys = KeyPair::from_secret_backup(text).map_err(|e| e.to_string())?;
     match keys.len() {
@@ -233,26 +223,4 @@ fn import_pair(text: &str) -> Result<KeyPair, String> {
         1 => Ok(keys.remove(0)),
         n => Err(format!("the backup holds {n} sealing keys; import them one per resource from separate files")),
     }
-}
-
-/// The PEM blocks of `text`, each from its BEGIN line to its END line.
-fn pem_blocks(text: &str) -> Vec<String> {
-    let mut blocks = Vec::new();
-    let mut current: Option<String> = None;
-    for line in text.lines() {
-        let line = line.trim();
-        if line.starts_with("-----BEGIN ") {
-            current = Some(String::new());
-        }
-        if let Some(block) = current.as_mut() {
-            block.push_str(line);
-            block.push('\n');
-        }
-        if line.starts_with("-----END ") {
-            if let Some(block) = current.take() {
-                blocks.push(block);
-            }
-        }
-    }
-    blocks
 }
