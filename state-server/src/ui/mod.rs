@@ -166,7 +166,10 @@ fn same_origin(req: &Request<Incoming>) -> bool {
     let Some(origin) = req.headers().get(ORIGIN) else {
         return true;
     };
-    let (Ok(origin), Some(host)) = (origin.to_str(), req.headers().get(HOST).and_then(|h| h.to_str().ok())) else {
+    // HTTP/2 carries the host in `:authority` (the URI), HTTP/1.1 in `Host`.
+    let host =
+        req.headers().get(HOST).and_then(|h| h.to_str().ok()).or_else(|| req.uri().authority().map(|a| a.as_str()));
+    let (Ok(origin), Some(host)) = (origin.to_str(), host) else {
         return false;
     };
     let host_part = origin.split_once("://").map_or("", |(_, rest)| rest);
