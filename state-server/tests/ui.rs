@@ -353,10 +353,13 @@ fn admin_actions_need_the_csrf_token_and_are_audited_as_the_api() {
         ("name=ops%2Fdb".to_string(), None),
         ("name=ops%2Fdb&csrf=0000".to_string(), None),
         (format!("name=ops%2Fdb&csrf={csrf}"), Some("http://evil.example")),
+        (format!("name=ops%2Fdb&csrf={csrf}"), Some("cross-site")),
     ] {
         let mut headers = vec![("Cookie", admin.cookie.as_str())];
-        if let Some(o) = origin {
-            headers.push(("Origin", o));
+        match origin {
+            Some("cross-site") => headers.push(("Sec-Fetch-Site", "cross-site")),
+            Some(o) => headers.push(("Origin", o)),
+            None => {}
         }
         let r = http(a, "POST", "/ui/unlock", &headers, &form);
         assert_eq!(r.status, 403, "{form} {origin:?}: {}", r.text());

@@ -159,21 +159,31 @@ fn visitor<'a>(app: &'a App, remote: SocketAddr, req: &Request<Incoming>) -> Opt
     Some(Visitor { app, session, token, principal, api })
 }
 
-// A POST from another origin is refused (cookies are `SameSite=Strict` too; this also covers
-// the sign-in form, which has no session to carry a CSRF token). Browsers send `Origin` with
-// every POST; a request without one is not from a browser page and gains nothing by it.
+// A POST from another site is refused (cookies are `SameSite=Strict` too; this also covers the
+// sign-in form, which has no session to carry a CSRF token). Browsers say where a request comes
+// from in `Sec-Fetch-Site`, and in `Origin` — which is `null` under `Referrer-Policy:
+// no-referrer`, so `null` proves nothing either way and is left to the other checks. A request
+// with neither is not from a browser page and gains nothing by it.
 fn same_origin(req: &Request<Incoming>) -> bool {
-    let Some(origin) = req.headers().get(ORIGIN) else {
+    let header = |name| req.headers().get(name).map(|v: &HeaderValue| v.to_str().unwrap_or("?"));
+    if let Some(site) = header("sec-fetch-site") {
+        if site != "same-origin" && site != "none" {
+            return false;
+        }
+    }
+    let Some(origin) = header(ORIGIN.as_str()) else {
         return true;
     };
+    if origin == "null" {
+        return true;
+    }
     // HTTP/2 carries the host in `:authority` (the URI), HTTP/1.1 in `Host`.
     let host =
         req.headers().get(HOST).and_then(|h| h.to_str().ok()).or_else(|| req.uri().authority().map(|a| a.as_str()));
-    let (Ok(origin), Some(host)) = (origin.to_str(), host) else {
+    let Some(host) = host else {
         return false;
     };
-    let host_part = origin.split_once("://").map_or("", |(_, rest)| rest);
-    host_part == host
+    origin.split_once("://").is_some_and(|(_, rest)| rest == host)
 }
 
 /// A submitted form's fields.
