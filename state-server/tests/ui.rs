@@ -576,8 +576,8 @@ fn big_state(serial: u64, count: usize, variant: bool) -> Vec<u8> {
             json!({"module": format!("module.m{}", i % 40), "mode":"managed","type":"kvm_volume",
                 "name": format!("v{i}"), "provider": kvm, "instances":[{"schema_version":0,"attributes":{
                     "id": format!("vol-{i}"), "size_gb": size, "pool": "default", "format": "qcow2",
-                    "path": format!("/var/lib/libvirt/images/vol-{i}.qcow2"), "secret": format!("s{serial}-{i}"),
-                    "description": format!("{i:06} {}", "lorem ipsum dolor sit amet ".repeat(48)),
+                    "path": format!("/var/lib/libvirt/images/vol-{i}.qcow2"), "secret": format!("s{}-{i}", if size == 99 { serial } else { 0 }),
+                    "description": format!("{i:06} {}", "lorem ipsum dolor sit amet ".repeat(44)),
                 }, "sensitive_attributes": [[{"type":"get_attr","value":"secret"}]]}]})
         })
         .chain((0..if variant { 20 } else { 0 }).map(|i| {

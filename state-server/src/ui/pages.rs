@@ -399,13 +399,11 @@ pub async fn diff(
     let (Some(from), Some(to)) = (parse_number(from), parse_number(to)) else {
         return message(v, StatusCode::BAD_REQUEST, "Diff", "Give two version numbers (from and to).");
     };
-    let (old_meta, old) = match load(v, &name, Some(from)).await {
-        Ok(x) => x,
-        Err(resp) => return resp,
-    };
-    let (new_meta, new) = match load(v, &name, Some(to)).await {
-        Ok(x) => x,
-        Err(resp) => return resp,
+    // Both versions are read and parsed at once (each parse runs on a blocking thread).
+    let (old, new) = tokio::join!(load(v, &name, Some(from)), load(v, &name, Some(to)));
+    let ((old_meta, old), (new_meta, new)) = match (old, new) {
+        (Ok(old), Ok(new)) => (old, new),
+        (Err(resp), _) | (_, Err(resp)) => return resp,
     };
     v.api
         .record_read(Action::ReadVersions, &name, Some(to), &format!("diff of versions {from} and {to} (web UI)"))
