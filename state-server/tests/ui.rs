@@ -626,3 +626,25 @@ fn ui_big_state_figures() {
     println!("state page (20,000 resources, {:.1} MiB of HTML): {state:.0} ms", state_len as f64 / 1048576.0);
     println!("diff of two versions ({:.1} KiB of HTML): {diff:.0} ms (target < 2000)", diff_len as f64 / 1024.0);
 }
+
+#[test]
+fn the_cookie_is_secure_under_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    std::fs::write(dir.path().join("cert.pem"), tls.cert.pem()).unwrap();
+    write_private(&dir.path().join("key.pem"), tls.signing_key.serialize_pem());
+    let config = "listen = \"127.0.0.1:0\"\n[tls]\ncert_file = \"cert.pem\"\nkey_file = \"key.pem\"\n\
+                  [storage]\nkind = \"sqlite\"\npath = \"state.db\"\n";
+    let server = Server::start(dir.path(), config);
+    assert_eq!(server.scheme, "https");
+    let form = format!("user=admin&password={}", enc(password("admin")));
+    let (status, text) = tls_request(server.addr, &tls.cert.pem(), None, None, "POST", "/ui/login", &form);
+    assert_eq!(status, 303, "{text}");
+    let cookie = text.lines().find(|l| l.to_ascii_lowercase().starts_with("set-cookie:")).expect("a cookie");
+    for flag in ["HttpOnly", "SameSite=Strict", "Path=/ui/", "Secure"] {
+        assert!(cookie.trim_end().split("; ").any(|f| f == flag), "{flag} in {cookie}");
+    }
+    let (status, text) = tls_request(server.addr, &tls.cert.pem(), None, None, "GET", "/ui/states", "");
+    assert_eq!(status, 303, "no cookie, no page: {text}");
+    assert!(text.to_ascii_lowercase().contains("content-security-policy: default-src 'none'"));
+}
