@@ -2,7 +2,9 @@
 //! (`chromium-driver`, listening on loopback only) with `fantoccini`. Signs in, lists, opens a
 //! state, diffs two versions, force-unlocks as admin, reads the audit page, and checks that an
 //! XSS probe in a state runs no script and that a user cannot reach a state outside their grants
-//! by URL. Screenshots (PNG) of each page land in `<target>/ui-screenshots/`.
+//! by URL; and the lock of a real, still running `terraform apply` (Terraform from
+//! `scripts/setup.sh` or `TERRAFORM`) seen and broken from the page. Screenshots (PNG) of each
+//! page land in `<target>/ui-screenshots/`.
 //!
 //! Skipped, with a `SKIPPED:` line, only when chromium or chromedriver is not installed
 //! (`scripts/setup.sh` installs both).
@@ -249,4 +251,76 @@ async fn walk_through(c: &Client, a: SocketAddr, base: &str) {
     assert!(text.contains("No state by that name that you may read."), "{text}");
     assert!(!c.source().await.unwrap().contains("kvm_network"));
     shot(&c, "8-refused-by-url").await;
+}
+
+/// Real Terraform: a state written by `terraform apply`, then an apply that is still running
+/// (a provisioner sleeping) holds the lock; the browser shows its holder and Terraform's own
+/// LockInfo, the admin force-unlocks it from the page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_shows_and_breaks_the_lock_of_a_running_terraform_apply() {
+    let (Some(chromium), Some(chromedriver)) =
+        (find_program(&["chromium", "chromium-browser"]), find_program(&["chromedriver"]))
+    else {
+        println!("SKIPPED: browser_shows_and_breaks_the_lock_of_a_running_terraform_apply: chromium and chromedriver are not installed (scripts/setup.sh installs them)");
+        return;
+    };
+    let has_terraform = std::env::var_os("TERRAFORM").is_some() || tools_dir().join("bin/terraform").exists();
+    if !has_terraform {
+        println!("SKIPPED: browser_shows_and_breaks_the_lock_of_a_running_terraform_apply: no Terraform (run scripts/setup.sh or set TERRAFORM)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = "listen = \"127.0.0.1:0\"\n[storage]\nkind = \"sqlite\"\npath = \"state.db\"\n";
+    let server = Server::start(dir.path(), config);
+    let (a, base) = (server.addr, server.base());
+    let backend = http_backend(&server, "web/app");
+    let tf = Tf::new(&format!("{backend}{}", null_resources(3, "a")), "writer");
+    tf.init().ok();
+    tf.apply().ok();
+    let slow =
+        "resource \"null_resource\" \"slow\" {\n  provisioner \"local-exec\" {\n    command = \"sleep 60\"\n  }\n}\n";
+    tf.write_main(&format!("{backend}{}{slow}", null_resources(3, "a")));
+    let mut apply = tf
+        .command(&["apply", "-auto-approve", "-input=false", "-no-color"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let lock_id = wait_for(Duration::from_secs(60), || {
+        let s = request(a, "GET", "/locks/web/app", Auth::User("reader"), b"").json();
+        s["lock_id"].as_str().map(str::to_string)
+    })
+    .expect("the running apply holds the lock");
+
+    let driver = Driver::start(&chromedriver, &dir.path().join("chromedriver.log"));
+    let c = browser(&driver, &chromium, &dir.path().join("profile")).await;
+    let walk = async {
+        sign_in(&c, &base, "admin").await;
+        let list = c.find(Locator::Css("table.states")).await.unwrap().text().await.unwrap();
+        assert!(list.contains("web/app") && list.contains("locked by writer") && list.contains("Apply"), "{list}");
+        shot(&c, "9-terraform-apply-lock").await;
+        c.find(Locator::LinkText("web/app")).await.unwrap().click().await.unwrap();
+        let resources = c.wait().for_element(Locator::Css("table.resources")).await.unwrap().text().await.unwrap();
+        assert!(resources.contains("null_resource") && resources.contains("registry.terraform.io/hashicorp/null"));
+        c.find(Locator::LinkText("Force-unlock…")).await.unwrap().click().await.unwrap();
+        let confirm = c.wait().for_element(Locator::Css("main")).await.unwrap().text().await.unwrap();
+        assert!(confirm.contains("Apply"), "Terraform's LockInfo is shown: {confirm}");
+        c.find(Locator::Css("form.confirm button")).await.unwrap().click().await.unwrap();
+        c.wait().for_element(Locator::Css("p.ok")).await.unwrap();
+        shot(&c, "10-terraform-lock-broken").await;
+    };
+    let done = tokio::time::timeout(RUN_LIMIT, walk).await;
+    // SAFETY: kill(2) on the process group of the apply this test started.
+    unsafe {
+        libc::kill(-(apply.id() as i32), libc::SIGKILL);
+    }
+    let _ = apply.wait();
+    assert!(done.is_ok(), "the browser run took over {RUN_LIMIT:?}");
+    c.close().await.unwrap();
+    assert_eq!(request(a, "GET", "/locks/web/app", Auth::User("reader"), b"").json()["locked"], false);
+    let events = audit(a, "state=web/app&action=force-unlock&outcome=ok");
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!((events[0]["user"].as_str(), events[0]["lock_id"].as_str()), (Some("admin"), Some(lock_id.as_str())));
+    assert_eq!(events[0]["lock_info"]["Operation"], "OperationTypeApply");
 }
