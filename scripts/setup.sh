@@ -15,7 +15,9 @@ mkdir -p "$TOOLS/bin" "$TOOLS/download"
 log() { printf '[setup] %s\n' "$*" >&2; }
 
 need_apt=()
-for pkg in pkg-config libssl-dev python3 curl ca-certificates openssl; do
+# chromium + chromium-driver: the state server's web UI test drives headless Chromium over
+# WebDriver (state-server/tests/ui_browser.rs).
+for pkg in pkg-config libssl-dev python3 curl ca-certificates openssl chromium chromium-driver; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if ((${#need_apt[@]})); then

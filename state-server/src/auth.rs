@@ -291,6 +291,18 @@ impl Authenticator {
         })
     }
 
+    /// The principal of a configured user who may sign in with a password, as the current user
+    /// table says: a web UI session (`crate::ui`) re-reads its user's grants on every request,
+    /// so a reload that removes the user or changes their grants takes effect at once.
+    pub fn password_user(&self, name: &str) -> Option<Principal> {
+        let u = self.users.get(name)?;
+        (u.hash.is_some() && u.methods.contains(&AuthMethod::Password)).then(|| Principal {
+            name: name.to_string(),
+            grants: u.grants.clone(),
+            metrics: u.metrics,
+        })
+    }
+
     // The principal, if this exact (user, password) was verified before.
     fn remembered(&self, user: &str, tag: &hmac::Tag) -> Option<Principal> {
         let u = self.users.get(user)?;

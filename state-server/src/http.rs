@@ -12,6 +12,7 @@
 //! | `/audit` | `GET ?state=&user=&action=&outcome=&after_id=&limit=` | admin on `state` (default `*`) |
 //! | `/healthz` | `GET`, no credentials | — |
 //! | `/metrics` | `GET`, Prometheus text; credentials unless `[metrics] public = true` | admin on `*`, or `metrics = true` |
+//! | `/ui/…` | the web UI ([`crate::ui`]): its own sign-in and session cookie | as the API's |
 //!
 //! Every refusal is answered with a JSON body `{"error": "…"}` and recorded in the audit log;
 //! refusals before authentication within each client address's sample (see `throttle`).
@@ -86,6 +87,8 @@ pub struct App {
     pub audit_reads: bool,
     /// `/metrics` without credentials.
     pub metrics_public: bool,
+    /// The web UI's sessions and caches.
+    pub ui: crate::ui::UiState,
 }
 
 /// The response body type.
@@ -182,6 +185,8 @@ enum Route<'a> {
     Locks(&'a str),
     Versions(&'a str),
     Restore(&'a str),
+    // The web UI, which has sessions of its own (`crate::ui`).
+    Ui,
     Unknown,
 }
 
@@ -190,6 +195,7 @@ fn route(path: &str) -> Route<'_> {
         "/healthz" => return Route::Health,
         "/metrics" => return Route::Metrics,
         "/audit" => return Route::Audit,
+        "/ui" => return Route::Ui,
         _ => {}
     }
     if let Some(n) = path.strip_prefix("/states/") {
@@ -200,6 +206,8 @@ fn route(path: &str) -> Route<'_> {
         Route::Versions(n)
     } else if let Some(n) = path.strip_prefix("/restore/") {
         Route::Restore(n)
+    } else if path.starts_with("/ui/") {
+        Route::Ui
     } else {
         Route::Unknown
     }
@@ -459,6 +467,9 @@ async fn dispatch(
             Err(e) => (ApiError::from(e).response(), "-".into()),
         };
     }
+    if let Route::Ui = route {
+        return crate::ui::handle(app, remote, req).await;
+    }
     let mut ctx =
         Ctx { app, user: "-".into(), addr: remote.to_string(), client: ClientKey::of(remote.ip()), principal: None };
     if matches!(route, Route::Metrics) && app.metrics_public && req.method() == Method::GET {
@@ -487,7 +498,8 @@ async fn dispatch(
             ctx.principal = Some(p);
         }
         Err(denied) => {
-            let resp = refuse_unauthenticated(&mut ctx, &route, &req, denied).await;
+            let what = format!("{} {}", req.method(), clip(req.uri().path()));
+            let resp = refuse_unauthenticated(&mut ctx, state_of(&route), what, denied).await;
             return (resp, ctx.user);
         }
     }
@@ -538,8 +550,8 @@ async fn authenticate(
 // else only counted (the throttle's summary event records it later).
 async fn refuse_unauthenticated(
     ctx: &mut Ctx<'_>,
-    route: &Route<'_>,
-    req: &Request<Incoming>,
+    state: Option<String>,
+    what: String,
     denied: Unauthenticated,
 ) -> Response<ResponseBody> {
     let app = ctx.app;
@@ -562,12 +574,9 @@ async fn refuse_unauthenticated(
     let status = throttled.as_ref().map_or(StatusCode::UNAUTHORIZED, |t| {
         StatusCode::from_u16(t.reason.status()).unwrap_or(StatusCode::TOO_MANY_REQUESTS)
     });
-    let err = ApiError {
-        outcome: Outcome::Refused,
-        ..ApiError::new(status, format!("{message} ({} {})", req.method(), clip(req.uri().path())))
-    };
+    let err = ApiError { outcome: Outcome::Refused, ..ApiError::new(status, format!("{message} ({what})")) };
     let mut draft = ctx.draft(Action::Request, None);
-    draft.state = state_of(route);
+    draft.state = state;
     let mut resp = if app.throttle.sample(ctx.client, status.as_u16(), &draft.at) {
         ctx.refuse(draft, err).await
     } else {
@@ -669,7 +678,7 @@ async fn routed(ctx: &Ctx<'_>, route: Route<'_>, req: Request<Incoming>) -> Resu
                 ApiError::new(StatusCode::NOT_FOUND, format!("no such endpoint: {}", clip(req.uri().path()))),
             ))
         }
-        Route::Health => unreachable!("answered before authentication"),
+        Route::Health | Route::Ui => unreachable!("answered before authentication"),
         Route::States(n) | Route::Locks(n) | Route::Versions(n) | Route::Restore(n) => n,
     };
     let name = match StateName::parse(raw_name) {
@@ -876,10 +885,20 @@ async fn lock(ctx: &Ctx<'_>, name: &StateName, req: Request<Incoming>) -> Result
 }
 
 async fn unlock(ctx: &Ctx<'_>, name: &StateName, req: Request<Incoming>) -> Result<Response<ResponseBody>, Refusal> {
-    let mut draft = ctx.draft(Action::Unlock, Some(name));
+    let draft = ctx.draft(Action::Unlock, Some(name));
     ctx.require(Role::Write, name, "unlocking a state").map_err(|e| (draft.clone(), e))?;
     let (body, _) = read_body(ctx, req, LOCK_BODY_LIMIT).await.map_err(|e| (draft.clone(), e))?;
     let info = tfstate::parse_lock_info(&body).map_err(|e| (draft.clone(), ApiError::bad_request(e.to_string())))?;
+    unlock_with(ctx, draft, name, info).await
+}
+
+// An UNLOCK whose LockInfo has been read (`None`: a force-unlock, which needs the admin role).
+async fn unlock_with(
+    ctx: &Ctx<'_>,
+    mut draft: AuditDraft,
+    name: &StateName,
+    info: Option<tfstate::LockInfo>,
+) -> Result<Response<ResponseBody>, Refusal> {
     let may_force = ctx.principal().may(Role::Admin, name.as_str());
     if info.is_none() {
         draft.action = Action::ForceUnlock;
@@ -1103,6 +1122,95 @@ async fn audit_query(ctx: &Ctx<'_>, req: &Request<Incoming>) -> Result<Response<
     Ok(json_response(StatusCode::OK, &json!({ "events": events, "next_after_id": next })))
 }
 
+/// The API's code paths as the web UI ([`crate::ui`]) takes them, so that sign-in, force-unlock
+/// and restore apply the same rules, throttles and audit events whichever way they come.
+pub struct ApiCalls<'a> {
+    ctx: Ctx<'a>,
+}
+
+impl<'a> ApiCalls<'a> {
+    /// Calls made for `principal`, connected from `remote`.
+    pub fn new(app: &'a App, remote: SocketAddr, principal: Principal) -> ApiCalls<'a> {
+        let ctx = Ctx {
+            app,
+            user: principal.name.clone(),
+            addr: remote.to_string(),
+            client: ClientKey::of(remote.ip()),
+            principal: Some(principal),
+        };
+        ApiCalls { ctx }
+    }
+
+    /// UNLOCK without a lock ID (a force-unlock), answered as the API answers it.
+    pub async fn force_unlock(&self, name: &StateName) -> Response<ResponseBody> {
+        let draft = self.ctx.draft(Action::Unlock, Some(name));
+        let done = match self.ctx.require(Role::Write, name, "unlocking a state") {
+            Ok(()) => unlock_with(&self.ctx, draft, name, None).await,
+            Err(e) => Err((draft, e)),
+        };
+        match done {
+            Ok(resp) => resp,
+            Err((draft, err)) => self.ctx.refuse(draft, err).await,
+        }
+    }
+
+    /// `POST /restore/{name}?version=N`, answered as the API answers it.
+    pub async fn restore(&self, name: &StateName, version: u64) -> Response<ResponseBody> {
+        match restore(&self.ctx, name, Some(&format!("version={version}"))).await {
+            Ok(resp) => resp,
+            Err((draft, err)) => self.ctx.refuse(draft, err).await,
+        }
+    }
+
+    /// The plain body of a stored version (decrypted and checked as `GET` does).
+    pub async fn open(&self, name: &StateName, stored: StoredVersion) -> Result<Vec<u8>, String> {
+        open_body(&self.ctx, name, stored).await.map_err(|e| e.message)
+    }
+
+    /// Records a successful read (only with `[audit] reads = true`, as the API does).
+    pub async fn record_read(&self, action: Action, name: &StateName, version: Option<u64>, detail: &str) {
+        if !self.ctx.app.audit_reads {
+            return;
+        }
+        let draft = self.ctx.draft(action, Some(name));
+        let verdict = audit::Verdict { version, ..audit::Verdict::new(Outcome::Ok, 200, detail) };
+        if let Err(e) = self.ctx.record(draft.finish(verdict)).await {
+            log::error("cannot record a read", json!({ "status": e.status.as_u16() }));
+        }
+    }
+
+    /// Records a refusal the UI made itself (a state outside the user's grants asked for by
+    /// URL), as the API records its refusals.
+    pub async fn record_refusal(&self, action: Action, state: Option<&StateName>, status: u16, detail: &str) {
+        let draft = self.ctx.draft(action, state);
+        let err = ApiError::new(StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN), detail);
+        let _ = self.ctx.refuse(draft, err).await;
+    }
+}
+
+/// Checks a user name and password from the UI's sign-in form exactly as a Basic
+/// `Authorization` header is checked (throttle, backoff, argon2 queue, sampled refusals in the
+/// audit log). On refusal, the API's answer (401, 429 or 503, with `Retry-After` when
+/// throttled).
+pub async fn sign_in(
+    app: &App,
+    remote: SocketAddr,
+    user: &str,
+    password: &str,
+) -> Result<Principal, Response<ResponseBody>> {
+    use base64::Engine;
+    let header = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")));
+    let auth = app.auth.load();
+    let client = ClientKey::of(remote.ip());
+    match authenticate(app, &auth, client, Some(header.as_bytes())).await {
+        Ok(p) => Ok(p),
+        Err(denied) => {
+            let mut ctx = Ctx { app, user: "-".into(), addr: remote.to_string(), client, principal: None };
+            Err(refuse_unauthenticated(&mut ctx, None, "POST /ui/login".into(), denied).await)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1124,5 +1232,8 @@ mod tests {
         assert!(matches!(route("/restore/a"), Route::Restore("a")));
         assert!(matches!(route("/healthz"), Route::Health));
         assert!(matches!(route("/state/a"), Route::Unknown));
+        assert!(matches!(route("/ui"), Route::Ui));
+        assert!(matches!(route("/ui/states"), Route::Ui));
+        assert!(matches!(route("/uix"), Route::Unknown));
     }
 }

@@ -13,6 +13,7 @@
 //! * [`throttle`]: what clients without valid credentials may cost (refusal sampling and rate,
 //!   password-guessing backoff, a bounded argon2 queue);
 //! * [`config`], [`names`], [`tfstate`]: the configuration file, state names, Terraform's documents;
+//! * [`ui`]: the web UI at `/ui/` (states, locks, versions and diffs, audit; admin actions);
 //! * [`perms`]: modes of the files that hold secrets; [`maintenance`]: `reencrypt`.
 
 pub mod audit;
@@ -34,3 +35,4 @@ pub mod storage;
 pub mod tfstate;
 pub mod throttle;
 pub mod tls;
+pub mod ui;

@@ -117,6 +117,7 @@ pub async fn build_app(config: &Config) -> Result<App, StartError> {
         keep_versions: config.keep_versions,
         audit_reads: config.audit.reads,
         metrics_public: config.metrics_public,
+        ui: crate::ui::UiState::new(config.tls.is_some()),
     })
 }
 

@@ -263,6 +263,17 @@ pub enum PurgeOutcome {
     Locked(LockHolder),
 }
 
+/// One state as a listing shows it: its current version's facts and its lock, without a body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateSummary {
+    /// The state's name.
+    pub name: StateName,
+    /// Its current version (`None` once deleted, or when only a lock was ever taken).
+    pub current: Option<VersionMeta>,
+    /// Who holds its lock.
+    pub lock: Option<LockHolder>,
+}
+
 /// A result with the audit event that was stored with it.
 #[derive(Debug, Clone)]
 pub struct Audited<T> {
@@ -338,6 +349,9 @@ pub trait Storage: Send + Sync + 'static {
         body: Vec<u8>,
         digest: String,
     ) -> Result<bool, StorageError>;
+    /// Every state that has a current version or a lock, by name, with facts and lock but no
+    /// body: one query for the web UI's list (`crate::ui`).
+    async fn state_summaries(&self) -> Result<Vec<StateSummary>, StorageError>;
 }
 
 /// The audit events that may be deleted (after `[limits] refusal_retention_days`), as an SQL

@@ -775,4 +775,29 @@ impl Storage for PostgresStorage {
             .await?;
         Ok(n == 1)
     }
+
+    async fn state_summaries(&self) -> Result<Vec<StateSummary>, StorageError> {
+        let client = self.client().await?;
+        let sql = format!(
+            "SELECT s.name, s.lock_id, s.lock_user, s.lock_info, s.lock_since, {META_COLUMNS}
+             FROM kvm_states s LEFT JOIN kvm_versions v ON v.name = s.name AND v.version = s.current_version
+             WHERE s.current_version IS NOT NULL OR s.lock_id IS NOT NULL ORDER BY s.name"
+        );
+        let stmt = client.prepare_cached(&sql).await?;
+        client
+            .query(&stmt, &[])
+            .await?
+            .iter()
+            .map(|r| {
+                let lock = r.get::<_, Option<String>>(1).map(|id| LockHolder {
+                    id,
+                    user: r.get(2),
+                    info: r.get(3),
+                    since: r.get(4),
+                });
+                let current = r.get::<_, Option<i64>>(5).map(|_| meta_from(r, 5));
+                Ok(StateSummary { name: super::parse_stored_name(r.get(0))?, current, lock })
+            })
+            .collect()
+    }
 }

@@ -665,6 +665,34 @@ impl Storage for SqliteStorage {
         })
         .await
     }
+
+    async fn state_summaries(&self) -> Result<Vec<StateSummary>, StorageError> {
+        let rows = self
+            .read(|c| {
+                let sql = format!(
+                    "SELECT s.name, s.lock_id, s.lock_user, s.lock_info, s.lock_since, {META_COLUMNS}
+                     FROM kvm_states s LEFT JOIN kvm_versions v ON v.name = s.name AND v.version = s.current_version
+                     WHERE s.current_version IS NOT NULL OR s.lock_id IS NOT NULL ORDER BY s.name"
+                );
+                let mut stmt = c.prepare(&sql)?;
+                let rows = stmt.query_map([], |r| {
+                    let lock = match r.get::<_, Option<String>>(1)? {
+                        Some(id) => Some(LockHolder { id, user: r.get(2)?, info: r.get(3)?, since: r.get(4)? }),
+                        None => None,
+                    };
+                    let current = match r.get::<_, Option<i64>>(5)? {
+                        Some(_) => Some(meta_from(r, 5)?),
+                        None => None,
+                    };
+                    Ok((r.get::<_, String>(0)?, current, lock))
+                })?;
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            })
+            .await?;
+        rows.into_iter()
+            .map(|(name, current, lock)| Ok(StateSummary { name: super::parse_stored_name(name)?, current, lock }))
+            .collect()
+    }
 }
 
 #[cfg(test)]
