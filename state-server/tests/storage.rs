@@ -253,7 +253,9 @@ async fn postgres_operation_dropped_mid_transaction_leaves_nothing_open() {
     let in_transaction = || async {
         client
             .query(
-                "SELECT query FROM pg_stat_activity WHERE datname = current_database()
+                "SELECT format('pid %s port %s since %s (backend %s, xact %s): %s', pid, client_port,
+                     state_change, backend_start, xact_start, query)
+                 FROM pg_stat_activity WHERE datname = current_database()
                  AND application_name = 'kvm-state-server' AND state LIKE 'idle in transaction%'",
                 &[],
             )
@@ -285,7 +287,13 @@ async fn postgres_operation_dropped_mid_transaction_leaves_nothing_open() {
                     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                 }
                 let left = in_transaction().await;
-                assert!(left.is_empty(), "connections left inside a transaction (last statements): {left:?}");
+                assert!(
+                    left.is_empty(),
+                    "operation {i} cut off after {limit:?} ({} cut so far, one takes {whole:?}); connections left \
+                     inside a transaction: {left:?}; now {}",
+                    cut,
+                    kvm_state_server::audit::now()
+                );
             }
             Ok(r) => r.unwrap(),
         }
