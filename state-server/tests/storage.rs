@@ -333,7 +333,10 @@ async fn postgres_start_takes_no_table_lock_and_restores_the_audit_guards() {
         .unwrap();
     let start = PostgresStorage::connect(&plain, None, 2, &security);
     let started = tokio::time::timeout(std::time::Duration::from_secs(10), start).await;
-    assert!(started.is_ok_and(|s| s.is_ok()), "a start with the schema current waited for the writes in flight");
+    let started = started.expect("a start with the schema current waited for the writes in flight").unwrap();
+    // A session left inside a transaction (a replica frozen mid-write) is ended by the database.
+    let idle = kvm_state_server::storage::postgres::IDLE_IN_TRANSACTION_TIMEOUT.as_secs();
+    assert_eq!(started.session_setting("idle_in_transaction_session_timeout").await.unwrap(), format!("{idle}s"));
     client.batch_execute("COMMIT").await.unwrap();
 
     let guards = || async {

@@ -84,6 +84,10 @@ CREATE TRIGGER kvm_audit_no_truncate BEFORE TRUNCATE ON kvm_audit
     FOR EACH STATEMENT EXECUTE FUNCTION kvm_audit_append_only();
 ";
 
+/// How long the database lets a session of the server sit idle inside a transaction before it
+/// ends the session (PostgreSQL's `idle_in_transaction_session_timeout`).
+pub const IDLE_IN_TRANSACTION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 // Serialises schema set-up between replicas that start together (CREATE … IF NOT EXISTS races).
 const MIGRATION_LOCK: i64 = 0x6b766d_7374617465;
 
@@ -195,6 +199,12 @@ impl PostgresStorage {
             config.password(password.trim_end_matches(['\r', '\n']));
         }
         config.application_name("kvm-state-server");
+        // A session of ours is never idle inside a transaction for more than milliseconds; one
+        // that is (a replica frozen or cut off mid-transaction) holds a state's row lock that
+        // every replica waits on. The database ends such a session, and the lock with it.
+        let idle = format!("-c idle_in_transaction_session_timeout={}s", IDLE_IN_TRANSACTION_TIMEOUT.as_secs());
+        let options = [config.get_options(), Some(idle.as_str())].into_iter().flatten();
+        config.options(options.collect::<Vec<_>>().join(" "));
         let connect = plan.connector().map_err(pool_err)?;
         let manager = Manager::from_connect(config, connect, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager).max_size(pool_size).build().map_err(pool_err)?;
@@ -208,6 +218,14 @@ impl PostgresStorage {
     pub fn with_audit_chain(mut self, keys: ChainKeys) -> PostgresStorage {
         self.chain = keys;
         self
+    }
+
+    /// A setting as the server's own sessions see it (`SHOW name`), e.g. to check what the
+    /// connection options set.
+    pub async fn session_setting(&self, name: &str) -> Result<String, StorageError> {
+        let client = self.client().await?;
+        let row = client.query_one("SELECT current_setting($1)", &[&name]).await?;
+        Ok(row.get(0))
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StorageError> {
