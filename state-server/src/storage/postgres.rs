@@ -228,6 +228,29 @@ impl PostgresStorage {
         Ok(row.get(0))
     }
 
+    /// How many of the pool's idle connections are inside a transaction: always 0, unless an
+    /// operation abandoned its transaction without closing its connection (which `Txn` exists
+    /// to prevent). For tests and diagnostics: it holds every idle connection while it asks.
+    pub async fn idle_connections_in_transaction(&self) -> Result<usize, StorageError> {
+        let mut held = Vec::new();
+        while held.len() < self.pool.status().size {
+            match tokio::time::timeout(std::time::Duration::from_millis(200), self.pool.get()).await {
+                Ok(Ok(client)) => held.push(client),
+                _ => break,
+            }
+        }
+        let mut inside = 0;
+        for client in &held {
+            // Inside a transaction, now() is the transaction's start, not this statement's; a
+            // transaction that failed answers with an error.
+            let row = client.query_one("SELECT now() <> statement_timestamp()", &[]).await;
+            if row.map_or(true, |r| r.get::<_, bool>(0)) {
+                inside += 1;
+            }
+        }
+        Ok(inside)
+    }
+
     async fn client(&self) -> Result<deadpool_postgres::Object, StorageError> {
         self.pool.get().await.map_err(pool_get_err)
     }
