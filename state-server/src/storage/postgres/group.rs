@@ -368,12 +368,15 @@ async fn execute_if(
 }
 
 /// The statements of a group's writes, each over `unnest` of one array per column (see `Writes`).
+/// Each also filters the table by `= ANY` of the names: without it the planner joins the arrays
+/// to a sequential scan of the whole table (it cannot know the arrays are short), and every
+/// group's prune read every version of every state.
 pub(super) const GROUP_SET_LOCK: &str = "UPDATE kvm_states s SET lock_id = u.lock_id, lock_user = u.lock_user,
          lock_info = u.lock_info, lock_since = u.lock_since, released_lock_id = u.released_lock_id,
          released_lock_user = u.released_lock_user
      FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
          AS u(name, lock_id, lock_user, lock_info, lock_since, released_lock_id, released_lock_user)
-     WHERE s.name = u.name";
+     WHERE s.name = ANY($1) AND s.name = u.name";
 /// See [`GROUP_SET_LOCK`].
 pub(super) const GROUP_INSERT_VERSIONS: &str = "INSERT INTO kvm_versions
          (name, version, serial, lineage, sha256, size, created_by, created_at, restored_from, body)
@@ -381,18 +384,18 @@ pub(super) const GROUP_INSERT_VERSIONS: &str = "INSERT INTO kvm_versions
          $8::text[], $9::bigint[], $10::bytea[])";
 /// See [`GROUP_SET_LOCK`].
 pub(super) const GROUP_ADVANCE: &str = "UPDATE kvm_states s SET current_version = u.v, next_version = u.v + 1
-     FROM unnest($1::text[], $2::bigint[]) AS u(name, v) WHERE s.name = u.name";
+     FROM unnest($1::text[], $2::bigint[]) AS u(name, v) WHERE s.name = ANY($1) AND s.name = u.name";
 /// See [`GROUP_SET_LOCK`].
 pub(super) const GROUP_PRUNE: &str =
     "DELETE FROM kvm_versions v USING unnest($1::text[], $2::bigint[]) AS u(name, below)
-     WHERE v.name = u.name AND v.version <= u.below";
+     WHERE v.name = ANY($1) AND v.name = u.name AND v.version <= u.below";
 /// See [`GROUP_SET_LOCK`]. Each event moves its chain's head (the state's: a group's events are
 /// all chained, one per state) to its MAC; the rows come back as (id, state).
 pub(super) const GROUP_AUDIT: &str = "WITH e AS (
          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
              $8::text[], $9::int[], $10::bigint[], $11::text[], $12::bigint[], $13::text[])
              AS e(at, usr, addr, action, state, lock_id, lock_info, outcome, status, version, detail, seq, mac)),
-     head AS (UPDATE kvm_audit_chains c SET mac = e.mac FROM e WHERE c.chain = e.state)
+     head AS (UPDATE kvm_audit_chains c SET mac = e.mac FROM e WHERE c.chain = ANY($5) AND c.chain = e.state)
      INSERT INTO kvm_audit (at, \"user\", addr, action, state, lock_id, lock_info, outcome, status, version, detail,
          seq, mac)
      SELECT at, usr, addr, action, state, lock_id, lock_info, outcome, status, version, detail, seq, mac FROM e
