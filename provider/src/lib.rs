@@ -6,6 +6,7 @@
 //! * [`schema`]: attribute declarations and Terraform's plan rules, in one place;
 //! * [`resources`], [`data_sources`] and [`ephemeral_resources`]: one file per type, on plain values;
 //! * [`libvirt`]: the lazily opened, shared connection to the libvirt host;
+//! * [`model`]: typed resource models, read from and written to object values in one place;
 //! * [`diag`]: diagnostics with attribute paths; [`units`]: human-readable sizes.
 
 pub mod data_sources;
@@ -13,6 +14,7 @@ pub mod diag;
 pub mod ephemeral_resources;
 pub mod image;
 pub mod libvirt;
+pub mod model;
 pub mod plugin;
 pub mod registry;
 pub mod resources;

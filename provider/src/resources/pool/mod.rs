@@ -1,10 +1,11 @@
 //! `kvm_pool`: a directory storage pool (the NVMe-backed filesystem the volumes live on).
 //!
-//! Laid out as `kvm_instance` is: [`schema`] (attributes and their single-value rules), [`build`]
-//! (the libvirt document), [`state`] (what the host reports, written into the state), [`ops`]
-//! (host calls); this file is the resource's life cycle.
+//! Laid out as `kvm_instance` is: [`model`] (the object as Rust types), [`schema`] (attributes
+//! and their single-value rules), [`build`] (the libvirt document), [`state`] (what the host
+//! reports, as the state), [`ops`] (host calls); this file is the resource's life cycle.
 
 mod build;
+mod model;
 mod ops;
 mod schema;
 mod state;
@@ -12,13 +13,15 @@ mod state;
 use async_trait::async_trait;
 use tf_cty::Value;
 
-use super::{empty_object, set_attr, Attrs, Context, Outcome, Resource};
+use super::{Context, Outcome, Resource};
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::libvirt::HostError;
+use crate::model::{Field, Model};
 use crate::schema::Schema;
 use build::pool_xml;
+use model::{PoolModel, PoolPlan};
 use ops::{lookup, observe};
-use state::fill;
+use state::state;
 
 /// How many volume names an error message lists before saying "and N more".
 const LISTED_VOLUMES: usize = 5;
@@ -45,25 +48,31 @@ impl Resource for Pool {
     }
 
     async fn modify_plan(&self, _ctx: &Context, prior: &Value, _config: &Value, planned: &mut Value) -> Diagnostics {
+        if prior.is_null() || planned.is_null() {
+            return Diagnostics::new();
+        }
+        let mut plan = match PoolPlan::from_value(planned) {
+            Ok(plan) => plan,
+            Err(e) => return e.into(),
+        };
         // A pool is meant to run: one stopped outside Terraform plans an update that starts it.
-        if !prior.is_null() {
-            set_attr(planned, "active", Value::Bool(true));
-        }
+        plan.active = Field::Known(true);
         // Free space moves all the time: an update reports it afresh, so it is unknown until then.
-        if !prior.is_null() && prior != planned {
-            for attr in ["capacity", "allocation", "available"] {
-                set_attr(planned, attr, Value::Unknown);
-            }
+        if plan.to_value() != *prior {
+            plan.capacity = Field::Unknown;
+            plan.allocation = Field::Unknown;
+            plan.available = Field::Unknown;
         }
+        *planned = plan.to_value();
         Diagnostics::new()
     }
 
     async fn create(&self, ctx: &Context, planned: &Value) -> Outcome<Value> {
-        let attrs = Attrs::of(planned)?;
-        let name = attrs.str("name")?.to_string();
-        let xml = pool_xml(&attrs, None)?;
-        let autostart = attrs.opt_bool("autostart").unwrap_or(true);
-        tracing::info!(pool = %name, path = attrs.opt_str("path").unwrap_or_default(), "creating storage pool");
+        let plan = PoolModel::from_value(planned)?;
+        let name = plan.name.clone();
+        let xml = pool_xml(&plan, None)?;
+        let autostart = plan.autostart();
+        tracing::info!(pool = %name, path = %plan.path, "creating storage pool");
         let host = ctx.host()?;
         let n = name.clone();
         let observed = host
@@ -89,29 +98,26 @@ impl Resource for Pool {
             })
             .await
             .map_err(|e| e.diagnostic("Cannot create storage pool"))?;
-        let mut state = planned.clone();
-        fill(&mut state, &observed);
-        Ok(state)
+        Ok(state(&observed, plan.force_destroy).to_value())
     }
 
     async fn read(&self, ctx: &Context, current: &Value) -> Outcome<Option<Value>> {
-        let attrs = Attrs::of(current)?;
-        let Some(observed) = lookup(ctx, attrs.str("name")?).await? else {
-            tracing::warn!(pool = attrs.opt_str("name").unwrap_or_default(), "pool is gone from the host");
+        let current = PoolModel::from_value(current)?;
+        let Some(observed) = lookup(ctx, &current.name).await? else {
+            tracing::warn!(pool = %current.name, "pool is gone from the host");
             return Ok(None);
         };
-        let mut state = current.clone();
-        fill(&mut state, &observed);
-        Ok(Some(state))
+        Ok(Some(state(&observed, current.force_destroy).to_value()))
     }
 
     async fn update(&self, ctx: &Context, prior: &Value, planned: &Value) -> Outcome<Value> {
-        let before = Attrs::of(prior)?;
-        let after = Attrs::of(planned)?;
-        let name = after.str("name")?.to_string();
-        let permissions_changed = ["mode", "owner", "group"].iter().any(|a| before.get(a) != after.get(a));
-        let xml = permissions_changed.then(|| pool_xml(&after, before.opt_str("id"))).transpose()?;
-        let autostart = after.opt_bool("autostart").unwrap_or(true);
+        let before = PoolModel::from_value(prior)?;
+        let after = PoolModel::from_value(planned)?;
+        let name = after.name.clone();
+        let permissions_changed =
+            (&before.mode, &before.owner, &before.group) != (&after.mode, &after.owner, &after.group);
+        let xml = permissions_changed.then(|| pool_xml(&after, before.id.as_deref())).transpose()?;
+        let autostart = after.autostart();
         let host = ctx.host()?;
         let n = name.clone();
         let observed = host
@@ -135,15 +141,13 @@ impl Resource for Pool {
             })
             .await
             .map_err(|e| e.diagnostic("Cannot update storage pool"))?;
-        let mut state = planned.clone();
-        fill(&mut state, &observed);
-        Ok(state)
+        Ok(state(&observed, after.force_destroy).to_value())
     }
 
     async fn delete(&self, ctx: &Context, prior: &Value) -> Outcome<()> {
-        let attrs = Attrs::of(prior)?;
-        let name = attrs.str("name")?.to_string();
-        let force = attrs.opt_bool("force_destroy").unwrap_or(false);
+        let prior = PoolModel::from_value(prior)?;
+        let name = prior.name.clone();
+        let force = prior.force_destroy();
         let host = ctx.host()?;
         let _guard = host.lock_pool(&name).await;
         let n = name.clone();
@@ -211,9 +215,6 @@ impl Resource for Pool {
             )
             .into());
         }
-        let mut state = empty_object(&self.schema.block);
-        set_attr(&mut state, "force_destroy", Value::Bool(false));
-        fill(&mut state, &observed);
-        Ok(state)
+        Ok(state(&observed, Some(model::FORCE_DESTROY)).to_value())
     }
 }

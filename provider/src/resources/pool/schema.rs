@@ -2,6 +2,7 @@
 
 use tf_cty::{Type, Value};
 
+use super::model::{AUTOSTART, FORCE_DESTROY};
 use super::Pool;
 use crate::libvirt::name_validator;
 use crate::schema::{Attribute, Block, Schema};
@@ -37,7 +38,7 @@ impl Pool {
             .attribute(
                 Attribute::optional("autostart", Type::Bool)
                     .describe("Start the pool when libvirtd starts. Default `true`.")
-                    .default_value(Value::Bool(true)),
+                    .default_value(Value::Bool(AUTOSTART)),
             )
             .attribute(
                 Attribute::optional("force_destroy", Type::Bool)
@@ -45,7 +46,7 @@ impl Pool {
                         "Delete the pool's volumes when the pool is destroyed. Default `false`: destroying a pool \
                      that still holds volumes fails and lists them.",
                     )
-                    .default_value(Value::Bool(false)),
+                    .default_value(Value::Bool(FORCE_DESTROY)),
             )
             .attribute(Attribute::computed("active", Type::Bool).describe(
                 "Whether the pool is running. A pool stopped outside Terraform is started by the next apply.",

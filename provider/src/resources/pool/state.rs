@@ -1,28 +1,30 @@
-//! What the host reports about a pool, written into the state.
-
-use tf_cty::Value;
+//! What the host reports about a pool, as the state.
 
 use libvirt_xml::Capacity;
 
-use super::super::{bytes, int, set_attr};
+use super::model::PoolModel;
 use super::ops::Observed;
+use crate::model::Field;
 
-/// Fills the state's host-reported attributes from `observed`.
-pub(super) fn fill(state: &mut Value, observed: &Observed) {
+/// The state of the pool the host reports; `force_destroy`, which only Terraform knows, is kept.
+pub(super) fn state(observed: &Observed, force_destroy: Option<bool>) -> PoolModel {
     let doc = &observed.doc;
-    set_attr(state, "id", doc.uuid.clone().map(Value::string).unwrap_or(Value::Null));
-    set_attr(state, "name", Value::string(doc.name.clone()));
     let target = doc.target.clone().unwrap_or_default();
-    set_attr(state, "path", Value::string(target.path));
     let perms = target.permissions.unwrap_or_default();
-    set_attr(state, "mode", perms.mode.map(Value::string).unwrap_or(Value::Null));
-    let number = |s: Option<String>| s.and_then(|s| s.parse::<i64>().ok()).map(int).unwrap_or(Value::Null);
-    set_attr(state, "owner", number(perms.owner));
-    set_attr(state, "group", number(perms.group));
-    set_attr(state, "autostart", Value::Bool(observed.autostart));
-    set_attr(state, "active", Value::Bool(observed.active));
-    let size = |c: &Option<Capacity>| c.as_ref().and_then(|c| c.bytes().ok()).map(bytes).unwrap_or(bytes(0));
-    set_attr(state, "capacity", size(&doc.capacity));
-    set_attr(state, "allocation", size(&doc.allocation));
-    set_attr(state, "available", size(&doc.available));
+    let number = |s: Option<String>| Field::from_option(s.and_then(|s| s.parse::<i64>().ok()));
+    let size = |c: &Option<Capacity>| Field::Known(c.as_ref().and_then(|c| c.bytes().ok()).unwrap_or(0));
+    PoolModel {
+        id: Field::from_option(doc.uuid.clone()),
+        name: doc.name.clone(),
+        path: target.path,
+        mode: Field::from_option(perms.mode),
+        owner: number(perms.owner),
+        group: number(perms.group),
+        autostart: Some(observed.autostart),
+        force_destroy,
+        active: Field::Known(observed.active),
+        capacity: size(&doc.capacity),
+        allocation: size(&doc.allocation),
+        available: size(&doc.available),
+    }
 }

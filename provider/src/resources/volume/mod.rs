@@ -1,11 +1,13 @@
 //! `kvm_volume`: a storage volume: blank, imported from an image, or a copy-on-write clone.
 //!
-//! Laid out as `kvm_instance` is: [`schema`] (attributes and their single-value rules), [`spec`]
+//! Laid out as `kvm_instance` is: [`model`] (the object as Rust types), [`schema`] (attributes and
+//! their single-value rules), [`spec`]
 //! (how the configuration says the volume gets its content), [`build`] (the libvirt document),
 //! [`state`] (what the host reports, written into the state), [`ops`] (host calls: look up,
 //! create each kind, clean up after a failure); this file is the resource's life cycle.
 
 mod build;
+mod model;
 mod ops;
 mod schema;
 mod spec;
@@ -14,12 +16,14 @@ mod state;
 use async_trait::async_trait;
 use tf_cty::{Path, Value};
 
-use super::{empty_object, set_attr, Attrs, Context, Outcome, Resource};
+use super::{Context, Outcome, Resource};
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::image;
 use crate::libvirt::{Found, HostError};
+use crate::model::{Field, Model};
 use crate::schema::Schema;
 use crate::units::{self, format_size, parse_size};
+use model::{VolumeModel, VolumePlan, DEFAULT_FORMAT};
 use ops::{capacity_of, lookup_pool, lookup_vol, observe};
 use spec::{content, Content};
 use state::fill;
@@ -47,16 +51,17 @@ impl Resource for Volume {
 
     fn validate(&self, config: &Value) -> Diagnostics {
         let mut diags = Diagnostics::new();
-        let Ok(attrs) = Attrs::of(config) else { return diags };
-        let set = |name: &str| !attrs.get(name).is_null();
-        if set("source") && set("base_volume") {
+        let Ok(config) = VolumePlan::from_value(config) else { return diags };
+        let source = config.source != Field::Null;
+        let base_volume = config.base_volume != Field::Null;
+        if source && base_volume {
             diags.push(Diagnostic::attribute_error(
                 Path::attr("base_volume"),
                 "Conflicting content",
                 "A volume is either imported from `source` or cloned from `base_volume`, not both.",
             ));
         }
-        if set("source_sha256") && !set("source") {
+        if config.source_sha256 != Field::Null && !source {
             diags.push(Diagnostic::attribute_error(
                 Path::attr("source_sha256"),
                 "Checksum without a source",
@@ -65,23 +70,22 @@ impl Resource for Volume {
         }
         // `base_pool` equal to `pool` is what the state shows for a volume that is not a clone
         // (and so what `terraform plan -generate-config-out` writes for an imported one): harmless.
-        let base_pool_is_pool =
-            attrs.opt_str("base_pool").is_some() && attrs.opt_str("base_pool") == attrs.opt_str("pool");
-        if set("base_pool") && !set("base_volume") && !base_pool_is_pool {
+        let base_pool_is_pool = config.base_pool.known().is_some() && config.base_pool == config.pool;
+        if config.base_pool != Field::Null && !base_volume && !base_pool_is_pool {
             diags.push(Diagnostic::attribute_error(
                 Path::attr("base_pool"),
                 "Base pool without a base volume",
                 "`base_pool` names the pool of `base_volume`; set `base_volume` too, or remove it.",
             ));
         }
-        if !set("source") && !set("base_volume") && attrs.get("size").is_null() {
+        if !source && !base_volume && config.size == Field::Null {
             diags.push(Diagnostic::attribute_error(
                 Path::attr("size"),
                 "Missing size",
                 "A blank volume needs a `size`, e.g. size = \"20GiB\" (or give `source` or `base_volume`).",
             ));
         }
-        if set("base_volume") && attrs.opt_str("format").is_some_and(|f| f != "qcow2") {
+        if base_volume && config.format.as_deref().is_some_and(|f| f != DEFAULT_FORMAT) {
             diags.push(Diagnostic::attribute_error(
                 Path::attr("format"),
                 "Clones are qcow2",
@@ -93,20 +97,26 @@ impl Resource for Volume {
 
     async fn modify_plan(&self, _ctx: &Context, prior: &Value, config: &Value, planned: &mut Value) -> Diagnostics {
         let mut diags = Diagnostics::new();
-        let Ok(attrs) = Attrs::of(config) else { return diags };
+        if planned.is_null() {
+            return diags;
+        }
+        let (config, mut plan) = match (VolumePlan::from_value(config), VolumePlan::from_value(planned)) {
+            (Ok(config), Ok(plan)) => (config, plan),
+            (Err(e), _) | (_, Err(e)) => return e.into(),
+        };
         if prior.is_null() {
             // Blank volumes and clones are qcow2 unless told otherwise; an image's format is
             // only known once it is read.
-            if attrs.get("format").is_null() && attrs.get("source").is_null() {
-                set_attr(planned, "format", Value::string("qcow2"));
+            if config.format == Field::Null && config.source == Field::Null {
+                plan.format = Field::Known(DEFAULT_FORMAT.to_string());
             }
             // Without a base, or a base in the same pool: base_pool is the volume's pool.
-            let defaults_to_pool = attrs.get("base_volume").is_null()
-                || (attrs.get("base_pool").is_null() && !attrs.get("pool").is_unknown());
+            let defaults_to_pool =
+                config.base_volume == Field::Null || (config.base_pool == Field::Null && config.pool != Field::Unknown);
             if defaults_to_pool {
-                set_attr(planned, "base_pool", attrs.get("pool").clone());
+                plan.base_pool = config.pool.clone();
             }
-            if let Some(source) = attrs.opt_str("source") {
+            if let Some(source) = config.source.as_deref() {
                 // A missing file or a 404 fails the plan, before anything is created.
                 if let Err(e) = image::probe(source).await {
                     diags.push(Diagnostic::attribute_error(Path::attr("source"), "Image not readable", e.0));
@@ -114,20 +124,20 @@ impl Resource for Volume {
             }
         } else {
             // Only the size changes in place; what the host reports stays as it is.
-            let before = Attrs::of(prior).ok().and_then(|a| a.opt_str("size").map(str::to_string));
-            let after = attrs.opt_str("size");
-            if let (Some(b), Some(a)) = (before, after) {
+            let before = VolumePlan::from_value(prior).ok().and_then(|p| p.size.as_deref().map(str::to_string));
+            if let (Some(b), Some(a)) = (before, config.size.as_deref()) {
                 if !units::same_size(&b, a) {
-                    set_attr(planned, "size_bytes", Value::Unknown);
-                    set_attr(planned, "allocation", Value::Unknown);
+                    plan.size_bytes = Field::Unknown;
+                    plan.allocation = Field::Unknown;
                 }
             }
         }
+        *planned = plan.to_value();
         diags
     }
 
     fn replace_when(&self, prior: &Value, planned: &Value) -> Vec<Path> {
-        let size = |v: &Value| v.get_attr("size").and_then(Value::as_str).and_then(|s| parse_size(s).ok());
+        let size = |v: &Value| VolumePlan::from_value(v).ok()?.size.as_deref().and_then(|s| parse_size(s).ok());
         match (size(prior), size(planned)) {
             (Some(before), Some(after)) if after < before => vec![Path::attr("size")],
             _ => Vec::new(),
@@ -135,20 +145,19 @@ impl Resource for Volume {
     }
 
     async fn create(&self, ctx: &Context, planned: &Value) -> Outcome<Value> {
-        let attrs = Attrs::of(planned)?;
-        let mut state = planned.clone();
-        let observed = match content(&attrs) {
-            Content::Blank => self.create_blank(ctx, &attrs).await?,
-            Content::Clone { base_pool, base } => self.create_clone(ctx, &attrs, base_pool, base).await?,
-            Content::Image { source, sha256 } => self.create_image(ctx, &attrs, source, sha256).await?,
+        let mut state = VolumeModel::from_value(planned)?;
+        let observed = match content(&state) {
+            Content::Blank => self.create_blank(ctx, &state).await?,
+            Content::Clone { base_pool, base } => self.create_clone(ctx, &state, base_pool, base).await?,
+            Content::Image { source, sha256 } => self.create_image(ctx, &state, source, sha256).await?,
         };
         fill(&mut state, &observed);
-        Ok(state)
+        Ok(state.to_value())
     }
 
     async fn read(&self, ctx: &Context, current: &Value) -> Outcome<Option<Value>> {
-        let attrs = Attrs::of(current)?;
-        let (pool, name) = (attrs.str("pool")?.to_string(), attrs.str("name")?.to_string());
+        let mut state = VolumeModel::from_value(current)?;
+        let (pool, name) = (state.pool.clone(), state.name.clone());
         let host = ctx.host()?;
         let result = host
             .call(move |conn| {
@@ -158,12 +167,11 @@ impl Resource for Volume {
             .await;
         match result {
             Ok(observed) => {
-                let mut state = current.clone();
                 fill(&mut state, &observed);
-                Ok(Some(state))
+                Ok(Some(state.to_value()))
             }
             Err(e) if e.is_not_found() => {
-                tracing::warn!(volume = %format!("{}/{}", attrs.opt_str("pool").unwrap_or_default(), attrs.opt_str("name").unwrap_or_default()), "volume is gone from the host");
+                tracing::warn!(volume = %format!("{}/{}", state.pool, state.name), "volume is gone from the host");
                 Ok(None)
             }
             Err(e) => Err(e.diagnostic("Cannot read volume").into()),
@@ -171,10 +179,11 @@ impl Resource for Volume {
     }
 
     async fn update(&self, ctx: &Context, _prior: &Value, planned: &Value) -> Outcome<Value> {
-        let attrs = Attrs::of(planned)?;
-        let (pool, name) = (attrs.str("pool")?.to_string(), attrs.str("name")?.to_string());
-        let size = parse_size(attrs.str("size")?)
-            .map_err(|e| Diagnostic::attribute_error(Path::attr("size"), "Invalid size", e.to_string()))?;
+        let mut state = VolumeModel::from_value(planned)?;
+        let (pool, name) = (state.pool.clone(), state.name.clone());
+        let size = spec::size(&state)?.ok_or_else(|| {
+            Diagnostic::attribute_error(Path::attr("size"), "Missing size", "Only a change of `size` updates a volume.")
+        })?;
         let host = ctx.host()?;
         tracing::info!(volume = %format!("{pool}/{name}"), size = %format_size(size), "growing volume in place");
         let observed = host
@@ -188,14 +197,12 @@ impl Resource for Volume {
             })
             .await
             .map_err(|e| e.diagnostic("Cannot resize volume"))?;
-        let mut state = planned.clone();
         fill(&mut state, &observed);
-        Ok(state)
+        Ok(state.to_value())
     }
 
     async fn delete(&self, ctx: &Context, prior: &Value) -> Outcome<()> {
-        let attrs = Attrs::of(prior)?;
-        let (pool, name) = (attrs.str("pool")?.to_string(), attrs.str("name")?.to_string());
+        let VolumeModel { pool, name, .. } = VolumeModel::from_value(prior)?;
         let host = ctx.host()?;
         let _guard = host.lock_pool(&pool).await;
         let result = host
@@ -243,9 +250,8 @@ impl Resource for Volume {
             }
             Err(e) => return Err(e.diagnostic("Cannot import volume").into()),
         };
-        let mut state = empty_object(&self.schema.block);
-        set_attr(&mut state, "pool", Value::string(pool));
+        let mut state = VolumeModel::in_pool(pool);
         fill(&mut state, &observed);
-        Ok(state)
+        Ok(state.to_value())
     }
 }

@@ -7,15 +7,16 @@ use tf_cty::Path;
 use virt::storage_pool::StoragePool;
 use virt::storage_vol::StorageVol;
 
-use super::super::{Attrs, Context, Outcome};
+use super::super::{Context, Outcome};
 use super::build::volume_xml;
+use super::model::{VolumeModel, DEFAULT_FORMAT};
 use super::spec::size;
 use super::Volume;
 use crate::diag::Diagnostic;
 use crate::image;
 use crate::libvirt::upload::{self, UploadError};
 use crate::libvirt::HostError;
-use crate::units::{format_size, parse_size};
+use crate::units::format_size;
 
 /// What the host reports about a volume.
 pub(super) struct Observed {
@@ -48,11 +49,13 @@ pub(super) fn capacity_of(doc: &StorageVolume) -> u64 {
 }
 
 impl Volume {
-    pub(super) async fn create_blank(&self, ctx: &Context, attrs: &Attrs<'_>) -> Outcome<Observed> {
-        let (pool, name) = (attrs.str("pool")?.to_string(), attrs.str("name")?.to_string());
-        let size = parse_size(attrs.str("size")?)
-            .map_err(|e| Diagnostic::attribute_error(Path::attr("size"), "Invalid size", e.to_string()))?;
-        let format = attrs.opt_str("format").unwrap_or("qcow2");
+    pub(super) async fn create_blank(&self, ctx: &Context, volume: &VolumeModel) -> Outcome<Observed> {
+        let (pool, name) = (volume.pool.clone(), volume.name.clone());
+        // Validation refuses a blank volume without a size; none here would be a provider bug.
+        let size = size(volume)?.ok_or_else(|| {
+            Diagnostic::attribute_error(Path::attr("size"), "Missing size", "A blank volume needs a `size`.")
+        })?;
+        let format = volume.format.as_deref().unwrap_or(DEFAULT_FORMAT);
         let xml = volume_xml(&name, size, format, None)?;
         let host = ctx.host()?;
         let _guard = host.lock_pool(&pool).await;
@@ -72,12 +75,12 @@ impl Volume {
     pub(super) async fn create_clone(
         &self,
         ctx: &Context,
-        attrs: &Attrs<'_>,
+        volume: &VolumeModel,
         base_pool: &str,
         base: &str,
     ) -> Outcome<Observed> {
-        let (pool, name) = (attrs.str("pool")?.to_string(), attrs.str("name")?.to_string());
-        if attrs.opt_str("format").is_some_and(|f| f != "qcow2") {
+        let (pool, name) = (volume.pool.clone(), volume.name.clone());
+        if volume.format.as_deref().is_some_and(|f| f != DEFAULT_FORMAT) {
             return Err(Diagnostic::attribute_error(
                 Path::attr("format"),
                 "Clones are qcow2",
@@ -85,7 +88,7 @@ impl Volume {
             )
             .into());
         }
-        let wanted = size(attrs)?;
+        let wanted = size(volume)?;
         let (base_pool, base) = (base_pool.to_string(), base.to_string());
         let host = ctx.host()?;
         let _guard = host.lock_pool(&pool).await;
@@ -135,17 +138,17 @@ impl Volume {
     pub(super) async fn create_image(
         &self,
         ctx: &Context,
-        attrs: &Attrs<'_>,
+        volume: &VolumeModel,
         source: &str,
         sha256: Option<&str>,
     ) -> Outcome<Observed> {
-        let (pool, name) = (attrs.str("pool")?.to_string(), attrs.str("name")?.to_string());
+        let (pool, name) = (volume.pool.clone(), volume.name.clone());
         let label = format!("{pool}/{name}");
         let opened = image::open(source)
             .await
             .map_err(|e| Diagnostic::attribute_error(Path::attr("source"), "Cannot read image", e.0))?;
         let header = opened.header;
-        if let Some(wanted) = attrs.opt_str("format") {
+        if let Some(wanted) = volume.format.as_deref() {
             if wanted != header.format.as_str() {
                 return Err(Diagnostic::attribute_error(
                     Path::attr("format"),
@@ -158,7 +161,7 @@ impl Volume {
                 .into());
             }
         }
-        let wanted = size(attrs)?;
+        let wanted = size(volume)?;
         if let Some(w) = wanted {
             if w < header.virtual_size {
                 return Err(Diagnostic::attribute_error(

@@ -2,7 +2,7 @@
 
 use tf_cty::Path;
 
-use super::super::Attrs;
+use super::model::VolumeModel;
 use crate::diag::Diagnostic;
 use crate::units::parse_size;
 
@@ -13,21 +13,21 @@ pub(super) enum Content<'a> {
     Clone { base_pool: &'a str, base: &'a str },
 }
 
-pub(super) fn content<'a>(attrs: &Attrs<'a>) -> Content<'a> {
-    if let Some(source) = attrs.opt_str("source") {
-        Content::Image { source, sha256: attrs.opt_str("source_sha256") }
-    } else if let Some(base) = attrs.opt_str("base_volume") {
-        let pool = attrs.opt_str("base_pool").or(attrs.opt_str("pool")).unwrap_or_default();
-        Content::Clone { base_pool: pool, base }
+pub(super) fn content(volume: &VolumeModel) -> Content<'_> {
+    if let Some(source) = &volume.source {
+        Content::Image { source, sha256: volume.source_sha256.as_deref() }
+    } else if let Some(base) = &volume.base_volume {
+        Content::Clone { base_pool: volume.base_pool.as_deref().unwrap_or(&volume.pool), base }
     } else {
         Content::Blank
     }
 }
 
 /// The `size` asked for, in bytes (none when not given).
-pub(super) fn size(attrs: &Attrs<'_>) -> Result<Option<u64>, Diagnostic> {
-    attrs
-        .opt_str("size")
+pub(super) fn size(volume: &VolumeModel) -> Result<Option<u64>, Diagnostic> {
+    volume
+        .size
+        .as_deref()
         .map(parse_size)
         .transpose()
         .map_err(|e| Diagnostic::attribute_error(Path::attr("size"), "Invalid size", e.to_string()))
