@@ -124,6 +124,11 @@ pub fn attribute<T: AttrValue>(attrs: &BTreeMap<String, Value>, name: &str, path
     T::read(attrs.get(name).unwrap_or(&NULL), &path.join_attr(name))
 }
 
+/// The apply-time value of a plan-time one, when every part of it is known (and it fits `T`).
+pub fn resolved<T: AttrValue>(plan: &T::Plan) -> Option<T> {
+    T::read(&plan.write(), &Path::root()).ok()
+}
+
 /// A value that may also be unknown: a computed attribute while planning.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub enum Field<T> {
@@ -143,6 +148,11 @@ impl<T> Field<T> {
             Field::Known(v) => Some(v),
             _ => None,
         }
+    }
+
+    /// Whether the value is null (an unknown value may still turn out null).
+    pub fn is_null(&self) -> bool {
+        matches!(self, Field::Null)
     }
 
     /// A field from an optional value (`None` is null).

@@ -1,11 +1,13 @@
 //! `kvm_network`: a libvirt virtual network (NAT, routed, isolated, or an existing host bridge).
 //!
-//! Laid out as `kvm_instance` is: [`schema`] (attributes and their single-value rules), [`spec`]
+//! Laid out as `kvm_instance` is: [`model`] (the object as Rust types), [`schema`] (attributes and
+//! their single-value rules), [`spec`]
 //! (reading and checking a configuration: subnet, DHCP range, hosts), [`build`] (the libvirt
 //! document), [`state`] (what the host reports, written back into the state), [`ops`] (host calls:
 //! read a network, the in-place updates); this file is the resource's life cycle.
 
 mod build;
+mod model;
 mod ops;
 mod schema;
 mod spec;
@@ -19,14 +21,16 @@ use libvirt_xml::Document;
 use tf_cty::{Path, Value};
 use virt::sys;
 
-use super::{empty_object, set_attr, Attrs, Context, Outcome, Resource};
+use super::{Context, Outcome, Resource};
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::libvirt::{Found, HostError};
+use crate::model::{resolved, Field, Model};
 use crate::schema::Schema;
 use build::network_doc;
+use model::{DhcpModel, HostModel, NetworkModel, NetworkPlan, DEFAULT_MODE, DHCP_ENABLED};
 use ops::{fragment_changes, lookup, observe};
 use spec::{dhcp_range, parse_cidr, parse_ip};
-use state::{fill, managed_hosts, Hosts};
+use state::{managed_hosts, state};
 
 /// The `kvm_network` resource.
 pub struct Network {
@@ -51,20 +55,23 @@ impl Resource for Network {
 
     fn validate(&self, config: &Value) -> Diagnostics {
         let mut diags = Diagnostics::new();
-        let Ok(attrs) = Attrs::of(config) else { return diags };
-        let Some(mode) = attrs.opt_str("mode").or(if attrs.get("mode").is_null() { Some("nat") } else { None }) else {
-            return diags;
+        let Ok(config) = NetworkPlan::from_value(config) else { return diags };
+        let mode = match &config.mode {
+            Field::Known(mode) => mode.as_str(),
+            Field::Null => DEFAULT_MODE,
+            Field::Unknown => return diags,
         };
+        let blocks = |n: Option<usize>| n.is_some_and(|n| n > 0);
         if mode == "bridge" {
-            if attrs.get("bridge").is_null() {
+            if config.bridge.is_null() {
                 diags.push(Diagnostic::attribute_error(
                     Path::attr("bridge"),
                     "Missing bridge",
                     "mode = \"bridge\" joins an existing host bridge: name it with `bridge`, e.g. bridge = \"br0\".",
                 ));
             }
-            for attr in ["cidr", "domain"] {
-                if !attrs.get(attr).is_null() {
+            for (attr, value) in [("cidr", &config.cidr), ("domain", &config.domain)] {
+                if !value.is_null() {
                     diags.push(Diagnostic::attribute_error(
                         Path::attr(attr),
                         "Not used in bridge mode",
@@ -72,8 +79,13 @@ impl Resource for Network {
                     ));
                 }
             }
-            for block in ["dhcp", "host", "dns_host"] {
-                if matches!(attrs.get(block), Value::List(v) | Value::Set(v) if !v.is_empty()) {
+            let counts = [
+                ("dhcp", config.dhcp.known().map(Vec::len)),
+                ("host", config.host.known().map(|s| s.0.len())),
+                ("dns_host", config.dns_host.known().map(|s| s.0.len())),
+            ];
+            for (block, count) in counts {
+                if blocks(count) {
                     diags.push(Diagnostic::attribute_error(
                         Path::attr(block),
                         "Not used in bridge mode",
@@ -83,8 +95,8 @@ impl Resource for Network {
             }
             return diags;
         }
-        let cidr = match attrs.get("cidr") {
-            Value::Null => {
+        let cidr = match &config.cidr {
+            Field::Null => {
                 diags.push(Diagnostic::attribute_error(
                     Path::attr("cidr"),
                     "Missing cidr",
@@ -92,28 +104,25 @@ impl Resource for Network {
                 ));
                 return diags;
             }
-            Value::String(s) => match parse_cidr(s) {
+            Field::Known(s) => match parse_cidr(s) {
                 Ok(c) => c,
                 Err(_) => return diags, // reported by the attribute validator
             },
-            _ => return diags,
+            Field::Unknown => return diags,
         };
-        if !attrs.get("dhcp").is_wholly_known() {
-            return diags;
-        }
-        let range = match dhcp_range(&attrs, cidr) {
+        let Some(dhcp) = resolved::<Vec<DhcpModel>>(&config.dhcp) else { return diags };
+        let range = match dhcp_range(dhcp.first(), cidr) {
             Ok(r) => r,
             Err(d) => {
                 diags.push(d);
                 return diags;
             }
         };
-        if let Value::Set(items) = attrs.get("host") {
+        if let Field::Known(items) = &config.host {
             let mut macs = BTreeSet::new();
             let mut ips = BTreeSet::new();
-            for item in items.iter().filter(|i| i.is_wholly_known()) {
-                let Ok(h) = Attrs::of(item) else { continue };
-                let Some(ip) = h.opt_str("ip") else { continue };
+            for h in items.0.iter().filter_map(resolved::<HostModel>) {
+                let ip = &h.ip;
                 let problem = match parse_ip(ip) {
                     Err(e) => Some(e),
                     Ok(addr)
@@ -130,7 +139,7 @@ impl Resource for Network {
                 if let Some(p) = problem {
                     diags.push(Diagnostic::attribute_error(Path::attr("host"), "Invalid DHCP host", p));
                 }
-                if let Some(m) = h.opt_str("mac") {
+                if let Some(m) = &h.mac {
                     if !macs.insert(m.to_lowercase()) {
                         diags.push(Diagnostic::attribute_error(
                             Path::attr("host"),
@@ -138,7 +147,7 @@ impl Resource for Network {
                             format!("MAC {m} is listed twice; each MAC gets one address."),
                         ));
                     }
-                } else if h.get("name").is_null() {
+                } else if h.name.is_none() {
                     diags.push(Diagnostic::attribute_error(
                         Path::attr("host"),
                         "Invalid DHCP host",
@@ -146,17 +155,16 @@ impl Resource for Network {
                     ));
                 }
             }
-            if range.is_none() && !items.is_empty() {
+            if range.is_none() && !items.0.is_empty() {
                 diags.push(Diagnostic::attribute_error(Path::attr("host"), "DHCP is off", "Static DHCP hosts need DHCP: remove `enabled = false` from the dhcp block, or remove the host blocks."));
             }
         }
-        if let Value::Set(items) = attrs.get("dns_host") {
-            for item in items.iter().filter(|i| i.is_wholly_known()) {
-                let Ok(h) = Attrs::of(item) else { continue };
-                if let Some(Err(e)) = h.opt_str("ip").map(parse_ip) {
+        if let Field::Known(items) = &config.dns_host {
+            for h in items.0.iter().filter_map(resolved::<model::DnsHostModel>) {
+                if let Err(e) = parse_ip(&h.ip) {
                     diags.push(Diagnostic::attribute_error(Path::attr("dns_host"), "Invalid DNS host", e));
                 }
-                if matches!(h.get("hostnames"), Value::List(n) if n.is_empty()) {
+                if h.hostnames.is_empty() {
                     diags.push(Diagnostic::attribute_error(
                         Path::attr("dns_host"),
                         "Invalid DNS host",
@@ -170,43 +178,56 @@ impl Resource for Network {
 
     async fn modify_plan(&self, _ctx: &Context, prior: &Value, config: &Value, planned: &mut Value) -> Diagnostics {
         let mut diags = Diagnostics::new();
-        let Ok(attrs) = Attrs::of(config) else { return diags };
+        if planned.is_null() {
+            return diags;
+        }
+        let (config, mut plan) = match (NetworkPlan::from_value(config), NetworkPlan::from_value(planned)) {
+            (Ok(config), Ok(plan)) => (config, plan),
+            (Err(e), _) | (_, Err(e)) => return e.into(),
+        };
         // The gateway follows from the CIDR: known at plan time, so guests can use it.
-        match attrs.get("cidr") {
-            Value::String(s) => {
+        match &config.cidr {
+            Field::Known(s) => {
                 if let Ok(c) = parse_cidr(s) {
-                    set_attr(planned, "gateway", Value::string(c.gateway().to_string()));
+                    plan.gateway = Field::Known(c.gateway().to_string());
                 }
             }
-            Value::Null if !attrs.get("mode").is_unknown() => set_attr(planned, "gateway", Value::Null),
+            Field::Null if config.mode != Field::Unknown => plan.gateway = Field::Null,
             _ => {}
         }
-        if !prior.is_null() {
+        if let Ok(prior) = NetworkPlan::from_value(prior) {
             // A network is meant to run: one stopped outside Terraform plans an update that starts it.
-            set_attr(planned, "active", Value::Bool(true));
-            let restart: Vec<&str> =
-                ["domain", "mtu"].into_iter().filter(|a| prior.get_attr(a) != planned.get_attr(a)).collect();
+            plan.active = Field::Known(true);
+            let mut restart = Vec::new();
+            if prior.domain != plan.domain {
+                restart.push("domain");
+            }
+            if prior.mtu != plan.mtu {
+                restart.push("mtu");
+            }
             if !restart.is_empty() {
                 diags.push(Diagnostic::warning(
                     "Network will restart",
                     format!(
                         "Changing {} of network {:?} restarts it: running guests on it lose connectivity until their interfaces are reattached (or they restart).",
                         restart.join(" and "),
-                        attrs.opt_str("name").unwrap_or_default()
+                        config.name.known().map(String::as_str).unwrap_or_default()
                     ),
                 ));
             }
         }
+        *planned = plan.to_value();
         diags
     }
 
     fn replace_when(&self, prior: &Value, planned: &Value) -> Vec<Path> {
         // dnsmasq's DHCP service cannot be switched on or off by virNetworkUpdate.
-        let enabled = |v: &Value| match v.get_attr("dhcp") {
-            Some(Value::List(items)) => {
-                items.first().and_then(|b| b.get_attr("enabled")).and_then(Value::as_bool).unwrap_or(true)
+        let enabled = |v: &Value| {
+            let dhcp = NetworkPlan::from_value(v).ok().and_then(|n| n.dhcp.known().and_then(|d| d.first().cloned()));
+            match dhcp {
+                Some(Field::Known(d)) => d.enabled.known().copied().unwrap_or(DHCP_ENABLED),
+                _ => DHCP_ENABLED,
             }
-            _ => true,
         };
         if enabled(prior) != enabled(planned) {
             vec![Path::attr("dhcp")]
@@ -216,11 +237,11 @@ impl Resource for Network {
     }
 
     async fn create(&self, ctx: &Context, planned: &Value) -> Outcome<Value> {
-        let attrs = Attrs::of(planned)?;
-        let doc = network_doc(&attrs)?;
+        let plan = NetworkModel::from_value(planned)?;
+        let doc = network_doc(&plan)?;
         let xml = doc.to_xml().map_err(|e| Diagnostic::error("Internal error", e.to_string()))?;
         let name = doc.name.clone();
-        let autostart = attrs.opt_bool("autostart").unwrap_or(true);
+        let autostart = plan.autostart();
         tracing::info!(network = %name, "creating network");
         let host = ctx.host()?;
         let _guard = host.lock_networks().await;
@@ -244,30 +265,26 @@ impl Resource for Network {
             })
             .await
             .map_err(|e| e.diagnostic("Cannot create network"))?;
-        let mut state = planned.clone();
-        fill(&mut state, &observed, Hosts::Managed);
-        Ok(state)
+        Ok(state(&observed, Some(&plan)).to_value())
     }
 
     async fn read(&self, ctx: &Context, current: &Value) -> Outcome<Option<Value>> {
-        let attrs = Attrs::of(current)?;
-        let Some(observed) = lookup(ctx, attrs.str("name")?).await? else {
-            tracing::warn!(network = attrs.opt_str("name").unwrap_or_default(), "network is gone from the host");
+        let current = NetworkModel::from_value(current)?;
+        let Some(observed) = lookup(ctx, &current.name).await? else {
+            tracing::warn!(network = %current.name, "network is gone from the host");
             return Ok(None);
         };
-        let mut state = current.clone();
-        fill(&mut state, &observed, Hosts::Managed);
-        Ok(Some(state))
+        Ok(Some(state(&observed, Some(&current)).to_value()))
     }
 
     async fn update(&self, ctx: &Context, prior: &Value, planned: &Value) -> Outcome<Value> {
-        let before = Attrs::of(prior)?;
-        let after = Attrs::of(planned)?;
-        let name = after.str("name")?.to_string();
+        let before = NetworkModel::from_value(prior)?;
+        let after = NetworkModel::from_value(planned)?;
+        let name = after.name.clone();
         let mut new_doc = network_doc(&after)?;
         // Redefining an existing network must name its UUID, or libvirt sees a second network.
-        new_doc.uuid = before.opt_str("id").map(str::to_string);
-        let restart = ["domain", "mtu"].iter().any(|a| before.get(a) != after.get(a));
+        new_doc.uuid = before.id.known().cloned();
+        let restart = (&before.domain, before.mtu) != (&after.domain, after.mtu);
         let mut changes = Vec::new();
         if !restart {
             let old_doc = network_doc(&before)?;
@@ -302,8 +319,8 @@ impl Resource for Network {
                 "DNS host",
             )?);
         }
-        let managed_before = managed_hosts(prior);
-        let autostart = after.opt_bool("autostart").unwrap_or(true);
+        let managed_before = managed_hosts(&before);
+        let autostart = after.autostart();
         let n = name.clone();
         let observed = ctx
             .host()?
@@ -357,13 +374,11 @@ impl Resource for Network {
             })
             .await
             .map_err(|e| e.diagnostic("Cannot update network"))?;
-        let mut state = planned.clone();
-        fill(&mut state, &observed, Hosts::Managed);
-        Ok(state)
+        Ok(state(&observed, Some(&after)).to_value())
     }
 
     async fn delete(&self, ctx: &Context, prior: &Value) -> Outcome<()> {
-        let name = Attrs::of(prior)?.str("name")?.to_string();
+        let name = NetworkModel::from_value(prior)?.name;
         let result = ctx
             .host()?
             .call(move |conn| {
@@ -387,15 +402,14 @@ impl Resource for Network {
             )
             .into());
         };
-        let mut state = empty_object(&self.schema.block);
-        fill(&mut state, &observed, Hosts::All);
-        Ok(state)
+        Ok(state(&observed, None).to_value())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::resources::{empty_object, set_attr};
 
     #[test]
     fn dhcp_range_must_fit() {

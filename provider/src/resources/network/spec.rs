@@ -4,9 +4,9 @@
 use std::net::Ipv4Addr;
 
 use libvirt_xml::network::{DhcpHost, DnsHost};
-use tf_cty::{Path, Value};
+use tf_cty::Path;
 
-use super::super::Attrs;
+use super::model::{DhcpModel, NetworkModel};
 use crate::diag::Diagnostic;
 
 /// A subnet: network address and prefix length.
@@ -70,27 +70,24 @@ pub(super) fn parse_ip(text: &str) -> Result<Ipv4Addr, String> {
     text.parse().map_err(|_| format!("{text:?} is not an IPv4 address."))
 }
 
-/// The DHCP settings of a configuration: `None` when DHCP is off.
-pub(super) fn dhcp_range(attrs: &Attrs<'_>, cidr: Cidr) -> Result<Option<(Ipv4Addr, Ipv4Addr)>, Diagnostic> {
-    let block = match attrs.get("dhcp") {
-        Value::List(items) => items.first().cloned(),
-        _ => None,
-    };
-    let Some(block) = block else { return Ok(Some(cidr.default_range())) };
-    let d = Attrs::of(&block)?;
-    if d.opt_bool("enabled") == Some(false) {
+/// The DHCP range of a configuration's `dhcp` block: `None` when DHCP is off.
+pub(super) fn dhcp_range(dhcp: Option<&DhcpModel>, cidr: Cidr) -> Result<Option<(Ipv4Addr, Ipv4Addr)>, Diagnostic> {
+    let Some(d) = dhcp else { return Ok(Some(cidr.default_range())) };
+    if !d.enabled() {
         return Ok(None);
     }
     let (default_start, default_end) = cidr.default_range();
     let path = |a: &str| Path::attr("dhcp").join_index(0).join_attr(a);
     let start = d
-        .opt_str("start")
+        .start
+        .as_deref()
         .map(parse_ip)
         .transpose()
         .map_err(|e| Diagnostic::attribute_error(path("start"), "Invalid DHCP range", e))?
         .unwrap_or(default_start);
     let end = d
-        .opt_str("end")
+        .end
+        .as_deref()
         .map(parse_ip)
         .transpose()
         .map_err(|e| Diagnostic::attribute_error(path("end"), "Invalid DHCP range", e))?
@@ -120,34 +117,19 @@ pub(super) fn dhcp_range(attrs: &Attrs<'_>, cidr: Cidr) -> Result<Option<(Ipv4Ad
     Ok(Some((start, end)))
 }
 
-pub(super) fn hosts(attrs: &Attrs<'_>) -> Result<Vec<DhcpHost>, Diagnostic> {
-    let Value::Set(items) = attrs.get("host") else { return Ok(Vec::new()) };
-    items
-        .iter()
-        .map(|h| {
-            let h = Attrs::of(h)?;
-            Ok(DhcpHost {
-                mac: h.opt_str("mac").map(str::to_lowercase),
-                name: h.opt_str("name").map(str::to_string),
-                ip: h.str("ip")?.to_string(),
-            })
-        })
-        .collect()
+/// The static DHCP hosts of a configuration, as libvirt writes them (MACs lower case).
+pub(super) fn hosts(network: &NetworkModel) -> Vec<DhcpHost> {
+    let host = |h: &super::model::HostModel| DhcpHost {
+        mac: h.mac.as_deref().map(str::to_lowercase),
+        name: h.name.clone(),
+        ip: h.ip.clone(),
+    };
+    network.host.0.iter().map(host).collect()
 }
 
-pub(super) fn dns_hosts(attrs: &Attrs<'_>) -> Result<Vec<DnsHost>, Diagnostic> {
-    let Value::Set(items) = attrs.get("dns_host") else { return Ok(Vec::new()) };
-    items
-        .iter()
-        .map(|h| {
-            let h = Attrs::of(h)?;
-            let hostnames = match h.get("hostnames") {
-                Value::List(names) => names.iter().filter_map(|n| n.as_str().map(str::to_string)).collect(),
-                _ => Vec::new(),
-            };
-            Ok(DnsHost { ip: h.str("ip")?.to_string(), hostnames })
-        })
-        .collect()
+/// The DNS records of a configuration.
+pub(super) fn dns_hosts(network: &NetworkModel) -> Vec<DnsHost> {
+    network.dns_host.0.iter().map(|h| DnsHost { ip: h.ip.clone(), hostnames: h.hostnames.clone() }).collect()
 }
 
 #[cfg(test)]

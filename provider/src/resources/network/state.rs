@@ -1,13 +1,13 @@
-//! What the host reports about a network, written into the state.
+//! What the host reports about a network, as the state.
 
 use std::net::Ipv4Addr;
 
 use libvirt_xml::network::{DhcpHost, Ip};
-use tf_cty::Value;
 
-use super::super::{int, set_attr};
+use super::model::{DhcpModel, DnsHostModel, HostModel, NetworkModel};
 use super::ops::Observed;
 use super::spec::Cidr;
+use crate::model::{Field, SetOf};
 
 pub(super) fn prefix_of(ip: &Ip) -> Option<u8> {
     ip.prefix.or_else(|| {
@@ -15,50 +15,23 @@ pub(super) fn prefix_of(ip: &Ip) -> Option<u8> {
     })
 }
 
-/// Which static DHCP hosts the state shows.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(super) enum Hosts {
-    /// Only those the state already has: entries others add (a `kvm_instance` reserving its fixed
-    /// address) are theirs, not drift of the network.
-    Managed,
-    /// All of them (import).
-    All,
+/// The (MAC, IP) pairs of the `host` blocks of `network`: the entries it manages.
+pub(super) fn managed_hosts(network: &NetworkModel) -> Vec<(Option<String>, String)> {
+    network.host.0.iter().map(|h| (h.mac.as_deref().map(str::to_lowercase), h.ip.clone())).collect()
 }
 
-/// The (MAC, IP) pairs of the `host` set in `state`.
-pub(super) fn managed_hosts(state: &Value) -> Vec<(Option<String>, String)> {
-    match state.get_attr("host") {
-        Some(Value::Set(items)) => items
-            .iter()
-            .filter_map(|h| {
-                let mac = h.get_attr("mac").and_then(Value::as_str).map(str::to_lowercase);
-                Some((mac, h.get_attr("ip").and_then(Value::as_str)?.to_string()))
-            })
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
-/// Fills the state from what the host reports.
-pub(super) fn fill(state: &mut Value, observed: &Observed, hosts: Hosts) {
+/// The state of the network the host reports. With a `prior` state (read, create, update), the
+/// state shows only the static DHCP hosts the prior one has: entries others add (a
+/// `kvm_instance` reserving its fixed address) are theirs, not drift of the network; and it keeps
+/// the user's way of writing the `dhcp` block when that means what the host has. Without (import),
+/// it shows everything.
+pub(super) fn state(observed: &Observed, prior: Option<&NetworkModel>) -> NetworkModel {
     let doc = &observed.doc;
-    set_attr(state, "id", doc.uuid.clone().map(Value::string).unwrap_or(Value::Null));
-    set_attr(state, "name", Value::string(doc.name.clone()));
     let mode = doc
         .forward
         .as_ref()
         .map(|f| f.mode.clone().unwrap_or_else(|| "nat".into()))
         .unwrap_or_else(|| "isolated".into());
-    set_attr(state, "mode", Value::string(mode));
-    set_attr(
-        state,
-        "bridge",
-        doc.bridge.as_ref().and_then(|b| b.name.clone()).map(Value::string).unwrap_or(Value::Null),
-    );
-    set_attr(state, "domain", doc.domain.as_ref().map(|d| Value::string(d.name.clone())).unwrap_or(Value::Null));
-    set_attr(state, "mtu", doc.mtu.as_ref().map(|m| int(i64::from(m.size))).unwrap_or(Value::Null));
-    set_attr(state, "autostart", Value::Bool(observed.autostart));
-    set_attr(state, "active", Value::Bool(observed.active));
     let ip = doc.ips.iter().find(|ip| ip.family.as_deref().unwrap_or("ipv4") == "ipv4");
     let cidr = ip.and_then(|ip| {
         let addr: Ipv4Addr = ip.address.parse().ok()?;
@@ -66,72 +39,49 @@ pub(super) fn fill(state: &mut Value, observed: &Observed, hosts: Hosts) {
         let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - prefix) };
         Some((Cidr { network: u32::from(addr) & mask, prefix }, addr))
     });
-    set_attr(state, "cidr", cidr.map(|(c, _)| Value::string(c.to_string())).unwrap_or(Value::Null));
-    set_attr(state, "gateway", cidr.map(|(_, gw)| Value::string(gw.to_string())).unwrap_or(Value::Null));
     let dhcp = ip.and_then(|ip| ip.dhcp.as_ref());
-    // Keep the user's way of writing the DHCP block when it means what the host has.
-    let configured = state.get_attr("dhcp").cloned();
+    let configured = prior.map_or(&[][..], |p| &p.dhcp[..]);
     let observed_range = dhcp.and_then(|d| d.ranges.first()).map(|r| (r.start.clone(), r.end.clone()));
-    let dhcp_value = match (&observed_range, cidr) {
+    let dhcp_blocks = match (&observed_range, cidr) {
         (Some((start, end)), Some((c, _))) => {
             let (ds, de) = c.default_range();
             let default = *start == ds.to_string() && *end == de.to_string();
-            let keep = matches!(&configured, Some(Value::List(items)) if items.is_empty()) && default;
-            if keep {
-                Value::List(Vec::new())
+            if configured.is_empty() && default {
+                Vec::new()
             } else {
-                let (cs, ce) = configured_range(configured.as_ref());
-                Value::List(vec![Value::object_from([
-                    ("enabled", Value::Bool(true)),
-                    (
-                        "start",
-                        if cs.is_none() && *start == ds.to_string() {
-                            Value::Null
-                        } else {
-                            Value::string(start.clone())
-                        },
-                    ),
-                    (
-                        "end",
-                        if ce.is_none() && *end == de.to_string() { Value::Null } else { Value::string(end.clone()) },
-                    ),
-                ])])
+                let first = configured.first();
+                let (cs, ce) = (first.and_then(|d| d.start.as_ref()), first.and_then(|d| d.end.as_ref()));
+                vec![DhcpModel {
+                    enabled: Some(true),
+                    start: (cs.is_some() || *start != ds.to_string()).then(|| start.clone()),
+                    end: (ce.is_some() || *end != de.to_string()).then(|| end.clone()),
+                }]
             }
         }
-        (None, Some(_)) => Value::List(vec![Value::object_from([
-            ("enabled", Value::Bool(false)),
-            ("start", Value::Null),
-            ("end", Value::Null),
-        ])]),
-        _ => Value::List(Vec::new()),
+        (None, Some(_)) => vec![DhcpModel { enabled: Some(false), start: None, end: None }],
+        _ => Vec::new(),
     };
-    set_attr(state, "dhcp", dhcp_value);
-    let managed = managed_hosts(state);
+    let managed = prior.map(managed_hosts);
     let is_managed = |h: &DhcpHost| {
-        hosts == Hosts::All || managed.contains(&(h.mac.as_deref().map(str::to_lowercase), h.ip.clone()))
+        managed.as_ref().is_none_or(|m| m.contains(&(h.mac.as_deref().map(str::to_lowercase), h.ip.clone())))
     };
-    let host_values = dhcp.map(|d| d.hosts.clone()).unwrap_or_default().into_iter().filter(is_managed).map(|h| {
-        Value::object_from([
-            ("mac", h.mac.map(|m| Value::string(m.to_lowercase())).unwrap_or(Value::Null)),
-            ("ip", Value::string(h.ip)),
-            ("name", h.name.map(Value::string).unwrap_or(Value::Null)),
-        ])
-    });
-    set_attr(state, "host", Value::Set(host_values.collect()));
-    let dns_values = doc.dns.as_ref().map(|d| d.hosts.clone()).unwrap_or_default().into_iter().map(|h| {
-        Value::object_from([
-            ("ip", Value::string(h.ip)),
-            ("hostnames", Value::List(h.hostnames.into_iter().map(Value::String).collect())),
-        ])
-    });
-    set_attr(state, "dns_host", Value::Set(dns_values.collect()));
-}
-
-pub(super) fn configured_range(dhcp: Option<&Value>) -> (Option<String>, Option<String>) {
-    let first = match dhcp {
-        Some(Value::List(items)) => items.first(),
-        _ => None,
-    };
-    let get = |name: &str| first.and_then(|b| b.get_attr(name)).and_then(Value::as_str).map(str::to_string);
-    (get("start"), get("end"))
+    let hosts = dhcp.map(|d| d.hosts.clone()).unwrap_or_default().into_iter().filter(is_managed);
+    let dns_hosts = doc.dns.as_ref().map(|d| d.hosts.clone()).unwrap_or_default().into_iter();
+    NetworkModel {
+        id: Field::from_option(doc.uuid.clone()),
+        name: doc.name.clone(),
+        mode: Some(mode),
+        cidr: cidr.map(|(c, _)| c.to_string()),
+        bridge: Field::from_option(doc.bridge.as_ref().and_then(|b| b.name.clone())),
+        domain: doc.domain.as_ref().map(|d| d.name.clone()),
+        mtu: doc.mtu.as_ref().map(|m| i64::from(m.size)),
+        autostart: Some(observed.autostart),
+        active: Field::Known(observed.active),
+        gateway: Field::from_option(cidr.map(|(_, gw)| gw.to_string())),
+        dhcp: dhcp_blocks,
+        host: SetOf(
+            hosts.map(|h| HostModel { mac: h.mac.map(|m| m.to_lowercase()), ip: h.ip, name: h.name }).collect(),
+        ),
+        dns_host: SetOf(dns_hosts.map(|h| DnsHostModel { ip: h.ip, hostnames: h.hostnames }).collect()),
+    }
 }
