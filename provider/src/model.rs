@@ -49,7 +49,8 @@ pub trait Model: AttrValue {
 }
 
 /// Declares a model struct, fields named as the attributes and read and written by [`AttrValue`],
-/// and its plan-time twin, where each field has its type's [`AttrValue::Plan`].
+/// and its plan-time twin, where each field has its type's [`AttrValue::Plan`]. A field whose
+/// attribute name is a Rust keyword names it: `secret_type as "type": Option<String>`.
 ///
 /// ```ignore
 /// model! {
@@ -65,7 +66,7 @@ macro_rules! model {
     (
         $(#[$meta:meta])*
         $vis:vis struct $name:ident / $plan:ident {
-            $( $(#[$fmeta:meta])* $fvis:vis $field:ident : $ty:ty ),* $(,)?
+            $( $(#[$fmeta:meta])* $fvis:vis $field:ident $(as $attr:literal)? : $ty:ty ),* $(,)?
         }
     ) => {
         $(#[$meta])*
@@ -80,31 +81,35 @@ macro_rules! model {
             $( $(#[$fmeta])* $fvis $field: <$ty as $crate::model::AttrValue>::Plan, )*
         }
 
-        $crate::model!(@impl $name, $crate::model::Field<$plan>, $($field),*);
-        $crate::model!(@impl $plan, $crate::model::Field<$plan>, $($field),*);
+        $crate::model!(@impl $name, $crate::model::Field<$plan>, $($field $($attr)?),*);
+        $crate::model!(@impl $plan, $crate::model::Field<$plan>, $($field $($attr)?),*);
     };
-    (@impl $name:ident, $planty:ty, $($field:ident),*) => {
+    (@impl $name:ident, $planty:ty, $($field:ident $($attr:literal)?),*) => {
         impl $crate::model::AttrValue for $name {
             type Plan = $planty;
 
             fn read(value: &::tf_cty::Value, path: &::tf_cty::Path) -> ::std::result::Result<Self, $crate::diag::Diagnostic> {
                 let attrs = $crate::model::object(value, path)?;
                 Ok($name {
-                    $( $field: $crate::model::attribute(attrs, stringify!($field), path)?, )*
+                    $( $field: $crate::model::attribute(attrs, $crate::model!(@name $field $($attr)?), path)?, )*
                 })
             }
 
             fn write(&self) -> ::tf_cty::Value {
                 ::tf_cty::Value::Object(::std::collections::BTreeMap::from([
-                    $( (stringify!($field).to_string(), $crate::model::AttrValue::write(&self.$field)), )*
+                    $( ($crate::model!(@name $field $($attr)?).to_string(), $crate::model::AttrValue::write(&self.$field)), )*
                 ]))
             }
         }
 
         impl $crate::model::Model for $name {
-            const ATTRIBUTES: &'static [&'static str] = &[ $( stringify!($field) ),* ];
+            const ATTRIBUTES: &'static [&'static str] = &[ $( $crate::model!(@name $field $($attr)?) ),* ];
         }
     };
+    // The attribute's name: the field's, unless given with `as "name"` (for names such as
+    // `type` that are Rust keywords).
+    (@name $field:ident) => { stringify!($field) };
+    (@name $field:ident $attr:literal) => { $attr };
 }
 
 /// The attributes of an object value; used by [`model!`](crate::model!).
@@ -436,6 +441,7 @@ mod tests {
             tags: SetOf<String>,
             labels: BTreeMap<String, String>,
             inner: Vec<Inner>,
+            kind as "type": Option<String>,
         }
     }
 
@@ -449,6 +455,7 @@ mod tests {
             ("tags", Value::Set(vec![Value::string("x")])),
             ("labels", Value::Map(BTreeMap::from([("k".to_string(), Value::string("v"))]))),
             ("inner", Value::List(vec![Value::object_from([("port", Value::Number(Number::from_i64(22)))])])),
+            ("type", Value::string("t")),
         ])
     }
 
@@ -462,6 +469,8 @@ mod tests {
         assert_eq!(model.size, Field::Known(5));
         assert_eq!(model.tags, SetOf(vec!["x".to_string()]));
         assert_eq!(model.inner[0].port, 22);
+        assert_eq!(model.kind.as_deref(), Some("t"));
+        assert!(Sample::ATTRIBUTES.contains(&"type"));
         assert_eq!(model.to_value(), value);
         assert_eq!(Sample::ATTRIBUTES[0], "name");
     }

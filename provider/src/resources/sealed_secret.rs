@@ -15,11 +15,37 @@ use async_trait::async_trait;
 use kvm_bootstrap::sealing::{self, Scope, SealingCertificate, SecretSpec};
 use tf_cty::{Path, Type, Value};
 
-use super::{empty_object, set_attr, Attrs, Context, Outcome, Resource};
+use super::{Context, Outcome, Resource};
 use crate::diag::{Diagnostic, Diagnostics};
+use crate::model::{Field, Model};
 use crate::schema::{one_of, Attribute, Block, Schema};
 
 const SCOPES: &[&str] = &["strict", "namespace-wide", "cluster-wide"];
+/// `type` when not configured.
+const DEFAULT_TYPE: &str = "Opaque";
+/// `scope` when not configured.
+const DEFAULT_SCOPE: &str = "strict";
+
+crate::model! {
+    /// A `kvm_sealed_secret` configuration, plan or state (`SecretPlan`: the same while planning).
+    #[derive(Default)]
+    struct SecretModel / SecretPlan {
+        /// `<namespace>/<name>`.
+        id: Field<String>,
+        namespace: String,
+        name: String,
+        scope: Option<String>,
+        secret_type as "type": Option<String>,
+        /// Null in an imported state: the manifest alone does not tell the certificate.
+        certificate_pem: Option<String>,
+        values_wo: Option<BTreeMap<String, String>>,
+        values_wo_version: Option<i64>,
+        values: Option<BTreeMap<String, String>>,
+        labels: Option<BTreeMap<String, String>>,
+        annotations: Option<BTreeMap<String, String>>,
+        manifest: Field<String>,
+    }
+}
 
 /// The `kvm_sealed_secret` resource type.
 pub struct SealedSecret {
@@ -50,14 +76,14 @@ impl SealedSecret {
         )
         .attribute(
             Attribute::optional("scope", Type::String)
-                .default_value(Value::string("strict"))
+                .default_value(Value::string(DEFAULT_SCOPE))
                 .force_new()
                 .validate(one_of(SCOPES))
                 .describe("`strict` (default: only this name in this namespace can unseal), `namespace-wide` (any name in this namespace) or `cluster-wide`."),
         )
         .attribute(
             Attribute::optional("type", Type::String)
-                .default_value(Value::string("Opaque"))
+                .default_value(Value::string(DEFAULT_TYPE))
                 .force_new()
                 .describe("Type of the Secret the controller will create. Default `Opaque`."),
         )
@@ -136,9 +162,8 @@ impl Resource for SealedSecret {
 
     fn validate(&self, config: &Value) -> Diagnostics {
         let mut diags = Diagnostics::new();
-        let Ok(a) = Attrs::of(config) else { return diags };
-        let set = |name: &str| !a.get(name).is_null();
-        match (set("values"), set("values_wo")) {
+        let Ok(config) = SecretPlan::from_value(config) else { return diags };
+        match (!config.values.is_null(), !config.values_wo.is_null()) {
             (true, true) => diags.push(Diagnostic::attribute_error(
                 Path::attr("values_wo"),
                 "Conflicting values",
@@ -151,7 +176,7 @@ impl Resource for SealedSecret {
             )),
             _ => {}
         }
-        if set("values_wo_version") && !set("values_wo") {
+        if !config.values_wo_version.is_null() && config.values_wo.is_null() {
             diags.push(Diagnostic::attribute_error(
                 Path::attr("values_wo_version"),
                 "Version without write-only values",
@@ -162,23 +187,30 @@ impl Resource for SealedSecret {
     }
 
     async fn create(&self, _ctx: &Context, planned: &Value) -> Outcome<Value> {
-        let attrs = Attrs::of(planned)?;
-        let namespace = attrs.str("namespace")?;
-        let name = attrs.str("name")?;
-        let scope: Scope = attrs.str("scope")?.parse().map_err(|e: String| Diagnostic::error("Invalid scope", e))?;
-        let cert = SealingCertificate::from_pem(attrs.str("certificate_pem")?)
+        let mut state = SecretModel::from_value(planned)?;
+        let (namespace, name) = (state.namespace.as_str(), state.name.as_str());
+        let scope: Scope = state
+            .scope
+            .as_deref()
+            .unwrap_or(DEFAULT_SCOPE)
+            .parse()
+            .map_err(|e: String| Diagnostic::error("Invalid scope", e))?;
+        let certificate = state.certificate_pem.as_deref().ok_or_else(|| {
+            Diagnostic::attribute_error(Path::attr("certificate_pem"), "Missing certificate", "Set `certificate_pem`.")
+        })?;
+        let cert = SealingCertificate::from_pem(certificate)
             .map_err(|e| Diagnostic::error("Invalid certificate", e.to_string()))?;
         // `planned` carries `values_wo` from the configuration (see Resource::create).
-        let source = if attrs.get("values").is_null() { "values_wo" } else { "values" };
+        let given = state.values.as_ref().or(state.values_wo.as_ref());
         let values: BTreeMap<String, Vec<u8>> =
-            attrs.string_map(source)?.into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
-        let labels = attrs.string_map("labels")?;
-        let annotations = attrs.string_map("annotations")?;
+            given.into_iter().flatten().map(|(k, v)| (k.clone(), v.clone().into_bytes())).collect();
+        let (labels, annotations) =
+            (state.labels.clone().unwrap_or_default(), state.annotations.clone().unwrap_or_default());
         let spec = SecretSpec {
             namespace,
             name,
             scope,
-            secret_type: attrs.opt_str("type").unwrap_or("Opaque"),
+            secret_type: state.secret_type.as_deref().unwrap_or(DEFAULT_TYPE),
             values: &values,
             labels: &labels,
             annotations: &annotations,
@@ -186,10 +218,9 @@ impl Resource for SealedSecret {
         let sealed =
             sealing::seal_secret(&cert, &spec).map_err(|e| Diagnostic::error("Sealing failed", e.to_string()))?;
         tracing::info!(namespace, name, %scope, keys = values.len(), "sealed secret");
-        let mut state = planned.clone();
-        set_attr(&mut state, "id", Value::string(format!("{namespace}/{name}")));
-        set_attr(&mut state, "manifest", Value::string(sealed.to_yaml()));
-        Ok(state)
+        state.id = Field::Known(format!("{namespace}/{name}"));
+        state.manifest = Field::Known(sealed.to_yaml());
+        Ok(state.to_value())
     }
 
     async fn read(&self, _ctx: &Context, current: &Value) -> Outcome<Option<Value>> {
@@ -217,16 +248,28 @@ impl Resource for SealedSecret {
         })?;
         let sealed = sealing::SealedSecret::from_yaml(&text)
             .map_err(|e| Diagnostic::error("Cannot import sealed secret", format!("{id}: {e}")))?;
-        let mut state = empty_object(&self.schema.block);
         let namespace = sealed.metadata.namespace.clone().unwrap_or_default();
         let name = sealed.metadata.name.clone();
-        set_attr(&mut state, "id", Value::string(format!("{namespace}/{name}")));
-        set_attr(&mut state, "namespace", Value::string(namespace));
-        set_attr(&mut state, "name", Value::string(name));
-        set_attr(&mut state, "scope", Value::string(sealed.scope().to_string()));
         let secret_type = sealed.spec.template.as_ref().and_then(|t| t.secret_type.clone());
-        set_attr(&mut state, "type", Value::string(secret_type.unwrap_or_else(|| "Opaque".into())));
-        set_attr(&mut state, "manifest", Value::string(sealed.to_yaml()));
-        Ok(state)
+        let state = SecretModel {
+            id: Field::Known(format!("{namespace}/{name}")),
+            namespace,
+            name,
+            scope: Some(sealed.scope().to_string()),
+            secret_type: Some(secret_type.unwrap_or_else(|| DEFAULT_TYPE.into())),
+            manifest: Field::Known(sealed.to_yaml()),
+            ..Default::default()
+        };
+        Ok(state.to_value())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_model_matches_the_schema() {
+        crate::model::check::<SecretModel>(&SealedSecret::new().schema.block).unwrap();
     }
 }

@@ -6,14 +6,44 @@ use async_trait::async_trait;
 use kvm_bootstrap::sealing::{KeyOptions, SealingCertificate, SealingKey as KeyPair};
 use tf_cty::{Number, Path, Type, Value};
 
-use super::{empty_object, set_attr, Attrs, Context, Outcome, Resource};
+use super::{Context, Outcome, Resource};
 use crate::diag::{Diagnostic, Diagnostics};
+use crate::model::{Field, Model};
 use crate::schema::{int_range, non_empty, Attribute, Block, Schema};
 
 /// Default certificate lifetime: the controller's own default (10 years).
 const DEFAULT_VALIDITY_DAYS: i64 = 3650;
 /// Default subject common name.
 const DEFAULT_COMMON_NAME: &str = "sealed-secret";
+
+crate::model! {
+    /// A `kvm_sealing_key` configuration, plan or state (`KeyPlan`: the same while planning).
+    #[derive(Default)]
+    struct KeyModel / KeyPlan {
+        id: Field<String>,
+        common_name: Option<String>,
+        validity_days: Option<i64>,
+        private_key_pem: Field<String>,
+        certificate_pem: Field<String>,
+        fingerprint: Field<String>,
+        not_before: Field<String>,
+        not_after: Field<String>,
+    }
+}
+
+/// Sets what follows from a key pair on a `KeyModel` or a `KeyPlan` (the same fields).
+macro_rules! set_from_pair {
+    ($model:expr, $pair:expr) => {{
+        let (model, pair) = (&mut $model, &$pair);
+        let cert = pair.certificate();
+        model.id = Field::Known(cert.fingerprint());
+        model.fingerprint = Field::Known(cert.fingerprint());
+        model.not_before = Field::Known(cert.not_before());
+        model.not_after = Field::Known(cert.not_after());
+        model.private_key_pem = Field::Known(pair.private_key_pem().to_string());
+        model.certificate_pem = Field::Known(pair.certificate_pem().to_string());
+    }};
+}
 
 /// The `kvm_sealing_key` resource type.
 pub struct SealingKey {
@@ -69,10 +99,8 @@ impl Default for SealingKey {
 }
 
 /// The adopted pair, if the configuration gives one whose values are known.
-fn adopted_pair(config: &Value) -> Result<Option<KeyPair>, Diagnostic> {
-    let attrs = Attrs::of(config)?;
-    let (key, cert) = (attrs.get("private_key_pem"), attrs.get("certificate_pem"));
-    match (key.as_str(), cert.as_str()) {
+fn adopted_pair(key: &Field<String>, cert: &Field<String>) -> Result<Option<KeyPair>, Diagnostic> {
+    match (key.known(), cert.known()) {
         (Some(key), Some(cert)) => parse_pair(key, cert).map(Some),
         _ => Ok(None),
     }
@@ -98,17 +126,6 @@ fn parse_pair(key: &str, cert: &str) -> Result<KeyPair, Diagnostic> {
     })
 }
 
-/// Writes the values that follow from the key pair into `state`.
-fn fill_from_pair(state: &mut Value, pair: &KeyPair) {
-    let cert = pair.certificate();
-    set_attr(state, "id", Value::string(cert.fingerprint()));
-    set_attr(state, "fingerprint", Value::string(cert.fingerprint()));
-    set_attr(state, "not_before", Value::string(cert.not_before()));
-    set_attr(state, "not_after", Value::string(cert.not_after()));
-    set_attr(state, "private_key_pem", Value::string(pair.private_key_pem()));
-    set_attr(state, "certificate_pem", Value::string(pair.certificate_pem()));
-}
-
 #[async_trait]
 impl Resource for SealingKey {
     fn type_name(&self) -> &'static str {
@@ -121,9 +138,9 @@ impl Resource for SealingKey {
 
     fn validate(&self, config: &Value) -> Diagnostics {
         let mut diags = Diagnostics::new();
-        let Ok(attrs) = Attrs::of(config) else { return diags };
-        let key_set = !attrs.get("private_key_pem").is_null();
-        let cert_set = !attrs.get("certificate_pem").is_null();
+        let Ok(config) = KeyPlan::from_value(config) else { return diags };
+        let key_set = !config.private_key_pem.is_null();
+        let cert_set = !config.certificate_pem.is_null();
         // A certificate alone is allowed here: it can name the key already in state, which is
         // what `terraform plan -generate-config-out` writes for an imported key (it never writes
         // a sensitive value such as the private key). For a new key, `modify_plan` refuses it.
@@ -131,7 +148,7 @@ impl Resource for SealingKey {
             diags.push(incomplete_pair("private_key_pem", "certificate_pem"));
             return diags;
         }
-        if let Err(d) = adopted_pair(config) {
+        if let Err(d) = adopted_pair(&config.private_key_pem, &config.certificate_pem) {
             diags.push(d);
         }
         diags
@@ -140,29 +157,34 @@ impl Resource for SealingKey {
     async fn modify_plan(&self, _ctx: &Context, prior: &Value, config: &Value, planned: &mut Value) -> Diagnostics {
         // An adopted pair is known at plan time, and so is everything derived from it:
         // downstream resources then plan with real values instead of "known after apply".
-        if prior.is_null() {
-            let attrs = Attrs::of(config).ok();
-            let set = |name: &str| attrs.as_ref().is_some_and(|a| !a.get(name).is_null());
-            if set("certificate_pem") && !set("private_key_pem") {
-                return incomplete_pair("certificate_pem", "private_key_pem").into();
-            }
-            match adopted_pair(config) {
-                Ok(Some(pair)) => fill_from_pair(planned, &pair),
-                Ok(None) => {}
-                Err(d) => return d.into(),
-            }
+        if !prior.is_null() || planned.is_null() {
+            return Diagnostics::new();
         }
+        let (config, mut plan) = match (KeyPlan::from_value(config), KeyPlan::from_value(planned)) {
+            (Ok(config), Ok(plan)) => (config, plan),
+            (Err(e), _) | (_, Err(e)) => return e.into(),
+        };
+        if !config.certificate_pem.is_null() && config.private_key_pem.is_null() {
+            return incomplete_pair("certificate_pem", "private_key_pem").into();
+        }
+        match adopted_pair(&config.private_key_pem, &config.certificate_pem) {
+            Ok(Some(pair)) => set_from_pair!(plan, pair),
+            Ok(None) => {}
+            Err(d) => return d.into(),
+        }
+        *planned = plan.to_value();
         Diagnostics::new()
     }
 
     async fn create(&self, _ctx: &Context, planned: &Value) -> Outcome<Value> {
-        let pair = match adopted_pair(planned)? {
+        let mut state = KeyModel::from_value(planned)?;
+        let pair = match adopted_pair(&state.private_key_pem, &state.certificate_pem)? {
             Some(pair) => pair,
             None => {
-                let attrs = Attrs::of(planned)?;
                 let opts = KeyOptions {
-                    common_name: attrs.str("common_name")?.to_string(),
-                    validity_days: attrs.opt_i64("validity_days").unwrap_or(DEFAULT_VALIDITY_DAYS) as u32,
+                    common_name: state.common_name.clone().unwrap_or_else(|| DEFAULT_COMMON_NAME.to_string()),
+                    // The schema keeps it within 1..=36500.
+                    validity_days: state.validity_days.unwrap_or(DEFAULT_VALIDITY_DAYS) as u32,
                 };
                 tracing::info!(common_name = %opts.common_name, validity_days = opts.validity_days, "generating RSA-4096 sealing key");
                 // RSA-4096 generation takes a while: keep it off the async workers.
@@ -172,10 +194,9 @@ impl Resource for SealingKey {
                     .map_err(|e| Diagnostic::error("Key generation failed", e.to_string()))?
             }
         };
-        let mut state = planned.clone();
-        fill_from_pair(&mut state, &pair);
+        set_from_pair!(state, pair);
         tracing::info!(fingerprint = %pair.certificate().fingerprint(), "sealing key ready");
-        Ok(state)
+        Ok(state.to_value())
     }
 
     async fn read(&self, _ctx: &Context, current: &Value) -> Outcome<Option<Value>> {
@@ -189,7 +210,8 @@ impl Resource for SealingKey {
     }
 
     async fn delete(&self, _ctx: &Context, prior: &Value) -> Outcome<()> {
-        let fingerprint = Attrs::of(prior).ok().and_then(|a| a.opt_str("fingerprint")).unwrap_or("?").to_string();
+        let prior = KeyModel::from_value(prior).ok();
+        let fingerprint = prior.and_then(|p| p.fingerprint.known().cloned()).unwrap_or_else(|| "?".into());
         tracing::warn!(%fingerprint, "sealing key removed from state");
         Ok(())
     }
@@ -203,11 +225,13 @@ impl Resource for SealingKey {
         })?;
         let pair =
             import_pair(&text).map_err(|msg| Diagnostic::error("Cannot import sealing key", format!("{id}: {msg}")))?;
-        let mut state = empty_object(&self.schema.block);
-        set_attr(&mut state, "common_name", Value::string(DEFAULT_COMMON_NAME));
-        set_attr(&mut state, "validity_days", Value::Number(Number::from_i64(DEFAULT_VALIDITY_DAYS)));
-        fill_from_pair(&mut state, &pair);
-        Ok(state)
+        let mut state = KeyModel {
+            common_name: Some(DEFAULT_COMMON_NAME.to_string()),
+            validity_days: Some(DEFAULT_VALIDITY_DAYS),
+            ..Default::default()
+        };
+        set_from_pair!(state, pair);
+        Ok(state.to_value())
     }
 }
 
@@ -222,5 +246,15 @@ fn import_pair(text: &str) -> Result<KeyPair, String> {
         0 => Err("no sealing key Secret (data tls.key and tls.crt) found in the file".into()),
         1 => Ok(keys.remove(0)),
         n => Err(format!("the backup holds {n} sealing keys; import them one per resource from separate files")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_model_matches_the_schema() {
+        crate::model::check::<KeyModel>(&SealingKey::new().schema.block).unwrap();
     }
 }

@@ -1,7 +1,8 @@
 //! `kvm_instance`: a virtual machine with disks, interfaces, a cloud-init seed and a pinned SSH
 //! host key, started and waited for.
 //!
-//! * [`schema`]: attributes and defaults;
+//! * [`model`]: the object as Rust types, and the defaults;
+//! * [`schema`]: attributes and their single-value rules;
 //! * [`spec`]: the configuration as typed values, and cross-attribute checks;
 //! * [`build`]: spec → libvirt domain document (pure);
 //! * [`seed`]: the cloud-init seed;
@@ -13,6 +14,7 @@
 
 mod build;
 mod metadata;
+mod model;
 mod ops;
 mod ready;
 mod schema;
@@ -25,13 +27,15 @@ use async_trait::async_trait;
 use kvm_bootstrap::hostkey::HostKey;
 use tf_cty::{Path, Value};
 
-use super::{empty_object, set_attr, Context, Failure, Outcome, Resource};
+use super::{Context, Failure, Outcome, Resource};
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::libvirt::{Found, HostError};
+use crate::model::{Field, Model};
 use crate::schema::Schema;
 use crate::units::same_size;
 use build::SeedDisk;
 use metadata::{InstanceMetadata, SeedRef};
+use model::{CloudInitPlan, DiskPlan, InstanceModel, InstancePlan, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_WAIT_FOR};
 use ready::WaitError;
 use spec::{derived_mac, seed_volume_name, DiskSource, Spec, WaitFor};
 
@@ -56,53 +60,59 @@ impl Instance {
     }
 }
 
-fn items(v: Option<&Value>) -> Vec<Value> {
-    match v {
-        Some(Value::List(items)) => items.clone(),
-        _ => Vec::new(),
-    }
+/// The elements of a list while planning (none when the list is unknown).
+fn list<T>(items: &Field<Vec<Field<T>>>) -> &[Field<T>] {
+    items.known().map_or(&[], Vec::as_slice)
 }
 
-fn attr<'a>(v: &'a Value, name: &str) -> &'a Value {
-    static NULL: Value = Value::Null;
-    v.get_attr(name).unwrap_or(&NULL)
+/// The disks of a plan whose every part is known... or at least the known ones, in order.
+fn known_disks(p: &InstancePlan) -> impl Iterator<Item = &DiskPlan> {
+    list(&p.disk).iter().filter_map(Field::known)
 }
-
-/// Disk settings whose change needs the instance restarted.
-const DISK_TUNING: &[&str] = &["bus", "cache", "io", "discard", "iothread", "queues", "read_only", "serial"];
-/// Interface settings; a change replaces the interface (detach + attach).
-const NIC_SETTINGS: &[&str] = &["network", "bridge", "mac", "ip", "model"];
 
 /// Why an update restarts the instance (empty: it does not).
-fn restart_reasons(prior: &Value, planned: &Value) -> Vec<String> {
+fn restart_reasons(prior: &InstancePlan, planned: &InstancePlan) -> Vec<String> {
     let mut reasons = Vec::new();
-    let text = |v: &Value, n: &str| attr(v, n).as_str().map(str::to_string);
-    if !matches!((text(prior, "memory"), text(planned, "memory")), (Some(a), Some(b)) if same_size(&a, &b)) {
+    if !matches!((prior.memory.known(), planned.memory.known()), (Some(a), Some(b)) if same_size(a, b)) {
         reasons.push("memory".to_string());
     }
-    for name in ["vcpu", "cpu_mode", "cpu_model"] {
-        if attr(prior, name) != attr(planned, name) {
-            reasons.push(name.to_string());
-        }
-    }
-    let before = items(prior.get_attr("disk"));
-    for (i, d) in items(planned.get_attr("disk")).iter().enumerate() {
-        let Some(source) = DiskSource::of_block(d) else { continue };
-        if let Some(old) = before.iter().find(|o| DiskSource::of_block(o).as_ref() == Some(&source)) {
-            for setting in DISK_TUNING.iter().filter(|s| attr(old, s) != attr(d, s)) {
-                reasons.push(format!("disk[{i}].{setting}"));
-            }
+    let cpu = [
+        ("vcpu", prior.vcpu != planned.vcpu),
+        ("cpu_mode", prior.cpu_mode != planned.cpu_mode),
+        ("cpu_model", prior.cpu_model != planned.cpu_model),
+    ];
+    reasons.extend(cpu.into_iter().filter(|(_, differs)| *differs).map(|(name, _)| name.to_string()));
+    for (i, d) in list(&planned.disk).iter().enumerate() {
+        let Some(source) = d.known().and_then(DiskSource::of_plan) else { continue };
+        let Field::Known(d) = d else { continue };
+        if let Some(old) = known_disks(prior).find(|o| DiskSource::of_plan(o).as_ref() == Some(&source)) {
+            reasons.extend(old.tuning_changes(d).into_iter().map(|setting| format!("disk[{i}].{setting}")));
         }
     }
     reasons
 }
 
-/// The configurable part of a cloud_init block (what its seed is made of).
-fn cloud_init_inputs(v: &Value) -> Vec<Value> {
-    ["user_data", "meta_data", "hostname", "network_config", "ssh_authorized_keys", "pool"]
-        .iter()
-        .map(|n| attr(v, n).clone())
-        .collect()
+/// What a cloud_init block's seed is made of (`None`: not known).
+fn cloud_init_inputs(v: &Field<CloudInitPlan>) -> Option<CloudInitPlan> {
+    v.known().map(CloudInitPlan::inputs)
+}
+
+/// Sets `seed_volume` of each (known) cloud_init block of a plan.
+fn set_seed_volumes(plan: &mut InstancePlan, volume: Field<String>) {
+    if let Field::Known(blocks) = &mut plan.cloud_init {
+        for block in blocks.iter_mut() {
+            if let Field::Known(block) = block {
+                block.seed_volume = volume.clone();
+            }
+        }
+    }
+}
+
+/// The state to save: unknown values (of a failed apply) become null, as a state must be known.
+fn saved(state: &InstanceModel) -> Value {
+    let mut value = state.to_value();
+    state::unknowns_to_null(&mut value);
+    value
 }
 
 fn new_uuid() -> String {
@@ -122,7 +132,7 @@ fn wait_diagnostic(e: &WaitError, saved: &str) -> Diagnostic {
 }
 
 impl Instance {
-    async fn observe_into(&self, ctx: &Context, uuid: &str, state: &mut Value) -> Result<(), HostError> {
+    async fn observe_into(&self, ctx: &Context, uuid: &str, state: &mut InstanceModel) -> Result<(), HostError> {
         let id = uuid.to_string();
         let observed = ctx
             .host()
@@ -156,90 +166,87 @@ impl Resource for Instance {
         if planned.is_null() {
             return diags;
         }
-        let creating = prior.is_null();
-        let name = attr(planned, "name").as_str().map(str::to_string);
+        let (config, mut plan) = match (InstancePlan::from_value(config), InstancePlan::from_value(planned)) {
+            (Ok(config), Ok(plan)) => (config, plan),
+            (Err(e), _) | (_, Err(e)) => return e.into(),
+        };
+        // No prior object: the instance is being created.
+        let prior = InstancePlan::from_value(prior).ok();
+        let name = plan.name.known().cloned();
 
-        if attr(config, "cpu_mode").is_null() {
-            let mode = match (attr(config, "cpu_model"), attr(planned, "accelerator").as_str()) {
-                (Value::Unknown, _) | (Value::Null, None) => Value::Unknown,
-                (Value::Null, Some(accel)) => Value::string(spec::default_cpu_mode(accel)),
-                _ => Value::string("custom"),
+        if config.cpu_mode.is_null() {
+            plan.cpu_mode = match (&config.cpu_model, plan.accelerator.known()) {
+                (Field::Unknown, _) | (Field::Null, None) => Field::Unknown,
+                (Field::Null, Some(accel)) => Field::Known(spec::default_cpu_mode(accel).to_string()),
+                _ => Field::Known("custom".to_string()),
             };
-            set_attr(planned, "cpu_mode", mode);
         }
 
-        let vcpu = attr(planned, "vcpu").clone();
-        let prior_disks = items(prior.get_attr("disk"));
-        let config_disks = items(config.get_attr("disk"));
-        let mut disks = items(planned.get_attr("disk"));
-        for (i, d) in disks.iter_mut().enumerate() {
-            let config_d = config_disks.get(i).cloned().unwrap_or(Value::Null);
-            let prior_d = DiskSource::of_block(d)
-                .and_then(|s| prior_disks.iter().find(|p| DiskSource::of_block(p).as_ref() == Some(&s)))
-                .filter(|p| attr(p, "bus") == attr(d, "bus"));
-            // A virtio disk without queues on the host (a domain imported, not made here) keeps
-            // libvirt's default: setting one queue per vCPU would change, and restart, a domain
-            // whose generated configuration (`plan -generate-config-out`) only restates it.
-            let host_default = prior_d.is_some_and(|p| attr(p, "queues").is_null());
-            if attr(&config_d, "queues").is_null() && !host_default {
-                let queues = match attr(d, "bus").as_str() {
-                    Some("virtio") => vcpu.clone(),
-                    Some(_) => Value::Null,
-                    None => Value::Unknown,
-                };
-                set_attr(d, "queues", queues);
-            }
-            let device = prior_d.map(|p| attr(p, "device").clone()).unwrap_or(Value::Unknown);
-            set_attr(d, "device", device);
-        }
-        set_attr(planned, "disk", Value::List(disks));
-
-        let prior_nics = items(prior.get_attr("network_interface"));
-        let config_nics = items(config.get_attr("network_interface"));
-        let mut nics = items(planned.get_attr("network_interface"));
-        let mut nics_changed = prior_nics.len() != nics.len();
-        for (i, n) in nics.iter_mut().enumerate() {
-            let config_n = config_nics.get(i).cloned().unwrap_or(Value::Null);
-            if attr(&config_n, "mac").is_null() {
-                let mac = name.as_deref().map(|name| Value::string(derived_mac(name, i))).unwrap_or(Value::Unknown);
-                set_attr(n, "mac", mac);
-            }
-            let same = prior_nics.get(i).is_some_and(|p| NIC_SETTINGS.iter().all(|s| attr(p, s) == attr(n, s)));
-            if !same {
-                nics_changed = true;
-                set_attr(n, "addresses", Value::Unknown);
+        let vcpu = plan.vcpu.clone();
+        let prior_disks: Vec<&DiskPlan> = prior.iter().flat_map(known_disks).collect();
+        let config_disks = list(&config.disk);
+        if let Field::Known(disks) = &mut plan.disk {
+            for (i, d) in disks.iter_mut().enumerate() {
+                let Field::Known(d) = d else { continue };
+                let config_d = config_disks.get(i).and_then(Field::known);
+                let prior_d = DiskSource::of_plan(d)
+                    .and_then(|s| prior_disks.iter().find(|p| DiskSource::of_plan(p).as_ref() == Some(&s)))
+                    .filter(|p| p.bus == d.bus);
+                // A virtio disk without queues on the host (a domain imported, not made here) keeps
+                // libvirt's default: setting one queue per vCPU would change, and restart, a domain
+                // whose generated configuration (`plan -generate-config-out`) only restates it.
+                let host_default = prior_d.is_some_and(|p| p.queues.is_null());
+                if config_d.is_none_or(|c| c.queues.is_null()) && !host_default {
+                    d.queues = match d.bus.known().map(String::as_str) {
+                        Some("virtio") => vcpu.clone(),
+                        Some(_) => Field::Null,
+                        None => Field::Unknown,
+                    };
+                }
+                d.device = prior_d.map_or(Field::Unknown, |p| p.device.clone());
             }
         }
-        set_attr(planned, "network_interface", Value::List(nics));
 
-        let has_cloud_init = !items(planned.get_attr("cloud_init")).is_empty();
-        if creating {
-            for a in ["ip_address", "known_hosts"] {
-                set_attr(planned, a, Value::Unknown);
+        let prior_nics = prior.as_ref().map_or(&[][..], |p| list(&p.network_interface));
+        let config_nics = list(&config.network_interface);
+        let mut nics_changed = prior_nics.len() != list(&plan.network_interface).len();
+        if let Field::Known(nics) = &mut plan.network_interface {
+            for (i, n) in nics.iter_mut().enumerate() {
+                let Field::Known(n) = n else { continue };
+                if config_nics.get(i).and_then(Field::known).is_none_or(|c| c.mac.is_null()) {
+                    n.mac = name.as_deref().map_or(Field::Unknown, |name| Field::Known(derived_mac(name, i)));
+                }
+                let same = prior_nics.get(i).and_then(Field::known).is_some_and(|p| p.settings() == n.settings());
+                if !same {
+                    nics_changed = true;
+                    n.addresses = Field::Unknown;
+                }
             }
-            let key = if has_cloud_init { Value::Unknown } else { Value::Null };
-            set_attr(planned, "ssh_host_public_key", key.clone());
-            set_attr(planned, "ssh_host_private_key", key);
-            let mut ci = items(planned.get_attr("cloud_init"));
-            for c in &mut ci {
-                let volume = name.as_deref().map(|n| Value::string(seed_volume_name(n))).unwrap_or(Value::Unknown);
-                set_attr(c, "seed_volume", volume);
-            }
-            set_attr(planned, "cloud_init", Value::List(ci));
+        }
+
+        let has_cloud_init = !list(&plan.cloud_init).is_empty();
+        let Some(prior) = prior else {
+            plan.ip_address = Field::Unknown;
+            plan.known_hosts = Field::Unknown;
+            let key = if has_cloud_init { Field::Unknown } else { Field::Null };
+            plan.ssh_host_public_key = key.clone();
+            plan.ssh_host_private_key = key;
+            let volume = name.as_deref().map_or(Field::Unknown, |n| Field::Known(seed_volume_name(n)));
+            set_seed_volumes(&mut plan, volume);
+            *planned = plan.to_value();
             return diags;
-        }
+        };
 
         // `q35` and the versioned type libvirt expanded it to (what an import reads) are the same
         // machine: keep the prior spelling rather than plan a replacement.
-        let wanted = attr(planned, "machine").as_str().map(str::to_string);
-        if let (Some(wanted), Some(had)) = (wanted, attr(prior, "machine").as_str()) {
-            if wanted != had && state::machine_matches(&wanted, had) {
-                set_attr(planned, "machine", Value::string(had));
+        if let (Field::Known(wanted), Field::Known(had)) = (&plan.machine, &prior.machine) {
+            if wanted != had && state::machine_matches(wanted, had) {
+                plan.machine = Field::Known(had.clone());
             }
         }
-        let reasons = restart_reasons(prior, planned);
-        let running = attr(planned, "running").as_bool() == Some(true);
-        let was_running = attr(prior, "running").as_bool() == Some(true);
+        let reasons = restart_reasons(&prior, &plan);
+        let running = plan.running == Field::Known(true);
+        let was_running = prior.running == Field::Known(true);
         if !reasons.is_empty() && running && was_running {
             diags.push(Diagnostic::warning(
                 "Instance will restart",
@@ -251,43 +258,43 @@ impl Resource for Instance {
             ));
         }
         if (!reasons.is_empty() && running) || nics_changed || running != was_running {
-            for a in ["ip_address", "known_hosts"] {
-                set_attr(planned, a, Value::Unknown);
+            plan.ip_address = Field::Unknown;
+            plan.known_hosts = Field::Unknown;
+            if let Field::Known(nics) = &mut plan.network_interface {
+                for n in nics.iter_mut() {
+                    if let Field::Known(n) = n {
+                        n.addresses = Field::Unknown;
+                    }
+                }
             }
-            let mut nics = items(planned.get_attr("network_interface"));
-            for n in &mut nics {
-                set_attr(n, "addresses", Value::Unknown);
-            }
-            set_attr(planned, "network_interface", Value::List(nics));
         }
-        if items(prior.get_attr("cloud_init")).is_empty() && has_cloud_init {
+        if list(&prior.cloud_init).is_empty() && has_cloud_init {
             diags.push(Diagnostic::warning(
                 "cloud_init adopted as is",
                 "This instance has no cloud_init in state (it was imported or created without one). The block is \
                  recorded but changes nothing on the instance: cloud-init only runs when an instance is created. \
                  Taint the instance to recreate it with this seed.",
             ));
-            let mut ci = items(planned.get_attr("cloud_init"));
-            for c in &mut ci {
-                // Whatever seed the instance has (its metadata tells), if any.
-                set_attr(c, "seed_volume", Value::Unknown);
-            }
-            set_attr(planned, "cloud_init", Value::List(ci));
+            // Whatever seed the instance has (its metadata tells), if any.
+            set_seed_volumes(&mut plan, Field::Unknown);
         }
+        *planned = plan.to_value();
         diags
     }
 
     fn replace_when(&self, prior: &Value, planned: &Value) -> Vec<Path> {
         let mut paths = Vec::new();
-        let (before, after) = (items(prior.get_attr("disk")), items(planned.get_attr("disk")));
-        if let (Some(b), Some(a)) = (before.first(), after.first()) {
-            if DiskSource::of_block(b) != DiskSource::of_block(a) {
+        let (Ok(before), Ok(after)) = (InstancePlan::from_value(prior), InstancePlan::from_value(planned)) else {
+            return paths;
+        };
+        let root = |p: &InstancePlan| list(&p.disk).first().map(|d| d.known().and_then(DiskSource::of_plan));
+        if let (Some(b), Some(a)) = (root(&before), root(&after)) {
+            if b != a {
                 paths.push(Path::attr("disk").join_index(0).join_attr("volume"));
             }
         }
-        let (before, after) = (items(prior.get_attr("cloud_init")), items(planned.get_attr("cloud_init")));
-        if let Some(b) = before.first() {
-            if after.first().map(cloud_init_inputs) != Some(cloud_init_inputs(b)) {
+        if let Some(b) = list(&before.cloud_init).first() {
+            if list(&after.cloud_init).first().map(cloud_init_inputs) != Some(cloud_init_inputs(b)) {
                 paths.push(Path::attr("cloud_init"));
             }
         }
@@ -295,7 +302,8 @@ impl Resource for Instance {
     }
 
     async fn create(&self, ctx: &Context, planned: &Value) -> Outcome<Value> {
-        let spec = Spec::from_value(planned)?;
+        let mut state = InstanceModel::from_value(planned)?;
+        let spec = Spec::of(&state)?;
         let host = ctx.host()?.clone();
         let s = spec.clone();
         let preflight = host
@@ -311,7 +319,6 @@ impl Resource for Instance {
         let uuid = new_uuid();
         let devices = build::assign_devices(&spec.disks, &[]);
         let mut meta = InstanceMetadata { fixed_ips: spec.fixed_ips(), ..Default::default() };
-        let mut state = planned.clone();
         let mut seed_image = None;
         if let Some(ci) = &spec.cloud_init {
             let key = HostKey::generate()
@@ -323,8 +330,8 @@ impl Resource for Instance {
             let pool = spec.seed_pool().unwrap_or_default().to_string();
             meta.seed = Some(SeedRef { pool, volume: spec.seed_volume() });
             meta.host_key = Some(key.public_line(KEY_COMMENT));
-            set_attr(&mut state, "ssh_host_private_key", Value::string(key.to_openssh(KEY_COMMENT)));
-            set_attr(&mut state, "ssh_host_public_key", Value::string(key.public_line(KEY_COMMENT)));
+            state.ssh_host_private_key = Field::Known(key.to_openssh(KEY_COMMENT));
+            state.ssh_host_public_key = Field::Known(key.public_line(KEY_COMMENT));
             seed_image = Some(image);
         }
         let seed_disk = meta.seed.as_ref().map(|s| SeedDisk { pool: s.pool.clone(), volume: s.volume.clone() });
@@ -385,9 +392,9 @@ impl Resource for Instance {
         } else {
             Ok(())
         };
-        set_attr(&mut state, "id", Value::string(uuid.clone()));
+        state.id = Field::Known(uuid.clone());
         let observed = self.observe_into(ctx, &uuid, &mut state).await;
-        state::unknowns_to_null(&mut state);
+        let state = saved(&state);
         if let Err(e) = waited {
             let saved = "The instance exists and is saved in state as tainted: the next apply replaces it, \
                          terraform destroy removes it.";
@@ -403,8 +410,8 @@ impl Resource for Instance {
     }
 
     async fn read(&self, ctx: &Context, current: &Value) -> Outcome<Option<Value>> {
-        let Some(id) = attr(current, "id").as_str().map(str::to_string) else { return Ok(None) };
-        let mut state = current.clone();
+        let mut state = InstanceModel::from_value(current)?;
+        let Some(id) = state.id.known().cloned() else { return Ok(None) };
         let host = ctx.host()?;
         let i = id.clone();
         let observed = host
@@ -418,7 +425,7 @@ impl Resource for Instance {
         match observed {
             Some(o) => {
                 state::fill(&mut state, &o);
-                Ok(Some(state))
+                Ok(Some(state.to_value()))
             }
             None => {
                 tracing::warn!(instance = %id, "instance is gone from the host");
@@ -428,19 +435,20 @@ impl Resource for Instance {
     }
 
     async fn update(&self, ctx: &Context, prior: &Value, planned: &Value) -> Outcome<Value> {
-        let old = Spec::from_value(prior)?;
-        let new = Spec::from_value(planned)?;
-        let uuid = attr(prior, "id").as_str().unwrap_or_default().to_string();
+        let before = InstanceModel::from_value(prior)?;
+        let mut state = InstanceModel::from_value(planned)?;
+        let (old, new) = (Spec::of(&before)?, Spec::of(&state)?);
+        let uuid = before.id.known().cloned().unwrap_or_default();
         let host = ctx.host()?.clone();
-        let restart = !restart_reasons(prior, planned).is_empty();
+        let restart =
+            !restart_reasons(&InstancePlan::from_value(prior)?, &InstancePlan::from_value(planned)?).is_empty();
         let (id, n, o) = (uuid.clone(), new.clone(), old.clone());
         let started = host
             .call_once(move |conn| update::apply(conn, &id, &o, &n, restart))
             .await
             .map_err(|e| e.diagnostic("Cannot update instance"))?;
-        let mut state = planned.clone();
         let waited = if let Some(watch) = started.filter(|_| new.running) {
-            let key = attr(prior, "ssh_host_public_key").as_str().map(str::to_string);
+            let key = before.ssh_host_public_key.known().cloned();
             let wait_for = if key.is_none() && new.wait_for == WaitFor::Ssh { WaitFor::Ip } else { new.wait_for };
             ready::wait(&host, &uuid, &new.name, watch, wait_for, key.as_deref(), new.timeouts.update, &ctx.cancel)
                 .await
@@ -448,7 +456,7 @@ impl Resource for Instance {
             Ok(())
         };
         let observed = self.observe_into(ctx, &uuid, &mut state).await;
-        state::unknowns_to_null(&mut state);
+        let state = saved(&state);
         if let Err(e) = waited {
             return Err(Failure {
                 diagnostics: wait_diagnostic(&e, "The change was applied; the instance is running but not ready.")
@@ -464,8 +472,9 @@ impl Resource for Instance {
     }
 
     async fn delete(&self, ctx: &Context, prior: &Value) -> Outcome<()> {
-        let spec = Spec::from_value(prior)?;
-        let id = attr(prior, "id").as_str().unwrap_or_default().to_string();
+        let prior = InstanceModel::from_value(prior)?;
+        let spec = Spec::of(&prior)?;
+        let id = prior.id.known().cloned().unwrap_or_default();
         let grace = spec.shutdown_timeout.min(spec.timeouts.delete);
         let name = spec.name.clone();
         tracing::info!(instance = %name, "deleting instance");
@@ -499,11 +508,14 @@ impl Resource for Instance {
             }
             Err(e) => return Err(e.diagnostic("Cannot import instance").into()),
         };
-        let mut state = empty_object(&self.schema.block);
-        set_attr(&mut state, "wait_for", Value::string("ip"));
-        set_attr(&mut state, "shutdown_timeout", Value::string("60s"));
+        // What only Terraform knows takes its defaults.
+        let mut state = InstanceModel {
+            wait_for: Some(DEFAULT_WAIT_FOR.to_string()),
+            shutdown_timeout: Some(DEFAULT_SHUTDOWN_TIMEOUT.to_string()),
+            ..Default::default()
+        };
         state::fill(&mut state, &observed);
-        Ok(state)
+        Ok(state.to_value())
     }
 }
 
@@ -535,6 +547,9 @@ mod tests {
 
     #[test]
     fn restarts_only_for_what_cannot_change_live() {
+        let restart_reasons = |prior: &Value, planned: &Value| {
+            restart_reasons(&InstancePlan::from_value(prior).unwrap(), &InstancePlan::from_value(planned).unwrap())
+        };
         let prior = instance("1GiB", vec![disk("root", 1)], vec![]);
         assert!(restart_reasons(&prior, &instance("1024MiB", vec![disk("root", 1)], vec![])).is_empty());
         // A disk added is hot-plugged, not a restart.
@@ -551,7 +566,7 @@ mod tests {
         let prior = instance("1GiB", vec![disk("root", 1)], vec![ci("a")]);
         assert!(r.replace_when(&prior, &prior).is_empty());
         let mut seed_known_later = ci("a");
-        set_attr(&mut seed_known_later, "seed_volume", Value::Unknown);
+        crate::resources::set_attr(&mut seed_known_later, "seed_volume", Value::Unknown);
         assert!(r.replace_when(&prior, &instance("1GiB", vec![disk("root", 1)], vec![seed_known_later])).is_empty());
         assert_eq!(
             r.replace_when(&prior, &instance("1GiB", vec![disk("other", 1)], vec![ci("b")])),

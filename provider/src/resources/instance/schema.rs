@@ -6,17 +6,14 @@ use crate::libvirt::name_validator;
 use crate::schema::{int_range, one_of, Attribute, Block, NestedBlock, Nesting, Schema};
 use crate::units;
 
+use super::model::*;
+
 /// Disk buses a user may ask for.
 pub const BUSES: &[&str] = &["virtio", "nvme", "sata", "scsi"];
 /// Readiness levels for `wait_for`.
 pub const WAIT_FOR: &[&str] = &["none", "ip", "ssh"];
 /// CPU modes; `custom` is implied by `cpu_model`.
 pub const CPU_MODES: &[&str] = &["host-passthrough", "host-model", "maximum", "custom"];
-
-/// Default create/update wait: guests under TCG need minutes to boot.
-pub const DEFAULT_CREATE_TIMEOUT: &str = "10m";
-/// Default delete wait, including the graceful shutdown.
-pub const DEFAULT_DELETE_TIMEOUT: &str = "5m";
 
 pub fn schema() -> Schema {
     let block = Block::new(
@@ -35,13 +32,13 @@ pub fn schema() -> Schema {
     )
     .attribute(
         Attribute::optional("vcpu", Type::Number)
-            .default_value(crate::resources::int(1))
+            .default_value(Value::from(DEFAULT_VCPU))
             .describe("Number of virtual CPUs. Changing it restarts a running instance (said in the plan).")
             .validate(int_range(1, 512)),
     )
     .attribute(
         Attribute::optional("memory", Type::String)
-            .default_value(Value::string("1GiB"))
+            .default_value(Value::string(DEFAULT_MEMORY))
             .describe(
                 "Memory in human units, e.g. `2GiB`. Changing it restarts a running instance (said in the plan).",
             )
@@ -61,20 +58,20 @@ pub fn schema() -> Schema {
     )
     .attribute(
         Attribute::optional("machine", Type::String)
-            .default_value(Value::string("q35"))
+            .default_value(Value::string(DEFAULT_MACHINE))
             .describe("Machine type; `q35` (PCIe, the default) or `pc`, or a versioned type such as `pc-q35-10.0`.")
             .force_new(),
     )
     .attribute(
         Attribute::optional("accelerator", Type::String)
-            .default_value(Value::string("kvm"))
+            .default_value(Value::string(DEFAULT_ACCELERATOR))
             .describe("`kvm` (hardware virtualisation) or `qemu` (TCG emulation, for hosts without /dev/kvm).")
             .force_new()
             .validate(one_of(&["kvm", "qemu"])),
     )
     .attribute(
         Attribute::optional("firmware", Type::String)
-            .default_value(Value::string("bios"))
+            .default_value(Value::string(DEFAULT_FIRMWARE))
             .describe(
                 "`bios` or `uefi`. UEFI gets its own NVRAM (variable store), removed with the instance; Secure Boot \
                  stays off.",
@@ -95,17 +92,17 @@ pub fn schema() -> Schema {
     )
     .attribute(
         Attribute::optional("running", Type::Bool)
-            .default_value(Value::Bool(true))
+            .default_value(Value::Bool(DEFAULT_RUNNING))
             .describe("Whether the instance runs. `false` shuts it down gracefully (ACPI, then `shutdown_timeout`)."),
     )
     .attribute(
         Attribute::optional("autostart", Type::Bool)
-            .default_value(Value::Bool(true))
+            .default_value(Value::Bool(DEFAULT_AUTOSTART))
             .describe("Start the instance when the host boots."),
     )
     .attribute(
         Attribute::optional("wait_for", Type::String)
-            .default_value(Value::string("ip"))
+            .default_value(Value::string(DEFAULT_WAIT_FOR))
             .describe(
                 "When create returns: `none` (as soon as the domain runs), `ip` (the first interface has an \
                  address: DHCP lease, else the guest agent) or `ssh` (SSH answers on port 22 with the pinned host \
@@ -116,7 +113,7 @@ pub fn schema() -> Schema {
     )
     .attribute(
         Attribute::optional("shutdown_timeout", Type::String)
-            .default_value(Value::string("60s"))
+            .default_value(Value::string(DEFAULT_SHUTDOWN_TIMEOUT))
             .describe("How long a graceful (ACPI) shutdown may take before the instance is powered off.")
             .validate(units::duration()),
     )
@@ -163,7 +160,7 @@ fn disk_block() -> Block {
     )
     .attribute(
         Attribute::optional("bus", Type::String)
-            .default_value(Value::string("virtio"))
+            .default_value(Value::string(DEFAULT_BUS))
             .describe(
                 "`virtio` (default), `nvme` (libvirt's emulated NVMe controller: libvirt 11.5 or later; checked \
                  against the host's domain capabilities), `sata` or `scsi` (virtio-scsi).",
@@ -172,25 +169,25 @@ fn disk_block() -> Block {
     )
     .attribute(
         Attribute::optional("cache", Type::String)
-            .default_value(Value::string("none"))
+            .default_value(Value::string(DEFAULT_CACHE))
             .describe("Host cache mode; `none` (default: O_DIRECT, right for NVMe-backed pools), `writeback`, `writethrough`, `directsync`, `unsafe`, or `default` (left to the hypervisor; what an imported domain without a cache mode shows).")
             .validate(one_of(&["none", "writeback", "writethrough", "directsync", "unsafe", "default"])),
     )
     .attribute(
         Attribute::optional("io", Type::String)
-            .default_value(Value::string("native"))
+            .default_value(Value::string(DEFAULT_IO))
             .describe("I/O mode: `native` (default; Linux AIO, needs `cache = \"none\"` or `directsync`), `io_uring`, `threads`, or `default` (left to the hypervisor; what an imported domain without an I/O mode shows).")
             .validate(one_of(&["native", "io_uring", "threads", "default"])),
     )
     .attribute(
         Attribute::optional("discard", Type::String)
-            .default_value(Value::string("unmap"))
+            .default_value(Value::string(DEFAULT_DISCARD))
             .describe("`unmap` (default: the guest's TRIM frees space in the pool), `ignore`, or `default` (left to the hypervisor; what an imported domain without a discard mode shows).")
             .validate(one_of(&["unmap", "ignore", "default"])),
     )
     .attribute(
         Attribute::optional("iothread", Type::Bool)
-            .default_value(Value::Bool(true))
+            .default_value(Value::Bool(DEFAULT_IOTHREAD))
             .describe("Serve the disk from its own I/O thread (virtio and SCSI disks; default true)."),
     )
     .attribute(
@@ -198,7 +195,7 @@ fn disk_block() -> Block {
             .describe("virtio queues; default: one per vCPU (virtio disks only).")
             .validate(int_range(1, 256)),
     )
-    .attribute(Attribute::optional("read_only", Type::Bool).default_value(Value::Bool(false)).describe("Attach read-only."))
+    .attribute(Attribute::optional("read_only", Type::Bool).default_value(Value::Bool(DEFAULT_READ_ONLY)).describe("Attach read-only."))
     .attribute(
         Attribute::optional("serial", Type::String)
             .describe("Serial number the guest sees (`/dev/disk/by-id/virtio-<serial>`)."),
@@ -234,7 +231,7 @@ fn interface_block() -> Block {
     )
     .attribute(
         Attribute::optional("model", Type::String)
-            .default_value(Value::string("virtio"))
+            .default_value(Value::string(DEFAULT_NIC_MODEL))
             .describe("Device model: `virtio` (default), `e1000e`, `rtl8139`.")
             .validate(one_of(&["virtio", "e1000e", "e1000", "rtl8139"])),
     )

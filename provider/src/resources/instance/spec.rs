@@ -1,5 +1,6 @@
-//! An instance's configuration as typed values, read from a (wholly known) planned or prior
-//! state, and the checks that span several attributes.
+//! An instance's configuration as the values the host needs (defaults applied, units parsed),
+//! read from its model of a (wholly known) planned or prior state, and the checks that span
+//! several attributes.
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
@@ -8,11 +9,11 @@ use sha2::{Digest, Sha256};
 use tf_cty::{Path, Value};
 
 use crate::diag::{Diagnostic, Diagnostics};
-use crate::resources::{items, Attrs};
+use crate::model::{Field, Model};
 use crate::units::{parse_duration, parse_size};
 
 use super::metadata::FixedIp;
-use super::schema::{DEFAULT_CREATE_TIMEOUT, DEFAULT_DELETE_TIMEOUT};
+use super::model::*;
 
 /// What the apply waits for before it returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,17 +37,32 @@ pub enum DiskSource {
 
 impl DiskSource {
     /// The source a `disk` block names, when its attributes are known (plan, state or config).
-    pub fn of_block(v: &Value) -> Option<DiskSource> {
-        let text = |n: &str| v.get_attr(n).and_then(Value::as_str).map(str::to_string);
-        match (text("pool"), text("volume"), text("nvme_pci_address")) {
-            (Some(pool), Some(volume), _) => Some(DiskSource::Volume { pool, volume }),
+    pub fn of_plan(d: &DiskPlan) -> Option<DiskSource> {
+        match (d.pool.known(), d.volume.known(), d.nvme_pci_address.known()) {
+            (Some(pool), Some(volume), _) => Some(DiskSource::Volume { pool: pool.clone(), volume: volume.clone() }),
+            (_, _, Some(address)) => Some(DiskSource::Nvme {
+                address: address.clone(),
+                namespace: namespace(d.nvme_namespace.known().copied()),
+            }),
+            _ => None,
+        }
+    }
+
+    /// The source of a `disk` block of a state.
+    pub fn of_disk(d: &DiskModel) -> Option<DiskSource> {
+        match (&d.pool, &d.volume, &d.nvme_pci_address) {
+            (Some(pool), Some(volume), _) => Some(DiskSource::Volume { pool: pool.clone(), volume: volume.clone() }),
             (_, _, Some(address)) => {
-                let ns = v.get_attr("nvme_namespace").and_then(Value::as_number).and_then(|n| n.to_i64()).unwrap_or(1);
-                Some(DiskSource::Nvme { address, namespace: ns.clamp(1, u32::MAX as i64) as u32 })
+                Some(DiskSource::Nvme { address: address.clone(), namespace: namespace(d.nvme_namespace) })
             }
             _ => None,
         }
     }
+}
+
+/// An NVMe namespace number (the schema keeps it in range).
+fn namespace(n: Option<i64>) -> u32 {
+    n.unwrap_or(DEFAULT_NVME_NAMESPACE).clamp(1, u32::MAX as i64) as u32
 }
 
 impl std::fmt::Display for DiskSource {
@@ -150,57 +166,52 @@ impl Spec {
             .collect()
     }
 
-    /// Reads a planned or prior state. Errors name the attribute; they only occur for values
-    /// the validators let through, i.e. not for a plan Terraform accepted.
-    pub fn from_value(value: &Value) -> Result<Spec, Diagnostic> {
-        let a = Attrs::of(value)?;
-        let name = a.str("name")?.to_string();
-        let accelerator = a.opt_str("accelerator").unwrap_or("kvm").to_string();
-        let cpu_model = a.opt_str("cpu_model").map(str::to_string);
-        let cpu_mode = match (a.opt_str("cpu_mode"), &cpu_model) {
-            (Some(m), _) => m.to_string(),
+    /// The spec of a planned or prior state. Errors name the attribute; they only occur for
+    /// values the validators let through, i.e. not for a plan Terraform accepted.
+    pub fn of(m: &InstanceModel) -> Result<Spec, Diagnostic> {
+        let name = m.name.clone();
+        let accelerator = m.accelerator.as_deref().unwrap_or(DEFAULT_ACCELERATOR).to_string();
+        let cpu_model = m.cpu_model.clone();
+        let cpu_mode = match (m.cpu_mode.known(), &cpu_model) {
+            (Some(mode), _) => mode.clone(),
             (None, Some(_)) => "custom".to_string(),
             (None, None) => default_cpu_mode(&accelerator).to_string(),
         };
-        let memory_text = a.opt_str("memory").unwrap_or("1GiB");
-        let memory = parse_size(memory_text)
+        let memory = parse_size(m.memory.as_deref().unwrap_or(DEFAULT_MEMORY))
             .map_err(|e| Diagnostic::attribute_error(Path::attr("memory"), "Invalid memory", e.to_string()))?;
-        let vcpu = a.opt_i64("vcpu").unwrap_or(1).clamp(1, 512) as u32;
-        let disks =
-            items(a.get("disk")).iter().enumerate().map(|(i, d)| disk(d, i, vcpu)).collect::<Result<Vec<_>, _>>()?;
-        let nics = items(a.get("network_interface"))
-            .iter()
-            .enumerate()
-            .map(|(i, n)| nic(n, i, &name))
-            .collect::<Result<Vec<_>, _>>()?;
-        let cloud_init = items(a.get("cloud_init")).first().map(cloud_init).transpose()?;
-        let wait_for = match a.opt_str("wait_for").unwrap_or("ip") {
+        let vcpu = m.vcpu.unwrap_or(DEFAULT_VCPU).clamp(1, 512) as u32;
+        let disks = m.disk.iter().enumerate().map(|(i, d)| disk(d, i, vcpu)).collect::<Result<Vec<_>, _>>()?;
+        let nics =
+            m.network_interface.iter().enumerate().map(|(i, n)| nic(n, i, &name)).collect::<Result<Vec<_>, _>>()?;
+        let wait_for = match m.wait_for.as_deref().unwrap_or(DEFAULT_WAIT_FOR) {
             "none" => WaitFor::None,
             "ssh" => WaitFor::Ssh,
             _ => WaitFor::Ip,
         };
-        let shutdown_timeout =
-            duration(a.opt_str("shutdown_timeout").unwrap_or("60s"), Path::attr("shutdown_timeout"))?;
+        let shutdown_timeout = duration(
+            m.shutdown_timeout.as_deref().unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT),
+            Path::attr("shutdown_timeout"),
+        )?;
         Ok(Spec {
             name,
             vcpu,
             memory,
             cpu_mode,
             cpu_model,
-            machine: a.opt_str("machine").unwrap_or("q35").to_string(),
+            machine: m.machine.as_deref().unwrap_or(DEFAULT_MACHINE).to_string(),
             accelerator,
-            uefi: a.opt_str("firmware") == Some("uefi"),
-            kernel: a.opt_str("kernel").map(str::to_string),
-            initrd: a.opt_str("initrd").map(str::to_string),
-            cmdline: a.opt_str("cmdline").map(str::to_string),
+            uefi: m.firmware.as_deref() == Some("uefi"),
+            kernel: m.kernel.clone(),
+            initrd: m.initrd.clone(),
+            cmdline: m.cmdline.clone(),
             disks,
             nics,
-            cloud_init,
-            running: a.opt_bool("running").unwrap_or(true),
-            autostart: a.opt_bool("autostart").unwrap_or(true),
+            cloud_init: m.cloud_init.first().map(cloud_init),
+            running: m.running.unwrap_or(DEFAULT_RUNNING),
+            autostart: m.autostart.unwrap_or(DEFAULT_AUTOSTART),
             wait_for,
             shutdown_timeout,
-            timeouts: timeouts(a.get("timeouts"))?,
+            timeouts: timeouts(m.timeouts.as_ref())?,
         })
     }
 
@@ -245,49 +256,44 @@ fn duration(text: &str, path: Path) -> Result<Duration, Diagnostic> {
     parse_duration(text).map_err(|e| Diagnostic::attribute_error(path, "Invalid duration", e.to_string()))
 }
 
-fn timeouts(v: &Value) -> Result<Timeouts, Diagnostic> {
-    let get = |name: &str, default: &str| {
-        let text = v.get_attr(name).and_then(Value::as_str).unwrap_or(default);
-        duration(text, Path::attr("timeouts").join_attr(name))
+fn timeouts(t: Option<&TimeoutsModel>) -> Result<Timeouts, Diagnostic> {
+    let get = |name: &str, value: Option<&String>, default: &str| {
+        duration(value.map_or(default, String::as_str), Path::attr("timeouts").join_attr(name))
     };
     Ok(Timeouts {
-        create: get("create", DEFAULT_CREATE_TIMEOUT)?,
-        update: get("update", DEFAULT_CREATE_TIMEOUT)?,
-        delete: get("delete", DEFAULT_DELETE_TIMEOUT)?,
+        create: get("create", t.and_then(|t| t.create.as_ref()), DEFAULT_CREATE_TIMEOUT)?,
+        update: get("update", t.and_then(|t| t.update.as_ref()), DEFAULT_CREATE_TIMEOUT)?,
+        delete: get("delete", t.and_then(|t| t.delete.as_ref()), DEFAULT_DELETE_TIMEOUT)?,
     })
 }
 
-fn disk(v: &Value, index: usize, vcpu: u32) -> Result<DiskSpec, Diagnostic> {
-    let a = Attrs::of(v)?;
+fn disk(d: &DiskModel, index: usize, vcpu: u32) -> Result<DiskSpec, Diagnostic> {
     let path = |name: &str| Path::attr("disk").join_index(index as i64).join_attr(name);
-    let source = match (a.opt_str("volume"), a.opt_str("nvme_pci_address")) {
+    let source = match (&d.volume, &d.nvme_pci_address) {
         (Some(volume), None) => DiskSource::Volume {
-            pool: a.opt_str("pool").ok_or_else(|| missing_pool(path("pool")))?.to_string(),
-            volume: volume.to_string(),
+            pool: d.pool.clone().ok_or_else(|| missing_pool(path("pool")))?,
+            volume: volume.clone(),
         },
-        (None, Some(address)) => DiskSource::Nvme {
-            address: address.to_string(),
-            namespace: a.opt_i64("nvme_namespace").unwrap_or(1).clamp(1, u32::MAX as i64) as u32,
-        },
+        (None, Some(address)) => DiskSource::Nvme { address: address.clone(), namespace: namespace(d.nvme_namespace) },
         _ => return Err(disk_source_error(path("volume"))),
     };
-    let bus = a.opt_str("bus").unwrap_or("virtio").to_string();
-    let queues = match a.opt_i64("queues") {
-        Some(q) => Some(q.clamp(1, 256) as u32),
+    let bus = d.bus.as_deref().unwrap_or(DEFAULT_BUS).to_string();
+    let queues = match d.queues.known() {
+        Some(q) => Some((*q).clamp(1, 256) as u32),
         None if bus == "virtio" => Some(vcpu),
         None => None,
     };
     Ok(DiskSpec {
         source,
         bus,
-        cache: a.opt_str("cache").unwrap_or("none").to_string(),
-        io: a.opt_str("io").unwrap_or("native").to_string(),
-        discard: a.opt_str("discard").unwrap_or("unmap").to_string(),
-        iothread: a.opt_bool("iothread").unwrap_or(true),
+        cache: d.cache.as_deref().unwrap_or(DEFAULT_CACHE).to_string(),
+        io: d.io.as_deref().unwrap_or(DEFAULT_IO).to_string(),
+        discard: d.discard.as_deref().unwrap_or(DEFAULT_DISCARD).to_string(),
+        iothread: d.iothread.unwrap_or(DEFAULT_IOTHREAD),
         queues,
-        read_only: a.opt_bool("read_only").unwrap_or(false),
-        serial: a.opt_str("serial").map(str::to_string),
-        device: a.opt_str("device").map(str::to_string),
+        read_only: d.read_only.unwrap_or(DEFAULT_READ_ONLY),
+        serial: d.serial.clone(),
+        device: d.device.known().cloned(),
     })
 }
 
@@ -303,9 +309,8 @@ fn disk_source_error(path: Path) -> Diagnostic {
     )
 }
 
-fn nic(v: &Value, index: usize, instance: &str) -> Result<NicSpec, Diagnostic> {
-    let a = Attrs::of(v)?;
-    let ip = a.opt_str("ip").map(|s| s.parse::<Ipv4Addr>()).transpose().map_err(|_| {
+fn nic(n: &NicModel, index: usize, instance: &str) -> Result<NicSpec, Diagnostic> {
+    let ip = n.ip.as_deref().map(str::parse::<Ipv4Addr>).transpose().map_err(|_| {
         Diagnostic::attribute_error(
             Path::attr("network_interface").join_index(index as i64).join_attr("ip"),
             "Invalid address",
@@ -313,38 +318,38 @@ fn nic(v: &Value, index: usize, instance: &str) -> Result<NicSpec, Diagnostic> {
         )
     })?;
     Ok(NicSpec {
-        network: a.opt_str("network").map(str::to_string),
-        bridge: a.opt_str("bridge").map(str::to_string),
-        mac: a.opt_str("mac").map(str::to_string).unwrap_or_else(|| derived_mac(instance, index)),
+        network: n.network.clone(),
+        bridge: n.bridge.clone(),
+        mac: n.mac.known().cloned().unwrap_or_else(|| derived_mac(instance, index)),
         ip,
-        model: a.opt_str("model").unwrap_or("virtio").to_string(),
+        model: n.model.as_deref().unwrap_or(DEFAULT_NIC_MODEL).to_string(),
     })
 }
 
-fn cloud_init(v: &Value) -> Result<CloudInitSpec, Diagnostic> {
-    let a = Attrs::of(v)?;
-    let keys = match a.get("ssh_authorized_keys") {
-        Value::List(items) => items.iter().filter_map(Value::as_str).map(str::to_string).collect(),
-        _ => Vec::new(),
-    };
-    Ok(CloudInitSpec {
-        user_data: a.opt_str("user_data").map(str::to_string),
-        meta_data: a.opt_str("meta_data").map(str::to_string),
-        hostname: a.opt_str("hostname").map(str::to_string),
-        network_config: a.opt_str("network_config").map(str::to_string),
-        ssh_authorized_keys: keys,
-        pool: a.opt_str("pool").map(str::to_string),
-    })
+fn cloud_init(c: &CloudInitModel) -> CloudInitSpec {
+    CloudInitSpec {
+        user_data: c.user_data.clone(),
+        meta_data: c.meta_data.clone(),
+        hostname: c.hostname.clone(),
+        network_config: c.network_config.clone(),
+        ssh_authorized_keys: c.ssh_authorized_keys.clone().unwrap_or_default(),
+        pool: c.pool.clone(),
+    }
+}
+
+/// A string while planning, if known.
+fn text(f: &Field<String>) -> Option<&str> {
+    f.known().map(String::as_str)
 }
 
 /// Checks that span attributes; `config` may hold unknown values, which are skipped.
 pub fn validate(config: &Value) -> Diagnostics {
     let mut diags = Diagnostics::new();
-    let Ok(a) = Attrs::of(config) else { return diags };
-    let set = |v: &Value| !v.is_null();
+    let Ok(c) = InstancePlan::from_value(config) else { return diags };
+    let set = |f: &Field<String>| !f.is_null();
 
-    if set(a.get("cpu_model")) {
-        if let Some(mode) = a.opt_str("cpu_mode").filter(|m| *m != "custom") {
+    if set(&c.cpu_model) {
+        if let Some(mode) = text(&c.cpu_mode).filter(|m| *m != "custom") {
             diags.push(Diagnostic::attribute_error(
                 Path::attr("cpu_model"),
                 "CPU model with another mode",
@@ -353,15 +358,15 @@ pub fn validate(config: &Value) -> Diagnostics {
                 ),
             ));
         }
-    } else if a.opt_str("cpu_mode") == Some("custom") {
+    } else if text(&c.cpu_mode) == Some("custom") {
         diags.push(Diagnostic::attribute_error(
             Path::attr("cpu_mode"),
             "Missing CPU model",
             "cpu_mode = \"custom\" needs cpu_model, e.g. cpu_model = \"Skylake-Server\".",
         ));
     }
-    for attr in ["initrd", "cmdline"] {
-        if set(a.get(attr)) && a.get("kernel").is_null() {
+    for (attr, value) in [("initrd", &c.initrd), ("cmdline", &c.cmdline)] {
+        if set(value) && c.kernel.is_null() {
             diags.push(Diagnostic::attribute_error(
                 Path::attr(attr),
                 "Direct kernel boot without a kernel",
@@ -369,33 +374,33 @@ pub fn validate(config: &Value) -> Diagnostics {
             ));
         }
     }
-    let disks = items(a.get("disk"));
+    let disks: &[Field<DiskPlan>] = c.disk.known().map_or(&[], Vec::as_slice);
     let mut sources = Vec::new();
     for (i, d) in disks.iter().enumerate() {
-        let Ok(d) = Attrs::of(d) else { continue };
+        let Field::Known(d) = d else { continue };
         let path = |name: &str| Path::attr("disk").join_index(i as i64).join_attr(name);
-        let (volume, nvme) = (d.get("volume"), d.get("nvme_pci_address"));
-        if set(volume) == set(nvme) && !volume.is_unknown() && !nvme.is_unknown() {
+        let (volume, nvme) = (&d.volume, &d.nvme_pci_address);
+        if set(volume) == set(nvme) && *volume != Field::Unknown && *nvme != Field::Unknown {
             diags.push(disk_source_error(path("volume")));
         }
-        if set(volume) && d.get("pool").is_null() {
+        if set(volume) && d.pool.is_null() {
             diags.push(missing_pool(path("pool")));
         }
-        if set(d.get("pool")) && set(nvme) {
+        if set(&d.pool) && set(nvme) {
             diags.push(Diagnostic::attribute_error(
                 path("pool"),
                 "Pool with an NVMe namespace",
                 "`pool` belongs to `volume`; remove it from a passed-through NVMe disk.",
             ));
         }
-        if set(d.get("nvme_namespace")) && !set(nvme) {
+        if !d.nvme_namespace.is_null() && !set(nvme) {
             diags.push(Diagnostic::attribute_error(
                 path("nvme_namespace"),
                 "Namespace without a controller",
                 "`nvme_namespace` selects a namespace of `nvme_pci_address`; set that too, or remove it.",
             ));
         }
-        if let Some(address) = d.opt_str("nvme_pci_address") {
+        if let Some(address) = text(nvme) {
             if libvirt_xml::domain::PciAddress::from_bdf(address).is_none() {
                 diags.push(Diagnostic::attribute_error(
                     path("nvme_pci_address"),
@@ -406,28 +411,29 @@ pub fn validate(config: &Value) -> Diagnostics {
                 ));
             }
         }
-        if d.opt_str("io") == Some("native")
-            && matches!(d.opt_str("cache"), Some(c) if c != "none" && c != "directsync")
-        {
+        if text(&d.io) == Some("native") && matches!(text(&d.cache), Some(c) if c != "none" && c != "directsync") {
             diags.push(Diagnostic::attribute_error(
                 path("io"),
                 "io = \"native\" needs O_DIRECT",
                 format!(
                     "Linux native AIO only works without the host page cache: with cache = {:?} use io = \"io_uring\" or \"threads\", or set cache = \"none\".",
-                    d.opt_str("cache").unwrap_or_default()
+                    text(&d.cache).unwrap_or_default()
                 ),
             ));
         }
-        if set(d.get("queues")) && matches!(d.opt_str("bus"), Some(b) if b != "virtio") {
+        if !d.queues.is_null() && matches!(text(&d.bus), Some(b) if b != "virtio") {
             diags.push(Diagnostic::attribute_error(
                 path("queues"),
                 "Queues on a non-virtio disk",
                 "Only virtio disks have queues; remove `queues` or use bus = \"virtio\".",
             ));
         }
-        let key = match (d.opt_str("pool"), d.opt_str("volume"), d.opt_str("nvme_pci_address")) {
+        let key = match (text(&d.pool), text(volume), text(nvme)) {
             (Some(p), Some(v), _) => Some(format!("volume {p}/{v}")),
-            (_, _, Some(n)) => Some(format!("NVMe {n} namespace {}", d.opt_i64("nvme_namespace").unwrap_or(1))),
+            (_, _, Some(n)) => Some(format!(
+                "NVMe {n} namespace {}",
+                d.nvme_namespace.known().copied().unwrap_or(DEFAULT_NVME_NAMESPACE)
+            )),
             _ => None,
         };
         if let Some(key) = key {
@@ -441,67 +447,67 @@ pub fn validate(config: &Value) -> Diagnostics {
             sources.push(key);
         }
     }
-    let mut macs: Vec<String> = Vec::new();
-    let mut ips: Vec<String> = Vec::new();
-    for (i, n) in items(a.get("network_interface")).iter().enumerate() {
-        let Ok(n) = Attrs::of(n) else { continue };
+    let mut macs: Vec<&str> = Vec::new();
+    let mut ips: Vec<&str> = Vec::new();
+    let nics: &[Field<NicPlan>] = c.network_interface.known().map_or(&[], Vec::as_slice);
+    for (i, n) in nics.iter().enumerate() {
+        let Field::Known(n) = n else { continue };
         let path = |name: &str| Path::attr("network_interface").join_index(i as i64).join_attr(name);
-        let (network, bridge) = (n.get("network"), n.get("bridge"));
-        if set(network) == set(bridge) && !network.is_unknown() && !bridge.is_unknown() {
+        let (network, bridge) = (&n.network, &n.bridge);
+        if set(network) == set(bridge) && *network != Field::Unknown && *bridge != Field::Unknown {
             diags.push(Diagnostic::attribute_error(
                 path("network"),
                 "One interface source",
                 "Give an interface either `network` (a libvirt network) or `bridge` (a host bridge), not both.",
             ));
         }
-        if set(n.get("ip")) && set(bridge) {
+        if set(&n.ip) && set(bridge) {
             diags.push(Diagnostic::attribute_error(
                 path("ip"),
                 "Fixed address on a bridge",
                 "A fixed `ip` is reserved in a libvirt network's DHCP; on a host bridge, configure it in the guest (cloud_init.network_config).",
             ));
         }
-        if let Some(mac) = n.opt_str("mac") {
-            if macs.iter().any(|m| m == mac) {
+        if let Some(mac) = text(&n.mac) {
+            if macs.contains(&mac) {
                 diags.push(Diagnostic::attribute_error(
                     path("mac"),
                     "Duplicate MAC address",
                     format!("{mac} is used by another interface of this instance."),
                 ));
             }
-            macs.push(mac.to_string());
+            macs.push(mac);
         }
-        if let Some(ip) = n.opt_str("ip") {
-            if ips.iter().any(|x| x == ip) {
+        if let Some(ip) = text(&n.ip) {
+            if ips.contains(&ip) {
                 diags.push(Diagnostic::attribute_error(
                     path("ip"),
                     "Duplicate address",
                     format!("{ip} is given to another interface of this instance."),
                 ));
             }
-            ips.push(ip.to_string());
+            ips.push(ip);
         }
     }
-    let has_cloud_init = matches!(a.get("cloud_init"), Value::List(items) if !items.is_empty());
-    if a.opt_str("wait_for") == Some("ssh") && !has_cloud_init && !a.get("cloud_init").is_unknown() {
+    let first_cloud_init = c.cloud_init.known().and_then(|items| items.first());
+    let has_cloud_init = first_cloud_init.is_some();
+    let wait_for = text(&c.wait_for);
+    if wait_for == Some("ssh") && !has_cloud_init && c.cloud_init != Field::Unknown {
         diags.push(Diagnostic::attribute_error(
             Path::attr("wait_for"),
             "SSH readiness needs cloud_init",
             "wait_for = \"ssh\" checks the host key Terraform generates and delivers through cloud-init; add a cloud_init block, or use wait_for = \"ip\".",
         ));
     }
-    if matches!(a.opt_str("wait_for"), Some("ip" | "ssh"))
-        && matches!(a.get("network_interface"), Value::List(items) if items.is_empty())
-    {
+    if matches!(wait_for, Some("ip" | "ssh")) && c.network_interface.known().is_some_and(Vec::is_empty) {
         diags.push(Diagnostic::attribute_error(
             Path::attr("wait_for"),
             "Nothing to wait for",
             "wait_for waits for an address on the first network_interface, but there is none; add one or set wait_for = \"none\".",
         ));
     }
-    if let Some(hostname) =
-        items(a.get("cloud_init")).first().and_then(|c| c.get_attr("hostname")).and_then(Value::as_str)
-    {
+    let first_cloud_init = first_cloud_init.and_then(Field::known);
+    if let Some(hostname) = first_cloud_init.and_then(|ci| text(&ci.hostname)) {
         if let Err(e) = kvm_validate::dns_name(hostname) {
             diags.push(Diagnostic::attribute_error(
                 Path::attr("cloud_init").join_index(0).join_attr("hostname"),
@@ -511,10 +517,8 @@ pub fn validate(config: &Value) -> Diagnostics {
         }
     }
     if has_cloud_init {
-        let root_is_nvme =
-            disks.first().is_some_and(|d| !d.get_attr("nvme_pci_address").unwrap_or(&Value::Null).is_null());
-        let pool_set =
-            items(a.get("cloud_init")).first().is_some_and(|c| !c.get_attr("pool").unwrap_or(&Value::Null).is_null());
+        let root_is_nvme = disks.first().and_then(Field::known).is_some_and(|d| set(&d.nvme_pci_address));
+        let pool_set = first_cloud_init.is_some_and(|ci| set(&ci.pool));
         if root_is_nvme && !pool_set {
             diags.push(Diagnostic::attribute_error(
                 Path::attr("cloud_init").join_index(0).join_attr("pool"),

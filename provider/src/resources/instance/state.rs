@@ -7,82 +7,66 @@ use libvirt_xml::domain::{Disk, Interface};
 use tf_cty::Value;
 
 use super::build::same_source;
+use super::model::{
+    DiskModel, InstanceModel, NicModel, DEFAULT_BUS, DEFAULT_IOTHREAD, DEFAULT_NIC_MODEL, DEFAULT_NVME_NAMESPACE,
+};
 use super::ops::Observed;
 use super::spec::DiskSource;
-use crate::resources::{int, set_attr};
+use crate::model::Field;
 use crate::units::{format_size, parse_size};
 
-/// Fills `state` (the prior state, or an empty object on import) from the host.
-pub fn fill(state: &mut Value, observed: &Observed) {
+/// Fills `state` (the prior state, or a default one on import) from the host.
+pub fn fill(state: &mut InstanceModel, observed: &Observed) {
     let doc = &observed.doc;
-    let get = |state: &Value, name: &str| state.get_attr(name).cloned().unwrap_or(Value::Null);
-    set_attr(state, "id", doc.uuid.clone().map(Value::string).unwrap_or(Value::Null));
-    set_attr(state, "name", Value::string(doc.name.clone()));
-    set_attr(state, "vcpu", int(i64::from(doc.vcpu.value)));
+    state.id = Field::from_option(doc.uuid.clone());
+    state.name = doc.name.clone();
+    state.vcpu = Some(i64::from(doc.vcpu.value));
     let memory = doc.memory.bytes().unwrap_or(0);
-    let memory_text = match get(state, "memory").as_str() {
+    state.memory = Some(match state.memory.as_deref() {
         Some(current) if parse_size(current) == Ok(memory) => current.to_string(),
         _ => format_size(memory),
-    };
-    set_attr(state, "memory", Value::string(memory_text));
+    });
     let cpu = doc.cpu.as_ref();
     let mode = cpu.and_then(|c| c.mode.clone()).unwrap_or_else(|| "custom".into());
     let model = cpu.and_then(|c| c.model.as_ref()).map(|m| m.name.clone());
-    set_attr(
-        state,
-        "cpu_model",
-        if mode == "custom" { model.map(Value::string).unwrap_or(Value::Null) } else { Value::Null },
-    );
-    set_attr(state, "cpu_mode", Value::string(mode));
+    state.cpu_model = if mode == "custom" { model } else { None };
+    state.cpu_mode = Field::Known(mode);
     let machine = doc.os.os_type.machine.clone().unwrap_or_default();
-    let machine = match get(state, "machine").as_str() {
+    state.machine = Some(match state.machine.as_deref() {
         Some(alias) if machine_matches(alias, &machine) => alias.to_string(),
         _ => machine,
-    };
-    set_attr(state, "machine", Value::string(machine));
-    set_attr(state, "accelerator", Value::string(doc.domain_type.clone()));
+    });
+    state.accelerator = Some(doc.domain_type.clone());
     let uefi = doc.os.firmware.as_deref() == Some("efi") || doc.os.loader.is_some();
-    set_attr(state, "firmware", Value::string(if uefi { "uefi" } else { "bios" }));
-    for (attr, value) in [("kernel", &doc.os.kernel), ("initrd", &doc.os.initrd), ("cmdline", &doc.os.cmdline)] {
-        set_attr(state, attr, value.clone().map(Value::string).unwrap_or(Value::Null));
-    }
-    set_attr(state, "running", Value::Bool(observed.active));
-    set_attr(state, "autostart", Value::Bool(observed.autostart));
+    state.firmware = Some(if uefi { "uefi" } else { "bios" }.to_string());
+    state.kernel = doc.os.kernel.clone();
+    state.initrd = doc.os.initrd.clone();
+    state.cmdline = doc.os.cmdline.clone();
+    state.running = Some(observed.active);
+    state.autostart = Some(observed.autostart);
 
     let seed =
         observed.meta.seed.as_ref().map(|s| DiskSource::Volume { pool: s.pool.clone(), volume: s.volume.clone() });
     let user_disks: Vec<&Disk> =
         doc.devices.disks.iter().filter(|d| !seed.as_ref().is_some_and(|s| same_source(d, s))).collect();
-    set_attr(state, "disk", Value::List(disks(&get(state, "disk"), &user_disks)));
-    let nics = interfaces(&get(state, "network_interface"), &doc.devices.interfaces, &observed.addresses);
-    let ip = nics
-        .first()
-        .and_then(|n| match n.get_attr("addresses") {
-            Some(Value::List(a)) => a.first().cloned(),
-            _ => None,
-        })
-        .unwrap_or(Value::Null);
-    set_attr(state, "network_interface", Value::List(nics));
-    let public_key = match get(state, "ssh_host_public_key") {
-        Value::String(k) => Some(k),
+    state.disk = disks(&state.disk, &user_disks);
+    state.network_interface = interfaces(&state.network_interface, &doc.devices.interfaces, &observed.addresses);
+    let ip = state.network_interface.first().and_then(|n| n.addresses.known()).and_then(|a| a.first()).cloned();
+    let public_key = match &state.ssh_host_public_key {
+        Field::Known(k) => Some(k.clone()),
         _ => observed.meta.host_key.clone(),
     };
-    let known_hosts = match (ip.as_str(), &public_key) {
-        (Some(ip), Some(key)) => Value::string(format!("{ip} {key}")),
-        _ => Value::Null,
+    state.known_hosts = match (&ip, &public_key) {
+        (Some(ip), Some(key)) => Field::Known(format!("{ip} {key}")),
+        _ => Field::Null,
     };
-    set_attr(state, "ip_address", ip);
-    set_attr(state, "ssh_host_public_key", public_key.map(Value::string).unwrap_or(Value::Null));
-    set_attr(state, "known_hosts", known_hosts);
-    if get(state, "ssh_host_private_key").is_unknown() {
-        set_attr(state, "ssh_host_private_key", Value::Null);
+    state.ip_address = Field::from_option(ip);
+    state.ssh_host_public_key = Field::from_option(public_key);
+    if state.ssh_host_private_key == Field::Unknown {
+        state.ssh_host_private_key = Field::Null;
     }
-    if let Value::List(mut items) = get(state, "cloud_init") {
-        for item in &mut items {
-            let volume = observed.meta.seed.as_ref().map(|s| Value::string(s.volume.clone())).unwrap_or(Value::Null);
-            set_attr(item, "seed_volume", volume);
-        }
-        set_attr(state, "cloud_init", Value::List(items));
+    for ci in &mut state.cloud_init {
+        ci.seed_volume = Field::from_option(observed.meta.seed.as_ref().map(|s| s.volume.clone()));
     }
 }
 
@@ -106,19 +90,15 @@ fn source_of(disk: &Disk) -> Option<DiskSource> {
 
 /// Host devices as state blocks: first those matching the prior state's blocks, in its order
 /// (so a list the user wrote keeps its order), then the host's others (drift, import).
-fn in_prior_order<T>(
-    prior: &Value,
+fn in_prior_order<P, T>(
+    prior: &[P],
     host: &[T],
-    matches: impl Fn(&Value, &T) -> bool,
-    value: impl Fn(Option<&Value>, &T) -> Value,
-) -> Vec<Value> {
-    let prior_items: &[Value] = match prior {
-        Value::List(items) => items,
-        _ => &[],
-    };
+    matches: impl Fn(&P, &T) -> bool,
+    value: impl Fn(Option<&P>, &T) -> P,
+) -> Vec<P> {
     let mut used = vec![false; host.len()];
     let mut out = Vec::new();
-    for item in prior_items {
+    for item in prior {
         if let Some(i) = (0..host.len()).find(|&i| !used[i] && matches(item, &host[i])) {
             used[i] = true;
             out.push(value(Some(item), &host[i]));
@@ -129,29 +109,26 @@ fn in_prior_order<T>(
 }
 
 /// Disks, matched by source.
-fn disks(prior: &Value, host: &[&Disk]) -> Vec<Value> {
+fn disks(prior: &[DiskModel], host: &[&Disk]) -> Vec<DiskModel> {
     let known: Vec<&Disk> = host.iter().copied().filter(|d| source_of(d).is_some()).collect();
     in_prior_order(
         prior,
         &known,
-        |item, d| DiskSource::of_block(item).is_some_and(|s| same_source(d, &s)),
-        |item, d| disk_value(item, d),
+        |item, d| DiskSource::of_disk(item).is_some_and(|s| same_source(d, &s)),
+        |item, d| disk_model(item, d),
     )
 }
 
-fn disk_value(prior: Option<&Value>, d: &Disk) -> Value {
+fn disk_model(prior: Option<&DiskModel>, d: &Disk) -> DiskModel {
     let driver = d.driver.clone().unwrap_or_default();
-    let prior_get = |n: &str| prior.and_then(|p| p.get_attr(n)).cloned().unwrap_or(Value::Null);
-    let bus = d.target.bus.clone().unwrap_or_else(|| "virtio".into());
+    let bus = d.target.bus.clone().unwrap_or_else(|| DEFAULT_BUS.into());
     let virtio = bus == "virtio";
     let (volume, pool, address, namespace) = match source_of(d) {
-        Some(DiskSource::Volume { pool, volume }) => {
-            (Value::string(volume), Value::string(pool), Value::Null, Value::Null)
-        }
+        Some(DiskSource::Volume { pool, volume }) => (Some(volume), Some(pool), None, None),
         Some(DiskSource::Nvme { address, namespace }) => {
             // Keep the user's spelling (`01:00.0` vs `0000:01:00.0`).
-            let address = match prior_get("nvme_pci_address") {
-                Value::String(p)
+            let address = match prior.and_then(|p| p.nvme_pci_address.clone()) {
+                Some(p)
                     if libvirt_xml::domain::PciAddress::from_bdf(&p).and_then(|a| a.to_bdf())
                         == Some(address.clone()) =>
                 {
@@ -159,68 +136,62 @@ fn disk_value(prior: Option<&Value>, d: &Disk) -> Value {
                 }
                 _ => address,
             };
-            let ns = if prior_get("nvme_namespace").is_null() && namespace == 1 {
-                Value::Null
-            } else {
-                int(i64::from(namespace))
-            };
-            (Value::Null, Value::Null, Value::string(address), ns)
+            let unset = prior.is_none_or(|p| p.nvme_namespace.is_none());
+            let ns = (!(unset && i64::from(namespace) == DEFAULT_NVME_NAMESPACE)).then_some(i64::from(namespace));
+            (None, None, Some(address), ns)
         }
-        None => (Value::Null, Value::Null, Value::Null, Value::Null),
+        None => (None, None, None, None),
     };
-    let text = |v: Option<String>| Value::string(v.unwrap_or_else(|| "default".into()));
-    Value::object_from([
-        ("volume", volume),
-        ("pool", pool),
-        ("nvme_pci_address", address),
-        ("nvme_namespace", namespace),
-        ("bus", Value::string(bus)),
-        ("cache", text(driver.cache)),
-        ("io", text(driver.io)),
-        ("discard", text(driver.discard)),
+    let text = |v: Option<String>| Some(v.unwrap_or_else(|| "default".into()));
+    DiskModel {
+        volume,
+        pool,
+        nvme_pci_address: address,
+        nvme_namespace: namespace,
+        bus: Some(bus),
+        cache: text(driver.cache),
+        io: text(driver.io),
+        discard: text(driver.discard),
         // Only virtio disks have their own I/O thread; elsewhere the setting is kept as given.
-        (
-            "iothread",
-            if virtio {
-                Value::Bool(driver.iothread.is_some())
-            } else {
-                prior_get("iothread").as_bool().map(Value::Bool).unwrap_or(Value::Bool(true))
-            },
-        ),
-        ("queues", driver.queues.filter(|_| virtio).map(|q| int(i64::from(q))).unwrap_or(Value::Null)),
-        ("read_only", Value::Bool(d.readonly.is_some())),
-        ("serial", d.serial.clone().map(Value::string).unwrap_or(Value::Null)),
-        ("device", Value::string(d.target.dev.clone())),
-    ])
+        iothread: Some(if virtio {
+            driver.iothread.is_some()
+        } else {
+            prior.and_then(|p| p.iothread).unwrap_or(DEFAULT_IOTHREAD)
+        }),
+        queues: Field::from_option(driver.queues.filter(|_| virtio).map(i64::from)),
+        read_only: Some(d.readonly.is_some()),
+        serial: d.serial.clone(),
+        device: Field::Known(d.target.dev.clone()),
+    }
 }
 
 /// Interfaces, matched by MAC.
-fn interfaces(prior: &Value, host: &[Interface], addresses: &HashMap<String, Vec<String>>) -> Vec<Value> {
+fn interfaces(prior: &[NicModel], host: &[Interface], addresses: &HashMap<String, Vec<String>>) -> Vec<NicModel> {
     let mac_of = |i: &Interface| i.mac.as_ref().map(|m| m.address.to_lowercase()).unwrap_or_default();
     in_prior_order(
         prior,
         host,
-        |item, nic| item.get_attr("mac").and_then(Value::as_str) == Some(mac_of(nic).as_str()),
-        |item, nic| interface_value(item, nic, addresses),
+        |item, nic| item.mac.known() == Some(&mac_of(nic)),
+        |item, nic| interface_model(item, nic, addresses),
     )
 }
 
-fn interface_value(prior: Option<&Value>, nic: &Interface, addresses: &HashMap<String, Vec<String>>) -> Value {
+fn interface_model(prior: Option<&NicModel>, nic: &Interface, addresses: &HashMap<String, Vec<String>>) -> NicModel {
     let mac = nic.mac.as_ref().map(|m| m.address.to_lowercase()).unwrap_or_default();
     let source = nic.source.clone().unwrap_or_default();
     let (network, bridge) = match nic.interface_type.as_str() {
-        "bridge" => (Value::Null, source.bridge.map(Value::string).unwrap_or(Value::Null)),
-        _ => (source.network.map(Value::string).unwrap_or(Value::Null), Value::Null),
+        "bridge" => (None, source.bridge),
+        _ => (source.network, None),
     };
     let found = addresses.get(&mac).cloned().unwrap_or_default();
-    Value::object_from([
-        ("network", network),
-        ("bridge", bridge),
-        ("mac", Value::string(mac)),
-        ("ip", prior.and_then(|p| p.get_attr("ip")).cloned().unwrap_or(Value::Null)),
-        ("model", nic.model.as_ref().map(|m| Value::string(m.model_type.clone())).unwrap_or(Value::string("virtio"))),
-        ("addresses", Value::List(found.into_iter().map(Value::String).collect())),
-    ])
+    NicModel {
+        network,
+        bridge,
+        mac: Field::Known(mac),
+        ip: prior.and_then(|p| p.ip.clone()),
+        model: Some(nic.model.as_ref().map_or_else(|| DEFAULT_NIC_MODEL.to_string(), |m| m.model_type.clone())),
+        addresses: Field::Known(found),
+    }
 }
 
 /// Replaces unknown values (anywhere) with null: state saved after a failure must be known.
