@@ -8,7 +8,8 @@ use tf_cty::{Type, Value};
 
 use crate::diag::Diagnostic;
 use crate::libvirt::HostError;
-use crate::resources::{bytes, int, set_attr, Context, DataSource, Outcome};
+use crate::model::Model;
+use crate::resources::{Context, DataSource, Outcome};
 use crate::schema::{Attribute, Block, Schema};
 use crate::units::format_size;
 
@@ -75,8 +76,26 @@ fn host_arch(caps: &Capabilities) -> String {
     caps.host.cpu.as_ref().map(|c| c.arch.clone()).unwrap_or_else(|| std::env::consts::ARCH.to_string())
 }
 
-fn strings(items: Vec<String>) -> Value {
-    Value::List(items.into_iter().map(Value::String).collect())
+crate::model! {
+    /// The `kvm_host` object (`HostPlan`: the same while planning).
+    struct HostModel / HostPlan {
+        id: String,
+        uri: String,
+        hostname: String,
+        libvirt_version: String,
+        hypervisor: String,
+        hypervisor_version: String,
+        arch: String,
+        cpu_model: String,
+        cpus: i64,
+        memory_bytes: u64,
+        memory: String,
+        accelerators: Vec<String>,
+        disk_buses: Vec<String>,
+        nvme_disks: bool,
+        firmware: Vec<String>,
+        cpu_modes: Vec<String>,
+    }
 }
 
 struct Facts {
@@ -101,7 +120,7 @@ impl DataSource for HostInfo {
         &self.schema
     }
 
-    async fn read(&self, ctx: &Context, config: &Value) -> Outcome<Value> {
+    async fn read(&self, ctx: &Context, _config: &Value) -> Outcome<Value> {
         let host = ctx.host()?;
         let facts = host
             .call(|conn| {
@@ -145,27 +164,34 @@ impl DataSource for HostInfo {
         let buses = domcaps.as_ref().map(|d| d.disk_buses()).unwrap_or_default();
         let memory = facts.memory_kib.saturating_mul(1024);
 
-        let mut state = config.clone();
-        set_attr(&mut state, "id", Value::string(caps.host.uuid.clone().unwrap_or_else(|| facts.hostname.clone())));
-        set_attr(&mut state, "uri", Value::string(facts.uri));
-        set_attr(&mut state, "hostname", Value::string(facts.hostname));
-        set_attr(&mut state, "libvirt_version", Value::string(version(facts.lib_version)));
-        set_attr(&mut state, "hypervisor", Value::string(facts.hypervisor));
-        set_attr(&mut state, "hypervisor_version", Value::string(version(facts.hyp_version)));
-        set_attr(&mut state, "arch", Value::string(arch));
-        set_attr(
-            &mut state,
-            "cpu_model",
-            Value::string(caps.host.cpu.as_ref().and_then(|c| c.model.clone()).unwrap_or_default()),
-        );
-        set_attr(&mut state, "cpus", int(i64::from(facts.cpus)));
-        set_attr(&mut state, "memory_bytes", bytes(memory));
-        set_attr(&mut state, "memory", Value::string(format_size(memory)));
-        set_attr(&mut state, "accelerators", strings(accelerators));
-        set_attr(&mut state, "nvme_disks", Value::Bool(buses.iter().any(|b| b == "nvme")));
-        set_attr(&mut state, "disk_buses", strings(buses));
-        set_attr(&mut state, "firmware", strings(domcaps.as_ref().map(|d| d.firmware()).unwrap_or_default()));
-        set_attr(&mut state, "cpu_modes", strings(domcaps.as_ref().map(|d| d.cpu_modes()).unwrap_or_default()));
-        Ok(state)
+        let state = HostModel {
+            id: caps.host.uuid.clone().unwrap_or_else(|| facts.hostname.clone()),
+            uri: facts.uri,
+            hostname: facts.hostname,
+            libvirt_version: version(facts.lib_version),
+            hypervisor: facts.hypervisor,
+            hypervisor_version: version(facts.hyp_version),
+            arch,
+            cpu_model: caps.host.cpu.as_ref().and_then(|c| c.model.clone()).unwrap_or_default(),
+            cpus: i64::from(facts.cpus),
+            memory_bytes: memory,
+            memory: format_size(memory),
+            accelerators,
+            nvme_disks: buses.iter().any(|b| b == "nvme"),
+            disk_buses: buses,
+            firmware: domcaps.as_ref().map(|d| d.firmware()).unwrap_or_default(),
+            cpu_modes: domcaps.as_ref().map(|d| d.cpu_modes()).unwrap_or_default(),
+        };
+        Ok(state.to_value())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_model_matches_the_schema() {
+        crate::model::check::<HostModel>(&HostInfo::new().schema.block).unwrap();
     }
 }

@@ -12,7 +12,8 @@ use kvm_bootstrap::sealing::{SealingCertificate, UnsealingKey};
 use tf_cty::{Type, Value};
 
 use crate::diag::Diagnostic;
-use crate::resources::{int, set_attr, Attrs, Context, DataSource, Outcome};
+use crate::model::{Field, Model};
+use crate::resources::{Context, DataSource, Outcome};
 use crate::schema::{Attribute, Block, Schema};
 
 /// The `kvm_sealed_secrets_check` data source.
@@ -110,38 +111,50 @@ impl SealedSecretsCheck {
     }
 }
 
+crate::model! {
+    /// A `kvm_sealed_secrets_check` configuration and result (`CheckPlan`: while planning).
+    struct CheckModel / CheckPlan {
+        /// The directory checked.
+        id: Field<String>,
+        directory: String,
+        private_keys: Vec<String>,
+        newest_certificate: Option<String>,
+        ok: Field<bool>,
+        secret_count: Field<i64>,
+        failures: Field<Vec<FailureModel>>,
+    }
+}
+
+crate::model! {
+    /// One element of `failures`.
+    struct FailureModel / FailurePlan {
+        file: String,
+        name: String,
+        namespace: String,
+        reason: String,
+    }
+}
+
 fn relative(path: &Path, root: &Path) -> String {
     path.strip_prefix(root).unwrap_or(path).display().to_string()
 }
 
 /// The `failures` list of a verification.
-fn failures(verification: &Verification, root: &Path) -> Vec<Value> {
-    let object = |file: String, name: String, namespace: String, reason: String| {
-        Value::object_from([
-            ("file", Value::String(file)),
-            ("name", Value::String(name)),
-            ("namespace", Value::String(namespace)),
-            ("reason", Value::String(reason)),
-        ])
-    };
-    let mut out: Vec<Value> = verification
+fn failures(verification: &Verification, root: &Path) -> Vec<FailureModel> {
+    let mut out: Vec<FailureModel> = verification
         .failures()
-        .map(|c| {
-            object(
-                relative(&c.location.file, root),
-                c.location.name.clone(),
-                c.location.namespace.clone().unwrap_or_default(),
-                c.failure.clone().unwrap_or_default(),
-            )
+        .map(|c| FailureModel {
+            file: relative(&c.location.file, root),
+            name: c.location.name.clone(),
+            namespace: c.location.namespace.clone().unwrap_or_default(),
+            reason: c.failure.clone().unwrap_or_default(),
         })
         .collect();
-    out.extend(verification.unreadable.iter().map(|u| {
-        object(
-            relative(&u.file, root),
-            String::new(),
-            String::new(),
-            format!("document {}: {} (it mentions SealedSecret)", u.document, u.reason),
-        )
+    out.extend(verification.unreadable.iter().map(|u| FailureModel {
+        file: relative(&u.file, root),
+        name: String::new(),
+        namespace: String::new(),
+        reason: format!("document {}: {} (it mentions SealedSecret)", u.document, u.reason),
     }));
     out
 }
@@ -157,17 +170,16 @@ impl DataSource for SealedSecretsCheck {
     }
 
     async fn read(&self, _ctx: &Context, config: &Value) -> Outcome<Value> {
-        let attrs = Attrs::of(config)?;
-        let directory = PathBuf::from(attrs.str("directory")?);
+        let mut state = CheckModel::from_value(config)?;
+        let directory = PathBuf::from(&state.directory);
         let key_error = |detail: String| {
             Diagnostic::attribute_error(tf_cty::Path::root().join_attr("private_keys"), "Invalid private key", detail)
         };
         let mut keys = Vec::new();
-        for (i, item) in crate::resources::items(attrs.get("private_keys")).iter().enumerate() {
-            let pem = item.as_str().ok_or_else(|| key_error(format!("private_keys[{i}] is null")))?;
+        for (i, pem) in state.private_keys.iter().enumerate() {
             keys.push(UnsealingKey::from_pem(pem).map_err(|e| key_error(format!("private_keys[{i}]: {e}")))?);
         }
-        let newest = match attrs.opt_str("newest_certificate") {
+        let newest = match &state.newest_certificate {
             Some(pem) => Some(SealingCertificate::from_pem(pem).map_err(|e| {
                 Diagnostic::attribute_error(
                     tf_cty::Path::root().join_attr("newest_certificate"),
@@ -193,12 +205,11 @@ impl DataSource for SealedSecretsCheck {
             )
         })?;
 
-        let mut state = config.clone();
-        set_attr(&mut state, "id", Value::string(directory.display().to_string()));
-        set_attr(&mut state, "ok", Value::Bool(verification.ok()));
-        set_attr(&mut state, "secret_count", int(verification.secrets.len() as i64));
-        set_attr(&mut state, "failures", Value::List(failures(&verification, &directory)));
-        Ok(state)
+        state.id = Field::Known(directory.display().to_string());
+        state.ok = Field::Known(verification.ok());
+        state.secret_count = Field::Known(verification.secrets.len() as i64);
+        state.failures = Field::Known(failures(&verification, &directory));
+        Ok(state.to_value())
     }
 }
 
@@ -214,6 +225,7 @@ mod tests {
         assert!(e.starts_with("private_keys[0]:"), "{e}");
         assert!(!e.contains("hunter2"), "{e}");
         assert!(validate_certificate(&Value::string("nope")).is_err());
+        crate::model::check::<CheckModel>(&SealedSecretsCheck::new().schema.block).unwrap();
         assert!(validate_certificate(&Value::Null).is_ok());
         assert!(validate_directory(&Value::string("")).is_err());
         assert!(validate_directory(&Value::string("gitops")).is_ok());

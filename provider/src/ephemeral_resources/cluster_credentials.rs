@@ -15,7 +15,8 @@ use kvm_bootstrap::k3s::pki::{
 use tf_cty::{Path, Type, Value};
 
 use crate::diag::{Diagnostic, Diagnostics, Severity};
-use crate::resources::{set_attr, Attrs, Context, EphemeralResource, Opened, Outcome};
+use crate::model::{Field, Model};
+use crate::resources::{Context, EphemeralResource, Opened, Outcome};
 use crate::schema::{Attribute, Block, Schema, Validator};
 use crate::units::{format_duration, parse_duration};
 
@@ -183,11 +184,20 @@ fn ca_problem(e: PkiError) -> Diagnostic {
     }
 }
 
-/// The `groups` attribute's strings (the default when null).
-fn group_list(a: &Attrs) -> Vec<String> {
-    match a.get("groups") {
-        Value::List(items) => items.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
-        _ => vec![DEFAULT_GROUP.to_string()],
+crate::model! {
+    /// A `kvm_cluster_credentials` configuration and result (`CredentialsPlan`: while planning).
+    struct CredentialsModel / CredentialsPlan {
+        pki: String,
+        api_server_url: String,
+        ttl: Option<String>,
+        username: Option<String>,
+        groups: Option<Vec<String>>,
+        kubeconfig: Field<String>,
+        client_certificate_pem: Field<String>,
+        client_key_pem: Field<String>,
+        cluster_ca_certificate_pem: Field<String>,
+        client_ca_certificate_pem: Field<String>,
+        expires_at: Field<String>,
     }
 }
 
@@ -203,8 +213,8 @@ impl EphemeralResource for ClusterCredentials {
 
     fn validate(&self, config: &Value) -> Diagnostics {
         let mut diags = Diagnostics::new();
-        let Ok(a) = Attrs::of(config) else { return diags };
-        if let Some(text) = a.opt_str("pki") {
+        let Ok(config) = CredentialsPlan::from_value(config) else { return diags };
+        if let Some(text) = config.pki.known() {
             if let Err(d) = pki(text) {
                 diags.push(d);
             }
@@ -213,15 +223,15 @@ impl EphemeralResource for ClusterCredentials {
     }
 
     async fn open(&self, _ctx: &Context, config: &Value) -> Outcome<Opened> {
-        let a = Attrs::of(config)?;
-        let pki = pki(a.str("pki")?)?;
-        let url = a.str("api_server_url")?;
-        let ttl_text = a.opt_str("ttl").unwrap_or(DEFAULT_TTL);
-        let ttl = parse_ttl(ttl_text)
+        let mut result = CredentialsModel::from_value(config)?;
+        let pki = pki(&result.pki)?;
+        let url = result.api_server_url.as_str();
+        let ttl_text = result.ttl.clone().unwrap_or_else(|| DEFAULT_TTL.to_string());
+        let ttl = parse_ttl(&ttl_text)
             .map_err(|e| Diagnostic::attribute_error(Path::attr("ttl"), "Invalid value for \"ttl\"", e))?;
         let request = ClientCertRequest {
-            common_name: a.opt_str("username").unwrap_or(DEFAULT_USER).to_string(),
-            organizations: group_list(&a),
+            common_name: result.username.clone().unwrap_or_else(|| DEFAULT_USER.to_string()),
+            organizations: result.groups.clone().unwrap_or_else(|| vec![DEFAULT_GROUP.to_string()]),
             ttl,
         };
         let credentials = pki.issue_client_cert(&request).map_err(|e| match e {
@@ -258,27 +268,27 @@ impl EphemeralResource for ClusterCredentials {
             "issued short-lived cluster credentials"
         );
 
-        let mut result = config.clone();
-        set_attr(&mut result, "ttl", Value::string(ttl_text));
-        set_attr(&mut result, "username", Value::string(request.common_name.clone()));
-        set_attr(
-            &mut result,
-            "groups",
-            Value::List(request.organizations.iter().map(|g| Value::string(g.clone())).collect()),
-        );
-        set_attr(&mut result, "kubeconfig", Value::string(kubeconfig));
-        set_attr(&mut result, "client_certificate_pem", Value::string(credentials.cert().cert_pem()));
-        set_attr(&mut result, "client_key_pem", Value::string(credentials.cert().key_pem()));
-        set_attr(&mut result, "cluster_ca_certificate_pem", Value::string(pki.server_ca_pem()));
-        set_attr(&mut result, "client_ca_certificate_pem", Value::string(pki.client_ca_pem()));
-        set_attr(&mut result, "expires_at", Value::string(credentials.not_after_rfc3339()));
-        Ok(Opened { result, private: None, diagnostics })
+        result.ttl = Some(ttl_text);
+        result.username = Some(request.common_name.clone());
+        result.groups = Some(request.organizations.clone());
+        result.kubeconfig = Field::Known(kubeconfig);
+        result.client_certificate_pem = Field::Known(credentials.cert().cert_pem().to_string());
+        result.client_key_pem = Field::Known(credentials.cert().key_pem().to_string());
+        result.cluster_ca_certificate_pem = Field::Known(pki.server_ca_pem().to_string());
+        result.client_ca_certificate_pem = Field::Known(pki.client_ca_pem().to_string());
+        result.expires_at = Field::Known(credentials.not_after_rfc3339());
+        Ok(Opened { result: result.to_value(), private: None, diagnostics })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_model_matches_the_schema() {
+        crate::model::check::<CredentialsModel>(&ClusterCredentials::new().schema.block).unwrap();
+    }
 
     #[test]
     fn ttl_bounds() {

@@ -11,14 +11,32 @@ use async_trait::async_trait;
 use kvm_bootstrap::k3s::config::Token;
 use kvm_bootstrap::k3s::pki::{ClusterPki, PkiBundle, PkiOptions};
 use kvm_bootstrap::k3s::state_dir::ClusterState;
-use tf_cty::{Number, Path, Type, Value};
+use tf_cty::{Path, Type, Value};
 
-use super::{empty_object, set_attr, Attrs, Context, Outcome, Resource};
+use super::{Context, Outcome, Resource};
 use crate::diag::{Diagnostic, Diagnostics};
+use crate::model::{Field, Model};
 use crate::schema::{int_range, Attribute, Block, Schema};
 
 const DEFAULT_CA_DAYS: i64 = 3650;
 const DEFAULT_ADMIN_DAYS: i64 = 365;
+
+crate::model! {
+    /// A `kvm_cluster_pki` configuration, plan or state (`PkiPlan`: the same while planning).
+    #[derive(Default)]
+    struct PkiModel / PkiPlan {
+        /// SHA-256 of the server CA certificate.
+        id: Field<String>,
+        cluster_name: String,
+        /// Null on an imported PKI (its certificates carry their own lifetimes).
+        ca_validity_days: Field<i64>,
+        admin_validity_days: Field<i64>,
+        bundle: Field<String>,
+        token: Field<String>,
+        server_ca_certificate: Field<String>,
+        client_ca_certificate: Field<String>,
+    }
+}
 
 /// The `kvm_cluster_pki` resource type.
 pub struct ClusterPkiResource {
@@ -66,33 +84,31 @@ impl Default for ClusterPkiResource {
 }
 
 /// Writes what follows from `pki` and `token` into `state`.
-fn fill(state: &mut Value, pki: &ClusterPki, token: &Token) -> Result<(), Diagnostic> {
+fn fill(state: &mut PkiModel, pki: &ClusterPki, token: &Token) -> Result<(), Diagnostic> {
     let bundle =
         serde_json::to_string(&pki.to_bundle()).map_err(|e| Diagnostic::error("Internal error", e.to_string()))?;
-    set_attr(state, "id", Value::string(pki.server_ca_hash()));
-    set_attr(state, "bundle", Value::string(bundle));
-    set_attr(state, "token", Value::string(token.expose()));
-    set_attr(state, "server_ca_certificate", Value::string(pki.server_ca_pem()));
-    set_attr(state, "client_ca_certificate", Value::string(pki.client_ca_pem()));
+    state.id = Field::Known(pki.server_ca_hash());
+    state.bundle = Field::Known(bundle);
+    state.token = Field::Known(token.expose().to_string());
+    state.server_ca_certificate = Field::Known(pki.server_ca_pem().to_string());
+    state.client_ca_certificate = Field::Known(pki.client_ca_pem().to_string());
     Ok(())
 }
 
-/// Sets the lifetimes the configuration leaves open to their defaults.
-fn default_lifetimes(value: &mut Value) {
-    for (name, days) in [("ca_validity_days", DEFAULT_CA_DAYS), ("admin_validity_days", DEFAULT_ADMIN_DAYS)] {
-        if value.get_attr(name).is_none_or(|v| v.as_number().is_none()) {
-            set_attr(value, name, Value::Number(Number::from_i64(days)));
+/// The lifetimes of a new PKI: the defaults unless configured (an unknown one stays unknown).
+fn default_lifetimes(ca: &mut Field<i64>, admin: &mut Field<i64>) {
+    for (field, days) in [(ca, DEFAULT_CA_DAYS), (admin, DEFAULT_ADMIN_DAYS)] {
+        if field.is_null() {
+            *field = Field::Known(days);
         }
     }
 }
 
-fn generate(config: &Value) -> Result<(ClusterPki, Token), Diagnostic> {
-    let a = Attrs::of(config)?;
-    let name = a.str("cluster_name")?;
-    let days = |n: &str, d: i64| a.opt_i64(n).unwrap_or(d).clamp(1, 36_500) as u32;
+fn generate(name: &str, ca_days: Option<i64>, admin_days: Option<i64>) -> Result<(ClusterPki, Token), Diagnostic> {
+    let days = |n: Option<i64>, d: i64| n.unwrap_or(d).clamp(1, 36_500) as u32;
     let opts = PkiOptions {
-        ca_validity_days: days("ca_validity_days", DEFAULT_CA_DAYS),
-        admin_validity_days: days("admin_validity_days", DEFAULT_ADMIN_DAYS),
+        ca_validity_days: days(ca_days, DEFAULT_CA_DAYS),
+        admin_validity_days: days(admin_days, DEFAULT_ADMIN_DAYS),
     };
     let pki = ClusterPki::generate_with(name, &opts).map_err(|e| {
         Diagnostic::attribute_error(Path::attr("cluster_name"), "Cannot generate the cluster PKI", e.to_string())
@@ -116,7 +132,12 @@ impl Resource for ClusterPkiResource {
     async fn modify_plan(&self, _ctx: &Context, prior: &Value, _config: &Value, planned: &mut Value) -> Diagnostics {
         // Lifetimes are known at plan time for a new PKI: the defaults unless configured.
         if prior.is_null() && !planned.is_null() {
-            default_lifetimes(planned);
+            let mut plan = match PkiPlan::from_value(planned) {
+                Ok(plan) => plan,
+                Err(e) => return e.into(),
+            };
+            default_lifetimes(&mut plan.ca_validity_days, &mut plan.admin_validity_days);
+            *planned = plan.to_value();
         }
         Diagnostics::new()
     }
@@ -124,28 +145,34 @@ impl Resource for ClusterPkiResource {
     fn replace_when(&self, prior: &Value, planned: &Value) -> Vec<Path> {
         // The lifetimes only matter when the PKI is generated: a change means new certificates.
         // An imported PKI has none recorded and keeps what it has.
-        ["ca_validity_days", "admin_validity_days"]
-            .into_iter()
-            .filter(|name| {
-                let before = prior.get_attr(name).unwrap_or(&Value::Null);
-                !before.is_null() && Some(before) != planned.get_attr(name)
-            })
-            .map(Path::attr)
-            .collect()
+        let (Ok(before), Ok(after)) = (PkiPlan::from_value(prior), PkiPlan::from_value(planned)) else {
+            return Vec::new();
+        };
+        [
+            ("ca_validity_days", &before.ca_validity_days, &after.ca_validity_days),
+            ("admin_validity_days", &before.admin_validity_days, &after.admin_validity_days),
+        ]
+        .into_iter()
+        .filter(|(_, before, after)| !before.is_null() && before != after)
+        .map(|(name, _, _)| Path::attr(name))
+        .collect()
     }
 
     async fn create(&self, _ctx: &Context, planned: &Value) -> Outcome<Value> {
-        let mut state = planned.clone();
-        default_lifetimes(&mut state);
-        let cfg = state.clone();
+        let mut state = PkiModel::from_value(planned)?;
+        default_lifetimes(&mut state.ca_validity_days, &mut state.admin_validity_days);
+        let (name, ca, admin) = (
+            state.cluster_name.clone(),
+            state.ca_validity_days.known().copied(),
+            state.admin_validity_days.known().copied(),
+        );
         // The service-account key is RSA: keep its generation off the async workers.
-        let (pki, token) = tokio::task::spawn_blocking(move || generate(&cfg))
+        let (pki, token) = tokio::task::spawn_blocking(move || generate(&name, ca, admin))
             .await
             .map_err(|e| Diagnostic::error("Internal error", e.to_string()))??;
         fill(&mut state, &pki, &token)?;
-        let id = state.get_attr("id").and_then(Value::as_str).unwrap_or_default().to_string();
-        tracing::info!(%id, "cluster PKI ready");
-        Ok(state)
+        tracing::info!(id = %pki.server_ca_hash(), "cluster PKI ready");
+        Ok(state.to_value())
     }
 
     async fn read(&self, _ctx: &Context, current: &Value) -> Outcome<Option<Value>> {
@@ -159,7 +186,8 @@ impl Resource for ClusterPkiResource {
     }
 
     async fn delete(&self, _ctx: &Context, prior: &Value) -> Outcome<()> {
-        let id = prior.get_attr("id").and_then(Value::as_str).unwrap_or("?");
+        let prior = PkiModel::from_value(prior).ok();
+        let id = prior.and_then(|p| p.id.known().cloned()).unwrap_or_else(|| "?".into());
         tracing::warn!(%id, "cluster PKI removed from state: a cluster built from a new one gets new CAs");
         Ok(())
     }
@@ -195,14 +223,24 @@ impl Resource for ClusterPkiResource {
             let pki = ClusterPki::from_bundle(&bundle).map_err(|e| fail(format!("{id}: {e}")))?;
             let token_text = file["token"].as_str().ok_or_else(|| fail(format!("{id}: no \"token\" string")))?;
             let token = Token::new(token_text).map_err(|e| fail(format!("{id}: token: {e}")))?;
+            // (`ClusterState::read` checks this itself.)
+            if !pki.accepts_token(&token) {
+                return Err(fail(format!("{id}: the token was made for another server CA than the bundle's")).into());
+            }
             (pki, token)
         };
-        if !pki.accepts_token(&token) {
-            return Err(fail(format!("{id}: the token was made for another server CA than the bundle's")).into());
-        }
-        let mut state = empty_object(&self.schema.block);
-        set_attr(&mut state, "cluster_name", Value::string(pki.cluster_name()));
+        let mut state = PkiModel { cluster_name: pki.cluster_name().to_string(), ..Default::default() };
         fill(&mut state, &pki, &token)?;
-        Ok(state)
+        Ok(state.to_value())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_model_matches_the_schema() {
+        crate::model::check::<PkiModel>(&ClusterPkiResource::new().schema.block).unwrap();
     }
 }
