@@ -697,7 +697,7 @@ async fn routed(ctx: &Ctx<'_>, route: Route<'_>, req: Request<Incoming>) -> Resu
         (Route::Locks(_), "GET") => lock_status(ctx, &name).await,
         (Route::Versions(_), "GET") => versions(ctx, &name, req.uri().query()).await,
         (Route::Versions(_), "DELETE") => purge(ctx, &name).await,
-        (Route::Restore(_), "POST") => restore(ctx, &name, req.uri().query()).await,
+        (Route::Restore(_), "POST") => restore(ctx, &name, parse_version(req.uri().query())).await,
         (route, _) => {
             let allowed = match route {
                 Route::States(_) => "GET, POST, PUT, DELETE, LOCK, UNLOCK",
@@ -1014,10 +1014,16 @@ async fn purge(ctx: &Ctx<'_>, name: &StateName) -> Result<Response<ResponseBody>
     })
 }
 
-async fn restore(ctx: &Ctx<'_>, name: &StateName, query: Option<&str>) -> Result<Response<ResponseBody>, Refusal> {
+/// Restores version `wanted` (as the query parsed it: checked only once the caller may restore,
+/// so that a refusal never depends on the query).
+async fn restore(
+    ctx: &Ctx<'_>,
+    name: &StateName,
+    wanted: Result<Option<u64>, ApiError>,
+) -> Result<Response<ResponseBody>, Refusal> {
     let draft = ctx.draft(Action::Restore, Some(name));
     ctx.require(Role::Admin, name, "restoring a version").map_err(|e| (draft.clone(), e))?;
-    let wanted = parse_version(query)
+    let wanted = wanted
         .and_then(|v| v.ok_or_else(|| ApiError::bad_request("restore needs ?version=N")))
         .map_err(|e| (draft.clone(), e))?;
     let storage = &ctx.app.storage;
@@ -1156,7 +1162,7 @@ impl<'a> ApiCalls<'a> {
 
     /// `POST /restore/{name}?version=N`, answered as the API answers it.
     pub async fn restore(&self, name: &StateName, version: u64) -> Response<ResponseBody> {
-        match restore(&self.ctx, name, Some(&format!("version={version}"))).await {
+        match restore(&self.ctx, name, Ok(Some(version))).await {
             Ok(resp) => resp,
             Err((draft, err)) => self.ctx.refuse(draft, err).await,
         }

@@ -15,39 +15,15 @@ use kvm_state_server::storage::sqlite::SqliteStorage;
 use kvm_state_server::storage::*;
 
 fn draft(action: Action, state: &str) -> AuditDraft {
-    AuditDraft {
-        at: kvm_state_server::audit::now(),
-        user: "writer".into(),
-        addr: "127.0.0.1:1".into(),
-        action,
-        state: Some(state.into()),
-        lock_id: None,
-        lock_info: None,
-    }
+    common::storage_draft(action, state)
 }
 
 fn put(serial: u64, lineage: &str, keep: u64) -> PutRequest {
-    put_sized(serial, lineage, keep, 10)
+    common::put_request(serial, lineage, keep, 10)
 }
 
 fn put_sized(serial: u64, lineage: &str, keep: u64, size: usize) -> PutRequest {
-    let body = common::state_body(serial, lineage, "m", size);
-    PutRequest {
-        meta: NewVersion {
-            serial: Some(serial),
-            lineage: Some(lineage.into()),
-            sha256: hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &body)),
-            size: body.len() as u64,
-            created_by: "writer".into(),
-            created_at: kvm_state_server::audit::now(),
-            restored_from: None,
-        },
-        body,
-        seal: None,
-        lock_id: None,
-        expect_current: None,
-        keep_versions: keep,
-    }
+    common::put_request(serial, lineage, keep, size)
 }
 
 async fn contract(a: Arc<dyn Storage>, b: Arc<dyn Storage>) {

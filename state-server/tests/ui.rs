@@ -493,36 +493,12 @@ fn state_page_lists_resources_and_masks_sensitive_outputs() {
 // The storage method behind the list, on both stores: states with a current version or a lock,
 // by name, facts without bodies.
 async fn summaries_contract(s: Arc<dyn Storage>) {
-    use kvm_state_server::audit::{Action, AuditDraft};
+    use kvm_state_server::audit::Action;
     use kvm_state_server::names::StateName;
-    use kvm_state_server::storage::{LockRequest, NewVersion, PutRequest};
-    let draft = |action, state: &str| AuditDraft {
-        at: kvm_state_server::audit::now(),
-        user: "writer".into(),
-        addr: "127.0.0.1:1".into(),
-        action,
-        state: Some(state.into()),
-        lock_id: None,
-        lock_info: None,
-    };
+    use kvm_state_server::storage::LockRequest;
+    let draft = storage_draft;
     for (name, serial) in [("b/two", 5u64), ("a/one", 1)] {
-        let body = state_body(serial, "lin", "m", 10);
-        let put = PutRequest {
-            meta: NewVersion {
-                serial: Some(serial),
-                lineage: Some("lin".into()),
-                sha256: hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &body)),
-                size: body.len() as u64,
-                created_by: "writer".into(),
-                created_at: kvm_state_server::audit::now(),
-                restored_from: None,
-            },
-            body,
-            seal: None,
-            lock_id: None,
-            expect_current: None,
-            keep_versions: 0,
-        };
+        let put = put_request(serial, "lin", 0, 10);
         s.put(&StateName::parse(name).unwrap(), put, draft(Action::Write, name)).await.unwrap();
     }
     let lock = LockRequest { id: "L".into(), info: lock_info("L", "me"), user: "writer".into(), at: "now".into() };

@@ -232,8 +232,11 @@ impl PostgresStorage {
     /// operation abandoned its transaction without closing its connection (which `Txn` exists
     /// to prevent). For tests and diagnostics: it holds every idle connection while it asks.
     pub async fn idle_connections_in_transaction(&self) -> Result<usize, StorageError> {
+        // The idle connections as counted now: asking for more would open new ones, which are
+        // never inside a transaction and prove nothing.
+        let idle = self.pool.status().available;
         let mut held = Vec::new();
-        while held.len() < self.pool.status().size {
+        while held.len() < idle {
             match tokio::time::timeout(std::time::Duration::from_millis(200), self.pool.get()).await {
                 Ok(Ok(client)) => held.push(client),
                 _ => break,

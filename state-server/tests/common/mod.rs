@@ -594,3 +594,39 @@ pub fn start_refused(config: &Path) -> String {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// An audit draft of `action` on `state` by `writer`, for driving a storage directly.
+pub fn storage_draft(action: kvm_state_server::audit::Action, state: &str) -> kvm_state_server::audit::AuditDraft {
+    kvm_state_server::audit::AuditDraft {
+        at: kvm_state_server::audit::now(),
+        user: "writer".into(),
+        addr: "127.0.0.1:1".into(),
+        action,
+        state: Some(state.into()),
+        lock_id: None,
+        lock_info: None,
+    }
+}
+
+/// A write of [`state_body`] (`size` bytes of padding) by `writer`, keeping `keep` versions,
+/// for driving a storage directly.
+pub fn put_request(serial: u64, lineage: &str, keep: u64, size: usize) -> kvm_state_server::storage::PutRequest {
+    use kvm_state_server::storage::{NewVersion, PutRequest};
+    let body = state_body(serial, lineage, "m", size);
+    PutRequest {
+        meta: NewVersion {
+            serial: Some(serial),
+            lineage: Some(lineage.into()),
+            sha256: hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &body)),
+            size: body.len() as u64,
+            created_by: "writer".into(),
+            created_at: kvm_state_server::audit::now(),
+            restored_from: None,
+        },
+        body,
+        seal: None,
+        lock_id: None,
+        expect_current: None,
+        keep_versions: keep,
+    }
+}
