@@ -146,8 +146,8 @@ impl SealingCertificate {
         }
         let spki = cert.public_key();
         let alg_oid = spki.algorithm.algorithm.as_bytes();
-        if alg_oid != der::OID_RSA_ENCRYPTION {
-            return Err(SealingError::CertificateNotRsa(with_article(&der::algorithm_name(alg_oid))));
+        if !der::is_rsa_encryption(alg_oid) {
+            return Err(SealingError::CertificateNotRsa(with_article(&der::algorithm_name_of(alg_oid))));
         }
         let public_key = PublicEncryptingKey::from_der(spki.raw).map_err(|e| {
             SealingError::MalformedCertificate(format!("the certificate's RSA public key is not usable: {e}"))
@@ -297,9 +297,9 @@ fn parse_private_key(private_key_pem: &str) -> Result<(Vec<u8>, PrivateDecryptin
         match block.tag() {
             PEM_TAG_PKCS1 => {
                 let pkcs1 = block.contents().to_vec();
-                der::check_single_sequence(&pkcs1)
-                    .map_err(|e| SealingError::MalformedPrivateKey(format!("invalid PKCS#1 RSA key: {e}")))?;
-                let pkcs8 = der::pkcs1_to_pkcs8(&pkcs1);
+                let invalid = |e: String| SealingError::MalformedPrivateKey(format!("invalid PKCS#1 RSA key: {e}"));
+                der::check_pkcs1(&pkcs1).map_err(invalid)?;
+                let pkcs8 = der::pkcs1_to_pkcs8(&pkcs1).map_err(invalid)?;
                 (pkcs1, pkcs8)
             }
             PEM_TAG_PKCS8 => {

@@ -200,10 +200,11 @@ fn malformed_and_non_rsa_inputs_are_refused() {
             "private_key_pem is not a PEM private key: invalid PKCS#1 RSA key",
         ),
         (
+            // One INTEGER where an RSAPrivateKey has nine: the PKCS#1 codec refuses it.
             "not an RSA key inside",
             to_pem("RSA PRIVATE KEY", &[0x30, 0x03, 0x02, 0x01, 0x00]),
             cert_pem.clone(),
-            "the RSA key is not usable",
+            "invalid PKCS#1 RSA key",
         ),
         (
             "encrypted key",
