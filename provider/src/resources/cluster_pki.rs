@@ -95,10 +95,13 @@ fn fill(state: &mut PkiModel, pki: &ClusterPki, token: &Token) -> Result<(), Dia
     Ok(())
 }
 
-/// The lifetimes of a new PKI: the defaults unless configured (an unknown one stays unknown).
-fn default_lifetimes(ca: &mut Field<i64>, admin: &mut Field<i64>) {
-    for (field, days) in [(ca, DEFAULT_CA_DAYS), (admin, DEFAULT_ADMIN_DAYS)] {
-        if field.is_null() {
+/// The lifetimes of a new PKI: the defaults where `config` leaves them out (a configured but
+/// still unknown one stays unknown).
+fn default_lifetimes(config: Option<&PkiPlan>, ca: &mut Field<i64>, admin: &mut Field<i64>) {
+    let unset = |pick: fn(&PkiPlan) -> &Field<i64>| config.is_none_or(|c| pick(c).is_null());
+    let (ca_unset, admin_unset) = (unset(|c| &c.ca_validity_days), unset(|c| &c.admin_validity_days));
+    for (field, days, unset) in [(ca, DEFAULT_CA_DAYS, ca_unset), (admin, DEFAULT_ADMIN_DAYS, admin_unset)] {
+        if unset && field.known().is_none() {
             *field = Field::Known(days);
         }
     }
@@ -129,14 +132,15 @@ impl Resource for ClusterPkiResource {
         &self.schema
     }
 
-    async fn modify_plan(&self, _ctx: &Context, prior: &Value, _config: &Value, planned: &mut Value) -> Diagnostics {
+    async fn modify_plan(&self, _ctx: &Context, prior: &Value, config: &Value, planned: &mut Value) -> Diagnostics {
         // Lifetimes are known at plan time for a new PKI: the defaults unless configured.
         if prior.is_null() && !planned.is_null() {
             let mut plan = match PkiPlan::from_value(planned) {
                 Ok(plan) => plan,
                 Err(e) => return e.into(),
             };
-            default_lifetimes(&mut plan.ca_validity_days, &mut plan.admin_validity_days);
+            let config = PkiPlan::from_value(config).ok();
+            default_lifetimes(config.as_ref(), &mut plan.ca_validity_days, &mut plan.admin_validity_days);
             *planned = plan.to_value();
         }
         Diagnostics::new()
@@ -160,7 +164,7 @@ impl Resource for ClusterPkiResource {
 
     async fn create(&self, _ctx: &Context, planned: &Value) -> Outcome<Value> {
         let mut state = PkiModel::from_value(planned)?;
-        default_lifetimes(&mut state.ca_validity_days, &mut state.admin_validity_days);
+        default_lifetimes(None, &mut state.ca_validity_days, &mut state.admin_validity_days);
         let (name, ca, admin) = (
             state.cluster_name.clone(),
             state.ca_validity_days.known().copied(),
