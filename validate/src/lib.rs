@@ -7,6 +7,7 @@
 //!   (`IsDNS1123Label`), [`k8s_qualified_name`] (label and annotation keys), [`k8s_label_value`],
 //!   [`k8s_data_key`] (Secret and ConfigMap keys);
 //! * [`mac_address`]: a NIC's MAC address, unicast, lowercase as libvirt writes it;
+//! * [`ipv4_address`], [`ipv4_subnet`] ([`Ipv4Net`]): addresses and subnets in CIDR form;
 //! * [`units`]: sizes (`20GiB`) and durations (`1h30m`), parsed and written back.
 //!
 //! Every name and address check returns [`Invalid`], whose message names the value, the kind of name expected and
@@ -16,10 +17,12 @@
 
 mod mac;
 mod names;
+mod net;
 pub mod units;
 
 pub use mac::mac_address;
 pub use names::{dns_label, dns_name, k8s_data_key, k8s_label_value, k8s_name, k8s_namespace, k8s_qualified_name};
+pub use net::{ipv4_address, ipv4_subnet, Ipv4Net};
 
 /// A value that is not the kind of name or address expected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

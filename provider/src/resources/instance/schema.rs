@@ -295,5 +295,5 @@ fn mac_address(v: &Value) -> Result<(), String> {
 
 fn ipv4(v: &Value) -> Result<(), String> {
     let Some(s) = v.as_str() else { return Err("expected a string".into()) };
-    s.parse::<std::net::Ipv4Addr>().map(drop).map_err(|_| format!("{s:?} is not an IPv4 address."))
+    kvm_validate::ipv4_address(s).map(drop).map_err(|e| format!("{e}."))
 }

@@ -4,7 +4,7 @@ use libvirt_xml::network::{Bridge, Dhcp, DhcpRange, Dns, Forward, Ip, Mtu, NetDo
 use tf_cty::Path;
 
 use super::model::NetworkModel;
-use super::spec::{dhcp_range, dns_hosts, hosts, parse_cidr};
+use super::spec::{dhcp_range, dns_hosts, hosts, parse_cidr, NetworkSubnet};
 use crate::diag::Diagnostic;
 
 /// The network as configured, as a typed document.

@@ -29,7 +29,7 @@ use crate::schema::Schema;
 use build::network_doc;
 use model::{DhcpModel, HostModel, NetworkModel, NetworkPlan, DEFAULT_MODE, DHCP_ENABLED};
 use ops::{fragment_changes, lookup, observe};
-use spec::{dhcp_range, parse_cidr, parse_ip};
+use spec::{dhcp_range, parse_cidr, parse_ip, NetworkSubnet};
 use state::{managed_hosts, state};
 
 /// The `kvm_network` resource.

@@ -9,65 +9,44 @@ use tf_cty::Path;
 use super::model::{DhcpModel, NetworkModel};
 use crate::diag::Diagnostic;
 
-/// A subnet: network address and prefix length.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Cidr {
-    pub(super) network: u32,
-    pub(super) prefix: u8,
+/// A subnet (the shared rule of what one is: `kvm_validate`).
+pub(super) use kvm_validate::Ipv4Net as Cidr;
+
+/// What a libvirt network makes of its subnet.
+pub(super) trait NetworkSubnet {
+    /// The host's address: the first of the subnet.
+    fn gateway(self) -> Ipv4Addr;
+    /// The default DHCP range: everything after the gateway up to the broadcast address.
+    fn default_range(self) -> (Ipv4Addr, Ipv4Addr);
 }
 
-impl Cidr {
-    pub(super) fn mask(self) -> u32 {
-        if self.prefix == 0 {
-            0
-        } else {
-            u32::MAX << (32 - self.prefix)
-        }
-    }
-    pub(super) fn contains(self, ip: Ipv4Addr) -> bool {
-        u32::from(ip) & self.mask() == self.network
-    }
-    pub(super) fn gateway(self) -> Ipv4Addr {
+impl NetworkSubnet for Cidr {
+    fn gateway(self) -> Ipv4Addr {
         Ipv4Addr::from(self.network + 1)
     }
-    pub(super) fn broadcast(self) -> u32 {
-        self.network | !self.mask()
-    }
-    /// The default DHCP range: everything after the gateway up to the broadcast address.
-    pub(super) fn default_range(self) -> (Ipv4Addr, Ipv4Addr) {
+
+    fn default_range(self) -> (Ipv4Addr, Ipv4Addr) {
         (Ipv4Addr::from(self.network + 2), Ipv4Addr::from(self.broadcast() - 1))
     }
 }
 
-impl std::fmt::Display for Cidr {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", Ipv4Addr::from(self.network), self.prefix)
-    }
-}
-
+/// A network's `cidr`: a subnet with room for the host and a guest, and no larger than a
+/// libvirt network takes.
 pub(super) fn parse_cidr(text: &str) -> Result<Cidr, String> {
-    let (addr, prefix) =
-        text.split_once('/').ok_or_else(|| format!("{text:?} is not a CIDR; write it like \"10.17.3.0/24\"."))?;
-    let addr: Ipv4Addr = addr.parse().map_err(|_| format!("{text:?}: {addr:?} is not an IPv4 address."))?;
-    let prefix: u8 =
-        prefix.parse().ok().filter(|p| *p <= 32).ok_or_else(|| format!("{text:?}: the prefix must be 0 to 32."))?;
-    if prefix > 29 {
+    let cidr = kvm_validate::ipv4_subnet(text).map_err(|e| format!("{e}."))?;
+    if cidr.prefix > 29 {
         return Err(format!(
             "{text:?} is too small: a network needs room for the host and at least one guest (at most /29)."
         ));
     }
-    if prefix < 8 {
+    if cidr.prefix < 8 {
         return Err(format!("{text:?} is too large for a libvirt network (at least /8)."));
-    }
-    let cidr = Cidr { network: u32::from(addr) & if prefix == 0 { 0 } else { u32::MAX << (32 - prefix) }, prefix };
-    if cidr.network != u32::from(addr) {
-        return Err(format!("{text:?} is not a network address; did you mean \"{cidr}\"?"));
     }
     Ok(cidr)
 }
 
 pub(super) fn parse_ip(text: &str) -> Result<Ipv4Addr, String> {
-    text.parse().map_err(|_| format!("{text:?} is not an IPv4 address."))
+    kvm_validate::ipv4_address(text).map_err(|e| format!("{e}."))
 }
 
 /// The DHCP range of a configuration's `dhcp` block: `None` when DHCP is off.

@@ -6,7 +6,7 @@ use libvirt_xml::network::{DhcpHost, Ip};
 
 use super::model::{DhcpModel, DnsHostModel, HostModel, NetworkModel};
 use super::ops::Observed;
-use super::spec::Cidr;
+use super::spec::{Cidr, NetworkSubnet};
 use crate::model::{Field, SetOf};
 
 pub(super) fn prefix_of(ip: &Ip) -> Option<u8> {
@@ -36,8 +36,7 @@ pub(super) fn state(observed: &Observed, prior: Option<&NetworkModel>) -> Networ
     let cidr = ip.and_then(|ip| {
         let addr: Ipv4Addr = ip.address.parse().ok()?;
         let prefix = prefix_of(ip)?;
-        let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - prefix) };
-        Some((Cidr { network: u32::from(addr) & mask, prefix }, addr))
+        Some((Cidr::containing(addr, prefix), addr))
     });
     let dhcp = ip.and_then(|ip| ip.dhcp.as_ref());
     let configured = prior.map_or(&[][..], |p| &p.dhcp[..]);

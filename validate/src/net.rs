@@ -1,0 +1,110 @@
+//! IPv4 addresses and subnets.
+
+use std::net::Ipv4Addr;
+
+use crate::{invalid, Invalid, Problem};
+
+/// An IPv4 subnet: its network address and prefix length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipv4Net {
+    /// The network address, as a number.
+    pub network: u32,
+    /// The prefix length, 0 to 32.
+    pub prefix: u8,
+}
+
+impl Ipv4Net {
+    /// The subnet of `prefix` bits that holds `addr`.
+    pub fn containing(addr: Ipv4Addr, prefix: u8) -> Ipv4Net {
+        let prefix = prefix.min(32);
+        Ipv4Net { network: u32::from(addr) & mask(prefix), prefix }
+    }
+
+    /// The netmask, as a number.
+    pub fn mask(self) -> u32 {
+        mask(self.prefix)
+    }
+
+    /// Whether `ip` lies inside the subnet.
+    pub fn contains(self, ip: Ipv4Addr) -> bool {
+        u32::from(ip) & self.mask() == self.network
+    }
+
+    /// The broadcast address, as a number.
+    pub fn broadcast(self) -> u32 {
+        self.network | !self.mask()
+    }
+}
+
+impl std::fmt::Display for Ipv4Net {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", Ipv4Addr::from(self.network), self.prefix)
+    }
+}
+
+fn mask(prefix: u8) -> u32 {
+    if prefix == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(prefix.min(32)))
+    }
+}
+
+/// An IPv4 address in dotted-quad form.
+pub fn ipv4_address(s: &str) -> Result<Ipv4Addr, Invalid> {
+    s.parse().map_err(|_| invalid(s, "IPv4 address", Problem::Other("write it like \"10.17.3.10\"".into())))
+}
+
+/// An IPv4 subnet in CIDR form, written with its network address (`10.17.3.0/24`, not
+/// `10.17.3.5/24`: the host bits of a subnet are zero, and saying so catches a typo).
+pub fn ipv4_subnet(s: &str) -> Result<Ipv4Net, Invalid> {
+    const KIND: &str = "IPv4 subnet";
+    let (addr, prefix) =
+        s.split_once('/').ok_or_else(|| invalid(s, KIND, Problem::Other("write it like \"10.17.3.0/24\"".into())))?;
+    let addr: Ipv4Addr =
+        addr.parse().map_err(|_| invalid(s, KIND, Problem::Other(format!("{addr:?} is not an IPv4 address"))))?;
+    let prefix: u8 = prefix
+        .parse()
+        .ok()
+        .filter(|p| *p <= 32)
+        .ok_or_else(|| invalid(s, KIND, Problem::Other("the prefix length must be 0 to 32".into())))?;
+    let net = Ipv4Net::containing(addr, prefix);
+    if net.network != u32::from(addr) {
+        return Err(invalid(s, KIND, Problem::Other(format!("it is not a network address; did you mean \"{net}\"?"))));
+    }
+    Ok(net)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subnets() {
+        let net = ipv4_subnet("10.17.3.0/24").unwrap();
+        assert_eq!(net.to_string(), "10.17.3.0/24");
+        assert!(net.contains(Ipv4Addr::new(10, 17, 3, 200)));
+        assert!(!net.contains(Ipv4Addr::new(10, 17, 4, 1)));
+        assert_eq!(Ipv4Addr::from(net.broadcast()), Ipv4Addr::new(10, 17, 3, 255));
+        assert_eq!(ipv4_subnet("0.0.0.0/0").unwrap().mask(), 0);
+        assert_eq!(ipv4_subnet("10.0.0.7/32").unwrap().broadcast(), u32::from(Ipv4Addr::new(10, 0, 0, 7)));
+        for (bad, says) in [
+            ("10.17.3.5/24", "did you mean \"10.17.3.0/24\""),
+            ("10.17.3.0", "write it like"),
+            ("300.1.1.0/24", "\"300.1.1.0\" is not an IPv4 address"),
+            ("10.0.0.0/33", "0 to 32"),
+            ("10.0.0.0/x", "0 to 32"),
+        ] {
+            let e = ipv4_subnet(bad).unwrap_err().to_string();
+            assert!(e.contains(says) && e.contains("IPv4 subnet"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn addresses() {
+        assert_eq!(ipv4_address("10.17.3.10").unwrap(), Ipv4Addr::new(10, 17, 3, 10));
+        for bad in ["10.17.3", "10.17.3.256", "::1", "", " 10.0.0.1"] {
+            assert!(ipv4_address(bad).unwrap_err().to_string().contains("is not a valid IPv4 address"), "{bad}");
+        }
+    }
+}
