@@ -3,7 +3,9 @@
 //!
 //! * [`model`]: the object as Rust types, and the defaults;
 //! * [`schema`]: attributes and their single-value rules;
-//! * [`spec`]: the configuration as typed values, and cross-attribute checks;
+//! * [`spec`]: the configuration as the values the host needs;
+//! * [`validate`]: checks across attributes;
+//! * [`plan`]: plan rules (what a plan fills in, what restarts, what replaces);
 //! * [`build`]: spec → libvirt domain document (pure);
 //! * [`seed`]: the cloud-init seed;
 //! * [`ops`]: host operations (define, start, shutdown, remove, observe);
@@ -16,12 +18,14 @@ mod build;
 mod metadata;
 mod model;
 mod ops;
+mod plan;
 mod ready;
 mod schema;
 mod seed;
 mod spec;
 mod state;
 mod update;
+mod validate;
 
 use async_trait::async_trait;
 use kvm_bootstrap::hostkey::HostKey;
@@ -32,12 +36,12 @@ use crate::diag::{Diagnostic, Diagnostics};
 use crate::libvirt::{Found, HostError};
 use crate::model::{Field, Model};
 use crate::schema::Schema;
-use crate::units::same_size;
 use build::SeedDisk;
 use metadata::{InstanceMetadata, SeedRef};
-use model::{CloudInitPlan, DiskPlan, InstanceModel, InstancePlan, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_WAIT_FOR};
+use model::{InstanceModel, InstancePlan, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_WAIT_FOR};
+use plan::restart_reasons;
 use ready::WaitError;
-use spec::{derived_mac, seed_volume_name, DiskSource, Spec, WaitFor};
+use spec::{Spec, WaitFor};
 
 /// Comment on the generated host key.
 const KEY_COMMENT: &str = "kvm_instance";
@@ -57,54 +61,6 @@ impl Instance {
     /// The resource with its schema.
     pub fn new() -> Self {
         Instance { schema: schema::schema() }
-    }
-}
-
-/// The elements of a list while planning (none when the list is unknown).
-fn list<T>(items: &Field<Vec<Field<T>>>) -> &[Field<T>] {
-    items.known().map_or(&[], Vec::as_slice)
-}
-
-/// The disks of a plan whose every part is known... or at least the known ones, in order.
-fn known_disks(p: &InstancePlan) -> impl Iterator<Item = &DiskPlan> {
-    list(&p.disk).iter().filter_map(Field::known)
-}
-
-/// Why an update restarts the instance (empty: it does not).
-fn restart_reasons(prior: &InstancePlan, planned: &InstancePlan) -> Vec<String> {
-    let mut reasons = Vec::new();
-    if !matches!((prior.memory.known(), planned.memory.known()), (Some(a), Some(b)) if same_size(a, b)) {
-        reasons.push("memory".to_string());
-    }
-    let cpu = [
-        ("vcpu", prior.vcpu != planned.vcpu),
-        ("cpu_mode", prior.cpu_mode != planned.cpu_mode),
-        ("cpu_model", prior.cpu_model != planned.cpu_model),
-    ];
-    reasons.extend(cpu.into_iter().filter(|(_, differs)| *differs).map(|(name, _)| name.to_string()));
-    for (i, d) in list(&planned.disk).iter().enumerate() {
-        let Some(source) = d.known().and_then(DiskSource::of_plan) else { continue };
-        let Field::Known(d) = d else { continue };
-        if let Some(old) = known_disks(prior).find(|o| DiskSource::of_plan(o).as_ref() == Some(&source)) {
-            reasons.extend(old.tuning_changes(d).into_iter().map(|setting| format!("disk[{i}].{setting}")));
-        }
-    }
-    reasons
-}
-
-/// What a cloud_init block's seed is made of (`None`: not known).
-fn cloud_init_inputs(v: &Field<CloudInitPlan>) -> Option<CloudInitPlan> {
-    v.known().map(CloudInitPlan::inputs)
-}
-
-/// Sets `seed_volume` of each (known) cloud_init block of a plan.
-fn set_seed_volumes(plan: &mut InstancePlan, volume: Field<String>) {
-    if let Field::Known(blocks) = &mut plan.cloud_init {
-        for block in blocks.iter_mut() {
-            if let Field::Known(block) = block {
-                block.seed_volume = volume.clone();
-            }
-        }
     }
 }
 
@@ -158,147 +114,15 @@ impl Resource for Instance {
     }
 
     fn validate(&self, config: &Value) -> Diagnostics {
-        spec::validate(config)
+        validate::validate(config)
     }
 
     async fn modify_plan(&self, _ctx: &Context, prior: &Value, config: &Value, planned: &mut Value) -> Diagnostics {
-        let mut diags = Diagnostics::new();
-        if planned.is_null() {
-            return diags;
-        }
-        let (config, mut plan) = match (InstancePlan::from_value(config), InstancePlan::from_value(planned)) {
-            (Ok(config), Ok(plan)) => (config, plan),
-            (Err(e), _) | (_, Err(e)) => return e.into(),
-        };
-        // No prior object: the instance is being created.
-        let prior = InstancePlan::from_value(prior).ok();
-        let name = plan.name.known().cloned();
-
-        if config.cpu_mode.is_null() {
-            plan.cpu_mode = match (&config.cpu_model, plan.accelerator.known()) {
-                (Field::Unknown, _) | (Field::Null, None) => Field::Unknown,
-                (Field::Null, Some(accel)) => Field::Known(spec::default_cpu_mode(accel).to_string()),
-                _ => Field::Known("custom".to_string()),
-            };
-        }
-
-        let vcpu = plan.vcpu.clone();
-        let prior_disks: Vec<&DiskPlan> = prior.iter().flat_map(known_disks).collect();
-        let config_disks = list(&config.disk);
-        if let Field::Known(disks) = &mut plan.disk {
-            for (i, d) in disks.iter_mut().enumerate() {
-                let Field::Known(d) = d else { continue };
-                let config_d = config_disks.get(i).and_then(Field::known);
-                let prior_d = DiskSource::of_plan(d)
-                    .and_then(|s| prior_disks.iter().find(|p| DiskSource::of_plan(p).as_ref() == Some(&s)))
-                    .filter(|p| p.bus == d.bus);
-                // A virtio disk without queues on the host (a domain imported, not made here) keeps
-                // libvirt's default: setting one queue per vCPU would change, and restart, a domain
-                // whose generated configuration (`plan -generate-config-out`) only restates it.
-                let host_default = prior_d.is_some_and(|p| p.queues.is_null());
-                if config_d.is_none_or(|c| c.queues.is_null()) && !host_default {
-                    d.queues = match d.bus.known().map(String::as_str) {
-                        Some("virtio") => vcpu.clone(),
-                        Some(_) => Field::Null,
-                        None => Field::Unknown,
-                    };
-                }
-                d.device = prior_d.map_or(Field::Unknown, |p| p.device.clone());
-            }
-        }
-
-        let prior_nics = prior.as_ref().map_or(&[][..], |p| list(&p.network_interface));
-        let config_nics = list(&config.network_interface);
-        let mut nics_changed = prior_nics.len() != list(&plan.network_interface).len();
-        if let Field::Known(nics) = &mut plan.network_interface {
-            for (i, n) in nics.iter_mut().enumerate() {
-                let Field::Known(n) = n else { continue };
-                if config_nics.get(i).and_then(Field::known).is_none_or(|c| c.mac.is_null()) {
-                    n.mac = name.as_deref().map_or(Field::Unknown, |name| Field::Known(derived_mac(name, i)));
-                }
-                let same = prior_nics.get(i).and_then(Field::known).is_some_and(|p| p.settings() == n.settings());
-                if !same {
-                    nics_changed = true;
-                    n.addresses = Field::Unknown;
-                }
-            }
-        }
-
-        let has_cloud_init = !list(&plan.cloud_init).is_empty();
-        let Some(prior) = prior else {
-            plan.ip_address = Field::Unknown;
-            plan.known_hosts = Field::Unknown;
-            let key = if has_cloud_init { Field::Unknown } else { Field::Null };
-            plan.ssh_host_public_key = key.clone();
-            plan.ssh_host_private_key = key;
-            let volume = name.as_deref().map_or(Field::Unknown, |n| Field::Known(seed_volume_name(n)));
-            set_seed_volumes(&mut plan, volume);
-            *planned = plan.to_value();
-            return diags;
-        };
-
-        // `q35` and the versioned type libvirt expanded it to (what an import reads) are the same
-        // machine: keep the prior spelling rather than plan a replacement.
-        if let (Field::Known(wanted), Field::Known(had)) = (&plan.machine, &prior.machine) {
-            if wanted != had && state::machine_matches(wanted, had) {
-                plan.machine = Field::Known(had.clone());
-            }
-        }
-        let reasons = restart_reasons(&prior, &plan);
-        let running = plan.running == Field::Known(true);
-        let was_running = prior.running == Field::Known(true);
-        if !reasons.is_empty() && running && was_running {
-            diags.push(Diagnostic::warning(
-                "Instance will restart",
-                format!(
-                    "{} is shut down (ACPI, up to shutdown_timeout) and started again to apply: {}.",
-                    name.as_deref().unwrap_or("The instance"),
-                    reasons.join(", ")
-                ),
-            ));
-        }
-        if (!reasons.is_empty() && running) || nics_changed || running != was_running {
-            plan.ip_address = Field::Unknown;
-            plan.known_hosts = Field::Unknown;
-            if let Field::Known(nics) = &mut plan.network_interface {
-                for n in nics.iter_mut() {
-                    if let Field::Known(n) = n {
-                        n.addresses = Field::Unknown;
-                    }
-                }
-            }
-        }
-        if list(&prior.cloud_init).is_empty() && has_cloud_init {
-            diags.push(Diagnostic::warning(
-                "cloud_init adopted as is",
-                "This instance has no cloud_init in state (it was imported or created without one). The block is \
-                 recorded but changes nothing on the instance: cloud-init only runs when an instance is created. \
-                 Taint the instance to recreate it with this seed.",
-            ));
-            // Whatever seed the instance has (its metadata tells), if any.
-            set_seed_volumes(&mut plan, Field::Unknown);
-        }
-        *planned = plan.to_value();
-        diags
+        plan::modify(prior, config, planned)
     }
 
     fn replace_when(&self, prior: &Value, planned: &Value) -> Vec<Path> {
-        let mut paths = Vec::new();
-        let (Ok(before), Ok(after)) = (InstancePlan::from_value(prior), InstancePlan::from_value(planned)) else {
-            return paths;
-        };
-        let root = |p: &InstancePlan| list(&p.disk).first().map(|d| d.known().and_then(DiskSource::of_plan));
-        if let (Some(b), Some(a)) = (root(&before), root(&after)) {
-            if b != a {
-                paths.push(Path::attr("disk").join_index(0).join_attr("volume"));
-            }
-        }
-        if let Some(b) = list(&before.cloud_init).first() {
-            if list(&after.cloud_init).first().map(cloud_init_inputs) != Some(cloud_init_inputs(b)) {
-                paths.push(Path::attr("cloud_init"));
-            }
-        }
-        paths
+        plan::replace_paths(prior, planned)
     }
 
     async fn create(&self, ctx: &Context, planned: &Value) -> Outcome<Value> {

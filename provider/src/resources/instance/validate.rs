@@ -1,0 +1,213 @@
+//! `kvm_instance`'s checks across attributes of a configuration (each attribute's own rules are
+//! its validators in `schema`). The configuration may hold unknown values, which are skipped.
+
+use tf_cty::{Path, Value};
+
+use super::model::*;
+use crate::diag::{Diagnostic, Diagnostics};
+use crate::model::{Field, Model};
+
+/// A string while planning, if known.
+fn text(f: &Field<String>) -> Option<&str> {
+    f.known().map(String::as_str)
+}
+
+/// Checks that span attributes; `config` may hold unknown values, which are skipped.
+pub fn validate(config: &Value) -> Diagnostics {
+    let mut diags = Diagnostics::new();
+    let Ok(c) = InstancePlan::from_value(config) else { return diags };
+    let set = |f: &Field<String>| !f.is_null();
+
+    if set(&c.cpu_model) {
+        if let Some(mode) = text(&c.cpu_mode).filter(|m| *m != "custom") {
+            diags.push(Diagnostic::attribute_error(
+                Path::attr("cpu_model"),
+                "CPU model with another mode",
+                format!(
+                    "cpu_model names a CPU for cpu_mode = \"custom\", but cpu_mode is {mode:?}; remove one of them."
+                ),
+            ));
+        }
+    } else if text(&c.cpu_mode) == Some("custom") {
+        diags.push(Diagnostic::attribute_error(
+            Path::attr("cpu_mode"),
+            "Missing CPU model",
+            "cpu_mode = \"custom\" needs cpu_model, e.g. cpu_model = \"Skylake-Server\".",
+        ));
+    }
+    for (attr, value) in [("initrd", &c.initrd), ("cmdline", &c.cmdline)] {
+        if set(value) && c.kernel.is_null() {
+            diags.push(Diagnostic::attribute_error(
+                Path::attr(attr),
+                "Direct kernel boot without a kernel",
+                format!("`{attr}` is used with direct kernel boot; set `kernel` too, or remove `{attr}`."),
+            ));
+        }
+    }
+    let disks: &[Field<DiskPlan>] = c.disk.known().map_or(&[], Vec::as_slice);
+    let mut sources = Vec::new();
+    for (i, d) in disks.iter().enumerate() {
+        let Field::Known(d) = d else { continue };
+        let path = |name: &str| Path::attr("disk").join_index(i as i64).join_attr(name);
+        let (volume, nvme) = (&d.volume, &d.nvme_pci_address);
+        if set(volume) == set(nvme) && *volume != Field::Unknown && *nvme != Field::Unknown {
+            diags.push(disk_source_error(path("volume")));
+        }
+        if set(volume) && d.pool.is_null() {
+            diags.push(missing_pool(path("pool")));
+        }
+        if set(&d.pool) && set(nvme) {
+            diags.push(Diagnostic::attribute_error(
+                path("pool"),
+                "Pool with an NVMe namespace",
+                "`pool` belongs to `volume`; remove it from a passed-through NVMe disk.",
+            ));
+        }
+        if !d.nvme_namespace.is_null() && !set(nvme) {
+            diags.push(Diagnostic::attribute_error(
+                path("nvme_namespace"),
+                "Namespace without a controller",
+                "`nvme_namespace` selects a namespace of `nvme_pci_address`; set that too, or remove it.",
+            ));
+        }
+        if let Some(address) = text(nvme) {
+            if libvirt_xml::domain::PciAddress::from_bdf(address).is_none() {
+                diags.push(Diagnostic::attribute_error(
+                    path("nvme_pci_address"),
+                    "Invalid PCI address",
+                    format!(
+                        "{address:?} is not a PCI address; write it as `lspci -D` prints it, e.g. \"0000:01:00.0\"."
+                    ),
+                ));
+            }
+        }
+        if text(&d.io) == Some("native") && matches!(text(&d.cache), Some(c) if c != "none" && c != "directsync") {
+            diags.push(Diagnostic::attribute_error(
+                path("io"),
+                "io = \"native\" needs O_DIRECT",
+                format!(
+                    "Linux native AIO only works without the host page cache: with cache = {:?} use io = \"io_uring\" or \"threads\", or set cache = \"none\".",
+                    text(&d.cache).unwrap_or_default()
+                ),
+            ));
+        }
+        if !d.queues.is_null() && matches!(text(&d.bus), Some(b) if b != "virtio") {
+            diags.push(Diagnostic::attribute_error(
+                path("queues"),
+                "Queues on a non-virtio disk",
+                "Only virtio disks have queues; remove `queues` or use bus = \"virtio\".",
+            ));
+        }
+        let key = match (text(&d.pool), text(volume), text(nvme)) {
+            (Some(p), Some(v), _) => Some(format!("volume {p}/{v}")),
+            (_, _, Some(n)) => Some(format!(
+                "NVMe {n} namespace {}",
+                d.nvme_namespace.known().copied().unwrap_or(DEFAULT_NVME_NAMESPACE)
+            )),
+            _ => None,
+        };
+        if let Some(key) = key {
+            if sources.contains(&key) {
+                diags.push(Diagnostic::attribute_error(
+                    path("volume"),
+                    "Disk used twice",
+                    format!("{key} is attached more than once."),
+                ));
+            }
+            sources.push(key);
+        }
+    }
+    let mut macs: Vec<&str> = Vec::new();
+    let mut ips: Vec<&str> = Vec::new();
+    let nics: &[Field<NicPlan>] = c.network_interface.known().map_or(&[], Vec::as_slice);
+    for (i, n) in nics.iter().enumerate() {
+        let Field::Known(n) = n else { continue };
+        let path = |name: &str| Path::attr("network_interface").join_index(i as i64).join_attr(name);
+        let (network, bridge) = (&n.network, &n.bridge);
+        if set(network) == set(bridge) && *network != Field::Unknown && *bridge != Field::Unknown {
+            diags.push(Diagnostic::attribute_error(
+                path("network"),
+                "One interface source",
+                "Give an interface either `network` (a libvirt network) or `bridge` (a host bridge), not both.",
+            ));
+        }
+        if set(&n.ip) && set(bridge) {
+            diags.push(Diagnostic::attribute_error(
+                path("ip"),
+                "Fixed address on a bridge",
+                "A fixed `ip` is reserved in a libvirt network's DHCP; on a host bridge, configure it in the guest (cloud_init.network_config).",
+            ));
+        }
+        if let Some(mac) = text(&n.mac) {
+            if macs.contains(&mac) {
+                diags.push(Diagnostic::attribute_error(
+                    path("mac"),
+                    "Duplicate MAC address",
+                    format!("{mac} is used by another interface of this instance."),
+                ));
+            }
+            macs.push(mac);
+        }
+        if let Some(ip) = text(&n.ip) {
+            if ips.contains(&ip) {
+                diags.push(Diagnostic::attribute_error(
+                    path("ip"),
+                    "Duplicate address",
+                    format!("{ip} is given to another interface of this instance."),
+                ));
+            }
+            ips.push(ip);
+        }
+    }
+    let first_cloud_init = c.cloud_init.known().and_then(|items| items.first());
+    let has_cloud_init = first_cloud_init.is_some();
+    let wait_for = text(&c.wait_for);
+    if wait_for == Some("ssh") && !has_cloud_init && c.cloud_init != Field::Unknown {
+        diags.push(Diagnostic::attribute_error(
+            Path::attr("wait_for"),
+            "SSH readiness needs cloud_init",
+            "wait_for = \"ssh\" checks the host key Terraform generates and delivers through cloud-init; add a cloud_init block, or use wait_for = \"ip\".",
+        ));
+    }
+    if matches!(wait_for, Some("ip" | "ssh")) && c.network_interface.known().is_some_and(Vec::is_empty) {
+        diags.push(Diagnostic::attribute_error(
+            Path::attr("wait_for"),
+            "Nothing to wait for",
+            "wait_for waits for an address on the first network_interface, but there is none; add one or set wait_for = \"none\".",
+        ));
+    }
+    let first_cloud_init = first_cloud_init.and_then(Field::known);
+    if let Some(hostname) = first_cloud_init.and_then(|ci| text(&ci.hostname)) {
+        if let Err(e) = kvm_validate::dns_name(hostname) {
+            diags.push(Diagnostic::attribute_error(
+                Path::attr("cloud_init").join_index(0).join_attr("hostname"),
+                "Invalid hostname",
+                format!("{e}. A hostname has letters, digits and '-' in labels of at most 63 characters, separated by dots."),
+            ));
+        }
+    }
+    if has_cloud_init {
+        let root_is_nvme = disks.first().and_then(Field::known).is_some_and(|d| set(&d.nvme_pci_address));
+        let pool_set = first_cloud_init.is_some_and(|ci| set(&ci.pool));
+        if root_is_nvme && !pool_set {
+            diags.push(Diagnostic::attribute_error(
+                Path::attr("cloud_init").join_index(0).join_attr("pool"),
+                "No pool for the seed",
+                "The seed volume goes to the root disk's pool, but the root disk is a passed-through NVMe namespace; name a pool here.",
+            ));
+        }
+    }
+    diags
+}
+
+pub(super) fn missing_pool(path: Path) -> Diagnostic {
+    Diagnostic::attribute_error(path, "Missing pool", "A disk from a volume names its pool: pool = kvm_pool.NAME.name.")
+}
+
+pub(super) fn disk_source_error(path: Path) -> Diagnostic {
+    Diagnostic::attribute_error(
+        path,
+        "One disk source",
+        "Give a disk either `volume` (with `pool`) or `nvme_pci_address`, and not both.",
+    )
+}
