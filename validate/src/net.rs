@@ -70,7 +70,8 @@ pub fn ipv4_subnet(s: &str) -> Result<Ipv4Net, Invalid> {
         .ok_or_else(|| invalid(s, KIND, Problem::Other("the prefix length must be 0 to 32".into())))?;
     let net = Ipv4Net::containing(addr, prefix);
     if net.network != u32::from(addr) {
-        return Err(invalid(s, KIND, Problem::Other(format!("it is not a network address; did you mean \"{net}\"?"))));
+        // The suggestion first: it is the fix, and it stays on the first line of a wrapped message.
+        return Err(invalid(s, KIND, Problem::Other(format!("did you mean \"{net}\"? Its host bits must be zero"))));
     }
     Ok(net)
 }
