@@ -8,7 +8,8 @@
 //!   [`k8s_data_key`] (Secret and ConfigMap keys);
 //! * [`mac_address`]: a NIC's MAC address, unicast, lowercase as libvirt writes it;
 //! * [`ipv4_address`], [`ipv4_subnet`] ([`Ipv4Net`]): addresses and subnets in CIDR form;
-//! * [`units`]: sizes (`20GiB`) and durations (`1h30m`), parsed and written back.
+//! * [`units`]: sizes (`20GiB`) and durations (`1h30m`), parsed and written back;
+//! * [`pem`]: the one PEM block of a given kind in a text, and DER written back as PEM.
 //!
 //! Every name and address check returns [`Invalid`], whose message names the value, the kind of name expected and
 //! what is wrong; callers add where the value came from.
@@ -18,6 +19,7 @@
 mod mac;
 mod names;
 mod net;
+pub mod pem;
 pub mod units;
 
 pub use mac::mac_address;

@@ -47,6 +47,7 @@ use x509_parser::prelude::FromDer;
 use super::config::{check_server_url, ConfigError, Token, DEFAULT_DATA_DIR};
 use super::{sha256_hex, FilePlacement, MODE_PUBLIC, MODE_SECRET};
 use crate::yaml::quoted;
+use kvm_validate::pem::encode as to_pem;
 
 /// Why the PKI could not be generated or rendered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -208,12 +209,6 @@ impl fmt::Debug for ClusterPki {
         }
         d.field("service_key", &"<redacted>").field("admin", &self.admin).finish()
     }
-}
-
-/// Encodes DER as PEM with LF line endings.
-fn to_pem(tag: &str, der: &[u8]) -> String {
-    let config = pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF);
-    pem::encode_config(&pem::Pem::new(tag, der.to_vec()), config)
 }
 
 fn gen_err(what: &str, e: impl fmt::Display) -> PkiError {
@@ -530,14 +525,8 @@ impl fmt::Debug for PkiBundle {
 
 /// The single PEM block with `tag` in `text`.
 fn single_block(item: &str, text: &str, tag: &str) -> Result<Vec<u8>, PkiError> {
-    let fail = |reason: String| PkiError::InvalidBundle { item: item.to_string(), reason };
-    let blocks = pem::parse_many(text).map_err(|e| fail(format!("not PEM: {e}")))?;
-    match blocks.as_slice() {
-        [b] if b.tag() == tag => Ok(b.contents().to_vec()),
-        [b] => Err(fail(format!("expected a {tag:?} PEM block, found {:?}", b.tag()))),
-        [] => Err(fail(format!("no PEM block (expected {tag:?})"))),
-        more => Err(fail(format!("expected one PEM block, found {}", more.len()))),
-    }
+    kvm_validate::pem::single_block(text, tag, "PEM block")
+        .map_err(|e| PkiError::InvalidBundle { item: item.to_string(), reason: e.problem.to_string() })
 }
 
 /// Checks a certificate/EC-key pair and returns it in canonical PEM, plus the certificate's

@@ -13,6 +13,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::der::{self, Pkcs8Error};
 use super::SealingError;
+use kvm_validate::pem::encode as to_pem;
 
 /// PEM tag of a PKCS#1 RSA private key, as the controller writes `tls.key`.
 const PEM_TAG_PKCS1: &str = "RSA PRIVATE KEY";
@@ -41,12 +42,6 @@ impl Default for KeyOptions {
     fn default() -> Self {
         KeyOptions { common_name: "sealed-secret".to_string(), validity_days: 3650 }
     }
-}
-
-/// Encodes DER as PEM with LF line endings and 64-column base64.
-fn to_pem(tag: &str, der: &[u8]) -> String {
-    let config = pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF);
-    pem::encode_config(&pem::Pem::new(tag, der.to_vec()), config)
 }
 
 /// SHA-256 of some bytes, lowercase hex.
