@@ -1,4 +1,11 @@
 //! core/v1 objects: Namespace, Secret, ConfigMap, and the Sealed Secrets key Secret.
+//!
+//! Written here rather than taken from `k8s-openapi`, measured: that crate is 534,000 lines
+//! (every API group of a Kubernetes release, no per-group features), 48 s of CPU to compile at
+//! this workspace's dependency opt-level and a 76 MB rlib, in every debug and release build, for
+//! three object types this file writes in a few hundred lines. The tests parse every rendered
+//! object back and check it has exactly the fields core/v1 allows for its kind
+//! (`tests/manifests/corev1.rs`), which is what the typed crate would have guaranteed.
 
 use std::collections::BTreeMap;
 use std::fmt;
