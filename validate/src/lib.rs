@@ -7,6 +7,8 @@
 //!   (`IsDNS1123Label`), [`k8s_qualified_name`] (label and annotation keys), [`k8s_label_value`],
 //!   [`k8s_data_key`] (Secret and ConfigMap keys);
 //! * [`mac_address`]: a NIC's MAC address, unicast, lowercase as libvirt writes it;
+//! * etcd snapshots: [`cron_schedule`] (k3s' `etcd-snapshot-schedule-cron`), [`s3_bucket_name`],
+//!   [`s3_endpoint`] (`HOST[:PORT]` as k3s' `etcd-s3-endpoint` takes it);
 //! * [`units`]: sizes (`20GiB`) and durations (`1h30m`), parsed and written back.
 //!
 //! Every name and address check returns [`Invalid`], whose message names the value, the kind of name expected and
@@ -16,10 +18,12 @@
 
 mod mac;
 mod names;
+mod snapshots;
 pub mod units;
 
 pub use mac::mac_address;
 pub use names::{dns_label, dns_name, k8s_data_key, k8s_label_value, k8s_name, k8s_namespace, k8s_qualified_name};
+pub use snapshots::{cron_schedule, s3_bucket_name, s3_endpoint};
 
 /// A value that is not the kind of name or address expected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
