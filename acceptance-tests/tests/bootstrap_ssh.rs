@@ -53,6 +53,8 @@ fn spec(lab: &Lab, ip: &str, known_hosts: &str) -> ClusterSpec {
             data_dir: None,
             secrets_encryption: Some(true),
             flannel_backend: None,
+            etcd_snapshots: None,
+            restore_snapshot: None,
         },
         sealed_secrets: SealedSecretsSettings::default(),
         reconciler: ReconcilerSettings { kind: Reconciler::ArgoCd, manifest: Reconciler::ArgoCd.default_manifest() },

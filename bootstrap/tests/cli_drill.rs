@@ -148,3 +148,47 @@ fn the_timeout_interrupts_terraform() {
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("`terraform state list` did not finish before the drill's --timeout"), "{stderr}");
 }
+
+#[test]
+fn restore_snapshot_is_checked_before_terraform_runs() {
+    let (code, _, stderr) = drill(&["--dir", ".", "--restore-snapshot", "snap; reboot"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("cluster-reset-restore-path") && stderr.contains("\"snap; reboot\""), "{stderr}");
+}
+
+#[test]
+fn restore_snapshot_without_a_gitops_cluster_to_recreate_stops_at_the_state_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let calls = dir.path().join("calls");
+    // A state with a sealing key and an instance, but no kvm_gitops_cluster: nothing would restore.
+    let fake = fake_terraform(
+        dir.path(),
+        &format!(
+            "echo \"$@\" >> {calls}\n{VERSION}if [ \"$1 $2\" = \"state list\" ]; then printf 'kvm_sealing_key.k\\nkvm_instance.n\\n'; exit 0; fi\nexit 1\n",
+            calls = calls.display()
+        ),
+    );
+    let report = dir.path().join("report.json");
+    let (code, _, stderr) = drill(&[
+        "--dir",
+        dir.path().to_str().unwrap(),
+        "--terraform",
+        fake.to_str().unwrap(),
+        "--restore-snapshot",
+        "etcd-snapshot-srv-1-1733472000",
+        "--json",
+        report.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(
+            "state: --restore-snapshot etcd-snapshot-srv-1-1733472000: no kvm_gitops_cluster is destroyed and recreated"
+        ),
+        "{stderr}"
+    );
+    let ran = std::fs::read_to_string(&calls).unwrap();
+    assert!(!ran.contains("plan") && !ran.contains("apply"), "nothing past the state step ran: {ran}");
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(report).unwrap()).unwrap();
+    assert_eq!(report["stages"][0]["result"], "failed");
+    assert!(report.get("restore").is_none());
+}

@@ -49,6 +49,8 @@ fn spec(servers: usize, agents: usize, kind: Reconciler) -> ClusterSpec {
             data_dir: None,
             secrets_encryption: None,
             flannel_backend: None,
+            etcd_snapshots: None,
+            restore_snapshot: None,
         },
         sealed_secrets: SealedSecretsSettings::default(),
         reconciler: ReconcilerSettings { kind, manifest: kind.default_manifest() },
@@ -243,4 +245,46 @@ fn flux_root_objects_validate_against_the_crds() {
     let objects = s.root_objects(&secrets(None)).unwrap();
     let repo: Value = serde_norway::from_str(&objects[1].to_yaml()).unwrap();
     assert_eq!(repo["spec"]["ref"]["tag"], "v1.2.0");
+}
+
+#[test]
+fn snapshots_give_one_server_embedded_etcd_and_reach_servers_only() {
+    use kvm_bootstrap::k3s::config::{EtcdS3, EtcdSnapshots};
+    let ok = secrets(None);
+    let plain = spec(1, 1, Reconciler::ArgoCd);
+    assert!(!plain.node_config(0).unwrap().cluster_init, "one server without snapshots keeps SQLite");
+
+    let mut s = spec(3, 1, Reconciler::ArgoCd);
+    s.k3s.etcd_snapshots = Some(EtcdSnapshots {
+        schedule_cron: Some("0 */6 * * *".into()),
+        retention: Some(4),
+        dir: None,
+        s3: Some(EtcdS3::new("k3s-snapshots")),
+    });
+    Engine::new(&s, &ok).unwrap();
+    for i in 0..3 {
+        let rendered = s.node_config(i).unwrap().render().unwrap();
+        assert!(rendered.as_str().contains("etcd-s3-bucket: \"k3s-snapshots\"\n"), "server {i}");
+    }
+    assert!(s.node_config(3).unwrap().etcd_snapshots.is_none(), "agents have no etcd");
+
+    let mut single = spec(1, 0, Reconciler::ArgoCd);
+    single.k3s.etcd_snapshots = Some(EtcdSnapshots::default());
+    assert!(single.node_config(0).unwrap().cluster_init, "snapshots need embedded etcd, even alone");
+
+    // A restore alone (from a local file) also needs etcd.
+    let mut restore = spec(1, 0, Reconciler::ArgoCd);
+    restore.k3s.restore_snapshot = Some("/var/lib/k3s-snapshots/etcd-snapshot-1".into());
+    Engine::new(&restore, &ok).unwrap();
+    assert!(restore.node_config(0).unwrap().cluster_init);
+    // A name is looked up in the S3 target: without one it cannot be found.
+    restore.k3s.restore_snapshot = Some("etcd-snapshot-cp-1-1733472000".into());
+    let e = Engine::new(&restore, &ok).err().unwrap();
+    assert!(matches!(e, EngineError::Spec(SpecError::Restore(_))), "{e}");
+    assert!(e.to_string().starts_with("restore: ") && e.to_string().contains("S3 target"), "{e}");
+    restore.k3s.etcd_snapshots = s.k3s.etcd_snapshots.clone();
+    Engine::new(&restore, &ok).unwrap();
+    restore.k3s.restore_snapshot = Some("snap; reboot".into());
+    let e = Engine::new(&restore, &ok).err().unwrap().to_string();
+    assert!(e.contains("cluster-reset-restore-path"), "{e}");
 }

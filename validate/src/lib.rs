@@ -8,6 +8,8 @@
 //!   [`k8s_data_key`] (Secret and ConfigMap keys);
 //! * [`mac_address`]: a NIC's MAC address, unicast, lowercase as libvirt writes it;
 //! * [`ipv4_address`], [`ipv4_subnet`] ([`Ipv4Net`]): addresses and subnets in CIDR form;
+//! * etcd snapshots: [`cron_schedule`] (k3s' `etcd-snapshot-schedule-cron`), [`s3_bucket_name`],
+//!   [`s3_endpoint`] (`HOST[:PORT]` as k3s' `etcd-s3-endpoint` takes it);
 //! * [`units`]: sizes (`20GiB`) and durations (`1h30m`), parsed and written back;
 //! * [`pem`]: the one PEM block of a given kind in a text, and DER written back as PEM.
 //!
@@ -20,11 +22,13 @@ mod mac;
 mod names;
 mod net;
 pub mod pem;
+mod snapshots;
 pub mod units;
 
 pub use mac::mac_address;
 pub use names::{dns_label, dns_name, k8s_data_key, k8s_label_value, k8s_name, k8s_namespace, k8s_qualified_name};
 pub use net::{ipv4_address, ipv4_subnet, Ipv4Net};
+pub use snapshots::{cron_schedule, s3_bucket_name, s3_endpoint};
 
 /// A value that is not the kind of name or address expected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

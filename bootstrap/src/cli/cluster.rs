@@ -126,6 +126,19 @@ fn engine<'a>(config: &'a ClusterConfig, secrets: &'a ClusterSecrets) -> Result<
 /// Runs `kvm-gitops install`.
 pub(super) fn run_install(args: &InstallArgs) -> Result<Outcome, CliError> {
     let (config, state_dir) = load(&args.cluster)?;
+    if let Some(snapshot) = &config.spec.k3s.restore_snapshot {
+        // A snapshot restores only into the cluster it was taken of: same token (it decrypts the
+        // snapshot's bootstrap data) and same CAs. New ones would be made right here.
+        if ClusterState::open(&state_dir, config.name())?.is_none() {
+            return Err(CliError::Input(format!(
+                "{}: k3s.restore_snapshot {snapshot:?} needs the token and CAs of the cluster the snapshot was \
+                 taken of, but the state directory {} does not exist (a new one would get new ones): restore \
+                 the state directory from its backup, or pass it with --state-dir, or remove restore_snapshot",
+                config.file.display(),
+                state_dir.display()
+            )));
+        }
+    }
     let state = ClusterState::open_or_create(&state_dir, config.name())?;
     let mut stderr = std::io::stderr();
     let _ = writeln!(

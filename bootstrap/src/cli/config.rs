@@ -20,7 +20,7 @@ use crate::engine::{
     ClusterSpec, K3sSettings, ManifestSource, NodeSpec, Reconciler, ReconcilerSettings, RepositorySpec,
     SealedSecretsSettings, Timeouts,
 };
-use crate::k3s::config::{InstallMode, VersionPin, DEFAULT_INSTALL_SCRIPT_URL};
+use crate::k3s::config::{EtcdS3, EtcdSnapshots, InstallMode, VersionPin, DEFAULT_INSTALL_SCRIPT_URL};
 use crate::manifests::GitCredentials;
 use crate::sealing::SealingKey;
 use crate::ssh::{Auth, HostKeyPin, HostKeyPolicy, Target};
@@ -129,6 +129,45 @@ struct RawK3s {
     secrets_encryption: Option<bool>,
     #[serde(default)]
     flannel_backend: Option<String>,
+    #[serde(default)]
+    snapshots: Option<RawSnapshots>,
+    #[serde(default)]
+    restore_snapshot: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSnapshots {
+    #[serde(default)]
+    schedule: Option<String>,
+    #[serde(default)]
+    retention: Option<u32>,
+    #[serde(default)]
+    dir: Option<String>,
+    #[serde(default)]
+    s3: Option<RawS3>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawS3 {
+    #[serde(default)]
+    endpoint: Option<String>,
+    bucket: String,
+    #[serde(default)]
+    folder: Option<String>,
+    #[serde(default)]
+    region: Option<String>,
+    #[serde(default)]
+    access_key: Option<String>,
+    #[serde(default)]
+    secret_key_file: Option<PathBuf>,
+    #[serde(default)]
+    endpoint_ca_file: Option<PathBuf>,
+    #[serde(default)]
+    skip_ssl_verify: bool,
+    #[serde(default)]
+    insecure: bool,
 }
 
 #[derive(Deserialize)]
@@ -464,6 +503,10 @@ impl Loader<'_> {
                 script_sha256: raw.install_script_sha256,
             }
         };
+        let etcd_snapshots = match raw.snapshots {
+            Some(s) => Some(self.snapshots(s)?),
+            None => None,
+        };
         Ok(K3sSettings {
             install,
             api_address: raw.api_address,
@@ -472,7 +515,63 @@ impl Loader<'_> {
             data_dir: raw.data_dir,
             secrets_encryption: raw.secrets_encryption,
             flannel_backend: raw.flannel_backend,
+            etcd_snapshots,
+            restore_snapshot: raw.restore_snapshot,
         })
+    }
+
+    /// `k3s.snapshots`: each value checked by the rule k3s' rendering uses, named by its field
+    /// here; the secret key comes from a file and is never shown.
+    fn snapshots(&self, raw: RawSnapshots) -> Result<EtcdSnapshots, String> {
+        let at = |name: &str| format!("k3s.snapshots.{name}");
+        if let Some(cron) = &raw.schedule {
+            kvm_validate::cron_schedule(cron).map_err(|e| format!("{}: {e}", at("schedule")))?;
+        }
+        if raw.retention == Some(0) {
+            return Err(format!("{}: keep at least 1 snapshot", at("retention")));
+        }
+        let s3 = match raw.s3 {
+            None => None,
+            Some(s3) => {
+                kvm_validate::s3_bucket_name(&s3.bucket).map_err(|e| format!("{}: {e}", at("s3.bucket")))?;
+                if let Some(endpoint) = &s3.endpoint {
+                    kvm_validate::s3_endpoint(endpoint).map_err(|e| format!("{}: {e}", at("s3.endpoint")))?;
+                }
+                let secret_key = match &s3.secret_key_file {
+                    Some(p) => {
+                        let field = at("s3.secret_key_file");
+                        let secret = self.read(&field, p)?.trim_end_matches(['\n', '\r']).to_string();
+                        if secret.is_empty() {
+                            return Err(format!("{field}: {} is empty", self.resolve(p).display()));
+                        }
+                        Some(secret)
+                    }
+                    None => None,
+                };
+                if s3.access_key.is_some() != secret_key.is_some() {
+                    return Err(format!(
+                        "{}: access_key and secret_key_file go together (or leave both out for a store that needs none)",
+                        at("s3")
+                    ));
+                }
+                let endpoint_ca_pem = match &s3.endpoint_ca_file {
+                    Some(p) => Some(self.read(&at("s3.endpoint_ca_file"), p)?),
+                    None => None,
+                };
+                Some(EtcdS3 {
+                    endpoint: s3.endpoint,
+                    bucket: s3.bucket,
+                    folder: s3.folder,
+                    region: s3.region,
+                    access_key: s3.access_key,
+                    secret_key,
+                    endpoint_ca_pem,
+                    skip_ssl_verify: s3.skip_ssl_verify,
+                    insecure: s3.insecure,
+                })
+            }
+        };
+        Ok(EtcdSnapshots { schedule_cron: raw.schedule, retention: raw.retention, dir: raw.dir, s3 })
     }
 
     fn manifest(&self, field: &str, raw: RawManifest) -> Result<ManifestSource, String> {

@@ -25,7 +25,10 @@ pub enum DrillOutput {
     after_help = "The drill DESTROYS every resource of the deployment except its kvm_sealing_key and kvm_cluster_pki resources \
     and --keep prefixes, then recreates them with `terraform apply`.\n\nExamples:\n  \
     kvm-gitops drill --dir infra/ --sealed-secrets gitops/ --json drill.json\n  \
-    kvm-gitops drill --dir infra/ --keep kvm_pool.images --keep module.storage --timeout 45m\n\n\
+    kvm-gitops drill --dir infra/ --keep kvm_pool.images --keep module.storage --timeout 45m\n  \
+    kvm-gitops drill --dir infra/ --restore-snapshot etcd-snapshot-server-1-1733472000\n\n\
+    --restore-snapshot passes -var=restore_snapshot=NAME to the destroy plan and the apply: declare `variable \"restore_snapshot\"` \
+    (default null) and set `snapshots { restore = var.restore_snapshot }` in the kvm_gitops_cluster.\n\n\
     Exit codes: 0 drill passed, 1 a step or check failed (named in the output), 2 bad usage, 130 interrupted."
 )]
 pub struct DrillArgs {
@@ -50,6 +53,14 @@ pub struct DrillArgs {
     /// Time limit for the whole drill: seconds, or a number with s, m or h (e.g. 45m).
     #[arg(long, value_parser = parse_duration, default_value = "60m")]
     pub timeout: Duration,
+    /// Restore this etcd snapshot (a name in the S3 target, or a path on the first server) into the recreated cluster.
+    #[arg(long = "restore-snapshot", value_name = "NAME", value_parser = snapshot_name)]
+    pub restore_snapshot: Option<String>,
+}
+
+/// A snapshot name or path, checked as the engine checks it (so a bad one stops the drill before it destroys).
+fn snapshot_name(s: &str) -> Result<String, String> {
+    crate::k3s::config::check_snapshot_name(s).map(|()| s.to_string()).map_err(|e| e.to_string())
 }
 
 /// Runs `kvm-gitops drill`.
@@ -60,6 +71,7 @@ pub(super) fn run_drill(args: &DrillArgs) -> Result<Outcome, CliError> {
         keep: args.keep.clone(),
         sealed_secrets: args.sealed_secrets.clone(),
         timeout: args.timeout,
+        restore_snapshot: args.restore_snapshot.clone(),
     };
     let mut stderr = std::io::stderr();
     let report = drill::run(&opts, &mut |line| {

@@ -23,8 +23,17 @@
 //! 6. `check-keys`: every key is back with the same fingerprint.
 //! 7. `check-sealed-secrets`: every SealedSecret unseals with the keys now in the state.
 //!
+//! With `--restore-snapshot NAME` the destroy plan and the recreating apply get
+//! `-var=restore_snapshot=NAME`: the configuration declares that variable and passes it to its
+//! `kvm_gitops_cluster`'s `snapshots.restore`, so the new cluster starts from the etcd snapshot
+//! (objects never in Git come back). A configuration without the variable fails the destroy
+//! plan, before anything is destroyed; a state without a `kvm_gitops_cluster` to recreate fails
+//! the `state` step. The report's `restore` says how long the cluster's create took (install,
+//! restore, controllers and sync together: Terraform reports no finer stages).
+//!
 //! What it does not prove: that the cluster's controller actually loaded the keys, that Git
-//! holds every SealedSecret in use, or anything about data outside Terraform (volumes' contents).
+//! holds every SealedSecret in use, that the restored objects are the ones wanted, or anything
+//! about data outside Terraform and etcd (volumes' contents).
 
 mod sealed;
 mod state;
@@ -91,6 +100,27 @@ pub struct DrillOptions {
     pub sealed_secrets: Vec<PathBuf>,
     /// Time limit for the whole drill.
     pub timeout: Duration,
+    /// An etcd snapshot for the recreated cluster to restore (`-var=restore_snapshot=NAME`).
+    pub restore_snapshot: Option<String>,
+}
+
+/// The Terraform variable `--restore-snapshot` sets.
+pub const RESTORE_VARIABLE: &str = "restore_snapshot";
+/// The resource type whose create restores the snapshot.
+pub const GITOPS_CLUSTER_TYPE: &str = "kvm_gitops_cluster";
+
+/// The restore of an etcd snapshot, as far as the drill sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RestoreStage {
+    /// The snapshot name or path.
+    pub snapshot: String,
+    /// The clusters whose create restored it.
+    pub clusters: Vec<String>,
+    /// Seconds of those creates (k3s install, restore, controllers and sync: the stage that
+    /// brings the cluster back).
+    pub seconds: f64,
+    /// Whether every one of them was created.
+    pub result: StepResult,
 }
 
 /// Result of a step.
@@ -201,6 +231,9 @@ pub struct Report {
     /// `terraform version` as reported by the binary used.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub terraform_version: Option<String>,
+    /// The etcd snapshot restore, with `--restore-snapshot`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restore: Option<RestoreStage>,
 }
 
 /// The names of the steps, in order.
@@ -265,6 +298,7 @@ pub fn run(opts: &DrillOptions, progress: &mut dyn FnMut(&str)) -> Result<Report
             failures: Vec::new(),
             interrupted: false,
             terraform_version: None,
+            restore: None,
         },
         kept: BTreeSet::new(),
         targets: Vec::new(),
@@ -440,6 +474,15 @@ impl Drill<'_> {
                 .to_string()
                 .into()));
         }
+        if let Some(snapshot) = &self.opts.restore_snapshot {
+            if !self.targets.iter().any(|t| resource_type(t) == Some(GITOPS_CLUSTER_TYPE)) {
+                return Ok(Err(format!(
+                    "--restore-snapshot {snapshot}: no {GITOPS_CLUSTER_TYPE} is destroyed and recreated, so nothing \
+                     would restore it"
+                )
+                .into()));
+            }
+        }
         self.report.kept = self.kept.iter().cloned().collect();
         self.report.destroyed = self.targets.clone();
         Ok(Ok(format!(
@@ -503,6 +546,9 @@ impl Drill<'_> {
         let targets: Vec<String> = self.targets.iter().map(|t| format!("-target={t}")).collect();
         let mut args = vec!["plan", "-destroy", "-input=false", "-no-color", out.as_str()];
         args.extend(targets.iter().map(String::as_str));
+        // Refused here, before anything is destroyed, when the configuration lacks the variable.
+        let var = self.restore_var();
+        args.extend(var.as_deref());
         if let Err(e) = self.terraform(&args)? {
             return Ok(Err(e));
         }
@@ -540,8 +586,9 @@ impl Drill<'_> {
     }
 
     fn step_apply(&mut self) -> Result<StepOutcome, DrillError> {
-        let args: Vec<String> =
+        let mut args: Vec<String> =
             ["apply", "-auto-approve", "-input=false", "-json"].iter().map(|s| s.to_string()).collect();
+        args.extend(self.restore_var());
         let mut started: BTreeMap<String, (Instant, String)> = BTreeMap::new();
         let mut timings = Vec::new();
         let mut errors = Vec::new();
@@ -583,6 +630,17 @@ impl Drill<'_> {
             }
         })?;
         timings.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
+        if let Some(snapshot) = &self.opts.restore_snapshot {
+            let clusters: Vec<&ResourceTiming> =
+                timings.iter().filter(|t| resource_type(&t.address) == Some(GITOPS_CLUSTER_TYPE)).collect();
+            let failed = clusters.is_empty() || clusters.iter().any(|t| t.result != StepResult::Ok);
+            self.report.restore = Some(RestoreStage {
+                snapshot: snapshot.clone(),
+                clusters: clusters.iter().map(|t| t.address.clone()).collect(),
+                seconds: clusters.iter().map(|t| t.seconds).fold(0.0, f64::max),
+                result: if failed { StepResult::Failed } else { StepResult::Ok },
+            });
+        }
         self.report.resources = timings;
         self.report.change_summary = summary;
         if finished.code != 0 {
@@ -594,6 +652,11 @@ impl Drill<'_> {
         }
         let s = summary.unwrap_or_default();
         Ok(Ok(format!("{} added, {} changed, {} destroyed", s.add, s.change, s.remove)))
+    }
+
+    /// `-var=restore_snapshot=NAME` with `--restore-snapshot`.
+    fn restore_var(&self) -> Option<String> {
+        self.opts.restore_snapshot.as_ref().map(|s| format!("-var={RESTORE_VARIABLE}={s}"))
     }
 
     fn step_check_keys(&mut self) -> Result<StepOutcome, DrillError> {
@@ -672,6 +735,13 @@ impl Report {
         for stage in &self.stages {
             rows.push((stage.name.clone(), format!("{:.1}", stage.seconds), stage.result.as_str().to_string()));
             if stage.name == "apply" {
+                if let Some(r) = &self.restore {
+                    rows.push((
+                        format!("  restore {} ({})", r.snapshot, r.clusters.join(", ")),
+                        format!("{:.1}", r.seconds),
+                        r.result.as_str().to_string(),
+                    ));
+                }
                 for r in &self.resources {
                     rows.push((
                         format!("  {} ({})", r.address, r.action),

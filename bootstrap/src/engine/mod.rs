@@ -6,8 +6,11 @@
 //! saw):
 //!
 //! 1. connect to every node (retrying while guests boot; host keys pinned);
-//! 2. per node, servers first: place token, config.yaml and (first server) the cluster CAs, then
-//!    install k3s, then make sure the service runs with exactly that configuration;
+//! 2. per node, servers first: place token, config.yaml (with its 0600 S3 credentials drop-in when
+//!    snapshots go to S3) and (first server) the cluster CAs, then install k3s, then make sure the
+//!    service runs with exactly that configuration; with `restore_snapshot`, a first server
+//!    without a datastore is installed without starting, restored from the snapshot (k3s'
+//!    cluster reset) and only then started, so the reconciler starts on the restored objects;
 //! 3. on the first server, through `k3s kubectl`: wait for all nodes Ready and the default
 //!    service account; apply the sealing key Secrets; install the Sealed Secrets controller with
 //!    key renewal off and wait for it; install the reconciler and wait for its CRDs and
@@ -197,13 +200,19 @@ impl<'a> Engine<'a> {
         let mut session = Session::connect(&node.ssh, &self.connect_options())
             .map_err(|e| EngineError::from(e).at("connect", &node.display_name()))?;
         session.add_secret(self.secrets.token.expose());
+        if let Some(secret) =
+            self.spec.k3s.etcd_snapshots.as_ref().and_then(|s| s.s3.as_ref()).and_then(|s3| s3.secret_key.as_deref())
+        {
+            session.add_secret(secret);
+        }
         Ok(session)
     }
 
-    /// The install plan and extra files of node `index` (servers first).
-    fn node_plan(&self, index: usize) -> Result<(InstallPlan, Vec<FilePlacement>), EngineError> {
+    /// The install plan and extra files of node `index` (servers first); `skip_start` installs
+    /// without starting (a restore runs in between).
+    fn node_plan(&self, index: usize, skip_start: bool) -> Result<(InstallPlan, Vec<FilePlacement>), EngineError> {
         let config = self.spec.node_config(index)?.render()?;
-        let plan = InstallPlan::new(&config, &self.secrets.token, &self.spec.k3s.install, false)?;
+        let plan = InstallPlan::new(&config, &self.secrets.token, &self.spec.k3s.install, skip_start)?;
         let extra = if index == 0 {
             let data_dir = self.spec.k3s.data_dir.as_deref().unwrap_or(crate::k3s::config::DEFAULT_DATA_DIR);
             self.secrets.pki.files_for(data_dir)?
@@ -220,7 +229,7 @@ impl<'a> Engine<'a> {
         let mut report = Report::default();
         for (index, node) in self.spec.nodes().enumerate() {
             let session = self.connect(node, &|_| {})?;
-            let (plan, extra) = self.node_plan(index)?;
+            let (plan, extra) = self.node_plan(index, false)?;
             let start = Instant::now();
             let placed = node::place_files(&session, &plan, &extra)
                 .map_err(|e| EngineError::from(e).at("files", &node.display_name()))?;
@@ -331,7 +340,18 @@ impl<'a> Engine<'a> {
     ) -> Result<(), EngineError> {
         let node = self.spec.nodes().nth(index).ok_or(SpecError::NoServer)?;
         let name = node.display_name();
-        let (plan, extra) = self.node_plan(index)?;
+        let data_dir = self.spec.k3s.data_dir.as_deref().unwrap_or(crate::k3s::config::DEFAULT_DATA_DIR);
+        // Only a first server that has never had a datastore is restored: resetting a running
+        // cluster to an old snapshot would throw away everything since.
+        let restore = match (&self.spec.k3s.restore_snapshot, index) {
+            (Some(snapshot), 0) => {
+                let fresh =
+                    !node::has_datastore(session, data_dir).map_err(|e| EngineError::from(e).at("restore", &name))?;
+                fresh.then_some(snapshot.as_str())
+            }
+            _ => None,
+        };
+        let (plan, extra) = self.node_plan(index, restore.is_some())?;
         // Runs one step: tells the observer, times it, names the step and node in its error.
         let mut step = |step: &'static str, run: &mut dyn FnMut() -> Result<bool, SshError>| {
             observe(Progress::Started { step, node: &name });
@@ -353,6 +373,10 @@ impl<'a> Engine<'a> {
             installed = node::install(session, &plan, &self.spec.k3s.install, placed)?;
             Ok(installed != node::Installed::Nothing)
         })?;
+        if let Some(snapshot) = restore {
+            let command = plan.restore_command(snapshot)?;
+            step("restore", &mut || node::restore(session, &command, snapshot))?;
+        }
         let digest = node::start_digest(&plan, &extra);
         step("service", &mut || node::ensure_running(session, plan.role, &digest, installed))?;
         Ok(())

@@ -19,6 +19,10 @@ pub const STATE_DIR: &str = "/var/lib/kvm-bootstrap";
 const INSTALLED_STAMP: &str = "/var/lib/kvm-bootstrap/installed";
 /// Digest of the configuration the running service was (re)started with.
 const APPLIED_STAMP: &str = "/var/lib/kvm-bootstrap/applied";
+/// The snapshot a restore brought back (written when the cluster reset succeeded).
+pub const RESTORED_STAMP: &str = "/var/lib/kvm-bootstrap/restored";
+/// Present while a restore runs: a restore that did not finish is run again.
+const RESTORING_STAMP: &str = "/var/lib/kvm-bootstrap/restoring";
 
 /// Writes every file (config.yaml, token, PKI on the first server) and uploads the air-gap
 /// artifacts. Returns whether anything changed, and whether an artifact did.
@@ -32,6 +36,14 @@ pub(crate) fn place_files(session: &Session, plan: &InstallPlan, extra: &[FilePl
         let dir = crate::shell::parent(&file.path);
         session.exec_checked(&format!("mkdir -p {}", quote(dir)), "creating a directory")?;
         placed.files |= session.write_file(&file.path, file.contents.as_bytes(), file.mode, Some(("root", "root")))?;
+    }
+    for path in &plan.remove {
+        // A file of settings since removed (the S3 credentials): gone before k3s next starts.
+        let existed = session.exec(&format!("[ -e {} ]", quote(path)))?.success();
+        if existed {
+            session.exec_checked(&format!("rm -f {}", quote(path)), "removing a file no longer configured")?;
+            placed.files = true;
+        }
     }
     for upload in &plan.uploads {
         let dir = crate::shell::parent(&upload.remote);
@@ -132,6 +144,36 @@ pub(crate) fn ensure_running(
         session.write_file(APPLIED_STAMP, digest.as_bytes(), MODE_SECRET, Some(("root", "root")))?;
     }
     Ok(action.is_some())
+}
+
+/// Whether this server already has a datastore (embedded etcd or SQLite) under `data_dir`: a
+/// cluster has run here, so it must not be reset to a snapshot. A restore that started and did
+/// not finish does not count (k3s' cluster reset moves a partial datastore aside when run again).
+pub(crate) fn has_datastore(session: &Session, data_dir: &str) -> Result<bool, SshError> {
+    let db = format!("{}/server/db", data_dir.trim_end_matches('/'));
+    Ok(session
+        .exec(&format!(
+            "[ ! -e {pending} ] && {{ [ -e {etcd} ] || [ -e {sqlite} ] || [ -e {done} ]; }}",
+            pending = quote(RESTORING_STAMP),
+            etcd = quote(&format!("{db}/etcd")),
+            sqlite = quote(&format!("{db}/state.db")),
+            done = quote(RESTORED_STAMP)
+        ))?
+        .success())
+}
+
+/// Restores etcd from `snapshot` with `command` (k3s' cluster reset, see
+/// [`InstallPlan::restore_command`]) on a first server whose k3s is installed but not started,
+/// and records which snapshot it was. Runs once: the service start that follows makes the
+/// datastore that [`has_datastore`] then finds.
+pub(crate) fn restore(session: &Session, command: &str, snapshot: &str) -> Result<bool, SshError> {
+    tracing::info!(node = %session.addr(), snapshot, "restoring etcd from a snapshot");
+    let record = format!("{snapshot}\n");
+    session.write_file(RESTORING_STAMP, record.as_bytes(), MODE_SECRET, Some(("root", "root")))?;
+    session.exec_checked(command, "restoring etcd from the snapshot (k3s server --cluster-reset)")?;
+    session.write_file(RESTORED_STAMP, record.as_bytes(), MODE_SECRET, Some(("root", "root")))?;
+    session.exec_checked(&format!("rm -f {}", quote(RESTORING_STAMP)), "recording the restore")?;
+    Ok(true)
 }
 
 /// Whether k3s' service is active on this node.

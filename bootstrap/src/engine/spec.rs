@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::k3s::config::{server_url, InstallMode, K3sConfig, Token};
+use crate::k3s::config::{check_snapshot_name, server_url, EtcdSnapshots, InstallMode, K3sConfig, Token};
 use crate::k3s::pki::ClusterPki;
 use crate::manifests::{self, argocd, flux, GitCredentials, ManifestError, Namespace, Object};
 pub use crate::readiness::Reconciler;
@@ -92,6 +92,18 @@ pub struct K3sSettings {
     pub secrets_encryption: Option<bool>,
     /// flannel backend.
     pub flannel_backend: Option<String>,
+    /// etcd snapshots (schedule, retention, local directory, S3 target), rendered into every
+    /// server's config.yaml. Setting them makes the first server start embedded etcd
+    /// (`cluster-init`) even alone: k3s' SQLite datastore has no snapshots.
+    pub etcd_snapshots: Option<EtcdSnapshots>,
+    /// A snapshot to restore when the cluster is created: its name in the S3 target of
+    /// `etcd_snapshots`, or the absolute path of a snapshot file on the first server. The first
+    /// server's k3s is installed without starting, restored with k3s' cluster reset, then
+    /// started; a first server that already has a datastore is never reset. Only for a cluster
+    /// whose PKI and token are kept from the one the snapshot was taken of (k3s decrypts the
+    /// snapshot's bootstrap data with the token; the CAs must match what the data was signed
+    /// with): the provider and the CLI refuse it otherwise.
+    pub restore_snapshot: Option<String>,
 }
 
 /// The Sealed Secrets controller.
@@ -265,6 +277,9 @@ pub enum SpecError {
     /// Two nodes share an SSH address.
     #[error("node {0} is listed twice")]
     DuplicateNode(String),
+    /// The restore setting cannot work.
+    #[error("restore: {0}")]
+    Restore(String),
 }
 
 impl ClusterSpec {
@@ -288,6 +303,16 @@ impl ClusterSpec {
         }
         for (i, _) in self.nodes().enumerate() {
             self.node_config(i)?;
+        }
+        if let Some(snapshot) = &self.k3s.restore_snapshot {
+            check_snapshot_name(snapshot).map_err(|e| SpecError::Restore(e.to_string()))?;
+            let s3 = self.k3s.etcd_snapshots.as_ref().is_some_and(|s| s.s3.is_some());
+            if !snapshot.starts_with('/') && !s3 {
+                return Err(SpecError::Restore(format!(
+                    "{snapshot:?} is a snapshot name, which k3s looks up in the S3 target: configure the S3 \
+                     target of the snapshots, or give the absolute path of a snapshot file on the first server"
+                )));
+            }
         }
         self.sealing_key_objects(secrets)?;
         self.root_objects(secrets)?;
@@ -323,8 +348,10 @@ impl ClusterSpec {
     pub fn node_config(&self, index: usize) -> Result<K3sConfig, SpecError> {
         let node = self.nodes().nth(index).ok_or(SpecError::NoServer)?;
         let is_server = index < self.servers.len();
+        // Embedded etcd for HA, and for snapshots: SQLite has none to take or restore.
+        let etcd = self.servers.len() > 1 || self.k3s.etcd_snapshots.is_some() || self.k3s.restore_snapshot.is_some();
         let mut config = if index == 0 {
-            K3sConfig::server(self.servers.len() > 1)
+            K3sConfig::server(etcd)
         } else if is_server {
             K3sConfig::joining_server(self.join_url())
         } else {
@@ -347,6 +374,7 @@ impl ClusterSpec {
             config.disable = self.k3s.disable.clone();
             config.secrets_encryption = self.k3s.secrets_encryption;
             config.flannel_backend = self.k3s.flannel_backend.clone();
+            config.etcd_snapshots = self.k3s.etcd_snapshots.clone();
         }
         config.render().map_err(|source| SpecError::K3s { node: node.display_name(), source })?;
         Ok(config)

@@ -34,6 +34,11 @@ pub const REMOTE_INSTALL_SCRIPT: &str = "/var/lib/kvm-bootstrap/k3s-install.sh";
 pub const REMOTE_BINARY: &str = "/usr/local/bin/k3s";
 /// Default API server port.
 pub const API_PORT: u16 = 6443;
+/// The drop-in that holds the S3 credentials of etcd snapshots (k3s reads every file of
+/// `config.yaml.d` after config.yaml): 0600 and secret, so config.yaml stays free of secrets.
+pub const S3_CREDENTIALS_PATH: &str = "/etc/rancher/k3s/config.yaml.d/50-etcd-s3-credentials.yaml";
+/// Where the S3 endpoint's custom CA (PEM) is placed; config.yaml names it as `etcd-s3-endpoint-ca`.
+pub const S3_CA_PATH: &str = "/etc/rancher/k3s/etcd-s3-ca.pem";
 
 /// What a node runs: the k3s subcommand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,6 +155,17 @@ pub enum ConfigError {
     /// The pinned script checksum is not 64 hex characters.
     #[error("invalid install script sha256 {0:?}: expected 64 hex characters")]
     InvalidSha256(String),
+    /// An etcd snapshot setting is refused.
+    #[error("invalid {key}: {reason}")]
+    InvalidSnapshot {
+        /// The k3s setting (`etcd-snapshot-schedule-cron`, `etcd-s3-bucket`, ...).
+        key: &'static str,
+        /// What is wrong (it quotes the value, never a credential).
+        reason: String,
+    },
+    /// Snapshots on a server without embedded etcd.
+    #[error("etcd snapshots need embedded etcd: set cluster-init on the first server (SQLite has no snapshots)")]
+    SnapshotsWithoutEtcd,
     /// An air-gap artifact path is unusable.
     #[error("invalid air-gap {what} path {value:?}: {reason}")]
     InvalidArtifact {
@@ -196,6 +212,80 @@ pub struct K3sConfig {
     pub flannel_backend: Option<String>,
     /// `data-dir` (default `/var/lib/rancher/k3s`).
     pub data_dir: Option<String>,
+    /// etcd snapshots: schedule, retention, local directory, S3 target (servers with embedded
+    /// etcd only).
+    pub etcd_snapshots: Option<EtcdSnapshots>,
+}
+
+/// k3s' etcd snapshot settings (docs: datastore/backup-restore). Without them k3s still takes
+/// its default snapshots (every 12 hours, 5 kept, in `<data-dir>/server/db/snapshots`) once etcd
+/// is embedded; these settings make them explicit and add an S3 target that outlives the nodes.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct EtcdSnapshots {
+    /// `etcd-snapshot-schedule-cron`: five cron fields, e.g. `0 */6 * * *`.
+    pub schedule_cron: Option<String>,
+    /// `etcd-snapshot-retention`: how many snapshots to keep (per target).
+    pub retention: Option<u32>,
+    /// `etcd-snapshot-dir`: the local directory.
+    pub dir: Option<String>,
+    /// `etcd-s3` and its settings.
+    pub s3: Option<EtcdS3>,
+}
+
+/// An S3-compatible snapshot target. `Debug` hides the secret key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EtcdS3 {
+    /// `etcd-s3-endpoint`: `HOST[:PORT]` (k3s' default is `s3.amazonaws.com`).
+    pub endpoint: Option<String>,
+    /// `etcd-s3-bucket`.
+    pub bucket: String,
+    /// `etcd-s3-folder`: a prefix inside the bucket.
+    pub folder: Option<String>,
+    /// `etcd-s3-region`.
+    pub region: Option<String>,
+    /// `etcd-s3-access-key` (in the 0600 credentials drop-in with the secret key).
+    pub access_key: Option<String>,
+    /// `etcd-s3-secret-key`: only ever in the 0600 drop-in [`S3_CREDENTIALS_PATH`].
+    pub secret_key: Option<String>,
+    /// A custom CA (PEM) for the endpoint, placed at [`S3_CA_PATH`] (`etcd-s3-endpoint-ca`).
+    pub endpoint_ca_pem: Option<String>,
+    /// `etcd-s3-skip-ssl-verify`.
+    pub skip_ssl_verify: bool,
+    /// `etcd-s3-insecure`: plain http.
+    pub insecure: bool,
+}
+
+impl fmt::Debug for EtcdS3 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EtcdS3")
+            .field("endpoint", &self.endpoint)
+            .field("bucket", &self.bucket)
+            .field("folder", &self.folder)
+            .field("region", &self.region)
+            .field("access_key", &self.access_key)
+            .field("secret_key", &self.secret_key.as_ref().map(|_| "<redacted>"))
+            .field("endpoint_ca_pem", &self.endpoint_ca_pem.is_some())
+            .field("skip_ssl_verify", &self.skip_ssl_verify)
+            .field("insecure", &self.insecure)
+            .finish()
+    }
+}
+
+impl EtcdS3 {
+    /// A target in `bucket` with k3s' defaults for everything else.
+    pub fn new(bucket: impl Into<String>) -> EtcdS3 {
+        EtcdS3 {
+            endpoint: None,
+            bucket: bucket.into(),
+            folder: None,
+            region: None,
+            access_key: None,
+            secret_key: None,
+            endpoint_ca_pem: None,
+            skip_ssl_verify: false,
+            insecure: false,
+        }
+    }
 }
 
 impl K3sConfig {
@@ -218,6 +308,7 @@ impl K3sConfig {
             secrets_encryption: None,
             flannel_backend: None,
             data_dir: None,
+            etcd_snapshots: None,
         }
     }
 
@@ -256,6 +347,7 @@ impl K3sConfig {
                 ("write-kubeconfig-mode", self.write_kubeconfig_mode.is_some()),
                 ("secrets-encryption", self.secrets_encryption.is_some()),
                 ("flannel-backend", self.flannel_backend.is_some()),
+                ("etcd-snapshot-schedule-cron", self.etcd_snapshots.is_some()),
             ];
             if let Some((key, _)) = server_only.iter().find(|(_, set)| *set) {
                 return Err(ConfigError::ServerOnly(key));
@@ -282,6 +374,13 @@ impl K3sConfig {
                 }
             }
             entries.push(("disable", Value::List(canonical(&self.disable))));
+        }
+        let mut extra_files = Vec::new();
+        if let Some(snapshots) = &self.etcd_snapshots {
+            if !self.cluster_init && self.server.is_none() {
+                return Err(ConfigError::SnapshotsWithoutEtcd);
+            }
+            extra_files = snapshot_entries(snapshots, &mut entries)?;
         }
         if let Some(backend) = &self.flannel_backend {
             if !matches!(backend.as_str(), "vxlan" | "host-gw" | "wireguard-native" | "none") {
@@ -354,6 +453,7 @@ impl K3sConfig {
         for (key, value) in &entries {
             match value {
                 Value::Bool(b) => yaml.push_str(&format!("{key}: {b}\n")),
+                Value::Int(n) => yaml.push_str(&format!("{key}: {n}\n")),
                 Value::Str(s) => yaml.push_str(&format!("{key}: {}\n", quoted(s))),
                 Value::List(items) => {
                     yaml.push_str(key);
@@ -369,6 +469,7 @@ impl K3sConfig {
             token_file: self.token_file.clone(),
             data_dir: self.effective_data_dir().to_string(),
             yaml,
+            extra_files,
         })
     }
 
@@ -381,8 +482,117 @@ impl K3sConfig {
 /// A scalar or list in config.yaml.
 enum Value {
     Bool(bool),
+    Int(u32),
     Str(String),
     List(Vec<String>),
+}
+
+/// Pushes the snapshot keys (in alphabetical order, between `disable` and `flannel-backend`) and
+/// returns the files they need: the credentials drop-in (0600, secret) and the endpoint's CA.
+fn snapshot_entries(
+    snapshots: &EtcdSnapshots,
+    entries: &mut Vec<(&'static str, Value)>,
+) -> Result<Vec<FilePlacement>, ConfigError> {
+    let refuse = |key: &'static str, reason: String| ConfigError::InvalidSnapshot { key, reason };
+    let mut files = Vec::new();
+    if let Some(s3) = &snapshots.s3 {
+        entries.push(("etcd-s3", Value::Bool(true)));
+        kvm_validate::s3_bucket_name(&s3.bucket).map_err(|e| refuse("etcd-s3-bucket", e.to_string()))?;
+        entries.push(("etcd-s3-bucket", Value::Str(s3.bucket.clone())));
+        if let Some(endpoint) = &s3.endpoint {
+            kvm_validate::s3_endpoint(endpoint).map_err(|e| refuse("etcd-s3-endpoint", e.to_string()))?;
+            entries.push(("etcd-s3-endpoint", Value::Str(endpoint.clone())));
+        }
+        if let Some(ca) = &s3.endpoint_ca_pem {
+            if !ca.contains("-----BEGIN CERTIFICATE-----") {
+                return Err(refuse("etcd-s3-endpoint-ca", "expected one or more PEM certificates".into()));
+            }
+            if s3.insecure {
+                return Err(refuse(
+                    "etcd-s3-endpoint-ca",
+                    "a CA is for https; etcd-s3-insecure turns https off".into(),
+                ));
+            }
+            entries.push(("etcd-s3-endpoint-ca", Value::Str(S3_CA_PATH.into())));
+            let mut pem = ca.trim_end().to_string();
+            pem.push('\n');
+            files.push(FilePlacement { path: S3_CA_PATH.into(), contents: pem, mode: MODE_PUBLIC, secret: false });
+        }
+        if let Some(folder) = &s3.folder {
+            let ok = !folder.is_empty()
+                && !folder.starts_with('/')
+                && !folder.contains("//")
+                && !folder.chars().any(|c| c.is_whitespace() || c.is_control() || c == '\\');
+            if !ok {
+                return Err(refuse(
+                    "etcd-s3-folder",
+                    format!("{folder:?}: expected a prefix such as \"k3s/prod\", without leading '/', spaces or '//'"),
+                ));
+            }
+            entries.push(("etcd-s3-folder", Value::Str(folder.trim_end_matches('/').to_string())));
+        }
+        if s3.insecure {
+            if s3.skip_ssl_verify {
+                return Err(refuse("etcd-s3-skip-ssl-verify", "etcd-s3-insecure already turns TLS off".into()));
+            }
+            entries.push(("etcd-s3-insecure", Value::Bool(true)));
+        }
+        if let Some(region) = &s3.region {
+            let ok = !region.is_empty()
+                && region.len() <= 64
+                && region.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !ok {
+                return Err(refuse(
+                    "etcd-s3-region",
+                    format!("{region:?}: expected a region name such as \"us-east-1\""),
+                ));
+            }
+            entries.push(("etcd-s3-region", Value::Str(region.clone())));
+        }
+        if s3.skip_ssl_verify {
+            entries.push(("etcd-s3-skip-ssl-verify", Value::Bool(true)));
+        }
+        match (&s3.access_key, &s3.secret_key) {
+            (Some(access), Some(secret)) => {
+                for (key, v) in [("etcd-s3-access-key", access), ("etcd-s3-secret-key", secret)] {
+                    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_graphic()) {
+                        // Never the value: it may be the secret.
+                        return Err(refuse(key, "expected printable ASCII without spaces".into()));
+                    }
+                }
+                let contents = format!(
+                    "# Written by kvm-bootstrap; local edits are overwritten.\netcd-s3-access-key: {}\netcd-s3-secret-key: {}\n",
+                    quoted(access),
+                    quoted(secret)
+                );
+                files.push(FilePlacement {
+                    path: S3_CREDENTIALS_PATH.into(),
+                    contents,
+                    mode: MODE_SECRET,
+                    secret: true,
+                });
+            }
+            (None, None) => {}
+            (Some(_), None) => return Err(refuse("etcd-s3-secret-key", "an access key needs its secret key".into())),
+            (None, Some(_)) => return Err(refuse("etcd-s3-access-key", "a secret key needs its access key".into())),
+        }
+    }
+    if let Some(dir) = &snapshots.dir {
+        check_abs_path("etcd-snapshot-dir", dir)?;
+        entries.push(("etcd-snapshot-dir", Value::Str(dir.clone())));
+    }
+    if let Some(n) = snapshots.retention {
+        if n == 0 {
+            return Err(refuse("etcd-snapshot-retention", "keep at least 1 snapshot".into()));
+        }
+        entries.push(("etcd-snapshot-retention", Value::Int(n)));
+    }
+    if let Some(cron) = &snapshots.schedule_cron {
+        kvm_validate::cron_schedule(cron).map_err(|e| refuse("etcd-snapshot-schedule-cron", e.to_string()))?;
+        entries
+            .push(("etcd-snapshot-schedule-cron", Value::Str(cron.split_whitespace().collect::<Vec<_>>().join(" "))));
+    }
+    Ok(files)
 }
 
 /// Sorted, deduplicated copy: order and repetition carry no meaning for these k3s lists, so they
@@ -398,6 +608,7 @@ pub struct RenderedConfig {
     token_file: String,
     data_dir: String,
     yaml: String,
+    extra_files: Vec<FilePlacement>,
 }
 
 impl RenderedConfig {
@@ -420,6 +631,21 @@ impl RenderedConfig {
     /// The `token-file` path the config names.
     pub fn token_file(&self) -> &str {
         &self.token_file
+    }
+
+    /// Files config.yaml refers to besides the token: the S3 credentials drop-in (0600, secret)
+    /// and the S3 endpoint's CA, when snapshots go to S3.
+    pub fn extra_files(&self) -> &[FilePlacement] {
+        &self.extra_files
+    }
+
+    /// Files the engine manages that this configuration does not use (snapshot settings
+    /// removed): they must not be left on the node, the credentials least of all.
+    pub fn stale_files(&self) -> Vec<&'static str> {
+        [S3_CREDENTIALS_PATH, S3_CA_PATH]
+            .into_iter()
+            .filter(|p| !self.extra_files.iter().any(|f| f.path == *p))
+            .collect()
     }
 
     /// The placement of config.yaml itself (mode 0600: it is not secret, but it reveals the
@@ -568,6 +794,8 @@ pub struct InstallPlan {
     pub config_digest: String,
     /// Whether install.sh was told not to start the service (`INSTALL_K3S_SKIP_START=true`).
     pub skip_start: bool,
+    /// Files the engine manages that this configuration does not use: removed from the node.
+    pub remove: Vec<String>,
 }
 
 impl InstallPlan {
@@ -680,17 +908,38 @@ impl InstallPlan {
         Ok(InstallPlan {
             role,
             env,
-            files: vec![token.file(&config.token_file), config.file()],
+            files: [token.file(&config.token_file), config.file()]
+                .into_iter()
+                .chain(config.extra_files().iter().cloned())
+                .collect(),
             uploads,
             commands,
             config_digest: config.digest(),
             skip_start,
+            remove: config.stale_files().into_iter().map(str::to_string).collect(),
         })
     }
 
     /// Starts the service (after a `skip_start` install).
     pub fn start_command(&self) -> String {
         format!("systemctl start {}", self.role.service_name())
+    }
+
+    /// Restores etcd from `snapshot` on a server whose k3s is installed but not started: k3s'
+    /// cluster reset with a restore path, which reads config.yaml and its drop-ins like the
+    /// service does (so the S3 target and its credentials come from the 0600 files, never from
+    /// this command line) and exits when the restore is done. `snapshot` is a snapshot's name in
+    /// the S3 target, or the absolute path of a local snapshot file; see [`check_snapshot_name`].
+    pub fn restore_command(&self, snapshot: &str) -> Result<String, ConfigError> {
+        if self.role != Role::Server {
+            return Err(ConfigError::ServerOnly("cluster-reset-restore-path"));
+        }
+        check_snapshot_name(snapshot)?;
+        Ok(format!(
+            "{} server --cluster-reset --cluster-reset-restore-path={}",
+            sh_quote(REMOTE_BINARY),
+            sh_quote(snapshot)
+        ))
     }
 
     /// Restarts the service; needed after config.yaml changed on a node where k3s already runs.
@@ -733,6 +982,31 @@ fn is_k3s_version(v: &str) -> bool {
     parts.len() == 3
         && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
         && pre.is_none_or(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.'))
+}
+
+/// A snapshot to restore: the name of a snapshot (as `k3s etcd-snapshot list` shows it, e.g.
+/// `etcd-snapshot-server-1-1733472000`; from the S3 target) or the absolute path of a snapshot
+/// file on the first server.
+pub fn check_snapshot_name(snapshot: &str) -> Result<(), ConfigError> {
+    let fail = |reason: &str| ConfigError::InvalidSnapshot {
+        key: "cluster-reset-restore-path",
+        reason: format!("{snapshot:?}: {reason}"),
+    };
+    if snapshot.starts_with('/') {
+        return check_abs_path("cluster-reset-restore-path", snapshot);
+    }
+    if snapshot.is_empty() || snapshot.len() > 255 {
+        return Err(fail("expected a snapshot name (1 to 255 characters) or an absolute path"));
+    }
+    if !snapshot.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+        || snapshot.starts_with('.')
+    {
+        return Err(fail(
+            "a snapshot name has only letters, digits, '.', '-' and '_' (as `k3s etcd-snapshot list` shows it); \
+             give a local snapshot file as an absolute path",
+        ));
+    }
+    Ok(())
 }
 
 fn check_abs_path(key: &'static str, value: &str) -> Result<(), ConfigError> {

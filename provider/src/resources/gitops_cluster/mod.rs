@@ -191,7 +191,7 @@ impl Resource for GitopsCluster {
     }
 
     fn validate(&self, config: &Value) -> Diagnostics {
-        match spec::from_value(config, Operation::Create) {
+        match spec::check_config(config).and_then(|()| spec::from_value(config, Operation::Create)) {
             Err(d) => d.into(),
             Ok(_) => Diagnostics::new(),
         }
@@ -203,6 +203,11 @@ impl Resource for GitopsCluster {
         }
         if let Err(d) = spec::from_value(planned, Operation::Create) {
             return d.into();
+        }
+        if prior.is_null() {
+            if let Err(d) = spec::check_restore_on_create(planned) {
+                return d.into();
+            }
         }
         if let Some(name) = planned.get_attr("name").and_then(Value::as_str).map(str::to_string) {
             set_attr(planned, "id", Value::string(name));

@@ -64,6 +64,7 @@ pub fn schema() -> Schema {
     .block(NestedBlock::new("sealed_secrets", Nesting::Single, manifest_block("The Sealed Secrets controller's install manifest (upstream `controller.yaml`); default: the pinned release URL, fetched by the node.")))
     .block(NestedBlock::new("reconciler", Nesting::Single, reconciler_block()))
     .block(NestedBlock::new("repository", Nesting::Single, repository_block()))
+    .block(NestedBlock::new("snapshots", Nesting::Single, snapshots_block()))
     .block(NestedBlock::new("timeouts", Nesting::Single, timeouts_block()));
     Schema::new(0, block)
 }
@@ -144,6 +145,52 @@ fn repository_block() -> Block {
         .attribute(Attribute::optional("password_wo", Type::String).write_only().sensitive().describe("HTTPS password or access token, write-only (Terraform 1.11 and later): delivered to the cluster, never stored in the state or a plan. Set `password_wo_version` with it."))
         .attribute(Attribute::optional("password_wo_version", Type::Number).describe("Version of `password_wo`, kept in the state: a change re-delivers the password (an update re-running the bootstrap). A change of the password alone plans nothing."))
         .attribute(Attribute::optional("password", Type::String).sensitive().prefer_write_only("password_wo").describe("HTTPS password or access token, stored in the state (sensitive); with Terraform 1.11 and later prefer `password_wo`."))
+}
+
+fn snapshots_block() -> Block {
+    Block::new("etcd snapshots, rendered into every server's k3s configuration, and a snapshot to restore when the cluster is created. With this block even a single server runs embedded etcd (`cluster-init`): k3s' SQLite datastore has no snapshots. Without it k3s' defaults apply to clusters that already run etcd (3 or 5 servers).")
+        .attribute(Attribute::optional("schedule", Type::String).validate(cron()).describe("`etcd-snapshot-schedule-cron`: five cron fields (minute hour day-of-month month day-of-week), e.g. `0 */6 * * *`, or `@hourly`/`@daily`/...; k3s' default is `0 */12 * * *`."))
+        .attribute(Attribute::optional("retention", Type::Number).validate(int_range(1, 10_000)).describe("`etcd-snapshot-retention`: how many scheduled snapshots to keep (k3s' default 5)."))
+        .attribute(Attribute::optional("dir", Type::String).describe("`etcd-snapshot-dir`: local directory of the snapshots on each server (default `<data-dir>/server/db/snapshots`). Local snapshots go with the machine: for a rebuild, use `s3`."))
+        .attribute(Attribute::optional("restore", Type::String).describe("Restore this snapshot when the cluster is created, before the reconciler starts: its name in the `s3` target (as `k3s etcd-snapshot list` shows it), or the absolute path of a snapshot file on the first server. k3s' cluster reset runs on the first server between the install and the first start; a server that already has a datastore is never reset. Needs the PKI and token of the cluster the snapshot was taken of (a `kvm_cluster_pki` kept through the rebuild, as `kvm-gitops drill` keeps it): refused at plan time when the PKI is being created in the same plan."))
+        .block(NestedBlock::new("s3", Nesting::Single, s3_block()))
+}
+
+fn s3_block() -> Block {
+    Block::new("An S3-compatible target (`etcd-s3`): every snapshot is uploaded there too, so it outlives the machines.")
+        .attribute(Attribute::required("bucket", Type::String).validate(bucket()).describe("`etcd-s3-bucket`: 3 to 63 lowercase letters, digits, `.` and `-`."))
+        .attribute(Attribute::optional("endpoint", Type::String).validate(endpoint()).describe("`etcd-s3-endpoint`: `HOST[:PORT]` without scheme (k3s uses https, or http with `insecure`); k3s' default `s3.amazonaws.com`."))
+        .attribute(Attribute::optional("folder", Type::String).describe("`etcd-s3-folder`: a prefix inside the bucket, e.g. `clusters/prod`."))
+        .attribute(Attribute::optional("region", Type::String).describe("`etcd-s3-region` (k3s' default `us-east-1`)."))
+        .attribute(Attribute::optional("access_key", Type::String).describe("`etcd-s3-access-key`, with a secret key. Placed with the secret key in a 0600 drop-in (`/etc/rancher/k3s/config.yaml.d/`), not in config.yaml."))
+        .attribute(Attribute::optional("secret_key_wo", Type::String).write_only().sensitive().describe("`etcd-s3-secret-key`, write-only (Terraform 1.11 and later): written to a 0600 file on the servers, never to a command line, a log, the state or a plan. Set `secret_key_wo_version` with it."))
+        .attribute(Attribute::optional("secret_key_wo_version", Type::Number).describe("Version of `secret_key_wo`, kept in the state: a change re-delivers the key (an update re-running the bootstrap). A change of the key alone plans nothing."))
+        .attribute(Attribute::optional("secret_key", Type::String).sensitive().prefer_write_only("secret_key_wo").describe("`etcd-s3-secret-key`, stored in the state (sensitive); with Terraform 1.11 and later prefer `secret_key_wo`."))
+        .attribute(Attribute::optional("endpoint_ca", Type::String).describe("PEM certificate(s) of a custom CA for the endpoint, placed at `/etc/rancher/k3s/etcd-s3-ca.pem` (`etcd-s3-endpoint-ca`)."))
+        .attribute(Attribute::optional("skip_ssl_verify", Type::Bool).describe("`etcd-s3-skip-ssl-verify`: do not check the endpoint's certificate (labs only; prefer `endpoint_ca`)."))
+        .attribute(Attribute::optional("insecure", Type::Bool).describe("`etcd-s3-insecure`: plain http (labs only)."))
+}
+
+/// k3s' snapshot schedule, checked at plan by the rule the bootstrap renders with.
+fn cron() -> impl Validator {
+    |v: &Value| match v.as_str() {
+        Some(s) => kvm_validate::cron_schedule(s).map_err(|e| e.to_string()),
+        None => Ok(()),
+    }
+}
+
+fn bucket() -> impl Validator {
+    |v: &Value| match v.as_str() {
+        Some(s) => kvm_validate::s3_bucket_name(s).map_err(|e| e.to_string()),
+        None => Ok(()),
+    }
+}
+
+fn endpoint() -> impl Validator {
+    |v: &Value| match v.as_str() {
+        Some(s) => kvm_validate::s3_endpoint(s).map_err(|e| e.to_string()),
+        None => Ok(()),
+    }
 }
 
 fn timeouts_block() -> Block {

@@ -10,7 +10,9 @@ use kvm_bootstrap::engine::{
     ClusterSecrets, ClusterSpec, K3sSettings, ManifestSource, NodeSpec, Reconciler, ReconcilerSettings, RepositorySpec,
     SealedSecretsSettings, SpecError, Timeouts,
 };
-use kvm_bootstrap::k3s::config::{InstallMode, Token, VersionPin, DEFAULT_INSTALL_SCRIPT_URL};
+use kvm_bootstrap::k3s::config::{
+    ConfigError, EtcdS3, EtcdSnapshots, InstallMode, Token, VersionPin, DEFAULT_INSTALL_SCRIPT_URL,
+};
 use kvm_bootstrap::k3s::pki::{ClusterPki, PkiBundle};
 use kvm_bootstrap::manifests::GitCredentials;
 use kvm_bootstrap::sealing::SealingKey;
@@ -75,7 +77,8 @@ pub fn from_value(value: &Value, op: Operation) -> Result<Option<Cluster>, Diagn
         .collect::<Result<Vec<_>, _>>()?;
     let servers = nodes(a.get("server"), "server")?;
     let agents = nodes(a.get("agent"), "agent")?;
-    let k3s = k3s(a.get("k3s"))?;
+    let mut k3s = k3s(a.get("k3s"))?;
+    (k3s.etcd_snapshots, k3s.restore_snapshot) = snapshots(a.get("snapshots"))?;
     let sealed_secrets = match manifest(a.get("sealed_secrets"), "sealed_secrets")? {
         Some(manifest) => SealedSecretsSettings { manifest },
         None => SealedSecretsSettings::default(),
@@ -123,6 +126,138 @@ fn check_known_parts(value: &Value) -> Result<(), Diagnostic> {
     if let Some(v) = known("repository") {
         repository(v)?;
     }
+    if let Some(v) = known("snapshots") {
+        snapshots(v)?;
+    }
+    Ok(())
+}
+
+/// The `snapshots` block: k3s' snapshot settings and the snapshot to restore. The S3 secret key
+/// comes from `secret_key` or its write-only twin; where neither is there (a plan, a state, a
+/// refresh: the write-only one is only in the configuration) the credentials are left out,
+/// which status and uninstall do not need. That a configuration gives both halves is checked in
+/// [`check_config`].
+fn snapshots(v: &Value) -> Result<(Option<EtcdSnapshots>, Option<String>), Diagnostic> {
+    if v.is_null() {
+        return Ok((None, None));
+    }
+    let s = |name: &str| v.get_attr(name).and_then(Value::as_str).map(str::to_string);
+    let restore = s("restore");
+    let s3 = match v.get_attr("s3") {
+        Some(b) if !b.is_null() => {
+            let t = |name: &str| b.get_attr(name).and_then(Value::as_str).map(str::to_string);
+            let flag = |name: &str| b.get_attr(name).and_then(Value::as_bool).unwrap_or(false);
+            let secret_key = either(b, &snapshots_s3_path(), "secret_key")?;
+            Some(EtcdS3 {
+                endpoint: t("endpoint"),
+                bucket: t("bucket").unwrap_or_default(),
+                folder: t("folder"),
+                region: t("region"),
+                access_key: t("access_key").filter(|_| secret_key.is_some()),
+                secret_key,
+                endpoint_ca_pem: t("endpoint_ca"),
+                skip_ssl_verify: flag("skip_ssl_verify"),
+                insecure: flag("insecure"),
+            })
+        }
+        _ => None,
+    };
+    let retention = v.get_attr("retention").and_then(Value::as_number).and_then(|n| n.to_i64());
+    let snapshots = EtcdSnapshots {
+        schedule_cron: s("schedule"),
+        retention: retention.map(|n| n.clamp(0, u32::MAX as i64) as u32),
+        dir: s("dir"),
+        s3,
+    };
+    // Each rule has one home: rendering checks the settings; its error is blamed on the attribute.
+    let mut probe = kvm_bootstrap::k3s::config::K3sConfig::server(true);
+    probe.etcd_snapshots = Some(snapshots.clone());
+    if let Err(e) = probe.render() {
+        let path = match &e {
+            ConfigError::InvalidSnapshot { key, .. } | ConfigError::InvalidPath { key, .. } => snapshot_path(key),
+            _ => Path::attr("snapshots"),
+        };
+        return Err(err(path, "Invalid snapshot setting", e.to_string()));
+    }
+    if let Some(name) = &restore {
+        kvm_bootstrap::k3s::config::check_snapshot_name(name).map_err(|e| {
+            err(Path::attr("snapshots").join_attr("restore"), "Invalid snapshot to restore", e.to_string())
+        })?;
+    }
+    Ok((Some(snapshots), restore))
+}
+
+fn snapshots_s3_path() -> Path {
+    Path::attr("snapshots").join_attr("s3")
+}
+
+/// The attribute behind a k3s snapshot setting.
+fn snapshot_path(key: &str) -> Path {
+    let top = |name: &str| Path::attr("snapshots").join_attr(name);
+    let s3 = |name: &str| snapshots_s3_path().join_attr(name);
+    match key {
+        "etcd-snapshot-schedule-cron" => top("schedule"),
+        "etcd-snapshot-retention" => top("retention"),
+        "etcd-snapshot-dir" => top("dir"),
+        "cluster-reset-restore-path" => top("restore"),
+        "etcd-s3-bucket" => s3("bucket"),
+        "etcd-s3-endpoint" => s3("endpoint"),
+        "etcd-s3-endpoint-ca" => s3("endpoint_ca"),
+        "etcd-s3-folder" => s3("folder"),
+        "etcd-s3-region" => s3("region"),
+        "etcd-s3-access-key" => s3("access_key"),
+        "etcd-s3-secret-key" => s3("secret_key_wo"),
+        "etcd-s3-skip-ssl-verify" => s3("skip_ssl_verify"),
+        _ => Path::attr("snapshots"),
+    }
+}
+
+/// Checks only a configuration can answer (it alone holds write-only values): an S3 access key
+/// needs a secret key, in `secret_key` or `secret_key_wo`.
+pub fn check_config(config: &Value) -> Result<(), Diagnostic> {
+    let Some(s3) = config.get_attr("snapshots").and_then(|v| v.get_attr("s3")).filter(|v| !v.is_null()) else {
+        return Ok(());
+    };
+    let given = |name: &str| s3.get_attr(name).is_some_and(|v| !v.is_null());
+    if given("access_key") && !given("secret_key") && !given("secret_key_wo") {
+        return Err(err(
+            snapshots_s3_path().join_attr("secret_key_wo"),
+            "Incomplete S3 credentials",
+            "An access_key needs its secret key: set secret_key_wo (Terraform 1.11 and later) or secret_key.",
+        ));
+    }
+    if !given("access_key") && (given("secret_key") || given("secret_key_wo")) {
+        return Err(err(
+            snapshots_s3_path().join_attr("access_key"),
+            "Incomplete S3 credentials",
+            "A secret key needs its access_key.",
+        ));
+    }
+    Ok(())
+}
+
+/// On create, a restore needs the PKI (and token) of the cluster the snapshot was taken of: a
+/// `pki` still unknown at plan time comes from a `kvm_cluster_pki` created in the same apply,
+/// i.e. new CAs and a new token, which the snapshot cannot be restored into.
+pub fn check_restore_on_create(planned: &Value) -> Result<(), Diagnostic> {
+    let restore = planned.get_attr("snapshots").and_then(|v| v.get_attr("restore"));
+    let Some(name) = restore.filter(|v| !v.is_null()) else { return Ok(()) };
+    let pki_unknown = planned.get_attr("pki").is_none_or(|v| !v.is_wholly_known());
+    let token_unknown = planned.get_attr("token").is_none_or(|v| !v.is_wholly_known());
+    if pki_unknown || token_unknown {
+        let what = name.as_str().map(|n| format!(" {n:?}")).unwrap_or_default();
+        return Err(err(
+            Path::attr("snapshots").join_attr("restore"),
+            "Restore needs the kept PKI",
+            format!(
+                "The snapshot{what} can only be restored into the cluster it was taken of (same CAs, and the same \
+                 token, which decrypts its bootstrap data), but pki and token are not known at plan time: the \
+                 kvm_cluster_pki is created in this apply, with new ones. Keep the kvm_cluster_pki of that cluster \
+                 through the rebuild (kvm-gitops drill keeps it; `terraform import` brings back one whose CAs were \
+                 saved), or remove snapshots.restore to start a new cluster."
+            ),
+        ));
+    }
     Ok(())
 }
 
@@ -145,6 +280,7 @@ fn spec_error(e: SpecError) -> Diagnostic {
         SpecError::NoSealingKey => Path::attr("sealing_keys"),
         SpecError::K3s { .. } => Path::attr("k3s"),
         SpecError::Manifest(_) => Path::attr("repository"),
+        SpecError::Restore(_) => Path::attr("snapshots").join_attr("restore"),
     };
     err(path, "Invalid cluster", e.to_string())
 }
@@ -274,6 +410,9 @@ fn k3s(v: &Value) -> Result<K3sSettings, Diagnostic> {
         data_dir: s("data_dir"),
         secrets_encryption: v.get_attr("secrets_encryption").and_then(Value::as_bool),
         flannel_backend: s("flannel_backend"),
+        // From the `snapshots` block, see [`snapshots`].
+        etcd_snapshots: None,
+        restore_snapshot: None,
     })
 }
 
@@ -315,8 +454,8 @@ fn repository(v: &Value) -> Result<(Option<RepositorySpec>, Option<GitCredential
     };
     // Each secret comes from its stored attribute or its write-only twin (present only in the
     // configuration, and in what create and update get; a plan or state has it null).
-    let ssh_private_key = either(v, "ssh_private_key")?;
-    let password = either(v, "password")?;
+    let ssh_private_key = either(v, &Path::attr("repository"), "ssh_private_key")?;
+    let password = either(v, &Path::attr("repository"), "password")?;
     let git = match (ssh_private_key, password) {
         (Some(_), Some(_)) => {
             return Err(err(
@@ -352,8 +491,8 @@ fn repository(v: &Value) -> Result<(Option<RepositorySpec>, Option<GitCredential
 
 /// The value of `name` or of its write-only twin `<name>_wo` (at most one may be set), and a
 /// `<name>_wo_version` only next to the write-only one.
-fn either(v: &Value, name: &str) -> Result<Option<String>, Diagnostic> {
-    let at = |name: &str| Path::attr("repository").join_attr(name);
+fn either(v: &Value, block: &Path, name: &str) -> Result<Option<String>, Diagnostic> {
+    let at = |name: &str| block.clone().join_attr(name);
     let wo = format!("{name}_wo");
     let version = format!("{name}_wo_version");
     let set = |n: &str| v.get_attr(n).is_some_and(|x| !x.is_null());
