@@ -6,6 +6,7 @@
 //! first server whether the root is in sync; a cluster found unhealthy marks `healthy = false`,
 //! which [`GitopsCluster::modify_plan`] turns into an update, i.e. a re-bootstrap.
 
+mod model;
 mod schema;
 mod spec;
 
@@ -16,14 +17,12 @@ use kvm_bootstrap::engine::{ClusterStatus, Engine, EngineError, Report};
 use kvm_bootstrap::k3s::config::server_url;
 use tf_cty::Value;
 
-use super::{set_attr, Attrs, Context, Failure, Outcome, Resource};
+use super::{Context, Failure, Outcome, Resource};
 use crate::diag::{Diagnostic, Diagnostics};
+use crate::model::{Field, Model};
 use crate::schema::Schema;
-use schema::COMPUTED;
+use model::{ClusterModel, ClusterPlan};
 use spec::{Cluster, Operation};
-
-/// Settings whose change needs no re-bootstrap.
-const LOCAL_ONLY: &[&str] = &["keep_on_destroy", "timeouts"];
 
 /// The `kvm_gitops_cluster` resource type.
 pub struct GitopsCluster {
@@ -43,42 +42,25 @@ impl Default for GitopsCluster {
     }
 }
 
-/// The configuration part of a state: what a change to means a re-bootstrap.
-fn settings(value: &Value) -> Value {
-    match value {
-        Value::Object(attrs) => Value::Object(
-            attrs
-                .iter()
-                .filter(|(k, _)| !COMPUTED.contains(&k.as_str()) && !LOCAL_ONLY.contains(&k.as_str()))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-        ),
-        other => other.clone(),
-    }
+/// What a change to means a re-bootstrap (`None` for a value that is no object).
+fn settings(value: &Value) -> Option<ClusterPlan> {
+    ClusterPlan::from_value(value).ok().map(|p| p.settings())
 }
 
-/// Fills `kubeconfig`, `api_server_url` and `cluster_ca_certificate` from the PKI and the API
-/// address when both are known, else marks them unknown.
-fn fill_access(value: &mut Value) -> Result<(), Diagnostic> {
-    let url = spec::api_address(value).map(|address| server_url(&address));
-    set_attr(value, "api_server_url", url.clone().map_or(Value::Unknown, Value::string));
-    let pki = match value.get_attr("pki").and_then(Value::as_str) {
-        Some(text) => Some(spec::pki(text)?),
-        None => None,
+/// `api_server_url`, `cluster_ca_certificate` and `kubeconfig` from the PKI and the API address,
+/// each unknown until both are known.
+fn access(c: &ClusterPlan) -> Result<[Field<String>; 3], Diagnostic> {
+    let url = spec::api_address(c).map(|address| server_url(&address));
+    let pki = c.pki.known().map(|text| spec::pki(text)).transpose()?;
+    let known = |v: Option<String>| v.map_or(Field::Unknown, Field::Known);
+    let ca = known(pki.as_ref().map(|p| p.server_ca_pem().to_string()));
+    let kubeconfig = match (pki, &url) {
+        (Some(pki), Some(url)) => {
+            Some(pki.kubeconfig(url).map_err(|e| Diagnostic::error("Cannot build the kubeconfig", e.to_string()))?)
+        }
+        _ => None,
     };
-    set_attr(
-        value,
-        "cluster_ca_certificate",
-        pki.as_ref().map_or(Value::Unknown, |p| Value::string(p.server_ca_pem())),
-    );
-    let kubeconfig = match (pki, url) {
-        (Some(pki), Some(url)) => Value::string(
-            pki.kubeconfig(&url).map_err(|e| Diagnostic::error("Cannot build the kubeconfig", e.to_string()))?,
-        ),
-        _ => Value::Unknown,
-    };
-    set_attr(value, "kubeconfig", kubeconfig);
-    Ok(())
+    Ok([known(url), ca, known(kubeconfig)])
 }
 
 fn engine_error(e: EngineError) -> Diagnostic {
@@ -116,24 +98,17 @@ impl GitopsCluster {
     /// planned state with `healthy = false`, so Terraform keeps tracking (tainted) whatever the
     /// install did on the nodes.
     async fn install(&self, ctx: &Context, planned: &Value, op: Operation) -> Outcome<Value> {
-        let mut state = planned.clone();
-        let name = Attrs::of(planned)?.str("name")?.to_string();
-        set_attr(&mut state, "id", Value::string(&name));
-        fill_access(&mut state)?;
-        let partial = |mut s: Value| {
-            set_attr(&mut s, "healthy", Value::Bool(false));
-            set_attr(&mut s, "sync_status", Value::string("bootstrap did not finish"));
-            s
+        let mut state = ClusterModel::from_value(planned)?;
+        let name = state.name.clone();
+        state.id = Field::Known(name.clone());
+        [state.api_server_url, state.cluster_ca_certificate, state.kubeconfig] =
+            access(&ClusterPlan::from_value(planned)?)?;
+        let partial = |mut s: ClusterModel| {
+            s.healthy = Field::Known(false);
+            s.sync_status = Field::Known("bootstrap did not finish".into());
+            s.to_value()
         };
-        let cluster = match spec::from_value(planned, op) {
-            Ok(Some(c)) => c,
-            Ok(None) => {
-                return Err(
-                    Diagnostic::error("Internal error", "the planned cluster has unknown values at apply").into()
-                )
-            }
-            Err(d) => return Err(d.into()),
-        };
+        let cluster = spec::of(&state, op)?;
         tracing::info!(cluster = %name, servers = cluster.spec.servers.len(), agents = cluster.spec.agents.len(), "bootstrapping cluster");
         let result = blocking(ctx, "the bootstrap", move || {
             let Cluster { spec, secrets } = cluster;
@@ -143,13 +118,9 @@ impl GitopsCluster {
         match result {
             Ok(Ok(report)) => {
                 log_report(&report);
-                set_attr(&mut state, "healthy", Value::Bool(true));
-                set_attr(
-                    &mut state,
-                    "sync_status",
-                    Value::string(report.sync.as_deref().unwrap_or("no repository configured")),
-                );
-                Ok(state)
+                state.healthy = Field::Known(true);
+                state.sync_status = Field::Known(report.sync.as_deref().unwrap_or("no repository configured").into());
+                Ok(state.to_value())
             }
             Ok(Err(e)) => Err(Failure { diagnostics: engine_error(e).into(), partial_state: Some(partial(state)) }),
             Err(d) => Err(Failure { diagnostics: d.into(), partial_state: Some(partial(state)) }),
@@ -204,39 +175,50 @@ impl Resource for GitopsCluster {
         if let Err(d) = spec::from_value(planned, Operation::Create) {
             return d.into();
         }
-        if prior.is_null() {
-            if let Err(d) = spec::check_restore_on_create(planned) {
+        let mut plan = match ClusterPlan::from_value(planned) {
+            Ok(plan) => plan,
+            Err(d) => return d.into(),
+        };
+        // No prior object: the cluster is being created.
+        let prior_plan = ClusterPlan::from_value(prior).ok();
+        if prior_plan.is_none() {
+            if let Err(d) = spec::check_restore_on_create(&plan) {
                 return d.into();
             }
         }
-        if let Some(name) = planned.get_attr("name").and_then(Value::as_str).map(str::to_string) {
-            set_attr(planned, "id", Value::string(name));
+        if let Field::Known(name) = &plan.name {
+            plan.id = Field::Known(name.clone());
         }
-        if let Err(d) = fill_access(planned) {
-            return d.into();
+        match access(&plan) {
+            Ok(fields) => [plan.api_server_url, plan.cluster_ca_certificate, plan.kubeconfig] = fields,
+            Err(d) => return d.into(),
         }
         // A new cluster, a changed setting or a cluster found unhealthy: the apply runs the
         // bootstrap, whose outcome is known only then. Otherwise nothing changes.
-        let rebootstrap = prior.is_null()
-            || settings(prior) != settings(planned)
-            || prior.get_attr("healthy").and_then(Value::as_bool) != Some(true);
-        for name in ["healthy", "sync_status"] {
-            let value = if rebootstrap { Value::Unknown } else { prior.get_attr(name).cloned().unwrap_or(Value::Null) };
-            set_attr(planned, name, value);
+        match prior_plan {
+            Some(prior) if prior.settings() == plan.settings() && prior.healthy == Field::Known(true) => {
+                plan.healthy = prior.healthy;
+                plan.sync_status = prior.sync_status;
+            }
+            _ => {
+                plan.healthy = Field::Unknown;
+                plan.sync_status = Field::Unknown;
+            }
         }
+        *planned = plan.to_value();
         Diagnostics::new()
     }
 
     fn replace_when(&self, prior: &Value, planned: &Value) -> Vec<tf_cty::Path> {
         // A running cluster cannot change its CAs or token: a new one means a new cluster. An
         // imported cluster (no PKI in its state yet) adopts the configured one in place.
-        ["pki", "token"]
+        let (Ok(before), Ok(after)) = (ClusterPlan::from_value(prior), ClusterPlan::from_value(planned)) else {
+            return Vec::new();
+        };
+        [("pki", &before.pki, &after.pki), ("token", &before.token, &after.token)]
             .into_iter()
-            .filter(|name| {
-                let before = prior.get_attr(name).unwrap_or(&Value::Null);
-                !before.is_null() && Some(before) != planned.get_attr(name)
-            })
-            .map(tf_cty::Path::attr)
+            .filter(|(_, before, after)| !before.is_null() && before != after)
+            .map(|(name, _, _)| tf_cty::Path::attr(name))
             .collect()
     }
 
@@ -257,37 +239,36 @@ impl Resource for GitopsCluster {
             tracing::warn!("k3s is not active on any node: the cluster is gone and will be bootstrapped again");
             return Ok(None);
         };
-        let mut state = current.clone();
-        set_attr(&mut state, "healthy", Value::Bool(healthy));
+        let mut state = ClusterModel::from_value(current)?;
+        state.healthy = Field::Known(healthy);
         if let Some(sync) = sync {
-            set_attr(&mut state, "sync_status", Value::string(sync));
+            state.sync_status = Field::Known(sync);
         }
-        Ok(Some(state))
+        Ok(Some(state.to_value()))
     }
 
     async fn update(&self, ctx: &Context, prior: &Value, planned: &Value) -> Outcome<Value> {
-        if settings(prior) == settings(planned) && prior.get_attr("healthy").and_then(Value::as_bool) == Some(true) {
+        let before = ClusterModel::from_value(prior)?;
+        if settings(prior) == settings(planned) && before.healthy == Field::Known(true) {
             // Only local settings (timeouts, keep_on_destroy) changed.
-            let mut state = planned.clone();
-            for name in ["healthy", "sync_status"] {
-                set_attr(&mut state, name, prior.get_attr(name).cloned().unwrap_or(Value::Null));
-            }
-            return Ok(state);
+            let mut state = ClusterModel::from_value(planned)?;
+            (state.healthy, state.sync_status) = (before.healthy, before.sync_status);
+            return Ok(state.to_value());
         }
         self.install(ctx, planned, Operation::Update).await
     }
 
     async fn delete(&self, ctx: &Context, prior: &Value) -> Outcome<()> {
-        let a = Attrs::of(prior)?;
-        let name = a.opt_str("name").unwrap_or("?").to_string();
-        if a.opt_bool("keep_on_destroy") == Some(true) {
+        let state = ClusterModel::from_value(prior)?;
+        let name = state.name.clone();
+        if state.keep_on_destroy == Some(true) {
             tracing::warn!(cluster = %name, "keep_on_destroy: k3s stays installed on the nodes");
             return Ok(());
         }
-        let cluster = match spec::from_value(prior, Operation::Delete) {
-            Ok(Some(c)) => c,
+        let cluster = match spec::of(&state, Operation::Delete) {
+            Ok(c) => c,
             // An import that was never applied knows no nodes: nothing to uninstall.
-            _ => return Ok(()),
+            Err(_) => return Ok(()),
         };
         tracing::info!(cluster = %name, "uninstalling k3s from every node");
         let report = blocking(ctx, "the uninstall", move || {
@@ -314,11 +295,13 @@ impl Resource for GitopsCluster {
         }
         // Only the name: the next apply adopts the cluster with the configuration's nodes, PKI
         // (import the existing CAs with kvm_cluster_pki) and keys, changing only what differs.
-        let mut state = super::empty_object(&self.schema.block);
-        set_attr(&mut state, "id", Value::string(id));
-        set_attr(&mut state, "name", Value::string(id));
-        set_attr(&mut state, "keep_on_destroy", Value::Bool(false));
-        set_attr(&mut state, "healthy", Value::Bool(false));
-        Ok(state)
+        let state = ClusterModel {
+            id: Field::Known(id.to_string()),
+            name: id.to_string(),
+            keep_on_destroy: Some(false),
+            healthy: Field::Known(false),
+            ..Default::default()
+        };
+        Ok(state.to_value())
     }
 }

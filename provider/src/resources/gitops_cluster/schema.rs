@@ -5,17 +5,10 @@ use tf_cty::{Type, Value};
 use crate::schema::{int_range, non_empty, one_of, Attribute, Block, NestedBlock, Nesting, Schema, Validator};
 use crate::units;
 
-/// Attributes the provider computes; everything else is the user's configuration.
-pub const COMPUTED: &[&str] =
-    &["id", "kubeconfig", "api_server_url", "cluster_ca_certificate", "sync_status", "healthy"];
+use super::model::*;
 
 /// Reconciler kinds.
 pub const RECONCILERS: &[&str] = &["argocd", "flux"];
-/// Default wait for each stage of create and update (guests under TCG are slow; Argo CD pulls
-/// images).
-pub const DEFAULT_CREATE_TIMEOUT: &str = "30m";
-/// Default for delete (the uninstall script on every node).
-pub const DEFAULT_DELETE_TIMEOUT: &str = "10m";
 
 pub fn schema() -> Schema {
     let block = Block::new(
@@ -72,8 +65,8 @@ pub fn schema() -> Schema {
 fn node_block(description: &str) -> Block {
     Block::new(description)
         .attribute(Attribute::required("host", Type::String).validate(non_empty()).describe("SSH address (name or IP), e.g. `kvm_instance.NAME.ip_address`."))
-        .attribute(Attribute::optional("port", Type::Number).default_value(crate::resources::int(22)).validate(int_range(1, 65535)).describe("SSH port (default 22)."))
-        .attribute(Attribute::optional("user", Type::String).default_value(Value::string("root")).validate(non_empty()).describe("SSH user; anyone but `root` runs commands through `sudo -n`."))
+        .attribute(Attribute::optional("port", Type::Number).default_value(Value::from(DEFAULT_SSH_PORT)).validate(int_range(1, 65535)).describe("SSH port (default 22)."))
+        .attribute(Attribute::optional("user", Type::String).default_value(Value::string(DEFAULT_SSH_USER)).validate(non_empty()).describe("SSH user; anyone but `root` runs commands through `sudo -n`."))
         .attribute(Attribute::required("private_key", Type::String).sensitive().validate(non_empty()).describe("The SSH private key (OpenSSH or PEM text). Stored in the state (sensitive) but never written to a file on the Terraform host."))
         .attribute(Attribute::optional("host_key", Type::String).describe("The host's pinned public key: `kvm_instance.NAME.known_hosts` or `ssh_host_public_key`, or any `known_hosts` line."))
         .attribute(Attribute::optional("insecure_ignore_host_key", Type::Bool).default_value(Value::Bool(false)).describe("Accept any host key (trust on first use). Only for throw-away labs: anyone on the path can impersonate the host."))
@@ -124,7 +117,7 @@ fn reconciler_block() -> Block {
     manifest_attrs(Block::new("The reconciler that pulls from Git; default Argo CD at the pinned release URL."))
         .attribute(
             Attribute::optional("kind", Type::String)
-                .default_value(Value::string("argocd"))
+                .default_value(Value::string(DEFAULT_RECONCILER))
                 .validate(one_of(RECONCILERS))
                 .describe("`argocd` (default) or `flux`."),
         )
@@ -133,9 +126,9 @@ fn reconciler_block() -> Block {
 fn repository_block() -> Block {
     Block::new("The Git repository the cluster pulls its desired state from: the root Application (Argo CD: automated prune and self-heal) or GitRepository + Kustomization (Flux).")
         .attribute(Attribute::required("url", Type::String).validate(non_empty()).describe("Clone URL: `https://…`, `ssh://…`, or scp-like `git@host:path` (Argo CD only)."))
-        .attribute(Attribute::optional("revision", Type::String).default_value(Value::string("main")).describe("Branch, tag or full commit (default `main`)."))
-        .attribute(Attribute::optional("path", Type::String).default_value(Value::string(".")).describe("Directory of the root manifests in the repository (default `.`)."))
-        .attribute(Attribute::optional("name", Type::String).default_value(Value::string("root")).describe("Name of the root Application / GitRepository + Kustomization (default `root`)."))
+        .attribute(Attribute::optional("revision", Type::String).default_value(Value::string(DEFAULT_REVISION)).describe("Branch, tag or full commit (default `main`)."))
+        .attribute(Attribute::optional("path", Type::String).default_value(Value::string(DEFAULT_REPOSITORY_PATH)).describe("Directory of the root manifests in the repository (default `.`)."))
+        .attribute(Attribute::optional("name", Type::String).default_value(Value::string(DEFAULT_ROOT_NAME)).describe("Name of the root Application / GitRepository + Kustomization (default `root`)."))
         .attribute(Attribute::optional("ssh_private_key_wo", Type::String).write_only().sensitive().describe("SSH deploy key (unencrypted OpenSSH or PEM), write-only (Terraform 1.11 and later): delivered to the cluster, never stored in the state or a plan. Needs `ssh_public_key` and `known_hosts`; set `ssh_private_key_wo_version` with it."))
         .attribute(Attribute::optional("ssh_private_key_wo_version", Type::Number).describe("Version of `ssh_private_key_wo`, kept in the state: a change re-delivers the key (an update re-running the bootstrap). A change of the key alone plans nothing."))
         .attribute(Attribute::optional("ssh_private_key", Type::String).sensitive().prefer_write_only("ssh_private_key_wo").describe("SSH deploy key (unencrypted OpenSSH or PEM), stored in the state (sensitive); with Terraform 1.11 and later prefer `ssh_private_key_wo`. Needs `ssh_public_key` and `known_hosts`."))

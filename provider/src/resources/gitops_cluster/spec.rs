@@ -1,4 +1,4 @@
-//! From Terraform values to the bootstrap engine's [`ClusterSpec`] and [`ClusterSecrets`].
+//! From the cluster's model to the bootstrap engine's [`ClusterSpec`] and [`ClusterSecrets`].
 //!
 //! Errors name the attribute path. Values Terraform has not resolved yet (unknown at plan time)
 //! make [`from_value`] return `Ok(None)`: the engine's checks run again at apply.
@@ -19,9 +19,9 @@ use kvm_bootstrap::sealing::SealingKey;
 use kvm_bootstrap::ssh::{Auth, HostKeyPin, HostKeyPolicy, Target};
 use tf_cty::{Path, Value};
 
-use super::schema::{COMPUTED, DEFAULT_CREATE_TIMEOUT, DEFAULT_DELETE_TIMEOUT};
+use super::model::*;
 use crate::diag::Diagnostic;
-use crate::resources::{items, Attrs};
+use crate::model::{resolved, Field, Model};
 use crate::units::parse_duration;
 
 /// Which operation the timeouts are for.
@@ -46,19 +46,20 @@ fn err(path: Path, summary: &str, detail: impl Into<String>) -> Diagnostic {
 /// the parts that are known, so a plan whose PKI or keys are yet to be created still catches
 /// bad node, k3s, manifest and repository settings).
 pub fn from_value(value: &Value, op: Operation) -> Result<Option<Cluster>, Diagnostic> {
-    let configured = match value {
-        Value::Object(attrs) => {
-            attrs.iter().filter(|(k, _)| !COMPUTED.contains(&k.as_str())).all(|(_, v)| v.is_wholly_known())
+    // Everything configurable known is what the apply-time model needs.
+    match ClusterModel::from_value(value) {
+        Ok(cluster) => of(&cluster, op).map(Some),
+        Err(_) => {
+            check_known_parts(&ClusterPlan::from_value(value)?)?;
+            Ok(None)
         }
-        _ => false,
-    };
-    if !configured {
-        check_known_parts(value)?;
-        return Ok(None);
     }
-    let a = Attrs::of(value)?;
-    let name = a.str("name")?.to_string();
-    let pki = pki(a.str("pki")?)?;
+}
+
+/// The engine's spec and secrets of a wholly known cluster.
+pub fn of(c: &ClusterModel, op: Operation) -> Result<Cluster, Diagnostic> {
+    let name = c.name.clone();
+    let pki = pki(required(&c.pki, "pki")?)?;
     if pki.cluster_name() != name {
         return Err(err(
             Path::attr("pki"),
@@ -69,65 +70,66 @@ pub fn from_value(value: &Value, op: Operation) -> Result<Option<Cluster>, Diagn
             ),
         ));
     }
-    let token = Token::new(a.str("token")?).map_err(|e| err(Path::attr("token"), "Invalid token", e.to_string()))?;
-    let sealing_keys = items(a.get("sealing_keys"))
-        .iter()
-        .enumerate()
-        .map(|(i, k)| sealing_key(k, i))
-        .collect::<Result<Vec<_>, _>>()?;
-    let servers = nodes(a.get("server"), "server")?;
-    let agents = nodes(a.get("agent"), "agent")?;
-    let mut k3s = k3s(a.get("k3s"))?;
-    (k3s.etcd_snapshots, k3s.restore_snapshot) = snapshots(a.get("snapshots"))?;
-    let sealed_secrets = match manifest(a.get("sealed_secrets"), "sealed_secrets")? {
-        Some(manifest) => SealedSecretsSettings { manifest },
-        None => SealedSecretsSettings::default(),
+    let token = Token::new(required(&c.token, "token")?)
+        .map_err(|e| err(Path::attr("token"), "Invalid token", e.to_string()))?;
+    let sealing_keys =
+        c.sealing_keys.iter().flatten().enumerate().map(|(i, k)| sealing_key(k, i)).collect::<Result<Vec<_>, _>>()?;
+    let servers = nodes(&c.server, "server")?;
+    let agents = nodes(&c.agent, "agent")?;
+    let mut k3s = k3s(c.k3s.as_ref())?;
+    (k3s.etcd_snapshots, k3s.restore_snapshot) = snapshots(c.snapshots.as_ref())?;
+    let sealed_secrets = match c.sealed_secrets.as_ref().map(|m| manifest(&m.source(), "sealed_secrets")).transpose()? {
+        Some(Some(manifest)) => SealedSecretsSettings { manifest },
+        _ => SealedSecretsSettings::default(),
     };
-    let reconciler_block = a.get("reconciler");
-    let kind = match reconciler_block.get_attr("kind").and_then(Value::as_str) {
+    let kind = match c.reconciler.as_ref().and_then(|r| r.kind.as_deref()) {
         Some("flux") => Reconciler::Flux,
         _ => Reconciler::ArgoCd,
     };
-    let reconciler = ReconcilerSettings {
-        kind,
-        manifest: manifest(reconciler_block, "reconciler")?.unwrap_or_else(|| kind.default_manifest()),
-    };
-    let (repository, git) = repository(a.get("repository"))?;
-    let timeouts = timeouts(a.get("timeouts"), op)?;
+    let manifest_of_reconciler =
+        c.reconciler.as_ref().map(|r| manifest(&r.source(), "reconciler")).transpose()?.flatten();
+    let reconciler =
+        ReconcilerSettings { kind, manifest: manifest_of_reconciler.unwrap_or_else(|| kind.default_manifest()) };
+    let (repository, git) = repository(c.repository.as_ref())?;
+    let timeouts = timeouts(c.timeouts.as_ref(), op)?;
     let spec = ClusterSpec { name, servers, agents, k3s, sealed_secrets, reconciler, repository, timeouts };
     let secrets = ClusterSecrets { token, pki, sealing_keys, git };
     spec.validate(&secrets).map_err(spec_error)?;
-    Ok(Some(Cluster { spec, secrets }))
+    Ok(Cluster { spec, secrets })
 }
 
-fn check_known_parts(value: &Value) -> Result<(), Diagnostic> {
-    let a = Attrs::of(value)?;
-    for block in ["server", "agent"] {
-        for (i, n) in items(a.get(block)).iter().enumerate() {
-            if n.is_wholly_known() {
-                node(n, Path::attr(block).join_index(i as i64))?;
+/// A required attribute's value (null only in an imported state, which is never bootstrapped).
+fn required<'a>(value: &'a Option<String>, name: &str) -> Result<&'a str, Diagnostic> {
+    value.as_deref().ok_or_else(|| err(Path::attr(name), "Value missing", format!("\"{name}\" must be set.")))
+}
+
+fn check_known_parts(c: &ClusterPlan) -> Result<(), Diagnostic> {
+    for (block, list) in [("server", &c.server), ("agent", &c.agent)] {
+        for (i, n) in list.known().into_iter().flatten().enumerate() {
+            if let Some(n) = resolved::<NodeModel>(n) {
+                node(&n, Path::attr(block).join_index(i as i64))?;
             }
         }
     }
-    if let Value::List(servers) = a.get("server") {
+    if let Field::Known(servers) = &c.server {
         if servers.len().is_multiple_of(2) {
             return Err(spec_error(SpecError::EvenServers(servers.len())));
         }
     }
-    let known = |name: &str| Some(a.get(name)).filter(|v| v.is_wholly_known());
-    if let Some(v) = known("k3s") {
-        k3s(v)?;
+    if let Some(k) = resolved::<Option<K3sModel>>(&c.k3s) {
+        k3s(k.as_ref())?;
     }
-    for name in ["sealed_secrets", "reconciler"] {
-        if let Some(v) = known(name) {
-            manifest(v, name)?;
-        }
+    if let Some(Some(m)) = resolved::<Option<ManifestModel>>(&c.sealed_secrets) {
+        manifest(&m.source(), "sealed_secrets")?;
     }
-    if let Some(v) = known("repository") {
-        repository(v)?;
+    if let Some(Some(r)) = resolved::<Option<ReconcilerModel>>(&c.reconciler) {
+        manifest(&r.source(), "reconciler")?;
     }
-    if let Some(v) = known("snapshots") {
-        snapshots(v)?;
+    if let Some(r) = resolved::<Option<RepositoryModel>>(&c.repository) {
+        repository(r.as_ref())?;
+    }
+    if let Some(s) = resolved::<Option<SnapshotsModel>>(&c.snapshots) {
+        snapshots(s.as_ref())?;
     }
     Ok(())
 }
@@ -137,36 +139,34 @@ fn check_known_parts(value: &Value) -> Result<(), Diagnostic> {
 /// refresh: the write-only one is only in the configuration) the credentials are left out,
 /// which status and uninstall do not need. That a configuration gives both halves is checked in
 /// [`check_config`].
-fn snapshots(v: &Value) -> Result<(Option<EtcdSnapshots>, Option<String>), Diagnostic> {
-    if v.is_null() {
-        return Ok((None, None));
-    }
-    let s = |name: &str| v.get_attr(name).and_then(Value::as_str).map(str::to_string);
-    let restore = s("restore");
-    let s3 = match v.get_attr("s3") {
-        Some(b) if !b.is_null() => {
-            let t = |name: &str| b.get_attr(name).and_then(Value::as_str).map(str::to_string);
-            let flag = |name: &str| b.get_attr(name).and_then(Value::as_bool).unwrap_or(false);
-            let secret_key = either(b, &snapshots_s3_path(), "secret_key")?;
+fn snapshots(v: Option<&SnapshotsModel>) -> Result<(Option<EtcdSnapshots>, Option<String>), Diagnostic> {
+    let Some(v) = v else { return Ok((None, None)) };
+    let restore = v.restore.clone();
+    let s3 = match &v.s3 {
+        Some(b) => {
+            let secret_key = either(
+                Secret { stored: &b.secret_key, write_only: &b.secret_key_wo, version: b.secret_key_wo_version },
+                &snapshots_s3_path(),
+                "secret_key",
+            )?;
             Some(EtcdS3 {
-                endpoint: t("endpoint"),
-                bucket: t("bucket").unwrap_or_default(),
-                folder: t("folder"),
-                region: t("region"),
-                access_key: t("access_key").filter(|_| secret_key.is_some()),
+                endpoint: b.endpoint.clone(),
+                bucket: b.bucket.clone(),
+                folder: b.folder.clone(),
+                region: b.region.clone(),
+                access_key: b.access_key.clone().filter(|_| secret_key.is_some()),
                 secret_key,
-                endpoint_ca_pem: t("endpoint_ca"),
-                skip_ssl_verify: flag("skip_ssl_verify"),
-                insecure: flag("insecure"),
+                endpoint_ca_pem: b.endpoint_ca.clone(),
+                skip_ssl_verify: b.skip_ssl_verify.unwrap_or(false),
+                insecure: b.insecure.unwrap_or(false),
             })
         }
-        _ => None,
+        None => None,
     };
-    let retention = v.get_attr("retention").and_then(Value::as_number).and_then(|n| n.to_i64());
     let snapshots = EtcdSnapshots {
-        schedule_cron: s("schedule"),
-        retention: retention.map(|n| n.clamp(0, u32::MAX as i64) as u32),
-        dir: s("dir"),
+        schedule_cron: v.schedule.clone(),
+        retention: v.retention.map(|n| n.clamp(0, u32::MAX as i64) as u32),
+        dir: v.dir.clone(),
         s3,
     };
     // Each rule has one home: rendering checks the settings; its error is blamed on the attribute.
@@ -215,18 +215,19 @@ fn snapshot_path(key: &str) -> Path {
 /// Checks only a configuration can answer (it alone holds write-only values): an S3 access key
 /// needs a secret key, in `secret_key` or `secret_key_wo`.
 pub fn check_config(config: &Value) -> Result<(), Diagnostic> {
-    let Some(s3) = config.get_attr("snapshots").and_then(|v| v.get_attr("s3")).filter(|v| !v.is_null()) else {
+    let Ok(config) = ClusterPlan::from_value(config) else { return Ok(()) };
+    let Some(s3) = config.snapshots.known().and_then(|s| s.s3.known()) else {
         return Ok(());
     };
-    let given = |name: &str| s3.get_attr(name).is_some_and(|v| !v.is_null());
-    if given("access_key") && !given("secret_key") && !given("secret_key_wo") {
+    let secret_given = !s3.secret_key.is_null() || !s3.secret_key_wo.is_null();
+    if !s3.access_key.is_null() && !secret_given {
         return Err(err(
             snapshots_s3_path().join_attr("secret_key_wo"),
             "Incomplete S3 credentials",
             "An access_key needs its secret key: set secret_key_wo (Terraform 1.11 and later) or secret_key.",
         ));
     }
-    if !given("access_key") && (given("secret_key") || given("secret_key_wo")) {
+    if s3.access_key.is_null() && secret_given {
         return Err(err(
             snapshots_s3_path().join_attr("access_key"),
             "Incomplete S3 credentials",
@@ -239,13 +240,12 @@ pub fn check_config(config: &Value) -> Result<(), Diagnostic> {
 /// On create, a restore needs the PKI (and token) of the cluster the snapshot was taken of: a
 /// `pki` still unknown at plan time comes from a `kvm_cluster_pki` created in the same apply,
 /// i.e. new CAs and a new token, which the snapshot cannot be restored into.
-pub fn check_restore_on_create(planned: &Value) -> Result<(), Diagnostic> {
-    let restore = planned.get_attr("snapshots").and_then(|v| v.get_attr("restore"));
-    let Some(name) = restore.filter(|v| !v.is_null()) else { return Ok(()) };
-    let pki_unknown = planned.get_attr("pki").is_none_or(|v| !v.is_wholly_known());
-    let token_unknown = planned.get_attr("token").is_none_or(|v| !v.is_wholly_known());
-    if pki_unknown || token_unknown {
-        let what = name.as_str().map(|n| format!(" {n:?}")).unwrap_or_default();
+pub fn check_restore_on_create(planned: &ClusterPlan) -> Result<(), Diagnostic> {
+    let Some(restore) = planned.snapshots.known().map(|s| &s.restore).filter(|r| !r.is_null()) else {
+        return Ok(());
+    };
+    if planned.pki.known().is_none() || planned.token.known().is_none() {
+        let what = restore.known().map(|n| format!(" {n:?}")).unwrap_or_default();
         return Err(err(
             Path::attr("snapshots").join_attr("restore"),
             "Restore needs the kept PKI",
@@ -285,10 +285,9 @@ fn spec_error(e: SpecError) -> Diagnostic {
     err(path, "Invalid cluster", e.to_string())
 }
 
-fn sealing_key(v: &Value, index: usize) -> Result<SealingKey, Diagnostic> {
+fn sealing_key(k: &SealingKeyModel, index: usize) -> Result<SealingKey, Diagnostic> {
     let path = Path::attr("sealing_keys").join_index(index as i64);
-    let get = |name: &str| v.get_attr(name).and_then(Value::as_str).unwrap_or_default();
-    SealingKey::from_pem(get("private_key_pem"), get("certificate_pem")).map_err(|e| {
+    SealingKey::from_pem(&k.private_key_pem, &k.certificate_pem).map_err(|e| {
         err(
             path,
             "Invalid sealing key",
@@ -297,15 +296,14 @@ fn sealing_key(v: &Value, index: usize) -> Result<SealingKey, Diagnostic> {
     })
 }
 
-fn nodes(v: &Value, block: &str) -> Result<Vec<NodeSpec>, Diagnostic> {
-    items(v).iter().enumerate().map(|(i, n)| node(n, Path::attr(block).join_index(i as i64))).collect()
+fn nodes(list: &[NodeModel], block: &str) -> Result<Vec<NodeSpec>, Diagnostic> {
+    list.iter().enumerate().map(|(i, n)| node(n, Path::attr(block).join_index(i as i64))).collect()
 }
 
-fn node(v: &Value, path: Path) -> Result<NodeSpec, Diagnostic> {
-    let a = Attrs::of(v)?;
+fn node(n: &NodeModel, path: Path) -> Result<NodeSpec, Diagnostic> {
     let at = |name: &str| path.clone().join_attr(name);
-    let insecure = a.opt_bool("insecure_ignore_host_key").unwrap_or(false);
-    let host_key = match (a.opt_str("host_key"), insecure) {
+    let insecure = n.insecure_ignore_host_key.unwrap_or(false);
+    let host_key = match (n.host_key.as_deref(), insecure) {
         (Some(_), true) => {
             return Err(err(
                 at("insecure_ignore_host_key"),
@@ -326,34 +324,31 @@ fn node(v: &Value, path: Path) -> Result<NodeSpec, Diagnostic> {
             ))
         }
     };
-    let labels = a.string_map("labels")?.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
-    let taints = items(a.get("taints")).iter().filter_map(Value::as_str).map(str::to_string).collect();
+    let labels = n.labels.iter().flatten().map(|(k, v)| format!("{k}={v}")).collect();
     Ok(NodeSpec {
         ssh: Target {
-            host: a.str("host")?.to_string(),
-            port: a.opt_i64("port").unwrap_or(22).clamp(1, 65535) as u16,
-            user: a.opt_str("user").unwrap_or("root").to_string(),
-            auth: Auth::KeyPem { pem: a.str("private_key")?.to_string(), passphrase: None },
+            host: n.host.clone(),
+            port: n.port.unwrap_or(DEFAULT_SSH_PORT).clamp(1, 65535) as u16,
+            user: n.user.clone().unwrap_or_else(|| DEFAULT_SSH_USER.to_string()),
+            auth: Auth::KeyPem { pem: n.private_key.clone(), passphrase: None },
             host_key,
         },
-        node_name: a.opt_str("node_name").map(str::to_string),
-        node_ip: a.opt_str("node_ip").map(str::to_string),
+        node_name: n.node_name.clone(),
+        node_ip: n.node_ip.clone(),
         labels,
-        taints,
+        taints: n.taints.clone().unwrap_or_default(),
     })
 }
 
-fn strings(v: &Value, name: &str) -> Vec<String> {
-    items(v.get_attr(name).unwrap_or(&Value::Null)).iter().filter_map(Value::as_str).map(str::to_string).collect()
-}
-
-fn k3s(v: &Value) -> Result<K3sSettings, Diagnostic> {
-    let s = |name: &str| v.get_attr(name).and_then(Value::as_str).map(str::to_string);
+fn k3s(v: Option<&K3sModel>) -> Result<K3sSettings, Diagnostic> {
+    let empty = K3sModel::default();
+    let v = v.unwrap_or(&empty);
+    let s = |field: &Option<String>| field.clone();
     let at = |name: &str| Path::attr("k3s").join_attr(name);
-    let airgap = [s("airgap_binary"), s("airgap_images"), s("airgap_install_script")];
+    let airgap = [s(&v.airgap_binary), s(&v.airgap_images), s(&v.airgap_install_script)];
     let install = match airgap {
         [None, None, None] => {
-            let pin = match (s("version"), s("channel")) {
+            let pin = match (s(&v.version), s(&v.channel)) {
                 (Some(_), Some(_)) => {
                     return Err(err(
                         at("channel"),
@@ -362,12 +357,12 @@ fn k3s(v: &Value) -> Result<K3sSettings, Diagnostic> {
                     ))
                 }
                 (Some(v), None) => VersionPin::Version(v),
-                (None, c) => VersionPin::Channel(c.unwrap_or_else(|| "stable".into())),
+                (None, c) => VersionPin::Channel(c.unwrap_or_else(|| DEFAULT_CHANNEL.into())),
             };
             InstallMode::Online {
                 pin,
                 script_url: DEFAULT_INSTALL_SCRIPT_URL.to_string(),
-                script_sha256: s("install_script_sha256"),
+                script_sha256: s(&v.install_script_sha256),
             }
         }
         [Some(binary), Some(images), Some(script)] => {
@@ -382,7 +377,7 @@ fn k3s(v: &Value) -> Result<K3sSettings, Diagnostic> {
                     ));
                 }
             }
-            let extra_images = strings(v, "airgap_extra_images");
+            let extra_images = v.airgap_extra_images.clone().unwrap_or_default();
             for (i, path) in extra_images.iter().enumerate() {
                 if !std::path::Path::new(path).is_file() {
                     return Err(err(
@@ -404,28 +399,46 @@ fn k3s(v: &Value) -> Result<K3sSettings, Diagnostic> {
     };
     Ok(K3sSettings {
         install,
-        api_address: s("api_address"),
-        tls_san: strings(v, "tls_san"),
-        disable: strings(v, "disable"),
-        data_dir: s("data_dir"),
-        secrets_encryption: v.get_attr("secrets_encryption").and_then(Value::as_bool),
-        flannel_backend: s("flannel_backend"),
+        api_address: s(&v.api_address),
+        tls_san: v.tls_san.clone().unwrap_or_default(),
+        disable: v.disable.clone().unwrap_or_default(),
+        data_dir: s(&v.data_dir),
+        secrets_encryption: v.secrets_encryption,
+        flannel_backend: s(&v.flannel_backend),
         // From the `snapshots` block, see [`snapshots`].
         etcd_snapshots: None,
         restore_snapshot: None,
     })
 }
 
-fn manifest(v: &Value, block: &str) -> Result<Option<ManifestSource>, Diagnostic> {
-    let s = |name: &str| v.get_attr(name).and_then(Value::as_str).map(str::to_string);
+/// The three settings of where an install manifest comes from (`sealed_secrets`, `reconciler`).
+pub struct ManifestFields<'a> {
+    url: &'a Option<String>,
+    sha256: &'a Option<String>,
+    file: &'a Option<String>,
+}
+
+impl ManifestModel {
+    fn source(&self) -> ManifestFields<'_> {
+        ManifestFields { url: &self.manifest_url, sha256: &self.manifest_sha256, file: &self.manifest_file }
+    }
+}
+
+impl ReconcilerModel {
+    fn source(&self) -> ManifestFields<'_> {
+        ManifestFields { url: &self.manifest_url, sha256: &self.manifest_sha256, file: &self.manifest_file }
+    }
+}
+
+fn manifest(m: &ManifestFields<'_>, block: &str) -> Result<Option<ManifestSource>, Diagnostic> {
     let at = |name: &str| Path::attr(block).join_attr(name);
-    match (s("manifest_url"), s("manifest_file")) {
+    match (m.url.clone(), m.file.clone()) {
         (Some(_), Some(_)) => Err(err(
             at("manifest_file"),
             "Two manifest sources",
             "Give either manifest_url or manifest_file, not both.",
         )),
-        (Some(url), None) => Ok(Some(ManifestSource::Url { url, sha256: s("manifest_sha256") })),
+        (Some(url), None) => Ok(Some(ManifestSource::Url { url, sha256: m.sha256.clone() })),
         (None, Some(file)) => {
             if !std::path::Path::new(&file).is_file() {
                 return Err(err(
@@ -440,22 +453,28 @@ fn manifest(v: &Value, block: &str) -> Result<Option<ManifestSource>, Diagnostic
     }
 }
 
-fn repository(v: &Value) -> Result<(Option<RepositorySpec>, Option<GitCredentials>), Diagnostic> {
-    if v.is_null() {
-        return Ok((None, None));
-    }
-    let s = |name: &str| v.get_attr(name).and_then(Value::as_str).map(str::to_string);
+fn repository(v: Option<&RepositoryModel>) -> Result<(Option<RepositorySpec>, Option<GitCredentials>), Diagnostic> {
+    let Some(v) = v else { return Ok((None, None)) };
     let at = |name: &str| Path::attr("repository").join_attr(name);
     let repo = RepositorySpec {
-        url: s("url").unwrap_or_default(),
-        revision: s("revision").unwrap_or_else(|| "main".into()),
-        path: s("path").unwrap_or_else(|| ".".into()),
-        name: s("name").unwrap_or_else(|| "root".into()),
+        url: v.url.clone(),
+        revision: v.revision.clone().unwrap_or_else(|| DEFAULT_REVISION.into()),
+        path: v.path.clone().unwrap_or_else(|| DEFAULT_REPOSITORY_PATH.into()),
+        name: v.name.clone().unwrap_or_else(|| DEFAULT_ROOT_NAME.into()),
     };
     // Each secret comes from its stored attribute or its write-only twin (present only in the
     // configuration, and in what create and update get; a plan or state has it null).
-    let ssh_private_key = either(v, &Path::attr("repository"), "ssh_private_key")?;
-    let password = either(v, &Path::attr("repository"), "password")?;
+    let block = Path::attr("repository");
+    let ssh_private_key = either(
+        Secret { stored: &v.ssh_private_key, write_only: &v.ssh_private_key_wo, version: v.ssh_private_key_wo_version },
+        &block,
+        "ssh_private_key",
+    )?;
+    let password = either(
+        Secret { stored: &v.password, write_only: &v.password_wo, version: v.password_wo_version },
+        &block,
+        "password",
+    )?;
     let git = match (ssh_private_key, password) {
         (Some(_), Some(_)) => {
             return Err(err(
@@ -465,7 +484,7 @@ fn repository(v: &Value) -> Result<(Option<RepositorySpec>, Option<GitCredential
             ))
         }
         (Some(private_key), None) => {
-            let (Some(public_key), Some(known_hosts)) = (s("ssh_public_key"), s("known_hosts")) else {
+            let (Some(public_key), Some(known_hosts)) = (v.ssh_public_key.clone(), v.known_hosts.clone()) else {
                 return Err(err(
                     at("known_hosts"),
                     "Incomplete SSH credentials",
@@ -475,7 +494,7 @@ fn repository(v: &Value) -> Result<(Option<RepositorySpec>, Option<GitCredential
             Some(GitCredentials::Ssh { private_key, public_key, known_hosts })
         }
         (None, Some(password)) => {
-            let Some(username) = s("username") else {
+            let Some(username) = v.username.clone() else {
                 return Err(err(
                     at("username"),
                     "Incomplete HTTPS credentials",
@@ -489,43 +508,50 @@ fn repository(v: &Value) -> Result<(Option<RepositorySpec>, Option<GitCredential
     Ok((Some(repo), git))
 }
 
+/// A secret that comes from a stored attribute or its write-only twin, with the twin's version.
+struct Secret<'a> {
+    stored: &'a Option<String>,
+    write_only: &'a Option<String>,
+    version: Option<i64>,
+}
+
 /// The value of `name` or of its write-only twin `<name>_wo` (at most one may be set), and a
 /// `<name>_wo_version` only next to the write-only one.
-fn either(v: &Value, block: &Path, name: &str) -> Result<Option<String>, Diagnostic> {
+fn either(s: Secret<'_>, block: &Path, name: &str) -> Result<Option<String>, Diagnostic> {
     let at = |name: &str| block.clone().join_attr(name);
     let wo = format!("{name}_wo");
     let version = format!("{name}_wo_version");
-    let set = |n: &str| v.get_attr(n).is_some_and(|x| !x.is_null());
-    if set(name) && set(&wo) {
+    if s.stored.is_some() && s.write_only.is_some() {
         return Err(err(
             at(&wo),
             "Conflicting credentials",
             format!("Give either {wo} (write-only) or {name}, not both."),
         ));
     }
-    if set(&version) && !set(&wo) && set(name) {
+    if s.version.is_some() && s.write_only.is_none() && s.stored.is_some() {
         return Err(err(
             at(&version),
             "Version without a write-only value",
             format!("{version} versions {wo}; use {wo} instead of {name}, or remove the version."),
         ));
     }
-    let s = |n: &str| v.get_attr(n).and_then(Value::as_str).map(str::to_string);
-    Ok(s(name).or_else(|| s(&wo)))
+    Ok(s.stored.clone().or_else(|| s.write_only.clone()))
 }
 
-fn duration(v: &Value, name: &str, default: &str) -> Result<Duration, Diagnostic> {
-    let text = v.get_attr(name).and_then(Value::as_str).unwrap_or(default);
-    parse_duration(text).map_err(|e| err(Path::attr("timeouts").join_attr(name), "Invalid duration", e.to_string()))
+fn duration(value: &Option<String>, name: &str, default: &str) -> Result<Duration, Diagnostic> {
+    parse_duration(value.as_deref().unwrap_or(default))
+        .map_err(|e| err(Path::attr("timeouts").join_attr(name), "Invalid duration", e.to_string()))
 }
 
 /// Stage limits for `op`: each waiting stage gets the operation's timeout; reaching a node
 /// (a guest may still be booting) at most five minutes of it.
-fn timeouts(v: &Value, op: Operation) -> Result<Timeouts, Diagnostic> {
+fn timeouts(t: Option<&TimeoutsModel>, op: Operation) -> Result<Timeouts, Diagnostic> {
+    let none = None;
+    let pick = |f: fn(&TimeoutsModel) -> &Option<String>| t.map_or(&none, f);
     let limit = match op {
-        Operation::Create => duration(v, "create", DEFAULT_CREATE_TIMEOUT)?,
-        Operation::Update => duration(v, "update", DEFAULT_CREATE_TIMEOUT)?,
-        Operation::Delete => duration(v, "delete", DEFAULT_DELETE_TIMEOUT)?,
+        Operation::Create => duration(pick(|t| &t.create), "create", DEFAULT_CREATE_TIMEOUT)?,
+        Operation::Update => duration(pick(|t| &t.update), "update", DEFAULT_CREATE_TIMEOUT)?,
+        Operation::Delete => duration(pick(|t| &t.delete), "delete", DEFAULT_DELETE_TIMEOUT)?,
     };
     let defaults = Timeouts::default();
     Ok(Timeouts {
@@ -538,22 +564,23 @@ fn timeouts(v: &Value, op: Operation) -> Result<Timeouts, Diagnostic> {
 }
 
 /// The API address as far as it is known at plan time: `None` while unknown.
-pub fn api_address(value: &Value) -> Option<String> {
-    let a = Attrs::of(value).ok()?;
-    let k3s = a.get("k3s");
-    let from_k3s = k3s.get_attr("api_address").unwrap_or(&Value::Null);
-    if from_k3s.is_unknown() {
-        return None;
+pub fn api_address(c: &ClusterPlan) -> Option<String> {
+    let from_k3s = match &c.k3s {
+        Field::Known(k3s) => k3s.api_address.clone(),
+        Field::Null => Field::Null,
+        Field::Unknown => return None,
+    };
+    match from_k3s {
+        Field::Known(addr) => return Some(addr),
+        Field::Unknown => return None,
+        Field::Null => {}
     }
-    if let Some(addr) = from_k3s.as_str() {
-        return Some(addr.to_string());
-    }
-    let first = items(a.get("server")).first()?;
-    for name in ["node_ip", "host"] {
-        match first.get_attr(name) {
-            Some(Value::String(s)) => return Some(s.clone()),
-            Some(Value::Unknown) => return None,
-            _ => {}
+    let Field::Known(first) = c.server.known()?.first()? else { return None };
+    for field in [&first.node_ip, &first.host] {
+        match field {
+            Field::Known(s) => return Some(s.clone()),
+            Field::Unknown => return None,
+            Field::Null => {}
         }
     }
     None
