@@ -3,7 +3,6 @@
 //! Nothing here knows about gRPC or protobuf: the server decodes Terraform's requests,
 //! applies the plan rules from [`crate::schema`], and calls these methods.
 
-mod attrs;
 pub mod cluster_pki;
 pub mod gitops_cluster;
 pub mod instance;
@@ -11,6 +10,8 @@ pub mod network;
 pub mod pool;
 pub mod sealed_secret;
 pub mod sealing_key;
+#[cfg(test)]
+mod test_values;
 pub mod volume;
 
 use std::sync::Arc;
@@ -23,7 +24,8 @@ use crate::diag::{Diagnostic, Diagnostics};
 use crate::libvirt::Host;
 use crate::schema::Schema;
 
-pub use attrs::{bytes, empty_object, int, items, set_attr, Attrs};
+#[cfg(test)]
+pub use test_values::{empty_object, set_attr};
 
 /// What an operation may use besides its inputs.
 #[derive(Clone, Debug)]

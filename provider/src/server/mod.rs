@@ -17,8 +17,9 @@ use tonic::{Request, Response, Status};
 
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::libvirt::Host;
+use crate::model::{Field, Model};
 use crate::registry::Registry;
-use crate::resources::{Attrs, Context, DataSource, EphemeralResource, Resource};
+use crate::resources::{Context, DataSource, EphemeralResource, Resource};
 use crate::schema::{self, Attribute, Block, Schema};
 
 pub use convert::attribute_path;
@@ -193,10 +194,12 @@ impl Provider for ProviderService {
         let result = (|| {
             let config = convert::decode(req.config.as_ref(), self.provider_schema.value_type(), "provider config")?;
             let diags = schema::validate_attributes(&self.provider_schema.block, &config);
-            let uri = Attrs::of(&config)?.get("uri");
             // An unknown URI (it depends on a resource not created yet) leaves the host unset:
             // plans of creates still work, and anything needing the host says why it cannot.
-            let host = if uri.is_unknown() { None } else { Some(Host::new(uri.as_str().map(str::to_string))) };
+            let host = match ProviderPlan::from_value(&config)?.uri {
+                Field::Unknown => None,
+                uri => Some(Host::new(uri.known().cloned())),
+            };
             if let Ok(mut slot) = self.host.lock() {
                 *slot = host;
             }
@@ -610,6 +613,15 @@ fn validate_ephemeral_config(ephemeral: &dyn EphemeralResource, config: &Value) 
     let mut diags = schema::validate_attributes(&ephemeral.schema().block, config);
     diags.extend(ephemeral.validate(config));
     diags
+}
+
+crate::model! {
+    /// The provider block (`ProviderPlan`: while its values may still be unknown, which is how
+    /// configure reads it; the model itself is only checked against the schema).
+    #[allow(dead_code)]
+    struct ProviderModel / ProviderPlan {
+        uri: Option<String>,
+    }
 }
 
 /// The provider block: which libvirt host this provider instance manages.

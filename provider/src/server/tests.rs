@@ -594,3 +594,8 @@ async fn builtin_schemas_declare_write_only_twins_and_break_no_rule() {
         .sum();
     assert_eq!(total, 3);
 }
+
+#[test]
+fn the_provider_model_matches_its_schema() {
+    crate::model::check::<super::ProviderModel>(&super::provider_schema().block).unwrap();
+}

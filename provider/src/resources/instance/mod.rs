@@ -352,14 +352,14 @@ mod tests {
             ("volume", Value::string(volume)),
             ("pool", Value::string("p")),
             ("bus", Value::string("virtio")),
-            ("queues", crate::resources::int(queues)),
+            ("queues", Value::from(queues)),
         ])
     }
 
     fn instance(memory: &str, disks: Vec<Value>, cloud_init: Vec<Value>) -> Value {
         Value::object_from([
             ("memory", Value::string(memory)),
-            ("vcpu", crate::resources::int(1)),
+            ("vcpu", Value::from(1i64)),
             ("disk", Value::List(disks)),
             ("cloud_init", Value::List(cloud_init)),
         ])
