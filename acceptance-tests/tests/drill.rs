@@ -275,3 +275,75 @@ resource "kvm_sealed_secret" "s" {{
     assert!(out.stderr.contains("holds no kvm_sealing_key"), "{}", out.stderr);
     assert_eq!(ws.state_list().len(), 1, "nothing destroyed");
 }
+
+/// A kvm_gitops_cluster on 127.0.0.1:1 (nothing answers) around a kept PKI, with `snapshot_lines`
+/// in its `snapshots` block; `variable` declares what the configuration declares.
+fn cluster_config(variable: &str, snapshot_lines: &str) -> String {
+    config(&format!(
+        r#"{variable}
+resource "kvm_cluster_pki" "pki" {{
+  cluster_name = "drill"
+}}
+
+resource "kvm_gitops_cluster" "c" {{
+  name         = "drill"
+  pki          = kvm_cluster_pki.pki.bundle
+  token        = kvm_cluster_pki.pki.token
+  sealing_keys = [kvm_sealing_key.a]
+  server {{
+    host                     = "127.0.0.1"
+    port                     = 1
+    private_key              = "not used: nothing answers"
+    insecure_ignore_host_key = true
+  }}
+  snapshots {{
+    s3 {{
+      bucket = "k3s-snapshots"
+    }}
+{snapshot_lines}  }}
+  timeouts {{
+    create = "2s"
+  }}
+}}
+"#
+    ))
+}
+
+#[test]
+fn restore_snapshot_is_passed_to_the_cluster_and_refused_before_destroying_without_the_variable() {
+    const SNAPSHOT: &str = "etcd-snapshot-srv-1-1733472000";
+    // The cluster comes into the state by import (no machine to bootstrap here), the rest by apply.
+    let ws = Workspace::new(&cluster_config("", ""));
+    ws.init().ok();
+    ws.apply(&[]).failed();
+    ws.run(&["state", "rm", "kvm_gitops_cluster.c"]).ok();
+    ws.run(&["import", "-input=false", "kvm_gitops_cluster.c", "drill"]).ok();
+    let before = ws.state_list();
+    assert!(before.contains(&"kvm_gitops_cluster.c".to_string()), "{before:?}");
+
+    // Without `variable "restore_snapshot"` the destroy plan fails: nothing is destroyed.
+    let (out, report) = drill(&ws, &["--restore-snapshot", SNAPSHOT]);
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert_eq!(report["stages"][2]["name"], "plan-destroy");
+    assert_eq!(report["stages"][2]["result"], "failed", "{report:#}");
+    assert!(out.all().contains("restore_snapshot"), "Terraform names the undeclared variable: {}", out.all());
+    assert_eq!(ws.state_list(), before, "nothing destroyed");
+
+    // With the variable wired to snapshots.restore, the recreated cluster is planned with the
+    // snapshot (the kept PKI lets the plan pass) and its create is the restore stage; here it fails
+    // at the connection, as nothing answers, and the report says so.
+    let variable = "variable \"restore_snapshot\" {\n  type    = string\n  default = null\n}\n";
+    ws.write_main(&cluster_config(variable, "    restore = var.restore_snapshot\n"));
+    let (out, report) = drill(&ws, &["--restore-snapshot", SNAPSHOT]);
+    assert_eq!(out.code, 1, "{}", out.all());
+    assert_eq!(report["stages"][3]["result"], "ok", "destroyed: {report:#}");
+    assert_eq!(report["stages"][4]["result"], "failed", "{report:#}");
+    assert_eq!(report["restore"]["snapshot"], SNAPSHOT, "{report:#}");
+    assert_eq!(report["restore"]["clusters"], serde_json::json!(["kvm_gitops_cluster.c"]));
+    assert_eq!(report["restore"]["result"], "failed");
+    assert!(report["restore"]["seconds"].as_f64().unwrap() > 0.0);
+    assert!(out.stdout.contains(&format!("restore {SNAPSHOT} (kvm_gitops_cluster.c)")), "{}", out.stdout);
+    assert!(out.all().contains("Cluster bootstrap failed"), "{}", out.all());
+    // The tainted cluster kept in the state carries the snapshot it was to restore.
+    assert_eq!(ws.resource_values("kvm_gitops_cluster.c")["snapshots"]["restore"], SNAPSHOT);
+}

@@ -431,3 +431,137 @@ output "ca" {{ value = kvm_cluster_pki.pki.server_ca_certificate }}
     lab.ws.destroy().ok();
     assert_nothing_leaked(p.as_str());
 }
+
+const S3_SECRET: &str = "S3-SECRET-9f27c1d0e4";
+
+/// A `snapshots` block with an S3 target: `extra` lines in the block, `s3_extra` in `s3`.
+fn snapshots_block(extra: &str, s3_extra: &str) -> String {
+    format!(
+        "  snapshots {{\n    schedule  = \"0 */6 * * *\"\n    retention = 12\n{extra}    s3 {{\n      endpoint = \"minio.lab.internal:9000\"\n      bucket   = \"k3s-snapshots\"\n      folder   = \"lab\"\n{s3_extra}    }}\n  }}\n"
+    )
+}
+
+#[test]
+fn snapshot_settings_are_checked_at_plan_and_a_restore_needs_the_kept_pki() {
+    let ws = Workspace::new(&config(&format!("{}{}", sealing_key(), cluster(1, &snapshots_block("", "")))));
+    ws.init().ok();
+    // Valid settings plan, before the PKI exists too.
+    assert_eq!(planned_cluster(&ws)["actions"], serde_json::json!(["create"]));
+
+    // Bad input: refused at plan time, each naming its attribute path.
+    let s3 = |line: &str| cluster(1, &snapshots_block("", line));
+    let cases: Vec<(String, &[&str])> = vec![
+        (
+            cluster(1, &snapshots_block("", "").replace("0 */6 * * *", "0 */6 * *")),
+            &["snapshots[0].schedule", "4 fields; expected 5"],
+        ),
+        (cluster(1, &snapshots_block("", "").replace("0 */6 * * *", "0 24 * * *")), &["snapshots[0].schedule", "hour"]),
+        (cluster(1, &snapshots_block("", "").replace("retention = 12", "retention = 0")), &["snapshots[0].retention"]),
+        (
+            cluster(1, &snapshots_block("", "").replace("\"k3s-snapshots\"", "\"K3s_Snapshots\"")),
+            &["snapshots[0].s3[0].bucket", "S3 bucket name"],
+        ),
+        (
+            cluster(1, &snapshots_block("", "").replace("\"k3s-snapshots\"", "\"10.1.2.3\"")),
+            &["snapshots[0].s3[0].bucket", "IP address"],
+        ),
+        (
+            cluster(1, &snapshots_block("", "").replace("\"minio.lab.internal:9000\"", "\"https://minio:9000\"")),
+            &["snapshots[0].s3[0].endpoint", "without a scheme"],
+        ),
+        (s3("      folder2 = 1\n"), &["folder2"]),
+        (s3("      region = \"eu west\"\n"), &["snapshots[0].s3[0].region"]),
+        (s3("      endpoint_ca = \"not a certificate\"\n"), &["snapshots[0].s3[0].endpoint_ca", "PEM"]),
+        (s3("      access_key = \"k3s-lab\"\n"), &["Incomplete S3 credentials", "set secret_key_wo"]),
+        (cluster(1, &snapshots_block("    dir = \"snapshots\"\n", "")), &["snapshots[0].dir", "absolute path"]),
+        (
+            cluster(1, &snapshots_block("    restore = \"snap; reboot\"\n", "")),
+            &["snapshots[0].restore", "cluster-reset-restore-path"],
+        ),
+        (
+            cluster(1, "  snapshots {\n    restore = \"etcd-snapshot-srv-1\"\n  }\n"),
+            &["snapshots[0].restore", "S3 target"],
+        ),
+    ];
+    for (body, expected) in cases {
+        ws.write_main(&config(&format!("{}{}", sealing_key(), body)));
+        let run = ws.run(&["plan", "-input=false", "-no-color"]).failed();
+        // Terraform wraps diagnostics: compare with the line breaks taken out.
+        let words = run.all().split_whitespace().filter(|w| *w != "│").collect::<Vec<_>>().join(" ");
+        for e in expected {
+            let path_like = e.contains('[');
+            let found = if path_like { path_in(&run.all(), e) } else { words.contains(e) };
+            assert!(found, "expected {e:?} in:\n{}", run.all());
+        }
+        assert!(!run.all().contains("panicked"), "{}", run.all());
+    }
+
+    // A restore into a cluster whose PKI is created in the same apply: refused, saying what to do.
+    let restoring = cluster(1, &snapshots_block("    restore = \"etcd-snapshot-srv-1-1733472000\"\n", ""));
+    ws.write_main(&config(&format!("{}{}", sealing_key(), restoring)));
+    let run = ws.run(&["plan", "-input=false", "-no-color"]).failed();
+    let words = run.all().split_whitespace().filter(|w| *w != "│").collect::<Vec<_>>().join(" ");
+    assert!(words.contains("Restore needs the kept PKI"), "{}", run.all());
+    assert!(words.contains("Keep the kvm_cluster_pki of that cluster through the rebuild"), "{}", run.all());
+    assert!(path_in(&run.all(), "snapshots[0].restore"), "{}", run.all());
+    // With the PKI kept (here: applied first, as a drill keeps it), the same restore plans.
+    ws.run(&["apply", "-auto-approve", "-input=false", "-target=kvm_cluster_pki.pki", "-target=kvm_sealing_key.k"])
+        .ok();
+    let change = planned_cluster(&ws);
+    assert_eq!(change["actions"], serde_json::json!(["create"]));
+    assert_eq!(change["after"]["snapshots"]["restore"], "etcd-snapshot-srv-1-1733472000");
+}
+
+/// Whether a diagnostic points at the attribute `path` (`snapshots[0].s3[0].bucket`): Terraform
+/// quotes the source line of the attribute, `40:       bucket   = "…"`, under "on main.tf line 40".
+fn path_in(output: &str, path: &str) -> bool {
+    let last = path.rsplit('.').next().unwrap_or(path);
+    let attr = last.split('[').next().unwrap_or(last);
+    output.lines().any(|l| {
+        let l = l.trim_start_matches(['│', ' ']);
+        l.split_once(':').is_some_and(|(n, rest)| {
+            n.bytes().all(|b| b.is_ascii_digit())
+                && rest.trim_start().strip_prefix(attr).is_some_and(|r| r.trim_start().starts_with('='))
+        })
+    })
+}
+
+#[test]
+fn the_s3_secret_key_is_write_only_and_never_in_plans_logs_or_state() {
+    if !terraform_at_least(1, 11, "write-only S3 secret key") {
+        return;
+    }
+    let block = snapshots_block(
+        "",
+        "      access_key = \"k3s-lab\"\n      secret_key_wo = var.s3_secret\n      secret_key_wo_version = 1\n",
+    );
+    let variable = "variable \"s3_secret\" {\n  type      = string\n  sensitive = true\n  ephemeral = true\n}\n";
+    let mut ws = Workspace::new(&config(&format!("{variable}{}{}", sealing_key(), cluster(1, &block))));
+    ws.set_env("TF_VAR_s3_secret", S3_SECRET);
+    ws.init().ok();
+    ws.run(&["apply", "-auto-approve", "-input=false", "-target=kvm_cluster_pki.pki", "-target=kvm_sealing_key.k"])
+        .ok();
+    let out =
+        ws.command(&["plan", "-input=false", "-no-color", "-out=tfplan"]).env("TF_LOG", "trace").output().unwrap();
+    let all = format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{all}");
+    assert!(all.contains("[TRACE]"), "TF_LOG=trace took effect");
+    assert!(!all.contains(S3_SECRET), "the S3 secret key in TF_LOG=trace plan output");
+    let shown = ws.run(&["show", "-json", "tfplan"]).ok();
+    assert!(!shown.stdout.contains(S3_SECRET), "the S3 secret key in the saved plan");
+    let plan: serde_json::Value = serde_json::from_str(&shown.stdout).unwrap();
+    let change =
+        plan["resource_changes"].as_array().unwrap().iter().find(|c| c["address"] == "kvm_gitops_cluster.c").unwrap();
+    let s3 = &change["change"]["after"]["snapshots"]["s3"];
+    assert_eq!(s3["secret_key_wo"], serde_json::Value::Null, "{s3:#}");
+    assert_eq!(s3["secret_key_wo_version"], 1);
+    assert_eq!(s3["access_key"], "k3s-lab");
+    // A stored and a write-only secret key together are refused, naming the write-only one.
+    let both = block.replace("      secret_key_wo = ", "      secret_key = \"x\"\n      secret_key_wo = ");
+    ws.write_main(&config(&format!("{variable}{}{}", sealing_key(), cluster(1, &both))));
+    let run = ws.plan(&[]).failed();
+    assert!(run.stderr.contains("Conflicting credentials") && run.stderr.contains("secret_key_wo"), "{}", run.stderr);
+    assert!(!run.all().contains(S3_SECRET));
+    let state = std::fs::read_to_string(ws.path().join("terraform.tfstate")).unwrap_or_default();
+    assert!(!state.contains(S3_SECRET));
+}

@@ -492,3 +492,60 @@ fn help_texts() {
     let (code, _, stderr) = kvm_gitops(&["install"]);
     assert_eq!(code, 2, "--config is required: {stderr}");
 }
+
+#[test]
+fn snapshot_settings_map_onto_the_spec_and_refusals_name_the_field() {
+    let f = Fixture::new();
+    std::fs::write(f.path().join("keys/s3-secret"), "S3-CLI-SECRET-42\n").unwrap();
+    let snapshots = "  version: v1.31.4+k3s1\n  snapshots:\n    schedule: \"0 */6 * * *\"\n    retention: 12\n    s3:\n      endpoint: minio.lab.internal:9000\n      bucket: k3s-snapshots\n      folder: lab\n      access_key: k3s-lab\n      secret_key_file: keys/s3-secret\n  restore_snapshot: etcd-snapshot-srv-1-1733472000\n";
+    let ok = f.minimal(closed_port(), "").replace("  version: v1.31.4+k3s1\n", snapshots);
+    let config = ClusterConfig::load(&f.write(&ok)).unwrap();
+    let k3s = &config.spec.k3s;
+    assert_eq!(k3s.restore_snapshot.as_deref(), Some("etcd-snapshot-srv-1-1733472000"));
+    let s = k3s.etcd_snapshots.as_ref().unwrap();
+    assert_eq!((s.schedule_cron.as_deref(), s.retention), (Some("0 */6 * * *"), Some(12)));
+    let s3 = s.s3.as_ref().unwrap();
+    assert_eq!(s3.secret_key.as_deref(), Some("S3-CLI-SECRET-42"), "read from the file, newline trimmed");
+    assert!(!format!("{config:?}").contains("S3-CLI-SECRET-42"), "Debug hides the secret key");
+    let rendered = config.spec.node_config(0).unwrap().render().unwrap();
+    assert!(rendered.as_str().contains("cluster-init: true\n"), "one server with snapshots runs etcd");
+    assert!(!rendered.as_str().contains("S3-CLI-SECRET-42"));
+
+    let cases: Vec<(String, &[&str])> = vec![
+        (ok.replace("0 */6 * * *", "0 */6 * *"), &["k3s.snapshots.schedule", "4 fields; expected 5"]),
+        (ok.replace("retention: 12", "retention: 0"), &["k3s.snapshots.retention", "at least 1"]),
+        (ok.replace("bucket: k3s-snapshots", "bucket: K3s"), &["k3s.snapshots.s3.bucket", "S3 bucket name"]),
+        (
+            ok.replace("endpoint: minio.lab.internal:9000", "endpoint: http://minio:9000"),
+            &["k3s.snapshots.s3.endpoint", "without a scheme"],
+        ),
+        (ok.replace("keys/s3-secret", "keys/none"), &["k3s.snapshots.s3.secret_key_file: cannot read"]),
+        (
+            ok.replace("      access_key: k3s-lab\n", ""),
+            &["k3s.snapshots.s3: access_key and secret_key_file go together"],
+        ),
+        (
+            ok.replace("      bucket: k3s-snapshots\n", "      bucket: k3s-snapshots\n      colour: red\n"),
+            &["unknown field `colour`"],
+        ),
+        (ok.replace("etcd-snapshot-srv-1-1733472000", "snap;reboot"), &["restore", "cluster-reset-restore-path"]),
+    ];
+    for (yaml, expected) in &cases {
+        let err = f.load_err(yaml);
+        for e in *expected {
+            assert!(err.contains(e), "expected {e:?} in: {err}");
+        }
+    }
+
+    // A restore needs the token and CAs of the snapshot's cluster: refused while the state
+    // directory does not exist, before anything is created or connected to.
+    let file = f.write(&ok);
+    let (code, _, stderr) = kvm_gitops(&["install", "-f", file.to_str().unwrap()]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("k3s.restore_snapshot \"etcd-snapshot-srv-1-1733472000\" needs the token and CAs"),
+        "{stderr}"
+    );
+    assert!(!f.path().join("lab.kvm-gitops").exists(), "no new token and CAs were made");
+    assert!(!stderr.contains("S3-CLI-SECRET-42"));
+}

@@ -507,6 +507,10 @@ impl Loader<'_> {
             Some(s) => Some(self.snapshots(s)?),
             None => None,
         };
+        if let Some(snapshot) = &raw.restore_snapshot {
+            crate::engine::check_restore(snapshot, etcd_snapshots.as_ref())
+                .map_err(|e| format!("k3s.restore_snapshot: {e}"))?;
+        }
         Ok(K3sSettings {
             install,
             api_address: raw.api_address,

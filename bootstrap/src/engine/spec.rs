@@ -305,14 +305,7 @@ impl ClusterSpec {
             self.node_config(i)?;
         }
         if let Some(snapshot) = &self.k3s.restore_snapshot {
-            check_snapshot_name(snapshot).map_err(|e| SpecError::Restore(e.to_string()))?;
-            let s3 = self.k3s.etcd_snapshots.as_ref().is_some_and(|s| s.s3.is_some());
-            if !snapshot.starts_with('/') && !s3 {
-                return Err(SpecError::Restore(format!(
-                    "{snapshot:?} is a snapshot name, which k3s looks up in the S3 target: configure the S3 \
-                     target of the snapshots, or give the absolute path of a snapshot file on the first server"
-                )));
-            }
+            check_restore(snapshot, self.k3s.etcd_snapshots.as_ref())?;
         }
         self.sealing_key_objects(secrets)?;
         self.root_objects(secrets)?;
@@ -441,6 +434,19 @@ impl ClusterSpec {
         }
         Ok(objects)
     }
+}
+
+/// A snapshot to restore: a valid name or path, and a name only with an S3 target to find it in.
+pub fn check_restore(snapshot: &str, snapshots: Option<&EtcdSnapshots>) -> Result<(), SpecError> {
+    check_snapshot_name(snapshot).map_err(|e| SpecError::Restore(e.to_string()))?;
+    let s3 = snapshots.is_some_and(|s| s.s3.is_some());
+    if !snapshot.starts_with('/') && !s3 {
+        return Err(SpecError::Restore(format!(
+            "{snapshot:?} is a snapshot name, which k3s looks up in the S3 target: configure the S3 target of \
+             the snapshots, or give the absolute path of a snapshot file on the first server"
+        )));
+    }
+    Ok(())
 }
 
 /// Flux needs to know what kind of reference a revision is (Argo CD does not): a full commit

@@ -180,7 +180,7 @@ fn snapshots(v: Option<&SnapshotsModel>) -> Result<(Option<EtcdSnapshots>, Optio
         return Err(err(path, "Invalid snapshot setting", e.to_string()));
     }
     if let Some(name) = &restore {
-        kvm_bootstrap::k3s::config::check_snapshot_name(name).map_err(|e| {
+        kvm_bootstrap::engine::check_restore(name, Some(&snapshots)).map_err(|e| {
             err(Path::attr("snapshots").join_attr("restore"), "Invalid snapshot to restore", e.to_string())
         })?;
     }
