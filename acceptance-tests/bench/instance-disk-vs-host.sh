@@ -16,8 +16,10 @@
 # the guest's fsync p99 over the median of the host's.
 #
 # The matrix (names as in the results): defaults (what the provider does with no disk knob set:
-# virtio-blk, cache none, io native, an I/O thread, discard unmap), io_threads, io_uring,
-# cache_writeback (with io threads: native AIO needs O_DIRECT, the provider refuses it),
+# virtio-blk, cache none, io threads, an I/O thread, discard unmap; in the results of 2026-12-06 the
+# defaults still had io native, and their io_threads row is what became the default), io_native,
+# io_uring, io_threads (on request only: it is the defaults now), cache_writeback (with io threads:
+# native AIO needs O_DIRECT, the provider refuses it),
 # cache_directsync, no_iothread, scsi (virtio-scsi), nvme (only where the host's libvirt offers an
 # emulated NVMe bus: libvirt >= 11.5; otherwise recorded as not offered), then defaults_again (the
 # defaults once more, last: how much the figures drift within one run). Every knob is set through
@@ -43,7 +45,7 @@ root=$(repo_root)
 setup_tools
 accel=${KVM_ACCELERATOR:-qemu}
 runtime=${BENCH_FIO_RUNTIME:-30}
-all=(defaults io_uring io_threads cache_writeback cache_directsync no_iothread scsi nvme defaults_again)
+all=(defaults io_native io_uring cache_writeback cache_directsync no_iothread scsi nvme defaults_again)
 configs=("$@")
 ((${#configs[@]})) || configs=("${all[@]}")
 
