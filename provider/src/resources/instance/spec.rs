@@ -281,7 +281,7 @@ fn disk(v: &Value, index: usize, vcpu: u32) -> Result<DiskSpec, Diagnostic> {
         source,
         bus,
         cache: a.opt_str("cache").unwrap_or("none").to_string(),
-        io: a.opt_str("io").unwrap_or("native").to_string(),
+        io: a.opt_str("io").unwrap_or("threads").to_string(),
         discard: a.opt_str("discard").unwrap_or("unmap").to_string(),
         iothread: a.opt_bool("iothread").unwrap_or(true),
         queues,
