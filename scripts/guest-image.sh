@@ -21,9 +21,13 @@
 # No root password; root logs in with the SSH key from the seed (disable_root: false); serial console
 # on ttyS0. Host keys and machine-id are made on first boot, so clones of the image differ.
 #
-# Env: KVM_TOOLS (cache root, default ~/.cache/kvm-tools), KVM_DEBIAN_MIRROR (default deb.debian.org).
-# The cache key is a hash of this file (less its comment lines) and the mirror: any change to the
-# recipe builds a new image; each build removes images of other recipes that are over two days old.
+# Env: KVM_TOOLS (cache root, default ~/.cache/kvm-tools), KVM_DEBIAN_MIRROR (default deb.debian.org),
+# KVM_GUEST_IMAGE_PACKAGES (a flavour: more Debian packages, comma-separated, e.g. the disk benchmark's
+# `fio,etcd-server,etcd-client`; default none).
+# The cache key is a hash of this file (less its comment lines and the lines that end in `#flavour`),
+# the mirror and a flavour's packages: any change to the recipe builds a new image, and a flavour gets
+# its own directory, so the tests' image stays what it is. Each build of the default recipe removes
+# images of other recipes that are over two days old; a flavoured build removes nothing.
 set -euo pipefail
 
 TOOLS=${KVM_TOOLS:-$HOME/.cache/kvm-tools}
@@ -31,10 +35,16 @@ MIRROR=${KVM_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 SUITE=bookworm
 SIZE=2G
 PACKAGES=systemd-sysv,udev,dbus,openssh-server,sudo,cloud-init,python3-cffi-backend,linux-image-cloud-amd64,iproute2,ifupdown,isc-dhcp-client,qemu-guest-agent,ca-certificates,netbase
+EXTRA=${KVM_GUEST_IMAGE_PACKAGES:-} #flavour
+PACKAGES+=${EXTRA:+,$EXTRA} #flavour
 
 log() { printf '[guest-image] %s\n' "$*" >&2; }
 
 recipe=$( { sed '/^[[:space:]]*#/d' "${BASH_SOURCE[0]}"; echo "$MIRROR"; } | sha256sum | cut -c1-64)
+# The line above is the key's formula from before flavours, kept as it was: the key hashes this file
+# without the lines marked #flavour, and with the line above and without them the hashed text is the
+# one from before, so the default image kept its cache directory (and CI its cached image).
+recipe=$( { sed '/^[[:space:]]*#/d; /#flavour$/d' "${BASH_SOURCE[0]}"; echo "$MIRROR"; [[ -z $EXTRA ]] || echo "+$EXTRA"; } | sha256sum | cut -c1-64) #flavour
 images="$TOOLS/images"
 dest="$images/debian12-${recipe:0:12}"
 
@@ -158,6 +168,8 @@ chmod 0755 "$out"
 
 rm -rf "$dest"
 mv "$out" "$dest"
+# A flavour leaves the other images alone (the tests' image may be older than two days and still wanted).
+if [[ -n $EXTRA ]]; then log "built $dest in $((SECONDS - start)) s ($(du -sh "$dest" | cut -f1))"; printf '%s\n' "$dest"; exit 0; fi #flavour
 # Images of other recipes go once they are two days old (not at once: another checkout may still use one).
 find "$images" -mindepth 1 -maxdepth 1 -name 'debian12-*' ! -path "$dest" -mtime +2 -exec rm -rf {} +
 log "built $dest in $((SECONDS - start)) s ($(du -sh "$dest" | cut -f1))"

@@ -108,7 +108,7 @@ floor() {
   <cpu mode='$([[ $accel == kvm ]] && echo host-passthrough || echo maximum)'/>
   <devices>
     <disk type='volume' device='disk'>
-      <driver name='qemu' type='qcow2' cache='none' io='native' discard='unmap'/>
+      <driver name='qemu' type='qcow2' cache='none' io='threads' discard='unmap'/>
       <source pool='$pool' volume='$name-root.qcow2'/>
       <target dev='vda' bus='virtio'/>
     </disk>

@@ -271,7 +271,7 @@ mod tests {
             source: DiskSource::Volume { pool: "p".into(), volume: volume.into() },
             bus: bus.into(),
             cache: "none".into(),
-            io: "native".into(),
+            io: "threads".into(),
             discard: "unmap".into(),
             iothread: true,
             queues: if bus == "virtio" { Some(2) } else { None },
@@ -339,7 +339,7 @@ mod tests {
         let driver = root.driver.as_ref().unwrap();
         assert_eq!(
             (driver.cache.as_deref(), driver.io.as_deref(), driver.discard.as_deref()),
-            (Some("none"), Some("native"), Some("unmap"))
+            (Some("none"), Some("threads"), Some("unmap"))
         );
         assert_eq!((driver.iothread, driver.queues, driver.driver_type.as_deref()), (Some(1), Some(2), Some("qcow2")));
         assert_eq!(root.boot, Some(BootOrder { order: 1 }));

@@ -102,6 +102,14 @@ pub(super) fn modify(prior: &Value, config: &Value, planned: &mut Value) -> Diag
                     None => Field::Unknown,
                 };
             }
+            // The default I/O mode changed (native to threads, by measurement): a disk that
+            // exists keeps the mode it was made with until the configuration names one, so an
+            // upgrade of the provider restarts no instance.
+            if config_d.is_none_or(|c| c.io.is_null()) {
+                if let Some(Field::Known(io)) = prior_d.map(|p| &p.io) {
+                    d.io = Field::Known(io.clone());
+                }
+            }
             d.device = prior_d.map_or(Field::Unknown, |p| p.device.clone());
         }
     }
@@ -199,4 +207,41 @@ pub(super) fn replace_paths(prior: &Value, planned: &Value) -> Vec<Path> {
         }
     }
     paths
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn instance(disk: Value) -> Value {
+        Value::object_from([("name", Value::string("web")), ("disk", Value::List(vec![disk]))])
+    }
+
+    fn disk(io: Option<&str>) -> Value {
+        Value::object_from([
+            ("volume", Value::string("root")),
+            ("pool", Value::string("p")),
+            ("bus", Value::string("virtio")),
+            ("io", io.map_or(Value::Null, Value::string)),
+        ])
+    }
+
+    fn planned_io(prior: &Value, config_io: Option<&str>) -> Value {
+        let config = instance(disk(config_io));
+        let mut planned = instance(disk(Some(config_io.unwrap_or(super::super::model::DEFAULT_IO))));
+        modify(prior, &config, &mut planned);
+        let plan = InstancePlan::from_value(&planned).unwrap();
+        let disk = plan.disk.known().unwrap()[0].known().unwrap().clone();
+        crate::model::AttrValue::write(&disk.io)
+    }
+
+    #[test]
+    fn an_existing_disk_keeps_its_io_mode_when_the_default_changes() {
+        let made_under_native = instance(disk(Some("native")));
+        assert_eq!(planned_io(&made_under_native, None), Value::string("native"));
+        // Named in the configuration, the mode changes.
+        assert_eq!(planned_io(&made_under_native, Some("threads")), Value::string("threads"));
+        // A new instance gets the default.
+        assert_eq!(planned_io(&Value::Null, None), Value::string("threads"));
+    }
 }
