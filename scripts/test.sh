@@ -26,7 +26,7 @@ libvirt_start # exports KVM_TEST_NETNS, LIBVIRT_DEFAULT_URI
 cargo build --locked -p terraform-provider-kvm
 export KVM_PROVIDER_BIN="${CARGO_TARGET_DIR:-$root/target}/debug/terraform-provider-kvm"
 # The drill acceptance test runs the CLI binary against a Terraform directory.
-cargo build --locked -p kvm-bootstrap --bin kvm-gitops
+cargo build --locked -p kvm-gitops
 export KVM_GITOPS_BIN="${CARGO_TARGET_DIR:-$root/target}/debug/kvm-gitops"
 cargo test --locked --workspace --no-run
 

@@ -167,7 +167,7 @@ pub fn kvm_gitops_bin() -> PathBuf {
     let p = target.join("debug/kvm-gitops");
     assert!(
         p.exists(),
-        "kvm-gitops not found at {}: run `cargo build -p kvm-bootstrap --bin kvm-gitops` first (scripts/test.sh does)",
+        "kvm-gitops not found at {}: run `cargo build -p kvm-gitops` first (scripts/test.sh does)",
         p.display()
     );
     p

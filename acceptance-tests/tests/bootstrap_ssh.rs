@@ -18,8 +18,8 @@ use kvm_bootstrap::engine::{
 };
 use kvm_bootstrap::k3s::config::{InstallMode, Token};
 use kvm_bootstrap::k3s::pki::ClusterPki;
-use kvm_bootstrap::sealing::SealingKey;
 use kvm_bootstrap::ssh::{Auth, ConnectOptions, HostKeyPin, HostKeyPolicy, Session, Target};
+use kvm_sealing::SealingKey;
 
 fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;

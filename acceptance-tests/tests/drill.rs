@@ -9,7 +9,7 @@ use std::process::Command;
 use acceptance_tests::{
     cli_config_file, kvm_gitops_bin, sealed_secrets_testdata, terraform_bin, Workspace, REQUIRED_PROVIDERS,
 };
-use kvm_bootstrap::sealing::{SealedSecret, SealingKey};
+use kvm_sealing::{SealedSecret, SealingKey};
 use serde_json::Value;
 
 const STAGES: [&str; 7] =

@@ -14,7 +14,7 @@ use std::process::Command;
 
 use acceptance_tests::{sealed_secrets_testdata, terraform_at_least, Workspace, REQUIRED_PROVIDERS};
 use base64::Engine as _;
-use kvm_bootstrap::sealing::{SealedSecret, SealingKey};
+use kvm_sealing::{SealedSecret, SealingKey};
 
 const TTL_SECONDS: i64 = 30 * 60;
 

@@ -63,7 +63,7 @@ use std::time::{Duration, Instant};
 use acceptance_tests::lab::{client_key, cloud_init, ssh, ssh_ok, Lab};
 use acceptance_tests::libvirt::{self, in_netns, netns_command};
 use acceptance_tests::quickstart::GitopsQuickstart;
-use kvm_bootstrap::sealing::{seal_secret, KeyOptions, Scope, SealingKey, SecretSpec};
+use kvm_sealing::{seal_secret, KeyOptions, Scope, SealingKey, SecretSpec};
 
 /// The files `KVM_GITOPS_ARTIFACTS` must hold (the k3s image archive is checked separately: it
 /// may be `.tar.zst` or `.tar`).
@@ -489,7 +489,7 @@ fn git_server_serves_smart_http_on_loopback() {
             .unwrap();
         assert!(out.status.success(), "git clone ({protocol}): {}", String::from_utf8_lossy(&out.stderr));
         let sealed = std::fs::read_to_string(clone.join("apps/sealed-secret.yaml")).unwrap();
-        let sealed = kvm_bootstrap::sealing::SealedSecret::from_yaml(&sealed).unwrap();
+        let sealed = kvm_sealing::SealedSecret::from_yaml(&sealed).unwrap();
         assert_eq!(sealed.unseal(&key).unwrap()["password"], SECRET_VALUE.as_bytes());
     }
 }

@@ -24,7 +24,7 @@ use std::process::Command;
 use acceptance_tests::lab::ssh_ok;
 use acceptance_tests::libvirt::{self, netns_command, virsh_ok};
 use acceptance_tests::quickstart::GitopsQuickstart;
-use kvm_bootstrap::sealing::{SealedSecret, SealingKey};
+use kvm_sealing::{SealedSecret, SealingKey};
 
 #[test]
 fn gitops_without_internet_or_artifacts_stops_after_the_vms_with_one_line() {

@@ -159,7 +159,7 @@ import {{
 
 /// A SealedSecret manifest sealed to the test vectors' certificate, as a file in `dir`.
 fn sealed_manifest(dir: &Path) -> std::path::PathBuf {
-    use kvm_bootstrap::sealing::{seal_secret, Scope, SealingCertificate, SecretSpec};
+    use kvm_sealing::{seal_secret, Scope, SealingCertificate, SecretSpec};
     let cert = std::fs::read_to_string(sealed_secrets_testdata().join("sealing-cert.pem")).unwrap();
     let values = [("password".to_string(), b"imported-7c2e".to_vec())].into_iter().collect();
     let none = Default::default();
@@ -243,11 +243,11 @@ import {{
     assert_eq!(plan.code, 0, "the edited generated configuration plans clean after the apply:\n{}", plan.all());
 
     // The same key and CAs; the new manifest unseals with the imported key.
-    let pair = kvm_bootstrap::sealing::SealingKey::from_pem(&key, &cert).unwrap();
+    let pair = kvm_sealing::SealingKey::from_pem(&key, &cert).unwrap();
     assert_eq!(ws.resource_values("kvm_sealing_key.k")["fingerprint"], pair.certificate().fingerprint().as_str());
     assert_eq!(ws.resource_values("kvm_cluster_pki.pki")["id"], cli_state.pki.server_ca_hash().as_str());
     let manifest = ws.resource_values("kvm_sealed_secret.s")["manifest"].as_str().unwrap().to_string();
-    let unsealed = kvm_bootstrap::sealing::SealedSecret::from_yaml(&manifest).unwrap().unseal(&pair).unwrap();
+    let unsealed = kvm_sealing::SealedSecret::from_yaml(&manifest).unwrap().unseal(&pair).unwrap();
     assert_eq!(unsealed["password"], b"imported-7c2e");
     ws.destroy().ok();
 }

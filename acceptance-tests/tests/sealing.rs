@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use acceptance_tests::{
     sealed_secrets_testdata, terraform_at_least, terraform_older_than, Workspace, REQUIRED_PROVIDERS,
 };
-use kvm_bootstrap::sealing::{SealedSecret, SealingKey};
+use kvm_sealing::{SealedSecret, SealingKey};
 
 const MARKER: &str = "MARKER-hunter2-7f3a9c";
 
@@ -451,7 +451,7 @@ fn write_only_values_are_refused_by_a_terraform_that_cannot_send_them() {
 /// scope, in a multi-document YAML file and a JSON file, next to a ConfigMap. Returns the path
 /// of the JSON file.
 fn write_gitops_tree(ws: &Workspace) -> std::path::PathBuf {
-    use kvm_bootstrap::sealing::{seal_secret, Scope, SealingCertificate, SecretSpec};
+    use kvm_sealing::{seal_secret, Scope, SealingCertificate, SecretSpec};
     let cert = SealingCertificate::from_pem(&test_cert()).unwrap();
     let values = BTreeMap::from([("password".to_string(), MARKER.as_bytes().to_vec())]);
     let empty = BTreeMap::new();
@@ -591,7 +591,7 @@ fn sealing_rotation_example_blocks_the_plan_until_resealed() {
     if !terraform_at_least(1, 2, "the postcondition of examples/sealing-rotation") {
         return;
     }
-    use kvm_bootstrap::sealing::{seal_secret, Scope, SecretSpec};
+    use kvm_sealing::{seal_secret, Scope, SecretSpec};
     let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/sealing-rotation/main.tf");
     let main_tf = std::fs::read_to_string(example).unwrap();
     let ws = Workspace::new(&main_tf);

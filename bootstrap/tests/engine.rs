@@ -3,10 +3,8 @@
 //! load back as the same keys) and the root objects of both reconcilers against the real CRDs.
 //! The SSH side runs against a real guest in acceptance-tests/tests/bootstrap_ssh.rs.
 
-#[path = "support/crd_schema.rs"]
-mod crd_schema;
-#[path = "support/testdata.rs"]
-mod testdata;
+use kvm_testkit::crd_schema;
+use kvm_testkit::testdata;
 
 use base64::Engine as _;
 use kvm_bootstrap::engine::{
@@ -16,8 +14,8 @@ use kvm_bootstrap::engine::{
 use kvm_bootstrap::k3s::config::{InstallMode, Role, Token};
 use kvm_bootstrap::k3s::pki::ClusterPki;
 use kvm_bootstrap::manifests::{GitCredentials, Manifest, Object};
-use kvm_bootstrap::sealing::SealingKey;
 use kvm_bootstrap::ssh::{Auth, HostKeyPolicy, Target};
+use kvm_sealing::SealingKey;
 use serde_json::Value;
 
 fn node(host: &str) -> NodeSpec {

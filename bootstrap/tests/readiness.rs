@@ -2,10 +2,7 @@
 //! (tests/fixtures/readiness) judged by each parser, the Argo CD and Flux fixtures checked against
 //! the real CRD schemas (so they are shapes the API server accepts), and the wait loop.
 
-#[path = "support/crd_schema.rs"]
-mod crd_schema;
-#[path = "support/testdata.rs"]
-mod testdata;
+use kvm_testkit::crd_schema;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};

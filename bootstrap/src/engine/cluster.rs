@@ -99,7 +99,7 @@ const RESTART_PENDING: &str = "/var/lib/kvm-bootstrap/sealed-secrets-restart-pen
 pub(crate) fn apply_sealing_keys(k: &Kubectl, objects: &[Object]) -> Result<bool, EngineError> {
     let mut changed = apply_objects(k, "sealing-keys.yaml", objects)?;
     let wanted: std::collections::BTreeSet<&str> = objects.iter().map(|o| o.metadata().name()).collect();
-    let selector = format!("{}=active", crate::sealing::KEY_SECRET_LABEL);
+    let selector = format!("{}=active", kvm_sealing::KEY_SECRET_LABEL);
     let active = k.get_json(Some(SEALED_SECRETS_NAMESPACE), &["secrets", "-l", &selector])?;
     for name in secret_names(active.as_deref()) {
         if !wanted.contains(name.as_str()) {
@@ -107,7 +107,7 @@ pub(crate) fn apply_sealing_keys(k: &Kubectl, objects: &[Object]) -> Result<bool
             k.label(
                 SEALED_SECRETS_NAMESPACE,
                 &format!("secret/{name}"),
-                &format!("{}={RETIRED_KEY_LABEL_VALUE}", crate::sealing::KEY_SECRET_LABEL),
+                &format!("{}={RETIRED_KEY_LABEL_VALUE}", kvm_sealing::KEY_SECRET_LABEL),
             )?;
             changed = true;
         }
@@ -154,7 +154,7 @@ pub(crate) fn install_sealed_secrets(
     let session = k.session();
     session.exec_checked(&format!("mkdir -p {}", quote(&dir)), "creating the manifest directory")?;
     let mut changed = place_manifest(session, source, &format!("{dir}/controller.yaml"), offline)?;
-    let kustomization = crate::yaml::to_yaml(&sealed_secrets_kustomization());
+    let kustomization = kvm_sealing::yaml::to_yaml(&sealed_secrets_kustomization());
     changed |= session.write_file(
         &format!("{dir}/kustomization.yaml"),
         kustomization.as_bytes(),
@@ -206,7 +206,7 @@ fn sealed_secrets_kustomization() -> serde_json::Value {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
         "resources": ["controller.yaml"],
-        "patches": [{"patch": crate::yaml::to_yaml(&patch)}],
+        "patches": [{"patch": kvm_sealing::yaml::to_yaml(&patch)}],
     })
 }
 
@@ -214,7 +214,7 @@ fn sealed_secrets_kustomization() -> serde_json::Value {
 /// leaves namespaced objects without one), with each override as a strategic-merge patch.
 fn install_kustomization(namespace: &str, overrides: &[&Object]) -> serde_json::Value {
     let patches: Vec<serde_json::Value> =
-        overrides.iter().map(|o| json!({ "patch": crate::yaml::to_yaml(&o.to_value()) })).collect();
+        overrides.iter().map(|o| json!({ "patch": kvm_sealing::yaml::to_yaml(&o.to_value()) })).collect();
     let mut k = json!({
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
@@ -247,7 +247,7 @@ pub(crate) fn install_reconciler(
     let namespace = crate::manifests::Namespace::new(ns).map_err(super::spec::SpecError::from)?;
     let mut changed = apply_objects(k, &format!("{}-namespace.yaml", kind.as_str()), &[namespace.into()])?;
     changed |= place_manifest(session, &settings.manifest, &format!("{dir}/install.yaml"), offline)?;
-    let kustomization = crate::yaml::to_yaml(&install_kustomization(ns, overrides));
+    let kustomization = kvm_sealing::yaml::to_yaml(&install_kustomization(ns, overrides));
     changed |= session.write_file(
         &format!("{dir}/kustomization.yaml"),
         kustomization.as_bytes(),

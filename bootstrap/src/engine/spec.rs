@@ -13,8 +13,8 @@ use crate::k3s::config::{check_snapshot_name, server_url, EtcdSnapshots, Install
 use crate::k3s::pki::ClusterPki;
 use crate::manifests::{self, argocd, flux, GitCredentials, ManifestError, Namespace, Object};
 pub use crate::readiness::Reconciler;
-use crate::sealing::SealingKey;
 use crate::ssh::Target;
+use kvm_sealing::SealingKey;
 
 /// Pinned Sealed Secrets controller release (app 0.36.6, chart 2.18.5, whose CRD the tests use).
 pub const SEALED_SECRETS_MANIFEST_URL: &str =

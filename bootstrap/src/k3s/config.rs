@@ -17,7 +17,7 @@ use std::net::IpAddr;
 
 use super::{sha256_hex, FilePlacement, MODE_EXECUTABLE, MODE_PUBLIC, MODE_SECRET};
 use crate::shell::{parent, quote as sh_quote};
-use crate::yaml::quoted;
+use kvm_sealing::yaml::quoted;
 
 /// Where k3s reads its configuration file by default.
 pub const CONFIG_PATH: &str = "/etc/rancher/k3s/config.yaml";

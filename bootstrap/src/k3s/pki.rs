@@ -46,7 +46,7 @@ use x509_parser::prelude::FromDer;
 
 use super::config::{check_server_url, ConfigError, Token, DEFAULT_DATA_DIR};
 use super::{sha256_hex, FilePlacement, MODE_PUBLIC, MODE_SECRET};
-use crate::yaml::quoted;
+use kvm_sealing::yaml::quoted;
 use kvm_validate::pem::encode as to_pem;
 
 /// Why the PKI could not be generated or rendered.
@@ -716,7 +716,7 @@ impl ClientCredentials {
     }
 }
 
-pub use crate::timefmt::rfc3339;
+pub use kvm_sealing::timefmt::rfc3339;
 
 impl ClusterPki {
     /// Checks that the CAs a kubeconfig depends on, the server CA (which clients trust) and the

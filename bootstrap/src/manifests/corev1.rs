@@ -15,7 +15,7 @@ use base64::Engine as _;
 use serde_json::{json, Map, Value};
 
 use super::{check_data_key, check_namespace, meta_builders, ApplyPhase, Manifest, ManifestError, ObjectMeta};
-use crate::sealing::{SealingKey, KEY_SECRET_LABEL, KEY_SECRET_LABEL_ACTIVE};
+use kvm_sealing::{SealingKey, KEY_SECRET_LABEL, KEY_SECRET_LABEL_ACTIVE};
 
 /// Name prefix the Sealed Secrets controller gives its own key Secrets (`--key-prefix`, Helm
 /// `secretName`; it uses `generateName`, so names look like `sealed-secrets-keyqzkq8`). A Secret

@@ -30,7 +30,7 @@ use serde_json::{json, Map, Value};
 pub use corev1::{sealing_key_secret, ConfigMap, Namespace, Secret, SecretType, SEALING_KEY_NAME_PREFIX};
 pub use git::GitCredentials;
 
-use crate::sealing::SealingError;
+use kvm_sealing::SealingError;
 
 /// Why an object could not be built. Messages name the offending field and never contain secret
 /// values.
@@ -231,7 +231,7 @@ pub trait Manifest {
     fn to_value(&self) -> Value;
     /// The object as one YAML document (no `---` marker), keys sorted, ambiguous strings quoted.
     fn to_yaml(&self) -> String {
-        crate::yaml::to_yaml(&self.to_value())
+        kvm_sealing::yaml::to_yaml(&self.to_value())
     }
 }
 

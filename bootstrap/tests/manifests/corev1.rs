@@ -6,7 +6,7 @@ use kvm_bootstrap::manifests::flux;
 use kvm_bootstrap::manifests::{
     sealing_key_secret, ConfigMap, Manifest, ManifestError, Namespace, Secret, SecretType, SEALING_KEY_NAME_PREFIX,
 };
-use kvm_bootstrap::sealing::SealingKey;
+use kvm_sealing::SealingKey;
 use serde_json::{json, Value};
 
 use crate::common::*;

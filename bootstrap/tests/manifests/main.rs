@@ -5,9 +5,7 @@
 mod common;
 mod corev1;
 mod crd;
-#[path = "../support/crd_schema.rs"]
-mod crd_schema;
+use kvm_testkit::crd_schema;
 mod kubectl;
 mod stream;
-#[path = "../support/testdata.rs"]
-mod testdata;
+use kvm_testkit::testdata;

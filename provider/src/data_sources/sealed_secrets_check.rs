@@ -6,9 +6,9 @@
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
-use kvm_bootstrap::sealing::reseal::{self, Verification};
-use kvm_bootstrap::sealing::tree;
-use kvm_bootstrap::sealing::{SealingCertificate, UnsealingKey};
+use kvm_sealing::reseal::{self, Verification};
+use kvm_sealing::tree;
+use kvm_sealing::{SealingCertificate, UnsealingKey};
 use tf_cty::{Type, Value};
 
 use crate::diag::Diagnostic;

@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use kvm_bootstrap::sealing::{self, Scope, SealingCertificate, SecretSpec};
+use kvm_sealing::{Scope, SealingCertificate, SecretSpec};
 use tf_cty::{Path, Type, Value};
 
 use super::{Context, Outcome, Resource};
@@ -216,7 +216,7 @@ impl Resource for SealedSecret {
             annotations: &annotations,
         };
         let sealed =
-            sealing::seal_secret(&cert, &spec).map_err(|e| Diagnostic::error("Sealing failed", e.to_string()))?;
+            kvm_sealing::seal_secret(&cert, &spec).map_err(|e| Diagnostic::error("Sealing failed", e.to_string()))?;
         tracing::info!(namespace, name, %scope, keys = values.len(), "sealed secret");
         state.id = Field::Known(format!("{namespace}/{name}"));
         state.manifest = Field::Known(sealed.to_yaml());
@@ -246,7 +246,7 @@ impl Resource for SealedSecret {
                 ),
             )
         })?;
-        let sealed = sealing::SealedSecret::from_yaml(&text)
+        let sealed = kvm_sealing::SealedSecret::from_yaml(&text)
             .map_err(|e| Diagnostic::error("Cannot import sealed secret", format!("{id}: {e}")))?;
         let namespace = sealed.metadata.namespace.clone().unwrap_or_default();
         let name = sealed.metadata.name.clone();

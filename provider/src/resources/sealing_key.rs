@@ -3,7 +3,7 @@
 //! the same key back.
 
 use async_trait::async_trait;
-use kvm_bootstrap::sealing::{KeyOptions, SealingCertificate, SealingKey as KeyPair};
+use kvm_sealing::{KeyOptions, SealingCertificate, SealingKey as KeyPair};
 use tf_cty::{Number, Path, Type, Value};
 
 use super::{Context, Outcome, Resource};

@@ -15,8 +15,8 @@ use kvm_bootstrap::k3s::config::{
 };
 use kvm_bootstrap::k3s::pki::{ClusterPki, PkiBundle};
 use kvm_bootstrap::manifests::GitCredentials;
-use kvm_bootstrap::sealing::SealingKey;
 use kvm_bootstrap::ssh::{Auth, HostKeyPin, HostKeyPolicy, Target};
+use kvm_sealing::SealingKey;
 use tf_cty::{Path, Value};
 
 use super::model::*;
