@@ -1,6 +1,6 @@
-//! IPv4 addresses and subnets.
+//! IPv4 addresses and subnets; `HOST[:PORT]` as a client dials it.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::{invalid, Invalid, Problem};
 
@@ -76,6 +76,46 @@ pub fn ipv4_subnet(s: &str) -> Result<Ipv4Net, Invalid> {
     Ok(net)
 }
 
+/// `HOST` or `HOST:PORT` as a client dials it: the host a DNS name or an IP address, an IPv6
+/// address in brackets (`[2001:db8::1]:9000`), the port 1 to 65535; no scheme, path, query, user
+/// or spaces. Gives the host (without brackets) and the port, or why not, as a phrase for the
+/// caller's message (k3s' S3 endpoint and its server URL both use this rule).
+pub fn host_port(s: &str) -> Result<(&str, Option<u16>), &'static str> {
+    if s.contains(['/', '?', '#', '@']) || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("expected only HOST[:PORT], without path, query, user or spaces");
+    }
+    let (host, port) = if let Some(v6) = s.strip_prefix('[') {
+        let (h, after) = v6.split_once(']').ok_or("unclosed [ in an IPv6 host")?;
+        if h.parse::<Ipv6Addr>().is_err() {
+            return Err("the bracketed host is not an IPv6 address");
+        }
+        match after {
+            "" => (h, None),
+            p => (h, Some(p.strip_prefix(':').ok_or("expected :PORT after ]")?)),
+        }
+    } else {
+        if s.parse::<Ipv6Addr>().is_ok() {
+            return Err("write an IPv6 address in brackets, e.g. [2001:db8::1]:9000");
+        }
+        match s.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (s, None),
+        }
+    };
+    if host.is_empty() {
+        return Err("the host is empty");
+    }
+    if !s.starts_with('[') && host.parse::<IpAddr>().is_err() && crate::dns_name(host).is_err() {
+        return Err("the host is neither an IP address nor a DNS name");
+    }
+    let port = match port.map(str::parse::<u16>) {
+        None => None,
+        Some(Ok(n)) if n > 0 => Some(n),
+        Some(_) => return Err("the port must be a number from 1 to 65535"),
+    };
+    Ok((host, port))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,6 +146,39 @@ mod tests {
         assert_eq!(ipv4_address("10.17.3.10").unwrap(), Ipv4Addr::new(10, 17, 3, 10));
         for bad in ["10.17.3", "10.17.3.256", "::1", "", " 10.0.0.1"] {
             assert!(ipv4_address(bad).unwrap_err().to_string().contains("is not a valid IPv4 address"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn host_port_table() {
+        let ok: &[(&str, &str, Option<u16>)] = &[
+            ("minio.example.com", "minio.example.com", None),
+            ("minio.example.com:9000", "minio.example.com", Some(9000)),
+            ("10.0.0.1:6443", "10.0.0.1", Some(6443)),
+            ("[2001:db8::1]", "2001:db8::1", None),
+            ("[2001:db8::1]:9000", "2001:db8::1", Some(9000)),
+        ];
+        for (s, host, port) in ok {
+            assert_eq!(host_port(s), Ok((*host, *port)), "{s}");
+        }
+        let bad: &[(&str, &str)] = &[
+            ("", "host is empty"),
+            (":9000", "host is empty"),
+            ("host/path", "without path"),
+            ("user@host", "without path, query, user"),
+            ("a host", "spaces"),
+            ("2001:db8::1", "in brackets"),
+            ("[2001:db8::1", "unclosed ["),
+            ("[10.0.0.1]:1", "not an IPv6 address"),
+            ("[::1]9000", "expected :PORT"),
+            ("bad_host", "neither an IP address nor a DNS name"),
+            ("host:0", "1 to 65535"),
+            ("host:65536", "1 to 65535"),
+            ("host:http", "1 to 65535"),
+        ];
+        for (s, why) in bad {
+            let e = host_port(s).expect_err(s);
+            assert!(e.contains(why), "{s}: {e}");
         }
     }
 }

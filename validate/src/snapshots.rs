@@ -3,7 +3,7 @@
 //! bucket rules, which S3-compatible stores follow) and the S3 endpoint (`HOST[:PORT]`: k3s puts
 //! the scheme itself, `https://` unless `etcd-s3-insecure`).
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::Ipv4Addr;
 
 use crate::{invalid, Invalid, Problem};
 
@@ -147,40 +147,7 @@ pub fn s3_endpoint(s: &str) -> Result<(), Invalid> {
              \"minio.example.com:9000\"",
         ));
     }
-    if s.contains(['/', '?', '#', '@']) || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(fail("expected only HOST[:PORT], without path, query, user or spaces"));
-    }
-    let (host, port) = if let Some(v6) = s.strip_prefix('[') {
-        let (h, after) = v6.split_once(']').ok_or_else(|| fail("unclosed [ in an IPv6 host"))?;
-        if h.parse::<Ipv6Addr>().is_err() {
-            return Err(fail("the bracketed host is not an IPv6 address"));
-        }
-        match after {
-            "" => (h, None),
-            p => (h, Some(p.strip_prefix(':').ok_or_else(|| fail("expected :PORT after ]"))?)),
-        }
-    } else {
-        if s.parse::<Ipv6Addr>().is_ok() {
-            return Err(fail("write an IPv6 address in brackets, e.g. [2001:db8::1]:9000"));
-        }
-        match s.split_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (s, None),
-        }
-    };
-    if host.is_empty() {
-        return Err(fail("the host is empty"));
-    }
-    if !s.starts_with('[') && host.parse::<IpAddr>().is_err() && crate::dns_name(host).is_err() {
-        return Err(fail("the host is neither an IP address nor a DNS name"));
-    }
-    if let Some(p) = port {
-        match p.parse::<u16>() {
-            Ok(n) if n > 0 => {}
-            _ => return Err(fail("the port must be a number from 1 to 65535")),
-        }
-    }
-    Ok(())
+    crate::net::host_port(s).map(|_| ()).map_err(fail)
 }
 
 #[cfg(test)]

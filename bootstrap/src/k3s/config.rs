@@ -1022,37 +1022,10 @@ pub fn check_server_url(url: &str) -> Result<(), ConfigError> {
     let fail = |reason: &str| ConfigError::InvalidServerUrl { url: url.to_string(), reason: reason.to_string() };
     let rest = url.strip_prefix("https://").ok_or_else(|| fail("it must start with https:// (k3s joins over TLS)"))?;
     let rest = rest.strip_suffix('/').unwrap_or(rest);
-    if rest.contains('/') || rest.contains('?') || rest.contains('#') || rest.contains('@') {
+    if rest.contains(['/', '?', '#', '@']) {
         return Err(fail("expected only https://HOST[:PORT], without path, query or user"));
     }
-    let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
-        let (h, after) = v6.split_once(']').ok_or_else(|| fail("unclosed [ in IPv6 host"))?;
-        if h.parse::<std::net::Ipv6Addr>().is_err() {
-            return Err(fail("the bracketed host is not an IPv6 address"));
-        }
-        match after {
-            "" => (h, None),
-            p => (h, Some(p.strip_prefix(':').ok_or_else(|| fail("expected :PORT after ]"))?)),
-        }
-    } else {
-        match rest.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (rest, None),
-        }
-    };
-    if host.is_empty() {
-        return Err(fail("the host is empty"));
-    }
-    if !rest.starts_with('[') && host.parse::<IpAddr>().is_err() && kvm_validate::dns_name(host).is_err() {
-        return Err(fail("the host is neither an IP address nor a DNS name"));
-    }
-    if let Some(p) = port {
-        match p.parse::<u16>() {
-            Ok(n) if n > 0 => {}
-            _ => return Err(fail("the port must be a number from 1 to 65535")),
-        }
-    }
-    Ok(())
+    kvm_validate::host_port(rest).map(|_| ()).map_err(fail)
 }
 
 /// The join URL for a server at `host` (IP or DNS name) on the default port, with IPv6 brackets.
