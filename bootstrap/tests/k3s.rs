@@ -8,7 +8,7 @@ use base64::Engine as _;
 use kvm_bootstrap::k3s::config::{
     server_url, ConfigError, InstallMode, InstallPlan, K3sConfig, Role, Token, VersionPin,
 };
-use kvm_bootstrap::k3s::pki::{CaKind, ClusterPki, PkiError, PkiOptions};
+use kvm_bootstrap::k3s::pki::{CaKind, ClientCertRequest, ClusterPki, PkiError, PkiOptions};
 use kvm_bootstrap::k3s::FilePlacement;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
@@ -581,6 +581,35 @@ fn admin_certificate_is_signed_by_the_client_ca() {
         let p = dir.write("ca.crt", pki.ca(kind).cert_pem());
         let out = openssl(&["verify", "-CAfile", p.to_str().unwrap(), p.to_str().unwrap()]);
         assert!(out.contains(": OK"), "{kind:?}: {out}");
+    }
+}
+
+#[test]
+fn issued_client_certificate_with_several_groups_verifies_with_openssl() {
+    let dir = TempDir::new("issued");
+    let pki = ClusterPki::generate("lab").unwrap();
+    let request = ClientCertRequest {
+        common_name: "ci".into(),
+        organizations: vec!["deployers".into(), "viewers".into()],
+        ttl: std::time::Duration::from_secs(600),
+    };
+    let creds = pki.issue_client_cert(&request).unwrap();
+    let ca = dir.write("client-ca.crt", pki.client_ca_pem());
+    let cert = dir.write("ci.crt", creds.cert().cert_pem());
+    let out = openssl(&["verify", "-purpose", "sslclient", "-CAfile", ca.to_str().unwrap(), cert.to_str().unwrap()]);
+    assert!(out.contains(": OK"), "{out}");
+    let subject = openssl(&["x509", "-noout", "-subject", "-nameopt", "RFC2253", "-in", cert.to_str().unwrap()]);
+    // RFC 2253 prints the last RDN first: the subject is O=deployers, O=viewers, CN=ci.
+    assert_eq!(subject.trim(), "subject=CN=ci,O=viewers,O=deployers");
+    let text = openssl(&["x509", "-noout", "-text", "-in", cert.to_str().unwrap()]);
+    for want in [
+        "Version: 3",
+        "ecdsa-with-SHA256",
+        "Digital Signature, Key Encipherment",
+        "TLS Web Client Authentication",
+        "CA:FALSE",
+    ] {
+        assert!(text.contains(want), "{want} missing:\n{text}");
     }
 }
 

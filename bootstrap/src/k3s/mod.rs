@@ -9,8 +9,8 @@
 //!
 //! Nothing here runs k3s; everything is plain data that a transport (SSH) applies.
 
+mod client_cert;
 pub mod config;
-mod der;
 pub mod pki;
 pub mod state_dir;
 

@@ -34,7 +34,7 @@
 //! API server accepts any certificate its client CA signed, and k3s cannot revoke one, so the
 //! lifetime is the only bound.
 
-use super::der;
+use super::client_cert;
 use std::fmt;
 
 use aws_lc_rs::encoding::AsDer;
@@ -769,32 +769,26 @@ impl ClusterPki {
         let not_after = wanted.min(ca_until);
         let not_before = (now - BACKDATE).max(ca_from);
         let ca = self.ca(CaKind::Client);
-        let (ca_subject, ca_key_id) = {
-            let (_, cert) = x509_parser::prelude::X509Certificate::from_der(ca.cert_der())
-                .map_err(|e| gen_err("reading the client CA", e))?;
-            let key_id = cert.extensions().iter().find_map(|ext| match ext.parsed_extension() {
-                x509_parser::extensions::ParsedExtension::SubjectKeyIdentifier(id) => Some(id.0.to_vec()),
-                _ => None,
-            });
-            (cert.subject().as_raw().to_vec(), key_id)
-        };
         let (key, key_pem) = ec_key()?;
         use rcgen::PublicKeyData as _;
-        let tbs = der::tbs_certificate(&der::TbsParams {
+        let tbs = client_cert::tbs_certificate(&client_cert::ClientCert {
             serial: &serial_bytes()?,
-            issuer: &ca_subject,
+            ca_cert_der: ca.cert_der(),
             not_before,
             not_after,
             common_name: &request.common_name,
             organizations: &request.organizations,
-            spki: &key.subject_public_key_info(),
-            authority_key_id: ca_key_id.as_deref(),
-        });
+            spki_der: &key.subject_public_key_info(),
+        })
+        .map_err(|e| gen_err("writing the client certificate", e))?;
+        let tbs_der = x509_cert::der::Encode::to_der(&tbs).map_err(|e| gen_err("writing the client certificate", e))?;
         let ca_key_der = single_block("client-ca", ca.key_pem(), "EC PRIVATE KEY")?;
         let ca_key = EcdsaKeyPair::from_private_key_der(&ECDSA_P256_SHA256_ASN1_SIGNING, &ca_key_der)
             .map_err(|e| gen_err("loading the client CA key", e))?;
-        let signature = ca_key.sign(&aws_lc_rs::rand::SystemRandom::new(), &tbs).map_err(|e| gen_err("signing", e))?;
-        let cert_der = der::certificate(&tbs, signature.as_ref());
+        let signature =
+            ca_key.sign(&aws_lc_rs::rand::SystemRandom::new(), &tbs_der).map_err(|e| gen_err("signing", e))?;
+        let cert_der = client_cert::certificate(tbs, signature.as_ref())
+            .map_err(|e| gen_err("writing the client certificate", e))?;
         Ok(ClientCredentials {
             cert: CertKey { cert_pem: to_pem("CERTIFICATE", &cert_der), cert_der, key_pem },
             common_name: request.common_name.clone(),
@@ -986,10 +980,7 @@ mod tests {
     }
 
     #[test]
-    fn der_lengths_and_times() {
-        assert_eq!(der::tlv(0x04, &[1, 2]), vec![0x04, 2, 1, 2]);
-        let long = der::tlv(0x04, &[0u8; 300]);
-        assert_eq!(&long[..4], &[0x04, 0x82, 0x01, 0x2c]);
+    fn rfc3339_after_2050() {
         let t = OffsetDateTime::from_unix_timestamp(4_102_444_800).unwrap(); // 2100-01-01
         assert_eq!(rfc3339(t), "2100-01-01T00:00:00Z");
     }
