@@ -28,6 +28,7 @@
 
 mod backup;
 mod der;
+pub mod file;
 mod keys;
 mod manifest;
 pub mod reseal;

@@ -11,9 +11,8 @@
 //! * [`write_atomically`]: a temporary file beside the target, fsync, rename, keeping the mode.
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
 use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
@@ -421,25 +420,6 @@ fn splice(text: &str, mut edits: Vec<(Range<usize>, String)>) -> String {
     out
 }
 
-/// Replaces a file's content atomically: a temporary file in the same directory (so the rename
-/// cannot cross file systems), written, given the old file's mode, fsynced, renamed over the
-/// old one, and the directory fsynced so the rename itself survives a crash. A reader (Git, a
-/// GitOps controller) sees the old or the new file, never half of one.
-pub fn write_atomically(path: &Path, text: &[u8]) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt as _;
-    let mode = std::fs::metadata(path).map(|m| m.permissions().mode() & 0o7777).unwrap_or(0o644);
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let mut tmp = tempfile::Builder::new().prefix(".kvm-gitops-reseal-").tempfile_in(&dir)?;
-    tmp.write_all(text)?;
-    tmp.as_file().set_permissions(std::fs::Permissions::from_mode(mode))?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    std::fs::File::open(&dir)?.sync_all()
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::OnceLock;
@@ -447,6 +427,7 @@ mod tests {
     use super::*;
     use crate::tree::scan_text;
     use crate::{seal_secret, KeyOptions, Scope, SealingKey, SecretSpec};
+    use std::path::Path;
 
     /// The repository's public test key (old) and one generated key (new).
     fn old_key() -> &'static SealingKey {
@@ -569,18 +550,5 @@ mod tests {
         let values = again.secrets[0].sealed.unseal(new_key()).unwrap();
         assert_eq!(values["copy"], b"u");
         assert_eq!(again.secrets[0].sealed.metadata, file.secrets[0].sealed.metadata);
-    }
-
-    #[test]
-    fn write_atomically_keeps_the_mode() {
-        use std::os::unix::fs::PermissionsExt as _;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.yaml");
-        std::fs::write(&path, "old").unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
-        write_atomically(&path, b"new").unwrap();
-        assert_eq!(std::fs::read(&path).unwrap(), b"new");
-        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o640);
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }

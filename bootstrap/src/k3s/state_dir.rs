@@ -13,9 +13,10 @@
 //! Layout: `token` (the join token and a newline), `pki.json` (the [`PkiBundle`]), and by default
 //! the admin `kubeconfig`.
 
-use std::io::Write as _;
 use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
+
+use kvm_sealing::file::{write_atomically, FileMode};
 
 use crate::k3s::config::Token;
 use crate::k3s::pki::{ClusterPki, PkiBundle};
@@ -173,22 +174,10 @@ fn read_optional(path: &Path) -> Result<Option<String>, StateError> {
     }
 }
 
-/// Writes `bytes` to `path` with mode 0600, atomically: a temporary file in the same directory
-/// (created 0600, so the content is never readable by others), synced, then renamed over `path`.
+/// Writes `bytes` to `path` with mode 0600, atomically (see [`write_atomically`]: the temporary
+/// file is 0600 from its creation, so the content is never readable by others).
 pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".kvm-gitops-")
-        .permissions(std::fs::Permissions::from_mode(0o600))
-        .tempfile_in(&dir)
-        .map_err(io(path))?;
-    tmp.write_all(bytes).map_err(io(path))?;
-    tmp.as_file().sync_all().map_err(io(path))?;
-    tmp.persist(path).map_err(|e| io(path)(e.error))?;
-    Ok(())
+    write_atomically(path, bytes, FileMode::Private).map_err(io(path))
 }
 
 #[cfg(test)]

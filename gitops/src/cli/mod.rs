@@ -16,9 +16,10 @@ mod reseal;
 mod seal;
 
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use clap::{Parser, Subcommand};
+use kvm_sealing::file::{write_atomically, FileMode};
 
 pub use cluster::{ClusterArgs, InstallArgs, ReportOutput, StatusArgs, UninstallArgs};
 pub use config::{ClusterConfig, ConfigFileError};
@@ -238,22 +239,9 @@ fn write_output(path: Option<&Path>, bytes: &[u8]) -> Result<(), CliError> {
             .and_then(|()| out.flush())
             .map_err(|source| CliError::Write { path: "-".to_string(), source });
     };
-    let write_err = |source| CliError::Write { path: path.display().to_string(), source };
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let mut tmp = tempfile::Builder::new().prefix(".kvm-gitops-").tempfile_in(&dir).map_err(write_err)?;
-    tmp.write_all(bytes).map_err(write_err)?;
-    tmp.as_file().sync_all().map_err(write_err)?;
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        // Manifests are meant for Git: world-readable like any checked-out file, not the 0600
-        // of a fresh temporary file.
-        tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644)).map_err(write_err)?;
-    }
-    tmp.persist(path).map_err(|e| write_err(e.error))?;
-    Ok(())
+    // Manifests are meant for Git: world-readable like any checked-out file.
+    write_atomically(path, bytes, FileMode::Public)
+        .map_err(|source| CliError::Write { path: path.display().to_string(), source })
 }
 
 #[cfg(test)]

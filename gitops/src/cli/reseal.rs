@@ -10,6 +10,7 @@ use clap::Args;
 use serde_json::json;
 
 use super::{read_input, CliError, Outcome};
+use kvm_sealing::file::FileMode;
 use kvm_sealing::reseal::{self, short, ResealOptions, ResealResult, ResealRow, UnreadableReport, Verification};
 use kvm_sealing::tree::{self, ScannedFile};
 use kvm_sealing::{SealingCertificate, SealingError, UnsealingKey};
@@ -202,7 +203,7 @@ pub(super) fn run_reseal(args: &ResealArgs) -> Result<Outcome, CliError> {
     let write = !args.dry_run && (complete || args.allow_partial);
     if write {
         for change in &plan.changes {
-            reseal::write_atomically(&change.path, change.text.as_bytes())
+            kvm_sealing::file::write_atomically(&change.path, change.text.as_bytes(), FileMode::Keep)
                 .map_err(|source| CliError::Write { path: change.path.display().to_string(), source })?;
         }
     }
