@@ -73,54 +73,21 @@ if ! command -v fio >/dev/null; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends fio >&2
 fi
 image=$(KVM_GUEST_IMAGE_PACKAGES=fio,etcd-server,etcd-client bash "$root/scripts/guest-image.sh" | tail -n1)
-cargo build --release --locked -p terraform-provider-kvm --manifest-path "$root/Cargo.toml" >&2
-bin="${CARGO_TARGET_DIR:-$root/target}/release/terraform-provider-kvm"
+bin=$(release_provider)
 work=$(mktemp -d /var/tmp/kvm-bench.XXXXXX)
 pool="kvmbench-d$$"
 net="kvmbench-n$$"
 pool_dir="${BENCH_POOL_PARENT:-/var/lib/libvirt}/$pool"
-cleanup() {
+bench_domains=kvmbench-disk-
+bench_cleanup_first() {
   local d
   for d in "$work"/tf-*/; do
     [[ -f "$d/terraform.tfstate" ]] && tf "$d" destroy -auto-approve >/dev/null 2>&1
   done
-  for d in $(virsh list --all --name 2>/dev/null | grep "^kvmbench-disk-" || true); do
-    virsh destroy "$d" >/dev/null 2>&1 || true
-    virsh undefine "$d" --nvram >/dev/null 2>&1 || true
-  done
-  for v in $(virsh vol-list "$pool" --name 2>/dev/null); do virsh vol-delete --pool "$pool" "$v" >/dev/null 2>&1 || true; done
   rm -rf "$pool_dir/host-fio"
-  virsh pool-destroy "$pool" >/dev/null 2>&1 || true
-  virsh pool-delete "$pool" >/dev/null 2>&1 || true
-  virsh pool-undefine "$pool" >/dev/null 2>&1 || true
-  virsh net-destroy "$net" >/dev/null 2>&1 || true
-  virsh net-undefine "$net" >/dev/null 2>&1 || true
-  rm -rf "$work"
 }
-trap cleanup EXIT
+bench_lab "10.205.$(($$ % 250))" "$image"
 provider_mirror "$bin" "$work/tf"
-
-subnet="10.205.$(($$ % 250))"
-cat >"$work/net.xml" <<XML
-<network>
-  <name>$net</name>
-  <forward mode='nat'/>
-  <ip address='$subnet.1' prefix='24'>
-    <dhcp><range start='$subnet.2' end='$subnet.254'/></dhcp>
-  </ip>
-</network>
-XML
-virsh net-define "$work/net.xml" >/dev/null
-virsh net-start "$net" >/dev/null
-virsh pool-define-as "$pool" dir --target "$pool_dir" >/dev/null
-virsh pool-build "$pool" >/dev/null
-virsh pool-start "$pool" >/dev/null
-size=$(stat -c %s "$image/disk.qcow2")
-virsh vol-create-as "$pool" base.qcow2 "$size" --format qcow2 >/dev/null
-virsh vol-upload --pool "$pool" base.qcow2 "$image/disk.qcow2"
-virsh pool-refresh "$pool" >/dev/null
-ssh-keygen -q -t ed25519 -N '' -C bench -f "$work/client"
-client_pub=$(cat "$work/client.pub")
 
 # etcd's fio job (etcd's docs: "Using Fio to tell whether your storage is fast enough for etcd").
 fio_job=(--name=etcd --rw=write --ioengine=sync --fdatasync=1 --bs=2300 --size=22m --runtime="$runtime" --output-format=json)
@@ -263,6 +230,8 @@ for line in open(sys.argv[1], errors="replace"):
         out["exit_code"] = int(line[5:])
     elif line in ("PASS", "FAIL"):
         out["verdict"] = line
+    elif line == "skipped (BENCH_ETCD=0)":
+        out["verdict"] = "SKIPPED"
     elif line.startswith(("PASS", "FAIL", "Slowest", "Stddev")):
         # etcd 3.4 prints e.g. "PASS: Throughput is 150 writes/s", "FAIL: Throughput too low: 62 writes/s",
         # "Slowest request took too long: 2.28s", "PASS: Stddev is 0.01s".

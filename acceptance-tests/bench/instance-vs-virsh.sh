@@ -27,48 +27,14 @@ reps=${1:-3}
 accel=${KVM_ACCELERATOR:-qemu}
 
 image=$(bash "$root/scripts/guest-image.sh" | tail -n1)
-cargo build --release --locked -p terraform-provider-kvm --manifest-path "$root/Cargo.toml" >&2
+bin=$(release_provider)
 work=$(mktemp -d /var/tmp/kvm-bench.XXXXXX)
 pool="kvmbench-i$$"
 net="kvmbench-n$$"
 pool_dir="/var/lib/libvirt/$pool"
-cleanup() {
-  for d in $(virsh list --all --name 2>/dev/null | grep "^kvmbench-" || true); do
-    virsh destroy "$d" >/dev/null 2>&1 || true
-    virsh undefine "$d" --nvram >/dev/null 2>&1 || true
-  done
-  for v in $(virsh vol-list "$pool" --name 2>/dev/null); do virsh vol-delete --pool "$pool" "$v" >/dev/null 2>&1 || true; done
-  virsh pool-destroy "$pool" >/dev/null 2>&1 || true
-  virsh pool-delete "$pool" >/dev/null 2>&1 || true
-  virsh pool-undefine "$pool" >/dev/null 2>&1 || true
-  virsh net-destroy "$net" >/dev/null 2>&1 || true
-  virsh net-undefine "$net" >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-provider_mirror "$root/target/release/terraform-provider-kvm" "$work/tf"
-
-subnet="10.204.$(($$ % 250))"
-cat >"$work/net.xml" <<XML
-<network>
-  <name>$net</name>
-  <forward mode='nat'/>
-  <ip address='$subnet.1' prefix='24'>
-    <dhcp><range start='$subnet.2' end='$subnet.254'/></dhcp>
-  </ip>
-</network>
-XML
-virsh net-define "$work/net.xml" >/dev/null
-virsh net-start "$net" >/dev/null
-virsh pool-define-as "$pool" dir --target "$pool_dir" >/dev/null
-virsh pool-build "$pool" >/dev/null
-virsh pool-start "$pool" >/dev/null
-size=$(stat -c %s "$image/disk.qcow2")
-virsh vol-create-as "$pool" base.qcow2 "$size" --format qcow2 >/dev/null
-virsh vol-upload --pool "$pool" base.qcow2 "$image/disk.qcow2"
-virsh pool-refresh "$pool" >/dev/null
-ssh-keygen -q -t ed25519 -N '' -C bench -f "$work/client"
-client_pub=$(cat "$work/client.pub")
+bench_domains=kvmbench-
+bench_lab "10.204.$(($$ % 250))" "$image"
+provider_mirror "$bin" "$work/tf"
 
 
 # The floor: every step of ours, by hand. NAME MAC

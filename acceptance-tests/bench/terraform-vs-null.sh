@@ -36,10 +36,10 @@ shift || true
 counts=("$@")
 ((${#counts[@]})) || counts=(1 1000)
 
-cargo build --release --locked -p terraform-provider-kvm --manifest-path "$root/Cargo.toml" >&2
+bin=$(release_provider)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-provider_mirror "$root/target/release/terraform-provider-kvm" "$work/plain"
+provider_mirror "$bin" "$work/plain"
 plain_rc=$TF_CLI_CONFIG_FILE
 
 # RSS runs: both providers behind a wrapper that records the child's peak RSS (KiB).
@@ -59,7 +59,7 @@ wrapped="$work/wrapped"
 mkdir -p "$wrapped/null/registry.terraform.io/hashicorp/null/2.1.2/linux_amd64"
 wrap "$KVM_TOOLS/mirror/registry.terraform.io/hashicorp/null/2.1.2/linux_amd64/terraform-provider-null_v2.1.2_x4" \
   "$wrapped/null/registry.terraform.io/hashicorp/null/2.1.2/linux_amd64/terraform-provider-null_v2.1.2_x4"
-wrap "$root/target/release/terraform-provider-kvm" "$work/kvm-wrapper"
+wrap "$bin" "$work/kvm-wrapper"
 provider_mirror "$work/kvm-wrapper" "$wrapped"
 sed -i "s#$KVM_TOOLS/mirror#$wrapped/null#" "$wrapped/terraformrc"
 wrapped_rc="$wrapped/terraformrc"

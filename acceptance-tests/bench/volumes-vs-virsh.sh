@@ -20,7 +20,7 @@ root=$(repo_root)
 setup_tools
 reps=${1:-3}
 
-cargo build --release --locked -p terraform-provider-kvm --manifest-path "$root/Cargo.toml" >&2
+bin=$(release_provider)
 work=$(mktemp -d /var/tmp/kvm-bench.XXXXXX)
 pool="kvmbench-$$"
 cleanup() {
@@ -31,7 +31,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-provider_mirror "$root/target/release/terraform-provider-kvm" "$work/tf"
+provider_mirror "$bin" "$work/tf"
 
 virsh pool-define-as "$pool" dir --target "/var/lib/libvirt/$pool" >/dev/null
 virsh pool-build "$pool" >/dev/null
