@@ -8,6 +8,8 @@
 
 mod model;
 mod schema;
+mod snapshots;
+mod source;
 mod spec;
 
 pub use schema::cluster_name;
@@ -162,7 +164,7 @@ impl Resource for GitopsCluster {
     }
 
     fn validate(&self, config: &Value) -> Diagnostics {
-        match spec::check_config(config).and_then(|()| spec::from_value(config, Operation::Create)) {
+        match snapshots::check_config(config).and_then(|()| spec::from_value(config, Operation::Create)) {
             Err(d) => d.into(),
             Ok(_) => Diagnostics::new(),
         }
@@ -182,7 +184,7 @@ impl Resource for GitopsCluster {
         // No prior object: the cluster is being created.
         let prior_plan = ClusterPlan::from_value(prior).ok();
         if prior_plan.is_none() {
-            if let Err(d) = spec::check_restore_on_create(&plan) {
+            if let Err(d) = snapshots::check_restore_on_create(&plan) {
                 return d.into();
             }
         }

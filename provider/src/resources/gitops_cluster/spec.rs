@@ -3,23 +3,21 @@
 //! Errors name the attribute path. Values Terraform has not resolved yet (unknown at plan time)
 //! make [`from_value`] return `Ok(None)`: the engine's checks run again at apply.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use kvm_bootstrap::engine::{
-    ClusterSecrets, ClusterSpec, K3sSettings, ManifestSource, NodeSpec, Reconciler, ReconcilerSettings, RepositorySpec,
-    SealedSecretsSettings, SpecError, Timeouts,
+    ClusterSecrets, ClusterSpec, K3sSettings, NodeSpec, Reconciler, ReconcilerSettings, SealedSecretsSettings,
+    SpecError, Timeouts,
 };
-use kvm_bootstrap::k3s::config::{
-    ConfigError, EtcdS3, EtcdSnapshots, InstallMode, Token, VersionPin, DEFAULT_INSTALL_SCRIPT_URL,
-};
+use kvm_bootstrap::k3s::config::{InstallMode, Token, VersionPin, DEFAULT_INSTALL_SCRIPT_URL};
 use kvm_bootstrap::k3s::pki::{ClusterPki, PkiBundle};
-use kvm_bootstrap::manifests::GitCredentials;
 use kvm_bootstrap::ssh::{Auth, HostKeyPin, HostKeyPolicy, Target};
 use kvm_sealing::SealingKey;
 use tf_cty::{Path, Value};
 
 use super::model::*;
+use super::snapshots;
+use super::source::{manifest, repository};
 use crate::diag::Diagnostic;
 use crate::model::{resolved, Field, Model};
 use crate::units::parse_duration;
@@ -38,7 +36,7 @@ pub struct Cluster {
     pub secrets: ClusterSecrets,
 }
 
-fn err(path: Path, summary: &str, detail: impl Into<String>) -> Diagnostic {
+pub(super) fn err(path: Path, summary: &str, detail: impl Into<String>) -> Diagnostic {
     Diagnostic::attribute_error(path, summary, detail)
 }
 
@@ -77,7 +75,7 @@ pub fn of(c: &ClusterModel, op: Operation) -> Result<Cluster, Diagnostic> {
     let servers = nodes(&c.server, "server")?;
     let agents = nodes(&c.agent, "agent")?;
     let mut k3s = k3s(c.k3s.as_ref())?;
-    (k3s.etcd_snapshots, k3s.restore_snapshot) = snapshots(c.snapshots.as_ref())?;
+    (k3s.etcd_snapshots, k3s.restore_snapshot) = snapshots::of(c.snapshots.as_ref())?;
     let sealed_secrets = match c.sealed_secrets.as_ref().map(|m| manifest(&m.source(), "sealed_secrets")).transpose()? {
         Some(Some(manifest)) => SealedSecretsSettings { manifest },
         _ => SealedSecretsSettings::default(),
@@ -129,134 +127,7 @@ fn check_known_parts(c: &ClusterPlan) -> Result<(), Diagnostic> {
         repository(r.as_ref())?;
     }
     if let Some(s) = resolved::<Option<SnapshotsModel>>(&c.snapshots) {
-        snapshots(s.as_ref())?;
-    }
-    Ok(())
-}
-
-/// The `snapshots` block: k3s' snapshot settings and the snapshot to restore. The S3 secret key
-/// comes from `secret_key` or its write-only twin; where neither is there (a plan, a state, a
-/// refresh: the write-only one is only in the configuration) the credentials are left out,
-/// which status and uninstall do not need. That a configuration gives both halves is checked in
-/// [`check_config`].
-fn snapshots(v: Option<&SnapshotsModel>) -> Result<(Option<EtcdSnapshots>, Option<String>), Diagnostic> {
-    let Some(v) = v else { return Ok((None, None)) };
-    let restore = v.restore.clone();
-    let s3 = match &v.s3 {
-        Some(b) => {
-            let secret_key = either(
-                Secret { stored: &b.secret_key, write_only: &b.secret_key_wo, version: b.secret_key_wo_version },
-                &snapshots_s3_path(),
-                "secret_key",
-            )?;
-            Some(EtcdS3 {
-                endpoint: b.endpoint.clone(),
-                bucket: b.bucket.clone(),
-                folder: b.folder.clone(),
-                region: b.region.clone(),
-                access_key: b.access_key.clone().filter(|_| secret_key.is_some()),
-                secret_key,
-                endpoint_ca_pem: b.endpoint_ca.clone(),
-                skip_ssl_verify: b.skip_ssl_verify.unwrap_or(false),
-                insecure: b.insecure.unwrap_or(false),
-            })
-        }
-        None => None,
-    };
-    let snapshots = EtcdSnapshots {
-        schedule_cron: v.schedule.clone(),
-        retention: v.retention.map(|n| n.clamp(0, u32::MAX as i64) as u32),
-        dir: v.dir.clone(),
-        s3,
-    };
-    // Each rule has one home: rendering checks the settings; its error is blamed on the attribute.
-    let mut probe = kvm_bootstrap::k3s::config::K3sConfig::server(true);
-    probe.etcd_snapshots = Some(snapshots.clone());
-    if let Err(e) = probe.render() {
-        let path = match &e {
-            ConfigError::InvalidSnapshot { key, .. } | ConfigError::InvalidPath { key, .. } => snapshot_path(key),
-            _ => Path::attr("snapshots"),
-        };
-        return Err(err(path, "Invalid snapshot setting", e.to_string()));
-    }
-    if let Some(name) = &restore {
-        kvm_bootstrap::engine::check_restore(name, Some(&snapshots)).map_err(|e| {
-            err(Path::attr("snapshots").join_attr("restore"), "Invalid snapshot to restore", e.to_string())
-        })?;
-    }
-    Ok((Some(snapshots), restore))
-}
-
-fn snapshots_s3_path() -> Path {
-    Path::attr("snapshots").join_attr("s3")
-}
-
-/// The attribute behind a k3s snapshot setting.
-fn snapshot_path(key: &str) -> Path {
-    let top = |name: &str| Path::attr("snapshots").join_attr(name);
-    let s3 = |name: &str| snapshots_s3_path().join_attr(name);
-    match key {
-        "etcd-snapshot-schedule-cron" => top("schedule"),
-        "etcd-snapshot-retention" => top("retention"),
-        "etcd-snapshot-dir" => top("dir"),
-        "cluster-reset-restore-path" => top("restore"),
-        "etcd-s3-bucket" => s3("bucket"),
-        "etcd-s3-endpoint" => s3("endpoint"),
-        "etcd-s3-endpoint-ca" => s3("endpoint_ca"),
-        "etcd-s3-folder" => s3("folder"),
-        "etcd-s3-region" => s3("region"),
-        "etcd-s3-access-key" => s3("access_key"),
-        "etcd-s3-secret-key" => s3("secret_key_wo"),
-        "etcd-s3-skip-ssl-verify" => s3("skip_ssl_verify"),
-        _ => Path::attr("snapshots"),
-    }
-}
-
-/// Checks only a configuration can answer (it alone holds write-only values): an S3 access key
-/// needs a secret key, in `secret_key` or `secret_key_wo`.
-pub fn check_config(config: &Value) -> Result<(), Diagnostic> {
-    let Ok(config) = ClusterPlan::from_value(config) else { return Ok(()) };
-    let Some(s3) = config.snapshots.known().and_then(|s| s.s3.known()) else {
-        return Ok(());
-    };
-    let secret_given = !s3.secret_key.is_null() || !s3.secret_key_wo.is_null();
-    if !s3.access_key.is_null() && !secret_given {
-        return Err(err(
-            snapshots_s3_path().join_attr("secret_key_wo"),
-            "Incomplete S3 credentials",
-            "An access_key needs its secret key: set secret_key_wo (Terraform 1.11 and later) or secret_key.",
-        ));
-    }
-    if s3.access_key.is_null() && secret_given {
-        return Err(err(
-            snapshots_s3_path().join_attr("access_key"),
-            "Incomplete S3 credentials",
-            "A secret key needs its access_key.",
-        ));
-    }
-    Ok(())
-}
-
-/// On create, a restore needs the PKI (and token) of the cluster the snapshot was taken of: a
-/// `pki` still unknown at plan time comes from a `kvm_cluster_pki` created in the same apply,
-/// i.e. new CAs and a new token, which the snapshot cannot be restored into.
-pub fn check_restore_on_create(planned: &ClusterPlan) -> Result<(), Diagnostic> {
-    let Some(restore) = planned.snapshots.known().map(|s| &s.restore).filter(|r| !r.is_null()) else {
-        return Ok(());
-    };
-    if planned.pki.known().is_none() || planned.token.known().is_none() {
-        let what = restore.known().map(|n| format!(" {n:?}")).unwrap_or_default();
-        return Err(err(
-            Path::attr("snapshots").join_attr("restore"),
-            "Restore needs the kept PKI",
-            format!(
-                "The snapshot{what} can only be restored into the cluster it was taken of (same CAs, and the same \
-                 token, which decrypts its bootstrap data), but pki and token are not known at plan time: the \
-                 kvm_cluster_pki is created in this apply, with new ones. Keep the kvm_cluster_pki of that cluster \
-                 through the rebuild (kvm-gitops drill keeps it; `terraform import` brings back one whose CAs were \
-                 saved), or remove snapshots.restore to start a new cluster."
-            ),
-        ));
+        snapshots::of(s.as_ref())?;
     }
     Ok(())
 }
@@ -405,137 +276,10 @@ fn k3s(v: Option<&K3sModel>) -> Result<K3sSettings, Diagnostic> {
         data_dir: s(&v.data_dir),
         secrets_encryption: v.secrets_encryption,
         flannel_backend: s(&v.flannel_backend),
-        // From the `snapshots` block, see [`snapshots`].
+        // From the `snapshots` block, see [`snapshots::of`].
         etcd_snapshots: None,
         restore_snapshot: None,
     })
-}
-
-/// The three settings of where an install manifest comes from (`sealed_secrets`, `reconciler`).
-pub struct ManifestFields<'a> {
-    url: &'a Option<String>,
-    sha256: &'a Option<String>,
-    file: &'a Option<String>,
-}
-
-impl ManifestModel {
-    fn source(&self) -> ManifestFields<'_> {
-        ManifestFields { url: &self.manifest_url, sha256: &self.manifest_sha256, file: &self.manifest_file }
-    }
-}
-
-impl ReconcilerModel {
-    fn source(&self) -> ManifestFields<'_> {
-        ManifestFields { url: &self.manifest_url, sha256: &self.manifest_sha256, file: &self.manifest_file }
-    }
-}
-
-fn manifest(m: &ManifestFields<'_>, block: &str) -> Result<Option<ManifestSource>, Diagnostic> {
-    let at = |name: &str| Path::attr(block).join_attr(name);
-    match (m.url.clone(), m.file.clone()) {
-        (Some(_), Some(_)) => Err(err(
-            at("manifest_file"),
-            "Two manifest sources",
-            "Give either manifest_url or manifest_file, not both.",
-        )),
-        (Some(url), None) => Ok(Some(ManifestSource::Url { url, sha256: m.sha256.clone() })),
-        (None, Some(file)) => {
-            if !std::path::Path::new(&file).is_file() {
-                return Err(err(
-                    at("manifest_file"),
-                    "Manifest missing",
-                    format!("{file:?} is not a file on the Terraform host."),
-                ));
-            }
-            Ok(Some(ManifestSource::File(PathBuf::from(file))))
-        }
-        (None, None) => Ok(None),
-    }
-}
-
-fn repository(v: Option<&RepositoryModel>) -> Result<(Option<RepositorySpec>, Option<GitCredentials>), Diagnostic> {
-    let Some(v) = v else { return Ok((None, None)) };
-    let at = |name: &str| Path::attr("repository").join_attr(name);
-    let repo = RepositorySpec {
-        url: v.url.clone(),
-        revision: v.revision.clone().unwrap_or_else(|| DEFAULT_REVISION.into()),
-        path: v.path.clone().unwrap_or_else(|| DEFAULT_REPOSITORY_PATH.into()),
-        name: v.name.clone().unwrap_or_else(|| DEFAULT_ROOT_NAME.into()),
-    };
-    // Each secret comes from its stored attribute or its write-only twin (present only in the
-    // configuration, and in what create and update get; a plan or state has it null).
-    let block = Path::attr("repository");
-    let ssh_private_key = either(
-        Secret { stored: &v.ssh_private_key, write_only: &v.ssh_private_key_wo, version: v.ssh_private_key_wo_version },
-        &block,
-        "ssh_private_key",
-    )?;
-    let password = either(
-        Secret { stored: &v.password, write_only: &v.password_wo, version: v.password_wo_version },
-        &block,
-        "password",
-    )?;
-    let git = match (ssh_private_key, password) {
-        (Some(_), Some(_)) => {
-            return Err(err(
-                at("password"),
-                "Two kinds of Git credentials",
-                "Give either ssh_private_key (or ssh_private_key_wo) or username and password (or password_wo).",
-            ))
-        }
-        (Some(private_key), None) => {
-            let (Some(public_key), Some(known_hosts)) = (v.ssh_public_key.clone(), v.known_hosts.clone()) else {
-                return Err(err(
-                    at("known_hosts"),
-                    "Incomplete SSH credentials",
-                    "An SSH deploy key needs ssh_public_key and known_hosts (the Git server's key, pinned).",
-                ));
-            };
-            Some(GitCredentials::Ssh { private_key, public_key, known_hosts })
-        }
-        (None, Some(password)) => {
-            let Some(username) = v.username.clone() else {
-                return Err(err(
-                    at("username"),
-                    "Incomplete HTTPS credentials",
-                    "A password or token needs a username (any name for a token, e.g. \"git\").",
-                ));
-            };
-            Some(GitCredentials::Https { username, password })
-        }
-        (None, None) => None,
-    };
-    Ok((Some(repo), git))
-}
-
-/// A secret that comes from a stored attribute or its write-only twin, with the twin's version.
-struct Secret<'a> {
-    stored: &'a Option<String>,
-    write_only: &'a Option<String>,
-    version: Option<i64>,
-}
-
-/// The value of `name` or of its write-only twin `<name>_wo` (at most one may be set), and a
-/// `<name>_wo_version` only next to the write-only one.
-fn either(s: Secret<'_>, block: &Path, name: &str) -> Result<Option<String>, Diagnostic> {
-    let at = |name: &str| block.clone().join_attr(name);
-    let wo = format!("{name}_wo");
-    let version = format!("{name}_wo_version");
-    if s.stored.is_some() && s.write_only.is_some() {
-        return Err(err(
-            at(&wo),
-            "Conflicting credentials",
-            format!("Give either {wo} (write-only) or {name}, not both."),
-        ));
-    }
-    if s.version.is_some() && s.write_only.is_none() && s.stored.is_some() {
-        return Err(err(
-            at(&version),
-            "Version without a write-only value",
-            format!("{version} versions {wo}; use {wo} instead of {name}, or remove the version."),
-        ));
-    }
-    Ok(s.stored.clone().or_else(|| s.write_only.clone()))
 }
 
 fn duration(value: &Option<String>, name: &str, default: &str) -> Result<Duration, Diagnostic> {
