@@ -248,6 +248,110 @@ fn engine_places_node_files_over_pinned_ssh_with_sudo_and_is_idempotent() {
     let again = in_netns(|| engine.uninstall()).expect("second uninstall");
     assert!(!again.changed(), "{again:?}");
 
+    restore_runs_once_between_install_and_start(&lab, &spec, &ip, &kh);
+    let cleaned = in_netns(|| engine.uninstall()).expect("uninstall after the restore");
+    assert!(cleaned.changed(), "{cleaned:?}");
+
     lab.ws.destroy().ok();
     assert_nothing_leaked(p.as_str());
+}
+
+/// The etcd restore step over SSH, up to the k3s boundary. k3s cannot run here, so the air-gap
+/// artifacts the engine uploads are test stand-ins, and say so: a "k3s binary" that records each
+/// call (its uid and arguments, and for the cluster reset the mode and owner of the S3 credentials
+/// drop-in it would read) and otherwise fails, except `server`, which the service runs and which
+/// sleeps; an "install.sh" that records its environment and writes the k3s unit. Proven: the
+/// install runs without starting, the cluster reset with the restore path runs as root after it
+/// and before the service starts, the S3 secret is in a 0600 root drop-in and never on a command
+/// line, the stamps record the snapshot, a second run restores nothing, and the engine stops at
+/// the first step that needs a real k3s (the cluster's readiness), naming it.
+fn restore_runs_once_between_install_and_start(lab: &Lab, base: &ClusterSpec, ip: &str, kh: &str) {
+    use kvm_bootstrap::k3s::config::{EtcdS3, EtcdSnapshots};
+    const SECRET: &str = "s3-secret-never-on-a-command-line";
+    let calls = "/var/lib/k3s-stand-in-calls";
+    let dropin = "/etc/rancher/k3s/config.yaml.d/50-etcd-s3-credentials.yaml";
+    let dir = lab.dir.path().join("airgap");
+    std::fs::create_dir_all(&dir).unwrap();
+    let binary = dir.join("k3s");
+    std::fs::write(
+        &binary,
+        format!(
+            "#!/bin/sh\n# Test stand-in for the k3s binary: k3s cannot run in this test environment.\n\
+             echo \"k3s $(id -u) $*\" >> {calls}\n\
+             case \"$*\" in\n\
+             'server --cluster-reset '*) echo \"dropin $(stat -c '%a %U' {dropin})\" >> {calls}; exit 0 ;;\n\
+             server) exec sleep infinity ;;\n\
+             *) exit 1 ;;\n\
+             esac\n"
+        ),
+    )
+    .unwrap();
+    let script = dir.join("install.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n# Test stand-in for k3s' install.sh: records how it was called, writes the unit.\n\
+             echo \"install $(id -u) exec=$INSTALL_K3S_EXEC skip_download=$INSTALL_K3S_SKIP_DOWNLOAD \
+             skip_start=${{INSTALL_K3S_SKIP_START:-false}}\" >> {calls}\n\
+             printf '[Unit]\\nDescription=test stand-in for k3s\\n[Service]\\nExecStart=/usr/local/bin/k3s server\\n' \
+             > /etc/systemd/system/k3s.service\n\
+             systemctl daemon-reload\n\
+             [ \"$INSTALL_K3S_SKIP_START\" = true ] || systemctl start k3s\n"
+        ),
+    )
+    .unwrap();
+    let images = dir.join("k3s-airgap-images-amd64.tar");
+    std::fs::write(&images, b"").unwrap();
+
+    let mut spec = base.clone();
+    spec.k3s.install = InstallMode::Airgap {
+        binary: binary.display().to_string(),
+        images: images.display().to_string(),
+        script: script.display().to_string(),
+        extra_images: Vec::new(),
+    };
+    let mut s3 = EtcdS3::new("k3s-snapshots");
+    s3.endpoint = Some("minio.lab.internal:9000".into());
+    s3.folder = Some("lab".into());
+    s3.access_key = Some("AKIALAB".into());
+    s3.secret_key = Some(SECRET.into());
+    spec.k3s.etcd_snapshots =
+        Some(EtcdSnapshots { schedule_cron: Some("0 */6 * * *".into()), retention: Some(5), dir: None, s3: Some(s3) });
+    spec.k3s.restore_snapshot = Some("etcd-snapshot-server-1-1733472000".into());
+    spec.timeouts.cluster = Duration::from_secs(5);
+    let secrets = secrets();
+    let engine = Engine::new(&spec, &secrets).expect("a valid spec with a restore");
+
+    let err = in_netns(|| engine.install()).expect_err("no real k3s answers kubectl");
+    let msg = err.to_string();
+    assert!(msg.contains("cluster ready"), "the engine stops at the first step that needs k3s: {msg}");
+    assert!(!msg.contains(SECRET), "{msg}");
+    let log = ssh_ok(lab.dir.path(), ip, kh, &format!("sudo cat {calls}"));
+    let lines: Vec<&str> = log.lines().collect();
+    let at = |prefix: &str| {
+        lines.iter().position(|l| l.starts_with(prefix)).unwrap_or_else(|| panic!("no {prefix:?} in:\n{log}"))
+    };
+    let install = at("install 0 exec=server skip_download=true skip_start=true");
+    let reset = at("k3s 0 server --cluster-reset --cluster-reset-restore-path=etcd-snapshot-server-1-1733472000");
+    let started = lines.iter().position(|l| *l == "k3s 0 server").unwrap_or_else(|| panic!("never started:\n{log}"));
+    assert!(install < reset && reset < started, "install, then restore, then start:\n{log}");
+    assert_eq!(lines[reset + 1], "dropin 600 root", "{log}");
+    assert!(!log.contains(SECRET), "the secret is never on a command line:\n{log}");
+    let config = ssh_ok(lab.dir.path(), ip, kh, "sudo cat /etc/rancher/k3s/config.yaml");
+    assert!(config.contains("etcd-s3-bucket: \"k3s-snapshots\"") && !config.contains(SECRET), "{config}");
+    let dropped = ssh_ok(lab.dir.path(), ip, kh, &format!("sudo cat {dropin}"));
+    assert!(dropped.contains(SECRET), "{dropped}");
+    let stamps =
+        ssh_ok(lab.dir.path(), ip, kh, "sudo cat /var/lib/kvm-bootstrap/restored; sudo ls /var/lib/kvm-bootstrap");
+    assert!(stamps.starts_with("etcd-snapshot-server-1-1733472000\n"), "{stamps}");
+    assert!(!stamps.contains("restoring"), "the in-progress stamp is gone: {stamps}");
+    assert_eq!(ssh_ok(lab.dir.path(), ip, kh, "systemctl is-active k3s"), "active");
+
+    // A second run finds the restored datastore: no second reset.
+    let again = in_netns(|| engine.install()).expect_err("still no real k3s");
+    assert!(again.to_string().contains("cluster ready"), "{again}");
+    let log = ssh_ok(lab.dir.path(), ip, kh, &format!("sudo cat {calls}"));
+    let resets = log.lines().filter(|l| l.starts_with("k3s 0 server --cluster-reset ")).count();
+    assert_eq!(resets, 1, "restored once:\n{log}");
+    ssh_ok(lab.dir.path(), ip, kh, &format!("sudo systemctl stop k3s; sudo rm -f {calls}"));
 }
