@@ -17,6 +17,7 @@ pub use schema::cluster_name;
 use async_trait::async_trait;
 use kvm_bootstrap::engine::{ClusterStatus, Engine, EngineError, Report};
 use kvm_bootstrap::k3s::config::server_url;
+use kvm_bootstrap::k3s::pki::ClusterPki;
 use tf_cty::Value;
 
 use super::{Context, Failure, Outcome, Resource};
@@ -49,13 +50,18 @@ fn settings(value: &Value) -> Option<ClusterPlan> {
     ClusterPlan::from_value(value).ok().map(|p| p.settings())
 }
 
-/// `api_server_url`, `cluster_ca_certificate` and `kubeconfig` from the PKI and the API address,
-/// each unknown until both are known.
+/// `api_server_url`, `cluster_ca_certificate` and `kubeconfig` as far as the plan knows them: each
+/// unknown until the PKI and the API address are both known.
 fn access(c: &ClusterPlan) -> Result<[Field<String>; 3], Diagnostic> {
     let url = spec::api_address(c).map(|address| server_url(&address));
     let pki = c.pki.known().map(|text| spec::pki(text)).transpose()?;
+    access_of(pki.as_ref(), url)
+}
+
+/// The three access attributes from a PKI and a server URL, where known.
+fn access_of(pki: Option<&ClusterPki>, url: Option<String>) -> Result<[Field<String>; 3], Diagnostic> {
     let known = |v: Option<String>| v.map_or(Field::Unknown, Field::Known);
-    let ca = known(pki.as_ref().map(|p| p.server_ca_pem().to_string()));
+    let ca = known(pki.map(|p| p.server_ca_pem().to_string()));
     let kubeconfig = match (pki, &url) {
         (Some(pki), Some(url)) => {
             Some(pki.kubeconfig(url).map_err(|e| Diagnostic::error("Cannot build the kubeconfig", e.to_string()))?)
@@ -103,14 +109,15 @@ impl GitopsCluster {
         let mut state = ClusterModel::from_value(planned)?;
         let name = state.name.clone();
         state.id = Field::Known(name.clone());
+        let cluster = spec::of(&state, op)?;
+        // The PKI as the spec parsed it, and the API address by the engine's own rule.
         [state.api_server_url, state.cluster_ca_certificate, state.kubeconfig] =
-            access(&ClusterPlan::from_value(planned)?)?;
+            access_of(Some(&cluster.secrets.pki), Some(cluster.spec.server_url()))?;
         let partial = |mut s: ClusterModel| {
             s.healthy = Field::Known(false);
             s.sync_status = Field::Known("bootstrap did not finish".into());
             s.to_value()
         };
-        let cluster = spec::of(&state, op)?;
         tracing::info!(cluster = %name, servers = cluster.spec.servers.len(), agents = cluster.spec.agents.len(), "bootstrapping cluster");
         let result = blocking(ctx, "the bootstrap", move || {
             let Cluster { spec, secrets } = cluster;
