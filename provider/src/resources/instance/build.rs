@@ -4,7 +4,7 @@
 //! Pure functions: no host calls, so every rule here is unit-tested.
 
 use libvirt_xml::domain::{
-    BootOrder, CharDevice, Controller, Cpu, CpuModel, Devices, Disk, DiskDriver, DiskSource as XmlDiskSource,
+    BootOrder, CharDevice, CharLog, Controller, Cpu, CpuModel, Devices, Disk, DiskDriver, DiskSource as XmlDiskSource,
     DiskTarget, Domain, Features, FirmwareFeature, FirmwareFeatures, Interface, InterfaceSource, Mac, Model, Os,
     OsType, PciAddress, Rng, Vcpu,
 };
@@ -24,9 +24,20 @@ pub struct SeedDisk {
     pub volume: String,
 }
 
-/// A new instance's domain. `formats[i]` is the image format of disk `i` (`qcow2`/`raw`);
-/// `devices[i]` its target device (see [`assign_devices`]).
-pub fn new_domain(spec: &Spec, uuid: &str, formats: &[String], devices: &[String], seed: Option<&SeedDisk>) -> Domain {
+/// What a new domain is made with besides its spec: the image format of each disk
+/// (`qcow2`/`raw`), each disk's target device (see [`assign_devices`]), the cloud-init seed disk
+/// and the file the serial console is logged to.
+#[derive(Debug, Clone, Default)]
+pub struct Extras<'a> {
+    pub formats: &'a [String],
+    pub devices: &'a [String],
+    pub seed: Option<&'a SeedDisk>,
+    pub console_log: Option<&'a str>,
+}
+
+/// A new instance's domain.
+pub fn new_domain(spec: &Spec, uuid: &str, extras: &Extras) -> Domain {
+    let Extras { formats, devices, seed, console_log } = *extras;
     let mut disks: Vec<Disk> = Vec::new();
     let mut iothreads = 0;
     for (i, d) in spec.disks.iter().enumerate() {
@@ -108,7 +119,7 @@ pub fn new_domain(spec: &Spec, uuid: &str, formats: &[String], devices: &[String
             controllers,
             interfaces: spec.nics.iter().map(interface).collect(),
             // The serial console is where cloud images log their boot (virsh console NAME).
-            serials: vec![CharDevice::pty_serial(0)],
+            serials: vec![serial(console_log)],
             consoles: vec![CharDevice::pty_console()],
             // The guest agent reports addresses on host bridges, where there is no DHCP lease.
             channels: vec![CharDevice::guest_agent_channel()],
@@ -116,6 +127,15 @@ pub fn new_domain(spec: &Spec, uuid: &str, formats: &[String], devices: &[String
             ..Default::default()
         },
         ..Default::default()
+    }
+}
+
+/// The first serial port, logged to `log` (appended to across restarts) when given. libvirt
+/// makes the `<console>` an alias of it, log included.
+pub fn serial(log: Option<&str>) -> CharDevice {
+    CharDevice {
+        log: log.map(|file| CharLog { file: file.to_string(), append: Some("on".into()) }),
+        ..CharDevice::pty_serial(0)
     }
 }
 
@@ -333,7 +353,9 @@ mod tests {
         let devices = assign_devices(&s.disks, &[]);
         let formats = vec!["qcow2".to_string(), "raw".into(), "raw".into()];
         let seed = SeedDisk { pool: "p".into(), volume: "web-1-cidata.img".into() };
-        let d = new_domain(&s, "6f1d7f52-8d52-4c43-9d1c-0d0b7f0b0e01", &formats, &devices, Some(&seed));
+        let log = "/var/lib/libvirt/p/web-1-console.log";
+        let extras = Extras { formats: &formats, devices: &devices, seed: Some(&seed), console_log: Some(log) };
+        let d = new_domain(&s, "6f1d7f52-8d52-4c43-9d1c-0d0b7f0b0e01", &extras);
         assert_eq!(d.iothreads, Some(2));
         let root = &d.devices.disks[0];
         let driver = root.driver.as_ref().unwrap();
@@ -356,6 +378,12 @@ mod tests {
         let xml = d.to_xml().unwrap();
         assert_eq!(Domain::from_xml(&xml).unwrap(), d);
         assert!(xml.contains("<source pool=\"p\" volume=\"web-1-cidata.img\"/>"), "{xml}");
+        // The serial console is logged; the console mirrors it (libvirt copies the log to it).
+        let serial = &d.devices.serials[0];
+        assert_eq!(serial.log, Some(CharLog { file: log.into(), append: Some("on".into()) }));
+        assert_eq!(serial.target.as_ref().and_then(|t| t.port), Some(0));
+        assert!(xml.contains("<log file=\"/var/lib/libvirt/p/web-1-console.log\" append=\"on\"/>"), "{xml}");
+        assert_eq!(d.devices.consoles, [CharDevice::pty_console()]);
     }
 
     #[test]
@@ -370,7 +398,9 @@ mod tests {
             source: DiskSource::Nvme { address: "0000:01:00.0".into(), namespace: 2 },
             ..disk_spec("x", "virtio")
         }];
-        let d = new_domain(&s, "u", &["raw".into()], &["vda".into()], None);
+        let (formats, devices) = (["raw".to_string()], ["vda".to_string()]);
+        let d = new_domain(&s, "u", &Extras { formats: &formats, devices: &devices, ..Default::default() });
+        assert_eq!(d.devices.serials[0].log, None, "no directory pool: no log");
         assert_eq!(d.devices.disks[0].boot, None, "direct kernel boot: no disk boot order");
         assert_eq!(d.os.kernel.as_deref(), Some("/img/vmlinuz"));
         assert_eq!(d.os.firmware.as_deref(), Some("efi"));

@@ -72,6 +72,7 @@ crate::model! {
         pub ssh_host_public_key: Field<String>,
         pub ssh_host_private_key: Field<String>,
         pub known_hosts: Field<String>,
+        pub console_log: Field<String>,
         pub disk: Vec<DiskModel>,
         pub network_interface: Vec<NicModel>,
         /// At most one block.

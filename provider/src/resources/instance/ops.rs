@@ -16,6 +16,7 @@ use virt::domain::Domain as VirDomain;
 use virt::storage_vol::StorageVol;
 use virt::sys;
 
+use super::console;
 use super::metadata::{FixedIp, InstanceMetadata, NAMESPACE, PREFIX};
 use super::spec::{DiskSource, Spec};
 use crate::diag::Diagnostic;
@@ -25,6 +26,32 @@ use crate::libvirt::HostError;
 pub struct Preflight {
     /// Image format of each disk (`qcow2`, `raw`).
     pub formats: Vec<String>,
+    /// Where the serial console is logged, when the instance has a directory pool.
+    pub console_log: Option<ConsoleLog>,
+}
+
+/// The console log volume of a new instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsoleLog {
+    pub pool: String,
+    pub volume: String,
+    /// Its file on the host.
+    pub path: String,
+}
+
+/// Where a new instance's console log goes: a volume in its directory pool (see
+/// [`console`](super::console)). None when it has no pool, or one whose volumes are not files.
+fn console_log(conn: &Connect, spec: &Spec) -> Option<ConsoleLog> {
+    let pool = spec.console_pool()?;
+    let xml = conn.lookup_storage_pool_by_name(pool).ok()?.xml_desc(0).ok()?;
+    let doc = libvirt_xml::pool::StoragePool::from_xml(&xml).ok()?;
+    if !console::DIRECTORY_POOLS.contains(&doc.pool_type.as_str()) {
+        tracing::info!(instance = %spec.name, %pool, "pool is not a directory: the serial console is not logged");
+        return None;
+    }
+    let volume = console::volume_name(&spec.name);
+    let dir = doc.target?.path;
+    Some(ConsoleLog { pool: pool.to_string(), path: format!("{}/{volume}", dir.trim_end_matches('/')), volume })
 }
 
 /// Checks a new instance against the host: volumes, pools and networks exist, the disk buses
@@ -106,7 +133,8 @@ pub fn preflight(conn: &Connect, spec: &Spec) -> Result<Result<Preflight, Vec<Di
             ));
         }
     }
-    Ok(if problems.is_empty() { Ok(Preflight { formats }) } else { Err(problems) })
+    let console_log = console_log(conn, spec);
+    Ok(if problems.is_empty() { Ok(Preflight { formats, console_log }) } else { Err(problems) })
 }
 
 /// The format (`qcow2`, `raw`) of a volume.
@@ -298,8 +326,8 @@ pub fn undefine(dom: &VirDomain, name: &str) -> Result<(), HostError> {
     dom.undefine_flags(flags).map_err(|e| HostError::call(format!("undefine {name:?}"), e))
 }
 
-/// Removes an instance and everything the provider made for it (seed, DHCP entries), never
-/// the user's volumes.
+/// Removes an instance and everything the provider made for it (seed, console log, DHCP
+/// entries), never the user's volumes.
 pub fn remove(conn: &Connect, dom: &VirDomain, grace: Duration, name: &str) -> Result<(), HostError> {
     let meta = metadata(dom);
     shutdown(dom, grace, name)?;
@@ -307,6 +335,9 @@ pub fn remove(conn: &Connect, dom: &VirDomain, grace: Duration, name: &str) -> R
     remove_fixed_ips(conn, &meta.fixed_ips, name)?;
     if let Some(seed) = &meta.seed {
         delete_volume(conn, &seed.pool, &seed.volume)?;
+    }
+    if let Some(log) = &meta.console_log {
+        console::delete(conn, &log.pool, &log.volume)?;
     }
     Ok(())
 }

@@ -131,6 +131,11 @@ pub fn schema() -> Schema {
         Attribute::computed("known_hosts", Type::String)
             .describe("A known_hosts line for `ip_address` with the pinned host key: `ssh -o UserKnownHostsFile=…`."),
     )
+    .attribute(Attribute::computed("console_log", Type::String).describe(
+        "The file on the libvirt host the serial console is logged to (a 0600 volume `NAME-console.log` in the \
+         pool of the cloud-init seed, else of the first disk, when that pool is a directory; null otherwise). A \
+         failed `wait_for` quotes its last lines; it is removed with the instance.",
+    ))
     .block(NestedBlock::new("disk", Nesting::List, disk_block()).items(1, 0))
     .block(NestedBlock::new("network_interface", Nesting::List, interface_block()))
     .block(NestedBlock::new("cloud_init", Nesting::List, cloud_init_block()).items(0, 1))

@@ -227,6 +227,17 @@ impl Spec {
     pub fn seed_volume(&self) -> String {
         seed_volume_name(&self.name)
     }
+
+    /// The pool the serial console log goes to, if it is a directory pool: the seed's, else the
+    /// first volume disk's.
+    pub fn console_pool(&self) -> Option<&str> {
+        self.cloud_init.as_ref().and_then(|c| c.pool.as_deref()).or_else(|| {
+            self.disks.iter().find_map(|d| match &d.source {
+                DiskSource::Volume { pool, .. } => Some(pool.as_str()),
+                DiskSource::Nvme { .. } => None,
+            })
+        })
+    }
 }
 
 /// Name of an instance's seed volume.

@@ -42,6 +42,7 @@ pub fn fill(state: &mut InstanceModel, observed: &Observed) {
     state.kernel = doc.os.kernel.clone();
     state.initrd = doc.os.initrd.clone();
     state.cmdline = doc.os.cmdline.clone();
+    state.console_log = Field::from_option(console_log(doc));
     state.running = Some(observed.active);
     state.autostart = Some(observed.autostart);
 
@@ -68,6 +69,11 @@ pub fn fill(state: &mut InstanceModel, observed: &Observed) {
     for ci in &mut state.cloud_init {
         ci.seed_volume = Field::from_option(observed.meta.seed.as_ref().map(|s| s.volume.clone()));
     }
+}
+
+/// The file the first serial port is logged to, if any.
+pub fn console_log(doc: &libvirt_xml::domain::Domain) -> Option<String> {
+    doc.devices.serials.iter().find_map(|s| s.log.as_ref()).map(|l| l.file.clone())
 }
 
 /// Whether `machine` (as libvirt expanded it) is what `alias` asked for.
