@@ -5,12 +5,12 @@
 
 use libvirt_xml::domain::{
     BootOrder, CharDevice, CharLog, Controller, Cpu, CpuModel, Devices, Disk, DiskDriver, DiskSource as XmlDiskSource,
-    DiskTarget, Domain, Features, FirmwareFeature, FirmwareFeatures, Interface, InterfaceSource, Mac, Model, Os,
-    OsType, PciAddress, Rng, Vcpu,
+    DiskTarget, Domain, Features, FirmwareFeature, FirmwareFeatures, Graphics, GraphicsListen, Interface,
+    InterfaceSource, Mac, Model, Os, OsType, PciAddress, Rng, Vcpu,
 };
 use libvirt_xml::{Capacity, Flag};
 
-use super::spec::{DiskSource, DiskSpec, NicSpec, Spec};
+use super::spec::{DiskSource, DiskSpec, GraphicsSpec, Listen, NicSpec, Spec};
 
 /// Spare PCIe root ports on q35, so that disks and interfaces can be hot-plugged later (q35
 /// has no hot-pluggable slots of its own; libvirt only adds ports for the devices defined).
@@ -124,8 +124,27 @@ pub fn new_domain(spec: &Spec, uuid: &str, extras: &Extras) -> Domain {
             // The guest agent reports addresses on host bridges, where there is no DHCP lease.
             channels: vec![CharDevice::guest_agent_channel()],
             rngs: vec![Rng::virtio_urandom()],
+            graphics: spec.graphics.iter().map(graphics).collect(),
             ..Default::default()
         },
+        ..Default::default()
+    }
+}
+
+/// A graphical console: a port libvirt picks on the address, or a socket libvirt makes.
+pub fn graphics(g: &GraphicsSpec) -> Graphics {
+    let (autoport, listen) = match &g.listen {
+        Listen::Address(ip) => (
+            Some("yes".to_string()),
+            GraphicsListen { listen_type: "address".into(), address: Some(ip.to_string()), ..Default::default() },
+        ),
+        Listen::Socket => (None, GraphicsListen { listen_type: "socket".into(), ..Default::default() }),
+    };
+    Graphics {
+        graphics_type: g.kind.clone(),
+        autoport,
+        passwd: g.password.as_ref().map(|p| p.0.clone()),
+        listens: vec![listen],
         ..Default::default()
     }
 }
@@ -323,6 +342,7 @@ mod tests {
                 model: "virtio".into(),
             }],
             cloud_init: None,
+            graphics: None,
             running: true,
             autostart: true,
             wait_for: WaitFor::Ip,
@@ -413,6 +433,36 @@ mod tests {
         assert_eq!((src.namespace, src.address.as_ref().unwrap().to_bdf().as_deref()), (Some(2), Some("0000:01:00.0")));
         assert!(same_source(nvme, &s.disks[0].source));
         assert!(!same_source(nvme, &DiskSource::Nvme { address: "0000:01:00.0".into(), namespace: 1 }));
+    }
+
+    #[test]
+    fn graphics_listen_on_loopback_with_an_autoport_or_on_a_socket() {
+        let mut s = spec();
+        s.graphics = Some(GraphicsSpec {
+            kind: "vnc".into(),
+            listen: Listen::Address("127.0.0.1".parse().unwrap()),
+            password: Some(crate::resources::instance::spec::Password("pw".into())),
+            password_version: Some(1),
+        });
+        let (formats, devices) = (vec!["raw".to_string(); 3], assign_devices(&s.disks, &[]));
+        let d = new_domain(&s, "u", &Extras { formats: &formats, devices: &devices, ..Default::default() });
+        let xml = d.to_xml().unwrap();
+        let g = &d.devices.graphics[0];
+        assert_eq!((g.graphics_type.as_str(), g.autoport.as_deref(), g.port), ("vnc", Some("yes"), None));
+        assert!(xml.contains("<graphics type=\"vnc\" autoport=\"yes\" passwd=\"pw\">"), "{xml}");
+        assert!(xml.contains("<listen type=\"address\" address=\"127.0.0.1\"/>"), "{xml}");
+        assert!(!format!("{s:?}{d:?}").contains("\"pw\""), "Debug shows no password");
+        let socket = graphics(&GraphicsSpec {
+            kind: "spice".into(),
+            listen: Listen::Socket,
+            password: None,
+            password_version: None,
+        });
+        assert_eq!((socket.autoport.as_deref(), socket.passwd.as_deref()), (None, None));
+        let xml = libvirt_xml::Fragment::to_xml(&socket).unwrap();
+        assert!(xml.contains("<graphics type=\"spice\">") && xml.contains("<listen type=\"socket\"/>"), "{xml}");
+        let v6 = graphics(&GraphicsSpec { listen: Listen::Address("::1".parse().unwrap()), ..s.graphics.unwrap() });
+        assert_eq!(v6.listens[0].address.as_deref(), Some("::1"));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use libvirt_xml::domain::Domain;
+use libvirt_xml::domain::{Domain, Graphics};
 use libvirt_xml::domcaps::DomainCapabilities;
 use libvirt_xml::network::DhcpHost;
 use libvirt_xml::pool::{Format, Permissions};
@@ -246,12 +246,32 @@ pub fn lookup(conn: &Connect, id_or_name: &str) -> Result<VirDomain, HostError> 
 /// Defines the domain and records our metadata in it.
 pub fn define(conn: &Connect, domain: &Domain, meta: &InstanceMetadata) -> Result<VirDomain, HostError> {
     let xml = domain.to_xml().map_err(|e| HostError::Other(e.to_string()))?;
-    tracing::debug!(instance = %domain.name, %xml, "defining domain");
+    tracing::debug!(instance = %domain.name, xml = %loggable(domain), "defining domain");
     let dom = conn
         .define_domain_xml_flags(&xml, sys::VIR_DOMAIN_DEFINE_VALIDATE)
         .map_err(|e| HostError::call(format!("define instance {:?}", domain.name), e))?;
     set_metadata(&dom, meta, &domain.name)?;
     Ok(dom)
+}
+
+/// The domain's XML for a log: graphics passwords replaced.
+fn loggable(domain: &Domain) -> String {
+    let mut shown = domain.clone();
+    for g in &mut shown.devices.graphics {
+        if g.passwd.is_some() {
+            g.passwd = Some("(redacted)".into());
+        }
+    }
+    shown.to_xml().unwrap_or_default()
+}
+
+/// Sets the password of the running instance's graphical console (`graphics` as defined, with
+/// the new password): libvirt changes it in place, nothing restarts.
+pub fn set_graphics_password(dom: &VirDomain, graphics: &Graphics, name: &str) -> Result<(), HostError> {
+    let xml = graphics.to_xml().map_err(|e| HostError::Other(e.to_string()))?;
+    tracing::info!(instance = %name, "setting the graphics password of the running instance");
+    dom.update_device_flags(&xml, sys::VIR_DOMAIN_AFFECT_LIVE)
+        .map_err(|e| HostError::call(format!("set the graphics password of {name:?}"), e))
 }
 
 /// Writes our metadata into the persistent definition (and the running one).
@@ -351,6 +371,8 @@ pub struct Observed {
     pub autostart: bool,
     /// IPv4 addresses by MAC (lowercase).
     pub addresses: HashMap<String, Vec<String>>,
+    /// The running definition (ports and sockets libvirt picked), when it runs.
+    pub live: Option<Domain>,
 }
 
 /// The persistent definition of an instance.
@@ -365,7 +387,9 @@ pub fn definition(dom: &VirDomain, name: &str) -> Result<Domain, HostError> {
 pub fn observe(dom: &VirDomain, name: &str) -> Result<Observed, HostError> {
     let doc = definition(dom, name)?;
     let active = dom.is_active().map_err(|e| HostError::call(format!("read the state of {name:?}"), e))?;
+    let live = active.then(|| dom.xml_desc(0).ok()).flatten().and_then(|xml| Domain::from_xml(&xml).ok());
     Ok(Observed {
+        live,
         meta: metadata(dom),
         autostart: dom.autostart().unwrap_or(false),
         addresses: if active { addresses(dom, &doc) } else { HashMap::new() },
