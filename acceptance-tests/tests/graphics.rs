@@ -84,6 +84,7 @@ fn a_vnc_display_on_loopback_with_a_write_only_password_then_on_a_socket() {
     assert!(values["graphics"][0]["port"].is_null(), "{values}");
     assert!(virsh_ok(&["dumpxml", "--security-info", &g]).contains(&format!("passwd='{NEW_PASSWORD}'")));
     assert_eq!(lab.ws.plan(&[]).code, 0, "no drift on a socket");
+    eprintln!("observed: VNC on 127.0.0.1:{port} (autoport), password set and changed in place, then socket {socket}");
 
     lab.ws.destroy().ok();
     assert_nothing_leaked(p.as_str());
