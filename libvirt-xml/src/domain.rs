@@ -763,8 +763,8 @@ pub struct NamedModel {
     pub name: String,
 }
 
-/// A `<graphics>` console.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+/// A `<graphics>` console. `Debug` leaves the password out.
+#[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Graphics {
     /// `vnc`, `spice`, ...
     #[serde(rename = "@type")]
@@ -778,9 +778,30 @@ pub struct Graphics {
     /// Address to listen on (legacy attribute; libvirt mirrors it in `listens`).
     #[serde(rename = "@listen", default, skip_serializing_if = "Option::is_none")]
     pub listen: Option<String>,
+    /// Password in clear text (VNC: at most 8 characters are used). libvirt returns it only
+    /// with `VIR_DOMAIN_XML_SECURE`.
+    #[serde(rename = "@passwd", default, skip_serializing_if = "Option::is_none")]
+    pub passwd: Option<String>,
     /// Where to listen.
     #[serde(rename = "listen", default, skip_serializing_if = "Vec::is_empty")]
     pub listens: Vec<GraphicsListen>,
+}
+
+impl Fragment for Graphics {
+    const ELEMENT: &'static str = "graphics";
+}
+
+impl std::fmt::Debug for Graphics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Graphics")
+            .field("graphics_type", &self.graphics_type)
+            .field("port", &self.port)
+            .field("autoport", &self.autoport)
+            .field("listen", &self.listen)
+            .field("passwd", &self.passwd.as_ref().map(|_| "<redacted>"))
+            .field("listens", &self.listens)
+            .finish()
+    }
 }
 
 /// A `<listen>` of a graphics console.
@@ -795,6 +816,10 @@ pub struct GraphicsListen {
     /// For `network`: a libvirt network name.
     #[serde(rename = "@network", default, skip_serializing_if = "Option::is_none")]
     pub network: Option<String>,
+    /// For `socket`: the UNIX socket's path (libvirt picks one in the domain's directory when
+    /// absent).
+    #[serde(rename = "@socket", default, skip_serializing_if = "Option::is_none")]
+    pub socket: Option<String>,
 }
 
 /// A `<video>` card.
@@ -952,6 +977,29 @@ mod tests {
         .unwrap();
         assert_eq!(disk.backing_store, Some(DiskBackingStore::default()));
         assert_eq!(disk.source, Some(DiskSource::file("/a")));
+    }
+
+    #[test]
+    fn graphics_with_password_and_socket_listen() {
+        // What libvirt returns for a running domain with VIR_DOMAIN_XML_SECURE.
+        let live: Graphics = quick_xml::de::from_str(
+            "<graphics type='vnc' port='5901' autoport='yes' listen='127.0.0.1' passwd='s3cret'>\
+             <listen type='address' address='127.0.0.1'/></graphics>",
+        )
+        .unwrap();
+        assert_eq!((live.port, live.passwd.as_deref()), (Some(5901), Some("s3cret")));
+        assert!(!format!("{live:?}").contains("s3cret"), "Debug leaves the password out");
+        let socket: Graphics = quick_xml::de::from_str(
+            "<graphics type='spice' autoport='yes'><listen type='socket' \
+             socket='/var/lib/libvirt/qemu/domain-1-x/spice.sock'/></graphics>",
+        )
+        .unwrap();
+        assert_eq!(socket.listens[0].socket.as_deref(), Some("/var/lib/libvirt/qemu/domain-1-x/spice.sock"));
+        let xml = socket.to_xml().unwrap();
+        assert!(
+            xml.contains("<listen type=\"socket\" socket=\"/var/lib/libvirt/qemu/domain-1-x/spice.sock\"/>"),
+            "{xml}"
+        );
     }
 
     #[test]

@@ -120,6 +120,7 @@ fn main_domain() -> Domain {
                 listen_type: "address".into(),
                 address: Some("127.0.0.1".into()),
                 network: None,
+                socket: None,
             }],
             ..Default::default()
         }],

@@ -582,6 +582,11 @@ async fn builtin_schemas_declare_write_only_twins_and_break_no_rule() {
         assert!(a.write_only && a.sensitive && !a.computed, "{name}");
         assert!(!attr(&repo, &format!("{name}_version")).write_only);
     }
+    let instance = schema.resource_schemas["kvm_instance"].block.clone().unwrap();
+    let graphics = instance.block_types.iter().find(|b| b.type_name == "graphics").unwrap().block.clone().unwrap();
+    let a = attr(&graphics, "password_wo");
+    assert!(a.write_only && a.sensitive && !a.computed);
+    assert!(!attr(&graphics, "password_wo_version").write_only);
     // Nothing else is write-only.
     let count = |b: &pb::schema::Block| b.attributes.iter().filter(|a| a.write_only).count();
     let total: usize = schema
@@ -592,7 +597,7 @@ async fn builtin_schemas_declare_write_only_twins_and_break_no_rule() {
             count(b) + b.block_types.iter().map(|n| count(n.block.as_ref().unwrap())).sum::<usize>()
         })
         .sum();
-    assert_eq!(total, 3);
+    assert_eq!(total, 4);
 }
 
 #[test]

@@ -4,13 +4,13 @@
 //! Pure functions: no host calls, so every rule here is unit-tested.
 
 use libvirt_xml::domain::{
-    BootOrder, CharDevice, Controller, Cpu, CpuModel, Devices, Disk, DiskDriver, DiskSource as XmlDiskSource,
-    DiskTarget, Domain, Features, FirmwareFeature, FirmwareFeatures, Interface, InterfaceSource, Mac, Model, Os,
-    OsType, PciAddress, Rng, Vcpu,
+    BootOrder, CharDevice, CharLog, Controller, Cpu, CpuModel, Devices, Disk, DiskDriver, DiskSource as XmlDiskSource,
+    DiskTarget, Domain, Features, FirmwareFeature, FirmwareFeatures, Graphics, GraphicsListen, Interface,
+    InterfaceSource, Mac, Model, Os, OsType, PciAddress, Rng, Vcpu,
 };
 use libvirt_xml::{Capacity, Flag};
 
-use super::spec::{DiskSource, DiskSpec, NicSpec, Spec};
+use super::spec::{DiskSource, DiskSpec, GraphicsSpec, Listen, NicSpec, Spec};
 
 /// Spare PCIe root ports on q35, so that disks and interfaces can be hot-plugged later (q35
 /// has no hot-pluggable slots of its own; libvirt only adds ports for the devices defined).
@@ -24,9 +24,20 @@ pub struct SeedDisk {
     pub volume: String,
 }
 
-/// A new instance's domain. `formats[i]` is the image format of disk `i` (`qcow2`/`raw`);
-/// `devices[i]` its target device (see [`assign_devices`]).
-pub fn new_domain(spec: &Spec, uuid: &str, formats: &[String], devices: &[String], seed: Option<&SeedDisk>) -> Domain {
+/// What a new domain is made with besides its spec: the image format of each disk
+/// (`qcow2`/`raw`), each disk's target device (see [`assign_devices`]), the cloud-init seed disk
+/// and the file the serial console is logged to.
+#[derive(Debug, Clone, Default)]
+pub struct Extras<'a> {
+    pub formats: &'a [String],
+    pub devices: &'a [String],
+    pub seed: Option<&'a SeedDisk>,
+    pub console_log: Option<&'a str>,
+}
+
+/// A new instance's domain.
+pub fn new_domain(spec: &Spec, uuid: &str, extras: &Extras) -> Domain {
+    let Extras { formats, devices, seed, console_log } = *extras;
     let mut disks: Vec<Disk> = Vec::new();
     let mut iothreads = 0;
     for (i, d) in spec.disks.iter().enumerate() {
@@ -108,14 +119,42 @@ pub fn new_domain(spec: &Spec, uuid: &str, formats: &[String], devices: &[String
             controllers,
             interfaces: spec.nics.iter().map(interface).collect(),
             // The serial console is where cloud images log their boot (virsh console NAME).
-            serials: vec![CharDevice::pty_serial(0)],
+            serials: vec![serial(console_log)],
             consoles: vec![CharDevice::pty_console()],
             // The guest agent reports addresses on host bridges, where there is no DHCP lease.
             channels: vec![CharDevice::guest_agent_channel()],
             rngs: vec![Rng::virtio_urandom()],
+            graphics: spec.graphics.iter().map(graphics).collect(),
             ..Default::default()
         },
         ..Default::default()
+    }
+}
+
+/// A graphical console: a port libvirt picks on the address, or a socket libvirt makes.
+pub fn graphics(g: &GraphicsSpec) -> Graphics {
+    let (autoport, listen) = match &g.listen {
+        Listen::Address(ip) => (
+            Some("yes".to_string()),
+            GraphicsListen { listen_type: "address".into(), address: Some(ip.to_string()), ..Default::default() },
+        ),
+        Listen::Socket => (None, GraphicsListen { listen_type: "socket".into(), ..Default::default() }),
+    };
+    Graphics {
+        graphics_type: g.kind.clone(),
+        autoport,
+        passwd: g.password.as_ref().map(|p| p.0.clone()),
+        listens: vec![listen],
+        ..Default::default()
+    }
+}
+
+/// The first serial port, logged to `log` (appended to across restarts) when given. libvirt
+/// makes the `<console>` an alias of it, log included.
+pub fn serial(log: Option<&str>) -> CharDevice {
+    CharDevice {
+        log: log.map(|file| CharLog { file: file.to_string(), append: Some("on".into()) }),
+        ..CharDevice::pty_serial(0)
     }
 }
 
@@ -303,6 +342,7 @@ mod tests {
                 model: "virtio".into(),
             }],
             cloud_init: None,
+            graphics: None,
             running: true,
             autostart: true,
             wait_for: WaitFor::Ip,
@@ -333,7 +373,9 @@ mod tests {
         let devices = assign_devices(&s.disks, &[]);
         let formats = vec!["qcow2".to_string(), "raw".into(), "raw".into()];
         let seed = SeedDisk { pool: "p".into(), volume: "web-1-cidata.img".into() };
-        let d = new_domain(&s, "6f1d7f52-8d52-4c43-9d1c-0d0b7f0b0e01", &formats, &devices, Some(&seed));
+        let log = "/var/lib/libvirt/p/web-1-console.log";
+        let extras = Extras { formats: &formats, devices: &devices, seed: Some(&seed), console_log: Some(log) };
+        let d = new_domain(&s, "6f1d7f52-8d52-4c43-9d1c-0d0b7f0b0e01", &extras);
         assert_eq!(d.iothreads, Some(2));
         let root = &d.devices.disks[0];
         let driver = root.driver.as_ref().unwrap();
@@ -356,6 +398,12 @@ mod tests {
         let xml = d.to_xml().unwrap();
         assert_eq!(Domain::from_xml(&xml).unwrap(), d);
         assert!(xml.contains("<source pool=\"p\" volume=\"web-1-cidata.img\"/>"), "{xml}");
+        // The serial console is logged; the console mirrors it (libvirt copies the log to it).
+        let serial = &d.devices.serials[0];
+        assert_eq!(serial.log, Some(CharLog { file: log.into(), append: Some("on".into()) }));
+        assert_eq!(serial.target.as_ref().and_then(|t| t.port), Some(0));
+        assert!(xml.contains("<log file=\"/var/lib/libvirt/p/web-1-console.log\" append=\"on\"/>"), "{xml}");
+        assert_eq!(d.devices.consoles, [CharDevice::pty_console()]);
     }
 
     #[test]
@@ -370,7 +418,9 @@ mod tests {
             source: DiskSource::Nvme { address: "0000:01:00.0".into(), namespace: 2 },
             ..disk_spec("x", "virtio")
         }];
-        let d = new_domain(&s, "u", &["raw".into()], &["vda".into()], None);
+        let (formats, devices) = (["raw".to_string()], ["vda".to_string()]);
+        let d = new_domain(&s, "u", &Extras { formats: &formats, devices: &devices, ..Default::default() });
+        assert_eq!(d.devices.serials[0].log, None, "no directory pool: no log");
         assert_eq!(d.devices.disks[0].boot, None, "direct kernel boot: no disk boot order");
         assert_eq!(d.os.kernel.as_deref(), Some("/img/vmlinuz"));
         assert_eq!(d.os.firmware.as_deref(), Some("efi"));
@@ -383,6 +433,36 @@ mod tests {
         assert_eq!((src.namespace, src.address.as_ref().unwrap().to_bdf().as_deref()), (Some(2), Some("0000:01:00.0")));
         assert!(same_source(nvme, &s.disks[0].source));
         assert!(!same_source(nvme, &DiskSource::Nvme { address: "0000:01:00.0".into(), namespace: 1 }));
+    }
+
+    #[test]
+    fn graphics_listen_on_loopback_with_an_autoport_or_on_a_socket() {
+        let mut s = spec();
+        s.graphics = Some(GraphicsSpec {
+            kind: "vnc".into(),
+            listen: Listen::Address("127.0.0.1".parse().unwrap()),
+            password: Some(crate::resources::instance::spec::Password("pw".into())),
+            password_version: Some(1),
+        });
+        let (formats, devices) = (vec!["raw".to_string(); 3], assign_devices(&s.disks, &[]));
+        let d = new_domain(&s, "u", &Extras { formats: &formats, devices: &devices, ..Default::default() });
+        let xml = d.to_xml().unwrap();
+        let g = &d.devices.graphics[0];
+        assert_eq!((g.graphics_type.as_str(), g.autoport.as_deref(), g.port), ("vnc", Some("yes"), None));
+        assert!(xml.contains("<graphics type=\"vnc\" autoport=\"yes\" passwd=\"pw\">"), "{xml}");
+        assert!(xml.contains("<listen type=\"address\" address=\"127.0.0.1\"/>"), "{xml}");
+        assert!(!format!("{s:?}{d:?}").contains("\"pw\""), "Debug shows no password");
+        let socket = graphics(&GraphicsSpec {
+            kind: "spice".into(),
+            listen: Listen::Socket,
+            password: None,
+            password_version: None,
+        });
+        assert_eq!((socket.autoport.as_deref(), socket.passwd.as_deref()), (None, None));
+        let xml = libvirt_xml::Fragment::to_xml(&socket).unwrap();
+        assert!(xml.contains("<graphics type=\"spice\">") && xml.contains("<listen type=\"socket\"/>"), "{xml}");
+        let v6 = graphics(&GraphicsSpec { listen: Listen::Address("::1".parse().unwrap()), ..s.graphics.unwrap() });
+        assert_eq!(v6.listens[0].address.as_deref(), Some("::1"));
     }
 
     #[test]

@@ -17,7 +17,10 @@ pub const PREFIX: &str = "kvm";
 pub struct InstanceMetadata {
     /// The cloud-init seed volume, deleted with the instance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub seed: Option<SeedRef>,
+    pub seed: Option<VolumeRef>,
+    /// The serial console's log file (a volume the provider made), deleted with the instance.
+    #[serde(rename = "console-log", default, skip_serializing_if = "Option::is_none")]
+    pub console_log: Option<VolumeRef>,
     /// The public SSH host key delivered through the seed.
     #[serde(rename = "host-key", default, skip_serializing_if = "Option::is_none")]
     pub host_key: Option<String>,
@@ -30,9 +33,9 @@ impl Fragment for InstanceMetadata {
     const ELEMENT: &'static str = "instance";
 }
 
-/// Where the seed volume is.
+/// A volume the provider made for the instance (the seed, the console log).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct SeedRef {
+pub struct VolumeRef {
     #[serde(rename = "@pool")]
     pub pool: String,
     #[serde(rename = "@volume")]
@@ -57,7 +60,8 @@ mod tests {
     #[test]
     fn round_trips_and_reads_what_libvirt_returns() {
         let m = InstanceMetadata {
-            seed: Some(SeedRef { pool: "p".into(), volume: "a-cidata.img".into() }),
+            seed: Some(VolumeRef { pool: "p".into(), volume: "a-cidata.img".into() }),
+            console_log: Some(VolumeRef { pool: "p".into(), volume: "a-console.log".into() }),
             host_key: Some("ssh-ed25519 AAAAC3Nz".into()),
             fixed_ips: vec![FixedIp { network: "lan".into(), mac: "52:54:00:01:02:03".into(), ip: "10.0.0.5".into() }],
         };
@@ -65,7 +69,8 @@ mod tests {
         assert_eq!(InstanceMetadata::from_xml(&xml).unwrap(), m);
         // virDomainGetMetadata hands the element back with its namespace declared.
         let returned = format!(
-            "<instance xmlns=\"{NAMESPACE}\"><seed pool=\"p\" volume=\"a-cidata.img\"/><host-key>ssh-ed25519 AAAAC3Nz</host-key>\
+            "<instance xmlns=\"{NAMESPACE}\"><seed pool=\"p\" volume=\"a-cidata.img\"/>\
+             <console-log pool=\"p\" volume=\"a-console.log\"/><host-key>ssh-ed25519 AAAAC3Nz</host-key>\
              <fixed-ip network=\"lan\" mac=\"52:54:00:01:02:03\" ip=\"10.0.0.5\"/></instance>"
         );
         assert_eq!(InstanceMetadata::from_xml(&returned).unwrap(), m);

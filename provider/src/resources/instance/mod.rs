@@ -8,6 +8,7 @@
 //! * [`plan`]: plan rules (what a plan fills in, what restarts, what replaces);
 //! * [`build`]: spec → libvirt domain document (pure);
 //! * [`seed`]: the cloud-init seed;
+//! * [`console`]: the serial console log (made, read back for diagnostics, deleted);
 //! * [`ops`]: host operations (define, start, shutdown, remove, observe);
 //! * [`update`]: an update applied on the host (redefine, hot-plug, restart);
 //! * [`ready`]: waiting for an address and SSH;
@@ -15,6 +16,7 @@
 //! * [`metadata`]: what the provider records inside the domain.
 
 mod build;
+mod console;
 mod metadata;
 mod model;
 mod ops;
@@ -37,7 +39,7 @@ use crate::libvirt::{Found, HostError};
 use crate::model::{Field, Model};
 use crate::schema::Schema;
 use build::SeedDisk;
-use metadata::{InstanceMetadata, SeedRef};
+use metadata::{InstanceMetadata, VolumeRef};
 use model::{InstanceModel, InstancePlan, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_WAIT_FOR};
 use plan::restart_reasons;
 use ready::WaitError;
@@ -75,7 +77,46 @@ fn new_uuid() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-fn wait_diagnostic(e: &WaitError, saved: &str) -> Diagnostic {
+/// What the serial console says about a failed wait: its last lines and where the full log is,
+/// when the instance has a log; for failures where the guest's own output tells why.
+async fn console_evidence(host: &std::sync::Arc<crate::libvirt::Host>, uuid: &str, e: &WaitError) -> Option<String> {
+    if !matches!(e, WaitError::Timeout { .. } | WaitError::Stopped { .. } | WaitError::Halted { .. }) {
+        return None;
+    }
+    let id = uuid.to_string();
+    let local = is_local(host.uri());
+    let read = host
+        .call(move |conn| {
+            let dom = ops::lookup(conn, &id)?;
+            let Some(path) = state::console_log(&ops::definition(&dom, &id)?) else { return Ok(None) };
+            let read = match console::read_end(conn, &path) {
+                Ok(read) => Ok(read),
+                // A log outside the pools (an imported domain's) is only readable here.
+                Err(e) if local => console::read_end_local(&path).map_err(|l| format!("{e}; reading it locally: {l}")),
+                Err(e) => Err(format!("{e} (a log outside the storage pools cannot be read over a remote connection)")),
+            };
+            Ok(Some((path, read)))
+        })
+        .await;
+    match read {
+        Ok(Some((path, read))) => {
+            let lines = read.map(|(bytes, cut)| console::tail(&bytes, cut, console::TAIL_LINES, console::TAIL_BYTES));
+            Some(console::evidence(&path, lines))
+        }
+        Ok(None) => None,
+        Err(e) => {
+            tracing::debug!(instance = %uuid, error = %e, "console log not read");
+            None
+        }
+    }
+}
+
+/// Whether a libvirt URI names this machine (no host part).
+fn is_local(uri: &str) -> bool {
+    uri.split_once("://").is_some_and(|(_, rest)| rest.starts_with('/'))
+}
+
+fn wait_diagnostic(e: &WaitError, saved: &str, console: Option<String>) -> Diagnostic {
     let summary = match e {
         WaitError::Timeout { .. } => "Instance not ready in time",
         WaitError::Cancelled { .. } => "Interrupted",
@@ -84,7 +125,8 @@ fn wait_diagnostic(e: &WaitError, saved: &str) -> Diagnostic {
         WaitError::HostKey(_) => "SSH host key mismatch",
         WaitError::Host(_) => "Cannot check the instance",
     };
-    Diagnostic::error(summary, format!("{e}.\n\n{saved}"))
+    let console = console.map(|c| format!("\n\n{c}")).unwrap_or_default();
+    Diagnostic::error(summary, format!("{e}.{console}\n\n{saved}"))
 }
 
 impl Instance {
@@ -152,14 +194,22 @@ impl Resource for Instance {
                 Diagnostic::attribute_error(Path::attr("cloud_init"), "cloud-init seed too large", e.to_string())
             })?;
             let pool = spec.seed_pool().unwrap_or_default().to_string();
-            meta.seed = Some(SeedRef { pool, volume: spec.seed_volume() });
+            meta.seed = Some(VolumeRef { pool, volume: spec.seed_volume() });
             meta.host_key = Some(key.public_line(KEY_COMMENT));
             state.ssh_host_private_key = Field::Known(key.to_openssh(KEY_COMMENT));
             state.ssh_host_public_key = Field::Known(key.public_line(KEY_COMMENT));
             seed_image = Some(image);
         }
         let seed_disk = meta.seed.as_ref().map(|s| SeedDisk { pool: s.pool.clone(), volume: s.volume.clone() });
-        let domain = build::new_domain(&spec, &uuid, &preflight.formats, &devices, seed_disk.as_ref());
+        let log = preflight.console_log.clone();
+        meta.console_log = log.as_ref().map(|l| VolumeRef { pool: l.pool.clone(), volume: l.volume.clone() });
+        let extras = build::Extras {
+            formats: &preflight.formats,
+            devices: &devices,
+            seed: seed_disk.as_ref(),
+            console_log: log.as_ref().map(|l| l.path.as_str()),
+        };
+        let domain = build::new_domain(&spec, &uuid, &extras);
 
         tracing::info!(instance = %spec.name, %uuid, "creating instance");
         let _seed_lock = match &meta.seed {
@@ -174,6 +224,12 @@ impl Resource for Instance {
                     if let (Some(seed), Some(image)) = (&m.seed, &seed_image) {
                         ops::write_seed(conn, &seed.pool, &seed.volume, image)?;
                     }
+                    if let Some(log) = &log {
+                        let made = console::create(conn, &log.pool, &log.volume)?;
+                        if made != log.path {
+                            tracing::warn!(instance = %name, expected = %log.path, %made, "console log path differs");
+                        }
+                    }
                     ops::add_fixed_ips(conn, &m.fixed_ips, &name)?;
                     let dom = ops::define(conn, &domain, &m)?;
                     dom.set_autostart(autostart)
@@ -185,7 +241,7 @@ impl Resource for Instance {
                     Ok(watch)
                 })();
                 if result.is_err() {
-                    // Nothing half-made stays behind: domain, DHCP entries, seed.
+                    // Nothing half-made stays behind: domain, DHCP entries, seed, console log.
                     if let Ok(dom) = ops::lookup(conn, domain.uuid.as_deref().unwrap_or_default()) {
                         let _ = dom.destroy();
                         let _ = ops::undefine(&dom, &name);
@@ -193,6 +249,9 @@ impl Resource for Instance {
                     let _ = ops::remove_fixed_ips(conn, &m.fixed_ips, &name);
                     if let Some(seed) = &m.seed {
                         let _ = ops::delete_volume(conn, &seed.pool, &seed.volume);
+                    }
+                    if let Some(log) = &m.console_log {
+                        let _ = console::delete(conn, &log.pool, &log.volume);
                     }
                 }
                 result
@@ -222,7 +281,11 @@ impl Resource for Instance {
         if let Err(e) = waited {
             let saved = "The instance exists and is saved in state as tainted: the next apply replaces it, \
                          terraform destroy removes it.";
-            return Err(Failure { diagnostics: wait_diagnostic(&e, saved).into(), partial_state: Some(state) });
+            let console = console_evidence(&host, &uuid, &e).await;
+            return Err(Failure {
+                diagnostics: wait_diagnostic(&e, saved, console).into(),
+                partial_state: Some(state),
+            });
         }
         if let Err(e) = observed {
             return Err(Failure {
@@ -282,9 +345,10 @@ impl Resource for Instance {
         let observed = self.observe_into(ctx, &uuid, &mut state).await;
         let state = saved(&state);
         if let Err(e) = waited {
+            let console = console_evidence(&host, &uuid, &e).await;
+            let saved = "The change was applied; the instance is running but not ready.";
             return Err(Failure {
-                diagnostics: wait_diagnostic(&e, "The change was applied; the instance is running but not ready.")
-                    .into(),
+                diagnostics: wait_diagnostic(&e, saved, console).into(),
                 partial_state: Some(state),
             });
         }

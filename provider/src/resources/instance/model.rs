@@ -44,6 +44,10 @@ pub const DEFAULT_IOTHREAD: bool = true;
 pub const DEFAULT_READ_ONLY: bool = false;
 /// `disk.nvme_namespace` when not configured.
 pub const DEFAULT_NVME_NAMESPACE: i64 = 1;
+/// `graphics.listen_type` when not configured.
+pub const DEFAULT_LISTEN_TYPE: &str = "address";
+/// `graphics.listen_address` when not configured: this host only.
+pub const DEFAULT_LISTEN_ADDRESS: &str = "127.0.0.1";
 /// `network_interface.model` when not configured.
 pub const DEFAULT_NIC_MODEL: &str = "virtio";
 
@@ -72,10 +76,13 @@ crate::model! {
         pub ssh_host_public_key: Field<String>,
         pub ssh_host_private_key: Field<String>,
         pub known_hosts: Field<String>,
+        pub console_log: Field<String>,
         pub disk: Vec<DiskModel>,
         pub network_interface: Vec<NicModel>,
         /// At most one block.
         pub cloud_init: Vec<CloudInitModel>,
+        /// At most one block.
+        pub graphics: Vec<GraphicsModel>,
         pub timeouts: Option<TimeoutsModel>,
     }
 }
@@ -129,6 +136,21 @@ crate::model! {
 }
 
 crate::model! {
+    /// The `graphics` block.
+    #[derive(Default)]
+    pub struct GraphicsModel / GraphicsPlan {
+        pub graphics_type as "type": Option<String>,
+        pub listen_type: Option<String>,
+        pub listen_address: Option<String>,
+        /// Write-only: in the configuration (and so in create and update), never in a plan or state.
+        pub password_wo: Option<String>,
+        pub password_wo_version: Option<i64>,
+        pub port: Field<i64>,
+        pub socket: Field<String>,
+    }
+}
+
+crate::model! {
     /// The `timeouts` block.
     #[derive(Default)]
     pub struct TimeoutsModel / TimeoutsPlan {
@@ -163,6 +185,19 @@ impl NicPlan {
     }
 }
 
+impl GraphicsPlan {
+    /// The settings whose change needs the instance restarted (libvirt changes only the password
+    /// of a running display), by attribute name.
+    pub fn restart_changes(&self, other: &GraphicsPlan) -> Vec<&'static str> {
+        let changed = [
+            ("type", self.graphics_type != other.graphics_type),
+            ("listen_type", self.listen_type != other.listen_type),
+            ("listen_address", self.listen_address != other.listen_address),
+        ];
+        changed.into_iter().filter(|(_, differs)| *differs).map(|(name, _)| name).collect()
+    }
+}
+
 impl CloudInitPlan {
     /// What the seed is made of: every configurable attribute (`seed_volume` is computed).
     pub fn inputs(&self) -> CloudInitPlan {
@@ -185,5 +220,6 @@ mod tests {
         crate::model::check::<NicModel>(nested("network_interface")).unwrap();
         crate::model::check::<CloudInitModel>(nested("cloud_init")).unwrap();
         crate::model::check::<TimeoutsModel>(nested("timeouts")).unwrap();
+        crate::model::check::<GraphicsModel>(nested("graphics")).unwrap();
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use libvirt_xml::domain::Domain;
+use libvirt_xml::domain::{Domain, Graphics};
 use libvirt_xml::domcaps::DomainCapabilities;
 use libvirt_xml::network::DhcpHost;
 use libvirt_xml::pool::{Format, Permissions};
@@ -16,6 +16,7 @@ use virt::domain::Domain as VirDomain;
 use virt::storage_vol::StorageVol;
 use virt::sys;
 
+use super::console;
 use super::metadata::{FixedIp, InstanceMetadata, NAMESPACE, PREFIX};
 use super::spec::{DiskSource, Spec};
 use crate::diag::Diagnostic;
@@ -25,6 +26,32 @@ use crate::libvirt::HostError;
 pub struct Preflight {
     /// Image format of each disk (`qcow2`, `raw`).
     pub formats: Vec<String>,
+    /// Where the serial console is logged, when the instance has a directory pool.
+    pub console_log: Option<ConsoleLog>,
+}
+
+/// The console log volume of a new instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsoleLog {
+    pub pool: String,
+    pub volume: String,
+    /// Its file on the host.
+    pub path: String,
+}
+
+/// Where a new instance's console log goes: a volume in its directory pool (see
+/// [`console`](super::console)). None when it has no pool, or one whose volumes are not files.
+fn console_log(conn: &Connect, spec: &Spec) -> Option<ConsoleLog> {
+    let pool = spec.console_pool()?;
+    let xml = conn.lookup_storage_pool_by_name(pool).ok()?.xml_desc(0).ok()?;
+    let doc = libvirt_xml::pool::StoragePool::from_xml(&xml).ok()?;
+    if !console::DIRECTORY_POOLS.contains(&doc.pool_type.as_str()) {
+        tracing::info!(instance = %spec.name, %pool, "pool is not a directory: the serial console is not logged");
+        return None;
+    }
+    let volume = console::volume_name(&spec.name);
+    let dir = doc.target?.path;
+    Some(ConsoleLog { pool: pool.to_string(), path: format!("{}/{volume}", dir.trim_end_matches('/')), volume })
 }
 
 /// Checks a new instance against the host: volumes, pools and networks exist, the disk buses
@@ -106,7 +133,8 @@ pub fn preflight(conn: &Connect, spec: &Spec) -> Result<Result<Preflight, Vec<Di
             ));
         }
     }
-    Ok(if problems.is_empty() { Ok(Preflight { formats }) } else { Err(problems) })
+    let console_log = console_log(conn, spec);
+    Ok(if problems.is_empty() { Ok(Preflight { formats, console_log }) } else { Err(problems) })
 }
 
 /// The format (`qcow2`, `raw`) of a volume.
@@ -218,12 +246,32 @@ pub fn lookup(conn: &Connect, id_or_name: &str) -> Result<VirDomain, HostError> 
 /// Defines the domain and records our metadata in it.
 pub fn define(conn: &Connect, domain: &Domain, meta: &InstanceMetadata) -> Result<VirDomain, HostError> {
     let xml = domain.to_xml().map_err(|e| HostError::Other(e.to_string()))?;
-    tracing::debug!(instance = %domain.name, %xml, "defining domain");
+    tracing::debug!(instance = %domain.name, xml = %loggable(domain), "defining domain");
     let dom = conn
         .define_domain_xml_flags(&xml, sys::VIR_DOMAIN_DEFINE_VALIDATE)
         .map_err(|e| HostError::call(format!("define instance {:?}", domain.name), e))?;
     set_metadata(&dom, meta, &domain.name)?;
     Ok(dom)
+}
+
+/// The domain's XML for a log: graphics passwords replaced.
+fn loggable(domain: &Domain) -> String {
+    let mut shown = domain.clone();
+    for g in &mut shown.devices.graphics {
+        if g.passwd.is_some() {
+            g.passwd = Some("(redacted)".into());
+        }
+    }
+    shown.to_xml().unwrap_or_default()
+}
+
+/// Sets the password of the running instance's graphical console (`graphics` as defined, with
+/// the new password): libvirt changes it in place, nothing restarts.
+pub fn set_graphics_password(dom: &VirDomain, graphics: &Graphics, name: &str) -> Result<(), HostError> {
+    let xml = graphics.to_xml().map_err(|e| HostError::Other(e.to_string()))?;
+    tracing::info!(instance = %name, "setting the graphics password of the running instance");
+    dom.update_device_flags(&xml, sys::VIR_DOMAIN_AFFECT_LIVE)
+        .map_err(|e| HostError::call(format!("set the graphics password of {name:?}"), e))
 }
 
 /// Writes our metadata into the persistent definition (and the running one).
@@ -298,8 +346,8 @@ pub fn undefine(dom: &VirDomain, name: &str) -> Result<(), HostError> {
     dom.undefine_flags(flags).map_err(|e| HostError::call(format!("undefine {name:?}"), e))
 }
 
-/// Removes an instance and everything the provider made for it (seed, DHCP entries), never
-/// the user's volumes.
+/// Removes an instance and everything the provider made for it (seed, console log, DHCP
+/// entries), never the user's volumes.
 pub fn remove(conn: &Connect, dom: &VirDomain, grace: Duration, name: &str) -> Result<(), HostError> {
     let meta = metadata(dom);
     shutdown(dom, grace, name)?;
@@ -307,6 +355,9 @@ pub fn remove(conn: &Connect, dom: &VirDomain, grace: Duration, name: &str) -> R
     remove_fixed_ips(conn, &meta.fixed_ips, name)?;
     if let Some(seed) = &meta.seed {
         delete_volume(conn, &seed.pool, &seed.volume)?;
+    }
+    if let Some(log) = &meta.console_log {
+        console::delete(conn, &log.pool, &log.volume)?;
     }
     Ok(())
 }
@@ -320,6 +371,8 @@ pub struct Observed {
     pub autostart: bool,
     /// IPv4 addresses by MAC (lowercase).
     pub addresses: HashMap<String, Vec<String>>,
+    /// The running definition (ports and sockets libvirt picked), when it runs.
+    pub live: Option<Domain>,
 }
 
 /// The persistent definition of an instance.
@@ -334,7 +387,9 @@ pub fn definition(dom: &VirDomain, name: &str) -> Result<Domain, HostError> {
 pub fn observe(dom: &VirDomain, name: &str) -> Result<Observed, HostError> {
     let doc = definition(dom, name)?;
     let active = dom.is_active().map_err(|e| HostError::call(format!("read the state of {name:?}"), e))?;
+    let live = active.then(|| dom.xml_desc(0).ok()).flatten().and_then(|xml| Domain::from_xml(&xml).ok());
     Ok(Observed {
+        live,
         meta: metadata(dom),
         autostart: dom.autostart().unwrap_or(false),
         addresses: if active { addresses(dom, &doc) } else { HashMap::new() },

@@ -33,6 +33,14 @@ pub(super) fn restart_reasons(prior: &InstancePlan, planned: &InstancePlan) -> V
         ("cpu_model", prior.cpu_model != planned.cpu_model),
     ];
     reasons.extend(cpu.into_iter().filter(|(_, differs)| *differs).map(|(name, _)| name.to_string()));
+    let graphics = |p: &InstancePlan| list(&p.graphics).first().cloned();
+    match (graphics(prior), graphics(planned)) {
+        (Some(Field::Known(before)), Some(Field::Known(after))) => {
+            reasons.extend(before.restart_changes(&after).into_iter().map(|setting| format!("graphics.{setting}")));
+        }
+        (None, Some(_)) | (Some(_), None) => reasons.push("graphics".to_string()),
+        _ => {}
+    }
     for (i, d) in list(&planned.disk).iter().enumerate() {
         let Some(source) = d.known().and_then(DiskSource::of_plan) else { continue };
         let Field::Known(d) = d else { continue };
@@ -46,6 +54,19 @@ pub(super) fn restart_reasons(prior: &InstancePlan, planned: &InstancePlan) -> V
 /// What a cloud_init block's seed is made of (`None`: not known).
 fn cloud_init_inputs(v: &Field<CloudInitPlan>) -> Option<CloudInitPlan> {
     v.known().map(CloudInitPlan::inputs)
+}
+
+/// Marks the port and socket of the graphics block as known only after the apply (the instance
+/// starts, or restarts, and libvirt picks them).
+fn graphics_to_come(plan: &mut InstancePlan) {
+    if let Field::Known(blocks) = &mut plan.graphics {
+        for block in blocks.iter_mut() {
+            if let Field::Known(block) = block {
+                block.port = Field::Unknown;
+                block.socket = Field::Unknown;
+            }
+        }
+    }
 }
 
 /// Sets `seed_volume` of each (known) cloud_init block of a plan.
@@ -140,6 +161,7 @@ pub(super) fn modify(prior: &Value, config: &Value, planned: &mut Value) -> Diag
         plan.ssh_host_private_key = key;
         let volume = name.as_deref().map_or(Field::Unknown, |n| Field::Known(seed_volume_name(n)));
         set_seed_volumes(&mut plan, volume);
+        graphics_to_come(&mut plan);
         *planned = plan.to_value();
         return diags;
     };
@@ -163,6 +185,9 @@ pub(super) fn modify(prior: &Value, config: &Value, planned: &mut Value) -> Diag
                 reasons.join(", ")
             ),
         ));
+    }
+    if (!reasons.is_empty() && running) || running != was_running {
+        graphics_to_come(&mut plan);
     }
     if (!reasons.is_empty() && running) || nics_changed || running != was_running {
         plan.ip_address = Field::Unknown;
@@ -243,5 +268,31 @@ mod tests {
         assert_eq!(planned_io(&made_under_native, Some("threads")), Value::string("threads"));
         // A new instance gets the default.
         assert_eq!(planned_io(&Value::Null, None), Value::string("threads"));
+    }
+
+    #[test]
+    fn graphics_changes_restart_except_the_password() {
+        let with = |graphics: Option<(&str, Option<&str>, i64)>| {
+            let blocks = graphics.map(|(listen_type, address, version)| {
+                Value::object_from([
+                    ("type", Value::string("vnc")),
+                    ("listen_type", Value::string(listen_type)),
+                    ("listen_address", address.map_or(Value::Null, Value::string)),
+                    ("password_wo_version", Value::from(version)),
+                ])
+            });
+            let v = Value::object_from([
+                ("name", Value::string("web")),
+                ("memory", Value::string("1GiB")),
+                ("graphics", Value::List(blocks.into_iter().collect())),
+            ]);
+            InstancePlan::from_value(&v).unwrap()
+        };
+        let prior = with(Some(("address", None, 1)));
+        assert!(restart_reasons(&prior, &with(Some(("address", None, 2)))).is_empty(), "a new password is set live");
+        assert_eq!(restart_reasons(&prior, &with(Some(("socket", None, 1)))), ["graphics.listen_type"]);
+        assert_eq!(restart_reasons(&prior, &with(Some(("address", Some("::1"), 1)))), ["graphics.listen_address"]);
+        assert_eq!(restart_reasons(&prior, &with(None)), ["graphics"]);
+        assert_eq!(restart_reasons(&with(None), &prior), ["graphics"]);
     }
 }

@@ -12,6 +12,12 @@ use super::model::*;
 pub const BUSES: &[&str] = &["virtio", "nvme", "sata", "scsi"];
 /// Readiness levels for `wait_for`.
 pub const WAIT_FOR: &[&str] = &["none", "ip", "ssh"];
+/// Graphical console protocols.
+pub const GRAPHICS_TYPES: &[&str] = &["vnc", "spice"];
+/// Where a graphical console listens (libvirt's `<listen type>`).
+pub const LISTEN_TYPES: &[&str] = &["address", "socket"];
+/// The longest password VNC uses (its authentication is DES with an 8-byte key).
+pub const VNC_PASSWORD_MAX: usize = 8;
 /// CPU modes; `custom` is implied by `cpu_model`.
 pub const CPU_MODES: &[&str] = &["host-passthrough", "host-model", "maximum", "custom"];
 
@@ -131,9 +137,15 @@ pub fn schema() -> Schema {
         Attribute::computed("known_hosts", Type::String)
             .describe("A known_hosts line for `ip_address` with the pinned host key: `ssh -o UserKnownHostsFile=…`."),
     )
+    .attribute(Attribute::computed("console_log", Type::String).describe(
+        "The file on the libvirt host the serial console is logged to (a 0600 volume `NAME-console.log` in the \
+         pool of the cloud-init seed, else of the first disk, when that pool is a directory; null otherwise). A \
+         failed `wait_for` quotes its last lines; it is removed with the instance.",
+    ))
     .block(NestedBlock::new("disk", Nesting::List, disk_block()).items(1, 0))
     .block(NestedBlock::new("network_interface", Nesting::List, interface_block()))
     .block(NestedBlock::new("cloud_init", Nesting::List, cloud_init_block()).items(0, 1))
+    .block(NestedBlock::new("graphics", Nesting::List, graphics_block()).items(0, 1))
     .block(NestedBlock::new("timeouts", Nesting::Single, timeouts_block()));
     Schema::new(0, block)
 }
@@ -296,4 +308,42 @@ fn mac_address(v: &Value) -> Result<(), String> {
 fn ipv4(v: &Value) -> Result<(), String> {
     let Some(s) = v.as_str() else { return Err("expected a string".into()) };
     kvm_validate::ipv4_address(s).map(drop).map_err(|e| format!("{e}."))
+}
+
+fn graphics_block() -> Block {
+    Block::new(
+        "A graphical console (VNC or SPICE) for the instance's screen. It listens on this host only by \
+         default (`127.0.0.1`, a port libvirt picks), or on a UNIX socket. A change other than the password \
+         restarts a running instance; a new password is set on the running display.",
+    )
+    .attribute(Attribute::required("type", Type::String).describe("`vnc` or `spice`.").validate(one_of(GRAPHICS_TYPES)))
+    .attribute(
+        Attribute::optional("listen_type", Type::String)
+            .default_value(Value::string(DEFAULT_LISTEN_TYPE))
+            .describe(
+                "`address` (a TCP port on `listen_address`) or `socket` (a UNIX socket libvirt makes in the \
+                 domain's directory on the host, readable by root; see `socket`).",
+            )
+            .validate(one_of(LISTEN_TYPES)),
+    )
+    .attribute(Attribute::optional("listen_address", Type::String).describe(
+        "IP address to listen on with `listen_type = \"address\"` (default `127.0.0.1`: this host only). Another \
+         address makes the display reachable from the network: use a password, or better an SSH tunnel.",
+    ))
+    .attribute(Attribute::optional("password_wo", Type::String).write_only().sensitive().describe(
+        "Password of the display, write-only (Terraform 1.11 and later): never in a plan, the state or a \
+                 log. VNC uses at most 8 characters. Set `password_wo_version` with it and change the version to \
+                 apply a new password (in place, without a restart).",
+    ))
+    .attribute(Attribute::optional("password_wo_version", Type::Number).describe(
+        "Version of `password_wo`, kept in the state: a change applies the password. A change of the password \
+         alone plans nothing.",
+    ))
+    .attribute(Attribute::computed("port", Type::Number).describe(
+        "TCP port of the running display (picked by libvirt from 5900 up); null while stopped or on a socket.",
+    ))
+    .attribute(
+        Attribute::computed("socket", Type::String)
+            .describe("Path of the UNIX socket on the libvirt host with `listen_type = \"socket\"`, while running."),
+    )
 }

@@ -1,7 +1,7 @@
 //! An instance's configuration as the values the host needs (defaults applied, units parsed),
 //! read from its model of a (wholly known) planned or prior state.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -118,6 +118,36 @@ pub struct CloudInitSpec {
     pub pool: Option<String>,
 }
 
+/// Where a graphical console listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listen {
+    /// A TCP port (libvirt picks it) on this address.
+    Address(IpAddr),
+    /// A UNIX socket libvirt makes.
+    Socket,
+}
+
+/// A password: `Debug` does not show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(pub String);
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(<redacted>)")
+    }
+}
+
+/// The `graphics` block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GraphicsSpec {
+    /// `vnc` or `spice`.
+    pub kind: String,
+    pub listen: Listen,
+    /// From the configuration (write-only): none in a spec read from state.
+    pub password: Option<Password>,
+    pub password_version: Option<i64>,
+}
+
 /// How long operations may take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
@@ -143,6 +173,7 @@ pub struct Spec {
     pub disks: Vec<DiskSpec>,
     pub nics: Vec<NicSpec>,
     pub cloud_init: Option<CloudInitSpec>,
+    pub graphics: Option<GraphicsSpec>,
     pub running: bool,
     pub autostart: bool,
     pub wait_for: WaitFor,
@@ -206,6 +237,7 @@ impl Spec {
             disks,
             nics,
             cloud_init: m.cloud_init.first().map(cloud_init),
+            graphics: m.graphics.first().map(graphics).transpose()?,
             running: m.running.unwrap_or(DEFAULT_RUNNING),
             autostart: m.autostart.unwrap_or(DEFAULT_AUTOSTART),
             wait_for,
@@ -226,6 +258,17 @@ impl Spec {
     /// Name of the cloud-init seed volume.
     pub fn seed_volume(&self) -> String {
         seed_volume_name(&self.name)
+    }
+
+    /// The pool the serial console log goes to, if it is a directory pool: the seed's, else the
+    /// first volume disk's.
+    pub fn console_pool(&self) -> Option<&str> {
+        self.cloud_init.as_ref().and_then(|c| c.pool.as_deref()).or_else(|| {
+            self.disks.iter().find_map(|d| match &d.source {
+                DiskSource::Volume { pool, .. } => Some(pool.as_str()),
+                DiskSource::Nvme { .. } => None,
+            })
+        })
     }
 }
 
@@ -311,6 +354,31 @@ fn nic(n: &NicModel, index: usize, instance: &str) -> Result<NicSpec, Diagnostic
         ip,
         model: n.model.as_deref().unwrap_or(DEFAULT_NIC_MODEL).to_string(),
     })
+}
+
+fn graphics(g: &GraphicsModel) -> Result<GraphicsSpec, Diagnostic> {
+    let listen = match g.listen_type.as_deref().unwrap_or(DEFAULT_LISTEN_TYPE) {
+        "socket" => Listen::Socket,
+        _ => {
+            let address = g.listen_address.as_deref().unwrap_or(DEFAULT_LISTEN_ADDRESS);
+            Listen::Address(address.parse().map_err(|_| invalid_listen_address(address))?)
+        }
+    };
+    Ok(GraphicsSpec {
+        kind: g.graphics_type.clone().unwrap_or_else(|| "vnc".into()),
+        listen,
+        password: g.password_wo.clone().map(Password),
+        password_version: g.password_wo_version,
+    })
+}
+
+/// The error for a `listen_address` that is not an IP address.
+pub fn invalid_listen_address(address: &str) -> Diagnostic {
+    Diagnostic::attribute_error(
+        Path::attr("graphics").join_index(0).join_attr("listen_address"),
+        "Invalid listen address",
+        format!("{address:?} is not an IP address; write e.g. \"127.0.0.1\" or \"::1\" (a name is not resolved)."),
+    )
 }
 
 fn cloud_init(c: &CloudInitModel) -> CloudInitSpec {

@@ -3,12 +3,13 @@
 
 use std::collections::HashMap;
 
-use libvirt_xml::domain::{Disk, Interface};
+use libvirt_xml::domain::{Disk, Domain, Interface};
 use tf_cty::Value;
 
 use super::build::same_source;
 use super::model::{
-    DiskModel, InstanceModel, NicModel, DEFAULT_BUS, DEFAULT_IOTHREAD, DEFAULT_NIC_MODEL, DEFAULT_NVME_NAMESPACE,
+    DiskModel, GraphicsModel, InstanceModel, NicModel, DEFAULT_BUS, DEFAULT_IOTHREAD, DEFAULT_LISTEN_ADDRESS,
+    DEFAULT_LISTEN_TYPE, DEFAULT_NIC_MODEL, DEFAULT_NVME_NAMESPACE,
 };
 use super::ops::Observed;
 use super::spec::DiskSource;
@@ -42,6 +43,7 @@ pub fn fill(state: &mut InstanceModel, observed: &Observed) {
     state.kernel = doc.os.kernel.clone();
     state.initrd = doc.os.initrd.clone();
     state.cmdline = doc.os.cmdline.clone();
+    state.console_log = Field::from_option(console_log(doc));
     state.running = Some(observed.active);
     state.autostart = Some(observed.autostart);
 
@@ -65,9 +67,39 @@ pub fn fill(state: &mut InstanceModel, observed: &Observed) {
     if state.ssh_host_private_key == Field::Unknown {
         state.ssh_host_private_key = Field::Null;
     }
+    state.graphics = graphics(&state.graphics, doc, observed.live.as_ref());
     for ci in &mut state.cloud_init {
         ci.seed_volume = Field::from_option(observed.meta.seed.as_ref().map(|s| s.volume.clone()));
     }
+}
+
+/// The file the first serial port is logged to, if any.
+pub fn console_log(doc: &libvirt_xml::domain::Domain) -> Option<String> {
+    doc.devices.serials.iter().find_map(|s| s.log.as_ref()).map(|l| l.file.clone())
+}
+
+/// The graphics block: protocol and listener from the definition, port and socket from the
+/// running domain. A listen address left at its default stays unset; the password (write-only)
+/// is never read back, its version is kept.
+fn graphics(prior: &[GraphicsModel], doc: &Domain, live: Option<&Domain>) -> Vec<GraphicsModel> {
+    let Some(g) = doc.devices.graphics.first() else { return Vec::new() };
+    let prior = prior.first();
+    let listen = g.listens.first();
+    let address = listen.and_then(|l| l.address.clone()).or_else(|| g.listen.clone());
+    let address = match address {
+        Some(a) if a == DEFAULT_LISTEN_ADDRESS && prior.is_none_or(|p| p.listen_address.is_none()) => None,
+        other => other,
+    };
+    let running = live.and_then(|l| l.devices.graphics.iter().find(|r| r.graphics_type == g.graphics_type));
+    vec![GraphicsModel {
+        graphics_type: Some(g.graphics_type.clone()),
+        listen_type: Some(listen.map_or_else(|| DEFAULT_LISTEN_TYPE.to_string(), |l| l.listen_type.clone())),
+        listen_address: address,
+        password_wo: None,
+        password_wo_version: prior.and_then(|p| p.password_wo_version),
+        port: Field::from_option(running.and_then(|r| r.port).filter(|p| *p > 0).map(i64::from)),
+        socket: Field::from_option(running.and_then(|r| r.listens.iter().find_map(|l| l.socket.clone()))),
+    }]
 }
 
 /// Whether `machine` (as libvirt expanded it) is what `alias` asked for.
@@ -201,5 +233,57 @@ pub fn unknowns_to_null(v: &mut Value) {
         Value::Object(m) | Value::Map(m) => m.values_mut().for_each(unknowns_to_null),
         Value::List(items) | Value::Set(items) | Value::Tuple(items) => items.iter_mut().for_each(unknowns_to_null),
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use libvirt_xml::domain::{Graphics, GraphicsListen};
+
+    fn with_graphics(g: Graphics) -> Domain {
+        let mut d = Domain::default();
+        d.devices.graphics = vec![g];
+        d
+    }
+
+    #[test]
+    fn graphics_read_back_keeps_the_default_address_unset_and_takes_the_live_port() {
+        let listen = |address: &str| GraphicsListen {
+            listen_type: "address".into(),
+            address: Some(address.into()),
+            ..Default::default()
+        };
+        let defined = with_graphics(Graphics {
+            graphics_type: "vnc".into(),
+            port: Some(-1),
+            autoport: Some("yes".into()),
+            listen: Some("127.0.0.1".into()),
+            listens: vec![listen("127.0.0.1")],
+            ..Default::default()
+        });
+        let mut running = defined.clone();
+        running.devices.graphics[0].port = Some(5901);
+        let prior = GraphicsModel { password_wo_version: Some(3), ..Default::default() };
+        let g = &graphics(&[prior], &defined, Some(&running))[0];
+        assert_eq!((g.graphics_type.as_deref(), g.listen_type.as_deref()), (Some("vnc"), Some("address")));
+        assert_eq!((g.listen_address.as_deref(), g.port.known(), g.password_wo_version), (None, Some(&5901), Some(3)));
+        // Stopped: no port. Written out by the user: kept, so a change on the host shows.
+        let explicit = GraphicsModel { listen_address: Some("127.0.0.1".into()), ..Default::default() };
+        let g = &graphics(&[explicit], &defined, None)[0];
+        assert_eq!((g.listen_address.as_deref(), g.port.known()), (Some("127.0.0.1"), None));
+        // Imported: adopted, with a non-default address; a socket's path from the live domain.
+        let mut socket = defined.clone();
+        socket.devices.graphics[0].listens =
+            vec![GraphicsListen { listen_type: "socket".into(), ..Default::default() }];
+        socket.devices.graphics[0].listen = None;
+        let mut live = socket.clone();
+        live.devices.graphics[0].listens[0].socket = Some("/run/x/vnc.sock".into());
+        let g = &graphics(&[], &socket, Some(&live))[0];
+        assert_eq!(
+            (g.listen_type.as_deref(), g.socket.known().map(String::as_str)),
+            (Some("socket"), Some("/run/x/vnc.sock"))
+        );
+        assert!(graphics(&[], &Domain::default(), None).is_empty());
     }
 }

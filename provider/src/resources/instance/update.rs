@@ -5,7 +5,7 @@ use libvirt_xml::domain::{Disk, Domain, Interface, Vcpu};
 use libvirt_xml::Capacity;
 
 use super::metadata::FixedIp;
-use super::spec::{DiskSource, Spec};
+use super::spec::{DiskSource, GraphicsSpec, Spec};
 use super::{build, ops};
 use crate::libvirt::HostError;
 
@@ -94,6 +94,17 @@ pub fn apply(
         }
     }
 
+    // The graphics as configured, with the configuration's password (write-only: the definition
+    // read back has none). A new password version sets it on the running display too.
+    doc.devices.graphics = new.graphics.iter().map(build::graphics).collect();
+    let same_display = |a: &GraphicsSpec, b: &GraphicsSpec| a.kind == b.kind && a.listen == b.listen;
+    let new_password = match (&old.graphics, &new.graphics) {
+        (Some(a), Some(b)) if same_display(a, b) && a.password_version != b.password_version => {
+            Some(build::graphics(b))
+        }
+        _ => None,
+    };
+
     let (old_ips, new_ips) = (old.fixed_ips(), new.fixed_ips());
     let gone: Vec<FixedIp> = old_ips.iter().filter(|f| !new_ips.contains(f)).cloned().collect();
     let fresh: Vec<FixedIp> = new_ips.iter().filter(|f| !old_ips.contains(f)).cloned().collect();
@@ -136,6 +147,9 @@ pub fn apply(
         }
         for n in &added_nics {
             ops::hotplug(&dom, n, ops::Plug::Attach, "interface", &new.name)?;
+        }
+        if let Some(g) = new_password.as_ref().filter(|_| new.running) {
+            ops::set_graphics_password(&dom, g, &new.name)?;
         }
         if !new.running {
             ops::shutdown(&dom, new.shutdown_timeout, &new.name)?;

@@ -186,6 +186,7 @@ pub fn validate(config: &Value) -> Diagnostics {
             ));
         }
     }
+    graphics(&c, &mut diags);
     if has_cloud_init {
         let root_is_nvme = disks.first().and_then(Field::known).is_some_and(|d| set(&d.nvme_pci_address));
         let pool_set = first_cloud_init.is_some_and(|ci| set(&ci.pool));
@@ -200,6 +201,60 @@ pub fn validate(config: &Value) -> Diagnostics {
     diags
 }
 
+/// The `graphics` block: an IP address to listen on (none with a socket), a password VNC can use,
+/// and a warning for a display reachable from the network.
+fn graphics(c: &InstancePlan, diags: &mut Diagnostics) {
+    let Some(g) = c.graphics.known().and_then(|items| items.first()).and_then(Field::known) else { return };
+    let path = |name: &str| Path::attr("graphics").join_index(0).join_attr(name);
+    let socket = text(&g.listen_type) == Some("socket");
+    if let Some(address) = text(&g.listen_address) {
+        if socket {
+            diags.push(Diagnostic::attribute_error(
+                path("listen_address"),
+                "Address with a socket",
+                "listen_address is for listen_type = \"address\"; remove it, or listen on the address.",
+            ));
+        } else {
+            match address.parse::<std::net::IpAddr>() {
+                Err(_) => diags.push(super::spec::invalid_listen_address(address)),
+                Ok(ip) if !ip.is_loopback() => diags.push(Diagnostic {
+                    attribute: Some(path("listen_address")),
+                    ..Diagnostic::warning(
+                        "Display reachable from the network",
+                        format!(
+                            "The graphical console listens on {ip}, not only on this host: anyone who reaches it \
+                             sees the screen{}. VNC and SPICE here are not encrypted; prefer 127.0.0.1 and an SSH \
+                             tunnel.",
+                            if g.password_wo.is_null() { " and types on the keyboard" } else { " with the password" }
+                        ),
+                    )
+                }),
+                Ok(_) => {}
+            }
+        }
+    }
+    if let (Some("vnc"), Some(password)) = (text(&g.graphics_type), text(&g.password_wo)) {
+        if password.chars().count() > super::schema::VNC_PASSWORD_MAX {
+            diags.push(Diagnostic::attribute_error(
+                path("password_wo"),
+                "VNC password too long",
+                format!(
+                    "VNC uses at most {} characters of a password (its authentication is DES with an 8-byte key); \
+                     a longer one would be cut silently. Use 8 characters or fewer, or type = \"spice\".",
+                    super::schema::VNC_PASSWORD_MAX
+                ),
+            ));
+        }
+    }
+    if text(&g.password_wo).is_some_and(str::is_empty) {
+        diags.push(Diagnostic::attribute_error(
+            path("password_wo"),
+            "Empty password",
+            "An empty password_wo is no password; remove the attribute instead.",
+        ));
+    }
+}
+
 pub(super) fn missing_pool(path: Path) -> Diagnostic {
     Diagnostic::attribute_error(path, "Missing pool", "A disk from a volume names its pool: pool = kvm_pool.NAME.name.")
 }
@@ -210,4 +265,33 @@ pub(super) fn disk_source_error(path: Path) -> Diagnostic {
         "One disk source",
         "Give a disk either `volume` (with `pool`) or `nvme_pci_address`, and not both.",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summaries(graphics: &[(&str, &str)]) -> Vec<String> {
+        let block = Value::object_from(graphics.iter().map(|(k, v)| (*k, Value::string(*v))));
+        let config = Value::object_from([("name", Value::string("x")), ("graphics", Value::List(vec![block]))]);
+        validate(&config).0.into_iter().map(|d| d.summary).collect()
+    }
+
+    #[test]
+    fn graphics_listen_on_an_ip_with_a_password_vnc_can_use() {
+        assert!(summaries(&[("type", "vnc"), ("listen_address", "127.0.0.1"), ("password_wo", "12345678")]).is_empty());
+        assert!(summaries(&[("type", "spice"), ("listen_address", "::1"), ("password_wo", "a long spice password")])
+            .is_empty());
+        assert_eq!(summaries(&[("type", "vnc"), ("listen_address", "localhost")]), ["Invalid listen address"]);
+        assert_eq!(summaries(&[("type", "vnc"), ("password_wo", "123456789")]), ["VNC password too long"]);
+        assert_eq!(summaries(&[("type", "vnc"), ("password_wo", "")]), ["Empty password"]);
+        assert_eq!(
+            summaries(&[("type", "vnc"), ("listen_type", "socket"), ("listen_address", "127.0.0.1")]),
+            ["Address with a socket"]
+        );
+        assert_eq!(
+            summaries(&[("type", "vnc"), ("listen_address", "0.0.0.0")]),
+            ["Display reachable from the network"]
+        );
+    }
 }

@@ -1,0 +1,260 @@
+//! The serial console log: where it lives, making it, reading its last lines back.
+//!
+//! Every instance's first serial port (which `<console>` mirrors) is logged to a file on the
+//! libvirt host (`<log file=… append='on'/>`; libvirt's virtlogd writes it). The file is a
+//! volume of a directory-backed storage pool (the pool of the cloud-init seed, else of the first
+//! disk), made by the provider (mode 0600, before the domain is defined) and deleted with the
+//! instance. Being a volume, it is read back through the libvirt connection itself (a volume
+//! download stream), so it works on a remote host (`qemu+ssh://`) as on a local one; a log that
+//! is not a volume (an imported domain's) is only read when the connection is local.
+
+use std::io::Read;
+
+use libvirt_xml::pool::{Format, Permissions};
+use libvirt_xml::volume::{StorageVolume, VolumeTarget};
+use libvirt_xml::{Capacity, Document};
+use virt::connect::Connect;
+use virt::stream::Stream;
+
+use crate::libvirt::HostError;
+
+/// Lines quoted in a diagnostic.
+pub const TAIL_LINES: usize = 20;
+/// Bytes quoted in a diagnostic, at most.
+pub const TAIL_BYTES: usize = 4096;
+/// Bytes read from the end of the log to find those lines.
+const READ_BYTES: u64 = 64 << 10;
+/// Pool types whose volumes are files in a directory, where a log file can be made.
+pub const DIRECTORY_POOLS: &[&str] = &["dir", "fs", "netfs"];
+/// Suffixes of the copies virtlogd rotates a large log to (`max_backups`, default 3).
+const ROTATED: &[&str] = &[".0", ".1", ".2", ".3", ".4", ".5", ".6", ".7", ".8", ".9"];
+
+/// Name of an instance's console log volume.
+pub fn volume_name(instance: &str) -> String {
+    format!("{instance}-console.log")
+}
+
+/// Makes the (empty, 0600) log volume, replacing one an interrupted run left; returns its path.
+pub fn create(conn: &Connect, pool: &str, volume: &str) -> Result<String, HostError> {
+    let label = format!("{pool}/{volume}");
+    let p = conn.lookup_storage_pool_by_name(pool).map_err(|e| HostError::call(format!("look up pool {pool:?}"), e))?;
+    if let Ok(old) = p.lookup_storage_vol_by_name(volume) {
+        old.delete(0).map_err(|e| HostError::call(format!("delete the old console log {label}"), e))?;
+    }
+    let doc = StorageVolume {
+        name: volume.to_string(),
+        capacity: Some(Capacity::from_bytes(0)),
+        target: Some(VolumeTarget {
+            format: Some(Format { format_type: "raw".into() }),
+            permissions: Some(Permissions { mode: Some("0600".into()), ..Default::default() }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let xml = doc.to_xml().map_err(|e| HostError::Other(e.to_string()))?;
+    let vol = virt::storage_vol::StorageVol::create_xml(&p, &xml, 0)
+        .map_err(|e| HostError::call(format!("create console log {label}"), e))?;
+    vol.path().map_err(|e| HostError::call(format!("read the path of {label}"), e))
+}
+
+/// Deletes the log volume and the copies virtlogd rotated it to (found after a pool refresh).
+pub fn delete(conn: &Connect, pool: &str, volume: &str) -> Result<(), HostError> {
+    let Ok(p) = conn.lookup_storage_pool_by_name(pool) else { return Ok(()) };
+    if let Err(e) = p.refresh(0) {
+        tracing::debug!(%pool, error = %e, "pool not refreshed; rotated console logs may stay");
+    }
+    for suffix in std::iter::once("").chain(ROTATED.iter().copied()) {
+        let name = format!("{volume}{suffix}");
+        if let Ok(v) = p.lookup_storage_vol_by_name(&name) {
+            v.delete(0).map_err(|e| HostError::call(format!("delete console log {pool}/{name}"), e))?;
+        }
+    }
+    Ok(())
+}
+
+/// The last bytes (up to [`READ_BYTES`]) of the log at `path` on the host, through the libvirt
+/// connection (the file is a volume); whether the read started inside the file.
+pub fn read_end(conn: &Connect, path: &str) -> Result<(Vec<u8>, bool), HostError> {
+    let vol = conn
+        .lookup_storage_vol_by_path(path)
+        .map_err(|e| HostError::call(format!("find the console log {path} among the volumes"), e))?;
+    // Reading the volume's information refreshes it: the size is the file's now.
+    let size = vol.info().map_err(|e| HostError::call(format!("read console log {path}"), e))?.capacity;
+    let offset = size.saturating_sub(READ_BYTES);
+    if size == 0 {
+        return Ok((Vec::new(), false));
+    }
+    let stream = Stream::new(conn, 0).map_err(|e| HostError::call("open a stream", e))?;
+    vol.download(&stream, offset, size - offset, 0)
+        .map_err(|e| HostError::call(format!("download console log {path}"), e))?;
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        match stream.recv(&mut buf) {
+            Ok(0) => break,
+            Ok(n) if n > 0 => out.extend_from_slice(&buf[..n as usize]),
+            Ok(_) => break,
+            Err(e) => {
+                let _ = stream.abort();
+                return Err(HostError::call(format!("download console log {path}"), e));
+            }
+        }
+    }
+    let _ = stream.finish();
+    Ok((out, offset > 0))
+}
+
+/// The last bytes of a log on this machine (a local connection whose log is not a volume).
+pub fn read_end_local(path: &str) -> std::io::Result<(Vec<u8>, bool)> {
+    use std::io::{Seek, SeekFrom};
+    let mut file = std::fs::File::open(path)?;
+    let size = file.metadata()?.len();
+    let offset = size.saturating_sub(READ_BYTES);
+    file.seek(SeekFrom::Start(offset))?;
+    let mut out = Vec::new();
+    file.take(READ_BYTES).read_to_end(&mut out)?;
+    Ok((out, offset > 0))
+}
+
+/// The last `lines` lines of console output, made fit to quote: escape sequences (colours,
+/// cursor moves) and other control characters removed, carriage returns dropped, trailing
+/// blanks trimmed, empty lines left out, at most `max_bytes` long (earliest lines go first).
+/// `cut` says the bytes start inside the log, so their first line is partial and left out.
+pub fn tail(bytes: &[u8], cut: bool, lines: usize, max_bytes: usize) -> Vec<String> {
+    let text = String::from_utf8_lossy(bytes);
+    let clean = strip_controls(&text);
+    let mut all: Vec<&str> = clean.split('\n').collect();
+    if cut && !all.is_empty() {
+        all.remove(0);
+    }
+    let kept: Vec<String> =
+        all.iter().map(|l| l.trim_end()).filter(|l| !l.trim().is_empty()).map(str::to_string).collect();
+    let mut out: Vec<String> = kept[kept.len().saturating_sub(lines)..].to_vec();
+    while out.iter().map(|l| l.len() + 1).sum::<usize>() > max_bytes && out.len() > 1 {
+        out.remove(0);
+    }
+    if let Some(only) = out.first_mut().filter(|l| l.len() > max_bytes) {
+        let mut end = max_bytes;
+        while !only.is_char_boundary(end) {
+            end -= 1;
+        }
+        only.truncate(end);
+    }
+    out
+}
+
+/// Removes ANSI/VT escape sequences (CSI, OSC, two-byte escapes) and control characters other
+/// than newline; a tab becomes a space.
+fn strip_controls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\u{1b}' => match chars.next() {
+                // CSI: parameters and intermediates up to a final byte in @..~.
+                Some('[') => {
+                    for c in chars.by_ref() {
+                        if ('@'..='~').contains(&c) {
+                            break;
+                        }
+                    }
+                }
+                // OSC (and DCS, SOS, PM, APC): up to BEL or ESC \.
+                Some(']' | 'P' | 'X' | '^' | '_') => {
+                    while let Some(c) = chars.next() {
+                        if c == '\u{7}' {
+                            break;
+                        }
+                        if c == '\u{1b}' && chars.peek() == Some(&'\\') {
+                            chars.next();
+                            break;
+                        }
+                    }
+                }
+                // Charset selection takes one more character.
+                Some('(' | ')' | '*' | '+') => {
+                    chars.next();
+                }
+                _ => {}
+            },
+            '\n' => out.push('\n'),
+            '\t' => out.push(' '),
+            // The C1 CSI, as some firmware writes it.
+            '\u{9b}' => {
+                for c in chars.by_ref() {
+                    if ('@'..='~').contains(&c) {
+                        break;
+                    }
+                }
+            }
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// What a diagnostic says about the console: its last lines and where the full log is.
+pub fn evidence(path: &str, lines: Result<Vec<String>, String>) -> String {
+    match lines {
+        Ok(lines) if lines.is_empty() => {
+            format!("The serial console wrote nothing yet (its log: {path} on the libvirt host).")
+        }
+        Ok(lines) => {
+            let quoted: String = lines.iter().map(|l| format!("    {l}\n")).collect();
+            format!(
+                "Last lines of the serial console:\n\n{quoted}\nThe full console log is {path} on the libvirt host \
+                 (virsh vol-download --vol {path} --file console.log)."
+            )
+        }
+        Err(why) => format!("The serial console is logged to {path} on the libvirt host; it could not be read: {why}."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tail_strips_escapes_and_controls_and_keeps_the_last_lines() {
+        let log = b"partial line\nBooting\r\n\x1b[0;32m  OK  \x1b[0m] Started\tjournald\x07\r\n\x1b]0;title\x07\
+                    \x1b(B\x1b[?25lVFS: Unable to mount root fs\x08\x00\r\n\r\n   \n";
+        assert_eq!(tail(log, true, 20, 4096), ["Booting", "  OK  ] Started journald", "VFS: Unable to mount root fs"]);
+        assert_eq!(tail(log, false, 20, 4096)[0], "partial line");
+        assert_eq!(tail(log, false, 1, 4096), ["VFS: Unable to mount root fs"]);
+    }
+
+    #[test]
+    fn tail_is_bounded_in_bytes_and_lines() {
+        let many: String = (0..100).map(|i| format!("line {i:03} {}\n", "x".repeat(50))).collect();
+        let t = tail(many.as_bytes(), false, 20, 4096);
+        assert_eq!(t.len(), 20);
+        assert!(t[19].starts_with("line 099"));
+        let t = tail(many.as_bytes(), false, 20, 200);
+        assert!(t.iter().map(|l| l.len() + 1).sum::<usize>() <= 200, "{t:?}");
+        assert!(t.last().unwrap().starts_with("line 099"));
+        // One long line is cut, on a character boundary.
+        let long = "é".repeat(5000);
+        let t = tail(long.as_bytes(), false, 20, 101);
+        assert_eq!(t.len(), 1);
+        assert!(t[0].len() <= 101 && t[0].chars().all(|c| c == 'é'));
+        assert!(tail(b"", false, 20, 4096).is_empty());
+        // Invalid UTF-8 is replaced, not an error.
+        assert_eq!(tail(b"\xff\xfeok\n", false, 20, 4096), ["\u{fffd}\u{fffd}ok"]);
+    }
+
+    #[test]
+    fn evidence_quotes_the_lines_and_names_the_log() {
+        let path = "/var/lib/libvirt/p/web-console.log";
+        let text = evidence(path, Ok(vec!["Kernel panic - not syncing".into()]));
+        assert!(text.contains("    Kernel panic - not syncing\n"), "{text}");
+        assert!(text.contains(path));
+        assert!(evidence(path, Ok(vec![])).contains("wrote nothing"));
+        assert!(evidence(path, Err("no such volume".into())).contains("could not be read: no such volume"));
+    }
+
+    #[test]
+    fn log_volume_names_follow_the_instance() {
+        assert_eq!(volume_name("web-1"), "web-1-console.log");
+    }
+}
