@@ -1,5 +1,6 @@
 //! Waiting for an instance to be ready: an address on its first interface, then SSH answering
-//! with the pinned host key. Progress goes to Terraform's log; a timeout says what was last seen.
+//! with the pinned host key. Progress goes to Terraform's log; a timeout says what was last seen, and
+//! quotes the serial console (its last lines and where the full log is) when the guest wrote why.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -8,8 +9,9 @@ use tokio_util::sync::CancellationToken;
 use virt::domain::DomainState;
 use virt::enumutil::Enum;
 
-use super::ops;
 use super::spec::WaitFor;
+use super::{console, ops, state};
+use crate::diag::Diagnostic;
 use crate::libvirt::{Host, HostError};
 use crate::units::format_duration;
 
@@ -163,4 +165,56 @@ async fn ssh_check(ip: &str, key: &str) -> Result<(), SshProbe> {
         // the deadline, anything else is "not yet".
         Err(e) => Err(SshProbe::NotYet(e.to_string())),
     }
+}
+
+/// What the serial console says about a failed wait: its last lines and where the full log is,
+/// when the instance has a log; for failures where the guest's own output tells why.
+pub async fn console_evidence(host: &Arc<Host>, uuid: &str, e: &WaitError) -> Option<String> {
+    if !matches!(e, WaitError::Timeout { .. } | WaitError::Stopped { .. } | WaitError::Halted { .. }) {
+        return None;
+    }
+    let id = uuid.to_string();
+    let local = is_local(host.uri());
+    let read = host
+        .call(move |conn| {
+            let dom = ops::lookup(conn, &id)?;
+            let Some(path) = state::console_log(&ops::definition(&dom, &id)?) else { return Ok(None) };
+            let read = match console::read_end(conn, &path) {
+                Ok(read) => Ok(read),
+                // A log outside the pools (an imported domain's) is only readable here.
+                Err(e) if local => console::read_end_local(&path).map_err(|l| format!("{e}; reading it locally: {l}")),
+                Err(e) => Err(format!("{e} (a log outside the storage pools cannot be read over a remote connection)")),
+            };
+            Ok(Some((path, read)))
+        })
+        .await;
+    match read {
+        Ok(Some((path, read))) => {
+            let lines = read.map(|(bytes, cut)| console::tail(&bytes, cut, console::TAIL_LINES, console::TAIL_BYTES));
+            Some(console::evidence(&path, lines))
+        }
+        Ok(None) => None,
+        Err(e) => {
+            tracing::debug!(instance = %uuid, error = %e, "console log not read");
+            None
+        }
+    }
+}
+
+/// Whether a libvirt URI names this machine (no host part).
+fn is_local(uri: &str) -> bool {
+    uri.split_once("://").is_some_and(|(_, rest)| rest.starts_with('/'))
+}
+
+pub fn wait_diagnostic(e: &WaitError, saved: &str, console: Option<String>) -> Diagnostic {
+    let summary = match e {
+        WaitError::Timeout { .. } => "Instance not ready in time",
+        WaitError::Cancelled { .. } => "Interrupted",
+        WaitError::Stopped { .. } => "Instance stopped while booting",
+        WaitError::Halted { .. } => "Instance halted by the hypervisor",
+        WaitError::HostKey(_) => "SSH host key mismatch",
+        WaitError::Host(_) => "Cannot check the instance",
+    };
+    let console = console.map(|c| format!("\n\n{c}")).unwrap_or_default();
+    Diagnostic::error(summary, format!("{e}.{console}\n\n{saved}"))
 }
