@@ -23,12 +23,17 @@ bash scripts/guest-image.sh >"$image_out" 2>"$image_log" &
 image_pid=$!
 libvirt_start # exports KVM_TEST_NETNS, LIBVIRT_DEFAULT_URI
 
-cargo build --locked -p terraform-provider-kvm
+# One build of everything, with the workspace's feature set: every test binary, and the provider
+# and kvm-gitops binaries the acceptance tests run (cargo builds a package's binaries for its own
+# integration tests). Separate `cargo build -p …` runs resolve features per package and built
+# shared dependencies (aws-lc-sys among them) twice more: about 8 of the run's minutes.
+cargo test --locked --workspace --no-run
 export KVM_PROVIDER_BIN="${CARGO_TARGET_DIR:-$root/target}/debug/terraform-provider-kvm"
 # The drill acceptance test runs the CLI binary against a Terraform directory.
-cargo build --locked -p kvm-gitops
 export KVM_GITOPS_BIN="${CARGO_TARGET_DIR:-$root/target}/debug/kvm-gitops"
-cargo test --locked --workspace --no-run
+for bin in "$KVM_PROVIDER_BIN" "$KVM_GITOPS_BIN"; do
+  [[ -x $bin ]] || { echo "[test] $bin was not built by cargo test --no-run" >&2; exit 1; }
+done
 
 if ! wait "$image_pid"; then
   cat "$image_log" >&2
