@@ -72,27 +72,39 @@ pub fn delete(conn: &Connect, pool: &str, volume: &str) -> Result<(), HostError>
     Ok(())
 }
 
-/// The last bytes (up to [`READ_BYTES`]) of the log at `path` on the host, through the libvirt
-/// connection (the file is a volume); whether the read started inside the file.
-pub fn read_end(conn: &Connect, path: &str) -> Result<(Vec<u8>, bool), HostError> {
+/// The end of a log: its last bytes (at most [`READ_BYTES`], and none before `from`), the log's
+/// size, and whether the bytes start inside the log (after its first byte).
+#[derive(Debug, Default)]
+pub struct LogEnd {
+    /// The bytes read.
+    pub bytes: Vec<u8>,
+    /// The log's size when read.
+    pub size: u64,
+    /// The read started after the log's first byte, so the first line may be partial.
+    pub cut: bool,
+}
+
+/// Reads the end of the log at `path` on the host from byte `from` on (at most the last
+/// [`READ_BYTES`]), through the libvirt connection (the file is a volume).
+pub fn read_from(conn: &Connect, path: &str, from: u64) -> Result<LogEnd, HostError> {
     let vol = conn
         .lookup_storage_vol_by_path(path)
         .map_err(|e| HostError::call(format!("find the console log {path} among the volumes"), e))?;
     // Reading the volume's information refreshes it: the size is the file's now.
     let size = vol.info().map_err(|e| HostError::call(format!("read console log {path}"), e))?.capacity;
-    let offset = size.saturating_sub(READ_BYTES);
-    if size == 0 {
-        return Ok((Vec::new(), false));
+    let offset = size.saturating_sub(READ_BYTES).max(from);
+    if offset >= size {
+        return Ok(LogEnd { bytes: Vec::new(), size, cut: false });
     }
     let stream = Stream::new(conn, 0).map_err(|e| HostError::call("open a stream", e))?;
     vol.download(&stream, offset, size - offset, 0)
         .map_err(|e| HostError::call(format!("download console log {path}"), e))?;
-    let mut out = Vec::new();
+    let mut bytes = Vec::new();
     let mut buf = vec![0u8; 64 << 10];
     loop {
         match stream.recv(&mut buf) {
             Ok(0) => break,
-            Ok(n) if n > 0 => out.extend_from_slice(&buf[..n as usize]),
+            Ok(n) if n > 0 => bytes.extend_from_slice(&buf[..n as usize]),
             Ok(_) => break,
             Err(e) => {
                 let _ = stream.abort();
@@ -101,19 +113,30 @@ pub fn read_end(conn: &Connect, path: &str) -> Result<(Vec<u8>, bool), HostError
         }
     }
     let _ = stream.finish();
-    Ok((out, offset > 0))
+    Ok(LogEnd { bytes, size, cut: offset > 0 })
 }
 
-/// The last bytes of a log on this machine (a local connection whose log is not a volume).
-pub fn read_end_local(path: &str) -> std::io::Result<(Vec<u8>, bool)> {
+/// [`read_from`] for a log on this machine (a local connection whose log is not a volume).
+pub fn read_from_local(path: &str, from: u64) -> std::io::Result<LogEnd> {
     use std::io::{Seek, SeekFrom};
     let mut file = std::fs::File::open(path)?;
     let size = file.metadata()?.len();
-    let offset = size.saturating_sub(READ_BYTES);
+    let offset = size.saturating_sub(READ_BYTES).max(from);
+    if offset >= size {
+        return Ok(LogEnd { bytes: Vec::new(), size, cut: false });
+    }
     file.seek(SeekFrom::Start(offset))?;
-    let mut out = Vec::new();
-    file.take(READ_BYTES).read_to_end(&mut out)?;
-    Ok((out, offset > 0))
+    let mut bytes = Vec::new();
+    file.take(READ_BYTES).read_to_end(&mut bytes)?;
+    Ok(LogEnd { bytes, size, cut: offset > 0 })
+}
+
+/// Whether console output says the guest's kernel panicked: Linux's `Kernel panic - not
+/// syncing` line. After it the guest halts (or, with `panic=N`, reboots into the same panic), so
+/// waiting for it to become ready is pointless.
+pub fn kernel_panicked(bytes: &[u8]) -> bool {
+    const MARK: &[u8] = b"Kernel panic - not syncing";
+    bytes.windows(MARK.len()).any(|w| w == MARK)
 }
 
 /// The last `lines` lines of console output, made fit to quote: escape sequences (colours,
@@ -251,6 +274,29 @@ mod tests {
         assert!(text.contains(path));
         assert!(evidence(path, Ok(vec![])).contains("wrote nothing"));
         assert!(evidence(path, Err("no such volume".into())).contains("could not be read: no such volume"));
+    }
+
+    #[test]
+    fn a_kernel_panic_is_recognised() {
+        let log = b"[    2.1] VFS: Cannot open root device \"vdz\"\r\n[    2.2] Kernel panic - not syncing: VFS: \
+                    Unable to mount root fs on unknown-block(0,0)\r\n";
+        assert!(kernel_panicked(log));
+        assert!(!kernel_panicked(b"[  OK  ] Reached target multi-user.target\r\n"));
+        assert!(!kernel_panicked(b""));
+    }
+
+    #[test]
+    fn a_local_log_is_read_from_an_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("console.log");
+        std::fs::write(&path, b"old boot: Kernel panic - not syncing\nnew boot\n").unwrap();
+        let all = read_from_local(path.to_str().unwrap(), 0).unwrap();
+        assert_eq!((all.size, all.cut), (46, false));
+        assert!(kernel_panicked(&all.bytes));
+        let since = read_from_local(path.to_str().unwrap(), 37).unwrap();
+        assert_eq!(since.bytes, b"new boot\n");
+        assert!(since.cut && !kernel_panicked(&since.bytes));
+        assert!(read_from_local(path.to_str().unwrap(), 46).unwrap().bytes.is_empty());
     }
 
     #[test]

@@ -21,6 +21,8 @@ const POLL: Duration = Duration::from_secs(1);
 const PROGRESS_EVERY: Duration = Duration::from_secs(15);
 /// Per-attempt limit of the SSH check.
 const SSH_ATTEMPT: Duration = Duration::from_secs(5);
+/// How often the console log is searched for a kernel panic while there is no address.
+const CONSOLE_EVERY: Duration = Duration::from_secs(3);
 
 /// Why an instance is not ready.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +36,12 @@ pub enum WaitError {
     /// The domain stopped while booting.
     #[error("{name} stopped while booting; its console (virsh console {name}) or the QEMU log on the host says why")]
     Stopped { name: String },
+    /// The serial console shows a kernel panic from this boot.
+    #[error(
+        "{name}'s kernel panicked while booting (its serial console says so), so it will not become ready: \
+         check the kernel command line (root=), the initrd and the image's kernel"
+    )]
+    Panicked { name: String },
     /// The hypervisor paused or crashed the guest.
     #[error(
         "{name} is {state}: the hypervisor stopped running it. Its QEMU log on the host \
@@ -72,6 +80,11 @@ pub async fn wait(
     let mut last_log = started;
     let mut last_seen = format!("no IPv4 address on {mac} yet (DHCP lease or guest agent)");
     let mut ip: Option<String> = None;
+    // The console log as it was when the wait began: only what this boot writes after it counts
+    // (the log is appended to across boots, and an earlier boot may have panicked).
+    // Shared with the libvirt worker, whose calls may be retried after a reconnect.
+    let console = Arc::new(std::sync::Mutex::new(ConsoleWatch::default()));
+    let local = is_local(host.uri());
     loop {
         if cancel.is_cancelled() {
             return Err(WaitError::Cancelled { name: name.into(), last_seen });
@@ -82,6 +95,7 @@ pub async fn wait(
         }
         if ip.is_none() {
             let (id, w) = (uuid.to_string(), watch.clone());
+            let c = Arc::clone(&console);
             let polled = host
                 .call(move |conn| {
                     let dom = ops::lookup(conn, &id)?;
@@ -94,11 +108,15 @@ pub async fn wait(
                     {
                         return Ok(Polled::Halted(format!("{state:?} ({reason})").to_lowercase()));
                     }
+                    if c.lock().is_ok_and(|mut c| c.due() && c.panicked(conn, &dom, &id, local)) {
+                        return Ok(Polled::Panicked);
+                    }
                     Ok(Polled::Address(w.fresh_address(conn, &dom)))
                 })
                 .await;
             match polled {
                 Ok(Polled::Stopped) => return Err(WaitError::Stopped { name: name.into() }),
+                Ok(Polled::Panicked) => return Err(WaitError::Panicked { name: name.into() }),
                 Ok(Polled::Halted(state)) => return Err(WaitError::Halted { name: name.into(), state }),
                 Ok(Polled::Address(found)) => ip = found,
                 Err(e) => return Err(e.into()),
@@ -136,7 +154,48 @@ pub async fn wait(
 enum Polled {
     Stopped,
     Halted(String),
+    Panicked,
     Address(Option<String>),
+}
+
+/// Following the console log during a wait, for a kernel panic.
+#[derive(Default)]
+struct ConsoleWatch {
+    /// The log's path and its size when the wait began; `None` until first looked at, and
+    /// `Some(None)` for an instance without a log (or one that cannot be read).
+    log: Option<Option<(String, u64)>>,
+    /// When the log was last searched.
+    checked: Option<Instant>,
+}
+
+impl ConsoleWatch {
+    /// Whether it is time to search the log again (at once the first time, to find where it ends).
+    fn due(&self) -> bool {
+        self.checked.is_none_or(|at| at.elapsed() >= CONSOLE_EVERY)
+    }
+
+    /// Whether the log shows a kernel panic written since the wait began. Any failure to read it
+    /// is "no": the wait goes on as it would without a log.
+    fn panicked(&mut self, conn: &virt::connect::Connect, dom: &virt::domain::Domain, id: &str, local: bool) -> bool {
+        self.checked = Some(Instant::now());
+        let log = self.log.get_or_insert_with(|| {
+            let path = ops::definition(dom, id).ok().and_then(|d| state::console_log(&d))?;
+            let size = read_log(conn, &path, u64::MAX, local).ok()?.size;
+            Some((path, size))
+        });
+        let Some((path, from)) = log else { return false };
+        read_log(conn, path, *from, local).is_ok_and(|end| console::kernel_panicked(&end.bytes))
+    }
+}
+
+/// The console log at `path` from byte `from` on: through its volume, or, when the connection is
+/// local and the log is not a volume (an imported domain's), from the file.
+fn read_log(conn: &virt::connect::Connect, path: &str, from: u64, local: bool) -> Result<console::LogEnd, String> {
+    match console::read_from(conn, path, from) {
+        Ok(end) => Ok(end),
+        Err(e) if local => console::read_from_local(path, from).map_err(|l| format!("{e}; reading it locally: {l}")),
+        Err(e) => Err(format!("{e} (a log outside the storage pools cannot be read over a remote connection)")),
+    }
 }
 
 /// Outcome of one SSH attempt that did not succeed.
@@ -170,7 +229,10 @@ async fn ssh_check(ip: &str, key: &str) -> Result<(), SshProbe> {
 /// What the serial console says about a failed wait: its last lines and where the full log is,
 /// when the instance has a log; for failures where the guest's own output tells why.
 pub async fn console_evidence(host: &Arc<Host>, uuid: &str, e: &WaitError) -> Option<String> {
-    if !matches!(e, WaitError::Timeout { .. } | WaitError::Stopped { .. } | WaitError::Halted { .. }) {
+    if !matches!(
+        e,
+        WaitError::Timeout { .. } | WaitError::Stopped { .. } | WaitError::Halted { .. } | WaitError::Panicked { .. }
+    ) {
         return None;
     }
     let id = uuid.to_string();
@@ -179,18 +241,13 @@ pub async fn console_evidence(host: &Arc<Host>, uuid: &str, e: &WaitError) -> Op
         .call(move |conn| {
             let dom = ops::lookup(conn, &id)?;
             let Some(path) = state::console_log(&ops::definition(&dom, &id)?) else { return Ok(None) };
-            let read = match console::read_end(conn, &path) {
-                Ok(read) => Ok(read),
-                // A log outside the pools (an imported domain's) is only readable here.
-                Err(e) if local => console::read_end_local(&path).map_err(|l| format!("{e}; reading it locally: {l}")),
-                Err(e) => Err(format!("{e} (a log outside the storage pools cannot be read over a remote connection)")),
-            };
+            let read = read_log(conn, &path, 0, local);
             Ok(Some((path, read)))
         })
         .await;
     match read {
         Ok(Some((path, read))) => {
-            let lines = read.map(|(bytes, cut)| console::tail(&bytes, cut, console::TAIL_LINES, console::TAIL_BYTES));
+            let lines = read.map(|end| console::tail(&end.bytes, end.cut, console::TAIL_LINES, console::TAIL_BYTES));
             Some(console::evidence(&path, lines))
         }
         Ok(None) => None,
@@ -212,6 +269,7 @@ pub fn wait_diagnostic(e: &WaitError, saved: &str, console: Option<String>) -> D
         WaitError::Cancelled { .. } => "Interrupted",
         WaitError::Stopped { .. } => "Instance stopped while booting",
         WaitError::Halted { .. } => "Instance halted by the hypervisor",
+        WaitError::Panicked { .. } => "Instance's kernel panicked",
         WaitError::HostKey(_) => "SSH host key mismatch",
         WaitError::Host(_) => "Cannot check the instance",
     };
