@@ -174,6 +174,101 @@ resource "kvm_network" "routed" {{
 }
 
 #[test]
+fn dual_stack_routes_and_forwarders() {
+    if !libvirt::require_libvirt() {
+        return;
+    }
+    let prefix = TestPrefix::new("network_dual");
+    let name = prefix.name("net");
+    let net = subnet(7);
+    // The IPv6 subnet follows the IPv4 one, so parallel runs do not overlap either.
+    let v6 = format!("fd00:{}::", net.replace('.', ":"));
+    let body = |forwarder: &str| {
+        format!(
+            r#"resource "kvm_network" "n" {{
+  name           = "{name}"
+  cidr           = "{net}.0/24"
+  dns_forwarders = ["{forwarder}"]
+  ipv6 {{
+    cidr       = "{v6}/64"
+    dhcp_start = "{v6}100"
+    dhcp_end   = "{v6}1ff"
+    host {{
+      name = "db"
+      ip   = "{v6}10"
+    }}
+  }}
+  route {{
+    cidr    = "10.99.0.0/16"
+    gateway = "{net}.10"
+  }}
+  route {{
+    cidr    = "fd00:99::/64"
+    gateway = "{v6}10"
+  }}
+}}
+output "v6_gateway" {{ value = kvm_network.n.ipv6_gateway }}
+"#
+        )
+    };
+    let ws = Workspace::new(&config(&body(&format!("{net}.53"))));
+    ws.init().ok();
+    let plan = ws.plan(&[]);
+    let line = plan.stdout.lines().find(|l| l.trim_start().starts_with("+ ipv6_gateway")).unwrap_or_default();
+    assert!(line.ends_with(&format!("\"{v6}1\"")), "the IPv6 gateway is known at plan time:\n{}", plan.stdout);
+    ws.apply(&[]).ok();
+    assert_eq!(ws.outputs()["v6_gateway"]["value"], format!("{v6}1"));
+
+    // libvirt has it all: the IPv6 address with its DHCPv6 range and host, both routes, the
+    // forwarder; the host's routing table has the routes, dnsmasq serves DHCPv6 and router
+    // advertisements.
+    let xml = virsh_ok(&["net-dumpxml", &name]);
+    for want in [
+        format!("family='ipv6' address='{v6}1' prefix='64'"),
+        format!("<range start='{v6}100' end='{v6}1ff'"),
+        format!("<host name='db' ip='{v6}10'/>"),
+        format!("<route address='10.99.0.0' prefix='16' gateway='{net}.10'/>"),
+        format!("<route family='ipv6' address='fd00:99::' prefix='64' gateway='{v6}10'/>"),
+        format!("<forwarder addr='{net}.53'/>"),
+    ] {
+        assert!(xml.contains(&want), "{want} missing in:\n{xml}");
+    }
+    let routes = libvirt::netns_command("ip").args(["-6", "route", "show", "fd00:99::/64"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&routes.stdout).contains(&format!("via {v6}10")), "{routes:?}");
+    let routes = libvirt::netns_command("ip").args(["route", "show", "10.99.0.0/16"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&routes.stdout).contains(&format!("via {net}.10")), "{routes:?}");
+    let conf = std::fs::read_to_string(format!("/var/lib/libvirt/dnsmasq/{name}.conf")).unwrap();
+    assert!(conf.contains(&format!("server={net}.53")), "{conf}");
+    assert!(conf.contains("enable-ra") && conf.contains(&format!("dhcp-range={v6}100,{v6}1ff")), "{conf}");
+    let plan = ws.plan(&[]);
+    assert_eq!(plan.code, 0, "plan after apply must be clean:\n{}", plan.all());
+
+    // Import into a fresh directory plans clean.
+    let resource_only = body(&format!("{net}.53"));
+    let resource_only = &resource_only[..resource_only.find("output").unwrap()];
+    let imported = Workspace::new(&config(resource_only));
+    imported.init().ok();
+    imported.run(&["import", "-no-color", "kvm_network.n", &name]).ok();
+    let plan = imported.plan(&[]);
+    assert_eq!(plan.code, 0, "imported network plans clean:\n{}", plan.all());
+    imported.run(&["state", "rm", "kvm_network.n"]).ok();
+
+    // Another forwarder: the network restarts (the plan says so), in place, not replaced.
+    let uuid = virsh_ok(&["net-uuid", &name]);
+    ws.write_main(&config(&body(&format!("{v6}53"))));
+    let plan = ws.plan(&[]);
+    assert!(plan.all().contains("Network will restart") && plan.all().contains("dns_forwarders"), "{}", plan.all());
+    assert!(plan.stdout.contains("updated in-place"), "{}", plan.stdout);
+    ws.apply(&[]).ok();
+    assert_eq!(virsh_ok(&["net-uuid", &name]), uuid);
+    assert!(virsh_ok(&["net-dumpxml", &name]).contains(&format!("<forwarder addr='{v6}53'/>")));
+    ws.plan(&[]).ok();
+
+    ws.destroy().ok();
+    assert_nothing_leaked(prefix.as_str());
+}
+
+#[test]
 fn bad_network_input_fails_at_plan_time() {
     let cases = [
         // A /29 holds 6 addresses: .1 is the gateway, so a range up to .20 does not fit.
@@ -188,6 +283,28 @@ fn bad_network_input_fails_at_plan_time() {
         ),
         ("cidr = \"10.1.2.0/24\"\n  host {\n    mac = \"52:54:00:00:00:01\"\n    ip = \"10.9.9.9\"\n  }", "not a guest address"),
         ("cidr = \"10.1.2.0/24\"\n  host {\n    mac = \"not-a-mac\"\n    ip = \"10.1.2.10\"\n  }", "not a valid MAC address"),
+        ("cidr = \"10.1.2.0/24\"\n  ipv6 {\n    cidr = \"fd00:1:2::/48\"\n  }", "must be a /64"),
+        ("cidr = \"10.1.2.0/24\"\n  ipv6 {\n    cidr = \"fd00:1:2::5/64\"\n  }", "did you mean \"fd00:1:2::/64\""),
+        (
+            "cidr = \"10.1.2.0/24\"\n  ipv6 {\n    cidr = \"fd00:1:2::/64\"\n    dhcp_start = \"fd00:1:2::100\"\n  }",
+            "give both dhcp_start and dhcp_end",
+        ),
+        (
+            "cidr = \"10.1.2.0/24\"\n  ipv6 {\n    cidr = \"fd00:1:2::/64\"\n    dhcp_start = \"fd00:1:3::100\"\n    dhcp_end = \"fd00:1:2::1ff\"\n  }",
+            "is not a guest address of fd00:1:2::/64",
+        ),
+        (
+            "cidr = \"10.1.2.0/24\"\n  ipv6 {\n    cidr = \"fd00:1:2::/64\"\n    host {\n      name = \"a\"\n      ip = \"fd00:1:2::10\"\n    }\n  }",
+            "static DHCPv6 hosts need DHCPv6",
+        ),
+        ("cidr = \"10.1.2.0/24\"\n  route {\n    cidr = \"10.99.0.0/16\"\n    gateway = \"10.9.9.9\"\n  }", "is not on the network"),
+        (
+            "cidr = \"10.1.2.0/24\"\n  route {\n    cidr = \"fd00:99::/64\"\n    gateway = \"10.1.2.10\"\n  }",
+            "is an IPv4 address",
+        ),
+        ("cidr = \"10.1.2.0/24\"\n  dns_forwarders = [\"resolver.example\"]", "is not an IPv4 or IPv6 address"),
+        ("cidr = \"10.1.2.0/24\"\n  dns_forwarders = [\"FD00::53\"]", "write it as \"fd00::53\""),
+        ("mode = \"bridge\"\n  bridge = \"br0\"\n  ipv6 {\n    cidr = \"fd00:1:2::/64\"\n  }", "Not used in bridge mode"),
     ];
     for (attrs, expected) in cases {
         let ws = Workspace::new(&format!(

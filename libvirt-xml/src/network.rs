@@ -41,6 +41,27 @@ pub struct Network {
     /// `bridge` mode.
     #[serde(rename = "ip", default, skip_serializing_if = "Vec::is_empty")]
     pub ips: Vec<Ip>,
+    /// Static routes the host adds for the network (to subnets behind a guest).
+    #[serde(rename = "route", default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<Route>,
+}
+
+/// A static route: `<route family='ipv6' address='…' prefix='…' gateway='…'/>`; the host sends
+/// traffic for the subnet to the gateway, a guest on the network.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Route {
+    /// `ipv6` for an IPv6 route; absent for IPv4.
+    #[serde(rename = "@family", default, skip_serializing_if = "Option::is_none")]
+    pub family: Option<String>,
+    /// The destination subnet's network address.
+    #[serde(rename = "@address")]
+    pub address: String,
+    /// The destination subnet's prefix length.
+    #[serde(rename = "@prefix", default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<u8>,
+    /// Where the traffic goes: an address on the network.
+    #[serde(rename = "@gateway")]
+    pub gateway: String,
 }
 
 impl Document for Network {
@@ -142,9 +163,24 @@ pub struct Dns {
     /// `yes` or `no`: whether the network runs a DNS server.
     #[serde(rename = "@enable", default, skip_serializing_if = "Option::is_none")]
     pub enable: Option<String>,
+    /// Upstream servers for names the network does not know (libvirt writes them before the
+    /// records).
+    #[serde(rename = "forwarder", default, skip_serializing_if = "Vec::is_empty")]
+    pub forwarders: Vec<Forwarder>,
     /// Static host records.
     #[serde(rename = "host", default, skip_serializing_if = "Vec::is_empty")]
     pub hosts: Vec<DnsHost>,
+}
+
+/// An upstream DNS server: `<forwarder addr='…'/>`, for one domain only when `domain` is set.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Forwarder {
+    /// The server's address.
+    #[serde(rename = "@addr", default, skip_serializing_if = "Option::is_none")]
+    pub addr: Option<String>,
+    /// The domain whose names go to this server.
+    #[serde(rename = "@domain", default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
 }
 
 /// A DNS host record: `<host ip='...'><hostname>...</hostname></host>`.
@@ -244,6 +280,7 @@ mod tests {
             domain: Some(NetDomain { name: "lab.test".into(), local_only: Some("yes".into()) }),
             dns: Some(Dns {
                 enable: Some("yes".into()),
+                forwarders: vec![],
                 hosts: vec![DnsHost { ip: "10.0.0.50".into(), hostnames: vec!["web".into(), "www".into()] }],
             }),
             ips: vec![Ip {

@@ -118,8 +118,8 @@ fn overlay_volume() {
 #[test]
 fn nat_network_reads_back_as_defined() {
     let inactive: Network = parse_and_round_trip(NET_NAT_INACTIVE);
-    assert_eq!(inactive.uuid.as_deref(), Some("92433724-8258-4ee4-877a-137a47c2db44"));
-    assert_eq!(inactive.mac, Some(Mac { address: "52:54:00:df:af:a7".into() }));
+    assert_eq!(inactive.uuid.as_deref(), Some("6480881d-5ff3-4601-9c8f-5a106bfb2f6a"));
+    assert_eq!(inactive.mac, Some(Mac { address: "52:54:00:28:ec:1a".into() }));
     assert_eq!(
         inactive.bridge,
         Some(Bridge { name: Some("virbr0".into()), stp: Some("on".into()), delay: Some("0".into()) })

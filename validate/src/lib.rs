@@ -27,7 +27,7 @@ pub mod units;
 
 pub use mac::mac_address;
 pub use names::{dns_label, dns_name, k8s_data_key, k8s_label_value, k8s_name, k8s_namespace, k8s_qualified_name};
-pub use net::{host_port, ipv4_address, ipv4_subnet, Ipv4Net};
+pub use net::{host_port, ipv4_address, ipv4_subnet, ipv6_address, ipv6_subnet, Ipv4Net, Ipv6Net};
 pub use snapshots::{cron_schedule, s3_bucket_name, s3_endpoint};
 
 /// A value that is not the kind of name or address expected.

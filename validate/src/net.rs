@@ -1,4 +1,4 @@
-//! IPv4 addresses and subnets; `HOST[:PORT]` as a client dials it.
+//! IPv4 and IPv6 addresses and subnets; `HOST[:PORT]` as a client dials it.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -76,6 +76,83 @@ pub fn ipv4_subnet(s: &str) -> Result<Ipv4Net, Invalid> {
     Ok(net)
 }
 
+/// An IPv6 subnet: its network address and prefix length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipv6Net {
+    /// The network address, as a number.
+    pub network: u128,
+    /// The prefix length, 0 to 128.
+    pub prefix: u8,
+}
+
+impl Ipv6Net {
+    /// The subnet of `prefix` bits that holds `addr`.
+    pub fn containing(addr: Ipv6Addr, prefix: u8) -> Ipv6Net {
+        let prefix = prefix.min(128);
+        Ipv6Net { network: u128::from(addr) & mask6(prefix), prefix }
+    }
+
+    /// Whether `ip` lies inside the subnet.
+    pub fn contains(self, ip: Ipv6Addr) -> bool {
+        u128::from(ip) & mask6(self.prefix) == self.network
+    }
+
+    /// The address `n` places after the network address (`1`: the first host address).
+    pub fn nth(self, n: u128) -> Ipv6Addr {
+        Ipv6Addr::from(self.network.wrapping_add(n))
+    }
+}
+
+impl std::fmt::Display for Ipv6Net {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", Ipv6Addr::from(self.network), self.prefix)
+    }
+}
+
+fn mask6(prefix: u8) -> u128 {
+    if prefix == 0 {
+        0
+    } else {
+        u128::MAX << (128 - u32::from(prefix.min(128)))
+    }
+}
+
+/// An IPv6 address (`fd00:17:3::10`), without brackets or a zone, written in its canonical form
+/// (RFC 5952: lower case, no leading zeros, the longest run of zeros as `::`): the form libvirt,
+/// guests and Terraform's state show it in, so that a configuration never differs from what is
+/// read back only by its spelling.
+pub fn ipv6_address(s: &str) -> Result<Ipv6Addr, Invalid> {
+    let ip: Ipv6Addr =
+        s.parse().map_err(|_| invalid(s, "IPv6 address", Problem::Other("write it like \"fd00:17:3::10\"".into())))?;
+    if ip.to_string() != s {
+        return Err(invalid(s, "IPv6 address", Problem::Other(format!("write it as \"{ip}\", its canonical form"))));
+    }
+    Ok(ip)
+}
+
+/// An IPv6 subnet in CIDR form, written with its network address (`fd00:17:3::/64`), as
+/// [`ipv4_subnet`] wants for IPv4, and in canonical form as [`ipv6_address`] wants.
+pub fn ipv6_subnet(s: &str) -> Result<Ipv6Net, Invalid> {
+    const KIND: &str = "IPv6 subnet";
+    let (addr, prefix) =
+        s.split_once('/').ok_or_else(|| invalid(s, KIND, Problem::Other("write it like \"fd00:17:3::/64\"".into())))?;
+    let addr: Ipv6Addr =
+        addr.parse().map_err(|_| invalid(s, KIND, Problem::Other(format!("{addr:?} is not an IPv6 address"))))?;
+    let prefix: u8 = prefix
+        .parse()
+        .ok()
+        .filter(|p| *p <= 128)
+        .ok_or_else(|| invalid(s, KIND, Problem::Other("the prefix length must be 0 to 128".into())))?;
+    let net = Ipv6Net::containing(addr, prefix);
+    if net.network != u128::from(addr) {
+        return Err(invalid(s, KIND, Problem::Other(format!("did you mean \"{net}\"? Its host bits must be zero"))));
+    }
+    if net.to_string() != s {
+        return Err(invalid(s, KIND, Problem::Other(format!("write it as \"{net}\", its canonical form"))));
+    }
+    Ok(net)
+}
+
 /// `HOST` or `HOST:PORT` as a client dials it: the host a DNS name or an IP address, an IPv6
 /// address in brackets (`[2001:db8::1]:9000`), the port 1 to 65535; no scheme, path, query, user
 /// or spaces. Gives the host (without brackets) and the port, or why not, as a phrase for the
@@ -139,6 +216,33 @@ mod tests {
             let e = ipv4_subnet(bad).unwrap_err().to_string();
             assert!(e.contains(says) && e.contains("IPv4 subnet"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn ipv6_subnets_and_addresses() {
+        let net = ipv6_subnet("fd00:17:3::/64").unwrap();
+        assert_eq!(net.to_string(), "fd00:17:3::/64");
+        assert_eq!(net.nth(1), "fd00:17:3::1".parse::<Ipv6Addr>().unwrap());
+        assert!(net.contains("fd00:17:3::abcd".parse().unwrap()));
+        assert!(!net.contains("fd00:17:4::1".parse().unwrap()));
+        assert_eq!(ipv6_subnet("::/0").unwrap().network, 0);
+        for (bad, says) in [
+            ("fd00:17:3::5/64", "did you mean \"fd00:17:3::/64\""),
+            ("fd00:17:3::", "write it like"),
+            ("10.0.0.0/8", "\"10.0.0.0\" is not an IPv6 address"),
+            ("fd00::/129", "0 to 128"),
+            ("FD00:17:3::/64", "write it as \"fd00:17:3::/64\""),
+            ("fd00:17:3:0::/64", "write it as \"fd00:17:3::/64\""),
+        ] {
+            let e = ipv6_subnet(bad).unwrap_err().to_string();
+            assert!(e.contains(says) && e.contains("IPv6 subnet"), "{bad}: {e}");
+        }
+        assert!(ipv6_address("fd00::1").is_ok());
+        for bad in ["10.0.0.1", "[fd00::1]", "fd00::1%eth0", "", "FD00::1", "fd00:0::1", "fd00::0001"] {
+            assert!(ipv6_address(bad).unwrap_err().to_string().contains("is not a valid IPv6 address"), "{bad}");
+        }
+        assert!(ipv6_address("fd00:0:0:1::1").is_ok(), "the longest run of zeros is the one compressed");
+        assert!(ipv6_address("FD00::1").unwrap_err().to_string().contains("write it as \"fd00::1\""));
     }
 
     #[test]

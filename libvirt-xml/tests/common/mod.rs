@@ -3,7 +3,9 @@
 
 #![allow(dead_code)] // each test crate uses a different subset
 
-use libvirt_xml::network::{Dhcp, DhcpHost, DhcpRange, Dns, DnsHost, Forward, Ip, Mtu, NetDomain, Network};
+use libvirt_xml::network::{
+    Dhcp, DhcpHost, DhcpRange, Dns, DnsHost, Forward, Forwarder, Ip, Mtu, NetDomain, Network, Route,
+};
 use libvirt_xml::pool::{Permissions, PoolTarget, StoragePool};
 use libvirt_xml::volume::{BackingStore, Format, StorageVolume, VolumeTarget};
 use libvirt_xml::Capacity;
@@ -58,6 +60,10 @@ pub fn nat_network(name: &str) -> Network {
         domain: Some(NetDomain { name: "xmlfix.test".into(), local_only: Some("yes".into()) }),
         dns: Some(Dns {
             enable: Some("yes".into()),
+            forwarders: vec![
+                Forwarder { addr: Some("10.231.7.53".into()), domain: None },
+                Forwarder { addr: Some("fd00:231:7::53".into()), domain: Some("corp.test".into()) },
+            ],
             hosts: vec![DnsHost { ip: "10.231.7.50".into(), hostnames: vec!["web".into(), "www".into()] }],
         }),
         ips: vec![
@@ -74,7 +80,25 @@ pub fn nat_network(name: &str) -> Network {
                 }),
                 ..Default::default()
             },
-            Ip { family: Some("ipv6".into()), address: "fd00:231:7::1".into(), prefix: Some(64), ..Default::default() },
+            Ip {
+                family: Some("ipv6".into()),
+                address: "fd00:231:7::1".into(),
+                prefix: Some(64),
+                dhcp: Some(Dhcp {
+                    ranges: vec![DhcpRange { start: "fd00:231:7::100".into(), end: "fd00:231:7::1ff".into() }],
+                    hosts: vec![DhcpHost { mac: None, name: Some("vm1".into()), ip: "fd00:231:7::10".into() }],
+                }),
+                ..Default::default()
+            },
+        ],
+        routes: vec![
+            Route { family: None, address: "10.99.0.0".into(), prefix: Some(16), gateway: "10.231.7.10".into() },
+            Route {
+                family: Some("ipv6".into()),
+                address: "fd00:99::".into(),
+                prefix: Some(64),
+                gateway: "fd00:231:7::10".into(),
+            },
         ],
         ..Default::default()
     }

@@ -4,7 +4,7 @@ use libvirt_xml::network::{Bridge, Dhcp, DhcpRange, Dns, Forward, Ip, Mtu, NetDo
 use tf_cty::Path;
 
 use super::model::NetworkModel;
-use super::spec::{dhcp_range, dns_hosts, hosts, parse_cidr, NetworkSubnet};
+use super::spec::{dhcp_range, dns_hosts, forwarders, hosts, ipv6_ip, parse_cidr, parse_cidr6, routes, NetworkSubnet};
 use crate::diag::Diagnostic;
 
 /// The network as configured, as a typed document.
@@ -33,9 +33,13 @@ pub(super) fn network_doc(network: &NetworkModel) -> Result<NetDoc, Diagnostic> 
         hosts: hosts(network),
     });
     doc.ips = vec![Ip { address: cidr.gateway().to_string(), prefix: Some(cidr.prefix), dhcp, ..Default::default() }];
-    let records = dns_hosts(network);
-    if !records.is_empty() {
-        doc.dns = Some(Dns { hosts: records, ..Default::default() });
+    let v6 = network.ipv6().map(ipv6_ip).transpose()?;
+    let cidr6 = network.ipv6().and_then(|v6| parse_cidr6(&v6.cidr).ok());
+    doc.ips.extend(v6);
+    doc.routes = routes(&network.route.0, Some(cidr), cidr6)?;
+    let (records, forwarders) = (dns_hosts(network), forwarders(network));
+    if !records.is_empty() || !forwarders.is_empty() {
+        doc.dns = Some(Dns { hosts: records, forwarders, ..Default::default() });
     }
     Ok(doc)
 }

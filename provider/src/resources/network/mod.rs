@@ -24,12 +24,12 @@ use virt::sys;
 use super::{Context, Outcome, Resource};
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::libvirt::{Found, HostError};
-use crate::model::{resolved, Field, Model};
+use crate::model::{resolved, Field, Model, SetOf};
 use crate::schema::Schema;
 use build::network_doc;
-use model::{DhcpModel, HostModel, NetworkModel, NetworkPlan, DEFAULT_MODE, DHCP_ENABLED};
+use model::{DhcpModel, HostModel, Ipv6Model, NetworkModel, NetworkPlan, RouteModel, DEFAULT_MODE, DHCP_ENABLED};
 use ops::{fragment_changes, lookup, observe};
-use spec::{dhcp_range, parse_cidr, parse_ip, NetworkSubnet};
+use spec::{dhcp_range, gateway6, ipv6_ip, parse_cidr, parse_cidr6, parse_ip, routes, NetworkSubnet};
 use state::{managed_hosts, state};
 
 /// The `kvm_network` resource.
@@ -70,7 +70,8 @@ impl Resource for Network {
                     "mode = \"bridge\" joins an existing host bridge: name it with `bridge`, e.g. bridge = \"br0\".",
                 ));
             }
-            for (attr, value) in [("cidr", &config.cidr), ("domain", &config.domain)] {
+            let forwarders = if config.dns_forwarders.is_null() { Field::Null } else { Field::Unknown };
+            for (attr, value) in [("cidr", &config.cidr), ("domain", &config.domain), ("dns_forwarders", &forwarders)] {
                 if !value.is_null() {
                     diags.push(Diagnostic::attribute_error(
                         Path::attr(attr),
@@ -83,6 +84,8 @@ impl Resource for Network {
                 ("dhcp", config.dhcp.known().map(Vec::len)),
                 ("host", config.host.known().map(|s| s.0.len())),
                 ("dns_host", config.dns_host.known().map(|s| s.0.len())),
+                ("ipv6", config.ipv6.known().map(Vec::len)),
+                ("route", config.route.known().map(|s| s.0.len())),
             ];
             for (block, count) in counts {
                 if blocks(count) {
@@ -159,6 +162,20 @@ impl Resource for Network {
                 diags.push(Diagnostic::attribute_error(Path::attr("host"), "DHCP is off", "Static DHCP hosts need DHCP: remove `enabled = false` from the dhcp block, or remove the host blocks."));
             }
         }
+        // IPv6 and routes: the rules live with the document they make (spec), checked here as soon
+        // as the blocks are known.
+        let v6 = resolved::<Vec<Ipv6Model>>(&config.ipv6);
+        if let Some(Some(block)) = v6.as_ref().map(|b| b.first()) {
+            if let Err(d) = ipv6_ip(block) {
+                diags.push(d);
+            }
+        }
+        if let (Some(routes_given), Some(v6)) = (resolved::<SetOf<RouteModel>>(&config.route), v6) {
+            let cidr6 = v6.first().and_then(|b| parse_cidr6(&b.cidr).ok());
+            if let Err(d) = routes(&routes_given.0, Some(cidr), cidr6) {
+                diags.push(d);
+            }
+        }
         if let Field::Known(items) = &config.dns_host {
             for h in items.0.iter().filter_map(resolved::<model::DnsHostModel>) {
                 if let Err(e) = parse_ip(&h.ip) {
@@ -195,6 +212,16 @@ impl Resource for Network {
             Field::Null if config.mode != Field::Unknown => plan.gateway = Field::Null,
             _ => {}
         }
+        match resolved::<Vec<Ipv6Model>>(&config.ipv6) {
+            Some(blocks) => {
+                plan.ipv6_gateway = match blocks.first().map(|b| parse_cidr6(&b.cidr)) {
+                    Some(Ok(c)) => Field::Known(gateway6(c).to_string()),
+                    Some(Err(_)) => Field::Unknown,
+                    None => Field::Null,
+                }
+            }
+            None => plan.ipv6_gateway = Field::Unknown,
+        }
         if let Ok(prior) = NetworkPlan::from_value(prior) {
             // A network is meant to run: one stopped outside Terraform plans an update that starts it.
             plan.active = Field::Known(true);
@@ -205,12 +232,21 @@ impl Resource for Network {
             if prior.mtu != plan.mtu {
                 restart.push("mtu");
             }
+            if prior.ipv6 != plan.ipv6 {
+                restart.push("ipv6");
+            }
+            if prior.route != plan.route {
+                restart.push("route");
+            }
+            if prior.dns_forwarders != plan.dns_forwarders {
+                restart.push("dns_forwarders");
+            }
             if !restart.is_empty() {
                 diags.push(Diagnostic::warning(
                     "Network will restart",
                     format!(
                         "Changing {} of network {:?} restarts it: running guests on it lose connectivity until their interfaces are reattached (or they restart).",
-                        restart.join(" and "),
+                        join_and(&restart),
                         config.name.known().map(String::as_str).unwrap_or_default()
                     ),
                 ));
@@ -284,7 +320,8 @@ impl Resource for Network {
         let mut new_doc = network_doc(&after)?;
         // Redefining an existing network must name its UUID, or libvirt sees a second network.
         new_doc.uuid = before.id.known().cloned();
-        let restart = (&before.domain, before.mtu) != (&after.domain, after.mtu);
+        let restart = (&before.domain, before.mtu, &before.ipv6, &before.route, &before.dns_forwarders)
+            != (&after.domain, after.mtu, &after.ipv6, &after.route, &after.dns_forwarders);
         let mut changes = Vec::new();
         if !restart {
             let old_doc = network_doc(&before)?;
@@ -403,6 +440,15 @@ impl Resource for Network {
             .into());
         };
         Ok(state(&observed, None).to_value())
+    }
+}
+
+/// "a", "a and b", "a, b and c".
+fn join_and(items: &[&str]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.to_string(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
     }
 }
 

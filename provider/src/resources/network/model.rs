@@ -27,6 +27,37 @@ crate::model! {
         pub(super) dhcp: Vec<DhcpModel>,
         pub(super) host: SetOf<HostModel>,
         pub(super) dns_host: SetOf<DnsHostModel>,
+        /// At most one block.
+        pub(super) ipv6: Vec<Ipv6Model>,
+        pub(super) ipv6_gateway: Field<String>,
+        pub(super) route: SetOf<RouteModel>,
+        pub(super) dns_forwarders: Option<Vec<String>>,
+    }
+}
+
+crate::model! {
+    /// The `ipv6` block: the network's IPv6 subnet, its DHCPv6 range and static DHCPv6 hosts.
+    pub(super) struct Ipv6Model / Ipv6Plan {
+        pub(super) cidr: String,
+        pub(super) dhcp_start: Option<String>,
+        pub(super) dhcp_end: Option<String>,
+        pub(super) host: SetOf<Ipv6HostModel>,
+    }
+}
+
+crate::model! {
+    /// A `host` block of `ipv6`: a static DHCPv6 host, matched by the name the guest sends.
+    pub(super) struct Ipv6HostModel / Ipv6HostPlan {
+        pub(super) name: String,
+        pub(super) ip: String,
+    }
+}
+
+crate::model! {
+    /// A `route` block: a subnet the host reaches through a guest on the network.
+    pub(super) struct RouteModel / RoutePlan {
+        pub(super) cidr: String,
+        pub(super) gateway: String,
     }
 }
 
@@ -71,6 +102,11 @@ impl NetworkModel {
     pub(super) fn dhcp(&self) -> Option<&DhcpModel> {
         self.dhcp.first()
     }
+
+    /// The `ipv6` block, if given.
+    pub(super) fn ipv6(&self) -> Option<&Ipv6Model> {
+        self.ipv6.first()
+    }
 }
 
 impl DhcpModel {
@@ -95,5 +131,9 @@ mod tests {
         crate::model::check::<DhcpModel>(nested("dhcp")).unwrap();
         crate::model::check::<HostModel>(nested("host")).unwrap();
         crate::model::check::<DnsHostModel>(nested("dns_host")).unwrap();
+        crate::model::check::<RouteModel>(nested("route")).unwrap();
+        crate::model::check::<Ipv6Model>(nested("ipv6")).unwrap();
+        let v6_host = &nested("ipv6").blocks.iter().find(|b| b.name == "host").unwrap().block;
+        crate::model::check::<Ipv6HostModel>(v6_host).unwrap();
     }
 }

@@ -2,7 +2,7 @@
 
 use tf_cty::{Type, Value};
 
-use super::spec::parse_cidr;
+use super::spec::{parse_any_ip, parse_cidr, parse_cidr6};
 use super::Network;
 use crate::libvirt::name_validator;
 use crate::schema::{int_range, one_of, Attribute, Block, NestedBlock, Nesting, Schema};
@@ -12,8 +12,9 @@ impl Network {
     pub fn new() -> Self {
         let block = Block::new(
             "A libvirt virtual network: `nat` (guests reach out through the host), `route`, `isolated` (guests \
-             and host only) or `bridge` (guests join an existing host bridge). Static DHCP hosts and DNS hosts \
-             change in place without restarting the network; `domain` and `mtu` changes restart it.",
+             and host only) or `bridge` (guests join an existing host bridge); IPv4, or dual-stack with an `ipv6` \
+             block. Static DHCP hosts and DNS hosts change in place without restarting the network; changes of \
+             `domain`, `mtu`, `ipv6`, `route` and `dns_forwarders` restart it.",
         )
         .attribute(Attribute::computed("id", Type::String).describe("The network's UUID."))
         .attribute(Attribute::required("name", Type::String).describe("Network name.").force_new().validate(name_validator()))
@@ -51,6 +52,25 @@ impl Network {
                 .describe("Whether the network is running. A network stopped outside Terraform is started by the next apply."),
         )
         .attribute(Attribute::computed("gateway", Type::String).describe("The host's address on the network (first address of `cidr`)."))
+        .attribute(
+            Attribute::computed("ipv6_gateway", Type::String)
+                .describe("The host's IPv6 address on the network (first address of `ipv6.cidr`); null without an `ipv6` block."),
+        )
+        .attribute(
+            Attribute::optional("dns_forwarders", Type::list(Type::String))
+                .describe("Upstream DNS servers (IPv4 or IPv6 addresses) for names the network does not know; by default the host's resolvers. Changing them restarts the network.")
+                .validate(|v: &Value| match v {
+                    Value::List(items) => {
+                        for item in items {
+                            if let Some(s) = item.as_str() {
+                                parse_any_ip(s)?;
+                            }
+                        }
+                        Ok(())
+                    }
+                    _ => Ok(()),
+                }),
+        )
         .block(
             NestedBlock::new(
                 "dhcp",
@@ -76,6 +96,40 @@ impl Network {
             Block::new("A DNS record served by the network; changed in place.")
                 .attribute(Attribute::required("ip", Type::String).describe("Address."))
                 .attribute(Attribute::required("hostnames", Type::list(Type::String)).describe("Names for the address.")),
+        ))
+        .block(
+            NestedBlock::new(
+                "ipv6",
+                Nesting::List,
+                Block::new(
+                    "IPv6 beside IPv4 (dual-stack). The host takes the subnet's first address and sends router \
+                     advertisements: guests configure addresses themselves (SLAAC). With `dhcp_start`/`dhcp_end`, \
+                     addresses come from DHCPv6 instead (the guest must run a DHCPv6 client). Changing the block \
+                     restarts the network.",
+                )
+                .attribute(
+                    Attribute::required("cidr", Type::String)
+                        .describe("IPv6 subnet, a /64 (SLAAC needs one), e.g. `fd00:17:3::/64`.")
+                        .validate(|v: &Value| v.as_str().map(|s| parse_cidr6(s).map(drop)).unwrap_or(Ok(()))),
+                )
+                .attribute(Attribute::optional("dhcp_start", Type::String).describe("First address DHCPv6 hands out; with `dhcp_end`."))
+                .attribute(Attribute::optional("dhcp_end", Type::String).describe("Last address DHCPv6 hands out; with `dhcp_start`."))
+                .block(NestedBlock::new(
+                    "host",
+                    Nesting::Set,
+                    Block::new("A static DHCPv6 host: the guest that sends this host name gets this address. Needs the DHCPv6 range.")
+                        .attribute(Attribute::required("name", Type::String).describe("Host name the guest's DHCPv6 client sends."))
+                        .attribute(Attribute::required("ip", Type::String).describe("IPv6 address inside `cidr`.")),
+                )),
+            )
+            .items(0, 1),
+        )
+        .block(NestedBlock::new(
+            "route",
+            Nesting::Set,
+            Block::new("A static route on the host: traffic for `cidr` goes to `gateway`, a guest on this network. Changing routes restarts the network.")
+                .attribute(Attribute::required("cidr", Type::String).describe("Destination subnet, IPv4 or IPv6, e.g. `10.99.0.0/16`."))
+                .attribute(Attribute::required("gateway", Type::String).describe("A guest's address on this network, of the same family as `cidr`.")),
         ));
         Network { schema: Schema::new(0, block) }
     }

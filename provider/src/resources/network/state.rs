@@ -1,12 +1,12 @@
 //! What the host reports about a network, as the state.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-use libvirt_xml::network::{DhcpHost, Ip};
+use libvirt_xml::network::{DhcpHost, Ip, Route};
 
-use super::model::{DhcpModel, DnsHostModel, HostModel, NetworkModel};
+use super::model::{DhcpModel, DnsHostModel, HostModel, Ipv6HostModel, Ipv6Model, NetworkModel, RouteModel};
 use super::ops::Observed;
-use super::spec::{Cidr, NetworkSubnet};
+use super::spec::{gateway6, Cidr, Cidr6, NetworkSubnet};
 use crate::model::{Field, SetOf};
 
 pub(super) fn prefix_of(ip: &Ip) -> Option<u8> {
@@ -66,6 +66,17 @@ pub(super) fn state(observed: &Observed, prior: Option<&NetworkModel>) -> Networ
     };
     let hosts = dhcp.map(|d| d.hosts.clone()).unwrap_or_default().into_iter().filter(is_managed);
     let dns_hosts = doc.dns.as_ref().map(|d| d.hosts.clone()).unwrap_or_default().into_iter();
+    let v6 = doc.ips.iter().find(|ip| ip.family.as_deref() == Some("ipv6")).and_then(ipv6_block);
+    // Addresses are configured in canonical form (the rule is kvm_validate's), the form libvirt
+    // writes: what the host reports compares equal as text.
+    let routes: Vec<RouteModel> = doc.routes.iter().map(route).collect();
+    let forwarders: Vec<String> = doc
+        .dns
+        .iter()
+        .flat_map(|d| &d.forwarders)
+        .filter(|f| f.domain.is_none())
+        .filter_map(|f| f.addr.clone())
+        .collect();
     NetworkModel {
         id: Field::from_option(doc.uuid.clone()),
         name: doc.name.clone(),
@@ -82,5 +93,38 @@ pub(super) fn state(observed: &Observed, prior: Option<&NetworkModel>) -> Networ
             hosts.map(|h| HostModel { mac: h.mac.map(|m| m.to_lowercase()), ip: h.ip, name: h.name }).collect(),
         ),
         dns_host: SetOf(dns_hosts.map(|h| DnsHostModel { ip: h.ip, hostnames: h.hostnames }).collect()),
+        ipv6_gateway: Field::from_option(v6.as_ref().map(|(_, gw)| gw.to_string())),
+        ipv6: v6.map(|(block, _)| block).into_iter().collect(),
+        route: SetOf(routes),
+        // An empty list and none mean the same: keep the configuration's way of writing it.
+        dns_forwarders: match (forwarders.is_empty(), prior.and_then(|p| p.dns_forwarders.as_ref())) {
+            (true, Some(configured)) if configured.is_empty() => Some(Vec::new()),
+            (true, _) => None,
+            (false, _) => Some(forwarders),
+        },
     }
+}
+
+/// The `ipv6` block of the host's IPv6 `<ip>`, and the host's address on it.
+fn ipv6_block(ip: &Ip) -> Option<(Ipv6Model, Ipv6Addr)> {
+    let addr: Ipv6Addr = ip.address.parse().ok()?;
+    let cidr = Cidr6::containing(addr, ip.prefix?);
+    let range = ip.dhcp.as_ref().and_then(|d| d.ranges.first());
+    let hosts = ip.dhcp.iter().flat_map(|d| &d.hosts);
+    let block = Ipv6Model {
+        cidr: cidr.to_string(),
+        dhcp_start: range.map(|r| r.start.clone()),
+        dhcp_end: range.map(|r| r.end.clone()),
+        host: SetOf(hosts.filter_map(|h| Some(Ipv6HostModel { name: h.name.clone()?, ip: h.ip.clone() })).collect()),
+    };
+    Some((block, gateway6(cidr)))
+}
+
+/// A `route` block of a `<route>`.
+fn route(r: &Route) -> RouteModel {
+    let cidr = match r.prefix {
+        Some(prefix) => format!("{}/{prefix}", r.address),
+        None => r.address.clone(),
+    };
+    RouteModel { cidr, gateway: r.gateway.clone() }
 }
