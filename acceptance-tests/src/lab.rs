@@ -69,6 +69,9 @@ pub struct Lab {
     pub ws: Workspace,
     /// First three octets of the test's /24.
     pub net: String,
+    /// The network's IPv6 /64 without its length (`fd00:10:123:7::`), when it is dual-stack
+    /// ([`Lab::dual_stack`]).
+    pub net6: Option<String>,
 }
 
 impl Lab {
@@ -77,7 +80,14 @@ impl Lab {
         let prefix = TestPrefix::new(test);
         let dir = tempfile::tempdir().unwrap();
         let ws = Workspace::new(&config(""));
-        Lab { prefix, dir, ws, net: subnet(salt) }
+        Lab { prefix, dir, ws, net: subnet(salt), net6: None }
+    }
+
+    /// Makes the lab's network dual-stack: an IPv6 /64 derived from the IPv4 /24 (so labs of
+    /// parallel tests do not overlap), SLAAC only.
+    pub fn dual_stack(mut self) -> Lab {
+        self.net6 = Some(format!("fd00:{}::", self.net.replace('.', ":")));
+        self
     }
 
     /// Network, pool and base image, plus `body`.
@@ -93,7 +103,7 @@ resource "kvm_network" "net" {{
   name = "{net_name}"
   mode = "nat"
   cidr = "{net}.0/24"
-}}
+{ipv6}}}
 resource "kvm_pool" "p" {{
   name          = "{pool}"
   path          = "/var/lib/libvirt/{pool}"
@@ -108,6 +118,8 @@ resource "kvm_volume" "base" {{
             image = image.display(),
             net_name = p.name("net"),
             net = self.net,
+            ipv6 =
+                self.net6.as_ref().map(|v6| format!("  ipv6 {{\n    cidr = \"{v6}/64\"\n  }}\n")).unwrap_or_default(),
             pool = p.name("pool"),
         );
         self.ws.write_main(&config(&main));

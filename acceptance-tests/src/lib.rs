@@ -130,6 +130,21 @@ pub fn terraform_at_least(major: u32, minor: u32, what: &str) -> bool {
     false
 }
 
+/// True unless this is the second half of the Terraform matrix (`KVM_TEST_MATRIX_HALF=second`,
+/// set by `scripts/test.sh`). For a test whose subject is not Terraform's protocol (SSH, the
+/// bootstrap engine) and which uses Terraform only to make its guest: running it again with
+/// another Terraform proves nothing more and costs minutes of guest time. Prints a `SKIPPED: …`
+/// line when it returns false.
+pub fn first_terraform_only(what: &str) -> bool {
+    if std::env::var("KVM_TEST_MATRIX_HALF").as_deref() != Ok("second") {
+        return true;
+    }
+    skipped(&format!(
+        "{what}: Terraform only makes its guest here, so it runs in the first half of the Terraform matrix only"
+    ));
+    false
+}
+
 /// True when the run's Terraform is older than `major.minor` (for tests of how the provider
 /// treats old clients); otherwise prints a `SKIPPED: …` line and returns false.
 pub fn terraform_older_than(major: u32, minor: u32, what: &str) -> bool {
@@ -149,14 +164,15 @@ pub fn provider_bin() -> PathBuf {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/terraform-provider-kvm");
     assert!(
         p.exists(),
-        "provider binary not found at {}: run `cargo build -p terraform-provider-kvm` first (scripts/test.sh does)",
+        "provider binary not found at {}: run `cargo build -p terraform-provider-kvm` first, or set KVM_PROVIDER_BIN",
         p.display()
     );
     p
 }
 
 /// The `kvm-gitops` binary under test: `$KVM_GITOPS_BIN`, else `debug/kvm-gitops` under
-/// `$CARGO_TARGET_DIR`, else under this workspace's `target/` (scripts/test.sh builds it).
+/// `$CARGO_TARGET_DIR`, else under this workspace's `target/` (scripts/test.sh sets the variable
+/// to the binary of its one build).
 pub fn kvm_gitops_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("KVM_GITOPS_BIN") {
         return PathBuf::from(p);
@@ -167,7 +183,7 @@ pub fn kvm_gitops_bin() -> PathBuf {
     let p = target.join("debug/kvm-gitops");
     assert!(
         p.exists(),
-        "kvm-gitops not found at {}: run `cargo build -p kvm-gitops` first (scripts/test.sh does)",
+        "kvm-gitops not found at {}: run `cargo build -p kvm-gitops` first, or set KVM_GITOPS_BIN",
         p.display()
     );
     p

@@ -82,7 +82,7 @@ fn secrets() -> ClusterSecrets {
 
 #[test]
 fn engine_places_node_files_over_pinned_ssh_with_sudo_and_is_idempotent() {
-    if !libvirt::require_libvirt() {
+    if !libvirt::require_libvirt() || !acceptance_tests::first_terraform_only("the bootstrap engine over SSH") {
         return;
     }
     let lab = Lab::new("bootstrap_ssh", 3);

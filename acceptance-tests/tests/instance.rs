@@ -20,7 +20,8 @@ fn two_guests_with_cloud_init_and_pinned_host_keys() {
     if !libvirt::require_libvirt() {
         return;
     }
-    let lab = Lab::new("instance_lifecycle", 0);
+    // Dual-stack: the guests configure IPv6 from the host's router advertisements (SLAAC).
+    let lab = Lab::new("instance_lifecycle", 0).dual_stack();
     let p = &lab.prefix;
     let client_pub = client_key(lab.dir.path());
     let (a, b) = (p.name("a"), p.name("b"));
@@ -43,6 +44,7 @@ resource "kvm_volume" "data" {{
 {}
 output "a_ip" {{ value = kvm_instance.a.ip_address }}
 output "a_known_hosts" {{ value = kvm_instance.a.known_hosts }}
+output "a_ipv6" {{ value = kvm_instance.a.ipv6_address }}
 output "b_ip" {{ value = kvm_instance.b.ip_address }}
 output "b_known_hosts" {{ value = kvm_instance.b.known_hosts }}
 "#,
@@ -80,6 +82,20 @@ output "b_known_hosts" {{ value = kvm_instance.b.known_hosts }}
     let (a_host, b_host) = (a.replace('_', "-"), b.replace('_', "-"));
     assert_eq!(ssh_ok(lab.dir.path(), &a_ip, &a_kh, "hostname"), a_host);
     assert_eq!(ssh_ok(lab.dir.path(), &b_ip, &b_kh, "hostname"), b_host);
+    // IPv6 beside IPv4: the address the guest made itself from the network's /64 (reported by
+    // the guest agent) is in the state after the first apply, and SSH answers there with the
+    // same pinned key.
+    let net6 = lab.net6.clone().unwrap();
+    let a_ip6 = out["a_ipv6"]["value"].as_str().unwrap_or_default().to_string();
+    let segments = |ip: &str| ip.parse::<std::net::Ipv6Addr>().map(|a| a.segments()[..4].to_vec()).ok();
+    assert!(
+        segments(&a_ip6).is_some() && segments(&a_ip6) == segments(&net6),
+        "a has an address of {net6}/64: {a_ip6:?}"
+    );
+    let a_kh6 = a_kh.replacen(&a_ip, &a_ip6, 1);
+    assert_eq!(ssh_ok(lab.dir.path(), &a_ip6, &a_kh6, "hostname"), a_host, "SSH over IPv6");
+    let inside = ssh_ok(lab.dir.path(), &a_ip6, &a_kh6, "ip -6 -o addr show scope global");
+    assert!(inside.contains(&a_ip6), "the guest has the address: {inside}");
     // The other instance's key is refused: the pin is per instance.
     let wrong = ssh(lab.dir.path(), &b_ip, &a_kh.replacen(&a_ip, &b_ip, 1), "true");
     assert!(!wrong.status.success(), "a wrong pinned key must be refused");

@@ -73,6 +73,7 @@ crate::model! {
         pub wait_for: Option<String>,
         pub shutdown_timeout: Option<String>,
         pub ip_address: Field<String>,
+        pub ipv6_address: Field<String>,
         pub ssh_host_public_key: Field<String>,
         pub ssh_host_private_key: Field<String>,
         pub known_hosts: Field<String>,
@@ -118,6 +119,7 @@ crate::model! {
         pub ip: Option<String>,
         pub model: Option<String>,
         pub addresses: Field<Vec<String>>,
+        pub ipv6_addresses: Field<Vec<String>>,
     }
 }
 

@@ -369,8 +369,8 @@ pub struct Observed {
     pub meta: InstanceMetadata,
     pub active: bool,
     pub autostart: bool,
-    /// IPv4 addresses by MAC (lowercase).
-    pub addresses: HashMap<String, Vec<String>>,
+    /// Addresses by MAC (lowercase).
+    pub addresses: HashMap<String, NicAddresses>,
     /// The running definition (ports and sockets libvirt picked), when it runs.
     pub live: Option<Domain>,
 }
@@ -398,34 +398,60 @@ pub fn observe(dom: &VirDomain, name: &str) -> Result<Observed, HostError> {
     })
 }
 
-/// The IPv4 addresses (other than loopback) among those libvirt reports for one interface.
-fn ipv4_addresses(addrs: Vec<virt::domain::IPAddress>) -> impl Iterator<Item = String> {
-    addrs
-        .into_iter()
-        .filter(|a| a.typed == sys::VIR_IP_ADDR_TYPE_IPV4 as i64 && !a.addr.starts_with("127."))
-        .map(|a| a.addr)
+/// The addresses of one interface.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NicAddresses {
+    /// IPv4 addresses: DHCP leases, else what the guest agent reports.
+    pub v4: Vec<String>,
+    /// Global IPv6 addresses (no link-local or loopback): DHCPv6 leases, then the guest agent's.
+    pub v6: Vec<String>,
 }
 
-/// IPv4 addresses of the domain's interfaces: DHCP leases of libvirt networks first, then the
-/// guest agent for whatever has none (host bridges).
-pub fn addresses(dom: &VirDomain, doc: &Domain) -> HashMap<String, Vec<String>> {
+/// The IPv4 addresses (other than loopback) among those libvirt reports for one interface.
+fn ipv4_addresses(addrs: &[virt::domain::IPAddress]) -> impl Iterator<Item = String> + '_ {
+    addrs
+        .iter()
+        .filter(|a| a.typed == sys::VIR_IP_ADDR_TYPE_IPV4 as i64 && !a.addr.starts_with("127."))
+        .map(|a| a.addr.clone())
+}
+
+/// The global IPv6 addresses among those libvirt reports for one interface: what a peer on
+/// the network can reach (not link-local `fe80::/10`, not loopback).
+fn ipv6_addresses(addrs: &[virt::domain::IPAddress]) -> impl Iterator<Item = String> + '_ {
+    addrs.iter().filter(|a| a.typed == sys::VIR_IP_ADDR_TYPE_IPV6 as i64).filter_map(|a| {
+        let ip: std::net::Ipv6Addr = a.addr.split('%').next()?.parse().ok()?;
+        let link_local = ip.segments()[0] & 0xffc0 == 0xfe80;
+        (!link_local && !ip.is_loopback() && !ip.is_unspecified()).then(|| ip.to_string())
+    })
+}
+
+/// Addresses of the domain's interfaces: DHCP leases of libvirt networks first, then the guest
+/// agent for IPv4 where there is no lease (host bridges) and for IPv6 addresses the guest made
+/// itself (SLAAC), which no lease shows.
+pub fn addresses(dom: &VirDomain, doc: &Domain) -> HashMap<String, NicAddresses> {
     let macs: Vec<String> =
         doc.devices.interfaces.iter().filter_map(|i| i.mac.as_ref().map(|m| m.address.to_lowercase())).collect();
-    let mut found: HashMap<String, Vec<String>> = HashMap::new();
+    let mut found: HashMap<String, NicAddresses> = HashMap::new();
     for source in [sys::VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE, sys::VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT] {
-        if macs.iter().all(|m| found.get(m).is_some_and(|a| !a.is_empty())) {
-            break;
-        }
         let Ok(interfaces) = dom.interface_addresses(source, 0) else { continue };
+        let from_agent = source == sys::VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT;
         for i in interfaces {
             let Some(mac) = i.hwaddr.map(|m| m.to_lowercase()) else { continue };
             if !macs.contains(&mac) {
                 continue;
             }
-            let list = found.entry(mac).or_default();
-            for a in ipv4_addresses(i.addrs) {
-                if !list.contains(&a) {
-                    list.push(a);
+            let nic = found.entry(mac).or_default();
+            // A lease is the address the network gave; the agent's IPv4 only fills a gap.
+            if !from_agent || nic.v4.is_empty() {
+                for a in ipv4_addresses(&i.addrs) {
+                    if !nic.v4.contains(&a) {
+                        nic.v4.push(a);
+                    }
+                }
+            }
+            for a in ipv6_addresses(&i.addrs) {
+                if !nic.v6.contains(&a) {
+                    nic.v6.push(a);
                 }
             }
         }
@@ -444,16 +470,23 @@ pub struct LeaseWatch {
     pub mac: String,
     /// Latest expiry of the leases the MAC had before the start.
     pub baseline: Option<i64>,
+    /// The network has an IPv6 subnet: the guest should get an IPv6 address too.
+    pub ipv6: bool,
 }
 
 impl LeaseWatch {
     /// Records the current leases of `mac` on `network`.
     pub fn before_start(conn: &Connect, network: Option<&str>, mac: &str) -> LeaseWatch {
-        let baseline = network
-            .and_then(|n| conn.lookup_network_by_name(n).ok())
-            .and_then(|net| crate::libvirt::leases::leases(&net, mac).ok())
+        let net = network.and_then(|n| conn.lookup_network_by_name(n).ok());
+        let baseline = net
+            .as_ref()
+            .and_then(|net| crate::libvirt::leases::leases(net, mac).ok())
             .and_then(|leases| leases.iter().map(|l| l.expiry).max());
-        LeaseWatch { network: network.map(str::to_string), mac: mac.to_lowercase(), baseline }
+        let ipv6 = net
+            .and_then(|net| net.xml_desc(0).ok())
+            .and_then(|xml| libvirt_xml::network::Network::from_xml(&xml).ok())
+            .is_some_and(|doc| doc.ips.iter().any(|ip| ip.family.as_deref() == Some("ipv6")));
+        LeaseWatch { network: network.map(str::to_string), mac: mac.to_lowercase(), baseline, ipv6 }
     }
 
     /// The first IPv4 address the guest took since the start: a fresh lease, else what the
@@ -471,7 +504,24 @@ impl LeaseWatch {
         interfaces
             .into_iter()
             .filter(|i| i.hwaddr.as_deref().map(str::to_lowercase).as_deref() == Some(self.mac.as_str()))
-            .flat_map(|i| ipv4_addresses(i.addrs))
-            .next()
+            .find_map(|i| ipv4_addresses(&i.addrs).next())
+    }
+
+    /// The first global IPv6 address of the first interface, from a fresh DHCPv6 lease or the
+    /// guest agent (SLAAC addresses are only known to the guest).
+    pub fn fresh_ipv6_address(&self, conn: &Connect, dom: &VirDomain) -> Option<String> {
+        if let Some(net) = self.network.as_deref().and_then(|n| conn.lookup_network_by_name(n).ok()) {
+            if let Ok(leases) = crate::libvirt::leases::leases(&net, &self.mac) {
+                let fresh = leases.into_iter().filter(|l| !l.ipv4 && self.baseline.is_none_or(|b| l.expiry > b));
+                if let Some(lease) = fresh.max_by_key(|l| l.expiry) {
+                    return Some(lease.ip);
+                }
+            }
+        }
+        let interfaces = dom.interface_addresses(sys::VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT, 0).ok()?;
+        interfaces
+            .into_iter()
+            .filter(|i| i.hwaddr.as_deref().map(str::to_lowercase).as_deref() == Some(self.mac.as_str()))
+            .find_map(|i| ipv6_addresses(&i.addrs).next())
     }
 }

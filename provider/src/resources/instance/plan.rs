@@ -148,6 +148,7 @@ pub(super) fn modify(prior: &Value, config: &Value, planned: &mut Value) -> Diag
             if !same {
                 nics_changed = true;
                 n.addresses = Field::Unknown;
+                n.ipv6_addresses = Field::Unknown;
             }
         }
     }
@@ -155,6 +156,7 @@ pub(super) fn modify(prior: &Value, config: &Value, planned: &mut Value) -> Diag
     let has_cloud_init = !list(&plan.cloud_init).is_empty();
     let Some(prior) = prior else {
         plan.ip_address = Field::Unknown;
+        plan.ipv6_address = Field::Unknown;
         plan.known_hosts = Field::Unknown;
         let key = if has_cloud_init { Field::Unknown } else { Field::Null };
         plan.ssh_host_public_key = key.clone();
@@ -191,11 +193,13 @@ pub(super) fn modify(prior: &Value, config: &Value, planned: &mut Value) -> Diag
     }
     if (!reasons.is_empty() && running) || nics_changed || running != was_running {
         plan.ip_address = Field::Unknown;
+        plan.ipv6_address = Field::Unknown;
         plan.known_hosts = Field::Unknown;
         if let Field::Known(nics) = &mut plan.network_interface {
             for n in nics.iter_mut() {
                 if let Field::Known(n) = n {
                     n.addresses = Field::Unknown;
+                    n.ipv6_addresses = Field::Unknown;
                 }
             }
         }

@@ -21,6 +21,8 @@ const POLL: Duration = Duration::from_secs(1);
 const PROGRESS_EVERY: Duration = Duration::from_secs(15);
 /// Per-attempt limit of the SSH check.
 const SSH_ATTEMPT: Duration = Duration::from_secs(5);
+/// How long a ready instance on a dual-stack network is given to show an IPv6 address.
+const IPV6_GRACE: Duration = Duration::from_secs(30);
 /// How often the console log is searched for a kernel panic while there is no address.
 const CONSOLE_EVERY: Duration = Duration::from_secs(3);
 
@@ -124,7 +126,7 @@ pub async fn wait(
             if let Some(ip) = &ip {
                 tracing::info!(instance = %name, %ip, elapsed = %format_duration(started.elapsed()), "instance has an address");
                 if wait_for == WaitFor::Ip {
-                    return Ok(());
+                    break;
                 }
                 last_seen = format!("{ip}:22 not answering SSH yet");
             }
@@ -133,7 +135,7 @@ pub async fn wait(
             match ssh_check(ip, key).await {
                 Ok(()) => {
                     tracing::info!(instance = %name, %ip, elapsed = %format_duration(started.elapsed()), "SSH answers with the pinned host key");
-                    return Ok(());
+                    break;
                 }
                 Err(SshProbe::Fatal(message)) => return Err(WaitError::HostKey(message)),
                 Err(SshProbe::NotYet(message)) => last_seen = format!("{ip}:22: {message}"),
@@ -142,6 +144,49 @@ pub async fn wait(
         if last_log.elapsed() >= PROGRESS_EVERY {
             last_log = Instant::now();
             tracing::info!(instance = %name, elapsed = %format_duration(started.elapsed()), "still waiting: {last_seen}");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(POLL) => {}
+            _ = cancel.cancelled() => {}
+        }
+    }
+    if watch.ipv6 {
+        wait_for_ipv6(host, uuid, name, &watch, deadline, cancel).await;
+    }
+    Ok(())
+}
+
+/// On a dual-stack network, gives the guest a little longer (at most [`IPV6_GRACE`], within the
+/// deadline) to show an IPv6 address, so that the state written after the wait has it. Not an
+/// error when none comes: a guest without a DHCPv6 client or guest agent has addresses nobody
+/// can see, and IPv4 readiness is what `wait_for` promised.
+async fn wait_for_ipv6(
+    host: &Arc<Host>,
+    uuid: &str,
+    name: &str,
+    watch: &ops::LeaseWatch,
+    deadline: Instant,
+    cancel: &CancellationToken,
+) {
+    let until = deadline.min(Instant::now() + IPV6_GRACE);
+    loop {
+        let (id, w) = (uuid.to_string(), watch.clone());
+        let found = host
+            .call(move |conn| {
+                let dom = ops::lookup(conn, &id)?;
+                Ok(w.fresh_ipv6_address(conn, &dom))
+            })
+            .await;
+        if let Ok(Some(ip)) = found {
+            tracing::info!(instance = %name, %ip, "instance has an IPv6 address");
+            return;
+        }
+        if Instant::now() >= until || cancel.is_cancelled() {
+            tracing::info!(
+                instance = %name,
+                "no IPv6 address seen yet (it shows through a DHCPv6 lease or the guest agent); ipv6_address is filled by a later refresh"
+            );
+            return;
         }
         tokio::select! {
             _ = tokio::time::sleep(POLL) => {}

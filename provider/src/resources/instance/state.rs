@@ -11,7 +11,7 @@ use super::model::{
     DiskModel, GraphicsModel, InstanceModel, NicModel, DEFAULT_BUS, DEFAULT_IOTHREAD, DEFAULT_LISTEN_ADDRESS,
     DEFAULT_LISTEN_TYPE, DEFAULT_NIC_MODEL, DEFAULT_NVME_NAMESPACE,
 };
-use super::ops::Observed;
+use super::ops::{NicAddresses, Observed};
 use super::spec::DiskSource;
 use crate::model::Field;
 use crate::units::{format_size, parse_size};
@@ -53,7 +53,10 @@ pub fn fill(state: &mut InstanceModel, observed: &Observed) {
         doc.devices.disks.iter().filter(|d| !seed.as_ref().is_some_and(|s| same_source(d, s))).collect();
     state.disk = disks(&state.disk, &user_disks);
     state.network_interface = interfaces(&state.network_interface, &doc.devices.interfaces, &observed.addresses);
-    let ip = state.network_interface.first().and_then(|n| n.addresses.known()).and_then(|a| a.first()).cloned();
+    let first = state.network_interface.first();
+    let ip = first.and_then(|n| n.addresses.known()).and_then(|a| a.first()).cloned();
+    state.ipv6_address =
+        Field::from_option(first.and_then(|n| n.ipv6_addresses.known()).and_then(|a| a.first()).cloned());
     let public_key = match &state.ssh_host_public_key {
         Field::Known(k) => Some(k.clone()),
         _ => observed.meta.host_key.clone(),
@@ -198,7 +201,7 @@ fn disk_model(prior: Option<&DiskModel>, d: &Disk) -> DiskModel {
 }
 
 /// Interfaces, matched by MAC.
-fn interfaces(prior: &[NicModel], host: &[Interface], addresses: &HashMap<String, Vec<String>>) -> Vec<NicModel> {
+fn interfaces(prior: &[NicModel], host: &[Interface], addresses: &HashMap<String, NicAddresses>) -> Vec<NicModel> {
     let mac_of = |i: &Interface| i.mac.as_ref().map(|m| m.address.to_lowercase()).unwrap_or_default();
     in_prior_order(
         prior,
@@ -208,7 +211,7 @@ fn interfaces(prior: &[NicModel], host: &[Interface], addresses: &HashMap<String
     )
 }
 
-fn interface_model(prior: Option<&NicModel>, nic: &Interface, addresses: &HashMap<String, Vec<String>>) -> NicModel {
+fn interface_model(prior: Option<&NicModel>, nic: &Interface, addresses: &HashMap<String, NicAddresses>) -> NicModel {
     let mac = nic.mac.as_ref().map(|m| m.address.to_lowercase()).unwrap_or_default();
     let source = nic.source.clone().unwrap_or_default();
     let (network, bridge) = match nic.interface_type.as_str() {
@@ -222,7 +225,8 @@ fn interface_model(prior: Option<&NicModel>, nic: &Interface, addresses: &HashMa
         mac: Field::Known(mac),
         ip: prior.and_then(|p| p.ip.clone()),
         model: Some(nic.model.as_ref().map_or_else(|| DEFAULT_NIC_MODEL.to_string(), |m| m.model_type.clone())),
-        addresses: Field::Known(found),
+        addresses: Field::Known(found.v4),
+        ipv6_addresses: Field::Known(found.v6),
     }
 }
 
