@@ -58,8 +58,9 @@ libvirt_install() {
   #   dosfstools + mtools: independent readers (fsck.fat, mdir, mtype) of the cloud-init seeds we write;
   #   openssl: the independent verifier of the k3s cluster PKI the bootstrap generates;
   #   sudo: the SSH engine runs commands through `sudo -n` for non-root users (its test runs one).
+  #   swtpm + swtpm-tools: the TPM 2.0 emulator libvirt runs for an instance's `tpm` block.
   local others=(dnsmasq-base nftables iproute2 procps openssh-client openssh-server debootstrap e2fsprogs
-    dosfstools mtools openssl sudo)
+    dosfstools mtools openssl sudo swtpm swtpm-tools)
   local missing=() pkg
 
   for pkg in "${backports[@]}" "${others[@]}"; do

@@ -59,7 +59,7 @@ output "b_known_hosts" {{ value = kvm_instance.b.known_hosts }}
                 "b",
                 &b,
                 &format!(
-                    "  memory = \"{b_memory}\"\n  network_interface {{\n    network = kvm_network.net.name\n  }}\n  wait_for = \"ssh\"\n{ci}"
+                    "  memory = \"{b_memory}\"\n  network_interface {{\n    network = kvm_network.net.name\n  }}\n  tpm {{}}\n  wait_for = \"ssh\"\n{ci}"
                 )
             )
             .replacen("  memory      = \"512MiB\"\n", "", 1),
@@ -96,6 +96,14 @@ output "b_known_hosts" {{ value = kvm_instance.b.known_hosts }}
     assert_eq!(ssh_ok(lab.dir.path(), &a_ip6, &a_kh6, "hostname"), a_host, "SSH over IPv6");
     let inside = ssh_ok(lab.dir.path(), &a_ip6, &a_kh6, "ip -6 -o addr show scope global");
     assert!(inside.contains(&a_ip6), "the guest has the address: {inside}");
+    // b has a TPM 2.0 (swtpm on the host, the CRB interface): the guest's kernel finds it.
+    let tpm =
+        ssh_ok(lab.dir.path(), &b_ip, &b_kh, "cat /sys/class/tpm/tpm0/tpm_version_major && ls /dev/tpm0 /dev/tpmrm0");
+    assert!(tpm.starts_with("2\n") && tpm.contains("/dev/tpmrm0"), "the guest sees a TPM 2.0: {tpm}");
+    assert!(virsh_ok(&["dumpxml", &b]).contains("<tpm model='tpm-crb'>"));
+    let b_uuid = dominfo(&b, "UUID");
+    let tpm_state = format!("/var/lib/libvirt/swtpm/{b_uuid}");
+    assert!(std::path::Path::new(&tpm_state).exists(), "swtpm keeps b's TPM state in {tpm_state}");
     // The other instance's key is refused: the pin is per instance.
     let wrong = ssh(lab.dir.path(), &b_ip, &a_kh.replacen(&a_ip, &b_ip, 1), "true");
     assert!(!wrong.status.success(), "a wrong pinned key must be refused");
@@ -147,6 +155,7 @@ output "b_known_hosts" {{ value = kvm_instance.b.known_hosts }}
     assert_eq!(plan.code, 0, "{}", plan.all());
 
     lab.ws.destroy().ok();
+    assert!(!std::path::Path::new(&tpm_state).exists(), "the TPM's state goes with the instance");
     assert!(!virsh_ok(&["net-list", "--all", "--name"]).contains(&p.name("net")));
     assert_nothing_leaked(p.as_str());
 }

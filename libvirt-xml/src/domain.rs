@@ -349,6 +349,9 @@ pub struct Devices {
     /// Host-guest channels, e.g. the guest agent's.
     #[serde(rename = "channel", default, skip_serializing_if = "Vec::is_empty")]
     pub channels: Vec<CharDevice>,
+    /// TPMs (at most one that the guest sees as its TPM).
+    #[serde(rename = "tpm", default, skip_serializing_if = "Vec::is_empty")]
+    pub tpms: Vec<Tpm>,
     /// Graphical consoles (VNC, SPICE). A list because a domain may have several.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub graphics: Vec<Graphics>,
@@ -361,6 +364,43 @@ pub struct Devices {
     /// Random number generators.
     #[serde(rename = "rng", default, skip_serializing_if = "Vec::is_empty")]
     pub rngs: Vec<Rng>,
+}
+
+/// A `<tpm model='tpm-crb'><backend type='emulator' version='2.0'/></tpm>`: with the `emulator`
+/// backend libvirt runs `swtpm` for the domain and keeps its state under
+/// `/var/lib/libvirt/swtpm/<uuid>/` until the domain is undefined.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Tpm {
+    /// Device model: `tpm-crb` (TPM 2.0's command-response interface) or `tpm-tis`.
+    #[serde(rename = "@model", default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Where the TPM lives on the host.
+    pub backend: TpmBackend,
+    /// Device alias, as reported by libvirt for running domains.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alias: Option<Alias>,
+}
+
+/// A TPM's `<backend>`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct TpmBackend {
+    /// `emulator` (swtpm), `passthrough` (a host TPM) or `external`.
+    #[serde(rename = "@type")]
+    pub backend_type: String,
+    /// TPM version: `2.0` or `1.2` (emulator only).
+    #[serde(rename = "@version", default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+impl Tpm {
+    /// A TPM 2.0 emulated by swtpm, of `model`.
+    pub fn emulated(model: &str) -> Self {
+        Tpm {
+            model: Some(model.to_owned()),
+            backend: TpmBackend { backend_type: "emulator".to_owned(), version: Some("2.0".to_owned()) },
+            alias: None,
+        }
+    }
 }
 
 /// A `<disk>`.
@@ -1006,5 +1046,21 @@ mod tests {
     fn rng_backend_without_text() {
         let rng: Rng = quick_xml::de::from_str("<rng model='virtio'><backend model='builtin'/></rng>").unwrap();
         assert_eq!(rng.backend, RngBackend { model: "builtin".into(), value: None });
+    }
+
+    #[test]
+    fn tpm_reads_what_libvirt_writes_and_writes_an_emulated_one() {
+        // As `virsh dumpxml` shows a running domain's TPM (libvirt 11.3).
+        let live = "<tpm model='tpm-crb'><backend type='emulator' version='2.0'/><alias name='tpm0'/></tpm>";
+        let tpm: Tpm = quick_xml::de::from_str(live).unwrap();
+        assert_eq!(tpm.model.as_deref(), Some("tpm-crb"));
+        assert_eq!(tpm.backend, TpmBackend { backend_type: "emulator".into(), version: Some("2.0".into()) });
+        assert_eq!(Tpm { alias: None, ..tpm }, Tpm::emulated("tpm-crb"));
+        let domain = Domain {
+            devices: Devices { tpms: vec![Tpm::emulated("tpm-tis")], ..Default::default() },
+            ..Default::default()
+        };
+        let xml = domain.to_xml().unwrap();
+        assert!(xml.contains("<tpm model=\"tpm-tis\">\n      <backend type=\"emulator\" version=\"2.0\"/>"), "{xml}");
     }
 }

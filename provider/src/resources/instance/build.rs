@@ -6,7 +6,7 @@
 use libvirt_xml::domain::{
     BootOrder, CharDevice, CharLog, Controller, Cpu, CpuModel, Devices, Disk, DiskDriver, DiskSource as XmlDiskSource,
     DiskTarget, Domain, Features, FirmwareFeature, FirmwareFeatures, Graphics, GraphicsListen, Interface,
-    InterfaceSource, Mac, Model, Os, OsType, PciAddress, Rng, Vcpu,
+    InterfaceSource, Mac, Model, Os, OsType, PciAddress, Rng, Tpm, Vcpu,
 };
 use libvirt_xml::{Capacity, Flag};
 
@@ -125,6 +125,7 @@ pub fn new_domain(spec: &Spec, uuid: &str, extras: &Extras) -> Domain {
             channels: vec![CharDevice::guest_agent_channel()],
             rngs: vec![Rng::virtio_urandom()],
             graphics: spec.graphics.iter().map(graphics).collect(),
+            tpms: spec.tpm.iter().map(|model| Tpm::emulated(model)).collect(),
             ..Default::default()
         },
         ..Default::default()
@@ -343,6 +344,7 @@ mod tests {
             }],
             cloud_init: None,
             graphics: None,
+            tpm: Some("tpm-crb".into()),
             running: true,
             autostart: true,
             wait_for: WaitFor::Ip,
@@ -423,6 +425,7 @@ mod tests {
         assert_eq!(d.devices.serials[0].log, None, "no directory pool: no log");
         assert_eq!(d.devices.disks[0].boot, None, "direct kernel boot: no disk boot order");
         assert_eq!(d.os.kernel.as_deref(), Some("/img/vmlinuz"));
+        assert_eq!(d.devices.tpms, vec![libvirt_xml::domain::Tpm::emulated("tpm-crb")], "the spec's TPM, emulated");
         assert_eq!(d.os.firmware.as_deref(), Some("efi"));
         let features = &d.os.firmware_features.as_ref().unwrap().features;
         assert!(features.iter().any(|f| f.name == "secure-boot" && f.enabled == "no"));

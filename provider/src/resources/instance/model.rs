@@ -84,6 +84,8 @@ crate::model! {
         pub cloud_init: Vec<CloudInitModel>,
         /// At most one block.
         pub graphics: Vec<GraphicsModel>,
+        /// At most one block.
+        pub tpm: Vec<TpmModel>,
         pub timeouts: Option<TimeoutsModel>,
     }
 }
@@ -149,6 +151,17 @@ crate::model! {
         pub password_wo_version: Option<i64>,
         pub port: Field<i64>,
         pub socket: Field<String>,
+    }
+}
+
+/// `tpm.model` when not configured: the TPM 2.0 interface.
+pub const DEFAULT_TPM_MODEL: &str = "tpm-crb";
+
+crate::model! {
+    /// The `tpm` block: a TPM 2.0 emulated by swtpm on the host.
+    #[derive(Default)]
+    pub struct TpmModel / TpmPlan {
+        pub model: Option<String>,
     }
 }
 
@@ -223,5 +236,6 @@ mod tests {
         crate::model::check::<CloudInitModel>(nested("cloud_init")).unwrap();
         crate::model::check::<TimeoutsModel>(nested("timeouts")).unwrap();
         crate::model::check::<GraphicsModel>(nested("graphics")).unwrap();
+        crate::model::check::<TpmModel>(nested("tpm")).unwrap();
     }
 }

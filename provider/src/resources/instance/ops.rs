@@ -106,6 +106,24 @@ pub fn preflight(conn: &Connect, spec: &Spec) -> Result<Result<Preflight, Vec<Di
             DiskSource::Nvme { .. } => formats.push("raw".into()),
         }
     }
+    if let Some(model) = &spec.tpm {
+        let backends = caps.device_enum(|d| d.tpm.as_ref(), "backendModel");
+        let models = caps.device_enum(|d| d.tpm.as_ref(), "model");
+        if !backends.iter().any(|b| b == "emulator") {
+            problems.push(Diagnostic::attribute_error(
+                Path::attr("tpm"),
+                "No TPM emulator on the host",
+                "libvirt on this host cannot emulate a TPM: install swtpm on the host (Debian: apt-get install swtpm \
+                 swtpm-tools) and restart libvirtd, or remove the tpm block.",
+            ));
+        } else if !models.iter().any(|m| m == model) {
+            problems.push(Diagnostic::attribute_error(
+                Path::attr("tpm").join_index(0).join_attr("model"),
+                "TPM model not offered by the host",
+                format!("This host offers the TPM models {}; not {model:?}.", models.join(", ")),
+            ));
+        }
+    }
     if spec.uefi && !caps.firmware().iter().any(|f| f == "efi") {
         problems.push(Diagnostic::attribute_error(
             Path::attr("firmware"),
@@ -337,9 +355,11 @@ pub fn hotplug(dom: &VirDomain, device: &impl Fragment, plug: Plug, what: &str, 
     done.map_err(|e| HostError::call(format!("{verb} {what} of {name:?}"), e))
 }
 
-/// Undefines the domain with its NVRAM, managed save image and snapshot metadata.
+/// Undefines the domain with its NVRAM, its emulated TPM's state, managed save image and
+/// snapshot metadata.
 pub fn undefine(dom: &VirDomain, name: &str) -> Result<(), HostError> {
     let flags = sys::VIR_DOMAIN_UNDEFINE_NVRAM
+        | sys::VIR_DOMAIN_UNDEFINE_TPM
         | sys::VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
         | sys::VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
         | sys::VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA;

@@ -41,6 +41,9 @@ pub(super) fn restart_reasons(prior: &InstancePlan, planned: &InstancePlan) -> V
         (None, Some(_)) | (Some(_), None) => reasons.push("graphics".to_string()),
         _ => {}
     }
+    if prior.tpm != planned.tpm {
+        reasons.push("tpm".to_string());
+    }
     for (i, d) in list(&planned.disk).iter().enumerate() {
         let Some(source) = d.known().and_then(DiskSource::of_plan) else { continue };
         let Field::Known(d) = d else { continue };

@@ -150,6 +150,23 @@ pub fn schema() -> Schema {
     .block(NestedBlock::new("network_interface", Nesting::List, interface_block()))
     .block(NestedBlock::new("cloud_init", Nesting::List, cloud_init_block()).items(0, 1))
     .block(NestedBlock::new("graphics", Nesting::List, graphics_block()).items(0, 1))
+    .block(
+        NestedBlock::new(
+            "tpm",
+            Nesting::List,
+            Block::new(
+                "A TPM 2.0, emulated by swtpm on the host (Debian: swtpm, swtpm-tools), its state kept with the \
+                 instance and removed on destroy. Adding, removing or changing it restarts the instance.",
+            )
+            .attribute(
+                Attribute::optional("model", Type::String)
+                    .default_value(Value::string(DEFAULT_TPM_MODEL))
+                    .describe("`tpm-crb` (default; what TPM 2.0 guests expect) or `tpm-tis`.")
+                    .validate(one_of(&["tpm-crb", "tpm-tis"])),
+            ),
+        )
+        .items(0, 1),
+    )
     .block(NestedBlock::new("timeouts", Nesting::Single, timeouts_block()));
     Schema::new(0, block)
 }

@@ -174,6 +174,8 @@ pub struct Spec {
     pub nics: Vec<NicSpec>,
     pub cloud_init: Option<CloudInitSpec>,
     pub graphics: Option<GraphicsSpec>,
+    /// The TPM's model, when the instance has one.
+    pub tpm: Option<String>,
     pub running: bool,
     pub autostart: bool,
     pub wait_for: WaitFor,
@@ -238,6 +240,7 @@ impl Spec {
             nics,
             cloud_init: m.cloud_init.first().map(cloud_init),
             graphics: m.graphics.first().map(graphics).transpose()?,
+            tpm: m.tpm.first().map(|t| t.model.clone().unwrap_or_else(|| DEFAULT_TPM_MODEL.to_string())),
             running: m.running.unwrap_or(DEFAULT_RUNNING),
             autostart: m.autostart.unwrap_or(DEFAULT_AUTOSTART),
             wait_for,

@@ -8,7 +8,7 @@ use tf_cty::Value;
 
 use super::build::same_source;
 use super::model::{
-    DiskModel, GraphicsModel, InstanceModel, NicModel, DEFAULT_BUS, DEFAULT_IOTHREAD, DEFAULT_LISTEN_ADDRESS,
+    DiskModel, GraphicsModel, InstanceModel, NicModel, TpmModel, DEFAULT_BUS, DEFAULT_IOTHREAD, DEFAULT_LISTEN_ADDRESS,
     DEFAULT_LISTEN_TYPE, DEFAULT_NIC_MODEL, DEFAULT_NVME_NAMESPACE,
 };
 use super::ops::{NicAddresses, Observed};
@@ -71,6 +71,16 @@ pub fn fill(state: &mut InstanceModel, observed: &Observed) {
         state.ssh_host_private_key = Field::Null;
     }
     state.graphics = graphics(&state.graphics, doc, observed.live.as_ref());
+    // Only a TPM the provider would make is one: another backend (a host TPM passed through)
+    // shows as none, so the plan replaces it with the configured one.
+    state.tpm = doc
+        .devices
+        .tpms
+        .iter()
+        .filter(|t| t.backend.backend_type == "emulator")
+        .map(|t| TpmModel { model: Some(t.model.clone().unwrap_or_else(|| "tpm-tis".into())) })
+        .take(1)
+        .collect();
     for ci in &mut state.cloud_init {
         ci.seed_volume = Field::from_option(observed.meta.seed.as_ref().map(|s| s.volume.clone()));
     }
