@@ -10,9 +10,6 @@
 
 use std::io::Read;
 
-use libvirt_xml::pool::{Format, Permissions};
-use libvirt_xml::volume::{StorageVolume, VolumeTarget};
-use libvirt_xml::{Capacity, Document};
 use virt::connect::Connect;
 use virt::stream::Stream;
 
@@ -37,23 +34,7 @@ pub fn volume_name(instance: &str) -> String {
 /// Makes the (empty, 0600) log volume, replacing one an interrupted run left; returns its path.
 pub fn create(conn: &Connect, pool: &str, volume: &str) -> Result<String, HostError> {
     let label = format!("{pool}/{volume}");
-    let p = conn.lookup_storage_pool_by_name(pool).map_err(|e| HostError::call(format!("look up pool {pool:?}"), e))?;
-    if let Ok(old) = p.lookup_storage_vol_by_name(volume) {
-        old.delete(0).map_err(|e| HostError::call(format!("delete the old console log {label}"), e))?;
-    }
-    let doc = StorageVolume {
-        name: volume.to_string(),
-        capacity: Some(Capacity::from_bytes(0)),
-        target: Some(VolumeTarget {
-            format: Some(Format { format_type: "raw".into() }),
-            permissions: Some(Permissions { mode: Some("0600".into()), ..Default::default() }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let xml = doc.to_xml().map_err(|e| HostError::Other(e.to_string()))?;
-    let vol = virt::storage_vol::StorageVol::create_xml(&p, &xml, 0)
-        .map_err(|e| HostError::call(format!("create console log {label}"), e))?;
+    let vol = super::ops::replace_private_volume(conn, pool, volume, 0, "console log")?;
     vol.path().map_err(|e| HostError::call(format!("read the path of {label}"), e))
 }
 

@@ -170,14 +170,34 @@ pub fn volume_format(conn: &Connect, pool: &str, volume: &str) -> Result<String,
 /// into it; nothing touches a disk on the machine running Terraform.
 pub fn write_seed(conn: &Connect, pool: &str, volume: &str, bytes: &[u8]) -> Result<(), HostError> {
     let label = format!("{pool}/{volume}");
+    let vol = replace_private_volume(conn, pool, volume, bytes.len() as u64, "seed")?;
+    let never = tokio_util::sync::CancellationToken::new();
+    let sent = crate::libvirt::upload::upload(conn, &vol, bytes, bytes.len() as u64, false, None, &never, &label);
+    if let Err(e) = sent {
+        let _ = vol.delete(0);
+        return Err(HostError::Other(format!("write seed {label}: {e}")));
+    }
+    Ok(())
+}
+
+/// Makes a raw volume of `size` bytes, mode 0600 (it holds an instance's secrets or its console),
+/// replacing one of the same name that an interrupted run of the same instance left. `what`
+/// names it in errors ("seed", "console log").
+pub fn replace_private_volume(
+    conn: &Connect,
+    pool: &str,
+    volume: &str,
+    size: u64,
+    what: &str,
+) -> Result<StorageVol, HostError> {
+    let label = format!("{pool}/{volume}");
     let p = conn.lookup_storage_pool_by_name(pool).map_err(|e| HostError::call(format!("look up pool {pool:?}"), e))?;
-    // A seed left by an interrupted run of the same instance is replaced.
     if let Ok(old) = p.lookup_storage_vol_by_name(volume) {
-        old.delete(0).map_err(|e| HostError::call(format!("delete the old seed {label}"), e))?;
+        old.delete(0).map_err(|e| HostError::call(format!("delete the old {what} {label}"), e))?;
     }
     let doc = StorageVolume {
         name: volume.to_string(),
-        capacity: Some(Capacity::from_bytes(bytes.len() as u64)),
+        capacity: Some(Capacity::from_bytes(size)),
         target: Some(VolumeTarget {
             format: Some(Format { format_type: "raw".into() }),
             permissions: Some(Permissions { mode: Some("0600".into()), ..Default::default() }),
@@ -186,15 +206,7 @@ pub fn write_seed(conn: &Connect, pool: &str, volume: &str, bytes: &[u8]) -> Res
         ..Default::default()
     };
     let xml = doc.to_xml().map_err(|e| HostError::Other(e.to_string()))?;
-    let vol =
-        StorageVol::create_xml(&p, &xml, 0).map_err(|e| HostError::call(format!("create seed volume {label}"), e))?;
-    let never = tokio_util::sync::CancellationToken::new();
-    let sent = crate::libvirt::upload::upload(conn, &vol, bytes, bytes.len() as u64, false, None, &never, &label);
-    if let Err(e) = sent {
-        let _ = vol.delete(0);
-        return Err(HostError::Other(format!("write seed {label}: {e}")));
-    }
-    Ok(())
+    StorageVol::create_xml(&p, &xml, 0).map_err(|e| HostError::call(format!("create {what} volume {label}"), e))
 }
 
 /// Deletes a volume if it exists.
