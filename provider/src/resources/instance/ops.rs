@@ -524,36 +524,40 @@ impl LeaseWatch {
     /// The first IPv4 address the guest took since the start: a fresh lease, else what the
     /// guest agent reports (it only answers once the guest runs).
     pub fn fresh_address(&self, conn: &Connect, dom: &VirDomain) -> Option<String> {
-        if let Some(net) = self.network.as_deref().and_then(|n| conn.lookup_network_by_name(n).ok()) {
-            if let Ok(leases) = crate::libvirt::leases::leases(&net, &self.mac) {
-                let fresh = leases.into_iter().filter(|l| l.ipv4 && self.baseline.is_none_or(|b| l.expiry > b));
-                if let Some(lease) = fresh.max_by_key(|l| l.expiry) {
-                    return Some(lease.ip);
-                }
-            }
-        }
-        let interfaces = dom.interface_addresses(sys::VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT, 0).ok()?;
-        interfaces
-            .into_iter()
-            .filter(|i| i.hwaddr.as_deref().map(str::to_lowercase).as_deref() == Some(self.mac.as_str()))
-            .find_map(|i| ipv4_addresses(&i.addrs).next())
+        self.fresh(conn, dom, Family::V4)
     }
 
     /// The first global IPv6 address of the first interface, from a fresh DHCPv6 lease or the
     /// guest agent (SLAAC addresses are only known to the guest).
     pub fn fresh_ipv6_address(&self, conn: &Connect, dom: &VirDomain) -> Option<String> {
+        self.fresh(conn, dom, Family::V6)
+    }
+
+    fn fresh(&self, conn: &Connect, dom: &VirDomain, family: Family) -> Option<String> {
         if let Some(net) = self.network.as_deref().and_then(|n| conn.lookup_network_by_name(n).ok()) {
             if let Ok(leases) = crate::libvirt::leases::leases(&net, &self.mac) {
-                let fresh = leases.into_iter().filter(|l| !l.ipv4 && self.baseline.is_none_or(|b| l.expiry > b));
+                let fresh = leases
+                    .into_iter()
+                    .filter(|l| l.ipv4 == (family == Family::V4) && self.baseline.is_none_or(|b| l.expiry > b));
                 if let Some(lease) = fresh.max_by_key(|l| l.expiry) {
                     return Some(lease.ip);
                 }
             }
         }
         let interfaces = dom.interface_addresses(sys::VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT, 0).ok()?;
-        interfaces
+        let mut mine = interfaces
             .into_iter()
-            .filter(|i| i.hwaddr.as_deref().map(str::to_lowercase).as_deref() == Some(self.mac.as_str()))
-            .find_map(|i| ipv6_addresses(&i.addrs).next())
+            .filter(|i| i.hwaddr.as_deref().map(str::to_lowercase).as_deref() == Some(self.mac.as_str()));
+        match family {
+            Family::V4 => mine.find_map(|i| ipv4_addresses(&i.addrs).next()),
+            Family::V6 => mine.find_map(|i| ipv6_addresses(&i.addrs).next()),
+        }
     }
+}
+
+/// An address family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Family {
+    V4,
+    V6,
 }
