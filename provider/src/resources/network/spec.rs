@@ -156,47 +156,42 @@ pub(super) fn routes(routes: &[RouteModel], v4: Option<Cidr>, v6: Option<Cidr6>)
     let mut out = Vec::new();
     for r in routes {
         let gateway = parse_any_ip(&r.gateway).map_err(invalid)?;
-        let route = if r.cidr.contains(':') {
+        // Per family: the destination as libvirt writes it, whether the gateway is on the
+        // network's subnet of that family (None: the gateway is of the other family), and that
+        // subnet in words.
+        let (family, address, prefix, on_network, subnet) = if r.cidr.contains(':') {
             let dest = kvm_validate::ipv6_subnet(&r.cidr).map_err(|e| invalid(format!("{e}.")))?;
-            let IpAddr::V6(gw) = gateway else {
-                return Err(invalid(format!(
-                    "{} is an IPv4 address; the route to {dest} needs an IPv6 gateway.",
-                    r.gateway
-                )));
+            let on = match gateway {
+                IpAddr::V6(gw) => Some(v6.is_some_and(|net| net.contains(gw))),
+                IpAddr::V4(_) => None,
             };
-            if !v6.is_some_and(|net| net.contains(gw)) {
-                return Err(invalid(format!(
-                    "the gateway {gw} is not on the network: it must be a guest's address inside {}.",
-                    v6.map_or("the network's ipv6.cidr (there is no ipv6 block)".to_string(), |n| n.to_string())
-                )));
-            }
-            Route {
-                family: Some("ipv6".into()),
-                address: Ipv6Addr::from(dest.network).to_string(),
-                prefix: Some(dest.prefix),
-                gateway: gw.to_string(),
-            }
+            let subnet = v6.map_or("the network's ipv6.cidr (there is no ipv6 block)".to_string(), |n| n.to_string());
+            (Some("ipv6".to_string()), Ipv6Addr::from(dest.network).to_string(), dest.prefix, on, subnet)
         } else {
             let dest = kvm_validate::ipv4_subnet(&r.cidr).map_err(|e| invalid(format!("{e}.")))?;
-            let IpAddr::V4(gw) = gateway else {
-                return Err(invalid(format!(
-                    "{} is an IPv6 address; the route to {dest} needs an IPv4 gateway.",
-                    r.gateway
-                )));
+            let on = match gateway {
+                IpAddr::V4(gw) => Some(v4.is_some_and(|net| net.contains(gw))),
+                IpAddr::V6(_) => None,
             };
-            if !v4.is_some_and(|net| net.contains(gw)) {
-                return Err(invalid(format!(
-                    "the gateway {gw} is not on the network: it must be a guest's address inside {}.",
-                    v4.map_or("the network's cidr".to_string(), |n| n.to_string())
-                )));
-            }
-            Route {
-                family: None,
-                address: Ipv4Addr::from(dest.network).to_string(),
-                prefix: Some(dest.prefix),
-                gateway: gw.to_string(),
-            }
+            let subnet = v4.map_or("the network's cidr".to_string(), |n| n.to_string());
+            (None, Ipv4Addr::from(dest.network).to_string(), dest.prefix, on, subnet)
         };
+        let (have, want) = if family.is_some() { ("IPv4", "IPv6") } else { ("IPv6", "IPv4") };
+        match on_network {
+            None => {
+                return Err(invalid(format!(
+                    "{gateway} is an {have} address; the route to {} needs an {want} gateway.",
+                    r.cidr
+                )))
+            }
+            Some(false) => {
+                return Err(invalid(format!(
+                    "the gateway {gateway} is not on the network: it must be a guest's address inside {subnet}."
+                )))
+            }
+            Some(true) => {}
+        }
+        let route = Route { family, address, prefix: Some(prefix), gateway: gateway.to_string() };
         out.push(route);
     }
     Ok(out)
