@@ -7,6 +7,11 @@
 #   disk.qcow2   2 GiB virtual, one ext4 filesystem labelled `root` on the whole disk (no partitions)
 #   vmlinuz      kernel for direct kernel boot, cmdline `console=ttyS0 root=/dev/vda rw`
 #   initrd.img   its initramfs
+#   disk-secureboot.qcow2
+#                the same filesystem as partition 2 of a GPT disk whose partition 1 is an EFI system
+#                partition booting through Debian's Microsoft-signed shim and Debian-signed GRUB into
+#                the (Debian-signed) kernel above: a disk that boots under UEFI Secure Boot with the
+#                Microsoft keys enrolled (OVMF_VARS_4M.ms.fd), as a distribution's cloud image does
 #   recipe.sha256, kernel-version
 #
 # No cloud image can be downloaded here, so the image is made with debootstrap from the Debian mirror
@@ -48,7 +53,7 @@ recipe=$( { sed '/^[[:space:]]*#/d; /#flavour$/d' "${BASH_SOURCE[0]}"; echo "$MI
 images="$TOOLS/images"
 dest="$images/debian12-${recipe:0:12}"
 
-complete() { [[ -s "$1/disk.qcow2" && -s "$1/vmlinuz" && -s "$1/initrd.img" ]]; }
+complete() { [[ -s "$1/disk.qcow2" && -s "$1/disk-secureboot.qcow2" && -s "$1/vmlinuz" && -s "$1/initrd.img" ]]; }
 
 if complete "$dest"; then
   printf '%s\n' "$dest"
@@ -64,7 +69,7 @@ if complete "$dest"; then
   exit 0
 fi
 
-for tool in debootstrap:debootstrap mkfs.ext4:e2fsprogs qemu-img:qemu-utils; do
+for tool in debootstrap:debootstrap mkfs.ext4:e2fsprogs qemu-img:qemu-utils mkfs.vfat:dosfstools mcopy:mtools sfdisk:fdisk; do
   if ! command -v "${tool%%:*}" >/dev/null; then
     log "installing ${tool#*:}"
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${tool#*:}" >&2
@@ -160,9 +165,50 @@ mkfs.ext4 -q -F -L root -d "$root" "$work/disk.raw"
 # Deleting the tree can take a while (seen: 24 s on a busy machine): do it during the conversion.
 remove_tree "$root" &
 qemu-img convert -f raw -O qcow2 "$work/disk.raw" "$out/disk.qcow2"
-rm -f "$work/disk.raw"
+
+# --- the Secure Boot disk --------------------------------------------------------------------------
+# The boot chain of a signed distribution: OVMF (Microsoft keys) -> shim (signed by Microsoft, carries
+# Debian's CA) -> GRUB (signed by Debian) -> the kernel (signed by Debian). Only the signed binaries are
+# taken from their packages (unpacked, never installed: their maintainer scripts would run grub-install).
+# shim at the removable-media path EFI/BOOT/BOOTX64.EFI loads grubx64.efi beside it (no fbx64.efi, so
+# no boot entries are written and no reboot happens); the signed GRUB reads $prefix/grub.cfg, its
+# prefix being /EFI/debian on the partition it was loaded from. The kernel and initrd sit on the ESP.
+log "making the Secure Boot disk (EFI system partition + the same root filesystem)"
+sb_debs="$TOOLS/download/secureboot"
+mkdir -p "$sb_debs" "$work/sb"
+(cd "$sb_debs" && { apt-get download shim-signed grub-efi-amd64-signed >&2 ||
+  { apt-get update -qq >&2 && apt-get download shim-signed grub-efi-amd64-signed >&2; }; })
+for deb in "$sb_debs"/shim-signed_*.deb "$sb_debs"/grub-efi-amd64-signed_*.deb; do
+  dpkg-deb -x "$deb" "$work/sb"
+done
+cat >"$work/grub.cfg" <<'GRUB'
+set timeout=0
+linux /vmlinuz console=ttyS0 root=/dev/vda2 rw
+initrd /initrd.img
+boot
+GRUB
+esp_mib=128
+mkfs.vfat -C -n EFI "$work/esp.img" $((esp_mib * 1024)) >/dev/null
+mmd -i "$work/esp.img" ::/EFI ::/EFI/BOOT ::/EFI/debian
+mcopy -i "$work/esp.img" "$work/sb/usr/lib/shim/shimx64.efi.signed" ::/EFI/BOOT/BOOTX64.EFI
+mcopy -i "$work/esp.img" "$work/sb/usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed" ::/EFI/BOOT/grubx64.efi
+mcopy -i "$work/esp.img" "$work/grub.cfg" ::/EFI/debian/grub.cfg
+mcopy -i "$work/esp.img" "$out/vmlinuz" ::/vmlinuz
+mcopy -i "$work/esp.img" "$out/initrd.img" ::/initrd.img
+root_mib=$(($(stat -c %s "$work/disk.raw") / 1048576))
+# 1 MiB before the ESP (the primary GPT), 1 MiB after the root partition (the backup GPT).
+truncate -s $((1 + esp_mib + root_mib + 1))M "$work/disk-sb.raw"
+sfdisk -q "$work/disk-sb.raw" <<PARTS
+label: gpt
+start=1MiB, size=${esp_mib}MiB, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, name=EFI
+start=$((1 + esp_mib))MiB, size=${root_mib}MiB, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=root
+PARTS
+dd if="$work/esp.img" of="$work/disk-sb.raw" bs=1M seek=1 conv=notrunc,sparse status=none
+dd if="$work/disk.raw" of="$work/disk-sb.raw" bs=1M seek=$((1 + esp_mib)) conv=notrunc,sparse status=none
+qemu-img convert -f raw -O qcow2 "$work/disk-sb.raw" "$out/disk-secureboot.qcow2"
+rm -f "$work/disk.raw" "$work/disk-sb.raw" "$work/esp.img"
 wait
-chmod 0644 "$out/disk.qcow2"
+chmod 0644 "$out/disk.qcow2" "$out/disk-secureboot.qcow2"
 echo "$recipe" >"$out/recipe.sha256"
 chmod 0755 "$out"
 

@@ -58,9 +58,12 @@ libvirt_install() {
   #   dosfstools + mtools: independent readers (fsck.fat, mdir, mtype) of the cloud-init seeds we write;
   #   openssl: the independent verifier of the k3s cluster PKI the bootstrap generates;
   #   sudo: the SSH engine runs commands through `sudo -n` for non-root users (its test runs one).
-  #   swtpm + swtpm-tools: the TPM 2.0 emulator libvirt runs for an instance's `tpm` block.
+  #   swtpm + swtpm-tools: the TPM 2.0 emulator libvirt runs for an instance's `tpm` block;
+  #   ovmf: UEFI firmware (`firmware = "uefi"`), with the Secure Boot builds and their descriptors
+  #     (40-edk2-x86_64-secure-enrolled.json) that `secure_boot = true` asks libvirt for;
+  #   fdisk: sfdisk, which partitions the test image's Secure Boot disk.
   local others=(dnsmasq-base nftables iproute2 procps openssh-client openssh-server debootstrap e2fsprogs
-    dosfstools mtools openssl sudo swtpm swtpm-tools)
+    dosfstools mtools openssl sudo swtpm swtpm-tools ovmf fdisk)
   local missing=() pkg
 
   for pkg in "${backports[@]}" "${others[@]}"; do

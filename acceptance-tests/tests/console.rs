@@ -2,7 +2,9 @@
 //! real guest under TCG: a kernel told to mount a root device that does not exist panics; the
 //! apply's wait sees the panic in the serial console log and fails at once (not at its timeout),
 //! and the error quotes the panic from the log and names the log, which libvirt's virtlogd wrote into a 0600 volume of the instance's pool. The
-//! log goes with the instance.
+//! log goes with the instance. A Secure Boot guest whose disk carries a loader not signed for the
+//! enrolled keys is refused by the firmware, and the wait ends on the firmware's "no bootable
+//! option" with the refusal quoted.
 
 use std::os::unix::fs::PermissionsExt;
 
@@ -60,6 +62,82 @@ fn a_kernel_panic_is_quoted_from_the_console_log_which_goes_with_the_instance() 
     lab.ws.run(&["destroy", "-auto-approve", "-target=kvm_instance.x"]).ok();
     assert!(!std::path::Path::new(&log).exists(), "the console log is removed with the instance");
     assert!(!virsh_ok(&["list", "--all", "--name"]).contains(&x));
+    lab.ws.destroy().ok();
+    assert_nothing_leaked(p.as_str());
+}
+
+/// Runs a host tool that must succeed.
+fn run(program: &str, args: &[&str]) {
+    let out = std::process::Command::new(program).args(args).output().unwrap_or_else(|e| panic!("{program}: {e}"));
+    assert!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn secure_boot_refuses_a_loader_not_signed_for_its_keys_and_the_wait_ends_on_it() {
+    if !libvirt::require_libvirt() {
+        return;
+    }
+    let lab = Lab::new("console_secure_boot", 11);
+    let p = &lab.prefix;
+    let r = p.name("r");
+    // The test image's Secure Boot disk with Debian's GRUB (signed by Debian only) put where
+    // the Microsoft-signed shim was: OVMF with the Microsoft keys must refuse to run it. The EFI
+    // system partition starts at 1 MiB (scripts/guest-image.sh); mtools edits it in place.
+    let work = lab.dir.path();
+    let raw = work.join("unsigned.raw");
+    let (raw_s, esp) = (raw.to_str().unwrap(), format!("{}@@1M", raw.display()));
+    let image = libvirt::image_dir().join("disk-secureboot.qcow2");
+    run("qemu-img", &["convert", "-f", "qcow2", "-O", "raw", image.to_str().unwrap(), raw_s]);
+    let grub = work.join("grubx64.efi");
+    run("mcopy", &["-i", &esp, "::/EFI/BOOT/grubx64.efi", grub.to_str().unwrap()]);
+    run("mcopy", &["-o", "-i", &esp, grub.to_str().unwrap(), "::/EFI/BOOT/BOOTX64.EFI"]);
+    let qcow2 = work.join("unsigned.qcow2");
+    run("qemu-img", &["convert", "-f", "raw", "-O", "qcow2", raw_s, qcow2.to_str().unwrap()]);
+    std::fs::remove_file(&raw).unwrap();
+
+    let body = format!(
+        r#"
+resource "kvm_volume" "r_root" {{
+  name   = "r-root.qcow2"
+  pool   = kvm_pool.p.name
+  source = "{qcow2}"
+}}
+resource "kvm_instance" "r" {{
+  name        = "{r}"
+  accelerator = "qemu"
+  memory      = "512MiB"
+  firmware    = "uefi"
+  secure_boot = true
+  disk {{
+    volume = kvm_volume.r_root.name
+    pool   = kvm_pool.p.name
+  }}
+  network_interface {{
+    network = kvm_network.net.name
+  }}
+  shutdown_timeout = "2s"
+  timeouts {{
+    create = "10m"
+  }}
+}}
+"#,
+        qcow2 = qcow2.display()
+    );
+    lab.write(&body);
+    lab.ws.init().ok();
+    let started = std::time::Instant::now();
+    let run = lab.ws.apply(&[]);
+    eprintln!("apply failed as expected after {:?}", started.elapsed());
+    assert_ne!(run.code, 0, "{}", run.all());
+    let out = run.all();
+    let error = out.find("Error:").map_or(out.as_str(), |at| &out[at..]);
+    eprintln!("the diagnostic:\n{error}");
+    assert!(out.contains("Instance's firmware found nothing to boot") && out.contains("tainted"), "{out}");
+    assert!(!out.contains("not ready within"), "the wait ended on the firmware's message, not the timeout: {out}");
+    // The quoted console shows why: the firmware refused the loader.
+    assert!(out.contains("Access Denied"), "{out}");
+    assert!(out.contains("No bootable option or device was found"), "{out}");
+
     lab.ws.destroy().ok();
     assert_nothing_leaked(p.as_str());
 }

@@ -312,6 +312,121 @@ fn uefi_instance_with_its_own_nvram_stops_starts_and_leaves_nothing() {
     assert_nothing_leaked(p.as_str());
 }
 
+/// The GUID of the EFI global variables (`SecureBoot`, `SetupMode`, ...).
+const EFI_GLOBAL: &str = "8be4df61-93ca-11d2-aa0d-00e098032b8c";
+
+#[test]
+fn secure_boot_guest_boots_the_signed_chain_and_keeps_its_nvram_across_a_restart() {
+    if !libvirt::require_libvirt() {
+        return;
+    }
+    let lab = Lab::new("instance_secure_boot", 6);
+    let p = &lab.prefix;
+    let client_pub = client_key(lab.dir.path());
+    let s = p.name("s");
+    // The test image's Secure Boot disk (scripts/guest-image.sh): GPT, an EFI system partition
+    // with Debian's Microsoft-signed shim, Debian-signed GRUB and the Debian-signed kernel, and
+    // the usual root filesystem. No direct kernel boot: the firmware boots the disk.
+    let body = |memory: &str| {
+        format!(
+            r#"
+resource "kvm_volume" "sb_base" {{
+  name   = "sb-base.qcow2"
+  pool   = kvm_pool.p.name
+  source = "${{local.image}}/disk-secureboot.qcow2"
+}}
+resource "kvm_volume" "s_root" {{
+  name        = "s-root.qcow2"
+  pool        = kvm_pool.p.name
+  base_volume = kvm_volume.sb_base.name
+}}
+resource "kvm_instance" "s" {{
+  name        = "{s}"
+  accelerator = "qemu"
+  memory      = "{memory}"
+  firmware    = "uefi"
+  secure_boot = true
+  disk {{
+    volume = kvm_volume.s_root.name
+    pool   = kvm_pool.p.name
+  }}
+  network_interface {{
+    network = kvm_network.net.name
+  }}
+  tpm {{}}
+  wait_for         = "ssh"
+  shutdown_timeout = "2m"
+{ci}
+}}
+output "ip" {{ value = kvm_instance.s.ip_address }}
+output "known_hosts" {{ value = kvm_instance.s.known_hosts }}
+"#,
+            ci = cloud_init(&client_pub)
+        )
+    };
+    lab.write(&body("512MiB"));
+    lab.ws.init().ok();
+    let started = std::time::Instant::now();
+    lab.ws.apply(&[]).ok();
+    eprintln!("Secure Boot guest answered SSH {:?} after the apply began", started.elapsed());
+    let out = lab.ws.outputs();
+    let ip = out["ip"]["value"].as_str().unwrap().to_string();
+    let kh = out["known_hosts"]["value"].as_str().unwrap().to_string();
+    let dir = lab.dir.path();
+
+    // libvirt picked OVMF's Secure Boot build with the Microsoft keys enrolled, and SMM.
+    let xml = virsh_ok(&["dumpxml", &s]);
+    assert!(xml.contains("secure='yes'") && xml.contains("<smm state='on'/>"), "{xml}");
+    assert!(xml.contains("<feature enabled='yes' name='enrolled-keys'/>"), "{xml}");
+    let state = lab.ws.resource_values("kvm_instance.s");
+    assert_eq!(state["secure_boot"], true, "{state}");
+    let nvram = state["nvram"].as_str().unwrap_or_default().to_string();
+    assert!(nvram.ends_with(&format!("{s}_VARS.fd")) && std::path::Path::new(&nvram).exists(), "{state}");
+
+    // Inside: the firmware says Secure Boot is on (the SecureBoot variable is 1 and the platform
+    // is out of setup mode: keys enrolled), the kernel saw it and locked itself down, and the
+    // TPM 2.0 is there. A guest on firmware without Secure Boot has SecureBoot = 0.
+    let var = |name: &str| format!("od -An -tu1 /sys/firmware/efi/efivars/{name}-{EFI_GLOBAL} | awk '{{print $NF}}'");
+    assert_eq!(ssh_ok(dir, &ip, &kh, &var("SecureBoot")), "1", "SecureBoot variable");
+    assert_eq!(ssh_ok(dir, &ip, &kh, &var("SetupMode")), "0", "keys enrolled: not in setup mode");
+    let dmesg = ssh_ok(dir, &ip, &kh, "dmesg | grep -i -e 'secure boot' -e lockdown || true");
+    assert!(dmesg.to_lowercase().contains("secure boot enabled"), "the kernel booted under Secure Boot: {dmesg}");
+    let tpm = ssh_ok(dir, &ip, &kh, "cat /sys/class/tpm/tpm0/tpm_version_major && ls /dev/tpmrm0");
+    assert!(tpm.starts_with("2\n"), "the guest sees a TPM 2.0: {tpm}");
+    // Measured boot: the firmware extended PCR 7 (the Secure Boot policy) in the TPM.
+    let pcr7 = ssh_ok(dir, &ip, &kh, "cat /sys/class/tpm/tpm0/pcr-sha256/7");
+    assert!(pcr7.len() == 64 && pcr7.chars().any(|c| c != '0'), "PCR 7 was extended: {pcr7}");
+
+    // A variable the guest writes lives in the instance's NVRAM: it is still there after a
+    // change that restarts the instance (same domain, same variable store).
+    let marker = "KvmTestMarker-3a2b1c0d-0000-4000-8000-000000000001";
+    ssh_ok(dir, &ip, &kh, &format!("printf '\\007\\000\\000\\000kept' > /sys/firmware/efi/efivars/{marker}"));
+    let uuid = dominfo(&s, "UUID");
+    lab.write(&body("640MiB"));
+    let plan = lab.ws.plan(&[]);
+    assert!(plan.all().contains("Instance will restart") && !plan.all().contains("must be replaced"), "{}", plan.all());
+    lab.ws.apply(&[]).ok();
+    assert_eq!(dominfo(&s, "UUID"), uuid);
+    assert_eq!(dominfo(&s, "Max memory"), "655360 KiB");
+    let kept = ssh_ok(dir, &ip, &kh, &format!("tail -c 4 /sys/firmware/efi/efivars/{marker}"));
+    assert_eq!(kept, "kept", "the guest's EFI variable survived the restart");
+    assert_eq!(ssh_ok(dir, &ip, &kh, &var("SecureBoot")), "1");
+
+    // Import reads Secure Boot back (else the plan would replace the instance) and the NVRAM.
+    lab.ws.run(&["state", "rm", "kvm_instance.s"]).ok();
+    lab.ws.run(&["import", "kvm_instance.s", &uuid]).ok();
+    let imported = lab.ws.resource_values("kvm_instance.s");
+    assert_eq!((imported["secure_boot"].clone(), imported["nvram"].clone()), (true.into(), nvram.clone().into()));
+    let plan = lab.ws.plan(&[]);
+    assert!(!plan.all().contains("must be replaced"), "{}", plan.all());
+    lab.ws.apply(&[]).ok();
+
+    lab.ws.destroy().ok();
+    assert!(!std::path::Path::new(&nvram).exists(), "the NVRAM {nvram} goes with the instance");
+    assert!(!std::path::Path::new(&format!("/var/lib/libvirt/swtpm/{uuid}")).exists(), "and the TPM's state");
+    assert_nothing_leaked(p.as_str());
+}
+
 #[test]
 fn disks_and_interfaces_plug_and_unplug_on_a_running_guest() {
     if !libvirt::require_libvirt() {

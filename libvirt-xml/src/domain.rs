@@ -322,6 +322,18 @@ pub struct State {
     pub state: Option<String>,
 }
 
+impl State {
+    /// `state='on'`.
+    pub fn on() -> Self {
+        Self { state: Some("on".to_owned()) }
+    }
+
+    /// Whether the feature is on (`state='on'`, or no state at all).
+    pub fn is_on(&self) -> bool {
+        self.state.as_deref().is_none_or(|s| s == "on")
+    }
+}
+
 /// The `<devices>` element.
 ///
 /// Serialised in the order libvirt itself prints devices; on parsing, order does not matter.

@@ -75,6 +75,15 @@ impl DomainCapabilities {
         }
     }
 
+    /// Whether libvirt can pick UEFI Secure Boot firmware: `efi` autoselection is offered and a
+    /// firmware descriptor of a `secure='yes'` loader exists (Debian: the ovmf package's
+    /// `OVMF_CODE_4M.ms.fd`).
+    pub fn secure_boot(&self) -> bool {
+        let loader = self.os.as_ref().and_then(|os| os.loader.as_ref()).filter(|l| l.supported);
+        self.firmware().iter().any(|f| f == "efi")
+            && loader.is_some_and(|l| l.enum_values("secure").iter().any(|v| v == "yes"))
+    }
+
     /// Firmware images that may be given as `<loader>`.
     pub fn loaders(&self) -> Vec<String> {
         match self.os.as_ref().and_then(|os| os.loader.as_ref()) {

@@ -214,6 +214,8 @@ fn domcaps_kvm() {
     let loader = os.loader.as_ref().expect("loader");
     assert_eq!(loader.enum_values("type"), ["rom", "pflash"]);
     assert_eq!(loader.enum_values("secure"), ["no"]);
+    // i440fx has no SMM, so no Secure Boot firmware is offered for it.
+    assert!(!caps.secure_boot());
 
     let features = caps.features.as_ref().expect("features");
     assert_eq!(features.sev.as_ref().map(|s| s.supported), Some(false));
@@ -229,6 +231,7 @@ fn domcaps_q35_and_tcg_differ() {
     assert_eq!(q35.loaders().len(), 3);
     let secure = q35.os.as_ref().and_then(|os| os.loader.as_ref()).map(|l| l.enum_values("secure"));
     assert_eq!(secure, Some(vec!["yes".to_owned(), "no".to_owned()]));
+    assert!(q35.secure_boot());
 
     let tcg: DomainCapabilities = parse_and_round_trip(DOMCAPS_QEMU);
     assert_eq!(tcg.domain, "qemu");

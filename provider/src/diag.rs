@@ -45,6 +45,11 @@ impl Diagnostic {
     pub fn attribute_error(path: Path, summary: impl Into<String>, detail: impl Into<String>) -> Self {
         Diagnostic { attribute: Some(path), ..Diagnostic::error(summary, detail) }
     }
+
+    /// A warning about the attribute at `path`.
+    pub fn attribute_warning(path: Path, summary: impl Into<String>, detail: impl Into<String>) -> Self {
+        Diagnostic { attribute: Some(path), ..Diagnostic::warning(summary, detail) }
+    }
 }
 
 impl fmt::Display for Diagnostic {

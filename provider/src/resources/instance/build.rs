@@ -6,7 +6,7 @@
 use libvirt_xml::domain::{
     BootOrder, CharDevice, CharLog, Controller, Cpu, CpuModel, Devices, Disk, DiskDriver, DiskSource as XmlDiskSource,
     DiskTarget, Domain, Features, FirmwareFeature, FirmwareFeatures, Graphics, GraphicsListen, Interface,
-    InterfaceSource, Mac, Model, Os, OsType, PciAddress, Rng, Tpm, Vcpu,
+    InterfaceSource, Mac, Model, Os, OsType, PciAddress, Rng, State, Tpm, Vcpu,
 };
 use libvirt_xml::{Capacity, Flag};
 
@@ -89,12 +89,16 @@ pub fn new_domain(spec: &Spec, uuid: &str, extras: &Extras) -> Domain {
     let os = Os {
         os_type: OsType::hvm(spec.machine.clone()),
         firmware: spec.uefi.then(|| "efi".to_string()),
-        // Secure Boot needs signed kernels and SMM; cloud images boot without it.
-        firmware_features: spec.uefi.then(|| FirmwareFeatures {
-            features: vec![
-                FirmwareFeature { enabled: "no".into(), name: "secure-boot".into() },
-                FirmwareFeature { enabled: "no".into(), name: "enrolled-keys".into() },
-            ],
+        // Without Secure Boot, libvirt must not pick a Secure Boot build (it would, with SMM, for a
+        // plain `efi`); with it, the keys must be enrolled or the firmware enforces nothing.
+        firmware_features: spec.uefi.then(|| {
+            let enabled = if spec.secure_boot { "yes" } else { "no" };
+            FirmwareFeatures {
+                features: ["secure-boot", "enrolled-keys"]
+                    .into_iter()
+                    .map(|name| FirmwareFeature { enabled: enabled.into(), name: name.into() })
+                    .collect(),
+            }
         }),
         kernel: spec.kernel.clone(),
         initrd: spec.initrd.clone(),
@@ -109,7 +113,13 @@ pub fn new_domain(spec: &Spec, uuid: &str, extras: &Extras) -> Domain {
         vcpu: Vcpu::new(spec.vcpu),
         iothreads: (iothreads > 0).then_some(iothreads),
         os,
-        features: Some(Features { acpi: Some(Flag {}), apic: Some(Flag {}), ..Default::default() }),
+        features: Some(Features {
+            acpi: Some(Flag {}),
+            apic: Some(Flag {}),
+            // Secure Boot firmware keeps its variable store out of the guest's reach in SMM.
+            smm: spec.secure_boot.then(State::on),
+            ..Default::default()
+        }),
         cpu: Some(cpu(spec)),
         on_poweroff: Some("destroy".into()),
         on_reboot: Some("restart".into()),
@@ -331,6 +341,7 @@ mod tests {
             machine: "q35".into(),
             accelerator: "qemu".into(),
             uefi: false,
+            secure_boot: false,
             kernel: None,
             initrd: None,
             cmdline: None,
@@ -429,6 +440,13 @@ mod tests {
         assert_eq!(d.os.firmware.as_deref(), Some("efi"));
         let features = &d.os.firmware_features.as_ref().unwrap().features;
         assert!(features.iter().any(|f| f.name == "secure-boot" && f.enabled == "no"));
+        assert_eq!(d.features.as_ref().unwrap().smm, None, "no Secure Boot: no SMM asked for");
+        s.secure_boot = true;
+        let d = new_domain(&s, "u", &Extras { formats: &formats, devices: &devices, ..Default::default() });
+        let features = &d.os.firmware_features.as_ref().unwrap().features;
+        let wanted: Vec<_> = features.iter().map(|f| (f.name.as_str(), f.enabled.as_str())).collect();
+        assert_eq!(wanted, [("secure-boot", "yes"), ("enrolled-keys", "yes")], "Secure Boot with the keys enrolled");
+        assert!(d.features.as_ref().unwrap().smm.as_ref().is_some_and(|s| s.is_on()), "Secure Boot needs SMM");
         assert_eq!(d.cpu.as_ref().unwrap().model.as_ref().unwrap().name, "Skylake-Server");
         let nvme = &d.devices.disks[0];
         assert_eq!(nvme.disk_type, "nvme");

@@ -112,12 +112,29 @@ pub fn read_from_local(path: &str, from: u64) -> std::io::Result<LogEnd> {
     Ok(LogEnd { bytes, size, cut: offset > 0 })
 }
 
-/// Whether console output says the guest's kernel panicked: Linux's `Kernel panic - not
-/// syncing` line. After it the guest halts (or, with `panic=N`, reboots into the same panic), so
-/// waiting for it to become ready is pointless.
-pub fn kernel_panicked(bytes: &[u8]) -> bool {
-    const MARK: &[u8] = b"Kernel panic - not syncing";
-    bytes.windows(MARK.len()).any(|w| w == MARK)
+/// A boot that will not finish, as the serial console tells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BootFailure {
+    /// Linux's `Kernel panic - not syncing`: the guest halts (or, with `panic=N`, reboots into
+    /// the same panic).
+    KernelPanic,
+    /// OVMF's `No bootable option or device was found`: every boot option failed (no UEFI
+    /// loader on the disk, or, under Secure Boot, one the firmware refused) and the firmware
+    /// waits at its boot manager for a key.
+    NothingToBoot,
+}
+
+/// What console output says about a boot that will not finish, if anything: waiting for such a
+/// guest to become ready is pointless.
+pub fn boot_failure(bytes: &[u8]) -> Option<BootFailure> {
+    let has = |mark: &[u8]| bytes.windows(mark.len()).any(|w| w == mark);
+    if has(b"Kernel panic - not syncing") {
+        Some(BootFailure::KernelPanic)
+    } else if has(b"No bootable option or device was found") {
+        Some(BootFailure::NothingToBoot)
+    } else {
+        None
+    }
 }
 
 /// The last `lines` lines of console output, made fit to quote: escape sequences (colours,
@@ -258,12 +275,19 @@ mod tests {
     }
 
     #[test]
-    fn a_kernel_panic_is_recognised() {
+    fn a_kernel_panic_and_a_firmware_with_nothing_to_boot_are_recognised() {
         let log = b"[    2.1] VFS: Cannot open root device \"vdz\"\r\n[    2.2] Kernel panic - not syncing: VFS: \
                     Unable to mount root fs on unknown-block(0,0)\r\n";
-        assert!(kernel_panicked(log));
-        assert!(!kernel_panicked(b"[  OK  ] Reached target multi-user.target\r\n"));
-        assert!(!kernel_panicked(b""));
+        assert_eq!(boot_failure(log), Some(BootFailure::KernelPanic));
+        // OVMF under Secure Boot refusing a loader that is not signed for its keys (as captured).
+        let refused =
+            b"BdsDxe: failed to load Boot0001 \"UEFI Misc Device\" from PciRoot(0x0)/Pci(0x1,0x1)/Pci(0x0,0x0): \
+                        Access Denied\r\nBdsDxe: No bootable option or device was found.\r\nBdsDxe: Press any key to \
+                        enter the Boot Manager Menu.\r\n";
+        assert_eq!(boot_failure(refused), Some(BootFailure::NothingToBoot));
+        assert_eq!(boot_failure(b"BdsDxe: starting Boot0001 \"UEFI Misc Device\"\r\n"), None);
+        assert_eq!(boot_failure(b"[  OK  ] Reached target multi-user.target\r\n"), None);
+        assert_eq!(boot_failure(b""), None);
     }
 
     #[test]
@@ -273,10 +297,10 @@ mod tests {
         std::fs::write(&path, b"old boot: Kernel panic - not syncing\nnew boot\n").unwrap();
         let all = read_from_local(path.to_str().unwrap(), 0).unwrap();
         assert_eq!((all.size, all.cut), (46, false));
-        assert!(kernel_panicked(&all.bytes));
+        assert_eq!(boot_failure(&all.bytes), Some(BootFailure::KernelPanic));
         let since = read_from_local(path.to_str().unwrap(), 37).unwrap();
         assert_eq!(since.bytes, b"new boot\n");
-        assert!(since.cut && !kernel_panicked(&since.bytes));
+        assert!(since.cut && boot_failure(&since.bytes).is_none());
         assert!(read_from_local(path.to_str().unwrap(), 46).unwrap().bytes.is_empty());
     }
 

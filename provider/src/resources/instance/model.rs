@@ -65,6 +65,7 @@ crate::model! {
         pub machine: Option<String>,
         pub accelerator: Option<String>,
         pub firmware: Option<String>,
+        pub secure_boot: Option<bool>,
         pub kernel: Option<String>,
         pub initrd: Option<String>,
         pub cmdline: Option<String>,
@@ -78,6 +79,7 @@ crate::model! {
         pub ssh_host_private_key: Field<String>,
         pub known_hosts: Field<String>,
         pub console_log: Field<String>,
+        pub nvram: Field<String>,
         pub disk: Vec<DiskModel>,
         pub network_interface: Vec<NicModel>,
         /// At most one block.

@@ -130,6 +130,17 @@ pub fn preflight(conn: &Connect, spec: &Spec) -> Result<Result<Preflight, Vec<Di
             "UEFI not available",
             "The host has no UEFI firmware for this machine type; install OVMF (Debian: ovmf) on the host, or use firmware = \"bios\".",
         ));
+    } else if spec.secure_boot && !caps.secure_boot() {
+        problems.push(Diagnostic::attribute_error(
+            Path::attr("secure_boot"),
+            "Secure Boot not available",
+            format!(
+                "The host offers no Secure Boot firmware for machine {:?}. Secure Boot needs a q35 machine (SMM) and \
+                 OVMF's Secure Boot build with its firmware descriptor (Debian: the ovmf package, which ships \
+                 OVMF_CODE_4M.ms.fd); install it and restart libvirtd, or set secure_boot = false.",
+                spec.machine
+            ),
+        ));
     }
     for (i, n) in spec.nics.iter().enumerate() {
         if let Some(net) = &n.network {

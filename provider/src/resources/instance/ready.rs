@@ -9,8 +9,9 @@ use tokio_util::sync::CancellationToken;
 use virt::domain::DomainState;
 use virt::enumutil::Enum;
 
+use super::console::{self, BootFailure};
 use super::spec::WaitFor;
-use super::{console, ops, state};
+use super::{ops, state};
 use crate::diag::Diagnostic;
 use crate::libvirt::{Host, HostError};
 use crate::units::format_duration;
@@ -23,7 +24,7 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(15);
 const SSH_ATTEMPT: Duration = Duration::from_secs(5);
 /// How long a ready instance on a dual-stack network is given to show an IPv6 address.
 const IPV6_GRACE: Duration = Duration::from_secs(30);
-/// How often the console log is searched for a kernel panic while there is no address.
+/// How often the console log is searched for a failed boot while there is no address.
 const CONSOLE_EVERY: Duration = Duration::from_secs(3);
 
 /// Why an instance is not ready.
@@ -44,6 +45,14 @@ pub enum WaitError {
          check the kernel command line (root=), the initrd and the image's kernel"
     )]
     Panicked { name: String },
+    /// The serial console shows the firmware found nothing it could boot.
+    #[error(
+        "{name}'s firmware found nothing it could boot (its serial console says so), so it will not become ready: \
+         the first disk needs a loader for this firmware (with firmware = \"uefi\", an EFI system partition). With \
+         secure_boot, a loader the firmware refused shows as \"Access Denied\" or \"Security Violation\" below: it \
+         must be signed for the enrolled Microsoft keys, as a distribution's shim is"
+    )]
+    NothingToBoot { name: String },
     /// The hypervisor paused or crashed the guest.
     #[error(
         "{name} is {state}: the hypervisor stopped running it. Its QEMU log on the host \
@@ -110,15 +119,18 @@ pub async fn wait(
                     {
                         return Ok(Polled::Halted(format!("{state:?} ({reason})").to_lowercase()));
                     }
-                    if c.lock().is_ok_and(|mut c| c.due() && c.panicked(conn, &dom, &id, local)) {
-                        return Ok(Polled::Panicked);
+                    if let Some(failure) = c.lock().ok().and_then(|mut c| c.boot_failure(conn, &dom, &id, local)) {
+                        return Ok(Polled::Failed(failure));
                     }
                     Ok(Polled::Address(w.fresh_address(conn, &dom)))
                 })
                 .await;
             match polled {
                 Ok(Polled::Stopped) => return Err(WaitError::Stopped { name: name.into() }),
-                Ok(Polled::Panicked) => return Err(WaitError::Panicked { name: name.into() }),
+                Ok(Polled::Failed(BootFailure::KernelPanic)) => return Err(WaitError::Panicked { name: name.into() }),
+                Ok(Polled::Failed(BootFailure::NothingToBoot)) => {
+                    return Err(WaitError::NothingToBoot { name: name.into() })
+                }
                 Ok(Polled::Halted(state)) => return Err(WaitError::Halted { name: name.into(), state }),
                 Ok(Polled::Address(found)) => ip = found,
                 Err(e) => return Err(e.into()),
@@ -199,11 +211,11 @@ async fn wait_for_ipv6(
 enum Polled {
     Stopped,
     Halted(String),
-    Panicked,
+    Failed(BootFailure),
     Address(Option<String>),
 }
 
-/// Following the console log during a wait, for a kernel panic.
+/// Following the console log during a wait, for a boot that will not finish.
 #[derive(Default)]
 struct ConsoleWatch {
     /// The log's path and its size when the wait began; `None` until first looked at, and
@@ -219,17 +231,26 @@ impl ConsoleWatch {
         self.checked.is_none_or(|at| at.elapsed() >= CONSOLE_EVERY)
     }
 
-    /// Whether the log shows a kernel panic written since the wait began. Any failure to read it
-    /// is "no": the wait goes on as it would without a log.
-    fn panicked(&mut self, conn: &virt::connect::Connect, dom: &virt::domain::Domain, id: &str, local: bool) -> bool {
+    /// A failed boot the log shows in what was written since the wait began, when it is time to
+    /// look again. Any failure to read it is "none": the wait goes on as it would without a log.
+    fn boot_failure(
+        &mut self,
+        conn: &virt::connect::Connect,
+        dom: &virt::domain::Domain,
+        id: &str,
+        local: bool,
+    ) -> Option<BootFailure> {
+        if !self.due() {
+            return None;
+        }
         self.checked = Some(Instant::now());
         let log = self.log.get_or_insert_with(|| {
             let path = ops::definition(dom, id).ok().and_then(|d| state::console_log(&d))?;
             let size = read_log(conn, &path, u64::MAX, local).ok()?.size;
             Some((path, size))
         });
-        let Some((path, from)) = log else { return false };
-        read_log(conn, path, *from, local).is_ok_and(|end| console::kernel_panicked(&end.bytes))
+        let (path, from) = log.as_ref()?;
+        read_log(conn, path, *from, local).ok().and_then(|end| console::boot_failure(&end.bytes))
     }
 }
 
@@ -276,7 +297,11 @@ async fn ssh_check(ip: &str, key: &str) -> Result<(), SshProbe> {
 pub async fn console_evidence(host: &Arc<Host>, uuid: &str, e: &WaitError) -> Option<String> {
     if !matches!(
         e,
-        WaitError::Timeout { .. } | WaitError::Stopped { .. } | WaitError::Halted { .. } | WaitError::Panicked { .. }
+        WaitError::Timeout { .. }
+            | WaitError::Stopped { .. }
+            | WaitError::Halted { .. }
+            | WaitError::Panicked { .. }
+            | WaitError::NothingToBoot { .. }
     ) {
         return None;
     }
@@ -315,6 +340,7 @@ pub fn wait_diagnostic(e: &WaitError, saved: &str, console: Option<String>) -> D
         WaitError::Stopped { .. } => "Instance stopped while booting",
         WaitError::Halted { .. } => "Instance halted by the hypervisor",
         WaitError::Panicked { .. } => "Instance's kernel panicked",
+        WaitError::NothingToBoot { .. } => "Instance's firmware found nothing to boot",
         WaitError::HostKey(_) => "SSH host key mismatch",
         WaitError::Host(_) => "Cannot check the instance",
     };

@@ -79,11 +79,22 @@ pub fn schema() -> Schema {
         Attribute::optional("firmware", Type::String)
             .default_value(Value::string(DEFAULT_FIRMWARE))
             .describe(
-                "`bios` or `uefi`. UEFI gets its own NVRAM (variable store), removed with the instance; Secure Boot \
-                 stays off.",
+                "`bios` or `uefi`. UEFI gets its own NVRAM (variable store, `nvram`), kept across updates and \
+                 restarts and removed with the instance; Secure Boot is off unless `secure_boot` says otherwise.",
             )
             .force_new()
             .validate(one_of(&["bios", "uefi"])),
+    )
+    .attribute(
+        Attribute::optional("secure_boot", Type::Bool)
+            .default_value(Value::Bool(false))
+            .describe(
+                "UEFI Secure Boot with the Microsoft keys enrolled (OVMF's Secure Boot build and SMM, Debian: ovmf), as \
+                 on a physical server: the guest boots only signed loaders, e.g. a distribution's shim. Needs \
+                 `firmware = \"uefi\"` and a q35 machine; a change replaces the instance (the variable store is made \
+                 with the keys when the instance is created).",
+            )
+            .force_new(),
     )
     .attribute(
         Attribute::optional("kernel", Type::String)
@@ -145,6 +156,11 @@ pub fn schema() -> Schema {
         "The file on the libvirt host the serial console is logged to (a 0600 volume `NAME-console.log` in the \
          pool of the cloud-init seed, else of the first disk, when that pool is a directory; null otherwise). A \
          failed `wait_for` quotes its last lines; it is removed with the instance.",
+    ))
+    .attribute(Attribute::computed("nvram", Type::String).describe(
+        "The instance's UEFI variable store on the libvirt host (boot entries, Secure Boot keys, variables the \
+         guest sets), made by libvirt from OVMF's template; null with `firmware = \"bios\"`. It survives \
+         updates and restarts and is removed with the instance.",
     ))
     .block(NestedBlock::new("disk", Nesting::List, disk_block()).items(1, 0))
     .block(NestedBlock::new("network_interface", Nesting::List, interface_block()))

@@ -167,6 +167,8 @@ pub struct Spec {
     pub machine: String,
     pub accelerator: String,
     pub uefi: bool,
+    /// UEFI Secure Boot with the Microsoft keys enrolled (implies SMM).
+    pub secure_boot: bool,
     pub kernel: Option<String>,
     pub initrd: Option<String>,
     pub cmdline: Option<String>,
@@ -233,6 +235,7 @@ impl Spec {
             machine: m.machine.as_deref().unwrap_or(DEFAULT_MACHINE).to_string(),
             accelerator,
             uefi: m.firmware.as_deref() == Some("uefi"),
+            secure_boot: m.secure_boot.unwrap_or(false),
             kernel: m.kernel.clone(),
             initrd: m.initrd.clone(),
             cmdline: m.cmdline.clone(),

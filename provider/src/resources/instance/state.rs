@@ -40,6 +40,8 @@ pub fn fill(state: &mut InstanceModel, observed: &Observed) {
     state.accelerator = Some(doc.domain_type.clone());
     let uefi = doc.os.firmware.as_deref() == Some("efi") || doc.os.loader.is_some();
     state.firmware = Some(if uefi { "uefi" } else { "bios" }.to_string());
+    state.secure_boot = Some(secure_boot(&doc.os));
+    state.nvram = Field::from_option(doc.os.nvram.as_ref().and_then(|n| n.value.clone()));
     state.kernel = doc.os.kernel.clone();
     state.initrd = doc.os.initrd.clone();
     state.cmdline = doc.os.cmdline.clone();
@@ -83,6 +85,15 @@ pub fn fill(state: &mut InstanceModel, observed: &Observed) {
         .collect();
     for ci in &mut state.cloud_init {
         ci.seed_volume = Field::from_option(observed.meta.seed.as_ref().map(|s| s.volume.clone()));
+    }
+}
+
+/// Whether the definition asks for (or libvirt picked) Secure Boot firmware.
+fn secure_boot(os: &libvirt_xml::domain::Os) -> bool {
+    let feature = os.firmware_features.iter().flat_map(|f| f.features.iter()).find(|f| f.name == "secure-boot");
+    match feature {
+        Some(f) => f.enabled == "yes",
+        None => os.loader.as_ref().and_then(|l| l.secure.as_deref()) == Some("yes"),
     }
 }
 
@@ -259,6 +270,23 @@ mod tests {
         let mut d = Domain::default();
         d.devices.graphics = vec![g];
         d
+    }
+
+    #[test]
+    fn secure_boot_is_read_from_the_firmware_features_or_the_loader() {
+        use libvirt_xml::domain::{FirmwareFeature, FirmwareFeatures, Loader, Os};
+        let features = |enabled: &str| {
+            Some(FirmwareFeatures {
+                features: vec![FirmwareFeature { enabled: enabled.into(), name: "secure-boot".into() }],
+            })
+        };
+        let loader = |secure: &str| Some(Loader { secure: Some(secure.into()), ..Default::default() });
+        assert!(secure_boot(&Os { firmware_features: features("yes"), ..Default::default() }));
+        assert!(!secure_boot(&Os { firmware_features: features("no"), loader: loader("yes"), ..Default::default() }));
+        // An imported domain with its loader written out by hand.
+        assert!(secure_boot(&Os { loader: loader("yes"), ..Default::default() }));
+        assert!(!secure_boot(&Os { loader: loader("no"), ..Default::default() }));
+        assert!(!secure_boot(&Os::default()));
     }
 
     #[test]

@@ -44,6 +44,24 @@ pub fn validate(config: &Value) -> Diagnostics {
             ));
         }
     }
+    if c.secure_boot.known() == Some(&true) {
+        if let Some(firmware) = text(&c.firmware).filter(|f| *f != "uefi") {
+            diags.push(Diagnostic::attribute_error(
+                Path::attr("secure_boot"),
+                "Secure Boot without UEFI",
+                format!("Secure Boot is a UEFI feature, but firmware is {firmware:?}; set firmware = \"uefi\"."),
+            ));
+        }
+        if set(&c.kernel) {
+            diags.push(Diagnostic::attribute_warning(
+                Path::attr("kernel"),
+                "Direct kernel boot under Secure Boot",
+                "Under Secure Boot the firmware checks a directly booted kernel against the enrolled (Microsoft) keys; \
+                 distribution kernels are signed with their own key and are meant to boot through shim. Boot from \
+                 the disk instead, through its signed shim and boot loader, unless the kernel is signed for these keys.",
+            ));
+        }
+    }
     let disks: &[Field<DiskPlan>] = c.disk.known().map_or(&[], Vec::as_slice);
     let mut sources = Vec::new();
     for (i, d) in disks.iter().enumerate() {
@@ -217,18 +235,15 @@ fn graphics(c: &InstancePlan, diags: &mut Diagnostics) {
         } else {
             match address.parse::<std::net::IpAddr>() {
                 Err(_) => diags.push(super::spec::invalid_listen_address(address)),
-                Ok(ip) if !ip.is_loopback() => diags.push(Diagnostic {
-                    attribute: Some(path("listen_address")),
-                    ..Diagnostic::warning(
-                        "Display reachable from the network",
-                        format!(
-                            "The graphical console listens on {ip}, not only on this host: anyone who reaches it \
-                             sees the screen{}. VNC and SPICE here are not encrypted; prefer 127.0.0.1 and an SSH \
-                             tunnel.",
-                            if g.password_wo.is_null() { " and types on the keyboard" } else { " with the password" }
-                        ),
-                    )
-                }),
+                Ok(ip) if !ip.is_loopback() => diags.push(Diagnostic::attribute_warning(
+                    path("listen_address"),
+                    "Display reachable from the network",
+                    format!(
+                        "The graphical console listens on {ip}, not only on this host: anyone who reaches it sees \
+                         the screen{}. VNC and SPICE here are not encrypted; prefer 127.0.0.1 and an SSH tunnel.",
+                        if g.password_wo.is_null() { " and types on the keyboard" } else { " with the password" }
+                    ),
+                )),
                 Ok(_) => {}
             }
         }
@@ -275,6 +290,25 @@ mod tests {
         let block = Value::object_from(graphics.iter().map(|(k, v)| (*k, Value::string(*v))));
         let config = Value::object_from([("name", Value::string("x")), ("graphics", Value::List(vec![block]))]);
         validate(&config).0.into_iter().map(|d| d.summary).collect()
+    }
+
+    #[test]
+    fn secure_boot_needs_uefi_and_warns_about_direct_kernel_boot() {
+        let check = |attrs: &[(&str, Value)]| -> Vec<(String, String)> {
+            let config = Value::object_from(attrs.iter().cloned().chain([("name", Value::string("x"))]));
+            validate(&config).0.into_iter().map(|d| (d.summary, d.attribute.unwrap().to_string())).collect()
+        };
+        let (on, uefi) = (("secure_boot", Value::Bool(true)), ("firmware", Value::string("uefi")));
+        assert!(check(&[on.clone(), uefi.clone()]).is_empty());
+        assert!(check(&[("secure_boot", Value::Bool(false)), ("firmware", Value::string("bios"))]).is_empty());
+        assert_eq!(
+            check(&[on.clone(), ("firmware", Value::string("bios"))]),
+            [("Secure Boot without UEFI".to_string(), "secure_boot".to_string())]
+        );
+        assert_eq!(
+            check(&[on, uefi, ("kernel", Value::string("/boot/vmlinuz"))]),
+            [("Direct kernel boot under Secure Boot".to_string(), "kernel".to_string())]
+        );
     }
 
     #[test]
