@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # libvirt for the acceptance tests (source it): install, start inside a network namespace, stop.
 #
-#   libvirt_install   Debian packages: libvirt 11.3 + QEMU 10.0 from bookworm-backports, and the tools the
+#   libvirt_install   Debian packages: libvirt 11.3 + QEMU 10.0 from bookworm-backports, virtiofsd (built from
+#                     crates.io: Debian has none), and the tools the
 #                     tests and the guest image need. Skips apt entirely when everything is in place.
 #   libvirt_start     network namespace $KVM_TEST_NETNS (default kvmtest) with lo up, virtlogd and libvirtd
 #                     running inside it (reused when already there); exports KVM_TEST_NETNS and
@@ -44,6 +45,40 @@ LIBVIRT_MIN_VERSION=11.3.0
 QEMU_MIN_VERSION=1:10.0.0
 
 libvirt_install() {
+  _libvirt_packages && _libvirt_virtiofsd
+}
+
+# The virtiofs daemon behind kvm_instance's `filesystem` blocks. Debian 12 has no package (nor its
+# backports), so it is built from crates.io once (about a minute; kept in $KVM_TOOLS) and installed
+# as /usr/local/libexec/virtiofsd, with a vhost-user descriptor through which libvirt finds it.
+VIRTIOFSD_VERSION=1.14.0
+
+_libvirt_virtiofsd() {
+  local bin=/usr/local/libexec/virtiofsd desc=/etc/qemu/vhost-user/50-virtiofsd.json
+  if [[ "$("$bin" --version 2>/dev/null)" != "virtiofsd $VIRTIOFSD_VERSION" ]]; then
+    local root="${KVM_TOOLS:-$HOME/.cache/kvm-tools}/virtiofsd-$VIRTIOFSD_VERSION" dev=() pkg
+    if [[ ! -x $root/bin/virtiofsd ]]; then
+      for pkg in libseccomp-dev libcap-ng-dev; do
+        [[ "$(dpkg-query -W -f '${Status}' "$pkg" 2>/dev/null)" == "install ok installed" ]] || dev+=("$pkg")
+      done
+      if ((${#dev[@]})); then
+        _libvirt_log "installing ${dev[*]} (to build virtiofsd)"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${dev[@]}" >&2
+      fi
+      _libvirt_log "building virtiofsd $VIRTIOFSD_VERSION from crates.io (about a minute)"
+      cargo install --quiet --locked --version "$VIRTIOFSD_VERSION" --root "$root" virtiofsd >&2
+    fi
+    install -D -m 0755 "$root/bin/virtiofsd" "$bin"
+  fi
+  local want
+  want=$(printf '{\n  "description": "virtiofsd %s from crates.io (installed by scripts/libvirt.sh)",\n  "type": "fs",\n  "binary": "%s"\n}' "$VIRTIOFSD_VERSION" "$bin")
+  if [[ "$(cat "$desc" 2>/dev/null)" != "$want" ]]; then
+    mkdir -p "${desc%/*}"
+    printf '%s\n' "$want" >"$desc"
+  fi
+}
+
+_libvirt_packages() {
   # Installed from bookworm-backports (-t): libvirt and QEMU themselves, plus qemu-utils, which the
   # machine image already has from backports (bookworm's qemu-system-x86 7.2 conflicts with it).
   local backports=(qemu-system-x86 qemu-utils libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev)

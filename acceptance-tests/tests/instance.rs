@@ -316,7 +316,7 @@ fn uefi_instance_with_its_own_nvram_stops_starts_and_leaves_nothing() {
 const EFI_GLOBAL: &str = "8be4df61-93ca-11d2-aa0d-00e098032b8c";
 
 #[test]
-fn secure_boot_guest_boots_the_signed_chain_and_keeps_its_nvram_across_a_restart() {
+fn secure_boot_guest_boots_the_signed_chain_keeps_its_nvram_and_gains_shared_directories() {
     if !libvirt::require_libvirt() {
         return;
     }
@@ -324,10 +324,21 @@ fn secure_boot_guest_boots_the_signed_chain_and_keeps_its_nvram_across_a_restart
     let p = &lab.prefix;
     let client_pub = client_key(lab.dir.path());
     let s = p.name("s");
+    // Two host directories for virtiofs: one the guest may write, one it may only read.
+    let (rw, ro) = (lab.dir.path().join("share-rw"), lab.dir.path().join("share-ro"));
+    for (dir, text) in [(&rw, "written on the host\n"), (&ro, "read-only for the guest\n")] {
+        std::fs::create_dir(dir).unwrap();
+        std::fs::write(dir.join("hello.txt"), text).unwrap();
+    }
+    let shares = format!(
+        "  filesystem {{\n    source = \"{}\"\n    target = \"rw\"\n  }}\n  filesystem {{\n    source    = \"{}\"\n    target    = \"ro\"\n    read_only = true\n  }}\n",
+        rw.display(),
+        ro.display()
+    );
     // The test image's Secure Boot disk (scripts/guest-image.sh): GPT, an EFI system partition
     // with Debian's Microsoft-signed shim, Debian-signed GRUB and the Debian-signed kernel, and
     // the usual root filesystem. No direct kernel boot: the firmware boots the disk.
-    let body = |memory: &str| {
+    let body = |memory: &str, filesystems: &str| {
         format!(
             r#"
 resource "kvm_volume" "sb_base" {{
@@ -354,7 +365,7 @@ resource "kvm_instance" "s" {{
     network = kvm_network.net.name
   }}
   tpm {{}}
-  wait_for         = "ssh"
+{filesystems}  wait_for         = "ssh"
   shutdown_timeout = "2m"
 {ci}
 }}
@@ -364,7 +375,7 @@ output "known_hosts" {{ value = kvm_instance.s.known_hosts }}
             ci = cloud_init(&client_pub)
         )
     };
-    lab.write(&body("512MiB"));
+    lab.write(&body("512MiB", ""));
     lab.ws.init().ok();
     let started = std::time::Instant::now();
     lab.ws.apply(&[]).ok();
@@ -398,19 +409,39 @@ output "known_hosts" {{ value = kvm_instance.s.known_hosts }}
     assert!(pcr7.len() == 64 && pcr7.chars().any(|c| c != '0'), "PCR 7 was extended: {pcr7}");
 
     // A variable the guest writes lives in the instance's NVRAM: it is still there after a
-    // change that restarts the instance (same domain, same variable store).
+    // change that restarts the instance (same domain, same variable store). The change: more
+    // memory and two shared directories, which need a restart (guest memory shared with
+    // virtiofsd).
     let marker = "KvmTestMarker-3a2b1c0d-0000-4000-8000-000000000001";
     ssh_ok(dir, &ip, &kh, &format!("printf '\\007\\000\\000\\000kept' > /sys/firmware/efi/efivars/{marker}"));
     let uuid = dominfo(&s, "UUID");
-    lab.write(&body("640MiB"));
+    lab.write(&body("640MiB", &shares));
     let plan = lab.ws.plan(&[]);
-    assert!(plan.all().contains("Instance will restart") && !plan.all().contains("must be replaced"), "{}", plan.all());
+    let said = plan.all();
+    assert!(said.contains("Instance will restart") && said.contains("filesystem"), "{said}");
+    assert!(!said.contains("must be replaced"), "{said}");
     lab.ws.apply(&[]).ok();
     assert_eq!(dominfo(&s, "UUID"), uuid);
     assert_eq!(dominfo(&s, "Max memory"), "655360 KiB");
     let kept = ssh_ok(dir, &ip, &kh, &format!("tail -c 4 /sys/firmware/efi/efivars/{marker}"));
     assert_eq!(kept, "kept", "the guest's EFI variable survived the restart");
     assert_eq!(ssh_ok(dir, &ip, &kh, &var("SecureBoot")), "1");
+
+    // virtiofs: the guest mounts both tags; it reads what the host wrote, the host sees what it
+    // writes to the read-write share, and the read-only share refuses its writes.
+    let xml = virsh_ok(&["dumpxml", &s, "--inactive"]);
+    assert!(xml.contains("<driver type='virtiofs'/>") && xml.contains("<access mode='shared'/>"), "{xml}");
+    ssh_ok(dir, &ip, &kh, "mkdir -p /mnt/rw /mnt/ro && mount -t virtiofs rw /mnt/rw && mount -t virtiofs ro /mnt/ro");
+    assert_eq!(ssh_ok(dir, &ip, &kh, "cat /mnt/rw/hello.txt"), "written on the host");
+    assert_eq!(ssh_ok(dir, &ip, &kh, "cat /mnt/ro/hello.txt"), "read-only for the guest");
+    ssh_ok(dir, &ip, &kh, "echo written in the guest > /mnt/rw/from-guest.txt && sync");
+    assert_eq!(std::fs::read_to_string(rw.join("from-guest.txt")).unwrap(), "written in the guest\n");
+    let refused = ssh(dir, &ip, &kh, "echo nope > /mnt/ro/from-guest.txt");
+    assert!(!refused.status.success(), "a write to the read-only share must fail");
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("Read-only file system"), "{refused:?}");
+    assert!(!ro.join("from-guest.txt").exists());
+    let plan = lab.ws.plan(&[]);
+    assert_eq!(plan.code, 0, "the shares read back as configured:\n{}", plan.all());
 
     // Import reads Secure Boot back (else the plan would replace the instance) and the NVRAM.
     lab.ws.run(&["state", "rm", "kvm_instance.s"]).ok();

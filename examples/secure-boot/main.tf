@@ -1,6 +1,7 @@
 # A Secure Boot instance with a TPM 2.0: UEFI with the Microsoft keys enrolled, SMM, a variable
 # store of its own (kept across restarts, removed with the instance) and swtpm. The guest boots
-# from its disk through the image's signed shim; the kernel locks itself down.
+# from its disk through the image's signed shim; the kernel locks itself down. Optionally a host
+# directory shared read-only over virtiofs (in the guest: mount -t virtiofs shared /mnt).
 #
 #   terraform apply -var image=/path/to/disk-secureboot.qcow2 -var ssh_public_key="$(cat ~/.ssh/id_ed25519.pub)"
 #
@@ -26,6 +27,12 @@ variable "image" {
 variable "ssh_public_key" {
   type        = string
   description = "Public key allowed to log in as root."
+}
+
+variable "shared_dir" {
+  type        = string
+  default     = null
+  description = "A directory of the libvirt host to share read-only with the guest (virtiofs, tag `shared`); null for none."
 }
 
 variable "accelerator" {
@@ -74,6 +81,15 @@ resource "kvm_instance" "secure" {
   secure_boot = true
 
   tpm {}
+
+  dynamic "filesystem" {
+    for_each = var.shared_dir == null ? [] : [var.shared_dir]
+    content {
+      source    = filesystem.value
+      target    = "shared"
+      read_only = true
+    }
+  }
 
   disk {
     volume = kvm_volume.root.name

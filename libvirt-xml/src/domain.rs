@@ -67,6 +67,9 @@ pub struct Domain {
     /// absent.
     #[serde(rename = "currentMemory", default, skip_serializing_if = "Option::is_none")]
     pub current_memory: Option<Capacity>,
+    /// How guest memory is backed on the host (shared with vhost-user daemons such as virtiofsd).
+    #[serde(rename = "memoryBacking", default, skip_serializing_if = "Option::is_none")]
+    pub memory_backing: Option<MemoryBacking>,
     /// Number of virtual CPUs.
     pub vcpu: Vcpu,
     /// Number of I/O threads, which disks can be pinned to with `driver.iothread`.
@@ -334,6 +337,142 @@ impl State {
     }
 }
 
+/// The `<memoryBacking>` element.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct MemoryBacking {
+    /// What backs guest memory: `<source type='memfd'/>` (anonymous, shareable), `file`, `anonymous`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<MemorySource>,
+    /// Whether other processes may map guest memory: `<access mode='shared'/>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<MemoryAccess>,
+}
+
+impl MemoryBacking {
+    /// Guest memory in a memfd shared with vhost-user daemons: what virtiofs needs, without
+    /// hugepages or a file on the host.
+    pub fn shared_memfd() -> Self {
+        Self {
+            source: Some(MemorySource { source_type: "memfd".to_owned() }),
+            access: Some(MemoryAccess { mode: "shared".to_owned() }),
+        }
+    }
+
+    /// Whether guest memory may be mapped by other processes.
+    pub fn is_shared(&self) -> bool {
+        self.access.as_ref().is_some_and(|a| a.mode == "shared")
+    }
+}
+
+/// The `<source>` of `<memoryBacking>`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct MemorySource {
+    /// `memfd`, `file` or `anonymous`.
+    #[serde(rename = "@type")]
+    pub source_type: String,
+}
+
+/// The `<access>` of `<memoryBacking>`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct MemoryAccess {
+    /// `shared` or `private`.
+    #[serde(rename = "@mode")]
+    pub mode: String,
+}
+
+/// A `<filesystem>`: a host directory the guest mounts by its tag.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Filesystem {
+    /// `mount` for a host directory.
+    #[serde(rename = "@type")]
+    pub fs_type: String,
+    /// `passthrough` (the only mode virtiofs has), `mapped` or `squash`.
+    #[serde(rename = "@accessmode", default, skip_serializing_if = "Option::is_none")]
+    pub access_mode: Option<String>,
+    /// The sharing driver.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver: Option<FilesystemDriver>,
+    /// The daemon serving it (virtiofsd); libvirt finds one from the host's vhost-user
+    /// descriptors when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binary: Option<FilesystemBinary>,
+    /// The host directory.
+    pub source: FilesystemSource,
+    /// The tag the guest mounts it by.
+    pub target: FilesystemTarget,
+    /// Read-only to the guest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readonly: Option<Flag>,
+    /// Device alias, as reported by libvirt for running domains.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alias: Option<Alias>,
+    /// Guest bus address; libvirt assigns one when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<Address>,
+}
+
+impl Filesystem {
+    /// The host directory `source` shared over virtiofs under the tag `tag`.
+    pub fn virtiofs(source: &str, tag: &str, read_only: bool) -> Self {
+        Self {
+            fs_type: "mount".to_owned(),
+            access_mode: Some("passthrough".to_owned()),
+            driver: Some(FilesystemDriver { driver_type: "virtiofs".to_owned(), queue: None }),
+            binary: None,
+            source: FilesystemSource { dir: source.to_owned() },
+            target: FilesystemTarget { dir: tag.to_owned() },
+            readonly: read_only.then_some(Flag {}),
+            alias: None,
+            address: None,
+        }
+    }
+
+    /// Whether it is shared over virtiofs.
+    pub fn is_virtiofs(&self) -> bool {
+        self.driver.as_ref().is_some_and(|d| d.driver_type == "virtiofs")
+    }
+}
+
+/// A filesystem is also the fragment `virDomainAttachDevice` takes.
+impl Fragment for Filesystem {
+    const ELEMENT: &'static str = "filesystem";
+}
+
+/// The `<driver>` of a `<filesystem>`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct FilesystemDriver {
+    /// `virtiofs`, `path` (9p) or `handle`.
+    #[serde(rename = "@type")]
+    pub driver_type: String,
+    /// Size of the virtqueue.
+    #[serde(rename = "@queue", default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<u32>,
+}
+
+/// The `<binary>` of a virtiofs `<filesystem>`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct FilesystemBinary {
+    /// Path of the daemon on the host.
+    #[serde(rename = "@path", default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+}
+
+/// The `<source>` of a `<filesystem>`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct FilesystemSource {
+    /// The host directory.
+    #[serde(rename = "@dir")]
+    pub dir: String,
+}
+
+/// The `<target>` of a `<filesystem>`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct FilesystemTarget {
+    /// The mount tag.
+    #[serde(rename = "@dir")]
+    pub dir: String,
+}
+
 /// The `<devices>` element.
 ///
 /// Serialised in the order libvirt itself prints devices; on parsing, order does not matter.
@@ -349,6 +488,9 @@ pub struct Devices {
     /// devices need.
     #[serde(rename = "controller", default, skip_serializing_if = "Vec::is_empty")]
     pub controllers: Vec<Controller>,
+    /// Host directories shared with the guest.
+    #[serde(rename = "filesystem", default, skip_serializing_if = "Vec::is_empty")]
+    pub filesystems: Vec<Filesystem>,
     /// Network interfaces.
     #[serde(rename = "interface", default, skip_serializing_if = "Vec::is_empty")]
     pub interfaces: Vec<Interface>,

@@ -15,7 +15,8 @@ use tf_cty::{Path, Type, Value};
 
 pub use plan::{check_plan_valid, plan_resource_change, replace_paths, strip_write_only, with_write_only};
 pub use validate::{
-    check_write_only, int_range, non_empty, one_of, quoted_list, validate_attributes, Validator, WRITE_ONLY_TERRAFORM,
+    absolute_path, check_write_only, int_range, non_empty, one_of, quoted_list, validate_attributes, Validator,
+    WRITE_ONLY_TERRAFORM,
 };
 
 /// A resource's (or the provider's) schema: a versioned top-level block.

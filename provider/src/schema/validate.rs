@@ -177,6 +177,22 @@ pub fn non_empty() -> impl Validator {
     }
 }
 
+/// Accepts clean absolute paths: no `..`, `.`, `//` or trailing `/`. libvirt cleans paths up
+/// (`/a//b/` becomes `/a/b`); asking for the clean form keeps the state equal to the configuration.
+pub fn absolute_path() -> impl Validator {
+    |v: &Value| match v.as_str() {
+        Some(p)
+            if p.starts_with('/')
+                && p.len() > 1
+                && !p[1..].split('/').any(|s| s.is_empty() || s == "." || s == "..") =>
+        {
+            Ok(())
+        }
+        Some(p) => Err(format!("{p:?} must be a clean absolute path: no \"..\", \".\", \"//\" or trailing \"/\".")),
+        None => Err("expected a string".into()),
+    }
+}
+
 /// Accepts whole numbers in `min..=max`.
 pub fn int_range(min: i64, max: i64) -> impl Validator {
     move |v: &Value| match v.as_number().and_then(|n| n.to_i64()) {

@@ -5,8 +5,8 @@
 
 use libvirt_xml::domain::{
     BootOrder, CharDevice, CharLog, Controller, Cpu, CpuModel, Devices, Disk, DiskDriver, DiskSource as XmlDiskSource,
-    DiskTarget, Domain, Features, FirmwareFeature, FirmwareFeatures, Graphics, GraphicsListen, Interface,
-    InterfaceSource, Mac, Model, Os, OsType, PciAddress, Rng, State, Tpm, Vcpu,
+    DiskTarget, Domain, Features, Filesystem, FirmwareFeature, FirmwareFeatures, Graphics, GraphicsListen, Interface,
+    InterfaceSource, Mac, MemoryBacking, Model, Os, OsType, PciAddress, Rng, State, Tpm, Vcpu,
 };
 use libvirt_xml::{Capacity, Flag};
 
@@ -110,6 +110,7 @@ pub fn new_domain(spec: &Spec, uuid: &str, extras: &Extras) -> Domain {
         name: spec.name.clone(),
         uuid: Some(uuid.to_string()),
         memory: Capacity::from_bytes(spec.memory),
+        memory_backing: memory_backing(spec),
         vcpu: Vcpu::new(spec.vcpu),
         iothreads: (iothreads > 0).then_some(iothreads),
         os,
@@ -136,6 +137,7 @@ pub fn new_domain(spec: &Spec, uuid: &str, extras: &Extras) -> Domain {
             rngs: vec![Rng::virtio_urandom()],
             graphics: spec.graphics.iter().map(graphics).collect(),
             tpms: spec.tpm.iter().map(|model| Tpm::emulated(model)).collect(),
+            filesystems: filesystems(spec),
             ..Default::default()
         },
         ..Default::default()
@@ -309,6 +311,17 @@ pub fn same_source(disk: &Disk, source: &DiskSource) -> bool {
     }
 }
 
+/// The spec's shared directories, each served by a virtiofsd of its own.
+pub fn filesystems(spec: &Spec) -> Vec<Filesystem> {
+    spec.filesystems.iter().map(|f| Filesystem::virtiofs(&f.source, &f.tag, f.read_only)).collect()
+}
+
+/// Guest memory shared with the virtiofsd daemons, when there are shared directories (virtiofs
+/// maps guest memory; libvirt refuses it on private memory). Otherwise libvirt's default.
+pub fn memory_backing(spec: &Spec) -> Option<MemoryBacking> {
+    (!spec.filesystems.is_empty()).then(MemoryBacking::shared_memfd)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -356,6 +369,7 @@ mod tests {
             cloud_init: None,
             graphics: None,
             tpm: Some("tpm-crb".into()),
+            filesystems: vec![],
             running: true,
             autostart: true,
             wait_for: WaitFor::Ip,

@@ -184,7 +184,7 @@ impl Resource for Instance {
                         .map_err(|e| HostError::call(format!("set autostart of {name:?}"), e))?;
                     let watch = first_nic.map(|n| ops::LeaseWatch::before_start(conn, n.network.as_deref(), &n.mac));
                     if running {
-                        dom.create().map_err(|e| HostError::call(format!("start {name:?}"), e))?;
+                        ops::start(&dom, &name)?;
                     }
                     Ok(watch)
                 })();

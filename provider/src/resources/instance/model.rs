@@ -88,6 +88,7 @@ crate::model! {
         pub graphics: Vec<GraphicsModel>,
         /// At most one block.
         pub tpm: Vec<TpmModel>,
+        pub filesystem: Vec<FilesystemModel>,
         pub timeouts: Option<TimeoutsModel>,
     }
 }
@@ -168,6 +169,16 @@ crate::model! {
 }
 
 crate::model! {
+    /// A `filesystem` block: a host directory shared over virtiofs.
+    #[derive(Default)]
+    pub struct FilesystemModel / FilesystemPlan {
+        pub source: String,
+        pub target: String,
+        pub read_only: Option<bool>,
+    }
+}
+
+crate::model! {
     /// The `timeouts` block.
     #[derive(Default)]
     pub struct TimeoutsModel / TimeoutsPlan {
@@ -239,5 +250,6 @@ mod tests {
         crate::model::check::<TimeoutsModel>(nested("timeouts")).unwrap();
         crate::model::check::<GraphicsModel>(nested("graphics")).unwrap();
         crate::model::check::<TpmModel>(nested("tpm")).unwrap();
+        crate::model::check::<FilesystemModel>(nested("filesystem")).unwrap();
     }
 }

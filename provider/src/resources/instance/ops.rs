@@ -142,6 +142,16 @@ pub fn preflight(conn: &Connect, spec: &Spec) -> Result<Result<Preflight, Vec<Di
             ),
         ));
     }
+    if !spec.filesystems.is_empty()
+        && !caps.device_enum(|d| d.filesystem.as_ref(), "driverType").iter().any(|t| t == "virtiofs")
+    {
+        problems.push(Diagnostic::attribute_error(
+            Path::attr("filesystem"),
+            "virtiofs not offered by the host",
+            "QEMU on this host cannot share directories over virtiofs (no vhost-user-fs device); use a QEMU with \
+             virtiofs support, or remove the filesystem blocks.",
+        ));
+    }
     for (i, n) in spec.nics.iter().enumerate() {
         if let Some(net) = &n.network {
             if let Err(e) = conn.lookup_network_by_name(net) {
@@ -376,6 +386,23 @@ pub fn hotplug(dom: &VirDomain, device: &impl Fragment, plug: Plug, what: &str, 
         Plug::Detach => dom.detach_device_flags(&xml, sys::VIR_DOMAIN_AFFECT_LIVE),
     };
     done.map_err(|e| HostError::call(format!("{verb} {what} of {name:?}"), e))
+}
+
+/// Starts the domain. A start that fails for want of virtiofsd says what to install: the daemon
+/// is not a Debian package, and libvirt's own message does not say where to get it.
+pub fn start(dom: &VirDomain, name: &str) -> Result<(), HostError> {
+    dom.create().map(|_| ()).map_err(|e| match HostError::call(format!("start {name:?}"), e) {
+        HostError::Call { what, code, message } if message.contains("virtiofsd") => HostError::Call {
+            what,
+            code,
+            message: format!(
+                "{message}. The instance's filesystem blocks need virtiofsd on the libvirt host: install it (Debian 12 \
+                 has no package: cargo install virtiofsd, as scripts/libvirt.sh does) with a vhost-user descriptor \
+                 in /etc/qemu/vhost-user/ naming it, or remove the filesystem blocks"
+            ),
+        },
+        other => other,
+    })
 }
 
 /// Undefines the domain with its NVRAM, its emulated TPM's state, managed save image and

@@ -44,6 +44,9 @@ pub(super) fn restart_reasons(prior: &InstancePlan, planned: &InstancePlan) -> V
     if prior.tpm != planned.tpm {
         reasons.push("tpm".to_string());
     }
+    if prior.filesystem != planned.filesystem {
+        reasons.push("filesystem".to_string());
+    }
     for (i, d) in list(&planned.disk).iter().enumerate() {
         let Some(source) = d.known().and_then(DiskSource::of_plan) else { continue };
         let Field::Known(d) = d else { continue };

@@ -3,7 +3,7 @@
 use tf_cty::{Type, Value};
 
 use crate::libvirt::name_validator;
-use crate::schema::{int_range, one_of, Attribute, Block, NestedBlock, Nesting, Schema};
+use crate::schema::{absolute_path, int_range, one_of, Attribute, Block, NestedBlock, Nesting, Schema};
 use crate::units;
 
 use super::model::*;
@@ -183,8 +183,44 @@ pub fn schema() -> Schema {
         )
         .items(0, 1),
     )
+    .block(NestedBlock::new("filesystem", Nesting::List, filesystem_block()))
     .block(NestedBlock::new("timeouts", Nesting::Single, timeouts_block()));
     Schema::new(0, block)
+}
+
+fn filesystem_block() -> Block {
+    Block::new(
+        "A directory of the libvirt host shared with the guest over virtiofs (virtiofsd on the host, guest memory \
+         shared with it). The guest mounts it by its tag: `mount -t virtiofs TAG /mnt`, or in fstab `TAG /mnt \
+         virtiofs defaults 0 0`. Adding, removing or changing one restarts a running instance.",
+    )
+    .attribute(
+        Attribute::required("source", Type::String)
+            .describe("Absolute path of the directory on the libvirt host; it must exist when the instance starts.")
+            .validate(absolute_path()),
+    )
+    .attribute(
+        Attribute::required("target", Type::String)
+            .describe("The mount tag the guest sees (1 to 36 bytes), unique within the instance.")
+            .validate(mount_tag()),
+    )
+    .attribute(
+        Attribute::optional("read_only", Type::Bool)
+            .default_value(Value::Bool(false))
+            .describe("Share it read-only: virtiofsd refuses the guest's writes (default false)."),
+    )
+}
+
+/// The longest mount tag virtio-fs carries (the device's `tag` field is 36 bytes).
+const MOUNT_TAG_MAX: usize = 36;
+
+/// Accepts a virtiofs mount tag: 1 to 36 bytes, no whitespace (fstab could not name it).
+fn mount_tag() -> impl crate::schema::Validator {
+    |v: &Value| match v.as_str() {
+        Some(t) if !t.is_empty() && t.len() <= MOUNT_TAG_MAX && !t.chars().any(char::is_whitespace) => Ok(()),
+        Some(t) => Err(format!("{t:?} is not a mount tag: 1 to {MOUNT_TAG_MAX} bytes without spaces.")),
+        None => Err("expected a string".into()),
+    }
 }
 
 fn disk_block() -> Block {

@@ -137,6 +137,16 @@ impl std::fmt::Debug for Password {
     }
 }
 
+/// A `filesystem` block: a host directory shared over virtiofs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FsSpec {
+    /// The directory on the host.
+    pub source: String,
+    /// The mount tag the guest sees.
+    pub tag: String,
+    pub read_only: bool,
+}
+
 /// The `graphics` block.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GraphicsSpec {
@@ -178,6 +188,7 @@ pub struct Spec {
     pub graphics: Option<GraphicsSpec>,
     /// The TPM's model, when the instance has one.
     pub tpm: Option<String>,
+    pub filesystems: Vec<FsSpec>,
     pub running: bool,
     pub autostart: bool,
     pub wait_for: WaitFor,
@@ -244,6 +255,15 @@ impl Spec {
             cloud_init: m.cloud_init.first().map(cloud_init),
             graphics: m.graphics.first().map(graphics).transpose()?,
             tpm: m.tpm.first().map(|t| t.model.clone().unwrap_or_else(|| DEFAULT_TPM_MODEL.to_string())),
+            filesystems: m
+                .filesystem
+                .iter()
+                .map(|f| FsSpec {
+                    source: f.source.clone(),
+                    tag: f.target.clone(),
+                    read_only: f.read_only == Some(true),
+                })
+                .collect(),
             running: m.running.unwrap_or(DEFAULT_RUNNING),
             autostart: m.autostart.unwrap_or(DEFAULT_AUTOSTART),
             wait_for,

@@ -8,8 +8,8 @@ use tf_cty::Value;
 
 use super::build::same_source;
 use super::model::{
-    DiskModel, GraphicsModel, InstanceModel, NicModel, TpmModel, DEFAULT_BUS, DEFAULT_IOTHREAD, DEFAULT_LISTEN_ADDRESS,
-    DEFAULT_LISTEN_TYPE, DEFAULT_NIC_MODEL, DEFAULT_NVME_NAMESPACE,
+    DiskModel, FilesystemModel, GraphicsModel, InstanceModel, NicModel, TpmModel, DEFAULT_BUS, DEFAULT_IOTHREAD,
+    DEFAULT_LISTEN_ADDRESS, DEFAULT_LISTEN_TYPE, DEFAULT_NIC_MODEL, DEFAULT_NVME_NAMESPACE,
 };
 use super::ops::{NicAddresses, Observed};
 use super::spec::DiskSource;
@@ -82,6 +82,17 @@ pub fn fill(state: &mut InstanceModel, observed: &Observed) {
         .filter(|t| t.backend.backend_type == "emulator")
         .map(|t| TpmModel { model: Some(t.model.clone().unwrap_or_else(|| "tpm-tis".into())) })
         .take(1)
+        .collect();
+    state.filesystem = doc
+        .devices
+        .filesystems
+        .iter()
+        .filter(|f| f.is_virtiofs())
+        .map(|f| FilesystemModel {
+            source: f.source.dir.clone(),
+            target: f.target.dir.clone(),
+            read_only: Some(f.readonly.is_some()),
+        })
         .collect();
     for ci in &mut state.cloud_init {
         ci.seed_volume = Field::from_option(observed.meta.seed.as_ref().map(|s| s.volume.clone()));

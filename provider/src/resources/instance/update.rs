@@ -94,6 +94,15 @@ pub fn apply(
         }
     }
 
+    // Shared directories: a change restarts the instance (planned so), on memory shared with
+    // the daemons. Unchanged ones keep their addresses.
+    if old.filesystems != new.filesystems {
+        doc.devices.filesystems = build::filesystems(new);
+        if doc.memory_backing.as_ref().is_none_or(|m| !m.is_shared()) {
+            doc.memory_backing = build::memory_backing(new);
+        }
+    }
+
     // The graphics as configured, with the configuration's password (write-only: the definition
     // read back has none). A new password version sets it on the running display too.
     doc.devices.graphics = new.graphics.iter().map(build::graphics).collect();
@@ -122,7 +131,7 @@ pub fn apply(
     if active && restart && new.running {
         ops::shutdown(&dom, new.shutdown_timeout, &new.name)?;
         let w = watch();
-        dom.create().map_err(|e| HostError::call(format!("start {:?}", new.name), e))?;
+        ops::start(&dom, &new.name)?;
         started = Some(w);
     } else if active {
         // The persistent definition's PCI address of a device plugged while running differs from
@@ -156,7 +165,7 @@ pub fn apply(
         }
     } else if new.running {
         let w = watch();
-        dom.create().map_err(|e| HostError::call(format!("start {:?}", new.name), e))?;
+        ops::start(&dom, &new.name)?;
         started = Some(w);
     }
     Ok(started)

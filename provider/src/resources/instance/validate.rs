@@ -62,6 +62,19 @@ pub fn validate(config: &Value) -> Diagnostics {
             ));
         }
     }
+    let shares: &[Field<FilesystemPlan>] = c.filesystem.known().map_or(&[], Vec::as_slice);
+    let mut tags = Vec::new();
+    for (i, f) in shares.iter().enumerate() {
+        let Some(tag) = f.known().and_then(|f| text(&f.target)) else { continue };
+        if tags.contains(&tag) {
+            diags.push(Diagnostic::attribute_error(
+                Path::attr("filesystem").join_index(i as i64).join_attr("target"),
+                "Mount tag used twice",
+                format!("Another filesystem of this instance has the tag {tag:?}; the guest mounts by tag, so give each its own."),
+            ));
+        }
+        tags.push(tag);
+    }
     let disks: &[Field<DiskPlan>] = c.disk.known().map_or(&[], Vec::as_slice);
     let mut sources = Vec::new();
     for (i, d) in disks.iter().enumerate() {
@@ -308,6 +321,21 @@ mod tests {
         assert_eq!(
             check(&[on, uefi, ("kernel", Value::string("/boot/vmlinuz"))]),
             [("Direct kernel boot under Secure Boot".to_string(), "kernel".to_string())]
+        );
+    }
+
+    #[test]
+    fn mount_tags_are_unique() {
+        let share =
+            |tag: &str| Value::object_from([("source", Value::string("/srv/share")), ("target", Value::string(tag))]);
+        let check = |shares: Vec<Value>| -> Vec<(String, String)> {
+            let config = Value::object_from([("name", Value::string("x")), ("filesystem", Value::List(shares))]);
+            validate(&config).0.into_iter().map(|d| (d.summary, d.attribute.unwrap().to_string())).collect()
+        };
+        assert!(check(vec![share("a"), share("b")]).is_empty());
+        assert_eq!(
+            check(vec![share("a"), share("b"), share("a")]),
+            [("Mount tag used twice".to_string(), "filesystem[2].target".to_string())]
         );
     }
 

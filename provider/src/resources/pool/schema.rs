@@ -5,7 +5,7 @@ use tf_cty::{Type, Value};
 use super::model::{AUTOSTART, FORCE_DESTROY};
 use super::Pool;
 use crate::libvirt::name_validator;
-use crate::schema::{Attribute, Block, Schema};
+use crate::schema::{absolute_path, Attribute, Block, Schema};
 
 impl Pool {
     /// The resource with its schema.
@@ -26,7 +26,7 @@ impl Pool {
                 Attribute::required("path", Type::String)
                     .describe("Absolute path of the directory on the libvirt host.")
                     .force_new()
-                    .validate(absolute_path),
+                    .validate(absolute_path()),
             )
             .attribute(
                 Attribute::optional_computed("mode", Type::String)
@@ -55,22 +55,6 @@ impl Pool {
             .attribute(Attribute::computed("allocation", Type::Number).describe("Bytes allocated to volumes."))
             .attribute(Attribute::computed("available", Type::Number).describe("Bytes free for new volumes."));
         Pool { schema: Schema::new(0, block) }
-    }
-}
-
-fn absolute_path(v: &Value) -> Result<(), String> {
-    match v.as_str() {
-        // libvirt cleans paths up ("/a//b/" becomes "/a/b"); asking for the clean form keeps the
-        // state equal to the configuration.
-        Some(p)
-            if p.starts_with('/')
-                && p.len() > 1
-                && !p[1..].split('/').any(|s| s.is_empty() || s == "." || s == "..") =>
-        {
-            Ok(())
-        }
-        Some(p) => Err(format!("{p:?} must be a clean absolute path: no \"..\", \".\", \"//\" or trailing \"/\".")),
-        None => Err("expected a string".into()),
     }
 }
 
