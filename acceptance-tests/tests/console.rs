@@ -141,3 +141,46 @@ resource "kvm_instance" "r" {{
     lab.ws.destroy().ok();
     assert_nothing_leaked(p.as_str());
 }
+
+#[test]
+fn a_cloud_config_that_breaks_the_boot_is_quoted_when_the_wait_times_out() {
+    if !libvirt::require_libvirt()
+        || !acceptance_tests::first_terraform_only("the cloud-init failure's console evidence")
+    {
+        return;
+    }
+    let lab = Lab::new("console_cloud_init", 12);
+    let p = &lab.prefix;
+    let c = p.name("c");
+    let client_pub = acceptance_tests::lab::client_key(lab.dir.path());
+    // A user's cloud-config whose bootcmd fails after removing sshd: the guest gets its address,
+    // but SSH never answers, so wait_for = "ssh" runs into the create timeout. The last console
+    // lines then show only the end of the boot; the diagnostic must also quote cloud-init's
+    // warnings from before them, which say what went wrong.
+    let ci = format!(
+        r##"  cloud_init {{
+    user_data           = "#cloud-config\nbootcmd:\n  - [sh, -c, 'rm -f /usr/sbin/sshd; echo kvm-test breaking the boot; exit 3']\n"
+    ssh_authorized_keys = ["{client_pub}"]
+  }}"##
+    );
+    let body = instance(
+        "c",
+        &c,
+        &format!(
+            "  network_interface {{\n    network = kvm_network.net.name\n  }}\n  wait_for = \"ssh\"\n  shutdown_timeout = \"2s\"\n  timeouts {{\n    create = \"100s\"\n  }}\n{ci}\n"
+        ),
+    );
+    lab.write(&body);
+    lab.ws.init().ok();
+    let run = lab.ws.apply(&[]);
+    assert_ne!(run.code, 0, "{}", run.all());
+    let out = run.all();
+    let error = out.find("Error:").map_or(out.as_str(), |at| &out[at..]);
+    eprintln!("the diagnostic:\n{error}");
+    assert!(out.contains("Instance not ready in time") && out.contains("tainted"), "{out}");
+    assert!(out.contains("cloud-init's warnings and errors before them"), "{out}");
+    assert!(out.contains("bootcmd") && out.contains("[WARNING]"), "the failing bootcmd is named: {out}");
+
+    lab.ws.destroy().ok();
+    assert_nothing_leaked(p.as_str());
+}

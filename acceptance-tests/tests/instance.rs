@@ -320,7 +320,7 @@ fn secure_boot_guest_boots_the_signed_chain_keeps_its_nvram_and_gains_shared_dir
     if !libvirt::require_libvirt() {
         return;
     }
-    let lab = Lab::new("instance_secure_boot", 6);
+    let lab = Lab::new("instance_secure_boot", 13);
     let p = &lab.prefix;
     let client_pub = client_key(lab.dir.path());
     let s = p.name("s");

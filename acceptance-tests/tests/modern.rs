@@ -20,7 +20,7 @@ fn config(body: &str) -> String {
     format!("{REQUIRED_PROVIDERS}\nprovider \"kvm\" {{\n  uri = \"{}\"\n}}\n{body}", libvirt::URI)
 }
 
-/// A /24 per test and process, apart from the other test files' ranges (10.100-149, 10.120-126).
+/// A /24 per test and process, apart from the other test files' ranges (10.100-149, the labs' 10.120-133).
 fn subnet(offset: u32) -> String {
     format!("10.{}.{}", 180 + offset, std::process::id() % 250)
 }

@@ -19,6 +19,10 @@ use crate::libvirt::HostError;
 pub const TAIL_LINES: usize = 20;
 /// Bytes quoted in a diagnostic, at most.
 pub const TAIL_BYTES: usize = 4096;
+/// cloud-init's warning and error lines quoted besides, at most.
+pub const CLOUD_INIT_LINES: usize = 10;
+/// Bytes of them quoted, at most.
+pub const CLOUD_INIT_BYTES: usize = 2048;
 /// Bytes read from the end of the log to find those lines.
 const READ_BYTES: u64 = 64 << 10;
 /// Pool types whose volumes are files in a directory, where a log file can be made.
@@ -137,20 +141,61 @@ pub fn boot_failure(bytes: &[u8]) -> Option<BootFailure> {
     }
 }
 
-/// The last `lines` lines of console output, made fit to quote: escape sequences (colours,
-/// cursor moves) and other control characters removed, carriage returns dropped, trailing
-/// blanks trimmed, empty lines left out, at most `max_bytes` long (earliest lines go first).
-/// `cut` says the bytes start inside the log, so their first line is partial and left out.
-pub fn tail(bytes: &[u8], cut: bool, lines: usize, max_bytes: usize) -> Vec<String> {
+/// What a diagnostic quotes from the console log.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Quote {
+    /// The last lines ([`TAIL_LINES`], [`TAIL_BYTES`]).
+    pub tail: Vec<String>,
+    /// cloud-init's warnings and errors from before them ([`cloud_init_problems`]).
+    pub cloud_init: Vec<String>,
+}
+
+/// The lines of console output a diagnostic quotes.
+pub fn quote(bytes: &[u8], cut: bool) -> Quote {
+    let tail = tail(bytes, cut, TAIL_LINES, TAIL_BYTES);
+    let cloud_init = cloud_init_problems(bytes, cut, &tail);
+    Quote { tail, cloud_init }
+}
+
+/// The lines of console output, made fit to quote: escape sequences (colours, cursor moves) and
+/// other control characters removed, carriage returns dropped, trailing blanks trimmed, empty
+/// lines left out. `cut` says the bytes start inside the log, so their first line is partial
+/// and left out.
+fn clean_lines(bytes: &[u8], cut: bool) -> Vec<String> {
     let text = String::from_utf8_lossy(bytes);
     let clean = strip_controls(&text);
     let mut all: Vec<&str> = clean.split('\n').collect();
     if cut && !all.is_empty() {
         all.remove(0);
     }
-    let kept: Vec<String> =
-        all.iter().map(|l| l.trim_end()).filter(|l| !l.trim().is_empty()).map(str::to_string).collect();
-    let mut out: Vec<String> = kept[kept.len().saturating_sub(lines)..].to_vec();
+    all.iter().map(|l| l.trim_end()).filter(|l| !l.trim().is_empty()).map(str::to_string).collect()
+}
+
+/// cloud-init's warnings and errors in console output (it logs them there as
+/// `cloud-init[PID]: … module.py[WARNING]: …`), except those in `shown`: when a guest never
+/// becomes ready because its cloud-config failed (a failing `bootcmd`, a broken module), these
+/// say why, while the last lines show only the login prompt. At most [`CLOUD_INIT_LINES`] and
+/// [`CLOUD_INIT_BYTES`], the latest kept.
+pub fn cloud_init_problems(bytes: &[u8], cut: bool, shown: &[String]) -> Vec<String> {
+    const LEVELS: [&str; 3] = ["[WARNING]", "[ERROR]", "[CRITICAL]"];
+    let found = clean_lines(bytes, cut)
+        .into_iter()
+        .filter(|l| l.contains("cloud-init") && LEVELS.iter().any(|level| l.contains(level)))
+        .filter(|l| !shown.contains(l))
+        .collect();
+    last_bounded(found, CLOUD_INIT_LINES, CLOUD_INIT_BYTES)
+}
+
+/// The last `lines` lines of console output, made fit to quote ([`clean_lines`]), at most
+/// `max_bytes` long (earliest lines go first).
+pub fn tail(bytes: &[u8], cut: bool, lines: usize, max_bytes: usize) -> Vec<String> {
+    last_bounded(clean_lines(bytes, cut), lines, max_bytes)
+}
+
+/// The last `lines` of `all`, at most `max_bytes` long (earliest lines go first; a single line
+/// longer than that is cut on a character boundary).
+fn last_bounded(all: Vec<String>, lines: usize, max_bytes: usize) -> Vec<String> {
+    let mut out: Vec<String> = all[all.len().saturating_sub(lines)..].to_vec();
     while out.iter().map(|l| l.len() + 1).sum::<usize>() > max_bytes && out.len() > 1 {
         out.remove(0);
     }
@@ -216,16 +261,22 @@ fn strip_controls(text: &str) -> String {
 }
 
 /// What a diagnostic says about the console: its last lines and where the full log is.
-pub fn evidence(path: &str, lines: Result<Vec<String>, String>) -> String {
-    match lines {
-        Ok(lines) if lines.is_empty() => {
+pub fn evidence(path: &str, quote: Result<Quote, String>) -> String {
+    let indent = |lines: &[String]| -> String { lines.iter().map(|l| format!("    {l}\n")).collect() };
+    match quote {
+        Ok(q) if q.tail.is_empty() => {
             format!("The serial console wrote nothing yet (its log: {path} on the libvirt host).")
         }
-        Ok(lines) => {
-            let quoted: String = lines.iter().map(|l| format!("    {l}\n")).collect();
+        Ok(q) => {
+            let cloud_init = if q.cloud_init.is_empty() {
+                String::new()
+            } else {
+                format!("cloud-init's warnings and errors before them:\n\n{}\n", indent(&q.cloud_init))
+            };
             format!(
-                "Last lines of the serial console:\n\n{quoted}\nThe full console log is {path} on the libvirt host \
-                 (virsh vol-download --vol {path} --file console.log)."
+                "Last lines of the serial console:\n\n{}\n{cloud_init}The full console log is {path} on the libvirt \
+                 host (virsh vol-download --vol {path} --file console.log).",
+                indent(&q.tail)
             )
         }
         Err(why) => format!("The serial console is logged to {path} on the libvirt host; it could not be read: {why}."),
@@ -267,10 +318,17 @@ mod tests {
     #[test]
     fn evidence_quotes_the_lines_and_names_the_log() {
         let path = "/var/lib/libvirt/p/web-console.log";
-        let text = evidence(path, Ok(vec!["Kernel panic - not syncing".into()]));
+        let quote = |tail: &[&str], cloud_init: &[&str]| Quote {
+            tail: tail.iter().map(|l| l.to_string()).collect(),
+            cloud_init: cloud_init.iter().map(|l| l.to_string()).collect(),
+        };
+        let text = evidence(path, Ok(quote(&["Kernel panic - not syncing"], &[])));
         assert!(text.contains("    Kernel panic - not syncing\n"), "{text}");
         assert!(text.contains(path));
-        assert!(evidence(path, Ok(vec![])).contains("wrote nothing"));
+        assert!(!text.contains("cloud-init"), "no cloud-init section when it said nothing: {text}");
+        let text = evidence(path, Ok(quote(&["debian login:"], &["cloud-init[301]: util.py[WARNING]: Failed"])));
+        assert!(text.contains("before them:\n\n    cloud-init[301]: util.py[WARNING]: Failed\n"), "{text}");
+        assert!(evidence(path, Ok(Quote::default())).contains("wrote nothing"));
         assert!(evidence(path, Err("no such volume".into())).contains("could not be read: no such volume"));
     }
 
@@ -288,6 +346,32 @@ mod tests {
         assert_eq!(boot_failure(b"BdsDxe: starting Boot0001 \"UEFI Misc Device\"\r\n"), None);
         assert_eq!(boot_failure(b"[  OK  ] Reached target multi-user.target\r\n"), None);
         assert_eq!(boot_failure(b""), None);
+    }
+
+    #[test]
+    fn cloud_init_warnings_are_found_before_the_last_lines() {
+        // As cloud-init 22.4 logs a failing bootcmd on the serial console (captured from the
+        // acceptance test's guest; the module's path shortened).
+        let log = "[   38.4] cloud-init[389]: 2026-12-06 17:59:50,162 - subp.py[DEBUG]: Running command\r\n\
+                   [   38.4] cloud-init[389]: 2026-12-06 17:59:50,531 - util.py[WARNING]: Failed to run bootcmd module bootcmd\r\n\
+                   [   38.5] cloud-init[389]: 2026-12-06 17:59:50,556 - util.py[WARNING]: Running module bootcmd (<module \
+                   'cloudinit.config.cc_bootcmd' from '/usr/lib/python3/dist-packages/cc_bootcmd.py'>) failed\r\n\
+                   [   22.0] systemd[1]: Failed to start ssh.service\r\n\
+                   \r\ndebian login: \r\n";
+        let q = quote(log.as_bytes(), false);
+        assert_eq!(q.tail.last().map(String::as_str), Some("debian login:"));
+        // Lines the tail quotes already are not repeated.
+        assert!(q.cloud_init.is_empty(), "all in the tail: {q:?}");
+        let short = cloud_init_problems(log.as_bytes(), false, &tail(log.as_bytes(), false, 2, 4096));
+        assert_eq!(short.len(), 2, "{short:?}");
+        assert!(short[0].ends_with("Failed to run bootcmd module bootcmd") && short[1].ends_with(".py'>) failed"));
+        // A warning of another program, or cloud-init's DEBUG lines, are not quoted.
+        assert!(cloud_init_problems(b"kernel: [WARNING] x\ncloud-init[1]: a[DEBUG]: b\n", false, &[]).is_empty());
+        // Many warnings: the latest, bounded.
+        let many: String = (0..50).map(|i| format!("cloud-init[1]: x.py[WARNING]: number {i}\n")).collect();
+        let found = cloud_init_problems(many.as_bytes(), false, &[]);
+        assert_eq!(found.len(), CLOUD_INIT_LINES);
+        assert!(found.last().unwrap().ends_with("number 49"));
     }
 
     #[test]

@@ -298,6 +298,7 @@ pub async fn console_evidence(host: &Arc<Host>, uuid: &str, e: &WaitError) -> Op
     if !matches!(
         e,
         WaitError::Timeout { .. }
+            | WaitError::HostKey(_)
             | WaitError::Stopped { .. }
             | WaitError::Halted { .. }
             | WaitError::Panicked { .. }
@@ -316,10 +317,7 @@ pub async fn console_evidence(host: &Arc<Host>, uuid: &str, e: &WaitError) -> Op
         })
         .await;
     match read {
-        Ok(Some((path, read))) => {
-            let lines = read.map(|end| console::tail(&end.bytes, end.cut, console::TAIL_LINES, console::TAIL_BYTES));
-            Some(console::evidence(&path, lines))
-        }
+        Ok(Some((path, read))) => Some(console::evidence(&path, read.map(|end| console::quote(&end.bytes, end.cut)))),
         Ok(None) => None,
         Err(e) => {
             tracing::debug!(instance = %uuid, error = %e, "console log not read");
