@@ -11,6 +11,19 @@ use std::os::unix::fs::PermissionsExt;
 use acceptance_tests::lab::{instance, Lab};
 use acceptance_tests::libvirt::{self, assert_nothing_leaked, virsh_ok};
 
+/// Applies the lab's configuration, which must fail; prints how long that took and the
+/// diagnostic, and returns Terraform's whole output.
+fn failing_apply(lab: &Lab) -> String {
+    let started = std::time::Instant::now();
+    let run = lab.ws.apply(&[]);
+    eprintln!("apply failed as expected after {:?}", started.elapsed());
+    assert_ne!(run.code, 0, "{}", run.all());
+    let out = run.all();
+    let error = out.find("Error:").map_or(out.as_str(), |at| &out[at..]);
+    eprintln!("the diagnostic:\n{error}");
+    out
+}
+
 #[test]
 fn a_kernel_panic_is_quoted_from_the_console_log_which_goes_with_the_instance() {
     if !libvirt::require_libvirt() {
@@ -31,13 +44,7 @@ fn a_kernel_panic_is_quoted_from_the_console_log_which_goes_with_the_instance() 
     .replace("root=/dev/vda rw", "root=/dev/vdz rw panic=0");
     lab.write(&format!("{body}\noutput \"console_log\" {{ value = kvm_instance.x.console_log }}\n"));
     lab.ws.init().ok();
-    let started = std::time::Instant::now();
-    let run = lab.ws.apply(&[]);
-    eprintln!("apply failed as expected after {:?}", started.elapsed());
-    assert_ne!(run.code, 0, "{}", run.all());
-    let out = run.all();
-    let error = out.find("Error:").map_or(out.as_str(), |at| &out[at..]);
-    eprintln!("the diagnostic:\n{error}");
+    let out = failing_apply(&lab);
     let log = format!("/var/lib/libvirt/{}/{x}-console.log", p.name("pool"));
     assert!(out.contains("Instance's kernel panicked") && out.contains("tainted"), "{out}");
     assert!(!out.contains("not ready within"), "the wait ended on the panic, not the timeout: {out}");
@@ -125,13 +132,7 @@ resource "kvm_instance" "r" {{
     );
     lab.write(&body);
     lab.ws.init().ok();
-    let started = std::time::Instant::now();
-    let run = lab.ws.apply(&[]);
-    eprintln!("apply failed as expected after {:?}", started.elapsed());
-    assert_ne!(run.code, 0, "{}", run.all());
-    let out = run.all();
-    let error = out.find("Error:").map_or(out.as_str(), |at| &out[at..]);
-    eprintln!("the diagnostic:\n{error}");
+    let out = failing_apply(&lab);
     assert!(out.contains("Instance's firmware found nothing to boot") && out.contains("tainted"), "{out}");
     assert!(!out.contains("not ready within"), "the wait ended on the firmware's message, not the timeout: {out}");
     // The quoted console shows why: the firmware refused the loader.
@@ -172,11 +173,7 @@ fn a_cloud_config_that_breaks_the_boot_is_quoted_when_the_wait_times_out() {
     );
     lab.write(&body);
     lab.ws.init().ok();
-    let run = lab.ws.apply(&[]);
-    assert_ne!(run.code, 0, "{}", run.all());
-    let out = run.all();
-    let error = out.find("Error:").map_or(out.as_str(), |at| &out[at..]);
-    eprintln!("the diagnostic:\n{error}");
+    let out = failing_apply(&lab);
     assert!(out.contains("Instance not ready in time") && out.contains("tainted"), "{out}");
     assert!(out.contains("cloud-init's warnings and errors before them"), "{out}");
     assert!(out.contains("bootcmd") && out.contains("[WARNING]"), "the failing bootcmd is named: {out}");

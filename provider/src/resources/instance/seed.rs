@@ -45,8 +45,11 @@ fn our_cloud_config(spec: &CloudInitSpec, host_key: &HostKey) -> String {
             "ed25519_private": host_key.to_openssh("kvm_instance"),
             "ed25519_public": host_key.public_line("kvm_instance"),
         },
-        // Only the pinned key: no other host key types for sshd to offer instead.
-        "ssh_genkeytypes": [],
+        // Only the pinned key: no other host key types for sshd to offer instead. cloud-init
+        // generates none when ssh_keys is given; this says so too, for images whose cloud-init
+        // does (an empty list would be simpler, but cloud-init 22.4's schema refuses it and logs
+        // "Invalid cloud-config provided" on every boot).
+        "ssh_genkeytypes": ["ed25519"],
         "ssh_deletekeys": true,
     });
     if !spec.ssh_authorized_keys.is_empty() {
@@ -115,6 +118,8 @@ mod tests {
         assert_eq!(doc["ssh_keys"]["ed25519_public"], k.public_line("kvm_instance"));
         assert_eq!(HostKey::from_openssh(doc["ssh_keys"]["ed25519_private"].as_str().unwrap()).unwrap(), k);
         assert_eq!(doc["ssh_authorized_keys"][0], "ssh-ed25519 AAAA me");
+        // cloud-init 22.4's schema (Debian 12) wants a non-empty list here, or every boot warns.
+        assert_eq!(doc["ssh_genkeytypes"], json!(["ed25519"]));
         assert_eq!(seed.meta_data, "instance-id: \"uuid-1\"\nlocal-hostname: \"web-1\"\n");
         assert_eq!(seed.network_config, None);
     }
