@@ -190,15 +190,28 @@ fn bad_input_timeouts_and_interrupts_leave_nothing_behind() {
     let plan = lab.ws.plan(&[]);
     assert!(plan.all().contains("bus    = \"ide\""), "{}", plan.all());
 
-    // Refused at apply time before anything of the instance exists: a bus this host lacks, and
-    // a volume that does not exist.
+    // Refused at plan time by what the host offers (the plan reads libvirt's domain
+    // capabilities for the instance's machine): a bus this host lacks, Secure Boot on a machine
+    // without SMM.
     let nvme = instance("x", &x, "  wait_for = \"none\"\n")
         .replace("    pool   = kvm_pool.p.name\n  }", "    pool   = kvm_pool.p.name\n    bus    = \"nvme\"\n  }");
     lab.write(&nvme);
-    let run = lab.ws.apply(&[]);
-    assert_ne!(run.code, 0);
-    assert!(run.all().contains("Disk bus not offered by the host") && run.all().contains("11.5"), "{}", run.all());
-    assert!(run.all().contains("bus    = \"nvme\""), "the diagnostic points at the attribute: {}", run.all());
+    let plan = lab.ws.plan(&[]);
+    assert_eq!(plan.code, 1, "{}", plan.all());
+    assert!(plan.all().contains("Disk bus not offered by the host") && plan.all().contains("11.5"), "{}", plan.all());
+    assert!(plan.all().contains("bus    = \"nvme\""), "the diagnostic points at the attribute: {}", plan.all());
+    let i440fx = instance(
+        "x",
+        &x,
+        "  wait_for    = \"none\"\n  machine     = \"pc\"\n  firmware    = \"uefi\"\n  secure_boot = true\n",
+    );
+    lab.write(&i440fx);
+    let plan = lab.ws.plan(&[]);
+    assert_eq!(plan.code, 1, "{}", plan.all());
+    assert!(plan.all().contains("Secure Boot not available") && plan.all().contains("q35"), "{}", plan.all());
+    assert!(plan.all().contains("secure_boot = true"), "the diagnostic points at the attribute: {}", plan.all());
+
+    // Refused at apply time before anything of the instance exists: a volume that does not exist.
     let missing = instance("x", &x, "  wait_for = \"none\"\n")
         .replace("volume = kvm_volume.x_root.name", "volume = \"no-such.qcow2\"");
     lab.write(&missing);

@@ -6,6 +6,7 @@
 //! * [`spec`]: the configuration as the values the host needs;
 //! * [`validate`]: checks across attributes;
 //! * [`plan`]: plan rules (what a plan fills in, what restarts, what replaces);
+//! * [`caps`]: what the instance needs the host to offer (domain capabilities);
 //! * [`build`]: spec → libvirt domain document (pure);
 //! * [`seed`]: the cloud-init seed;
 //! * [`console`]: the serial console log (made, read back for diagnostics, deleted);
@@ -16,6 +17,7 @@
 //! * [`metadata`]: what the provider records inside the domain.
 
 mod build;
+mod caps;
 mod console;
 mod metadata;
 mod model;
@@ -93,6 +95,25 @@ impl Instance {
     }
 }
 
+/// What the host does not offer of what a new instance needs, as far as the plan knows it: a
+/// plan-time error instead of a failed apply. Says nothing when the host cannot be asked (the
+/// provider not configured yet, the host unreachable): the apply checks again before it makes
+/// anything.
+async fn host_offers(ctx: &Context, planned: &Value) -> Diagnostics {
+    let mut diags = Diagnostics::new();
+    let (Ok(host), Some(needs)) =
+        (ctx.host(), InstancePlan::from_value(planned).ok().as_ref().and_then(caps::Needs::of_plan))
+    else {
+        return diags;
+    };
+    let n = needs.clone();
+    match host.call(move |conn| caps::read(conn, &n)).await {
+        Ok(offered) => caps::problems(&offered, &needs).into_iter().for_each(|p| diags.push(p)),
+        Err(e) => tracing::debug!(error = %e, "domain capabilities not read at plan time; the apply checks them"),
+    }
+    diags
+}
+
 #[async_trait]
 impl Resource for Instance {
     fn type_name(&self) -> &'static str {
@@ -107,8 +128,12 @@ impl Resource for Instance {
         validate::validate(config)
     }
 
-    async fn modify_plan(&self, _ctx: &Context, prior: &Value, config: &Value, planned: &mut Value) -> Diagnostics {
-        plan::modify(prior, config, planned)
+    async fn modify_plan(&self, ctx: &Context, prior: &Value, config: &Value, planned: &mut Value) -> Diagnostics {
+        let mut diags = plan::modify(prior, config, planned);
+        if prior.is_null() && !planned.is_null() && !diags.has_errors() {
+            diags.extend(host_offers(ctx, planned).await);
+        }
+        diags
     }
 
     fn replace_when(&self, prior: &Value, planned: &Value) -> Vec<Path> {

@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use libvirt_xml::domain::{Domain, Graphics};
-use libvirt_xml::domcaps::DomainCapabilities;
 use libvirt_xml::network::DhcpHost;
 use libvirt_xml::pool::{Format, Permissions};
 use libvirt_xml::volume::{StorageVolume, VolumeTarget};
@@ -16,9 +15,9 @@ use virt::domain::Domain as VirDomain;
 use virt::storage_vol::StorageVol;
 use virt::sys;
 
-use super::console;
 use super::metadata::{FixedIp, InstanceMetadata, NAMESPACE, PREFIX};
 use super::spec::{DiskSource, Spec};
+use super::{caps, console};
 use crate::diag::Diagnostic;
 use crate::libvirt::HostError;
 
@@ -54,8 +53,8 @@ fn console_log(conn: &Connect, spec: &Spec) -> Option<ConsoleLog> {
     Some(ConsoleLog { pool: pool.to_string(), path: format!("{}/{volume}", dir.trim_end_matches('/')), volume })
 }
 
-/// Checks a new instance against the host: volumes, pools and networks exist, the disk buses
-/// and firmware are offered, the name is free. Errors name the attribute to fix.
+/// Checks a new instance against the host: volumes, pools and networks exist, the host offers
+/// what it needs ([`caps`]), the name is free. Errors name the attribute to fix.
 pub fn preflight(conn: &Connect, spec: &Spec) -> Result<Result<Preflight, Vec<Diagnostic>>, HostError> {
     let mut problems = Vec::new();
     if conn.lookup_domain_by_name(&spec.name).is_ok() {
@@ -69,27 +68,11 @@ pub fn preflight(conn: &Connect, spec: &Spec) -> Result<Result<Preflight, Vec<Di
             ),
         ));
     }
-    let caps = conn.domain_capabilities(None, None, Some(&spec.machine), Some(&spec.accelerator), 0).map_err(|e| {
-        HostError::call(format!("read domain capabilities for {} / {}", spec.machine, spec.accelerator), e)
-    })?;
-    let caps = DomainCapabilities::from_xml(&caps).map_err(|e| HostError::Other(e.to_string()))?;
-    let buses = caps.disk_buses();
+    let needs = caps::Needs::of_spec(spec);
+    problems.extend(caps::problems(&caps::read(conn, &needs)?, &needs));
     let mut formats = Vec::new();
     for (i, d) in spec.disks.iter().enumerate() {
         let path = |name: &str| Path::attr("disk").join_index(i as i64).join_attr(name);
-        if !buses.iter().any(|b| b == &d.bus) {
-            let hint = if d.bus == "nvme" {
-                " libvirt offers emulated NVMe disks from version 11.5; use bus = \"virtio\" here, or pass a host NVMe \
-                 namespace through with nvme_pci_address."
-            } else {
-                ""
-            };
-            problems.push(Diagnostic::attribute_error(
-                path("bus"),
-                "Disk bus not offered by the host",
-                format!("This host offers the disk buses {}; not {:?}.{hint}", buses.join(", "), d.bus),
-            ));
-        }
         match &d.source {
             DiskSource::Volume { pool, volume } => match volume_format(conn, pool, volume) {
                 Ok(format) => formats.push(format),
@@ -105,52 +88,6 @@ pub fn preflight(conn: &Connect, spec: &Spec) -> Result<Result<Preflight, Vec<Di
             },
             DiskSource::Nvme { .. } => formats.push("raw".into()),
         }
-    }
-    if let Some(model) = &spec.tpm {
-        let backends = caps.device_enum(|d| d.tpm.as_ref(), "backendModel");
-        let models = caps.device_enum(|d| d.tpm.as_ref(), "model");
-        if !backends.iter().any(|b| b == "emulator") {
-            problems.push(Diagnostic::attribute_error(
-                Path::attr("tpm"),
-                "No TPM emulator on the host",
-                "libvirt on this host cannot emulate a TPM: install swtpm on the host (Debian: apt-get install swtpm \
-                 swtpm-tools) and restart libvirtd, or remove the tpm block.",
-            ));
-        } else if !models.iter().any(|m| m == model) {
-            problems.push(Diagnostic::attribute_error(
-                Path::attr("tpm").join_index(0).join_attr("model"),
-                "TPM model not offered by the host",
-                format!("This host offers the TPM models {}; not {model:?}.", models.join(", ")),
-            ));
-        }
-    }
-    if spec.uefi && !caps.firmware().iter().any(|f| f == "efi") {
-        problems.push(Diagnostic::attribute_error(
-            Path::attr("firmware"),
-            "UEFI not available",
-            "The host has no UEFI firmware for this machine type; install OVMF (Debian: ovmf) on the host, or use firmware = \"bios\".",
-        ));
-    } else if spec.secure_boot && !caps.secure_boot() {
-        problems.push(Diagnostic::attribute_error(
-            Path::attr("secure_boot"),
-            "Secure Boot not available",
-            format!(
-                "The host offers no Secure Boot firmware for machine {:?}. Secure Boot needs a q35 machine (SMM) and \
-                 OVMF's Secure Boot build with its firmware descriptor (Debian: the ovmf package, which ships \
-                 OVMF_CODE_4M.ms.fd); install it and restart libvirtd, or set secure_boot = false.",
-                spec.machine
-            ),
-        ));
-    }
-    if !spec.filesystems.is_empty()
-        && !caps.device_enum(|d| d.filesystem.as_ref(), "driverType").iter().any(|t| t == "virtiofs")
-    {
-        problems.push(Diagnostic::attribute_error(
-            Path::attr("filesystem"),
-            "virtiofs not offered by the host",
-            "QEMU on this host cannot share directories over virtiofs (no vhost-user-fs device); use a QEMU with \
-             virtiofs support, or remove the filesystem blocks.",
-        ));
     }
     for (i, n) in spec.nics.iter().enumerate() {
         if let Some(net) = &n.network {
