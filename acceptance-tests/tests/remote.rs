@@ -97,6 +97,10 @@ output "remote_version" {{ value = data.kvm_host.remote.libvirt_version }}
 output "remote_buses" {{ value = data.kvm_host.remote.disk_buses }}
 output "remote_nvme" {{ value = data.kvm_host.remote.nvme_disks }}
 output "remote_accelerators" {{ value = data.kvm_host.remote.accelerators }}
+output "remote_secure_boot" {{ value = data.kvm_host.remote.secure_boot }}
+output "remote_tpm_models" {{ value = data.kvm_host.remote.tpm_models }}
+output "remote_virtiofs" {{ value = data.kvm_host.remote.virtiofs }}
+output "remote_graphics" {{ value = data.kvm_host.remote.graphics_types }}
 "#,
         local = libvirt::URI
     )
@@ -137,6 +141,14 @@ fn remote_host_over_ssh_with_pinned_host_key() {
     assert_eq!(outputs["remote_nvme"]["value"], buses.iter().any(|b| b == "nvme"), "{outputs}");
     let accelerators = outputs["remote_accelerators"]["value"].as_array().cloned().unwrap_or_default();
     assert!(accelerators.iter().any(|a| a == "qemu"), "{outputs}");
+    // What an instance's features need, as the test host has them (scripts/libvirt.sh installs
+    // ovmf and swtpm): Secure Boot firmware for q35, the TPM 2.0 models, virtiofs, VNC and SPICE.
+    assert_eq!(outputs["remote_secure_boot"]["value"], true, "{outputs}");
+    let tpm = outputs["remote_tpm_models"]["value"].as_array().cloned().unwrap_or_default();
+    assert!(tpm.iter().any(|m| m == "tpm-crb") && tpm.iter().any(|m| m == "tpm-tis"), "{outputs}");
+    assert_eq!(outputs["remote_virtiofs"]["value"], true, "{outputs}");
+    let graphics = outputs["remote_graphics"]["value"].as_array().cloned().unwrap_or_default();
+    assert!(graphics.iter().any(|g| g == "vnc") && graphics.iter().any(|g| g == "spice"), "{outputs}");
 
     // A host key that does not match the pinned one is refused, and the error says so.
     let other = dir.path().join("other_key");

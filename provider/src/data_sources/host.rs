@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use libvirt_xml::capabilities::Capabilities;
-use libvirt_xml::domcaps::DomainCapabilities;
+use libvirt_xml::domcaps::{DeviceCaps, DomainCapabilities, Support};
 use libvirt_xml::Document;
 use tf_cty::{Type, Value};
 
@@ -62,7 +62,24 @@ impl HostInfo {
             Attribute::computed("firmware", strings.clone())
                 .describe("Firmware types with a descriptor on the host, e.g. `efi` (BIOS is always available)."),
         )
-        .attribute(Attribute::computed("cpu_modes", strings).describe("CPU modes offered, e.g. `host-passthrough`."));
+        .attribute(
+            Attribute::computed("cpu_modes", strings.clone()).describe("CPU modes offered, e.g. `host-passthrough`."),
+        )
+        .attribute(Attribute::computed("secure_boot", Type::Bool).describe(
+            "Whether a q35 instance can have `secure_boot` (OVMF's Secure Boot firmware has a descriptor here).",
+        ))
+        .attribute(
+            Attribute::computed("tpm_models", strings.clone())
+                .describe("TPM models an instance's `tpm` can have; empty without an emulator (swtpm)."),
+        )
+        .attribute(
+            Attribute::computed("virtiofs", Type::Bool)
+                .describe("Whether QEMU can share directories over virtiofs (an instance's `filesystem`)."),
+        )
+        .attribute(
+            Attribute::computed("graphics_types", strings)
+                .describe("Displays QEMU offers, e.g. `vnc`, `spice` (an instance's `graphics.type`)."),
+        );
         HostInfo { schema: Schema::new(0, block) }
     }
 }
@@ -95,6 +112,10 @@ crate::model! {
         nvme_disks: bool,
         firmware: Vec<String>,
         cpu_modes: Vec<String>,
+        secure_boot: bool,
+        tpm_models: Vec<String>,
+        virtiofs: bool,
+        graphics_types: Vec<String>,
     }
 }
 
@@ -108,6 +129,8 @@ struct Facts {
     memory_kib: u64,
     capabilities: Capabilities,
     domcaps: Option<String>,
+    /// For a q35 machine, kvm_instance's default: what its features need.
+    q35: Option<String>,
 }
 
 #[async_trait]
@@ -136,6 +159,7 @@ impl DataSource for HostInfo {
                 let accelerators = caps.accelerators(&arch);
                 let virttype = if accelerators.iter().any(|a| a == "kvm") { "kvm" } else { "qemu" };
                 let domcaps = conn.domain_capabilities(None, Some(&arch), None, Some(virttype), 0).ok();
+                let q35 = conn.domain_capabilities(None, Some(&arch), Some("q35"), Some(virttype), 0).ok();
                 Ok(Facts {
                     uri: conn.uri().map_err(call("read URI"))?,
                     hostname: conn.hostname().map_err(call("read hostname"))?,
@@ -146,6 +170,7 @@ impl DataSource for HostInfo {
                     memory_kib: info.memory,
                     capabilities: caps,
                     domcaps,
+                    q35,
                 })
             })
             .await
@@ -157,6 +182,16 @@ impl DataSource for HostInfo {
             .map(DomainCapabilities::from_xml)
             .transpose()
             .map_err(|e| Diagnostic::error("Cannot read domain capabilities", e.to_string()))?;
+        let q35 = facts
+            .q35
+            .as_deref()
+            .map(DomainCapabilities::from_xml)
+            .transpose()
+            .map_err(|e| Diagnostic::error("Cannot read domain capabilities", e.to_string()))?;
+        let q35_enum = |device: fn(&DeviceCaps) -> Option<&Support>, name: &str| {
+            q35.as_ref().map(|d| d.device_enum(device, name)).unwrap_or_default()
+        };
+        let emulated_tpm = q35_enum(|d| d.tpm.as_ref(), "backendModel").iter().any(|b| b == "emulator");
         let arch = host_arch(&caps);
         let mut accelerators = caps.accelerators(&arch);
         // Hardware first: it is what users mean by default.
@@ -181,6 +216,10 @@ impl DataSource for HostInfo {
             disk_buses: buses,
             firmware: domcaps.as_ref().map(|d| d.firmware()).unwrap_or_default(),
             cpu_modes: domcaps.as_ref().map(|d| d.cpu_modes()).unwrap_or_default(),
+            secure_boot: q35.as_ref().is_some_and(|d| d.secure_boot()),
+            tpm_models: if emulated_tpm { q35_enum(|d| d.tpm.as_ref(), "model") } else { Vec::new() },
+            virtiofs: q35_enum(|d| d.filesystem.as_ref(), "driverType").iter().any(|t| t == "virtiofs"),
+            graphics_types: q35_enum(|d| d.graphics.as_ref(), "type"),
         };
         Ok(state.to_value())
     }

@@ -27,6 +27,8 @@ pub struct Needs {
     pub secure_boot: bool,
     /// Whether it shares host directories.
     pub filesystems: bool,
+    /// The display's protocol (`vnc`, `spice`), when it has one.
+    pub graphics: Option<String>,
 }
 
 impl Needs {
@@ -40,6 +42,7 @@ impl Needs {
             uefi: spec.uefi,
             secure_boot: spec.secure_boot,
             filesystems: !spec.filesystems.is_empty(),
+            graphics: spec.graphics.as_ref().map(|g| g.kind.clone()),
         }
     }
 
@@ -68,6 +71,11 @@ impl Needs {
             uefi: plan.firmware.known().is_some_and(|f| f == "uefi"),
             secure_boot: plan.secure_boot.known() == Some(&true),
             filesystems: plan.filesystem.known().is_some_and(|f| !f.is_empty()),
+            graphics: plan
+                .graphics
+                .known()
+                .and_then(|g| g.first())
+                .and_then(|g| g.known()?.graphics_type.known().cloned()),
         })
     }
 }
@@ -146,6 +154,20 @@ pub fn problems(caps: &DomainCapabilities, needs: &Needs) -> Vec<Diagnostic> {
              virtiofs support, or remove the filesystem blocks.",
         ));
     }
+    if let Some(kind) = &needs.graphics {
+        let offered = caps.device_enum(|d| d.graphics.as_ref(), "type");
+        if !offered.contains(kind) {
+            problems.push(Diagnostic::attribute_error(
+                Path::attr("graphics").join_index(0).join_attr("type"),
+                "Display not offered by the host",
+                format!(
+                    "This host's QEMU offers the displays {}; not {kind:?}. SPICE needs QEMU built with it (Debian's \
+                     qemu-system-x86 is); use type = \"vnc\" otherwise.",
+                    offered.join(", ")
+                ),
+            ));
+        }
+    }
     problems
 }
 
@@ -168,6 +190,7 @@ mod tests {
             uefi: true,
             secure_boot: true,
             filesystems: true,
+            graphics: Some("spice".into()),
         }
     }
 
@@ -183,6 +206,7 @@ mod tests {
         let nvme = Needs { buses: vec![(0, "virtio".into()), (1, "nvme".into())], ..needs() };
         assert_eq!(paths(Q35, &nvme), ["disk[1].bus"]);
         assert_eq!(paths(Q35, &Needs { tpm: Some("tpm-spapr".into()), ..needs() }), ["tpm[0].model"]);
+        assert_eq!(paths(Q35, &Needs { graphics: Some("rdp".into()), ..needs() }), ["graphics[0].type"]);
     }
 
     #[test]
