@@ -106,6 +106,25 @@ impl DomainCapabilities {
         models.filter(|m| m.usable.as_deref() == Some("yes")).map(|m| m.name.clone()).collect()
     }
 
+    /// TPM models a domain can have emulated (by swtpm); none when the host cannot emulate a TPM.
+    pub fn emulated_tpm_models(&self) -> Vec<String> {
+        if self.device_enum(|d| d.tpm.as_ref(), "backendModel").iter().any(|b| b == "emulator") {
+            self.device_enum(|d| d.tpm.as_ref(), "model")
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Whether host directories can be shared over virtiofs (QEMU's vhost-user-fs device).
+    pub fn virtiofs(&self) -> bool {
+        self.device_enum(|d| d.filesystem.as_ref(), "driverType").iter().any(|t| t == "virtiofs")
+    }
+
+    /// Display types offered, e.g. `vnc`, `spice`.
+    pub fn graphics_types(&self) -> Vec<String> {
+        self.device_enum(|d| d.graphics.as_ref(), "type")
+    }
+
     /// Most vCPUs a domain may have.
     pub fn max_vcpus(&self) -> Option<u32> {
         self.vcpu.map(|v| v.max)

@@ -232,6 +232,9 @@ fn domcaps_q35_and_tcg_differ() {
     let secure = q35.os.as_ref().and_then(|os| os.loader.as_ref()).map(|l| l.enum_values("secure"));
     assert_eq!(secure, Some(vec!["yes".to_owned(), "no".to_owned()]));
     assert!(q35.secure_boot());
+    assert_eq!(q35.emulated_tpm_models(), ["tpm-tis", "tpm-crb"]);
+    assert!(q35.virtiofs());
+    assert!(q35.graphics_types().contains(&"spice".to_owned()));
 
     let tcg: DomainCapabilities = parse_and_round_trip(DOMCAPS_QEMU);
     assert_eq!(tcg.domain, "qemu");

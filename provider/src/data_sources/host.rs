@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use libvirt_xml::capabilities::Capabilities;
-use libvirt_xml::domcaps::{DeviceCaps, DomainCapabilities, Support};
+use libvirt_xml::domcaps::DomainCapabilities;
 use libvirt_xml::Document;
 use tf_cty::{Type, Value};
 
@@ -188,10 +188,6 @@ impl DataSource for HostInfo {
             .map(DomainCapabilities::from_xml)
             .transpose()
             .map_err(|e| Diagnostic::error("Cannot read domain capabilities", e.to_string()))?;
-        let q35_enum = |device: fn(&DeviceCaps) -> Option<&Support>, name: &str| {
-            q35.as_ref().map(|d| d.device_enum(device, name)).unwrap_or_default()
-        };
-        let emulated_tpm = q35_enum(|d| d.tpm.as_ref(), "backendModel").iter().any(|b| b == "emulator");
         let arch = host_arch(&caps);
         let mut accelerators = caps.accelerators(&arch);
         // Hardware first: it is what users mean by default.
@@ -217,9 +213,9 @@ impl DataSource for HostInfo {
             firmware: domcaps.as_ref().map(|d| d.firmware()).unwrap_or_default(),
             cpu_modes: domcaps.as_ref().map(|d| d.cpu_modes()).unwrap_or_default(),
             secure_boot: q35.as_ref().is_some_and(|d| d.secure_boot()),
-            tpm_models: if emulated_tpm { q35_enum(|d| d.tpm.as_ref(), "model") } else { Vec::new() },
-            virtiofs: q35_enum(|d| d.filesystem.as_ref(), "driverType").iter().any(|t| t == "virtiofs"),
-            graphics_types: q35_enum(|d| d.graphics.as_ref(), "type"),
+            tpm_models: q35.as_ref().map(|d| d.emulated_tpm_models()).unwrap_or_default(),
+            virtiofs: q35.as_ref().is_some_and(|d| d.virtiofs()),
+            graphics_types: q35.as_ref().map(|d| d.graphics_types()).unwrap_or_default(),
         };
         Ok(state.to_value())
     }

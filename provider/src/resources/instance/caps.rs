@@ -110,9 +110,8 @@ pub fn problems(caps: &DomainCapabilities, needs: &Needs) -> Vec<Diagnostic> {
         }
     }
     if let Some(model) = &needs.tpm {
-        let backends = caps.device_enum(|d| d.tpm.as_ref(), "backendModel");
-        let models = caps.device_enum(|d| d.tpm.as_ref(), "model");
-        if !backends.iter().any(|b| b == "emulator") {
+        let models = caps.emulated_tpm_models();
+        if models.is_empty() {
             problems.push(Diagnostic::attribute_error(
                 Path::attr("tpm"),
                 "No TPM emulator on the host",
@@ -146,7 +145,7 @@ pub fn problems(caps: &DomainCapabilities, needs: &Needs) -> Vec<Diagnostic> {
             ),
         ));
     }
-    if needs.filesystems && !caps.device_enum(|d| d.filesystem.as_ref(), "driverType").iter().any(|t| t == "virtiofs") {
+    if needs.filesystems && !caps.virtiofs() {
         problems.push(Diagnostic::attribute_error(
             Path::attr("filesystem"),
             "virtiofs not offered by the host",
@@ -155,7 +154,7 @@ pub fn problems(caps: &DomainCapabilities, needs: &Needs) -> Vec<Diagnostic> {
         ));
     }
     if let Some(kind) = &needs.graphics {
-        let offered = caps.device_enum(|d| d.graphics.as_ref(), "type");
+        let offered = caps.graphics_types();
         if !offered.contains(kind) {
             problems.push(Diagnostic::attribute_error(
                 Path::attr("graphics").join_index(0).join_attr("type"),
