@@ -81,7 +81,9 @@ _libvirt_virtiofsd() {
 _libvirt_packages() {
   # Installed from bookworm-backports (-t): libvirt and QEMU themselves, plus qemu-utils, which the
   # machine image already has from backports (bookworm's qemu-system-x86 7.2 conflicts with it).
-  local backports=(qemu-system-x86 qemu-utils libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev)
+  # libvirt-daemon-driver-storage-logical: the LVM storage backend (`kvm_pool` type "logical").
+  local backports=(qemu-system-x86 qemu-utils libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev
+    libvirt-daemon-driver-storage-logical)
   # From bookworm (the -t only raises backports' priority, so these come from wherever they exist):
   #   dnsmasq-base + nftables: DHCP/DNS and NAT of libvirt's virtual networks (libvirt 11 uses the
   #     nftables firewall backend; both are dependencies of libvirt-daemon-driver-network anyway);
@@ -96,9 +98,11 @@ _libvirt_packages() {
   #   swtpm + swtpm-tools: the TPM 2.0 emulator libvirt runs for an instance's `tpm` block;
   #   ovmf: UEFI firmware (`firmware = "uefi"`), with the Secure Boot builds and their descriptors
   #     (40-edk2-x86_64-secure-enrolled.json) that `secure_boot = true` asks libvirt for;
-  #   fdisk: sfdisk, which partitions the test image's Secure Boot disk.
+  #   fdisk: sfdisk, which partitions the test image's Secure Boot disk;
+  #   lvm2: the commands libvirt's LVM backend runs for `kvm_pool` type "logical" (pvcreate,
+  #     vgcreate, lvcreate, ...) and the `lvextend` the provider runs to grow a logical volume.
   local others=(dnsmasq-base nftables iproute2 procps openssh-client openssh-server debootstrap e2fsprogs
-    dosfstools mtools openssl sudo swtpm swtpm-tools ovmf fdisk)
+    dosfstools mtools openssl sudo swtpm swtpm-tools ovmf fdisk lvm2)
   local missing=() pkg
 
   for pkg in "${backports[@]}" "${others[@]}"; do

@@ -272,6 +272,27 @@ fn bad_input_fails_at_plan_time_and_touches_nothing() {
         assert!(plan.stderr.contains(expected), "{attrs}: expected {expected:?} in:\n{}", plan.stderr);
         assert!(plan.stderr.contains("kvm_volume.v"), "{attrs}: the error names the resource:\n{}", plan.stderr);
     }
+    // Pools: the attributes of the other pool type, and force_destroy on a volume group the pool
+    // does not own, are refused at plan time naming the attribute.
+    let pool_cases = [
+        ("type = \"logical\"\n  mode = \"0755\"", "Only for directory pools", "mode"),
+        ("type = \"logical\"\n  force_destroy = true", "Nothing to destroy", "force_destroy"),
+        ("type = \"logical\"\n  path = \"/srv/x\"", "Path of a logical pool", "path"),
+        ("devices = [\"/dev/sdz\"]", "Only for logical pools", "devices"),
+        ("type = \"logical\"\n  devices = [\"sdz\"]", "clean absolute path", "devices"),
+    ];
+    for (attrs, expected, attribute) in pool_cases {
+        let path = if attrs.contains("logical") { String::new() } else { "  path = \"/var/lib/libvirt/x\"\n".into() };
+        let ws = Workspace::new(&config(&format!(
+            "resource \"kvm_pool\" \"p\" {{\n  name = \"{}\"\n{path}  {attrs}\n}}\n",
+            prefix.name("p")
+        )));
+        ws.init().ok();
+        let plan = ws.plan(&[]);
+        assert_eq!(plan.code, 1, "{attrs}: plan must fail:\n{}", plan.all());
+        assert!(plan.stderr.contains(expected), "{attrs}: expected {expected:?} in:\n{}", plan.stderr);
+        assert!(plan.stderr.contains(attribute), "{attrs}: the error names {attribute}:\n{}", plan.stderr);
+    }
     // A name with '/' is refused for every resource type.
     let ws = Workspace::new(&config(
         "resource \"kvm_pool\" \"p\" {\n  name = \"a/b\"\n  path = \"/var/lib/libvirt/x\"\n}\n",
@@ -358,4 +379,246 @@ resource "kvm_network" "n" {{
         run.stderr
     );
     assert!(run.stderr.contains("Check that libvirtd is running"), "{}", run.stderr);
+}
+
+/// Loop devices over sparse files, made for one test and detached (with any LVM on them
+/// removed) when it ends, also when it fails.
+struct LoopDevices {
+    devices: Vec<String>,
+    groups: Vec<String>,
+    _dir: tempfile::TempDir,
+}
+
+impl LoopDevices {
+    /// `n` loop devices of 64 MiB each; `None` when this machine cannot make them.
+    fn new(n: usize) -> Option<LoopDevices> {
+        let dir = tempfile::tempdir().unwrap();
+        let mut made = LoopDevices { devices: Vec::new(), groups: Vec::new(), _dir: dir };
+        for i in 0..n {
+            let file = made._dir.path().join(format!("disk{i}.img"));
+            std::fs::File::create(&file).unwrap().set_len(64 << 20).unwrap();
+            let out = std::process::Command::new("losetup").args(["-f", "--show"]).arg(&file).output().ok()?;
+            if !out.status.success() {
+                eprintln!("losetup: {}", String::from_utf8_lossy(&out.stderr));
+                return None;
+            }
+            made.devices.push(String::from_utf8_lossy(&out.stdout).trim().to_string());
+        }
+        Some(made)
+    }
+}
+
+impl Drop for LoopDevices {
+    fn drop(&mut self) {
+        for group in &self.groups {
+            let _ = host_command(&["vgremove", "-f", group]);
+        }
+        for device in &self.devices {
+            let _ = host_command(&["pvremove", "-ff", "-y", device]);
+            let _ = std::process::Command::new("losetup").args(["-d", device]).status();
+        }
+    }
+}
+
+/// Runs a command on this machine (LVM, blkid, mkfs); its stdout when it succeeded.
+fn host_command(args: &[&str]) -> Result<String, String> {
+    let out = std::process::Command::new(args[0]).args(&args[1..]).output().map_err(|e| format!("{args:?}: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(format!("{args:?}: {}", String::from_utf8_lossy(&out.stderr).trim()))
+    }
+}
+
+/// Whether a plan shows attribute `attr` of a new object as `value` (`+ attr = "value"`, however
+/// Terraform aligns the column).
+fn planned(plan: &str, attr: &str, value: &str) -> bool {
+    plan.lines().any(|l| {
+        let l = l.trim_start();
+        l.strip_prefix("+ ")
+            .and_then(|l| l.strip_prefix(attr))
+            .is_some_and(|rest| rest.trim_start().strip_prefix('=').is_some_and(|v| v.trim() == format!("{value:?}")))
+    })
+}
+
+/// Whether the kernel has device-mapper, without which LVM cannot make a logical volume.
+fn device_mapper() -> bool {
+    host_command(&["dmsetup", "version"]).is_ok()
+}
+
+#[test]
+fn logical_pools_build_a_volume_group_or_use_one_and_never_wipe_a_used_device() {
+    if !libvirt::require_libvirt() {
+        return;
+    }
+    let Some(mut loops) = LoopDevices::new(4) else {
+        acceptance_tests::skipped("logical pools: this machine cannot make loop devices (losetup failed)");
+        return;
+    };
+    let prefix = TestPrefix::new("storage_lvm");
+    let built = prefix.name("built");
+    let (existing_pool, existing_group) = (prefix.name("existing"), prefix.name("vg"));
+    let occupied_pool = prefix.name("occupied");
+    let [l0, l1, l2, l3] = [0, 1, 2, 3].map(|i| loops.devices[i].clone());
+    // The test's own volume group, and a device with a filesystem on it.
+    loops.groups = vec![built.clone(), existing_group.clone()];
+    host_command(&["vgcreate", &existing_group, &l2]).unwrap();
+    host_command(&["mkfs.ext4", "-q", &l3]).unwrap();
+
+    let pools = format!(
+        r#"
+resource "kvm_pool" "built" {{
+  name    = "{built}"
+  type    = "logical"
+  devices = ["{l0}", "{l1}"]
+}}
+resource "kvm_pool" "existing" {{
+  name         = "{existing_pool}"
+  type         = "logical"
+  volume_group = "{existing_group}"
+}}
+"#
+    );
+    let ws = Workspace::new(&config(&pools));
+    ws.init().ok();
+    // The group and where its volumes appear are known at plan time.
+    let plan = ws.plan(&[]);
+    assert_eq!(plan.code, 2, "{}", plan.all());
+    assert!(planned(&plan.stdout, "path", &format!("/dev/{built}")), "{}", plan.stdout);
+    assert!(planned(&plan.stdout, "volume_group", &built), "{}", plan.stdout);
+    ws.apply(&[]).ok();
+
+    // libvirt built the group from both devices (pvcreate + vgcreate) and started the pool.
+    let xml = virsh_ok(&["pool-dumpxml", &built]);
+    assert!(xml.contains("<pool type='logical'>"), "{xml}");
+    assert!(
+        xml.contains(&format!("<device path='{l0}'/>")) && xml.contains(&format!("<device path='{l1}'/>")),
+        "{xml}"
+    );
+    assert_eq!(host_command(&["vgs", "--noheadings", "-o", "pv_count", &built]).unwrap(), "2");
+    let values = ws.resource_values("kvm_pool.built");
+    assert_eq!(values["type"], "logical");
+    assert_eq!(values["path"], format!("/dev/{built}"));
+    assert_eq!(values["volume_group"], built.as_str());
+    assert_eq!(values["devices"], serde_json::json!([l0, l1]));
+    assert_eq!(values["active"], true);
+    let capacity = values["capacity"].as_u64().unwrap();
+    assert!((100 << 20..=128 << 20).contains(&capacity), "two 64 MiB devices less LVM metadata: {capacity}");
+    let values = ws.resource_values("kvm_pool.existing");
+    assert_eq!(values["path"], format!("/dev/{existing_group}"));
+    assert_eq!(values["devices"], serde_json::Value::Null);
+    ws.plan(&[]).ok(); // exit 0: nothing to do right after apply
+
+    if device_mapper() {
+        logical_volumes(&ws, &pools, &built);
+    } else {
+        acceptance_tests::skipped(
+            "logical volumes (create, grow with lvextend, image import) on the LVM pool: this kernel has no \
+             device-mapper (dmsetup version fails), so LVM cannot make a logical volume here; the pools were \
+             tested",
+        );
+    }
+
+    // Import into a fresh working directory: both pools read back, the plan is clean.
+    let imported = Workspace::new(&config(&pools));
+    imported.init().ok();
+    imported.run(&["import", "-no-color", "kvm_pool.built", &built]).ok();
+    imported.run(&["import", "-no-color", "kvm_pool.existing", &existing_pool]).ok();
+    let plan = imported.plan(&[]);
+    assert_eq!(plan.code, 0, "imported logical pools plan clean:\n{}", plan.all());
+    imported.run(&["state", "rm", "kvm_pool.built", "kvm_pool.existing"]).ok();
+
+    // A device that holds a filesystem is refused, and nothing is written to it or left defined.
+    let occupied = Workspace::new(&config(&format!(
+        "resource \"kvm_pool\" \"p\" {{\n  name    = \"{occupied_pool}\"\n  type    = \"logical\"\n  devices = [\"{l3}\"]\n}}\n"
+    )));
+    occupied.init().ok();
+    let run = occupied.apply(&[]).failed();
+    assert!(run.stderr.contains("Cannot create storage pool") && run.stderr.contains(&l3), "{}", run.stderr);
+    assert!(run.stderr.contains("wipefs -a DEVICE"), "{}", run.stderr);
+    assert!(!virsh(&["pool-info", &occupied_pool]).status.success(), "the refused pool is not left defined");
+    assert_eq!(
+        host_command(&["blkid", "-o", "value", "-s", "TYPE", &l3]).unwrap(),
+        "ext4",
+        "the filesystem is untouched"
+    );
+
+    // Destroy: the built group is removed and its devices' LVM labels wiped; the existing group
+    // stays, only its pool goes.
+    ws.destroy().ok();
+    assert!(host_command(&["vgs", &built]).is_err(), "the built volume group is gone");
+    for device in [&l0, &l1] {
+        assert!(host_command(&["pvs", device]).is_err(), "{device} is no longer a physical volume");
+    }
+    assert_eq!(host_command(&["vgs", "--noheadings", "-o", "vg_name", &existing_group]).unwrap(), existing_group);
+    assert_nothing_leaked(prefix.as_str());
+}
+
+/// Volumes on the LVM pool `pool` (resource `kvm_pool.built` in `pools`): blank, imported from a
+/// raw image, grown in place with lvextend; sizes LVM would round and qcow2 are refused.
+fn logical_volumes(ws: &Workspace, pools: &str, pool: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("image.raw");
+    let sha = random_file(&image, 3 << 20);
+    let volumes = |size: &str, extra: &str| {
+        format!(
+            r#"{pools}
+resource "kvm_volume" "data" {{
+  name = "data"
+  pool = kvm_pool.built.name
+  size = "{size}"
+}}
+resource "kvm_volume" "image" {{
+  name          = "image"
+  pool          = kvm_pool.built.name
+  source        = "{image}"
+  source_sha256 = "{sha}"
+}}
+{extra}"#,
+            image = image.display()
+        )
+    };
+    ws.write_main(&config(&volumes("12MiB", "")));
+    let plan = ws.plan(&[]);
+    assert!(planned(&plan.stdout, "format", "raw"), "raw, known at plan time:\n{}", plan.stdout);
+    ws.apply(&[]).ok();
+    let values = ws.resource_values("kvm_volume.data");
+    assert_eq!(values["format"], "raw");
+    assert_eq!(values["path"], format!("/dev/{pool}/data"));
+    assert_eq!(values["size_bytes"], 12 << 20);
+    assert_eq!(values["allocation"], 12 << 20, "a logical volume is allocated in full");
+    assert_eq!(capacity(pool, "data"), 12 << 20);
+    assert_eq!(volume_sha256(pool, "image", 3 << 20), sha, "the image is in the logical volume, byte for byte");
+    ws.plan(&[]).ok();
+
+    // Grown in place by lvextend: the same logical volume, larger.
+    ws.write_main(&config(&volumes("16MiB", "")));
+    let plan = ws.plan(&[]);
+    assert!(plan.stdout.contains("kvm_volume.data will be updated in-place"), "{}", plan.stdout);
+    ws.apply(&[]).ok();
+    assert_eq!(capacity(pool, "data"), 16 << 20);
+    assert_eq!(
+        host_command(&["lvs", "--noheadings", "--nosuffix", "--units", "b", "-o", "lv_size", &format!("{pool}/data")])
+            .unwrap(),
+        (16u64 << 20).to_string()
+    );
+    ws.plan(&[]).ok();
+
+    // qcow2 is refused at plan time; a size LVM would round up is refused and nothing is left.
+    let qcow = volumes("16MiB", "resource \"kvm_volume\" \"q\" {\n  name = \"q\"\n  pool = kvm_pool.built.name\n  size = \"16MiB\"\n  format = \"qcow2\"\n}\n");
+    ws.write_main(&config(&qcow));
+    let plan = ws.plan(&[]);
+    assert_eq!(plan.code, 1, "{}", plan.all());
+    assert!(plan.stderr.contains("Logical volumes are raw"), "{}", plan.stderr);
+    let odd = volumes(
+        "16MiB",
+        "resource \"kvm_volume\" \"odd\" {\n  name = \"odd\"\n  pool = kvm_pool.built.name\n  size = \"10MiB\"\n}\n",
+    );
+    ws.write_main(&config(&odd));
+    let run = ws.apply(&[]).failed();
+    assert!(run.stderr.contains("size = \"12MiB\""), "{}", run.stderr);
+    assert!(!virsh(&["vol-info", "--pool", pool, "odd"]).status.success(), "the rounded volume was removed");
+
+    ws.write_main(&config(pools));
+    ws.apply(&[]).ok();
 }

@@ -50,6 +50,12 @@ impl Host {
         &self.uri
     }
 
+    /// Whether the host is this machine (a URI without a host part, e.g. `qemu:///system`):
+    /// then its files and commands are reachable directly, not only through libvirt.
+    pub fn is_local(&self) -> bool {
+        self.uri.split_once("://").is_some_and(|(_, rest)| rest.starts_with('/'))
+    }
+
     /// Runs `f` with the open connection on tokio's blocking pool.
     ///
     /// If `f` fails because the connection is gone, the connection is reopened and `f` runs

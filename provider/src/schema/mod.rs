@@ -15,7 +15,7 @@ use tf_cty::{Path, Type, Value};
 
 pub use plan::{check_plan_valid, plan_resource_change, replace_paths, strip_write_only, with_write_only};
 pub use validate::{
-    absolute_path, check_write_only, int_range, non_empty, one_of, quoted_list, validate_attributes, Validator,
+    absolute_path, check_write_only, each, int_range, non_empty, one_of, quoted_list, validate_attributes, Validator,
     WRITE_ONLY_TERRAFORM,
 };
 

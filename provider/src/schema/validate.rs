@@ -193,6 +193,16 @@ pub fn absolute_path() -> impl Validator {
     }
 }
 
+/// Applies `item` to every known element of a list or set (the elements' own rule).
+pub fn each(item: impl Validator + 'static) -> impl Validator {
+    move |v: &Value| match v {
+        Value::List(items) | Value::Set(items) => {
+            items.iter().filter(|i| !i.is_unknown() && !i.is_null()).try_for_each(|i| item.check(i))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Accepts whole numbers in `min..=max`.
 pub fn int_range(min: i64, max: i64) -> impl Validator {
     move |v: &Value| match v.as_number().and_then(|n| n.to_i64()) {

@@ -95,7 +95,7 @@ pub async fn wait(
     // (the log is appended to across boots, and an earlier boot may have panicked).
     // Shared with the libvirt worker, whose calls may be retried after a reconnect.
     let console = Arc::new(std::sync::Mutex::new(ConsoleWatch::default()));
-    let local = is_local(host.uri());
+    let local = host.is_local();
     loop {
         if cancel.is_cancelled() {
             return Err(WaitError::Cancelled { name: name.into(), last_seen });
@@ -307,7 +307,7 @@ pub async fn console_evidence(host: &Arc<Host>, uuid: &str, e: &WaitError) -> Op
         return None;
     }
     let id = uuid.to_string();
-    let local = is_local(host.uri());
+    let local = host.is_local();
     let read = host
         .call(move |conn| {
             let dom = ops::lookup(conn, &id)?;
@@ -324,11 +324,6 @@ pub async fn console_evidence(host: &Arc<Host>, uuid: &str, e: &WaitError) -> Op
             None
         }
     }
-}
-
-/// Whether a libvirt URI names this machine (no host part).
-fn is_local(uri: &str) -> bool {
-    uri.split_once("://").is_some_and(|(_, rest)| rest.starts_with('/'))
 }
 
 pub fn wait_diagnostic(e: &WaitError, saved: &str, console: Option<String>) -> Diagnostic {

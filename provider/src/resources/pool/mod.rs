@@ -1,13 +1,16 @@
-//! `kvm_pool`: a directory storage pool (the NVMe-backed filesystem the volumes live on).
+//! `kvm_pool`: a storage pool: a directory (the NVMe-backed filesystem the volumes live on) or
+//! an LVM volume group.
 //!
 //! Laid out as `kvm_instance` is: [`model`] (the object as Rust types), [`schema`] (attributes
-//! and their single-value rules), [`build`] (the libvirt document), [`state`] (what the host
-//! reports, as the state), [`ops`] (host calls); this file is the resource's life cycle.
+//! and their single-value rules), [`spec`] (the rules between attributes), [`build`] (the
+//! libvirt document), [`state`] (what the host reports, as the state), [`ops`] (host calls);
+//! this file is the resource's life cycle.
 
 mod build;
 mod model;
 mod ops;
 mod schema;
+mod spec;
 mod state;
 
 use async_trait::async_trait;
@@ -22,6 +25,9 @@ use build::pool_xml;
 use model::{PoolModel, PoolPlan};
 use ops::{lookup, observe};
 use state::state;
+
+/// How a failed volume group build starts its message (the hint about occupied devices keys on it).
+const BUILD_GROUP: &str = "build the volume group of";
 
 /// How many volume names an error message lists before saying "and N more".
 const LISTED_VOLUMES: usize = 5;
@@ -47,14 +53,36 @@ impl Resource for Pool {
         &self.schema
     }
 
-    async fn modify_plan(&self, _ctx: &Context, prior: &Value, _config: &Value, planned: &mut Value) -> Diagnostics {
-        if prior.is_null() || planned.is_null() {
+    fn validate(&self, config: &Value) -> Diagnostics {
+        match PoolPlan::from_value(config) {
+            Ok(config) => spec::problems(&config),
+            Err(_) => Diagnostics::new(),
+        }
+    }
+
+    async fn modify_plan(&self, _ctx: &Context, prior: &Value, config: &Value, planned: &mut Value) -> Diagnostics {
+        if planned.is_null() {
             return Diagnostics::new();
         }
         let mut plan = match PoolPlan::from_value(planned) {
             Ok(plan) => plan,
             Err(e) => return e.into(),
         };
+        if prior.is_null() {
+            // A logical pool's group and path follow from the configuration: show them in the plan.
+            if plan.pool_type.as_deref() == Some(model::LOGICAL) {
+                let config = match PoolPlan::from_value(config) {
+                    Ok(config) => config,
+                    Err(e) => return e.into(),
+                };
+                plan.volume_group = spec::volume_group(&config);
+                if let Some(group) = plan.volume_group.as_deref() {
+                    plan.path = Field::Known(spec::logical_path(group));
+                }
+                *planned = plan.to_value();
+            }
+            return Diagnostics::new();
+        }
         // A pool is meant to run: one stopped outside Terraform plans an update that starts it.
         plan.active = Field::Known(true);
         // Free space moves all the time: an update reports it afresh, so it is unknown until then.
@@ -72,7 +100,9 @@ impl Resource for Pool {
         let name = plan.name.clone();
         let xml = pool_xml(&plan, None)?;
         let autostart = plan.autostart();
-        tracing::info!(pool = %name, path = %plan.path, "creating storage pool");
+        let builds = plan.owns_storage();
+        let what = if plan.is_logical() { BUILD_GROUP } else { "create the directory of" };
+        tracing::info!(pool = %name, path = ?plan.path.as_deref(), volume_group = ?plan.volume_group.as_deref(), "creating storage pool");
         let host = ctx.host()?;
         let n = name.clone();
         let observed = host
@@ -81,8 +111,13 @@ impl Resource for Pool {
                     .define_storage_pool_xml(&xml, 0)
                     .map_err(|e| HostError::call(format!("define pool {n:?}"), e))?;
                 // From here on a failure must not leave a defined pool behind.
+                let mut built = false;
                 let started = (|| {
-                    pool.build(0).map_err(|e| HostError::call(format!("create the directory of pool {n:?}"), e))?;
+                    if builds {
+                        // No overwrite flag: libvirt refuses a device that holds anything.
+                        pool.build(0).map_err(|e| HostError::call(format!("{what} pool {n:?}"), e))?;
+                        built = true;
+                    }
                     pool.create(0).map_err(|e| HostError::call(format!("start pool {n:?}"), e))?;
                     pool.set_autostart(autostart)
                         .map_err(|e| HostError::call(format!("set autostart of pool {n:?}"), e))?;
@@ -90,14 +125,27 @@ impl Resource for Pool {
                 })();
                 if started.is_err() {
                     let _ = pool.destroy();
-                    // Removes the directory build made (only when empty).
-                    let _ = pool.delete(0);
+                    // Only what this create made goes: the (empty) directory, or the volume group
+                    // built on the devices; never a group or directory that was there before.
+                    if built {
+                        let _ = pool.delete(0);
+                    }
                     let _ = pool.undefine();
                 }
                 started
             })
             .await
-            .map_err(|e| e.diagnostic("Cannot create storage pool"))?;
+            .map_err(|e| {
+                let mut d = e.diagnostic("Cannot create storage pool");
+                if e.to_string().starts_with(BUILD_GROUP) {
+                    d.detail.push_str(
+                        "\n\nlibvirt refuses a device that holds anything (a filesystem, a partition table, an LVM \
+                         label), so that a typo never erases a disk; nothing was written to it. Check `devices`; if the \
+                         device is meant to be erased, wipe it first (wipefs -a DEVICE).",
+                    );
+                }
+                d
+            })?;
         Ok(state(&observed, plan.force_destroy).to_value())
     }
 
@@ -114,8 +162,8 @@ impl Resource for Pool {
         let before = PoolModel::from_value(prior)?;
         let after = PoolModel::from_value(planned)?;
         let name = after.name.clone();
-        let permissions_changed =
-            (&before.mode, &before.owner, &before.group) != (&after.mode, &after.owner, &after.group);
+        let permissions_changed = !after.is_logical()
+            && (&before.mode, &before.owner, &before.group) != (&after.mode, &after.owner, &after.group);
         let xml = permissions_changed.then(|| pool_xml(&after, before.id.as_deref())).transpose()?;
         let autostart = after.autostart();
         let host = ctx.host()?;
@@ -148,6 +196,7 @@ impl Resource for Pool {
         let prior = PoolModel::from_value(prior)?;
         let name = prior.name.clone();
         let force = prior.force_destroy();
+        let owns_storage = prior.owns_storage();
         let host = ctx.host()?;
         let _guard = host.lock_pool(&name).await;
         let n = name.clone();
@@ -156,7 +205,9 @@ impl Resource for Pool {
                 let pool = conn
                     .lookup_storage_pool_by_name(&n)
                     .map_err(|e| HostError::call(format!("look up pool {n:?}"), e))?;
-                if pool.is_active().unwrap_or(false) {
+                // A pool on an existing volume group is only stopped and forgotten: nothing in it is
+                // the pool's to delete (for LVM, stopping deactivates the group's logical volumes).
+                if pool.is_active().unwrap_or(false) && owns_storage {
                     let _ = pool.refresh(0);
                     let volumes =
                         pool.list_volumes().map_err(|e| HostError::call(format!("list volumes of {n:?}"), e))?;
@@ -169,10 +220,15 @@ impl Resource for Pool {
                             .map_err(|e| HostError::call(format!("look up volume {v:?}"), e))?;
                         vol.delete(0).map_err(|e| HostError::call(format!("delete volume {v:?}"), e))?;
                     }
+                }
+                if pool.is_active().unwrap_or(false) {
                     pool.destroy().map_err(|e| HostError::call(format!("stop pool {n:?}"), e))?;
                 }
-                // Removes the directory (only if empty: files libvirt does not know as volumes stay).
-                pool.delete(0).map_err(|e| HostError::call(format!("remove the directory of pool {n:?}"), e))?;
+                if owns_storage {
+                    // A directory goes only if empty (files libvirt does not know as volumes stay);
+                    // a volume group is removed and its devices' LVM labels wiped.
+                    pool.delete(0).map_err(|e| HostError::call(format!("remove the storage of pool {n:?}"), e))?;
+                }
                 pool.undefine().map_err(|e| HostError::call(format!("undefine pool {n:?}"), e))?;
                 Ok(Ok(()))
             })
@@ -208,10 +264,13 @@ impl Resource for Pool {
             )
             .into());
         };
-        if observed.doc.pool_type != "dir" {
+        if ![model::DIR, model::LOGICAL].contains(&observed.doc.pool_type.as_str()) {
             return Err(Diagnostic::error(
                 "Cannot import storage pool",
-                format!("Pool {id:?} is of type {:?}; kvm_pool manages directory pools only.", observed.doc.pool_type),
+                format!(
+                    "Pool {id:?} is of type {:?}; kvm_pool manages directory (dir) and LVM (logical) pools only.",
+                    observed.doc.pool_type
+                ),
             )
             .into());
         }

@@ -24,8 +24,8 @@ use crate::model::{Field, Model};
 use crate::schema::Schema;
 use crate::units::{self, format_size, parse_size};
 use model::{VolumeModel, VolumePlan, DEFAULT_FORMAT};
-use ops::{capacity_of, lookup_pool, lookup_vol, observe};
-use spec::{content, Content};
+use ops::{capacity_of, is_logical, lookup_pool, lookup_vol, lvextend, observe, pool_is_logical};
+use spec::{content, lvm_format, Content};
 use state::fill;
 
 /// The `kvm_volume` resource.
@@ -95,7 +95,7 @@ impl Resource for Volume {
         diags
     }
 
-    async fn modify_plan(&self, _ctx: &Context, prior: &Value, config: &Value, planned: &mut Value) -> Diagnostics {
+    async fn modify_plan(&self, ctx: &Context, prior: &Value, config: &Value, planned: &mut Value) -> Diagnostics {
         let mut diags = Diagnostics::new();
         if planned.is_null() {
             return diags;
@@ -105,10 +105,27 @@ impl Resource for Volume {
             (Err(e), _) | (_, Err(e)) => return e.into(),
         };
         if prior.is_null() {
-            // Blank volumes and clones are qcow2 unless told otherwise; an image's format is
-            // only known once it is read.
+            let clone = config.base_volume != Field::Null;
+            // An LVM pool that exists already says now what its volumes can be.
+            let logical = match config.pool.as_deref() {
+                Some(pool) => pool_is_logical(ctx, pool).await,
+                None => None,
+            };
+            if let (Some(true), Some(pool)) = (logical, config.pool.as_deref()) {
+                if let Err(refusal) = lvm_format(pool, config.format.as_deref(), clone) {
+                    diags.push(refusal.diagnostic());
+                }
+            }
+            // Blank volumes and clones are qcow2 unless told otherwise, raw in an LVM pool (and
+            // known after apply when the pool is not there yet); an image's format is only known
+            // once it is read.
             if config.format == Field::Null && config.source == Field::Null {
-                plan.format = Field::Known(DEFAULT_FORMAT.to_string());
+                plan.format = match logical {
+                    _ if clone => Field::Known(DEFAULT_FORMAT.to_string()),
+                    Some(true) => Field::Known("raw".to_string()),
+                    Some(false) => Field::Known(DEFAULT_FORMAT.to_string()),
+                    None => Field::Unknown,
+                };
             }
             // Without a base, or a base in the same pool: base_pool is the volume's pool.
             let defaults_to_pool =
@@ -129,6 +146,12 @@ impl Resource for Volume {
                 if !units::same_size(&b, a) {
                     plan.size_bytes = Field::Unknown;
                     plan.allocation = Field::Unknown;
+                    let remote = ctx.host().is_ok_and(|h| !h.is_local());
+                    if let (true, Some(pool)) = (remote, config.pool.as_deref()) {
+                        if pool_is_logical(ctx, pool).await == Some(true) {
+                            diags.push(cannot_lvextend_remotely(ctx, a));
+                        }
+                    }
                 }
             }
         }
@@ -185,18 +208,39 @@ impl Resource for Volume {
             Diagnostic::attribute_error(Path::attr("size"), "Missing size", "Only a change of `size` updates a volume.")
         })?;
         let host = ctx.host()?;
+        let local = host.is_local();
         tracing::info!(volume = %format!("{pool}/{name}"), size = %format_size(size), "growing volume in place");
         let observed = host
             .call(move |conn| {
                 let label = format!("{pool}/{name}");
-                let vol = lookup_vol(&lookup_pool(conn, &pool)?, &pool, &name)?;
-                if capacity_of(&observe(conn, &vol, &label)?.doc) != size {
-                    vol.resize(size, 0).map_err(|e| HostError::call(format!("resize volume {label}"), e))?;
+                let p = lookup_pool(conn, &pool)?;
+                let vol = lookup_vol(&p, &pool, &name)?;
+                if capacity_of(&observe(conn, &vol, &label)?.doc) == size {
+                    return Ok(Ok(observe(conn, &vol, &label)?));
                 }
-                observe(conn, &vol, &label)
+                if !is_logical(&p, &pool)? {
+                    vol.resize(size, 0).map_err(|e| HostError::call(format!("resize volume {label}"), e))?;
+                    return Ok(Ok(observe(conn, &vol, &label)?));
+                }
+                // libvirt cannot resize a logical volume: LVM does it, on this machine only.
+                if !local {
+                    return Ok(Err(None));
+                }
+                let path = vol.path().map_err(|e| HostError::call(format!("read the path of {label}"), e))?;
+                if let Err(refusal) = lvextend(&path, size)? {
+                    return Ok(Err(Some(refusal)));
+                }
+                // libvirt learns the new size from LVM when the pool is refreshed.
+                p.refresh(0).map_err(|e| HostError::call(format!("refresh pool {pool:?}"), e))?;
+                Ok(Ok(observe(conn, &lookup_vol(&p, &pool, &name)?, &label)?))
             })
             .await
             .map_err(|e| e.diagnostic("Cannot resize volume"))?;
+        let observed = match observed {
+            Ok(observed) => observed,
+            Err(Some(refusal)) => return Err(refusal.diagnostic().into()),
+            Err(None) => return Err(cannot_lvextend_remotely(ctx, state.size.as_deref().unwrap_or_default()).into()),
+        };
         fill(&mut state, &observed);
         Ok(state.to_value())
     }
@@ -254,4 +298,19 @@ impl Resource for Volume {
         fill(&mut state, &observed);
         Ok(state.to_value())
     }
+}
+
+/// Growing a logical volume on a host that is not this machine: libvirt cannot, and the
+/// provider runs `lvextend` only where it runs.
+fn cannot_lvextend_remotely(ctx: &Context, size: &str) -> Diagnostic {
+    let uri = ctx.host().map(|h| h.uri().to_string()).unwrap_or_default();
+    Diagnostic::attribute_error(
+        Path::attr("size"),
+        "Cannot grow a logical volume on a remote host",
+        format!(
+            "libvirt cannot resize volumes of an LVM pool, and the provider runs `lvextend` itself only when the \
+             libvirt host is the machine running Terraform; {uri} is not. Grow it on the host (lvextend --size \
+             {size} /dev/GROUP/VOLUME) and run `terraform apply -refresh-only`, or keep the old size."
+        ),
+    )
 }

@@ -1,6 +1,7 @@
 //! Host calls of `kvm_volume`: looking volumes and pools up, creating each kind of volume, and
 //! removing a half-made one after a failure.
 
+use libvirt_xml::pool::StoragePool as PoolDoc;
 use libvirt_xml::volume::{BackingStore, StorageVolume};
 use libvirt_xml::Document;
 use tf_cty::Path;
@@ -8,9 +9,9 @@ use virt::storage_pool::StoragePool;
 use virt::storage_vol::StorageVol;
 
 use super::super::{Context, Outcome};
-use super::build::volume_xml;
+use super::build::{volume_xml, Layout};
 use super::model::{VolumeModel, DEFAULT_FORMAT};
-use super::spec::size;
+use super::spec::{lvm_format, size, LvmRefusal};
 use super::Volume;
 use crate::diag::Diagnostic;
 use crate::image;
@@ -48,6 +49,75 @@ pub(super) fn capacity_of(doc: &StorageVolume) -> u64 {
     doc.capacity.as_ref().and_then(|c| c.bytes().ok()).unwrap_or(0)
 }
 
+/// Whether a pool is an LVM volume group (`logical`): its volumes are raw logical volumes.
+pub(super) fn is_logical(pool: &StoragePool, name: &str) -> Result<bool, HostError> {
+    let xml = pool.xml_desc(0).map_err(|e| HostError::call(format!("read pool {name:?}"), e))?;
+    let doc = PoolDoc::from_xml(&xml).map_err(|e| HostError::Other(format!("pool {name:?}: {e}")))?;
+    Ok(doc.pool_type == "logical")
+}
+
+/// Whether pool `name` is an LVM volume group, as far as the host can tell at plan time: `None`
+/// when the pool does not exist yet or the host cannot be asked.
+pub(super) async fn pool_is_logical(ctx: &Context, name: &str) -> Option<bool> {
+    let host = ctx.host().ok()?;
+    let owned = name.to_string();
+    host.call(move |conn| is_logical(&lookup_pool(conn, &owned)?, &owned)).await.ok()
+}
+
+/// Grows a logical volume to `size` bytes with `lvextend`, since libvirt's LVM backend cannot
+/// resize; runs on this machine, so the caller makes sure the libvirt host is this machine.
+/// A size that is not a whole number of the group's extents is refused before anything
+/// changes (LVM would round it up, and a volume cannot be shrunk back safely).
+pub(super) fn lvextend(path: &str, size: u64) -> Result<Result<(), LvmRefusal>, HostError> {
+    let extent = lvm(&["lvs", "--noheadings", "--nosuffix", "--units", "b", "-o", "vg_extent_size", path])?;
+    let extent: u64 =
+        extent.trim().parse().map_err(|_| HostError::Other(format!("lvs: no extent size for {path}: {extent:?}")))?;
+    if extent > 0 && !size.is_multiple_of(extent) {
+        return Ok(Err(LvmRefusal::Rounded { asked: size, got: size.div_ceil(extent) * extent }));
+    }
+    lvm(&["lvextend", "--size", &format!("{size}b"), path])?;
+    tracing::info!(volume = %path, bytes = size, "grew logical volume with lvextend");
+    Ok(Ok(()))
+}
+
+/// Runs an LVM command on this machine; its output, or what went wrong.
+fn lvm(args: &[&str]) -> Result<String, HostError> {
+    let out = std::process::Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .map_err(|e| HostError::Other(format!("run {}: {e} (is lvm2 installed?)", args[0])))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(HostError::Other(format!(
+            "{} failed ({}): {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}
+
+/// Makes a new volume from `xml`; in an LVM pool, checks that LVM made it as large as asked
+/// (it rounds up to whole extents) and removes it otherwise.
+fn create_checked(
+    pool: &StoragePool,
+    label: &str,
+    xml: &str,
+    logical: bool,
+    asked: u64,
+) -> Result<Result<StorageVol, LvmRefusal>, HostError> {
+    let vol = StorageVol::create_xml(pool, xml, 0).map_err(|e| HostError::call(format!("create volume {label}"), e))?;
+    if logical {
+        let got = vol.info().map_err(|e| HostError::call(format!("read volume {label}"), e))?.capacity;
+        if got != asked {
+            vol.delete(0).map_err(|e| HostError::call(format!("delete the rounded volume {label}"), e))?;
+            return Ok(Err(LvmRefusal::Rounded { asked, got }));
+        }
+    }
+    Ok(Ok(vol))
+}
+
 impl Volume {
     pub(super) async fn create_blank(&self, ctx: &Context, volume: &VolumeModel) -> Outcome<Observed> {
         let (pool, name) = (volume.pool.clone(), volume.name.clone());
@@ -55,21 +125,33 @@ impl Volume {
         let size = size(volume)?.ok_or_else(|| {
             Diagnostic::attribute_error(Path::attr("size"), "Missing size", "A blank volume needs a `size`.")
         })?;
-        let format = volume.format.as_deref().unwrap_or(DEFAULT_FORMAT);
-        let xml = volume_xml(&name, size, format, None)?;
+        // Unknown when the plan could not see the pool: then the pool's kind decides.
+        let format = volume.format.known().cloned();
         let host = ctx.host()?;
         let _guard = host.lock_pool(&pool).await;
-        tracing::info!(volume = %format!("{pool}/{name}"), size = %format_size(size), format, "creating blank volume");
+        tracing::info!(volume = %format!("{pool}/{name}"), size = %format_size(size), ?format, "creating blank volume");
         let observed = host
             .call(move |conn| {
+                let label = format!("{pool}/{name}");
                 let p = lookup_pool(conn, &pool)?;
-                let vol = StorageVol::create_xml(&p, &xml, 0)
-                    .map_err(|e| HostError::call(format!("create volume {pool}/{name}"), e))?;
-                observe(conn, &vol, &format!("{pool}/{name}"))
+                let logical = is_logical(&p, &pool)?;
+                let layout = if logical {
+                    if let Err(refusal) = lvm_format(&pool, format.as_deref(), false) {
+                        return Ok(Err(refusal));
+                    }
+                    Layout::LogicalVolume
+                } else {
+                    Layout::File { format: format.as_deref().unwrap_or(DEFAULT_FORMAT) }
+                };
+                let xml = volume_xml(&name, size, layout, None).map_err(|d| HostError::Other(d.detail))?;
+                Ok(match create_checked(&p, &label, &xml, logical, size)? {
+                    Ok(vol) => Ok(observe(conn, &vol, &label)?),
+                    Err(refusal) => Err(refusal),
+                })
             })
             .await
             .map_err(|e| e.diagnostic("Cannot create volume"))?;
-        Ok(observed)
+        Ok(observed.map_err(|r| r.diagnostic())?)
     }
 
     pub(super) async fn create_clone(
@@ -101,10 +183,14 @@ impl Volume {
                 let base_size = capacity_of(&base_doc);
                 let capacity = match wanted {
                     Some(w) if w < base_size => {
-                        return Ok(Err(format!(
-                            "size {} is smaller than the base volume {base_pool}/{base} ({}); a clone can only be as large or larger.",
-                            format_size(w),
-                            format_size(base_size)
+                        return Ok(Err(Diagnostic::attribute_error(
+                            Path::attr("size"),
+                            "Size too small",
+                            format!(
+                                "size {} is smaller than the base volume {base_pool}/{base} ({}); a clone can only be as large or larger.",
+                                format_size(w),
+                                format_size(base_size)
+                            ),
                         )))
                     }
                     Some(w) => w,
@@ -115,8 +201,12 @@ impl Volume {
                     format: base_doc.target.as_ref().and_then(|t| t.format.clone()),
                     ..Default::default()
                 };
-                let xml = volume_xml(&name, capacity, "qcow2", Some(backing)).map_err(|d| HostError::Other(d.detail))?;
                 let p = lookup_pool(conn, &pool)?;
+                if is_logical(&p, &pool)? {
+                    return Ok(Err(LvmRefusal::Clone { pool: pool.clone() }.diagnostic()));
+                }
+                let xml = volume_xml(&name, capacity, Layout::File { format: "qcow2" }, Some(backing))
+                    .map_err(|d| HostError::Other(d.detail))?;
                 let vol = StorageVol::create_xml(&p, &xml, 0)
                     .map_err(|e| HostError::call(format!("create volume {pool}/{name}"), e))?;
                 Ok(Ok(observe(conn, &vol, &format!("{pool}/{name}"))?))
@@ -124,7 +214,7 @@ impl Volume {
             .await;
         match result {
             Ok(Ok(observed)) => Ok(observed),
-            Ok(Err(message)) => Err(Diagnostic::attribute_error(Path::attr("size"), "Size too small", message).into()),
+            Ok(Err(refusal)) => Err(refusal.into()),
             Err(e) if e.is_not_found() => Err(Diagnostic::attribute_error(
                 Path::attr("base_volume"),
                 "Base volume not found",
@@ -176,22 +266,38 @@ impl Volume {
                 .into());
             }
         }
-        // The volume is created with the image's own format, so that the upload replaces its
-        // content byte for byte (libvirt re-reads the header afterwards); a larger `size` is
-        // applied once the image is in.
-        let xml = volume_xml(&name, header.virtual_size.max(opened.length), header.format.as_str(), None)?;
+        // In a directory pool the volume is created with the image's own format, so that the
+        // upload replaces its content byte for byte (libvirt re-reads the header afterwards); a
+        // larger `size` is applied once the image is in. A logical volume is raw and made at its
+        // final size at once (LVM rounds up to whole extents, which only a `size` must match).
+        let format = header.format.as_str();
+        let image_size = header.virtual_size.max(opened.length);
         let host = ctx.host()?;
-        {
+        let logical = {
             let _guard = host.lock_pool(&pool).await;
-            let (p, n) = (pool.clone(), name.clone());
-            host.call(move |conn| {
-                StorageVol::create_xml(&lookup_pool(conn, &p)?, &xml, 0)
-                    .map(drop)
-                    .map_err(|e| HostError::call(format!("create volume {p}/{n}"), e))
-            })
-            .await
-            .map_err(|e| e.diagnostic("Cannot create volume"))?;
-        }
+            let (p, n, l) = (pool.clone(), name.clone(), label.clone());
+            let made = host
+                .call(move |conn| {
+                    let pool = lookup_pool(conn, &p)?;
+                    if !is_logical(&pool, &p)? {
+                        let xml = volume_xml(&n, image_size, Layout::File { format }, None)
+                            .map_err(|d| HostError::Other(d.detail))?;
+                        return StorageVol::create_xml(&pool, &xml, 0)
+                            .map(|_| Ok(false))
+                            .map_err(|e| HostError::call(format!("create volume {l}"), e));
+                    }
+                    if let Err(refusal) = lvm_format(&p, Some(format), false) {
+                        return Ok(Err(refusal));
+                    }
+                    let capacity = wanted.unwrap_or(image_size);
+                    let xml = volume_xml(&n, capacity, Layout::LogicalVolume, None)
+                        .map_err(|d| HostError::Other(d.detail))?;
+                    Ok(create_checked(&pool, &l, &xml, wanted.is_some(), capacity)?.map(|_| true))
+                })
+                .await
+                .map_err(|e| e.diagnostic("Cannot create volume"))?;
+            made.map_err(|r| r.diagnostic())?
+        };
         tracing::info!(volume = %label, %source, bytes = opened.length, format = header.format.as_str(), "uploading image");
         let cancel = ctx.cancel.clone();
         let expected = sha256.map(str::to_string);
@@ -204,7 +310,9 @@ impl Volume {
                     &vol,
                     opened.reader,
                     opened.length,
-                    opened.sparse,
+                    // A new logical volume holds whatever its extents held before: zeros must be
+                    // written, not skipped as holes.
+                    opened.sparse && !logical,
                     expected.as_deref(),
                     &cancel,
                     &l,

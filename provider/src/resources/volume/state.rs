@@ -22,7 +22,9 @@ pub(super) fn fill(state: &mut VolumeModel, observed: &Observed) {
     state.size_bytes = Field::Known(capacity);
     state.allocation = Field::Known(doc.allocation.as_ref().and_then(|c| c.bytes().ok()).unwrap_or(0));
     let format = doc.target.as_ref().and_then(|t| t.format.as_ref()).map(|f| f.format_type.clone());
-    state.format = Field::from_option(format);
+    // libvirt names no format for a logical volume: it is a raw block device.
+    let lvm = doc.vol_type.as_deref() == Some("block") && format.is_none();
+    state.format = Field::from_option(format.or_else(|| lvm.then(|| "raw".to_string())));
     match &observed.base {
         Some((pool, name)) => {
             state.base_pool = Field::Known(pool.clone());
