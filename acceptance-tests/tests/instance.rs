@@ -20,13 +20,22 @@ fn two_guests_with_cloud_init_and_pinned_host_keys() {
     if !libvirt::require_libvirt() {
         return;
     }
-    // Dual-stack: the guests configure IPv6 from the host's router advertisements (SLAAC).
+    // Dual-stack: the guests configure IPv6 from the host's router advertisements (SLAAC). b
+    // also has a NIC on a second network that hands out IPv6 addresses by DHCPv6 only, which b's
+    // network-config asks for.
     let lab = Lab::new("instance_lifecycle", 0).dual_stack();
     let p = &lab.prefix;
     let client_pub = client_key(lab.dir.path());
     let (a, b) = (p.name("a"), p.name("b"));
     let fixed_ip = format!("{}.50", lab.net);
     let ci = cloud_init(&client_pub);
+    let net2 = acceptance_tests::lab::subnet(15);
+    let v6d = format!("fd00:{}::", net2.replace('.', ":"));
+    let (b_mac, b_mac6) = ("52:54:00:6b:00:0a", "52:54:00:6b:00:0b");
+    let b_network_config = format!(
+        "    network_config = <<-EOT\n      version: 2\n      ethernets:\n        lan0:\n          match:\n            macaddress: \"{b_mac}\"\n          set-name: lan0\n          dhcp4: true\n        v6net0:\n          match:\n            macaddress: \"{b_mac6}\"\n          set-name: v6net0\n          dhcp4: false\n          dhcp6: true\n    EOT\n  }}"
+    );
+    let ci_b = format!("{}{b_network_config}", ci.strip_suffix("  }").expect("a cloud_init block"));
     let body = |b_memory: &str, a_extra_disk: bool| {
         let data_disk = if a_extra_disk {
             "  disk {\n    volume = kvm_volume.data.name\n    pool   = kvm_pool.p.name\n  }\n"
@@ -39,6 +48,15 @@ resource "kvm_volume" "data" {{
   name = "data.qcow2"
   pool = kvm_pool.p.name
   size = "64MiB"
+}}
+resource "kvm_network" "v6" {{
+  name = "{v6_net}"
+  cidr = "{net2}.0/24"
+  ipv6 {{
+    cidr       = "{v6d}/64"
+    dhcp_start = "{v6d}100"
+    dhcp_end   = "{v6d}1ff"
+  }}
 }}
 {}
 {}
@@ -59,16 +77,17 @@ output "b_known_hosts" {{ value = kvm_instance.b.known_hosts }}
                 "b",
                 &b,
                 &format!(
-                    "  memory = \"{b_memory}\"\n  network_interface {{\n    network = kvm_network.net.name\n  }}\n  tpm {{}}\n  wait_for = \"ssh\"\n{ci}"
+                    "  memory = \"{b_memory}\"\n  network_interface {{\n    network = kvm_network.net.name\n    mac     = \"{b_mac}\"\n  }}\n  network_interface {{\n    network = kvm_network.v6.name\n    mac     = \"{b_mac6}\"\n  }}\n  tpm {{}}\n  wait_for = \"ssh\"\n{ci_b}"
                 )
             )
             .replacen("  memory      = \"512MiB\"\n", "", 1),
+            v6_net = p.name("v6"),
         )
     };
     lab.write(&body("512MiB", false));
     lab.ws.init().ok();
     let applied = lab.ws.apply(&["-parallelism=4"]).ok();
-    assert!(applied.all().contains("Apply complete! Resources: 8 added"), "{}", applied.all());
+    assert!(applied.all().contains("Apply complete! Resources: 9 added"), "{}", applied.all());
 
     // Both guests answer SSH with the host key Terraform generated; OpenSSH checks it strictly.
     let out = lab.ws.outputs();
@@ -96,6 +115,44 @@ output "b_known_hosts" {{ value = kvm_instance.b.known_hosts }}
     assert_eq!(ssh_ok(lab.dir.path(), &a_ip6, &a_kh6, "hostname"), a_host, "SSH over IPv6");
     let inside = ssh_ok(lab.dir.path(), &a_ip6, &a_kh6, "ip -6 -o addr show scope global");
     assert!(inside.contains(&a_ip6), "the guest has the address: {inside}");
+    // DHCPv6: b's second NIC got an address of the range from the network's dnsmasq (a /128:
+    // what a DHCPv6 lease gives, where SLAAC makes /64s), the network lists the lease, the
+    // provider reports it on that interface, and SSH answers there with the pinned key.
+    let inside = ssh_ok(lab.dir.path(), &b_ip, &b_kh, "ip -6 -o addr show dev v6net0 scope global");
+    let in_range = |ip: &str| {
+        let (Ok(ip), Ok(net)) = (ip.parse::<std::net::Ipv6Addr>(), v6d.parse::<std::net::Ipv6Addr>()) else {
+            return false;
+        };
+        let (s, n) = (ip.segments(), net.segments());
+        s[..7] == n[..7] && (0x100..=0x1ff).contains(&s[7])
+    };
+    let leased = inside
+        .split_whitespace()
+        .find_map(|w| w.strip_suffix("/128").filter(|ip| in_range(ip)))
+        .unwrap_or_else(|| panic!("b has a DHCPv6 address of {v6d}100-1ff on v6net0: {inside}"))
+        .to_string();
+    let leases = virsh_ok(&["net-dhcp-leases", &p.name("v6")]);
+    assert!(leases.contains(&leased) && leases.contains("ipv6"), "the network leased {leased}:\n{leases}");
+    let reported = |ws: &acceptance_tests::Workspace| {
+        ws.resource_values("kvm_instance.b")["network_interface"][1]["ipv6_addresses"].clone()
+    };
+    let in_first_state = reported(&lab.ws).as_array().is_some_and(|a| a.iter().any(|v| v == leased.as_str()));
+    if !in_first_state {
+        // The lease may have come after the apply's last read; a refresh reads it.
+        lab.ws.apply(&["-refresh-only"]).ok();
+    }
+    assert!(
+        reported(&lab.ws).as_array().is_some_and(|a| a.iter().any(|v| v == leased.as_str())),
+        "the state has b's DHCPv6 address {leased}: {}",
+        reported(&lab.ws)
+    );
+    let b_kh6 = b_kh.replacen(&b_ip, &leased, 1);
+    assert_eq!(ssh_ok(lab.dir.path(), &leased, &b_kh6, "hostname"), b_host, "SSH over the DHCPv6 address");
+    eprintln!(
+        "observed: b's DHCPv6 address {leased}/128 on v6net0, leased by the network, in the state {}",
+        if in_first_state { "of the first apply" } else { "after a refresh" }
+    );
+
     // b has a TPM 2.0 (swtpm on the host, the CRB interface): the guest's kernel finds it.
     let tpm =
         ssh_ok(lab.dir.path(), &b_ip, &b_kh, "cat /sys/class/tpm/tpm0/tpm_version_major && ls /dev/tpm0 /dev/tpmrm0");
