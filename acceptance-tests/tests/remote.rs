@@ -138,6 +138,8 @@ fn remote_host_over_ssh_with_pinned_host_key() {
     // What libvirt 11.3 offers here: virtio disks, no emulated NVMe (that came in 11.5), TCG.
     let buses = outputs["remote_buses"]["value"].as_array().cloned().unwrap_or_default();
     assert!(buses.iter().any(|b| b == "virtio"), "{outputs}");
+    // What a q35 instance (the default) can use: SATA, never IDE.
+    assert!(buses.iter().any(|b| b == "sata") && !buses.iter().any(|b| b == "ide"), "{outputs}");
     assert_eq!(outputs["remote_nvme"]["value"], buses.iter().any(|b| b == "nvme"), "{outputs}");
     let accelerators = outputs["remote_accelerators"]["value"].as_array().cloned().unwrap_or_default();
     assert!(accelerators.iter().any(|a| a == "qemu"), "{outputs}");

@@ -51,7 +51,7 @@ impl HostInfo {
         )
         .attribute(
             Attribute::computed("disk_buses", strings.clone()).describe(
-                "Disk buses the hypervisor supports (from domain capabilities), e.g. `virtio`, `sata`, `nvme`.",
+                "Disk buses an instance on a q35 machine can use (from domain capabilities), e.g. `virtio`, `sata`, `nvme`.",
             ),
         )
         .attribute(
@@ -192,7 +192,11 @@ impl DataSource for HostInfo {
         let mut accelerators = caps.accelerators(&arch);
         // Hardware first: it is what users mean by default.
         accelerators.sort_by_key(|a| if a == "kvm" { 0 } else { 1 });
-        let buses = domcaps.as_ref().map(|d| d.disk_buses()).unwrap_or_default();
+        // One machine's view for every capability: q35, kvm_instance's default (it has no IDE,
+        // and i440fx no Secure Boot, so mixing machines would mislead); the default machine only
+        // where libvirt cannot describe q35 (another architecture).
+        let view = q35.as_ref().or(domcaps.as_ref());
+        let buses = view.map(|d| d.disk_buses()).unwrap_or_default();
         let memory = facts.memory_kib.saturating_mul(1024);
 
         let state = HostModel {
@@ -210,12 +214,12 @@ impl DataSource for HostInfo {
             accelerators,
             nvme_disks: buses.iter().any(|b| b == "nvme"),
             disk_buses: buses,
-            firmware: domcaps.as_ref().map(|d| d.firmware()).unwrap_or_default(),
-            cpu_modes: domcaps.as_ref().map(|d| d.cpu_modes()).unwrap_or_default(),
-            secure_boot: q35.as_ref().is_some_and(|d| d.secure_boot()),
-            tpm_models: q35.as_ref().map(|d| d.emulated_tpm_models()).unwrap_or_default(),
-            virtiofs: q35.as_ref().is_some_and(|d| d.virtiofs()),
-            graphics_types: q35.as_ref().map(|d| d.graphics_types()).unwrap_or_default(),
+            firmware: view.map(|d| d.firmware()).unwrap_or_default(),
+            cpu_modes: view.map(|d| d.cpu_modes()).unwrap_or_default(),
+            secure_boot: view.is_some_and(|d| d.secure_boot()),
+            tpm_models: view.map(|d| d.emulated_tpm_models()).unwrap_or_default(),
+            virtiofs: view.is_some_and(|d| d.virtiofs()),
+            graphics_types: view.map(|d| d.graphics_types()).unwrap_or_default(),
         };
         Ok(state.to_value())
     }
