@@ -5,7 +5,7 @@ use tf_cty::{Type, Value};
 use super::spec::{parse_any_ip, parse_cidr, parse_cidr6};
 use super::Network;
 use crate::libvirt::name_validator;
-use crate::schema::{int_range, one_of, Attribute, Block, NestedBlock, Nesting, Schema};
+use crate::schema::{each, int_range, one_of, Attribute, Block, NestedBlock, Nesting, Schema};
 
 impl Network {
     /// The resource with its schema.
@@ -59,17 +59,7 @@ impl Network {
         .attribute(
             Attribute::optional("dns_forwarders", Type::list(Type::String))
                 .describe("Upstream DNS servers (IPv4 or IPv6 addresses) for names the network does not know; by default the host's resolvers. Changing them restarts the network.")
-                .validate(|v: &Value| match v {
-                    Value::List(items) => {
-                        for item in items {
-                            if let Some(s) = item.as_str() {
-                                parse_any_ip(s)?;
-                            }
-                        }
-                        Ok(())
-                    }
-                    _ => Ok(()),
-                }),
+                .validate(each(|v: &Value| v.as_str().map_or(Ok(()), |s| parse_any_ip(s).map(drop)))),
         )
         .block(
             NestedBlock::new(

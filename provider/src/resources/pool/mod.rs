@@ -26,9 +26,6 @@ use model::{PoolModel, PoolPlan};
 use ops::{lookup, observe};
 use state::state;
 
-/// How a failed volume group build starts its message (the hint about occupied devices keys on it).
-const BUILD_GROUP: &str = "build the volume group of";
-
 /// How many volume names an error message lists before saying "and N more".
 const LISTED_VOLUMES: usize = 5;
 
@@ -101,11 +98,12 @@ impl Resource for Pool {
         let xml = pool_xml(&plan, None)?;
         let autostart = plan.autostart();
         let builds = plan.owns_storage();
-        let what = if plan.is_logical() { BUILD_GROUP } else { "create the directory of" };
+        let logical = plan.is_logical();
+        let what = if logical { "build the volume group of" } else { "create the directory of" };
         tracing::info!(pool = %name, path = ?plan.path.as_deref(), volume_group = ?plan.volume_group.as_deref(), "creating storage pool");
         let host = ctx.host()?;
         let n = name.clone();
-        let observed = host
+        let result = host
             .call(move |conn| {
                 let pool = conn
                     .define_storage_pool_xml(&xml, 0)
@@ -132,20 +130,25 @@ impl Resource for Pool {
                     }
                     let _ = pool.undefine();
                 }
-                started
+                match started {
+                    // The build refused the storage: said apart, for the hint below.
+                    Err(e) if builds && !built => Ok(Err(e)),
+                    other => other.map(Ok),
+                }
             })
             .await
-            .map_err(|e| {
-                let mut d = e.diagnostic("Cannot create storage pool");
-                if e.to_string().starts_with(BUILD_GROUP) {
-                    d.detail.push_str(
-                        "\n\nlibvirt refuses a device that holds anything (a filesystem, a partition table, an LVM \
-                         label), so that a typo never erases a disk; nothing was written to it. Check `devices`; if the \
-                         device is meant to be erased, wipe it first (wipefs -a DEVICE).",
-                    );
-                }
-                d
-            })?;
+            .map_err(|e| e.diagnostic("Cannot create storage pool"))?;
+        let observed = result.map_err(|e| {
+            let mut d = e.diagnostic("Cannot create storage pool");
+            if logical {
+                d.detail.push_str(
+                    "\n\nlibvirt refuses a device that holds anything (a filesystem, a partition table, an LVM \
+                     label), so that a typo never erases a disk; nothing was written to it. Check `devices`; if the \
+                     device is meant to be erased, wipe it first (wipefs -a DEVICE).",
+                );
+            }
+            d
+        })?;
         Ok(state(&observed, plan.force_destroy).to_value())
     }
 
@@ -205,9 +208,10 @@ impl Resource for Pool {
                 let pool = conn
                     .lookup_storage_pool_by_name(&n)
                     .map_err(|e| HostError::call(format!("look up pool {n:?}"), e))?;
+                let active = pool.is_active().unwrap_or(false);
                 // A pool on an existing volume group is only stopped and forgotten: nothing in it is
                 // the pool's to delete (for LVM, stopping deactivates the group's logical volumes).
-                if pool.is_active().unwrap_or(false) && owns_storage {
+                if active && owns_storage {
                     let _ = pool.refresh(0);
                     let volumes =
                         pool.list_volumes().map_err(|e| HostError::call(format!("list volumes of {n:?}"), e))?;
@@ -221,7 +225,7 @@ impl Resource for Pool {
                         vol.delete(0).map_err(|e| HostError::call(format!("delete volume {v:?}"), e))?;
                     }
                 }
-                if pool.is_active().unwrap_or(false) {
+                if active {
                     pool.destroy().map_err(|e| HostError::call(format!("stop pool {n:?}"), e))?;
                 }
                 if owns_storage {

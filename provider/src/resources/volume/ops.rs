@@ -56,6 +56,21 @@ pub(super) fn is_logical(pool: &StoragePool, name: &str) -> Result<bool, HostErr
     Ok(doc.pool_type == "logical")
 }
 
+/// What a new volume is in pool `pool` (named `name`): a file in `format` (qcow2 when not given)
+/// in a directory pool; a raw logical volume in an LVM pool, which refuses any other format and
+/// clones.
+fn layout<'a>(
+    pool: &StoragePool,
+    name: &str,
+    format: Option<&'a str>,
+    clone: bool,
+) -> Result<Result<Layout<'a>, LvmRefusal>, HostError> {
+    if !is_logical(pool, name)? {
+        return Ok(Ok(Layout::File { format: format.unwrap_or(DEFAULT_FORMAT) }));
+    }
+    Ok(lvm_format(name, format, clone).map(|_| Layout::LogicalVolume))
+}
+
 /// Whether pool `name` is an LVM volume group, as far as the host can tell at plan time: `None`
 /// when the pool does not exist yet or the host cannot be asked.
 pub(super) async fn pool_is_logical(ctx: &Context, name: &str) -> Option<bool> {
@@ -98,21 +113,25 @@ fn lvm(args: &[&str]) -> Result<String, HostError> {
     }
 }
 
-/// Makes a new volume from `xml`; in an LVM pool, checks that LVM made it as large as asked
-/// (it rounds up to whole extents) and removes it otherwise.
-fn create_checked(
+/// Makes a new volume of `capacity` bytes laid out as `layout`. A logical volume whose size was
+/// asked for (`exact`) must come out that large: LVM rounds up to whole extents, and one it
+/// rounded is removed again.
+fn create(
     pool: &StoragePool,
     label: &str,
-    xml: &str,
-    logical: bool,
-    asked: u64,
+    name: &str,
+    capacity: u64,
+    layout: Layout<'_>,
+    exact: bool,
 ) -> Result<Result<StorageVol, LvmRefusal>, HostError> {
-    let vol = StorageVol::create_xml(pool, xml, 0).map_err(|e| HostError::call(format!("create volume {label}"), e))?;
-    if logical {
+    let xml = volume_xml(name, capacity, layout, None).map_err(|d| HostError::Other(d.detail))?;
+    let vol =
+        StorageVol::create_xml(pool, &xml, 0).map_err(|e| HostError::call(format!("create volume {label}"), e))?;
+    if exact && layout == Layout::LogicalVolume {
         let got = vol.info().map_err(|e| HostError::call(format!("read volume {label}"), e))?.capacity;
-        if got != asked {
+        if got != capacity {
             vol.delete(0).map_err(|e| HostError::call(format!("delete the rounded volume {label}"), e))?;
-            return Ok(Err(LvmRefusal::Rounded { asked, got }));
+            return Ok(Err(LvmRefusal::Rounded { asked: capacity, got }));
         }
     }
     Ok(Ok(vol))
@@ -134,17 +153,11 @@ impl Volume {
             .call(move |conn| {
                 let label = format!("{pool}/{name}");
                 let p = lookup_pool(conn, &pool)?;
-                let logical = is_logical(&p, &pool)?;
-                let layout = if logical {
-                    if let Err(refusal) = lvm_format(&pool, format.as_deref(), false) {
-                        return Ok(Err(refusal));
-                    }
-                    Layout::LogicalVolume
-                } else {
-                    Layout::File { format: format.as_deref().unwrap_or(DEFAULT_FORMAT) }
+                let layout = match layout(&p, &pool, format.as_deref(), false)? {
+                    Ok(layout) => layout,
+                    Err(refusal) => return Ok(Err(refusal)),
                 };
-                let xml = volume_xml(&name, size, layout, None).map_err(|d| HostError::Other(d.detail))?;
-                Ok(match create_checked(&p, &label, &xml, logical, size)? {
+                Ok(match create(&p, &label, &name, size, layout, true)? {
                     Ok(vol) => Ok(observe(conn, &vol, &label)?),
                     Err(refusal) => Err(refusal),
                 })
@@ -202,11 +215,11 @@ impl Volume {
                     ..Default::default()
                 };
                 let p = lookup_pool(conn, &pool)?;
-                if is_logical(&p, &pool)? {
-                    return Ok(Err(LvmRefusal::Clone { pool: pool.clone() }.diagnostic()));
-                }
-                let xml = volume_xml(&name, capacity, Layout::File { format: "qcow2" }, Some(backing))
-                    .map_err(|d| HostError::Other(d.detail))?;
+                let layout = match layout(&p, &pool, Some(DEFAULT_FORMAT), true)? {
+                    Ok(layout) => layout,
+                    Err(refusal) => return Ok(Err(refusal.diagnostic())),
+                };
+                let xml = volume_xml(&name, capacity, layout, Some(backing)).map_err(|d| HostError::Other(d.detail))?;
                 let vol = StorageVol::create_xml(&p, &xml, 0)
                     .map_err(|e| HostError::call(format!("create volume {pool}/{name}"), e))?;
                 Ok(Ok(observe(conn, &vol, &format!("{pool}/{name}"))?))
@@ -279,20 +292,15 @@ impl Volume {
             let made = host
                 .call(move |conn| {
                     let pool = lookup_pool(conn, &p)?;
-                    if !is_logical(&pool, &p)? {
-                        let xml = volume_xml(&n, image_size, Layout::File { format }, None)
-                            .map_err(|d| HostError::Other(d.detail))?;
-                        return StorageVol::create_xml(&pool, &xml, 0)
-                            .map(|_| Ok(false))
-                            .map_err(|e| HostError::call(format!("create volume {l}"), e));
-                    }
-                    if let Err(refusal) = lvm_format(&p, Some(format), false) {
-                        return Ok(Err(refusal));
-                    }
-                    let capacity = wanted.unwrap_or(image_size);
-                    let xml = volume_xml(&n, capacity, Layout::LogicalVolume, None)
-                        .map_err(|d| HostError::Other(d.detail))?;
-                    Ok(create_checked(&pool, &l, &xml, wanted.is_some(), capacity)?.map(|_| true))
+                    let layout = match layout(&pool, &p, Some(format), false)? {
+                        Ok(layout) => layout,
+                        Err(refusal) => return Ok(Err(refusal)),
+                    };
+                    let logical = layout == Layout::LogicalVolume;
+                    // A file takes the image's size first (grown after the upload); a logical
+                    // volume its final one.
+                    let capacity = if logical { wanted.unwrap_or(image_size) } else { image_size };
+                    Ok(create(&pool, &l, &n, capacity, layout, wanted.is_some())?.map(|_| logical))
                 })
                 .await
                 .map_err(|e| e.diagnostic("Cannot create volume"))?;
