@@ -20,7 +20,7 @@ use deadpool_postgres::Pool;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_postgres::types::ToSql;
 
-use super::{pool_get_err, row_from, Prepared, Txn};
+use super::{pool_get_err, row_from, Prepared, Txn, BEGIN_WRITE};
 use crate::audit::AuditEvent;
 use crate::audit_chain::{self, ChainKeys};
 use crate::storage::rules::{self, Done, Effect, Op, StateRow};
@@ -153,10 +153,14 @@ async fn commit_group(
     let key: [&(dyn ToSql + Sync); 1] = [&names];
     let create: [&(dyn ToSql + Sync); 1] = [&unknown];
     let rows = if unknown.is_empty() {
-        tokio::try_join!(c.batch_execute("BEGIN"), c.query(&st.group_rows, &key))?.1
+        tokio::try_join!(c.batch_execute(BEGIN_WRITE), c.query(&st.group_rows, &key))?.1
     } else {
-        tokio::try_join!(c.execute(&st.create_rows, &create), c.batch_execute("BEGIN"), c.query(&st.group_rows, &key))?
-            .2
+        tokio::try_join!(
+            c.execute(&st.create_rows, &create),
+            c.batch_execute(BEGIN_WRITE),
+            c.query(&st.group_rows, &key)
+        )?
+        .2
     };
     if !unknown.is_empty() {
         let mut known = known.lock().unwrap_or_else(|p| p.into_inner());
