@@ -41,6 +41,9 @@ pub enum StorageError {
     /// The data does not make sense (a bug or outside tampering).
     #[error("inconsistent storage: {0}")]
     Corrupt(String),
+    /// The database cannot serve as the store (too old a PostgreSQL).
+    #[error("unsupported database: {0}")]
+    Unsupported(String),
 }
 
 // tokio-postgres says only "db error" for an error the server sent; what the server said (and

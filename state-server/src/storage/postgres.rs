@@ -101,6 +101,10 @@ const WRITE_ORDER: [&str; 4] = ["kvm_states", "kvm_versions", "kvm_audit_chains"
 // and a replica restarting beside busy ones (or after a `kill -9` whose transactions the database
 // is still finishing) should not.
 async fn migrate(client: &mut deadpool_postgres::Object) -> Result<(), StorageError> {
+    let version = client
+        .query_one("SELECT current_setting('server_version_num')::int, current_setting('server_version')", &[])
+        .await?;
+    check_server_version(version.get(0), version.get(1))?;
     let fingerprint = hex::encode(aws_lc_rs::digest::digest(
         &aws_lc_rs::digest::SHA256,
         format!("{}{SCHEMA}", append_only_function()).as_bytes(),
@@ -155,6 +159,21 @@ async fn migrate(client: &mut deadpool_postgres::Object) -> Result<(), StorageEr
     )
     .await?;
     tx.commit().await?;
+    Ok(())
+}
+
+/// The oldest PostgreSQL the server works with: its write transactions set `plan_cache_mode`
+/// ([`BEGIN_WRITE`]), which PostgreSQL has from 12 on.
+pub const MIN_SERVER_VERSION: i32 = 120000;
+
+// Refused at start with what to do, rather than every write failing on an unknown setting.
+fn check_server_version(number: i32, shown: String) -> Result<(), StorageError> {
+    if number < MIN_SERVER_VERSION {
+        return Err(StorageError::Unsupported(format!(
+            "PostgreSQL {shown} is too old; kvm-state-server needs PostgreSQL {} or later",
+            MIN_SERVER_VERSION / 10000
+        )));
+    }
     Ok(())
 }
 
@@ -857,5 +876,21 @@ impl Storage for PostgresStorage {
                 Ok(StateSummary { name: super::parse_stored_name(r.get(0))?, current, lock })
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_older_than_12_is_refused_with_its_version_and_what_is_needed() {
+        let refused = check_server_version(110022, "11.22".into()).unwrap_err().to_string();
+        assert_eq!(
+            refused,
+            "unsupported database: PostgreSQL 11.22 is too old; kvm-state-server needs PostgreSQL 12 or later"
+        );
+        assert!(check_server_version(120000, "12.0".into()).is_ok());
+        assert!(check_server_version(150014, "15.14 (Debian 15.14-0+deb12u1)".into()).is_ok());
     }
 }
