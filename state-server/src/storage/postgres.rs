@@ -437,11 +437,7 @@ struct Prepared {
     create_rows: Statement,
     create_row: Statement,
     audit: Statement,
-    group_set_lock: Statement,
-    group_insert_versions: Statement,
-    group_advance: Statement,
-    group_prune: Statement,
-    group_audit: Statement,
+    group_writes: Statement,
 }
 
 impl Prepared {
@@ -460,11 +456,7 @@ impl Prepared {
                 .prepare_cached("INSERT INTO kvm_states (name) VALUES ($1) ON CONFLICT (name) DO NOTHING")
                 .await?,
             audit: c.prepare_cached(INSERT_AUDIT).await?,
-            group_set_lock: c.prepare_cached(group::GROUP_SET_LOCK).await?,
-            group_insert_versions: c.prepare_cached(group::GROUP_INSERT_VERSIONS).await?,
-            group_advance: c.prepare_cached(group::GROUP_ADVANCE).await?,
-            group_prune: c.prepare_cached(group::GROUP_PRUNE).await?,
-            group_audit: c.prepare_cached(group::GROUP_AUDIT).await?,
+            group_writes: c.prepare_cached(group::GROUP_WRITES).await?,
         })
     }
 }

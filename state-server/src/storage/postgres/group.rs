@@ -205,9 +205,9 @@ async fn commit_group(
         .collect()
 }
 
-/// A group's writes, one array per column: each kind of write goes out as one statement over
-/// `unnest` of its arrays, however many states the group holds (a statement per operation cost
-/// the database more than the rows themselves). Every state is in the group once, so no two
+/// A group's writes, one array per column: every write goes out in one statement over `unnest` of
+/// the arrays ([`GROUP_WRITES`]), however many states the group holds (a statement per operation
+/// cost the database more than the rows themselves). Every state is in the group once, so no two
 /// entries touch one row.
 #[derive(Default)]
 struct Writes {
@@ -235,10 +235,6 @@ impl<const N: usize> Columns<N> {
         for (column, value) in self.0.iter_mut().zip(row) {
             column.push(value);
         }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.0[0].is_empty()
     }
 }
 
@@ -310,9 +306,8 @@ impl Writes {
         self.audit_seq.push(event.seq);
     }
 
-    /// Sends every statement (each at its first poll, in order, so all go out before the
-    /// `COMMIT` that `Txn::commit_with` pipelines behind them) and gives the audit rows' IDs by
-    /// state.
+    /// Sends the group's writes (one statement, at its first poll, so before the `COMMIT` that
+    /// `Txn::commit_with` pipelines behind it) and gives the audit rows' IDs by state.
     async fn send(&self, c: &deadpool_postgres::Object, st: &Prepared) -> Result<HashMap<String, i64>, StorageError> {
         let l = &self.lock.0;
         let lock: [&(dyn ToSql + Sync); 7] = [&l[0], &l[1], &l[2], &l[3], &l[4], &l[5], &l[6]];
@@ -347,59 +342,44 @@ impl Writes {
             &self.audit_seq,
             &a[9],
         ];
-        let (_, _, _, _, rows) = tokio::try_join!(
-            execute_if(c, !self.lock.is_empty(), &st.group_set_lock, &lock),
-            execute_if(c, !v.name.is_empty(), &st.group_insert_versions, &version),
-            execute_if(c, !self.advance.0.is_empty(), &st.group_advance, &advance),
-            execute_if(c, !self.prune.0.is_empty(), &st.group_prune, &prune),
-            async { Ok::<_, StorageError>(c.query(&st.group_audit, &audit).await?) },
-        )?;
+        let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(34);
+        params.extend_from_slice(&lock);
+        params.extend_from_slice(&version);
+        params.extend_from_slice(&advance);
+        params.extend_from_slice(&prune);
+        params.extend_from_slice(&audit);
+        let rows = c.query(&st.group_writes, &params).await?;
         Ok(rows.iter().map(|r| (r.get::<_, String>(1), r.get::<_, i64>(0))).collect())
     }
 }
 
-// Sends `stmt` at the first poll, when there is something to send.
-async fn execute_if(
-    c: &deadpool_postgres::Object,
-    send: bool,
-    stmt: &tokio_postgres::Statement,
-    params: &[&(dyn ToSql + Sync)],
-) -> Result<(), StorageError> {
-    if send {
-        c.execute(stmt, params).await?;
-    }
-    Ok(())
-}
-
-/// The statements of a group's writes, each over `unnest` of one array per column (see `Writes`).
-/// Each also filters the table by `= ANY` of the names: without it the planner joins the arrays
-/// to a sequential scan of the whole table (it cannot know the arrays are short), and every
-/// group's prune read every version of every state.
-pub(super) const GROUP_SET_LOCK: &str = "UPDATE kvm_states s SET lock_id = u.lock_id, lock_user = u.lock_user,
-         lock_info = u.lock_info, lock_since = u.lock_since, released_lock_id = u.released_lock_id,
-         released_lock_user = u.released_lock_user
-     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
-         AS u(name, lock_id, lock_user, lock_info, lock_since, released_lock_id, released_lock_user)
-     WHERE s.name = ANY($1) AND s.name = u.name";
-/// See [`GROUP_SET_LOCK`].
-pub(super) const GROUP_INSERT_VERSIONS: &str = "INSERT INTO kvm_versions
-         (name, version, serial, lineage, sha256, size, created_by, created_at, restored_from, body)
-     SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::bigint[], $7::text[],
-         $8::text[], $9::bigint[], $10::bytea[])";
-/// See [`GROUP_SET_LOCK`].
-pub(super) const GROUP_ADVANCE: &str = "UPDATE kvm_states s SET current_version = u.v, next_version = u.v + 1
-     FROM unnest($1::text[], $2::bigint[]) AS u(name, v) WHERE s.name = ANY($1) AND s.name = u.name";
-/// See [`GROUP_SET_LOCK`].
-pub(super) const GROUP_PRUNE: &str =
-    "DELETE FROM kvm_versions v USING unnest($1::text[], $2::bigint[]) AS u(name, below)
-     WHERE v.name = ANY($1) AND v.name = u.name AND v.version <= u.below";
-/// See [`GROUP_SET_LOCK`]. Each event moves its chain's head (the state's: a group's events are
-/// all chained, one per state) to its MAC; the rows come back as (id, state).
-pub(super) const GROUP_AUDIT: &str = "WITH e AS (
-         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-             $8::text[], $9::int[], $10::bigint[], $11::text[], $12::bigint[], $13::text[])
-             AS e(at, usr, addr, action, state, lock_id, lock_info, outcome, status, version, detail, seq, mac)),
-     head AS (UPDATE kvm_audit_chains c SET mac = e.mac FROM e WHERE c.chain = ANY($5) AND c.chain = e.state)
+/// A group's writes in one statement, each kind of write a part of it over `unnest` of one array
+/// per column (see `Writes`): the states' locks ($1–$7), the new versions ($8–$17), the states'
+/// current versions ($18–$19), the versions pruned ($20–$21), and the audit rows ($22–$34), each
+/// moving its chain's head (the state's: a group's events are all chained, one per state) to its
+/// MAC; the audit rows come back as (id, state). The parts touch disjoint rows (a group holds a
+/// state once: its row is updated by the lock part or the current-version part, never both; a
+/// pruned version is below the new one). Each part also filters its table by `= ANY` of the
+/// names, so that the planner never joins the arrays to the whole table.
+pub(super) const GROUP_WRITES: &str = "WITH
+     locks AS (UPDATE kvm_states s SET lock_id = u.lock_id, lock_user = u.lock_user, lock_info = u.lock_info,
+             lock_since = u.lock_since, released_lock_id = u.released_lock_id,
+             released_lock_user = u.released_lock_user
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
+             AS u(name, lock_id, lock_user, lock_info, lock_since, released_lock_id, released_lock_user)
+         WHERE s.name = ANY($1) AND s.name = u.name),
+     versions AS (INSERT INTO kvm_versions
+             (name, version, serial, lineage, sha256, size, created_by, created_at, restored_from, body)
+         SELECT * FROM unnest($8::text[], $9::bigint[], $10::bigint[], $11::text[], $12::text[], $13::bigint[],
+             $14::text[], $15::text[], $16::bigint[], $17::bytea[])),
+     advance AS (UPDATE kvm_states s SET current_version = u.v, next_version = u.v + 1
+         FROM unnest($18::text[], $19::bigint[]) AS u(name, v) WHERE s.name = ANY($18) AND s.name = u.name),
+     pruned AS (DELETE FROM kvm_versions v USING unnest($20::text[], $21::bigint[]) AS u(name, below)
+         WHERE v.name = ANY($20) AND v.name = u.name AND v.version <= u.below),
+     e AS (SELECT * FROM unnest($22::text[], $23::text[], $24::text[], $25::text[], $26::text[], $27::text[],
+             $28::text[], $29::text[], $30::int[], $31::bigint[], $32::text[], $33::bigint[], $34::text[])
+         AS e(at, usr, addr, action, state, lock_id, lock_info, outcome, status, version, detail, seq, mac)),
+     head AS (UPDATE kvm_audit_chains c SET mac = e.mac FROM e WHERE c.chain = ANY($26) AND c.chain = e.state)
      INSERT INTO kvm_audit (at, \"user\", addr, action, state, lock_id, lock_info, outcome, status, version, detail,
          seq, mac)
      SELECT at, usr, addr, action, state, lock_id, lock_info, outcome, status, version, detail, seq, mac FROM e
